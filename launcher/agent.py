@@ -1,0 +1,205 @@
+"""The node agent: what srun starts on every node (or every task) of a danlu job.
+
+It is the callable submitit pickles, so it runs through `python -m submitit.core._submit`.
+On each node it:
+  * works out node rank, head address and rendezvous port, and fills them into $DANLU_COMMAND;
+  * starts that command (accelerate launch / torchrun / the program) in its own process group;
+  * writes the node's output to the run's log dir, one file per node and, where the launcher
+    supports it, one per rank, plus its own lines (head node, port, command);
+  * fails fast: a non-zero exit ends this task at once, and `srun --kill-on-bad-exit=1` then
+    ends every other node's task, so surviving ranks never wait for a dead peer;
+  * forwards Slurm's signals: the time-limit/preemption warning (requeue.signal) reaches every
+    training process as SIGUSR1 (the workloads checkpoint and exit), SIGTERM as SIGTERM; after
+    a warning, task 0 asks Slurm to requeue the job (up to requeue.max_requeues times).
+
+Never import torch or accelerate here: the agent runs in danlu's own light interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from .render import HEAD_ADDR, LOG_DIR, NODE_RANK, PORT
+
+KILL_GRACE_S = 3.0  # below Slurm's KillWait, so the agent reaps its children before SIGKILL
+
+
+@dataclass
+class NodeAgent:
+    run_id: str
+    launch_kind: str
+    procs_per_node: int
+    tasks_per_node: int
+    max_requeues: int
+    requeue_signal: str = "USR2"
+
+    # ---- environment -------------------------------------------------------------------------
+    def _ids(self) -> Dict[str, int]:
+        from submitit import JobEnvironment
+
+        env = JobEnvironment()
+        return dict(node=env.node, nodes=env.num_nodes, rank=env.global_rank, local_rank=env.local_rank,
+                    ntasks=env.num_tasks)
+
+    def _port(self) -> int:
+        if os.environ.get("DANLU_PORT"):
+            return int(os.environ["DANLU_PORT"])
+        job = os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID") or str(os.getppid())
+        digits = "".join(ch for ch in job if ch.isdigit()) or "0"
+        return 15000 + int(digits) % 17000
+
+    def __call__(self) -> int:
+        ids = self._ids()
+        run_dir = Path(os.environ["DANLU_RUN_DIR"])
+        attempt = os.environ.get("DANLU_ATTEMPT", "1")
+        restart = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+        log_dir = run_dir / "logs" / f"attempt-{attempt}"
+        log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        per_task = self.tasks_per_node > 1 or self.launch_kind in ("lightning", "python")
+        tag = f"rank{ids['rank']}" if per_task else f"node{ids['node']}"
+        head = os.environ.get("DANLU_HEAD_ADDR", "127.0.0.1")
+        port = self._port()
+        rank_logs = log_dir / f"{tag}-ranks"
+        subst = {NODE_RANK: str(ids["node"]), HEAD_ADDR: head, PORT: str(port), LOG_DIR: str(rank_logs)}
+        argv = [_fill(a, subst) for a in shlex.split(os.environ["DANLU_COMMAND"])]
+        node_name = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
+
+        env = dict(os.environ)
+        env.update(MASTER_ADDR=head, MASTER_PORT=str(port), NODE_RANK=str(ids["node"]), PYTHONUNBUFFERED="1")
+        if self.launch_kind in ("lightning", "python"):
+            env.update(RANK=str(ids["rank"]), WORLD_SIZE=str(ids["ntasks"]), LOCAL_RANK=str(ids["local_rank"]),
+                       LOCAL_WORLD_SIZE=str(self.tasks_per_node), GROUP_RANK=str(ids["node"]))
+
+        out_path = log_dir / f"{tag}.log"
+        agent_log = log_dir / f"agent-{tag}.log"
+        with open(agent_log, "a", buffering=1) as alog, open(out_path, "ab", buffering=0) as out:
+            def say(msg: str) -> None:
+                line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} [danlu agent {tag} {node_name}] {msg}"
+                alog.write(line + "\n")
+                print(line, file=sys.stderr, flush=True)
+
+            say(f"run {self.run_id} attempt {attempt} restart {restart}: node {ids['node']}/{ids['nodes']} "
+                f"task {ids['rank']}/{ids['ntasks']} head {head} port {port}")
+            say("command: " + shlex.join(argv))
+            code = self._run(argv, env, out, say)
+            self._collect_rank_logs(rank_logs, log_dir, ids["node"])
+            if ids["rank"] == 0:
+                _write_json(log_dir / "result.json", {"exit_code": code, "ended": time.time(), "restart": restart,
+                                                       "interrupted": self._interrupted})
+            say(f"exit code {code}")
+        if self._interrupted and ids["rank"] == 0:
+            self._maybe_requeue(restart, say_file=agent_log)
+        if code != 0:
+            # a non-zero exit of any task makes srun end the whole step (--kill-on-bad-exit)
+            sys.stdout.flush()
+            os._exit(code)
+        return code
+
+    # ---- the child ---------------------------------------------------------------------------
+    _interrupted = False
+
+    def _run(self, argv: List[str], env: Dict[str, str], out: object, say) -> int:  # type: ignore[no-untyped-def]
+        try:
+            child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        except FileNotFoundError as e:
+            say(f"cannot start {argv[0]!r}: {e}")
+            return 127
+        warn_sig = getattr(signal, f"SIG{self.requeue_signal}")
+
+        def forward(signum: int, _frame: object) -> None:
+            name = signal.Signals(signum).name
+            if signum == warn_sig:
+                self._interrupted = True
+                say(f"received {name} (time limit or preemption): forwarding SIGUSR1 to the training processes")
+                _killpg(child.pid, signal.SIGUSR1)
+            else:
+                say(f"received {name}: forwarding to the training processes")
+                _killpg(child.pid, signum)
+                threading.Thread(target=_kill_later, args=(child,), daemon=True).start()
+
+        for sig in {warn_sig, signal.SIGTERM, signal.SIGINT, signal.SIGCONT} - {signal.SIGCONT}:
+            signal.signal(sig, forward)
+        assert child.stdout is not None
+        for chunk in iter(lambda: child.stdout.readline(), b""):  # type: ignore[union-attr]
+            out.write(chunk)  # type: ignore[attr-defined]
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+        code = child.wait()
+        _killpg(child.pid, signal.SIGKILL)  # nothing of this node's ranks outlives the launcher
+        if code < 0:
+            code = 128 - code
+        if code != 0:
+            say(f"the launcher exited with code {code}: ending the job (the other nodes are stopped by srun)")
+        return code
+
+    def _collect_rank_logs(self, rank_logs: Path, log_dir: Path, node: int) -> None:
+        """torch elastic writes <dir>/<id>/attempt_<n>/<local_rank>/std{out,err}.log: append to rank<R>.log."""
+        if not rank_logs.is_dir():
+            return
+        for f in sorted(rank_logs.glob("*/attempt_*/*/std*.log")):
+            if not f.parent.name.isdigit():
+                continue
+            rank = node * self.procs_per_node + int(f.parent.name)
+            dest = log_dir / f"rank{rank}.{'err' if f.name.startswith('stderr') else 'log'}"
+            with open(dest, "ab") as d, open(f, "rb") as s:
+                shutil.copyfileobj(s, d)
+        shutil.rmtree(rank_logs, ignore_errors=True)
+
+    def _maybe_requeue(self, restart: int, say_file: Path) -> None:
+        job = os.environ.get("SLURM_JOB_ID")
+        with open(say_file, "a") as log:
+            if not job:
+                return
+            if restart >= self.max_requeues:
+                log.write(f"not requeued: {restart} requeues already (requeue.max_requeues={self.max_requeues})\n")
+                return
+            done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
+            log.write(f"requeue of job {job}: {'ok' if done.returncode == 0 else done.stderr.strip()}\n")
+
+
+def _fill(arg: str, subst: Dict[str, str]) -> str:
+    for token, value in subst.items():
+        if token in arg:
+            arg = arg.replace(token, value)
+    return arg
+
+
+def _killpg(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _kill_later(child: subprocess.Popen) -> None:  # type: ignore[type-arg]
+    try:
+        child.wait(timeout=KILL_GRACE_S)
+    except subprocess.TimeoutExpired:
+        _killpg(child.pid, signal.SIGKILL)
+
+
+def _write_json(path: Path, data: Dict[str, object]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+def latest_result(run_dir: Path, attempt: int) -> Optional[Dict[str, object]]:
+    path = run_dir / "logs" / f"attempt-{attempt}" / "result.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None

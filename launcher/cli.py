@@ -1,0 +1,117 @@
+"""danlu's command line. Data goes to stdout, messages to stderr; `--json` for scripts.
+
+Exit codes: 0 success (or nothing to do), 2 bad input (one-line error + hint, nothing done),
+1 anything else. Heavy modules (hydra, submitit, rich) are imported inside the commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import List, Optional, Sequence
+
+from . import __version__
+from .errors import UserError
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="danlu",
+        description="Slurm experiment orchestration: Hydra configs in, Slurm jobs out, every run remembered.",
+        epilog="Run ids look like SWEEP/INDEX (e.g. tiny_dpo-3f2a/0); a SWEEP names all its runs.",
+    )
+    p.add_argument("--version", action="version", version=f"danlu {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    s = sub.add_parser("submit", help="submit a run or a sweep (returns once Slurm has accepted it)")
+    s.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="Hydra overrides: experiment=tiny_dpo args.beta_dpo=2500")
+    s.add_argument("-m", "--multirun", action="store_true", help="expand sweeps (key=a,b range() glob()) into runs")
+    s.add_argument("--dry-run", action="store_true", help="print the script(s) that would be submitted; submit nothing")
+    s.add_argument("--name", help="sweep name (default: <experiment>-<4 hex>)")
+    s.add_argument("--config-dir", help="another folder of configs (<group>/<name>.yaml)")
+    s.add_argument("--template-dir", help="a folder with your own copies of templates/*.j2")
+    s.add_argument("--wait", action="store_true", help="block until the runs end; exit 1 if any failed")
+    s.add_argument("--json", action="store_true", help="print {sweep, runs:[{run, job_id}]} on stdout")
+
+    st = sub.add_parser("status", help="squeue-style table of your runs")
+    st.add_argument("names", nargs="*", metavar="SWEEP|RUN")
+    st.add_argument("--all", action="store_true", help="finished runs too")
+    st.add_argument("--state", help="only these states, comma-separated (e.g. FAILED,TIMEOUT)")
+    st.add_argument("--watch", action="store_true", help="refresh every few seconds")
+    st.add_argument("--interval", type=float, default=3.0, help=argparse.SUPPRESS)
+    st.add_argument("--json", action="store_true")
+
+    lg = sub.add_parser("logs", help="a run's logs")
+    lg.add_argument("run", metavar="RUN")
+    lg.add_argument("--follow", "-f", action="store_true")
+    g = lg.add_mutually_exclusive_group()
+    g.add_argument("--node", type=int)
+    g.add_argument("--rank", type=int)
+    lg.add_argument("--err", action="store_true", help="Slurm's own output of the batch script (errors before launch)")
+    lg.add_argument("--tail", type=int, metavar="N")
+    lg.add_argument("--attempt", type=int, help="an earlier attempt (default: the latest)")
+
+    c = sub.add_parser("cancel", help="cancel runs or whole sweeps")
+    c.add_argument("names", nargs="+", metavar="SWEEP|RUN")
+
+    sh = sub.add_parser("show", help="everything needed to reproduce a run")
+    sh.add_argument("run", metavar="RUN")
+    sh.add_argument("--json", action="store_true")
+
+    r = sub.add_parser("rerun", help="resubmit the failed runs of a sweep (or one run)")
+    r.add_argument("target", metavar="SWEEP|RUN")
+    r.add_argument("overrides", nargs="*", metavar="OVERRIDE")
+    r.add_argument("--state", help="rerun runs whose latest attempt ended in these states")
+    r.add_argument("--dry-run", action="store_true")
+    r.add_argument("--exclude-failed-nodes", action="store_true", help="keep off the nodes the failed attempts ran on")
+    r.add_argument("--json", action="store_true")
+
+    cl = sub.add_parser("cluster", help="partitions, GPUs total/allocated/free, pending jobs")
+    cl.add_argument("--json", action="store_true")
+
+    e = sub.add_parser("env", help="job environments (envs/NAME)")
+    esub = e.add_subparsers(dest="env_command", metavar="ACTION")
+    es = esub.add_parser("sync", help="uv sync envs/NAME")
+    es.add_argument("name")
+    esub.add_parser("list", help="list the environments")
+
+    o = sub.add_parser("options", help="every config key with its default and help")
+    o.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return 0
+    try:
+        if args.command == "submit":
+            from .commands import cmd_submit as fn
+        elif args.command == "options":
+            from .commands import cmd_options as fn
+        else:
+            from . import commands
+
+            fn = getattr(commands, f"cmd_{args.command}")
+        return int(fn(args) or 0)
+    except UserError as e:
+        _err(f"error: {e.message}")
+        _err(f"hint: {e.hint}")
+        return e.exit_code
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

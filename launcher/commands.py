@@ -1,0 +1,197 @@
+"""The commands behind the CLI (imported only when a command runs)."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import sys
+import time
+from argparse import Namespace
+from pathlib import Path
+from typing import Any, Dict, List
+
+from .errors import NothingToDo, UserError
+
+
+def _err(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def cmd_submit(args: Namespace) -> int:
+    from .config import Composer
+    from .submit import PlannedRun, check, git_state, job_tag, new_token, plan_jobs, script_path, sweep_dir
+
+    if args.name is not None and not _NAME.match(args.name):
+        raise UserError(f"bad sweep name {args.name!r}", "use letters, digits, '.', '_' and '-' (at most 64)")
+    cfgs = Composer(args.config_dir).runs(args.overrides, args.multirun)
+    shapes, warnings = check(cfgs, strict_files=not args.dry_run)
+    spec0 = cfgs[0].spec
+    base = args.name or spec0.name or spec0.experiment
+    if not _NAME.match(base):
+        raise UserError(f"bad sweep name {base!r}", "set --name with letters, digits, '.', '_' and '-'")
+    explicit = bool(args.name or spec0.name)
+    token = new_token()
+
+    def plan(name: str) -> tuple:
+        planned = []
+        for i, (cfg, shp) in enumerate(zip(cfgs, shapes)):
+            sdir = sweep_dir(cfg.spec, name)
+            planned.append(PlannedRun(run_id=f"{name}/{i}", idx=i, cfg=cfg, shape=shp, run_dir=str(sdir / str(i)),
+                                      workdir=str(Path(cfg.spec.workdir).expanduser().resolve())))
+        return planned, plan_jobs(name, token, planned, args.template_dir)
+
+    if args.dry_run:
+        for w in warnings:
+            _err(f"warning: {w.message} ({w.hint})")
+        name = base if explicit else f"{base}-xxxx"
+        planned, jobs = plan(name)
+        for k, job in enumerate(jobs):
+            if len(jobs) > 1:
+                print(f"# ==== job {k + 1} of {len(jobs)}: {len(job.runs)} run(s) ====")
+            print(job.script, end="")
+        _err(f"dry run: {len(planned)} run(s) in {len(jobs)} job(s); nothing submitted")
+        return 0
+
+    from .reconcile import reconcile_submitting
+    from .store import NewRun, Store
+
+    store = Store()
+    reconcile_submitting(store)
+    git_cache: Dict[str, Any] = {}
+    for _ in range(20):
+        name = base if explicit else f"{base}-{secrets.token_hex(2)}"
+        if store.sweep_exists(name):
+            if explicit:
+                raise UserError(f"a sweep named {name!r} exists already", "pick another --name, or rerun it with `danlu rerun`")
+            continue
+        planned, jobs = plan(name)
+        new_runs = []
+        for job in jobs:
+            tag, path, array = job_tag(job), str(script_path(job)), len(job.runs) > 1
+            for i, (r, rp) in enumerate(zip(job.runs, job.plan.runs)):
+                if r.workdir not in git_cache:
+                    git_cache[r.workdir] = git_state(r.workdir)
+                commit, dirty = git_cache[r.workdir]
+                new_runs.append(NewRun(run=r.run_id, idx=r.idx, overrides=r.cfg.overrides, config=r.cfg.resolved,
+                                       run_dir=r.run_dir, workdir=r.workdir, git_commit=commit, git_dirty=dirty,
+                                       partition=r.shape.partition, nodes=r.shape.nodes, cluster_kind=r.spec.cluster.kind,
+                                       script=path, command=rp.command, tag=tag, array_task=i if array else None))
+        if store.create_sweep(name, spec0.experiment, spec0.cluster.name, args.overrides, sys.argv,
+                              str(sweep_dir(spec0, name)), new_runs):
+            break
+        if explicit:
+            raise UserError(f"a sweep named {name!r} exists already", "pick another --name")
+    else:
+        raise RuntimeError("could not reserve a sweep name")
+    results = _execute_all(store, name, token, jobs)
+    _report(args, name, results, len(jobs))
+    if getattr(args, "wait", False):
+        from .status import wait_for
+
+        return wait_for(store, [name])
+    return 0
+
+
+def _execute_all(store: Any, sweep: str, token: str, jobs: List[Any]) -> Dict[str, str]:
+    """Submit planned jobs, one sbatch each, recording each job as soon as Slurm accepts it."""
+    from .submit import execute, job_tag
+
+    results: Dict[str, str] = {}
+    progress = len(jobs) > 3 and sys.stderr.isatty()
+    try:
+        for k, job in enumerate(jobs):
+            job_id = execute(job)
+            array = len(job.runs) > 1
+            store.record_job(job_tag(job), job_id, array)
+            for i, r in enumerate(job.runs):
+                results[r.run_id] = f"{job_id}_{i}" if array else job_id
+            if progress:
+                print(f"\rsubmitted {k + 1}/{len(jobs)} jobs", end="", file=sys.stderr, flush=True)
+    except Exception as e:
+        store.drop_unsubmitted(token)
+        detail = " ".join(str(e).split())[:400]
+        raise SubmitFailed(f"submission failed after {len(results)} run(s) were accepted: {detail}") from None
+    finally:
+        if progress:
+            print(file=sys.stderr)
+    return results
+
+
+class SubmitFailed(Exception):
+    pass
+
+
+def _report(args: Namespace, sweep: str, results: Dict[str, tuple], njobs: int) -> None:
+    runs = [{"run": run, "job_id": jid} for run, jid in results.items()]
+    if getattr(args, "json", False):
+        print(json.dumps({"sweep": sweep, "runs": runs}))
+    else:
+        for r in runs:
+            print(f"{r['run']}\t{r['job_id']}")
+    _err(f"submitted {sweep}: {len(runs)} run(s) in {njobs} job(s)")
+
+
+def cmd_options(args: Namespace) -> int:
+    from .options import RunSpec, describe
+
+    rows = describe(RunSpec)
+    if args.json:
+        print(json.dumps([{"key": k, "default": d, "help": h} for k, d, h in rows], indent=1))
+        return 0
+    width = max(len(k) for k, _, _ in rows)
+    for k, d, h in rows:
+        print(f"{k:<{width}}  {d:<14} {h}")
+    return 0
+
+
+def cmd_show(args: Namespace) -> int:
+    from .store import Store
+
+    store = Store()
+    row = store.run(args.run)
+    if row is None:
+        raise UserError(f"no run named {args.run!r}", "`danlu status --all` lists runs (ids look like sweep/3)")
+    attempts = store.attempts(args.run)
+    latest = attempts[-1]
+    script = ""
+    if latest["script"]:
+        try:
+            script = Path(latest["script"]).read_text()
+        except OSError as e:
+            script = f"(script unreadable: {e})"
+    data = {
+        "run": row["run"], "sweep": row["sweep"], "overrides": json.loads(row["overrides"]),
+        "config": json.loads(row["config"]), "run_dir": row["run_dir"], "workdir": row["workdir"],
+        "git": {"commit": row["git_commit"], "dirty": None if row["git_dirty"] is None else bool(row["git_dirty"])},
+        "command": latest["command"], "script_path": latest["script"],
+        "attempts": [{k: a[k] for k in ("attempt", "job_id", "state", "reason", "exit_code", "nodelist", "submitted",
+                                         "started", "ended", "restarts")} | {"overrides": json.loads(a["overrides"] or "[]")}
+                     for a in attempts],
+    }
+    if args.json:
+        print(json.dumps(data | {"script": script}, indent=1))
+        return 0
+    import yaml
+
+    print(f"run:       {data['run']}")
+    print(f"overrides: {' '.join(data['overrides'])}")
+    print(f"run dir:   {data['run_dir']}")
+    print(f"workdir:   {data['workdir']}")
+    git = data["git"]
+    print(f"git:       {git['commit'] or '(not a git checkout)'}{' (dirty)' if git['dirty'] else ''}")
+    print(f"command:   {data['command']}")
+    print("attempts:")
+    for a in data["attempts"]:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(a["submitted"])) if a["submitted"] else "-"
+        extra = f"  overrides: {' '.join(a['overrides'])}" if a["overrides"] else ""
+        print(f"  {a['attempt']}: job {a['job_id'] or '-'}  {a['state']}  {a['reason'] or ''}  submitted {when}"
+              f"  nodes {a['nodelist'] or '-'}  requeues {a['restarts'] or 0}{extra}")
+    print("config:")
+    print("  " + yaml.safe_dump(data["config"], sort_keys=False).replace("\n", "\n  ").rstrip())
+    print(f"script ({data['script_path']}):")
+    print(script, end="")
+    return 0

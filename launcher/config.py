@@ -1,0 +1,314 @@
+"""Hydra configs in, validated run specifications out.
+
+Composition is the slow part of Hydra (~0.1 s a call), so a sweep is composed once per distinct
+choice of config groups (experiment, cluster, resources, ...); value overrides such as
+`args.beta_dpo=2500,5000` are then applied to typed copies with Hydra's own override semantics
+(`key=v` must exist, `+key=v` adds, `++key=v` forces, `~key` deletes).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import os
+import re
+import shutil
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+from .errors import UserError
+from .options import PartitionSpec, RunSpec
+from .paths import examples_dir, jobs_dir, user_config_dir
+
+GROUPS_HINT = "Hydra override syntax: key=value, group=option, +new.key=value, ~key; sweep with -m key=a,b"
+
+
+@dataclass
+class RunConfig:
+    """One run of a sweep: its overrides (as typed) and its validated spec."""
+
+    overrides: List[str]
+    spec: RunSpec
+    resolved: Dict[str, Any]
+    group_choices: Dict[str, str] = field(default_factory=dict)
+
+
+def search_dirs(config_dir: Optional[str] = None) -> List[Path]:
+    """Config roots in order: the bundled jobs/, the user's, ./jobs, and --config-dir."""
+    dirs = [jobs_dir().resolve()]
+    for extra in (user_config_dir() / "jobs", Path.cwd() / "jobs", Path(config_dir) if config_dir else None):
+        if extra is not None and extra.is_dir() and extra.resolve() not in dirs:
+            dirs.append(extra.resolve())
+    if config_dir and not Path(config_dir).is_dir():
+        raise UserError(f"config dir {config_dir!r} does not exist", "pass --config-dir a folder holding <group>/<name>.yaml files")
+    return dirs
+
+
+def group_names(dirs: Sequence[Path]) -> set[str]:
+    names = set()
+    for d in dirs:
+        for sub in d.iterdir():
+            if sub.is_dir() and not sub.name.startswith((".", "_")):
+                names.add(sub.name)
+    return names | {"local"}
+
+
+def group_options(dirs: Sequence[Path], group: str) -> List[str]:
+    opts = set()
+    for d in dirs:
+        g = d / group
+        if g.is_dir():
+            opts.update(p.stem for p in g.glob("*.yaml"))
+    return sorted(opts)
+
+
+def _register_resolvers() -> None:
+    from omegaconf import OmegaConf
+
+    if not OmegaConf.has_resolver("danlu_examples"):
+        OmegaConf.register_new_resolver("danlu_examples", lambda: str(examples_dir()))
+
+
+def _one_line(text: str) -> str:
+    first = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    return first[0] if first else str(text)
+
+
+def _parse(overrides: Sequence[str]) -> list:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser = OverridesParser.create()
+    parsed = []
+    for text in overrides:
+        try:
+            parsed.extend(parser.parse_overrides([text]))
+        except OverrideParseException as e:
+            raise UserError(f"malformed override {text!r}: {_one_line(e)}", GROUPS_HINT) from None
+    return parsed
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def expand(overrides: Sequence[str], multirun: bool, dirs: Sequence[Path]) -> List[List[Any]]:
+    """Cartesian product of sweep overrides: a list of points, each a list of (override, value)."""
+    parsed = _parse(overrides)
+    axes: List[List[Tuple[Any, Any]]] = []
+    for ov in parsed:
+        if ov.is_sweep_override():
+            if not multirun:
+                raise UserError(
+                    f"{ov.input_line!r} is a sweep but -m was not given",
+                    "add -m (multirun) to expand sweeps, or give a single value",
+                )
+            if "GLOB" in str(ov.value_type):
+                options = group_options(dirs, ov.key_or_group)
+                values = ov._value.filter(options)
+                if not values:
+                    raise UserError(f"{ov.input_line!r} matches no option of {ov.key_or_group!r}",
+                                    f"options are: {', '.join(options) or '(none)'}")
+            else:
+                values = list(ov.sweep_iterator())
+            axes.append([(ov, v) for v in values])
+        else:
+            axes.append([(ov, None if ov.is_delete() else ov.value())])
+    return [list(p) for p in itertools.product(*axes)] if axes else [[]]
+
+
+def _override_text(ov: Any, value: Any) -> str:
+    prefix = {"ADD": "+", "FORCE_ADD": "++", "DEL": "~"}.get(ov.type.name, "")
+    if ov.is_delete():
+        return f"~{ov.key_or_group}"
+    return f"{prefix}{ov.key_or_group}={_fmt(value)}"
+
+
+class Composer:
+    """Composes configs from the search path, caching by the choice of config groups."""
+
+    def __init__(self, config_dir: Optional[str] = None) -> None:
+        self.dirs = search_dirs(config_dir)
+        self.groups = group_names(self.dirs)
+        self._cache: Dict[Tuple[str, ...], Any] = {}
+        self._scratch: Dict[Tuple[str, ...], Any] = {}
+        self._checked: Dict[Tuple[Tuple[str, ...], str], Tuple[str, str, Any]] = {}
+        _register_resolvers()
+
+    def _is_group(self, ov: Any) -> bool:
+        key = ov.key_or_group
+        return key in self.groups or key.split("/")[0] in self.groups and "." not in key or key.startswith("hydra.")
+
+    def _compose(self, group_overrides: Tuple[str, ...]) -> Any:
+        if group_overrides in self._cache:
+            return self._cache[group_overrides]
+        from hydra import compose, initialize_config_dir
+        from hydra.core.global_hydra import GlobalHydra
+        from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException
+        from omegaconf import OmegaConf
+        from omegaconf.errors import OmegaConfBaseException
+
+        searchpath = ",".join(f"'file://{d}'" for d in self.dirs[1:])
+        overrides = list(group_overrides) + ([f"hydra.searchpath=[{searchpath}]"] if searchpath else [])
+        GlobalHydra.instance().clear()
+        try:
+            with initialize_config_dir(config_dir=str(self.dirs[0]), version_base=None):
+                cfg = compose("config", overrides=overrides)
+        except MissingConfigException as e:
+            found = re.search(r"Could not find '([^/']+)/", str(e))
+            group = found.group(1) if found else ""
+            options = group_options(self.dirs, group) if group in self.groups else []
+            hint = f"options for {group!r}: {', '.join(options)}" if options else "run `danlu options` to list config groups"
+            raise UserError(_one_line(e).replace("In 'config': ", ""), hint) from None
+        except (ConfigCompositionException, HydraException, OmegaConfBaseException) as e:
+            cause = e.__cause__ or e
+            raise UserError(f"cannot compose the config: {_one_line(cause) or _one_line(e)}", GROUPS_HINT) from None
+        finally:
+            GlobalHydra.instance().clear()
+        try:
+            typed = OmegaConf.merge(OmegaConf.structured(RunSpec), cfg)
+            OmegaConf.to_object(typed)  # every value fits its field
+            plain = OmegaConf.to_container(typed, resolve=True)
+        except OmegaConfBaseException as e:
+            raise _config_error(e) from None
+        self._cache[group_overrides] = (typed, plain)
+        return typed, plain
+
+    def runs(self, overrides: Sequence[str], multirun: bool = False) -> List[RunConfig]:
+        overrides = list(overrides)
+        if not any(o.split("=", 1)[0].lstrip("+~") == "cluster" for o in overrides) and shutil.which("sbatch") is None:
+            overrides.insert(0, "cluster=local")  # no Slurm here: the embedded default
+        points = expand(overrides, multirun, self.dirs)
+        return [self._build(point) for point in points]
+
+    def _build(self, point: List[Tuple[Any, Any]]) -> RunConfig:
+        group_ovs = tuple(_override_text(ov, v) for ov, v in point if self._is_group(ov))
+        _, plain = self._compose(group_ovs)
+        cfg = copy.deepcopy(plain)
+        texts: List[str] = []
+        for ov, value in point:
+            text = _override_text(ov, value)
+            texts.append(text)
+            if self._is_group(ov):
+                continue
+            kind, key, checked = self._check(group_ovs, ov, value, text)
+            parent_key, _, leaf = key.rpartition(".")
+            parent = cfg
+            for part in parent_key.split(".") if parent_key else []:
+                parent = parent.setdefault(part, {})
+            if kind == "DEL":
+                parent.pop(leaf, None)
+            else:
+                parent[leaf] = checked
+        spec = spec_from_dict(RunSpec, cfg)
+        return RunConfig(overrides=texts, spec=spec, resolved=cfg)
+
+    def _check(self, group_ovs: Tuple[str, ...], ov: Any, value: Any, text: str) -> Tuple[str, str, Any]:
+        """Validate one value override against the typed config (cached): returns the typed value."""
+        cache_key = (group_ovs, text)
+        if cache_key in self._checked:
+            return self._checked[cache_key]
+        from omegaconf import OmegaConf, open_dict
+        from omegaconf.errors import OmegaConfBaseException
+
+        typed, plain = self._compose(group_ovs)
+        cfg = self._scratch.get(group_ovs)
+        if cfg is None:
+            cfg = self._scratch[group_ovs] = copy.deepcopy(typed)
+        key, kind = ov.key_or_group, ov.type.name
+        exists = _dict_has(plain, key)
+        checked: Any = None
+        try:
+            if kind == "DEL":
+                if not exists:
+                    raise UserError(f"cannot delete {key!r}: no such key", "check the key with `danlu submit ... --dry-run`")
+            elif kind == "CHANGE" and not exists:
+                raise UserError(f"unknown key {key!r} in override {text!r}",
+                                f"use +{key}=... to add a new key, or `danlu options` to list the known ones")
+            elif kind == "ADD" and exists:
+                raise UserError(f"{key!r} already exists; +{key} adds only new keys", f"use {key}=... to change it")
+            else:
+                if kind == "CHANGE":
+                    OmegaConf.update(cfg, key, value, merge=True)
+                else:
+                    with open_dict(cfg):
+                        OmegaConf.update(cfg, key, value, merge=True, force_add=True)
+                node = OmegaConf.select(cfg, key)
+                checked = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+        except OmegaConfBaseException as e:
+            raise _config_error(e) from None
+        self._checked[cache_key] = (kind, key, checked)
+        return self._checked[cache_key]
+
+
+def spec_from_dict(cls: Any, data: Dict[str, Any]) -> Any:
+    """Build the (already validated) nested dataclasses from a plain dict, fast."""
+    kwargs = {}
+    for f in fields(cls):
+        if f.name not in data:
+            continue
+        value = data[f.name]
+        sub = _DATACLASS_FIELDS.get((cls, f.name))
+        if sub is not None and isinstance(value, dict):
+            value = spec_from_dict(sub, value)
+        elif f.name == "partitions" and isinstance(value, dict):
+            value = {k: spec_from_dict(PartitionSpec, v) for k, v in value.items()}
+        kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+_DATACLASS_FIELDS: Dict[Tuple[Any, str], Any] = {}
+for _cls in (RunSpec,):
+    for _f in fields(_cls):
+        _default = _f.default_factory() if callable(_f.default_factory) else None  # type: ignore[misc]
+        if is_dataclass(_default):
+            _DATACLASS_FIELDS[(_cls, _f.name)] = type(_default)
+
+
+def _dict_has(data: Dict[str, Any], dotted: str) -> bool:
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+class _Missing:
+    pass
+
+
+_MISSING = _Missing()
+
+
+def _config_error(e: Exception) -> UserError:
+    from omegaconf.errors import ConfigKeyError, InterpolationResolutionError, ValidationError
+
+    key = getattr(e, "full_key", None) or ""
+    msg = getattr(e, "msg", None) or _one_line(e)
+    if isinstance(e, ConfigKeyError):
+        return UserError(f"unknown key {key!r}: {_one_line(msg)}", "`danlu options` lists every known key; add new program args with +args.NAME=...")
+    if isinstance(e, ValidationError):
+        return UserError(f"bad value for {key!r}: {_one_line(msg)}", "`danlu options` shows each key's type and default")
+    if isinstance(e, InterpolationResolutionError):
+        return UserError(f"cannot resolve {key!r}: {_one_line(msg)}", "set the environment variable or override the key")
+    return UserError(f"bad config at {key!r}: {_one_line(msg)}", GROUPS_HINT)
+
+
+def env_default_cluster() -> Optional[str]:
+    return os.environ.get("DANLU_CLUSTER") or None
+
+
+def iter_keys(obj: Any, prefix: str = "") -> Iterable[str]:
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from iter_keys(v, f"{prefix}{k}.")
+    else:
+        yield prefix.rstrip(".")

@@ -1,0 +1,125 @@
+"""Every option of a run, once: a dataclass field with its type, default and help.
+
+Validation (OmegaConf structured configs check types and unknown keys), the `--help` of
+config groups and the docs all follow from these fields. Nothing here imports Hydra.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any, Dict, List, Optional
+
+
+def opt(default: Any = None, help: str = "", factory: Any = None) -> Any:  # noqa: A002 - mirrors argparse
+    if factory is not None:
+        return field(default_factory=factory, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class PartitionSpec:
+    nodes: int = opt(1, "number of nodes in the partition")
+    gpus_per_node: int = opt(0, "GPUs on each node")
+    gpu_type: Optional[str] = opt(None, "GPU type as named in the gres (e.g. rtx4090, a10)")
+    cpus_per_node: int = opt(1, "CPUs on each node")
+    mem_per_node: Optional[str] = opt(None, "memory of each node, e.g. 64000M or 512G")
+    max_time: Optional[str] = opt(None, "partition time limit (Slurm format), null for unlimited")
+
+
+@dataclass
+class ClusterSpec:
+    name: str = opt("local", "name of the cluster profile")
+    kind: str = opt("local", "local (run on this machine, no Slurm) or slurm")
+    shared_fs: bool = opt(True, "login node and compute nodes share the filesystem (workdir/program checked at submit)")
+    default_partition: Optional[str] = opt(None, "partition used when resources.partition is null")
+    partitions: Dict[str, PartitionSpec] = opt(help="partitions of the cluster and their nodes", factory=dict)
+    gres_with_type: bool = opt(True, "render --gres=gpu:TYPE:N when the GPU type is known (else --gres=gpu:N)")
+    max_array_size: int = opt(1001, "Slurm MaxArraySize: larger sweeps are split into several arrays")
+    account: Optional[str] = opt(None, "sbatch --account")
+    qos: Optional[str] = opt(None, "sbatch --qos")
+    runs_dir: str = opt("~/danlu-runs", "where run directories (scripts, logs, outputs) are created")
+
+
+@dataclass
+class ResourcesSpec:
+    nodes: int = opt(1, "number of nodes")
+    gpus_per_node: int = opt(0, "GPUs per node (0 for a CPU job)")
+    gpu_type: Optional[str] = opt(None, "GPU type; null means the partition's type")
+    cpus_per_gpu: int = opt(8, "CPUs per GPU; cpus_per_task follows from it unless set")
+    cpus_per_task: Optional[int] = opt(None, "CPUs per Slurm task; null derives it from cpus_per_gpu")
+    mem: Optional[str] = opt(None, "memory per node, e.g. 64G; null for the partition default")
+    time: str = opt("01:00:00", "time limit: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS")
+    partition: Optional[str] = opt(None, "partition; null for the cluster's default partition")
+    exclude: Optional[str] = opt(None, "nodes to avoid (sbatch --exclude)")
+    constraint: Optional[str] = opt(None, "node features (sbatch --constraint)")
+    extra_sbatch: List[str] = opt(help="more sbatch options, e.g. ['--reservation=x']", factory=list)
+
+
+@dataclass
+class EnvSpec:
+    kind: str = opt("none", "none, uv (envs/NAME/.venv or path), venv (path) or conda (name or path)")
+    name: Optional[str] = opt(None, "uv: the environment envs/NAME; conda: the environment name")
+    path: Optional[str] = opt(None, "explicit path of the venv or conda prefix")
+    vars: Dict[str, str] = opt(help="variables exported in the job (values are quoted)", factory=dict)
+    pass_env: List[str] = opt(
+        help="variables passed to the job by name only, never written down (secrets)",
+        factory=lambda: ["HF_TOKEN", "WANDB_API_KEY", "HUGGING_FACE_HUB_TOKEN"],
+    )
+    setup: List[str] = opt(help="shell lines run before activation, e.g. 'module load cuda/12.1' (not quoted)", factory=list)
+
+
+@dataclass
+class LaunchSpec:
+    kind: str = opt("accelerate", "accelerate, torchrun, lightning or python")
+    mixed_precision: Optional[str] = opt(None, "accelerate --mixed_precision (no, fp16, bf16)")
+    extra_args: List[str] = opt(help="extra arguments for the launcher itself", factory=list)
+    python: str = opt("python", "interpreter for lightning/python launch and for the program")
+    port: Optional[int] = opt(None, "rendezvous port; null picks one per job from the job id")
+    tasks_per_node: Optional[int] = opt(None, "srun tasks per node; null: 1 for accelerate/torchrun, one per GPU otherwise")
+
+
+@dataclass
+class RequeueSpec:
+    enabled: bool = opt(True, "submit with --requeue and resubmit after time-limit warning or preemption")
+    max_requeues: int = opt(3, "requeues danlu asks for before letting the job end")
+    signal: str = opt("USR2", "signal Slurm sends before the time limit (sbatch --signal)")
+    grace_s: int = opt(120, "seconds between that signal and the time limit")
+
+
+@dataclass
+class SweepSpec:
+    max_parallel: Optional[int] = opt(None, "at most this many runs of an array at once (--array=...%P)")
+
+
+@dataclass
+class RunSpec:
+    """The composed config of one run, validated. `danlu show` prints exactly this."""
+
+    name: Optional[str] = opt(None, "sweep name; null for <experiment>-<short id>")
+    experiment: str = opt("none", "name of the experiment")
+    program: Optional[str] = opt(None, "the training program, relative to workdir")
+    program_args: List[str] = opt(help="positional arguments before args (e.g. ['fit'])", factory=list)
+    args: Dict[str, Any] = opt(help="program options rendered as --key=value (true: flag, null: omitted)", factory=dict)
+    workdir: str = opt(".", "directory the program runs in")
+    output_arg: Optional[str] = opt(None, "name of the program's output-dir option; danlu points it at the run's output dir when unset")
+    cluster: ClusterSpec = opt(help="cluster profile", factory=ClusterSpec)
+    resources: ResourcesSpec = opt(help="resources of each job", factory=ResourcesSpec)
+    env: EnvSpec = opt(help="job environment", factory=EnvSpec)
+    launch: LaunchSpec = opt(help="how ranks are started", factory=LaunchSpec)
+    requeue: RequeueSpec = opt(help="time limits and preemption", factory=RequeueSpec)
+    sweep: SweepSpec = opt(help="sweep settings", factory=SweepSpec)
+
+
+def describe(cls: type, prefix: str = "") -> List[tuple[str, str, str]]:
+    """(dotted key, default, help) for every option, for `danlu options` and docs."""
+    rows: List[tuple[str, str, str]] = []
+    for f in fields(cls):
+        key = f"{prefix}{f.name}"
+        inner = f.type if isinstance(f.type, type) else None
+        default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
+        if is_dataclass(default):
+            rows.extend(describe(type(default), key + "."))
+            continue
+        rows.append((key, repr(default), f.metadata.get("help", "")))
+        del inner
+    return rows

@@ -1,0 +1,246 @@
+"""The run store: SQLite in WAL mode, one row per sweep, run and attempt.
+
+Concurrent danlu processes are safe: every write is one short `BEGIN IMMEDIATE` transaction,
+readers never block writers, and a busy store is waited for (not failed). The schema is
+versioned with `PRAGMA user_version` and migrated forward on open.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
+
+from .errors import UserError
+from .paths import data_home
+
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL",
+            "DEADLINE", "PREEMPTED", "UNSUBMITTED"}
+ACTIVE = {"SUBMITTING", "PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED",
+          "RESIZING", "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT", "STOPPED", "UNKNOWN"}
+
+MIGRATIONS: List[str] = [
+    # 1: the first schema
+    """
+    CREATE TABLE sweeps (
+        sweep TEXT PRIMARY KEY, experiment TEXT NOT NULL, cluster TEXT NOT NULL, created REAL NOT NULL,
+        overrides TEXT NOT NULL, argv TEXT NOT NULL, sweep_dir TEXT NOT NULL
+    );
+    CREATE TABLE runs (
+        run TEXT PRIMARY KEY, sweep TEXT NOT NULL REFERENCES sweeps(sweep), idx INTEGER NOT NULL,
+        overrides TEXT NOT NULL, config TEXT NOT NULL, run_dir TEXT NOT NULL, workdir TEXT NOT NULL,
+        git_commit TEXT, git_dirty INTEGER, partition TEXT, nodes INTEGER NOT NULL, cluster_kind TEXT NOT NULL,
+        created REAL NOT NULL, UNIQUE (sweep, idx)
+    );
+    CREATE TABLE attempts (
+        run TEXT NOT NULL REFERENCES runs(run), attempt INTEGER NOT NULL, token TEXT NOT NULL,
+        job_id TEXT, array_job_id TEXT, array_task INTEGER, script TEXT, command TEXT,
+        state TEXT NOT NULL, reason TEXT, exit_code TEXT, nodelist TEXT, partition TEXT,
+        submitted REAL, started REAL, ended REAL, elapsed REAL, restarts INTEGER DEFAULT 0,
+        overrides TEXT, updated REAL NOT NULL,
+        PRIMARY KEY (run, attempt)
+    );
+    CREATE INDEX attempts_token ON attempts(token);
+    CREATE INDEX attempts_state ON attempts(state);
+    CREATE INDEX runs_sweep ON runs(sweep);
+    """,
+]
+
+
+def default_path() -> Path:
+    return Path(os.environ.get("DANLU_STORE") or data_home() / "store.sqlite").expanduser()
+
+
+@dataclass
+class NewRun:
+    run: str
+    idx: int
+    overrides: List[str]
+    config: Dict[str, Any]
+    run_dir: str
+    workdir: str
+    git_commit: Optional[str]
+    git_dirty: Optional[bool]
+    partition: Optional[str]
+    nodes: int
+    cluster_kind: str
+    script: str
+    command: str
+    tag: str = ""  # <token>:<job number>: the --comment of the job this run goes out in
+    array_task: Optional[int] = None
+
+
+class Store:
+    def __init__(self, path: Optional[Path] = None) -> None:
+        self.path = Path(path) if path else default_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA busy_timeout=60000")
+            mode = self.db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise sqlite3.DatabaseError(f"journal mode {mode}")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as e:
+            raise UserError(f"the run store {str(self.path)!r} is unreadable: {e}",
+                            "move the file aside (it may be corrupted) or point DANLU_STORE at another store") from None
+        try:
+            os.chmod(self.path, 0o600)
+        except OSError:
+            pass
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            raise sqlite3.DatabaseError(f"schema version {version} is newer than this danlu ({len(MIGRATIONS)})")
+        if version == len(MIGRATIONS):
+            return
+        with self.tx():
+            version = self.db.execute("PRAGMA user_version").fetchone()[0]  # re-read under the lock
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in script.split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version={number}")
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        else:
+            self.db.execute("COMMIT")
+
+    def close(self) -> None:
+        self.db.close()
+
+    # ---- writing -------------------------------------------------------------------------------
+    def create_sweep(self, name: str, experiment: str, cluster: str, overrides: Sequence[str], argv: Sequence[str],
+                     sweep_dir: str, runs: Sequence[NewRun]) -> bool:
+        """Insert a sweep with its runs and their first attempts (SUBMITTING) in one transaction.
+
+        Returns False when the name is taken (nothing written)."""
+        now = time.time()
+        try:
+            with self.tx() as db:
+                db.execute("INSERT INTO sweeps VALUES (?,?,?,?,?,?,?)",
+                           (name, experiment, cluster, now, json.dumps(list(overrides)), json.dumps(list(argv)), sweep_dir))
+                db.executemany(
+                    "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    [(r.run, name, r.idx, json.dumps(r.overrides), json.dumps(r.config), r.run_dir, r.workdir,
+                      r.git_commit, None if r.git_dirty is None else int(r.git_dirty), r.partition, r.nodes,
+                      r.cluster_kind, now) for r in runs])
+                db.executemany(
+                    "INSERT INTO attempts (run, attempt, token, array_task, script, command, state, partition, overrides, updated) "
+                    "VALUES (?,1,?,?,?,?,'SUBMITTING',?,'[]',?)",
+                    [(r.run, r.tag, r.array_task, r.script, r.command, r.partition, now) for r in runs])
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def sweep_exists(self, name: str) -> bool:
+        return self.db.execute("SELECT 1 FROM sweeps WHERE sweep=?", (name,)).fetchone() is not None
+
+    def add_attempts(self, runs: Sequence[NewRun], overrides: Sequence[str], expect: Dict[str, int]) -> bool:
+        """New attempts for reruns, only if each run's latest attempt is still `expect[run]`.
+
+        Returns False (nothing written) when another process got there first."""
+        now = time.time()
+        with self.tx() as db:
+            for r in runs:
+                n = db.execute("SELECT MAX(attempt) FROM attempts WHERE run=?", (r.run,)).fetchone()[0]
+                if n != expect[r.run]:
+                    return False
+            db.executemany(
+                "INSERT INTO attempts (run, attempt, token, array_task, script, command, state, partition, overrides, updated) "
+                "VALUES (?,?,?,?,?,?,'SUBMITTING',?,?,?)",
+                [(r.run, expect[r.run] + 1, r.tag, r.array_task, r.script, r.command, r.partition,
+                  json.dumps(list(overrides)), now) for r in runs])
+        return True
+
+    def record_job(self, tag: str, job_id: str, array: bool, submitted: Optional[float] = None) -> None:
+        """After sbatch accepted the job tagged `tag`: its runs are PENDING with their job ids."""
+        now = time.time()
+        with self.tx() as db:
+            if array:
+                db.execute("UPDATE attempts SET job_id=? || '_' || array_task, array_job_id=?, state='PENDING', "
+                           "submitted=?, updated=? WHERE token=? AND state='SUBMITTING'",
+                           (job_id, job_id, submitted or now, now, tag))
+            else:
+                db.execute("UPDATE attempts SET job_id=?, state='PENDING', submitted=?, updated=? "
+                           "WHERE token=? AND state='SUBMITTING'", (job_id, submitted or now, now, tag))
+
+    def drop_unsubmitted(self, token: str) -> None:
+        """Forget attempts that never reached Slurm (and runs left with no attempt)."""
+        with self.tx() as db:
+            db.execute("DELETE FROM attempts WHERE (token=? OR token LIKE ?) AND state='SUBMITTING'", (token, token + ":%"))
+            db.execute("DELETE FROM runs WHERE run NOT IN (SELECT run FROM attempts)")
+            db.execute("DELETE FROM sweeps WHERE sweep NOT IN (SELECT sweep FROM runs)")
+
+    def update_attempts(self, rows: Iterable[Dict[str, Any]]) -> None:
+        cols = ("state", "reason", "exit_code", "nodelist", "started", "ended", "elapsed", "restarts", "partition")
+        now = time.time()
+        batch = [tuple(r.get(c) for c in cols) + (now, r["run"], r["attempt"]) for r in rows]
+        if not batch:
+            return
+        with self.tx() as db:
+            db.executemany(
+                "UPDATE attempts SET " + ", ".join(f"{c}=COALESCE(?, {c})" for c in cols) +
+                ", updated=? WHERE run=? AND attempt=?", batch)
+
+    # ---- reading -------------------------------------------------------------------------------
+    def latest(self, sweeps: Sequence[str] = (), runs: Sequence[str] = ()) -> List[sqlite3.Row]:
+        """The latest attempt of each run, joined with its run row, optionally filtered."""
+        where, params = [], []
+        if sweeps or runs:
+            parts = []
+            if sweeps:
+                parts.append(f"r.sweep IN ({','.join('?' * len(sweeps))})")
+                params += list(sweeps)
+            if runs:
+                parts.append(f"r.run IN ({','.join('?' * len(runs))})")
+                params += list(runs)
+            where.append("(" + " OR ".join(parts) + ")")
+        sql = ("SELECT r.*, a.attempt, a.token, a.job_id, a.array_job_id, a.array_task, a.script, a.command, a.state, "
+               "a.reason, a.exit_code, a.nodelist, a.partition AS a_partition, a.submitted, a.started, a.ended, "
+               "a.elapsed, a.restarts, a.overrides AS a_overrides "
+               "FROM runs r JOIN attempts a ON a.run = r.run "
+               "AND a.attempt = (SELECT MAX(attempt) FROM attempts WHERE run = r.run) "
+               + ("WHERE " + " AND ".join(where) if where else "") + " ORDER BY r.created, r.sweep, r.idx")
+        return list(self.db.execute(sql, params))
+
+    def attempts(self, run: str) -> List[sqlite3.Row]:
+        return list(self.db.execute("SELECT * FROM attempts WHERE run=? ORDER BY attempt", (run,)))
+
+    def sweep(self, name: str) -> Optional[sqlite3.Row]:
+        return self.db.execute("SELECT * FROM sweeps WHERE sweep=?", (name,)).fetchone()
+
+    def run(self, run: str) -> Optional[sqlite3.Row]:
+        return self.db.execute("SELECT * FROM runs WHERE run=?", (run,)).fetchone()
+
+    def submitting(self) -> List[sqlite3.Row]:
+        return list(self.db.execute("SELECT * FROM attempts WHERE state='SUBMITTING'"))
+
+    def resolve(self, names: Sequence[str]) -> tuple[List[str], List[str]]:
+        """Split names into sweeps and runs; UserError for a name that is neither."""
+        sweeps, runs = [], []
+        for name in names:
+            if self.sweep(name):
+                sweeps.append(name)
+            elif self.run(name):
+                runs.append(name)
+            else:
+                raise UserError(f"no sweep or run named {name!r}", "`danlu status --all` lists sweeps and runs (ids look like sweep/3)")
+        return sweeps, runs
+

@@ -1,0 +1,208 @@
+"""Checks a run specification against its cluster profile, before anything is submitted.
+
+`shape()` derives what the sbatch header and the node agent need (partition, tasks, CPUs,
+processes); every problem is a UserError naming the key and how to fix it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional
+
+from .errors import UserError
+from .options import PartitionSpec, RunSpec
+
+LAUNCH_KINDS = ("accelerate", "torchrun", "lightning", "python")
+PER_NODE_LAUNCHERS = ("accelerate", "torchrun")
+ENV_KINDS = ("none", "uv", "venv", "conda")
+CLUSTER_KINDS = ("local", "slurm")
+SIGNALS = ("USR1", "USR2", "TERM", "INT", "HUP", "URG")
+
+_TIME = re.compile(r"^(?:(?P<d>\d+)-)?(?P<a>\d+)(?::(?P<b>\d+))?(?::(?P<c>\d+))?$")
+_MEM = re.compile(r"^(?P<n>\d+)(?P<u>[KMGT]?)B?$", re.IGNORECASE)
+_MEM_MB = {"": 1, "K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a run asks of Slurm, derived once from the spec."""
+
+    partition: Optional[str]
+    nodes: int
+    gpus_per_node: int
+    gpu_type: Optional[str]
+    tasks_per_node: int
+    cpus_per_task: int
+    procs_per_node: int  # training processes per node (ranks)
+    time_minutes: int
+    mem: Optional[str]
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.procs_per_node
+
+    def key(self) -> tuple:
+        """Runs with equal keys can share one job array."""
+        return (self.partition, self.nodes, self.gpus_per_node, self.gpu_type, self.tasks_per_node,
+                self.cpus_per_task, self.time_minutes, self.mem)
+
+
+def parse_time(text: str) -> int:
+    """Slurm time string to minutes; UserError for anything Slurm would reject."""
+    hint = "use MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS, e.g. resources.time=04:00:00"
+    m = _TIME.match(str(text).strip())
+    if not m:
+        raise UserError(f"bad time {text!r} for resources.time", hint)
+    d, a, b, c = (m.group(k) for k in "dabc")
+    days = int(d) if d else 0
+    if d is not None:  # D-HH[:MM[:SS]]
+        hours, minutes, seconds = int(a), int(b or 0), int(c or 0)
+        if hours > 23:
+            raise UserError(f"bad time {text!r}: hours must be 0-23 after 'D-'", hint)
+    elif c is not None:  # HH:MM:SS
+        hours, minutes, seconds = int(a), int(b), int(c)
+    elif b is not None:  # MM:SS
+        hours, minutes, seconds = 0, int(a), int(b)
+    else:  # MM
+        hours, minutes, seconds = 0, int(a), 0
+    if seconds > 59 or (c is not None and minutes > 59) or (d is not None and b is not None and minutes > 59):
+        raise UserError(f"bad time {text!r}: minutes and seconds must be 0-59", hint)
+    total = days * 1440 + hours * 60 + minutes + (1 if seconds else 0)
+    if total <= 0:
+        raise UserError(f"bad time {text!r}: the time limit must be positive", hint)
+    return total
+
+
+def parse_mem_mb(text: str) -> int:
+    m = _MEM.match(str(text).strip())
+    if not m:
+        raise UserError(f"bad memory {text!r}", "use a number with an optional unit K, M, G or T, e.g. resources.mem=64G")
+    mb = int(int(m.group("n")) * _MEM_MB[m.group("u").upper()])
+    if mb <= 0:
+        raise UserError(f"bad memory {text!r}: must be positive", "e.g. resources.mem=64G")
+    return mb
+
+
+def _choice(value: str, allowed: tuple, key: str) -> None:
+    if value not in allowed:
+        raise UserError(f"unknown {key} {value!r}", f"choose one of: {', '.join(allowed)}")
+
+
+def shape(spec: RunSpec) -> Shape:
+    r, c, launch = spec.resources, spec.cluster, spec.launch
+    _choice(c.kind, CLUSTER_KINDS, "cluster.kind")
+    _choice(launch.kind, LAUNCH_KINDS, "launch.kind")
+    _choice(spec.env.kind, ENV_KINDS, "env.kind")
+    _choice(spec.requeue.signal, SIGNALS, "requeue.signal")
+    if not spec.program:
+        raise UserError("no program to run (program is null)", "pick an experiment (experiment=tiny_dpo) or set program=train.py")
+    if r.nodes < 1:
+        raise UserError(f"resources.nodes={r.nodes}: a job needs at least one node", "set resources.nodes=1 or more")
+    if r.gpus_per_node < 0:
+        raise UserError(f"resources.gpus_per_node={r.gpus_per_node} is negative", "set resources.gpus_per_node=0 for a CPU job")
+    if r.cpus_per_gpu < 1 or (r.cpus_per_task is not None and r.cpus_per_task < 1):
+        raise UserError("CPUs per GPU and per task must be at least 1", "set resources.cpus_per_gpu=8 (or resources.cpus_per_task)")
+    if spec.requeue.grace_s < 0 or spec.requeue.max_requeues < 0:
+        raise UserError("requeue.grace_s and requeue.max_requeues must be >= 0", "e.g. requeue.grace_s=120 requeue.max_requeues=3")
+    if spec.sweep.max_parallel is not None and spec.sweep.max_parallel < 1:
+        raise UserError(f"sweep.max_parallel={spec.sweep.max_parallel} must be >= 1", "or null for no limit")
+    minutes = parse_time(r.time)
+    mem_mb = parse_mem_mb(r.mem) if r.mem else None
+
+    if launch.tasks_per_node is not None:
+        if launch.tasks_per_node < 1:
+            raise UserError(f"launch.tasks_per_node={launch.tasks_per_node} must be >= 1", "or null to derive it")
+        tasks = launch.tasks_per_node
+    elif launch.kind in PER_NODE_LAUNCHERS:
+        tasks = 1
+    else:
+        tasks = max(1, r.gpus_per_node)
+    procs = max(1, r.gpus_per_node) if launch.kind in PER_NODE_LAUNCHERS else tasks
+    if r.cpus_per_task is not None:
+        cpus = r.cpus_per_task
+    else:
+        cpus = max(1, r.cpus_per_gpu * max(1, r.gpus_per_node) // tasks)
+
+    partition = r.partition or c.default_partition
+    gpu_type = r.gpu_type
+    if c.kind == "local":
+        if r.nodes != 1:
+            raise UserError(f"resources.nodes={r.nodes}: the local cluster has one node", "use cluster=<your slurm cluster> for multi-node runs")
+        return Shape(None, 1, r.gpus_per_node, gpu_type, tasks, cpus, procs, minutes, r.mem)
+
+    if c.partitions:
+        if partition is None:
+            raise UserError("no partition given and the cluster has no default_partition",
+                            f"set resources.partition to one of: {', '.join(c.partitions)}")
+        if partition not in c.partitions:
+            raise UserError(f"unknown partition {partition!r} on cluster {c.name!r}",
+                            f"partitions: {', '.join(c.partitions)}")
+        p: PartitionSpec = c.partitions[partition]
+        if gpu_type is not None and r.gpus_per_node > 0 and p.gpu_type is not None and gpu_type != p.gpu_type:
+            types = sorted({q.gpu_type for q in c.partitions.values() if q.gpu_type})
+            raise UserError(f"unknown GPU type {gpu_type!r} on partition {partition!r} (it has {p.gpu_type})",
+                            f"GPU types on {c.name}: {', '.join(types)}; or set resources.gpu_type=null")
+        if r.gpus_per_node > p.gpus_per_node:
+            raise UserError(f"resources.gpus_per_node={r.gpus_per_node} but nodes of {partition!r} have {p.gpus_per_node} GPUs",
+                            f"ask for at most {p.gpus_per_node} GPUs per node and more nodes (resources.nodes)")
+        if r.nodes > p.nodes:
+            raise UserError(f"resources.nodes={r.nodes} but partition {partition!r} has {p.nodes} nodes",
+                            f"ask for at most {p.nodes} nodes")
+        if cpus * tasks > p.cpus_per_node:
+            raise UserError(f"{tasks} tasks x {cpus} CPUs per node but nodes of {partition!r} have {p.cpus_per_node} CPUs",
+                            "lower resources.cpus_per_gpu or resources.cpus_per_task")
+        if mem_mb and p.mem_per_node and mem_mb > parse_mem_mb(p.mem_per_node):
+            raise UserError(f"resources.mem={r.mem} but nodes of {partition!r} have {p.mem_per_node}",
+                            f"ask for at most {p.mem_per_node}")
+        if p.max_time and minutes > parse_time(p.max_time):
+            raise UserError(f"resources.time={r.time} exceeds the {p.max_time} limit of {partition!r}",
+                            "ask for less time; requeue and checkpoints carry long runs over several jobs")
+        if gpu_type is None and r.gpus_per_node > 0:
+            gpu_type = p.gpu_type
+    return Shape(partition, r.nodes, r.gpus_per_node, gpu_type, tasks, cpus, procs, minutes, r.mem)
+
+
+def env_dir(spec: RunSpec) -> Optional[Path]:
+    """The virtualenv a uv/venv env activates (None for none/conda-by-name)."""
+    from .paths import envs_dir
+
+    e = spec.env
+    if e.path:
+        return Path(e.path).expanduser()
+    if e.kind == "uv" and e.name:
+        for root in (Path.cwd() / "envs", envs_dir()):
+            if (root / e.name).is_dir():
+                return root / e.name / ".venv"
+        return envs_dir() / e.name / ".venv"
+    return None
+
+
+def file_problems(spec: RunSpec) -> List[UserError]:
+    """Things missing on a shared filesystem: workdir, program, environment."""
+    problems: List[UserError] = []
+    if not spec.cluster.shared_fs:
+        return problems
+    workdir = Path(spec.workdir).expanduser()
+    if not workdir.is_dir():
+        problems.append(UserError(f"workdir {str(workdir)!r} does not exist", "set workdir=/path/to/your/checkout (or the env var the experiment names)"))
+    elif spec.program and not (workdir / Path(spec.program).expanduser()).exists():
+        problems.append(UserError(f"program {spec.program!r} not found in {str(workdir)!r}", "check program= and workdir="))
+    e = spec.env
+    if e.kind in ("uv", "venv"):
+        venv = env_dir(spec)
+        if venv is None:
+            problems.append(UserError(f"env.kind={e.kind} needs env.name or env.path", "set env.name=NAME (envs/NAME) or env.path=/path/to/.venv"))
+        elif not (venv / "bin" / "activate").exists():
+            hint = f"danlu env sync {e.name}" if e.kind == "uv" and e.name and not e.path else f"create the virtualenv at {venv}"
+            problems.append(UserError(f"environment {e.name or str(venv)!r} is missing ({venv} has no bin/activate)", hint))
+    if e.kind == "conda" and not (e.name or e.path):
+        problems.append(UserError("env.kind=conda needs env.name or env.path", "set env.name=myenv"))
+    for key in e.vars:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+            problems.append(UserError(f"env.vars has an invalid variable name {key!r}", "names are letters, digits and _"))
+    for key in e.pass_env:
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+            problems.append(UserError(f"env.pass_env has an invalid variable name {key!r}", "names are letters, digits and _"))
+    return problems
