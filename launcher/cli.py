@@ -20,14 +20,23 @@ def _err(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with danlu's error shape: one line, a hint, exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        _err(f"error: {message}")
+        _err(f"hint: `{self.prog} --help` lists the arguments")
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="danlu",
         description="Slurm experiment orchestration: Hydra configs in, Slurm jobs out, every run remembered.",
         epilog="Run ids look like SWEEP/INDEX (e.g. tiny_dpo-3f2a/0); a SWEEP names all its runs.",
     )
     p.add_argument("--version", action="version", version=f"danlu {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     s = sub.add_parser("submit", help="submit a run or a sweep (returns once Slurm has accepted it)")
     s.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="Hydra overrides: experiment=tiny_dpo args.beta_dpo=2500")
@@ -76,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--json", action="store_true")
 
     e = sub.add_parser("env", help="job environments (envs/NAME)")
-    esub = e.add_subparsers(dest="env_command", metavar="ACTION")
+    esub = e.add_subparsers(dest="env_command", metavar="ACTION", parser_class=_Parser)
     es = esub.add_parser("sync", help="uv sync envs/NAME")
     es.add_argument("name")
     esub.add_parser("list", help="list the environments")
@@ -88,7 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # overrides may come after options (danlu submit --name x a=1 b=2): argparse leaves those over
+    if extra and hasattr(args, "overrides") and not any(e.startswith("-") and "=" not in e for e in extra):
+        args.overrides = list(args.overrides) + extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not args.command:
         parser.print_help()
         return 0
@@ -111,6 +125,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except Exception as e:  # anything else: exit 1 with the reason (DANLU_DEBUG=1 for the traceback)
+        if os.environ.get("DANLU_DEBUG"):
+            raise
+        _err(f"error: {' '.join(str(e).split()) or type(e).__name__}")
+        return 1
 
 
 if __name__ == "__main__":

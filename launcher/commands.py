@@ -56,11 +56,19 @@ def cmd_submit(args: Namespace) -> int:
         _err(f"dry run: {len(planned)} run(s) in {len(jobs)} job(s); nothing submitted")
         return 0
 
-    from .reconcile import reconcile_submitting
+    from .reconcile import reconcile_submitting, token_lock
     from .store import NewRun, Store
 
     store = Store()
     reconcile_submitting(store)
+    with token_lock(store, token):  # held while this submission's SUBMITTING rows exist
+        return _submit_locked(args, store, token, base, explicit, spec0, plan)
+
+
+def _submit_locked(args: Namespace, store: Any, token: str, base: str, explicit: bool, spec0: Any, plan: Any) -> int:
+    from .store import NewRun
+    from .submit import git_state, job_tag, script_path, sweep_dir
+
     git_cache: Dict[str, Any] = {}
     for _ in range(20):
         name = base if explicit else f"{base}-{secrets.token_hex(2)}"
@@ -195,3 +203,88 @@ def cmd_show(args: Namespace) -> int:
     print(f"script ({data['script_path']}):")
     print(script, end="")
     return 0
+
+
+def _open_store() -> Any:
+    from .reconcile import reconcile_submitting
+    from .store import Store
+
+    store = Store()
+    try:
+        reconcile_submitting(store)
+    except Exception as e:  # recovery is best effort; status must still answer
+        _err(f"warning: could not check for unrecorded submissions: {e}")
+    return store
+
+
+def _check_states(states: str | None) -> None:
+    from .status import SHORT
+
+    if not states:
+        return
+    for s in states.split(","):
+        s = s.strip().upper()
+        if s and s not in SHORT and s not in SHORT.values():
+            raise UserError(f"unknown state {s!r}", "use Slurm state names such as PENDING, RUNNING, COMPLETED, FAILED, TIMEOUT, CANCELLED")
+
+
+def cmd_status(args: Namespace) -> int:
+    from .status import as_dict, filter_items, refresh, render_plain, select
+
+    _check_states(args.state)
+    store = _open_store()
+    while True:
+        rows = refresh(store, select(store, args.names, args.all, args.state))
+        items = filter_items([as_dict(r) for r in rows], args.names, args.all, args.state)
+        if args.json:
+            print(json.dumps(items))
+        elif args.watch and sys.stdout.isatty():
+            from .watch import render_live
+
+            render_live(items)
+        else:
+            print(render_plain(items))
+        if not args.watch:
+            return 0
+        time.sleep(args.interval)
+
+
+def cmd_cancel(args: Namespace) -> int:
+    from . import slurm
+    from .status import refresh
+    from .store import TERMINAL
+
+    store = _open_store()
+    sweeps, runs = store.resolve(args.names)
+    rows = refresh(store, store.latest(sweeps=sweeps, runs=runs))
+    live = [r for r in rows if r["state"] not in TERMINAL]
+    if not live:
+        raise NothingToDo(f"nothing to cancel: {', '.join(args.names)} already ended", "`danlu status --all` shows their states")
+    slurm_ids = [r["job_id"] for r in live if r["job_id"] and not r["job_id"].startswith("local-")]
+    whole = {}
+    for r in live:  # a whole array at once when every task of it is being cancelled
+        if r["array_job_id"]:
+            whole.setdefault(r["array_job_id"], []).append(r["job_id"])
+    slurm.scancel(slurm_ids)
+    import os
+    import signal
+
+    for r in live:
+        if r["job_id"] and r["job_id"].startswith("local-"):
+            try:
+                os.killpg(int(r["job_id"].split("-", 1)[1]), signal.SIGTERM)
+            except (ProcessLookupError, ValueError, PermissionError):
+                pass
+    store.update_attempts([{"run": r["run"], "attempt": r["attempt"], "state": "CANCELLED",
+                            "reason": "cancelled by danlu cancel", "ended": time.time()} for r in live])
+    for r in live:
+        print(f"{r['run']}\t{r['job_id']}\tCANCELLED")
+    _err(f"cancelled {len(live)} run(s)")
+    return 0
+
+
+def cmd_logs(args: Namespace) -> int:
+    from .logs import show_logs
+
+    store = _open_store()
+    return show_logs(store, args)

@@ -214,8 +214,8 @@ class Store:
             where.append("(" + " OR ".join(parts) + ")")
         sql = ("SELECT r.*, a.attempt, a.token, a.job_id, a.array_job_id, a.array_task, a.script, a.command, a.state, "
                "a.reason, a.exit_code, a.nodelist, a.partition AS a_partition, a.submitted, a.started, a.ended, "
-               "a.elapsed, a.restarts, a.overrides AS a_overrides "
-               "FROM runs r JOIN attempts a ON a.run = r.run "
+               "a.elapsed, a.restarts, a.overrides AS a_overrides, s.experiment "
+               "FROM runs r JOIN sweeps s ON s.sweep = r.sweep JOIN attempts a ON a.run = r.run "
                "AND a.attempt = (SELECT MAX(attempt) FROM attempts WHERE run = r.run) "
                + ("WHERE " + " AND ".join(where) if where else "") + " ORDER BY r.created, r.sweep, r.idx")
         return list(self.db.execute(sql, params))

@@ -1,0 +1,161 @@
+"""The few Slurm commands danlu runs, and parsers for their output (tested on captured text).
+
+One refresh of `danlu status` makes one `sacct` call and at most one `squeue` call, whatever
+the number of runs: job ids are passed together, array jobs by their array job id.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Optional
+
+SACCT_FORMAT = "JobID,JobName%60,State,ExitCode,Reason,NodeList,Partition,Start,End,ElapsedRaw,Comment%80"
+SQUEUE_FORMAT = "%i|%T|%r|%N|%P|%M|%D|%k|%F"
+
+
+class SlurmUnavailable(Exception):
+    """A Slurm command failed or is missing (e.g. sacct without slurmdbd)."""
+
+
+@dataclass
+class JobInfo:
+    job_id: str
+    state: str
+    reason: str = ""
+    exit_code: str = ""
+    nodelist: str = ""
+    partition: str = ""
+    start: Optional[str] = None
+    end: Optional[str] = None
+    elapsed: Optional[int] = None
+    comment: str = ""
+    source: str = "sacct"
+    restarts: int = 0
+
+
+def run(cmd: List[str], timeout: float = 60) -> str:
+    if shutil.which(cmd[0]) is None:
+        raise SlurmUnavailable(f"{cmd[0]} not found")
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise SlurmUnavailable(f"{cmd[0]}: {e}") from None
+    if done.returncode != 0:
+        raise SlurmUnavailable(f"{cmd[0]}: {done.stderr.strip() or done.stdout.strip()}")
+    if os.environ.get("DANLU_TRACE_SLURM"):  # tests count the calls made
+        with open(os.environ["DANLU_TRACE_SLURM"], "a") as f:
+            f.write(cmd[0] + "\n")
+    return done.stdout
+
+
+def base_state(state: str) -> str:
+    """'CANCELLED by 0' -> 'CANCELLED'; 'COMPLETED+' etc. stay readable."""
+    return state.split()[0].rstrip("+") if state else "UNKNOWN"
+
+
+def _expand_array(job_id: str) -> List[str]:
+    """'123_[0-3,7]' -> ['123_0', ..., '123_7'] (pending array tasks in sacct)."""
+    if "_[" not in job_id:
+        return [job_id]
+    base, spec = job_id.split("_[", 1)
+    spec = spec.rstrip("]").split("%")[0]
+    out: List[str] = []
+    for part in spec.split(","):
+        if "-" in part:
+            a, b = part.split("-")
+            out.extend(f"{base}_{i}" for i in range(int(a), int(b) + 1))
+        elif part:
+            out.append(f"{base}_{part}")
+    return out
+
+
+def parse_sacct(text: str) -> Dict[str, JobInfo]:
+    """Parse `sacct -X -D -n -P -o SACCT_FORMAT`. With -D, a requeued job shows each run; the last wins
+    and the earlier ones are counted as restarts."""
+    jobs: Dict[str, JobInfo] = {}
+    for line in text.splitlines():
+        parts = line.split("|")
+        if len(parts) < 11:
+            continue
+        jid, _name, state, exit_code, reason, nodelist, partition, start, end, elapsed, comment = parts[:11]
+        for one in _expand_array(jid):
+            prev = jobs.get(one)
+            info = JobInfo(job_id=one, state=state, reason="" if reason == "None" else reason, exit_code=exit_code,
+                           nodelist="" if nodelist in ("None assigned", "(null)") else nodelist, partition=partition,
+                           start=None if start in ("Unknown", "None", "") else start,
+                           end=None if end in ("Unknown", "None", "") else end,
+                           elapsed=int(elapsed) if elapsed.isdigit() else None, comment=comment, source="sacct")
+            if prev is not None:
+                info.restarts = prev.restarts + 1
+            jobs[one] = info
+    return jobs
+
+
+def parse_squeue(text: str) -> Dict[str, JobInfo]:
+    jobs: Dict[str, JobInfo] = {}
+    for line in text.splitlines():
+        parts = line.split("|")
+        if len(parts) < 9:
+            continue
+        jid, state, reason, nodelist, partition, elapsed, _nodes, comment, _array = parts[:9]
+        for one in _expand_array(jid):
+            jobs[one] = JobInfo(job_id=one, state=state, reason="" if reason == "None" else reason, nodelist=nodelist,
+                                partition=partition, elapsed=parse_elapsed(elapsed), comment=comment, source="squeue")
+    return jobs
+
+
+def parse_elapsed(text: str) -> Optional[int]:
+    """squeue %M: [D-][HH:]MM:SS -> seconds."""
+    text = text.strip()
+    if not text or text in ("INVALID", "N/A"):
+        return None
+    days = 0
+    if "-" in text:
+        d, text = text.split("-", 1)
+        days = int(d)
+    parts = [int(p) for p in text.split(":")]
+    while len(parts) < 3:
+        parts.insert(0, 0)
+    return days * 86400 + parts[0] * 3600 + parts[1] * 60 + parts[2]
+
+
+def query_ids(job_ids: Iterable[str]) -> List[str]:
+    """Ids to ask Slurm about: array tasks by their array job id, so the list stays short."""
+    return sorted({j.split("_")[0] for j in job_ids if j and not j.startswith("local-")}, key=lambda s: (len(s), s))
+
+
+def sacct(job_ids: Iterable[str]) -> Dict[str, JobInfo]:
+    ids = query_ids(job_ids)
+    if not ids:
+        return {}
+    return parse_sacct(run(["sacct", "-X", "-D", "-n", "-P", "-o", SACCT_FORMAT, "-j", ",".join(ids)]))
+
+
+def squeue(job_ids: Iterable[str]) -> Dict[str, JobInfo]:
+    ids = query_ids(job_ids)
+    if not ids:
+        return {}
+    try:
+        return parse_squeue(run(["squeue", "-h", "-r", "-o", SQUEUE_FORMAT, "-j", ",".join(ids)]))
+    except SlurmUnavailable as e:
+        if "Invalid job id" in str(e):  # every id already gone from the controller
+            return {}
+        raise
+
+
+def squeue_by_comment() -> Dict[str, JobInfo]:
+    """All of the user's queued jobs with their --comment (crash recovery looks up its tokens here)."""
+    return parse_squeue(run(["squeue", "-h", "-r", "--me", "-o", SQUEUE_FORMAT]))
+
+
+def sacct_by_comment(days: int = 7) -> Dict[str, JobInfo]:
+    return parse_sacct(run(["sacct", "-X", "-n", "-P", "-S", f"now-{days}days", "-o", SACCT_FORMAT]))
+
+
+def scancel(job_ids: Iterable[str]) -> None:
+    ids = sorted(set(job_ids))
+    if ids:
+        run(["scancel", *ids])
