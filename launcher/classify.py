@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 from typing import Iterable, List, Optional
 
-_PY_EXC = re.compile(r"^(?:\[rank\d+\]:\s*)?((?:[A-Za-z_][\w.]*)?(?:Error|Exception|Interrupt)(?::\s.*)?)\s*$")
+_PY_EXC = re.compile(r"^(?:\[[\w-]+\]:\s*)*((?:[A-Za-z_][\w.]*)?(?:Error|Exception|Interrupt)(?::\s.*)?)\s*$")
 _COMM = re.compile(r"NCCL (?:error|WARN)|ProcessGroupNCCL|ProcessGroupGloo|gloo|Connection (?:closed|reset) by peer|"
                    r"DistNetworkError|DistBackendError|RendezvousError", re.IGNORECASE)
 _CUDA_OOM = re.compile(r"CUDA out of memory|torch\.(?:cuda\.)?OutOfMemoryError", re.IGNORECASE)
@@ -62,7 +62,7 @@ def classify(state: str, exit_code: str, nodelist: str, log_lines: List[str]) ->
     if base == "OUT_OF_MEMORY" or _HOST_OOM.search(text):
         return "host out of memory"
     exceptions = [m.group(1).strip() for ln in log_lines if (m := _PY_EXC.match(ln.strip()))]
-    root = [e for e in exceptions if not _COMM.search(e) and not e.startswith(("ChildFailedError", "KeyboardInterrupt"))]
+    root = [e for e in exceptions if not _COMM.search(e) and "ChildFailedError" not in e and not e.startswith("KeyboardInterrupt")]
     if root:
         return root[0][:160]
     if _COMM.search(text):

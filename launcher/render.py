@@ -8,6 +8,7 @@ The per-node launch command carries tokens the node agent fills in on each node:
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,7 +141,8 @@ def render_script(plan: JobPlan) -> str:
         port=spec.launch.port, runs=plan.runs, run_ids_summary=summary, agent_command=plan.agent_command,
     )
     try:
-        return _environment(plan.template_dir).get_template("sbatch.sh.j2").render(**ctx)
+        text = _environment(plan.template_dir).get_template("sbatch.sh.j2").render(**ctx)
+        return re.sub(r"\n{3,}", "\n\n", text)
     except jinja2.TemplateError as e:
         where = f"{e.filename}:{e.lineno}" if getattr(e, "lineno", None) else "templates"
         raise UserError(f"template error in {where}: {e.message}", "fix the template (see templates/ for the originals)") from None

@@ -1,0 +1,49 @@
+#!/bin/bash
+#SBATCH --job-name=golden/0
+#SBATCH --comment=danlu:0123456789ab:0
+#SBATCH --partition=debug-4090-01
+#SBATCH --nodes=1
+#SBATCH --ntasks-per-node=2
+#SBATCH --cpus-per-task=1
+#SBATCH --gres=gpu:rtx4090:2
+#SBATCH --time=00:15:00
+#SBATCH --output=/runs/golden/.slurm/job-%j.out
+#SBATCH --open-mode=append
+#SBATCH --signal=USR2@120
+#SBATCH --requeue
+#SBATCH --export=ALL
+
+# danlu 0.1.0 -- run(s): golden/0
+set -euo pipefail
+umask 077  # run dirs, logs and scripts are readable by their owner only
+
+# ---- environment ----
+# passed from the submitting environment by name, never written here: HF_TOKEN WANDB_API_KEY HUGGING_FACE_HUB_TOKEN
+
+# ---- head node and rendezvous port (per job, never a fixed port shared by every job) ----
+mapfile -t danlu_nodes < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
+export DANLU_HEAD_NODE="${danlu_nodes[0]}"
+danlu_addr=$(scontrol show node "$DANLU_HEAD_NODE" -o | tr ' ' '\n' | sed -n 's/^NodeAddr=//p')
+danlu_addr=${danlu_addr:-$DANLU_HEAD_NODE}
+export DANLU_HEAD_ADDR=$(getent ahostsv4 "$danlu_addr" | awk 'NR==1 {print $1}')
+export DANLU_HEAD_ADDR=${DANLU_HEAD_ADDR:-$danlu_addr}
+export DANLU_PORT=$(( 15000 + SLURM_JOB_ID % 17000 ))
+
+# ---- the run of this job ----
+case "${SLURM_ARRAY_TASK_ID:-0}" in
+  0)
+    export DANLU_RUN_ID=golden/0 DANLU_SWEEP=golden DANLU_ATTEMPT=1
+    export DANLU_RUN_DIR=/runs/golden/0 DANLU_WORKDIR=<repo>/examples/tiny_ibq
+    export WANDB_RUN_GROUP=golden WANDB_NAME=golden/0
+    export DANLU_COMMAND='python train.py --max_train_steps=30 --train_batch_size=16 --learning_rate=0.002 --codebook_size=256 --seed=0 --checkpointing_steps=10 --crash_at_step=-1 --crash_rank=0 --sleep_per_step=0 --output_dir=/runs/golden/0/output'
+    ;;
+  *) echo "danlu: no run for array index ${SLURM_ARRAY_TASK_ID:-0}" >&2; exit 2 ;;
+esac
+
+# ---- launch: one node agent per task; it starts $DANLU_COMMAND with this node's rank,
+# ---- collects per-node/per-rank logs and ends the whole job as soon as any rank fails ----
+cd "$DANLU_WORKDIR"
+export SUBMITIT_EXECUTOR=slurm  # the node agent runs through submitit (pickled callable per task)
+srun --kill-on-bad-exit=1 --nodes=1 --ntasks-per-node=2 --cpus-per-task=1 --export=ALL \
+    <python> -u -m submitit.core._submit /runs/golden/.submitit/%j
+
