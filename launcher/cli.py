@@ -117,7 +117,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             fn = getattr(commands, f"cmd_{args.command}")
         return int(fn(args) or 0)
     except UserError as e:
-        _err(f"error: {e.message}")
+        _err(f"{'error: ' if e.exit_code else ''}{e.message}")
         _err(f"hint: {e.hint}")
         return e.exit_code
     except KeyboardInterrupt:

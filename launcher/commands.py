@@ -288,3 +288,78 @@ def cmd_logs(args: Namespace) -> int:
 
     store = _open_store()
     return show_logs(store, args)
+
+
+RERUNNABLE = ("FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE", "PREEMPTED")
+
+
+def _merge_overrides(original: List[str], new: List[str]) -> List[str]:
+    """Original overrides with the new ones applied on top (a key given again is replaced)."""
+    def key(o: str) -> str:
+        return o.split("=", 1)[0].lstrip("+~")
+
+    replaced = {key(o) for o in new}
+    return [o for o in original if key(o) not in replaced] + list(new)
+
+
+def cmd_rerun(args: Namespace) -> int:
+    from .config import Composer
+    from .reconcile import token_lock
+    from .status import refresh
+    from .store import ACTIVE, NewRun
+    from .submit import PlannedRun, check, job_tag, new_token, plan_jobs, script_path
+
+    states = tuple(s.strip().upper() for s in args.state.split(",")) if args.state else RERUNNABLE
+    for s in states:
+        if s == "COMPLETED" or s in ACTIVE:
+            raise UserError(f"--state {s}: danlu never reruns runs that completed or are still queued/running",
+                            f"choose among {', '.join(RERUNNABLE + ('CANCELLED',))}")
+        if s not in RERUNNABLE + ("CANCELLED",):
+            raise UserError(f"unknown state {s!r} for --state", f"choose among {', '.join(RERUNNABLE + ('CANCELLED',))}")
+    store = _open_store()
+    sweeps, runs = store.resolve([args.target])
+    rows = refresh(store, store.latest(sweeps=sweeps, runs=runs))
+    chosen = [r for r in rows if r["state"] in states]
+    if not chosen:
+        counts: Dict[str, int] = {}
+        for r in rows:
+            counts[r["state"]] = counts.get(r["state"], 0) + 1
+        summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+        raise NothingToDo(f"nothing to rerun in {args.target}: {summary}",
+                          "only runs whose latest attempt ended " + "/".join(states) + " are rerun (see --state)")
+    composer = Composer()
+    planned: List[PlannedRun] = []
+    expect: Dict[str, int] = {}
+    for r in chosen:
+        overrides = _merge_overrides(json.loads(r["overrides"]), list(args.overrides))
+        if args.exclude_failed_nodes:
+            bad = sorted({a["nodelist"] for a in store.attempts(r["run"]) if a["nodelist"] and a["state"] in RERUNNABLE})
+            if bad:
+                overrides = _merge_overrides(overrides, [f"resources.exclude={','.join(bad)}"])
+        (cfg,) = composer.runs(overrides, multirun=False)
+        (shp,), warnings = check([cfg], strict_files=not args.dry_run)
+        planned.append(PlannedRun(run_id=r["run"], idx=r["idx"], cfg=cfg, shape=shp, run_dir=r["run_dir"],
+                                  workdir=str(Path(cfg.spec.workdir).expanduser().resolve()), attempt=r["attempt"] + 1))
+        expect[r["run"]] = r["attempt"]
+    token = new_token()
+    sweep = chosen[0]["sweep"] if len({r["sweep"] for r in chosen}) == 1 else "rerun"
+    jobs = plan_jobs(sweep, token, planned)
+    if args.dry_run:
+        for job in jobs:
+            print(job.script, end="")
+        _err(f"dry run: would rerun {len(planned)} run(s) in {len(jobs)} job(s); nothing submitted")
+        return 0
+    with token_lock(store, token):
+        new_runs = []
+        for job in jobs:
+            tag, path, array = job_tag(job), str(script_path(job)), len(job.runs) > 1
+            for i, (p, rp) in enumerate(zip(job.runs, job.plan.runs)):
+                new_runs.append(NewRun(run=p.run_id, idx=p.idx, overrides=p.cfg.overrides, config=p.cfg.resolved,
+                                       run_dir=p.run_dir, workdir=p.workdir, git_commit=None, git_dirty=None,
+                                       partition=p.shape.partition, nodes=p.shape.nodes, cluster_kind=p.spec.cluster.kind,
+                                       script=path, command=rp.command, tag=tag, array_task=i if array else None))
+        if not store.add_attempts(new_runs, list(args.overrides), expect):
+            raise UserError("another danlu rerun of these runs got there first", "`danlu status` shows their new attempts")
+        results = _execute_all(store, sweep, token, jobs)
+    _report(args, sweep, results, len(jobs))
+    return 0
