@@ -49,3 +49,34 @@ def render_experiment(overrides: Sequence[str], sweep: str = "golden", multirun:
                                   workdir=str(Path(cfg.spec.workdir).expanduser())))
     jobs = plan_jobs(sweep, "0123456789ab", planned)
     return [j.script.replace(sys.executable, "<python>").replace(str(REPO), "<repo>") for j in jobs]
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def danlu_env(tmp_path: Path) -> Dict[str, str]:
+    """A private store and runs dir for one test; pass as env= to `danlu(...)`.
+
+    Runs dirs live under the test's tmp dir, which the test cluster's nodes share (same machine)."""
+    home = tmp_path / "danlu-home"
+    runs = tmp_path / "runs"
+    env = {"DANLU_HOME": str(home), "DANLU_RUNS_DIR": str(runs), "DANLU_STORE": str(home / "store.sqlite"),
+           "NO_COLOR": "1"}
+    return env
+
+
+def wait_status(sweep_or_run: str, env: Dict[str, str], timeout: float = 180, poll: float = 2.0,
+                done=lambda items: all(i["state"] not in ("PENDING", "RUNNING", "SUBMITTING", "REQUEUED",
+                                                             "CONFIGURING", "COMPLETING") for i in items)) -> List[dict]:
+    """Poll `danlu status --json` until `done(items)`; returns the items (AssertionError on timeout)."""
+    import time
+
+    end = time.time() + timeout
+    items: List[dict] = []
+    while time.time() < end:
+        items = status_json(sweep_or_run, env=env)
+        if items and done(items):
+            return items
+        time.sleep(poll)
+    raise AssertionError(f"timed out waiting for {sweep_or_run}: {items}")
