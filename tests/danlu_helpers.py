@@ -16,8 +16,9 @@ def danlu(*args: str, env: Optional[Dict[str, str]] = None, check: bool = False,
           cwd: Optional[Path] = None) -> subprocess.CompletedProcess:
     """Run `danlu ARGS` as a user would (a fresh process), returning the completed process."""
     full_env = dict(os.environ)
-    full_env["PATH"] = f"{Path(sys.executable).parent}:{full_env.get('PATH', '')}"
     full_env.update(env or {})
+    # the job inherits this PATH (sbatch --export=ALL): the venv's accelerate/python come first
+    full_env["PATH"] = f"{Path(sys.executable).parent}:{full_env.get('PATH', '')}"
     done = subprocess.run([sys.executable, "-m", "launcher.cli", *args], capture_output=True, text=True,
                           env=full_env, timeout=timeout, cwd=str(cwd or REPO))
     if check and done.returncode != 0:
