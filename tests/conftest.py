@@ -1,0 +1,102 @@
+"""Shared pytest fixtures.
+
+Add your own fixtures below the "test Slurm cluster" block; keep that block generic.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+# ---------------------------------------------------------------------------------------------
+# Test Slurm cluster (tests/cluster/up.sh): a REAL Slurm on this machine, never a mock.
+# Mark tests that need it with @pytest.mark.slurm and request the `slurm_cluster` fixture.
+# The cluster is started once per session and left running (other sessions reuse it);
+# stop it by hand with tests/cluster/down.sh.
+# ---------------------------------------------------------------------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CLUSTER_DIR = REPO_ROOT / "tests" / "cluster"
+UP_TIMEOUT_S = 300
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "slurm: needs the project's test Slurm cluster (tests/cluster/up.sh)"
+    )
+
+
+@dataclass(frozen=True)
+class SlurmCluster:
+    """What tests may want to know about the running test cluster."""
+
+    state_dir: Path
+    log_dir: Path
+    cluster_dir: Path  # tests/cluster: up.sh, down.sh, node.sh
+    name: str = "testcluster"
+    default_partition: str = "debug-4090-01"
+    partitions: dict[str, list[str]] = field(
+        default_factory=lambda: {
+            "debug-4090-01": ["node1", "node2"],  # 32 CPUs, 64000 MB, 4x gpu:rtx4090 each
+            "debug-A10-01": ["node3"],  # 64 CPUs, 128000 MB, 8x gpu:a10
+            "urgent-4090": ["node1", "node2"],  # higher PriorityTier: preempts debug-4090-01
+        }
+    )
+    up_output: str = ""
+
+    def node(self, action: str, node: str) -> None:
+        """Stop/kill/start one node's slurmd: action in stop|kill|start|status."""
+        subprocess.run(["bash", str(self.cluster_dir / "node.sh"), action, node], check=True)
+
+    def log(self, name: str) -> Path:
+        """Path of a daemon log, e.g. log('slurmctld') or log('slurmd-node1')."""
+        return self.log_dir / f"{name}.log"
+
+
+def _tail(text: str, lines: int = 40) -> str:
+    return "\n".join(text.splitlines()[-lines:])
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> SlurmCluster:
+    """Start (or reuse) the test Slurm cluster; skip (fail on CI=true) if it cannot start."""
+    state_dir = Path(os.environ.get("DANLU_TESTCLUSTER_DIR", "/var/tmp/danlu-testcluster"))
+    reason = None
+    output = ""
+    try:
+        proc = subprocess.run(
+            ["bash", str(CLUSTER_DIR / "up.sh")],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=UP_TIMEOUT_S,
+        )
+        output = proc.stdout + proc.stderr
+        if proc.returncode != 0:
+            reason = f"tests/cluster/up.sh exited {proc.returncode}"
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout or ""  # may be bytes even with text=True
+        output = out.decode(errors="replace") if isinstance(out, bytes) else out
+        reason = f"tests/cluster/up.sh did not finish within {UP_TIMEOUT_S} s"
+    except OSError as exc:
+        reason = f"cannot run tests/cluster/up.sh: {exc}"
+    if reason is not None:
+        msg = f"TEST SLURM CLUSTER UNAVAILABLE: {reason}\n{_tail(output)}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(msg, pytrace=False)
+        pytest.skip(msg)
+    return SlurmCluster(
+        state_dir=state_dir,
+        log_dir=state_dir / "log",
+        cluster_dir=CLUSTER_DIR,
+        up_output=output,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Other fixtures go below.
+# ---------------------------------------------------------------------------------------------

@@ -1,0 +1,142 @@
+"""Small polling helpers for tests that talk to the test Slurm cluster (tests/cluster/up.sh)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+# Terminal job states as sacct prints them ("CANCELLED by 0" is matched by prefix).
+TERMINAL_STATES = (
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+    "PREEMPTED",
+    "BOOT_FAIL",
+    "DEADLINE",
+)
+
+# sinfo %T states of a node that is up and answering.
+_UP_NODE_STATES = {"idle", "mixed", "allocated", "completing"}
+
+
+def _run(args: list[str]) -> str:
+    return subprocess.run(args, capture_output=True, text=True, check=True, timeout=30).stdout
+
+
+def job_states(job_id: str | int) -> list[str]:
+    """States of a job's allocation lines from sacct ([] if sacct does not know it yet).
+
+    One entry for a plain job, one per task for a job array id. "CANCELLED by 0" -> "CANCELLED".
+    """
+    out = _run(["sacct", "-j", str(job_id), "-X", "-n", "-P", "-o", "State"])
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def job_state(job_id: str | int) -> str:
+    """Current state of a (non-array) job from sacct, or '' if sacct does not know it yet."""
+    states = job_states(job_id)
+    return states[-1] if states else ""
+
+
+def is_terminal(state: str) -> bool:
+    return any(state.startswith(s) for s in TERMINAL_STATES)
+
+
+# squeue states of a job that is not finished yet (e.g. requeued after preemption/node failure).
+_ACTIVE_STATES = {
+    "PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
+    "RESIZING", "SUSPENDED", "SIGNALING", "STAGE_OUT", "STOPPED", "SPECIAL_EXIT",
+}
+
+
+def in_queue(job_id: str | int) -> bool:
+    """True while squeue still has the job (or any task of an array) in a non-final state."""
+    proc = subprocess.run(
+        ["squeue", "-h", "-j", str(job_id), "-o", "%T"], capture_output=True, text=True, timeout=30
+    )
+    if proc.returncode != 0:  # "Invalid job id": already purged from slurmctld
+        return False
+    return any(line.strip() in _ACTIVE_STATES for line in proc.stdout.splitlines())
+
+
+def wait_for_job(
+    job_id: str | int, timeout: float = 120, poll: float = 0.5, final: bool = True
+) -> str:
+    """Poll sacct until the job reaches a terminal state; return it (e.g. 'COMPLETED').
+
+    final=True (default): a terminal sacct state only counts once squeue no longer has the job
+    pending/running. A job requeued by Slurm (preempted, NODE_FAIL) shows PREEMPTED/NODE_FAIL
+    in sacct for a few seconds while it is already pending again; this waits for the run that
+    really ends. final=False returns the first terminal state sacct shows.
+    For an array job id, waits until every task is terminal and returns the state if they all
+    agree, else the distinct states joined by ',' (e.g. 'COMPLETED,FAILED').
+    Raises TimeoutError with the last seen states if the job does not end within `timeout` s.
+    """
+    deadline = time.monotonic() + timeout
+    states: list[str] = []
+    while True:
+        try:
+            states = job_states(job_id)
+            if states and all(is_terminal(s) for s in states):
+                if not final or not in_queue(job_id):
+                    return ",".join(sorted(set(states)))
+        except subprocess.SubprocessError:
+            pass
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"job {job_id} not finished after {timeout} s (last states {states})")
+        time.sleep(poll)
+
+
+def node_states() -> dict[str, str]:
+    """{node: sinfo long state}, e.g. {'node1': 'idle', 'node3': 'down*'}."""
+    out = _run(["sinfo", "-h", "-N", "-o", "%N %T"])
+    states: dict[str, str] = {}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            states[parts[0]] = parts[1]
+    return states
+
+
+def wait_nodes_idle(timeout: float = 60, nodes: list[str] | None = None, poll: float = 0.5) -> dict[str, str]:
+    """Wait until all (or the given) nodes are idle; return their states.
+
+    Raises TimeoutError with the last seen states otherwise.
+    """
+    deadline = time.monotonic() + timeout
+    states: dict[str, str] = {}
+    while True:
+        try:
+            states = node_states()
+        except subprocess.SubprocessError:
+            pass
+        wanted = {n: s for n, s in states.items() if nodes is None or n in nodes}
+        if wanted and (nodes is None or set(nodes) <= set(wanted)) and all(
+            s == "idle" for s in wanted.values()
+        ):
+            return wanted
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"nodes not idle after {timeout} s: {states}")
+        time.sleep(poll)
+
+
+def wait_nodes_up(timeout: float = 60, nodes: list[str] | None = None, poll: float = 0.5) -> dict[str, str]:
+    """Like wait_nodes_idle, but jobs may be running (idle/mixed/allocated/completing)."""
+    deadline = time.monotonic() + timeout
+    states: dict[str, str] = {}
+    while True:
+        try:
+            states = node_states()
+        except subprocess.SubprocessError:
+            pass
+        wanted = {n: s for n, s in states.items() if nodes is None or n in nodes}
+        if wanted and (nodes is None or set(nodes) <= set(wanted)) and all(
+            s in _UP_NODE_STATES for s in wanted.values()
+        ):
+            return wanted
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"nodes not up after {timeout} s: {states}")
+        time.sleep(poll)
