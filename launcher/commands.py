@@ -27,6 +27,9 @@ def cmd_submit(args: Namespace) -> int:
 
     if args.name is not None and not _NAME.match(args.name):
         raise UserError(f"bad sweep name {args.name!r}", "use letters, digits, '.', '_' and '-' (at most 64)")
+    if args.template_dir and not Path(args.template_dir).expanduser().is_dir():
+        raise UserError(f"template dir {args.template_dir!r} does not exist",
+                        "pass --template-dir a folder with your copies of templates/*.j2")
     cfgs = Composer(args.config_dir).runs(args.overrides, args.multirun)
     shapes, warnings = check(cfgs, strict_files=not args.dry_run)
     spec0 = cfgs[0].spec
@@ -143,6 +146,23 @@ def _report(args: Namespace, sweep: str, results: Dict[str, tuple], njobs: int) 
     _err(f"submitted {sweep}: {len(runs)} run(s) in {njobs} job(s)")
 
 
+def _store_errors(fn: Any) -> Any:
+    """A store that breaks while being read (corrupted pages) is bad input: exit 2 with a hint."""
+    import functools
+    import sqlite3
+
+    @functools.wraps(fn)
+    def wrapper(args: Namespace) -> int:
+        try:
+            return fn(args)
+        except sqlite3.DatabaseError as e:
+            from .store import default_path
+
+            raise UserError(f"the run store {str(default_path())!r} is unreadable: {e}",
+                            "move the file aside (it may be corrupted) or point DANLU_STORE at another store") from None
+    return wrapper
+
+
 def cmd_options(args: Namespace) -> int:
     from .options import RunSpec, describe
 
@@ -156,13 +176,16 @@ def cmd_options(args: Namespace) -> int:
     return 0
 
 
+@_store_errors
 def cmd_show(args: Namespace) -> int:
-    from .store import Store
+    from .status import launched_commands, refresh
 
-    store = Store()
+    store = _open_store()
     row = store.run(args.run)
     if row is None:
         raise UserError(f"no run named {args.run!r}", "`danlu status --all` lists runs (ids look like sweep/3)")
+    refresh(store, store.latest(runs=[args.run]))  # the latest attempt's state as Slurm has it now
+    sweep = store.sweep(row["sweep"])
     attempts = store.attempts(args.run)
     latest = attempts[-1]
     script = ""
@@ -172,12 +195,16 @@ def cmd_show(args: Namespace) -> int:
         except OSError as e:
             script = f"(script unreadable: {e})"
     data = {
-        "run": row["run"], "sweep": row["sweep"], "overrides": json.loads(row["overrides"]),
+        "run": row["run"], "sweep": row["sweep"], "experiment": sweep["experiment"] if sweep else None,
+        "cluster": sweep["cluster"] if sweep else None, "overrides": json.loads(row["overrides"]),
         "config": json.loads(row["config"]), "run_dir": row["run_dir"], "workdir": row["workdir"],
         "git": {"commit": row["git_commit"], "dirty": None if row["git_dirty"] is None else bool(row["git_dirty"])},
         "command": latest["command"], "script_path": latest["script"],
-        "attempts": [{k: a[k] for k in ("attempt", "job_id", "state", "reason", "exit_code", "nodelist", "submitted",
-                                         "started", "ended", "restarts")} | {"overrides": json.loads(a["overrides"] or "[]")}
+        "submitted_with": json.loads(sweep["argv"]) if sweep else None,
+        "launched": launched_commands(row["run_dir"], latest["attempt"]),
+        "attempts": [{k: a[k] for k in ("attempt", "job_id", "state", "reason", "exit_code", "nodelist", "partition",
+                                         "submitted", "started", "ended", "elapsed", "restarts", "script", "command")}
+                     | {"overrides": json.loads(a["overrides"] or "[]")}
                      for a in attempts],
     }
     if args.json:
@@ -192,6 +219,8 @@ def cmd_show(args: Namespace) -> int:
     git = data["git"]
     print(f"git:       {git['commit'] or '(not a git checkout)'}{' (dirty)' if git['dirty'] else ''}")
     print(f"command:   {data['command']}")
+    for node, cmd in sorted(data["launched"].items()):
+        print(f"  {node}: {cmd}")
     print("attempts:")
     for a in data["attempts"]:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(a["submitted"])) if a["submitted"] else "-"
@@ -228,6 +257,7 @@ def _check_states(states: str | None) -> None:
             raise UserError(f"unknown state {s!r}", "use Slurm state names such as PENDING, RUNNING, COMPLETED, FAILED, TIMEOUT, CANCELLED")
 
 
+@_store_errors
 def cmd_status(args: Namespace) -> int:
     from .status import as_dict, filter_items, refresh, render_plain, select
 
@@ -244,45 +274,79 @@ def cmd_status(args: Namespace) -> int:
             render_live(items)
         else:
             print(render_plain(items))
+        from .status import NOTES
+
+        for note in NOTES:
+            _err(f"warning: {note}")
         if not args.watch:
             return 0
         time.sleep(args.interval)
 
 
+@_store_errors
 def cmd_cancel(args: Namespace) -> int:
+    import getpass
+    import os
+    import signal
+
     from . import slurm
-    from .status import refresh
+    from .status import _finish, refresh
     from .store import TERMINAL
 
     store = _open_store()
     sweeps, runs = store.resolve(args.names)
     rows = refresh(store, store.latest(sweeps=sweeps, runs=runs))
-    live = [r for r in rows if r["state"] not in TERMINAL]
+    live = [r for r in rows if r["state"] not in TERMINAL and r["job_id"]]
     if not live:
         raise NothingToDo(f"nothing to cancel: {', '.join(args.names)} already ended", "`danlu status --all` shows their states")
-    slurm_ids = [r["job_id"] for r in live if r["job_id"] and not r["job_id"].startswith("local-")]
-    whole = {}
-    for r in live:  # a whole array at once when every task of it is being cancelled
+    slurm_rows = [r for r in live if not r["job_id"].startswith("local-")]
+    # a whole array by its array job id when every task of it is being cancelled: one short scancel
+    ids = set()
+    by_array: Dict[str, List[Any]] = {}
+    for r in slurm_rows:
         if r["array_job_id"]:
-            whole.setdefault(r["array_job_id"], []).append(r["job_id"])
-    slurm.scancel(slurm_ids)
-    import os
-    import signal
-
+            by_array.setdefault(r["array_job_id"], []).append(r)
+        else:
+            ids.add(r["job_id"])
+    for array_id, members in by_array.items():
+        if len(members) == store.array_size(array_id):
+            ids.add(array_id)
+        else:
+            ids.update(m["job_id"] for m in members)
+    slurm.scancel(sorted(ids))
     for r in live:
-        if r["job_id"] and r["job_id"].startswith("local-"):
+        if r["job_id"].startswith("local-"):
             try:
                 os.killpg(int(r["job_id"].split("-", 1)[1]), signal.SIGTERM)
             except (ProcessLookupError, ValueError, PermissionError):
                 pass
-    store.update_attempts([{"run": r["run"], "attempt": r["attempt"], "state": "CANCELLED",
-                            "reason": "cancelled by danlu cancel", "ended": time.time()} for r in live])
+    # scancel is silent about jobs that ended in the meantime: ask the controller how each one ended
+    try:
+        queue = slurm.squeue([r["job_id"] for r in slurm_rows])
+    except slurm.SlurmUnavailable:
+        queue = {}
+    who = f"cancelled by {getpass.getuser()} (danlu cancel)"
+    updates, cancelled, ended = [], [], []
     for r in live:
+        q = queue.get(r["job_id"])
+        state = slurm.base_state(q.state) if q else ""
+        if q is not None and state in TERMINAL and state != "CANCELLED":
+            upd = _finish(r, q.state, "", q.nodelist, None, elapsed=q.elapsed)
+            ended.append((r, state))
+        else:
+            upd = {"state": "CANCELLED", "reason": who, "ended": time.time()}
+            cancelled.append(r)
+        updates.append(upd | {"run": r["run"], "attempt": r["attempt"]})
+    store.update_attempts(updates)
+    for r in cancelled:
         print(f"{r['run']}\t{r['job_id']}\tCANCELLED")
-    _err(f"cancelled {len(live)} run(s)")
+    for r, state in ended:
+        print(f"{r['run']}\t{r['job_id']}\t{state}")
+    _err(f"cancelled {len(cancelled)} run(s)" + (f"; {len(ended)} had ended already" if ended else ""))
     return 0
 
 
+@_store_errors
 def cmd_logs(args: Namespace) -> int:
     from .logs import show_logs
 

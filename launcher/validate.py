@@ -202,6 +202,9 @@ def file_problems(spec: RunSpec) -> List[UserError]:
     for key in e.vars:
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
             problems.append(UserError(f"env.vars has an invalid variable name {key!r}", "names are letters, digits and _"))
+    for key in sorted(set(e.vars) & set(e.pass_env)):
+        problems.append(UserError(f"env.vars.{key} would write a secret into the job script",
+                                  f"export {key} in your shell instead; it is passed to the job by name (env.pass_env)"))
     for key in e.pass_env:
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
             problems.append(UserError(f"env.pass_env has an invalid variable name {key!r}", "names are letters, digits and _"))

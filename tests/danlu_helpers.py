@@ -81,3 +81,19 @@ def wait_status(sweep_or_run: str, env: Dict[str, str], timeout: float = 180, po
             return items
         time.sleep(poll)
     raise AssertionError(f"timed out waiting for {sweep_or_run}: {items}")
+
+
+def danlu_inprocess(argv: Sequence[str], env: Dict[str, str], monkeypatch, capsys) -> subprocess.CompletedProcess:
+    """`danlu ARGV` in this process (fast: no interpreter start, Hydra imported once)."""
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}:{env.get('PATH', os.environ.get('PATH', ''))}")
+    monkeypatch.chdir(REPO)
+    from launcher.cli import main
+
+    try:
+        code = main(list(argv))
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(list(argv), code, out.out, out.err)
