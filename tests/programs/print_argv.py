@@ -1,0 +1,9 @@
+"""Test program: prints its argv as JSON and which secret variables it can see (never their values)."""
+
+import json
+import os
+import sys
+
+print("ARGV " + json.dumps(sys.argv[1:], ensure_ascii=False), flush=True)
+seen = {k: bool(os.environ.get(k)) for k in ("HF_TOKEN", "WANDB_API_KEY")}
+print("SECRETS_VISIBLE " + json.dumps(seen), flush=True)
