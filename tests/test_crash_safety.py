@@ -1,0 +1,63 @@
+"""Issue 7: danlu killed between sbatch accepting a job and the store recording it loses nothing:
+the next command finds the job by its comment and records it; nothing is submitted twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sqlite3
+import subprocess
+
+import pytest
+
+from danlu_helpers import danlu, danlu_env, status_json  # noqa: F401
+
+pytestmark = pytest.mark.slurm
+
+
+def _shim(tmp_path, when: str) -> str:
+    """An sbatch that kills its caller (danlu) with SIGKILL before or after the real sbatch."""
+    real = subprocess.run(["bash", "-c", "command -v sbatch"], capture_output=True, text=True).stdout.strip()
+    d = tmp_path / "shim"
+    d.mkdir()
+    out = tmp_path / "sbatch.out"
+    body = {"after": f'"{real}" "$@" | tee {out}\nkill -9 $PPID\n', "before": "kill -9 $PPID\nsleep 5\n"}[when]
+    (d / "sbatch").write_text("#!/bin/bash\n" + body)
+    (d / "sbatch").chmod(0o755)
+    return f"{d}:{os.environ['PATH']}"
+
+
+def _rows(env):
+    db = sqlite3.connect(env["DANLU_STORE"])
+    return db.execute("SELECT a.run, a.state, a.job_id FROM attempts a").fetchall()
+
+
+def test_killed_after_sbatch_is_recovered(slurm_cluster, danlu_env, tmp_path):
+    env = dict(danlu_env, PATH=_shim(tmp_path, "after"))
+    done = danlu("submit", "experiment=tiny_dpo", "cluster=testcluster", "--name", "crashy",
+                 "resources.extra_sbatch=[--hold]", env=env)
+    assert done.returncode == -9, (done.returncode, done.stderr)
+    job_id = re.search(r"Submitted batch job (\d+)", (tmp_path / "sbatch.out").read_text()).group(1)
+    try:
+        assert _rows(danlu_env) == [("crashy/0", "SUBMITTING", None)]  # the store knew it was submitting
+        items = status_json("crashy", env=danlu_env)  # the next command, with the real sbatch
+        assert [(i["run"], i["job_id"], i["state"]) for i in items] == [("crashy/0", job_id, "PENDING")]
+        comments = subprocess.run(["squeue", "-h", "-o", "%k"], capture_output=True, text=True, check=True).stdout
+        tag = json.loads(danlu("show", "crashy/0", "--json", env=danlu_env, check=True).stdout)["script"]
+        token = re.search(r"--comment=danlu:(\S+)", tag).group(1)
+        assert comments.split().count(f"danlu:{token}") == 1  # exactly one job: nothing submitted twice
+    finally:
+        subprocess.run(["scancel", job_id])
+
+
+def test_killed_before_sbatch_leaves_nothing(slurm_cluster, danlu_env, tmp_path):
+    env = dict(danlu_env, PATH=_shim(tmp_path, "before"))
+    done = danlu("submit", "experiment=tiny_dpo", "cluster=testcluster", "--name", "early", env=env)
+    assert done.returncode == -9
+    assert [r[1] for r in _rows(danlu_env)] == ["SUBMITTING"]
+    items = status_json(env=danlu_env)
+    assert items == []  # never reached Slurm: dropped, not reported
+    assert _rows(danlu_env) == []
+    again = danlu("submit", "experiment=tiny_dpo", "cluster=testcluster", "--name", "early", "--dry-run", env=danlu_env)
+    assert again.returncode == 0  # the name is free again
