@@ -44,6 +44,7 @@ class NodeAgent:
     tasks_per_node: int
     max_requeues: int
     requeue_signal: str = "USR2"
+    checkpoint_wait_s: float = 60.0  # after a time-limit/preemption warning, how long ranks may take to checkpoint
 
     # ---- environment -------------------------------------------------------------------------
     def _ids(self) -> Dict[str, int]:
@@ -138,6 +139,9 @@ class NodeAgent:
             sys.stdout.buffer.write(chunk)
             sys.stdout.flush()
         code = child.wait()
+        if self._interrupted:
+            # the launcher may end before its ranks have written their checkpoint: wait for them
+            _wait_group_empty(child.pid, timeout=max(5.0, self.checkpoint_wait_s))
         _killpg(child.pid, signal.SIGKILL)  # nothing of this node's ranks outlives the launcher
         if code < 0:
             code = 128 - code
@@ -182,6 +186,16 @@ def _killpg(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _wait_group_empty(pgid: int, timeout: float) -> None:
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return
+        time.sleep(0.2)
 
 
 def _kill_later(child: subprocess.Popen) -> None:  # type: ignore[type-arg]
