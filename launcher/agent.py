@@ -188,13 +188,21 @@ def _killpg(pid: int, sig: int) -> None:
         pass
 
 
+def _group_alive(pgid: int) -> bool:
+    """Is any process of the group still running (zombies do not count)?"""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            return True
+    return False
+
+
 def _wait_group_empty(pgid: int, timeout: float) -> None:
     end = time.time() + timeout
-    while time.time() < end:
-        try:
-            os.killpg(pgid, 0)
-        except (ProcessLookupError, PermissionError):
-            return
+    while time.time() < end and _group_alive(pgid):
         time.sleep(0.2)
 
 
