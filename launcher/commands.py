@@ -427,3 +427,24 @@ def cmd_rerun(args: Namespace) -> int:
         results = _execute_all(store, sweep, token, jobs)
     _report(args, sweep, results, len(jobs))
     return 0
+
+
+def cmd_cluster(args: Namespace) -> int:
+    """Partitions with their GPUs total / allocated / free / down, pending jobs and your GPUs."""
+    import os
+
+    from . import clusterview, slurm
+
+    try:
+        data = clusterview.collect()
+    except slurm.SlurmUnavailable as e:
+        if "not found" in str(e):
+            raise UserError(f"no Slurm here: {e}", "run `danlu cluster` on a login node of your Slurm cluster") from None
+        raise
+    if args.json:
+        print(json.dumps(data, indent=1))
+    elif sys.stdout.isatty() and not os.environ.get("NO_COLOR"):
+        clusterview.render_rich(data)
+    else:
+        print(clusterview.render_plain(data))
+    return 0
