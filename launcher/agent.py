@@ -110,6 +110,7 @@ class NodeAgent:
 
     # ---- the child ---------------------------------------------------------------------------
     _interrupted = False
+    _stopped_by: Optional[str] = None  # the first stop signal (SIGTERM/SIGINT) Slurm sent this task
 
     def _run(self, argv: List[str], env: Dict[str, str], out: object, say) -> int:  # type: ignore[no-untyped-def]
         try:
@@ -127,6 +128,7 @@ class NodeAgent:
                 say(f"received {name} (time limit or preemption): forwarding SIGUSR1 to the training processes")
                 _killpg(child.pid, signal.SIGUSR1)
             else:
+                self._stopped_by = self._stopped_by or name
                 say(f"received {name}: forwarding to the training processes")
                 _killpg(child.pid, signum)
                 threading.Thread(target=_kill_later, args=(child,), daemon=True).start()
@@ -145,7 +147,11 @@ class NodeAgent:
         _killpg(child.pid, signal.SIGKILL)  # nothing of this node's ranks outlives the launcher
         if code < 0:
             code = 128 - code
-        if code != 0:
+        if code != 0 and self._stopped_by:
+            # a consequence, not the cause: Slurm (a failed peer, scancel, the time limit) stopped this task
+            say(f"the launcher exited with code {code} after {self._stopped_by} (this task was stopped; it did not fail first)")
+        elif code != 0:
+            # this task failed first (as far as it knows): say so, so the log shows where the job broke
             say(f"the launcher exited with code {code}: ending the job (the other nodes are stopped by srun)")
         return code
 
