@@ -8,10 +8,19 @@ from pathlib import Path
 from typing import Iterable, List, Optional
 
 _PY_EXC = re.compile(r"^(?:\[[\w-]+\]:\s*)*((?:[A-Za-z_][\w.]*)?(?:Error|Exception|Interrupt)(?::\s.*)?)\s*$")
-_COMM = re.compile(r"NCCL (?:error|WARN)|ProcessGroupNCCL|ProcessGroupGloo|gloo|Connection (?:closed|reset) by peer|"
-                   r"DistNetworkError|DistBackendError|RendezvousError", re.IGNORECASE)
-_CUDA_OOM = re.compile(r"CUDA out of memory|torch\.(?:cuda\.)?OutOfMemoryError", re.IGNORECASE)
-_HOST_OOM = re.compile(r"oom[-_ ]kill|Out Of Memory|MemoryError|Killed process", re.IGNORECASE)
+_COMM = re.compile(r"NCCL (?:error|WARN)|ncclInternalError|ncclSystemError|ncclRemoteError|ProcessGroupNCCL|"
+                   r"ProcessGroupGloo|gloo|Connection (?:closed|reset) by peer|DistNetworkError|DistBackendError|"
+                   r"RendezvousError|Watchdog caught collective operation timeout", re.IGNORECASE)
+# a log line that by itself says collective communication broke (not merely mentions a backend)
+_COMM_LINE = re.compile(r"NCCL (?:error|WARN)|ncclInternalError|ncclSystemError|ncclRemoteError|"
+                        r"Connection (?:closed|reset) by peer|DistNetworkError|DistBackendError|"
+                        r"Watchdog caught collective operation timeout", re.IGNORECASE)
+_CUDA_OOM = re.compile(r"CUDA out of memory|torch\.(?:cuda\.)?OutOfMemoryError|CUDA error: out of memory", re.IGNORECASE)
+_HOST_OOM = re.compile(r"oom[-_ ]kill|out-of-memory handler|Out Of Memory|^MemoryError|\bMemoryError\b|Killed process",
+                       re.IGNORECASE | re.MULTILINE)
+# exceptions that report another failure, not the cause: a launcher noticing its child died, a
+# rank being told to stop because a peer failed
+_NOT_CAUSE = re.compile(r"ChildFailedError|CalledProcessError|SignalException|^KeyboardInterrupt|SystemExit")
 
 
 def tail_lines(paths: Iterable[Path], max_bytes: int = 64_000) -> List[str]:
@@ -62,13 +71,30 @@ def classify(state: str, exit_code: str, nodelist: str, log_lines: List[str]) ->
     if base == "OUT_OF_MEMORY" or _HOST_OOM.search(text):
         return "host out of memory"
     exceptions = [m.group(1).strip() for ln in log_lines if (m := _PY_EXC.match(ln.strip()))]
-    root = [e for e in exceptions if not _COMM.search(e) and "ChildFailedError" not in e and not e.startswith("KeyboardInterrupt")]
+    causes = [e for e in exceptions if not _NOT_CAUSE.search(e)]
+    root = [e for e in causes if not _COMM.search(e)]
     if root:
-        return root[0][:160]
-    if _COMM.search(text):
-        return "communication error (NCCL/gloo)"
+        return _cut(root[0])
+    if causes:  # only communication errors: a peer died without saying why (e.g. killed)
+        return _cut("communication error (NCCL/gloo): " + causes[0])
+    comm = next((ln.strip() for ln in log_lines if _COMM_LINE.search(ln)), None)
+    if comm:
+        return _cut("communication error (NCCL/gloo): " + re.sub(r"^(?:\[[\w-]+\]:\s*)*", "", comm))
     if exceptions:
-        return exceptions[0][:160]
-    if exit_code and exit_code not in ("0:0", "0"):
-        return f"non-zero exit ({exit_code})"
+        return _cut(exceptions[-1])
+    return _exit_reason(base, exit_code)
+
+
+def _cut(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _exit_reason(base: str, exit_code: str) -> Optional[str]:
+    """sacct's ExitCode is '<code>:<signal>'."""
+    code, _, sig = (exit_code or "").partition(":")
+    if sig and sig not in ("0", ""):
+        return f"killed by signal {sig}"
+    if code and code != "0":
+        return f"non-zero exit ({code})"
     return base.lower() or None

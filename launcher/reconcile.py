@@ -15,7 +15,7 @@ from typing import Dict, Iterator, List
 
 from . import slurm
 from .store import Store
-from .submit import COMMENT_PREFIX
+COMMENT_PREFIX = "danlu:"  # as launcher.submit writes it (not imported: status must start fast)
 
 
 def _lock_path(store: Store, token: str) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional
 
@@ -35,8 +36,29 @@ class JobInfo:
     source: str = "sacct"
     restarts: int = 0
 
+    @property
+    def started(self) -> Optional[float]:
+        return parse_time(self.start)
+
+    @property
+    def ended(self) -> Optional[float]:
+        return parse_time(self.end)
+
+
+def parse_time(text: Optional[str]) -> Optional[float]:
+    """sacct's local ISO time ('2026-11-22T07:47:23') -> epoch seconds; None for Unknown/None."""
+    if not text or text in ("Unknown", "None", "N/A"):
+        return None
+    try:
+        return time.mktime(time.strptime(text, "%Y-%m-%dT%H:%M:%S"))
+    except ValueError:
+        return None
+
 
 def run(cmd: List[str], timeout: float = 60) -> str:
+    if os.environ.get("DANLU_TRACE_SLURM"):  # tests count the calls made (failed ones too)
+        with open(os.environ["DANLU_TRACE_SLURM"], "a") as f:
+            f.write(cmd[0] + "\n")
     if shutil.which(cmd[0]) is None:
         raise SlurmUnavailable(f"{cmd[0]} not found")
     try:
@@ -45,9 +67,6 @@ def run(cmd: List[str], timeout: float = 60) -> str:
         raise SlurmUnavailable(f"{cmd[0]}: {e}") from None
     if done.returncode != 0:
         raise SlurmUnavailable(f"{cmd[0]}: {done.stderr.strip() or done.stdout.strip()}")
-    if os.environ.get("DANLU_TRACE_SLURM"):  # tests count the calls made
-        with open(os.environ["DANLU_TRACE_SLURM"], "a") as f:
-            f.write(cmd[0] + "\n")
     return done.stdout
 
 
@@ -139,7 +158,8 @@ def squeue(job_ids: Iterable[str]) -> Dict[str, JobInfo]:
     if not ids:
         return {}
     try:
-        return parse_squeue(run(["squeue", "-h", "-r", "-o", SQUEUE_FORMAT, "-j", ",".join(ids)]))
+        # -t all: jobs that ended within MinJobAge too, with the controller's final state
+        return parse_squeue(run(["squeue", "-h", "-r", "-t", "all", "-o", SQUEUE_FORMAT, "-j", ",".join(ids)]))
     except SlurmUnavailable as e:
         if "Invalid job id" in str(e):  # every id already gone from the controller
             return {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -40,6 +41,20 @@ def log_files(row: Any) -> List[Path]:
     return files
 
 
+def launched_commands(run_dir: str, attempt: int) -> Dict[str, str]:
+    """The command each node's agent really started (ranks, head address and port filled in)."""
+    out: Dict[str, str] = {}
+    d = attempt_dir(run_dir, attempt)
+    for f in sorted(d.glob("agent-*.log")) if d.is_dir() else []:
+        try:
+            for line in f.read_text(errors="replace").splitlines():
+                if "] command: " in line:
+                    out[f.stem[len("agent-"):]] = line.split("] command: ", 1)[1]
+        except OSError:
+            continue
+    return out
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -54,38 +69,63 @@ def _pid_alive(pid: int) -> bool:
         return True
 
 
+# Things status could not find out during the last refresh (printed on stderr by the CLI).
+NOTES: List[str] = []
+
+
 def refresh(store: Store, rows: List[Any]) -> List[Any]:
-    """Update the store from Slurm for every run still active; returns the fresh rows."""
+    """Update the store from Slurm for every run still active; returns the fresh rows.
+
+    One `sacct` call for all of them (array tasks by their array job id) and at most one
+    `squeue -t all` call. squeue is asked too because it is the controller's own, current view:
+    sacct lags behind it, and for a few seconds after a requeue (preemption, node failure)
+    sacct's last record says PREEMPTED/NODE_FAIL while the job is already pending again.
+    Without sacct (no slurmdbd) squeue and the runs' result files are all there is; what
+    neither knows becomes UNKNOWN, never a guess."""
+    NOTES.clear()
     active = [r for r in rows if r["state"] not in TERMINAL and r["job_id"]]
     if not active:
         return rows
     slurm_ids = [r["job_id"] for r in active if not r["job_id"].startswith("local-")]
     acct: Dict[str, slurm.JobInfo] = {}
     queue: Dict[str, slurm.JobInfo] = {}
-    acct_ok = True
+    acct_ok = queue_ok = True
     if slurm_ids:
         try:
             acct = slurm.sacct(slurm_ids)
-        except slurm.SlurmUnavailable:
+        except slurm.SlurmUnavailable as e:
             acct_ok = False
-        still = [j for j in slurm_ids if not acct_ok or j not in acct or slurm.base_state(acct[j].state) in ACTIVE]
-        if still:
-            try:
-                queue = slurm.squeue(still)
-            except slurm.SlurmUnavailable:
-                queue = {}
+            NOTES.append(f"sacct is unavailable ({_short(e)}): states come from squeue and the runs' result files; "
+                         "what neither knows is UNKNOWN")
+        try:
+            queue = slurm.squeue(slurm_ids)
+        except slurm.SlurmUnavailable as e:
+            queue_ok = False
+            NOTES.append(f"squeue failed ({_short(e)})")
     updates = []
     for r in active:
-        upd = _new_state(r, acct, queue, acct_ok)
+        upd = _new_state(r, acct, queue, acct_ok, queue_ok)
         if upd:
             upd.update(run=r["run"], attempt=r["attempt"])
             updates.append(upd)
     store.update_attempts(updates)
     names = [r["run"] for r in rows]
-    return store.latest(runs=names) if len(names) < 900 else [r for r in store.latest() if r["run"] in set(names)]
+    if len(names) < 900:
+        return store.latest(runs=names)
+    wanted = set(names)
+    return [r for r in store.latest() if r["run"] in wanted]
 
 
-def _new_state(r: Any, acct: Dict[str, slurm.JobInfo], queue: Dict[str, slurm.JobInfo], acct_ok: bool) -> Optional[Dict[str, Any]]:
+def _short(e: Exception) -> str:
+    """The last line of a Slurm command's complaint, e.g. 'Problem talking to the database: Connection refused'."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    text = lines[-1] if lines else type(e).__name__
+    text = re.sub(r"^(?:\w+: )?(?:\w+: error: )", "", text)
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _new_state(r: Any, acct: Dict[str, slurm.JobInfo], queue: Dict[str, slurm.JobInfo], acct_ok: bool,
+               queue_ok: bool = True) -> Optional[Dict[str, Any]]:
     jid = r["job_id"]
     if jid.startswith("local-"):
         res = _result(r["run_dir"], r["attempt"])
@@ -99,34 +139,44 @@ def _new_state(r: Any, acct: Dict[str, slurm.JobInfo], queue: Dict[str, slurm.Jo
         return _finish(r, "FAILED", "", "localhost", "ended without a result (killed?)")
     q = queue.get(jid)
     a = acct.get(jid)
-    if q is not None and (a is None or slurm.base_state(a.state) in ACTIVE):
-        state = slurm.base_state(q.state)
-        reason = q.reason if state == "PENDING" else None
-        return {"state": state, "reason": reason or "", "nodelist": q.nodelist or None, "elapsed": q.elapsed,
-                "partition": q.partition or None, "restarts": (a.restarts if a else None)}
-    if a is not None:
-        state = slurm.base_state(a.state)
-        if state in ACTIVE:
-            return {"state": state, "reason": a.reason if state == "PENDING" else "", "nodelist": a.nodelist or None,
-                    "elapsed": a.elapsed, "restarts": a.restarts}
-        return _finish(r, a.state, a.exit_code, a.nodelist, None, elapsed=a.elapsed, restarts=a.restarts)
-    if not acct_ok:
-        # no accounting: trust only what the job itself wrote; never guess
+    q_state = slurm.base_state(q.state) if q else None
+    a_state = slurm.base_state(a.state) if a else None
+    if q is not None and q_state in ACTIVE:
+        # the controller says it is queued or running (possibly again, after a requeue)
+        return {"state": q_state, "reason": (q.reason or "None") if q_state == "PENDING" else "",
+                "nodelist": q.nodelist or None, "elapsed": q.elapsed, "partition": q.partition or None,
+                "restarts": a.restarts if a else None, "started": a.started if a else None}
+    if a is not None and a_state not in ACTIVE:
+        return _finish(r, a.state, a.exit_code, a.nodelist, None, elapsed=a.elapsed, restarts=a.restarts,
+                       started=a.started, ended=a.ended)
+    if q is not None:
+        # ended a moment ago: the controller knows how (sacct not yet, or not at all)
         res = _result(r["run_dir"], r["attempt"])
-        if res is not None and not res.get("interrupted"):
+        code = f"{int(res.get('exit_code', 1))}:0" if res is not None else ""
+        return _finish(r, q.state, code, q.nodelist, None, elapsed=q.elapsed, restarts=a.restarts if a else None)
+    if a is not None:
+        # sacct says queued/running but the controller no longer lists it: accounting lags; keep sacct's view
+        return {"state": a_state, "reason": (a.reason or "None") if a_state == "PENDING" else "",
+                "nodelist": a.nodelist or None, "elapsed": a.elapsed, "restarts": a.restarts, "started": a.started}
+    if not acct_ok:
+        # no accounting and gone from the controller: trust only what the job itself wrote; never guess
+        res = _result(r["run_dir"], r["attempt"])
+        if res is not None and not res.get("interrupted") and queue_ok:
             code = int(res.get("exit_code", 1))
             return _finish(r, "COMPLETED" if code == 0 else "FAILED", f"{code}:0", None, None)
-        return {"state": "UNKNOWN", "reason": "not in the queue and sacct is unavailable"}
-    return None  # accounting has not caught up yet: keep the last known state
+        why = "sacct is unavailable and squeue failed" if not queue_ok else "sacct is unavailable and squeue no longer lists the job"
+        return {"state": "UNKNOWN", "reason": why}
+    return None  # accounting has not caught up yet (just submitted): keep the last known state
 
 
 def _finish(r: Any, state: str, exit_code: str, nodelist: Optional[str], reason: Optional[str],
-            elapsed: Optional[int] = None, restarts: Optional[int] = None) -> Dict[str, Any]:
+            elapsed: Optional[int] = None, restarts: Optional[int] = None, started: Optional[float] = None,
+            ended: Optional[float] = None) -> Dict[str, Any]:
     base = slurm.base_state(state)
     if reason is None and base != "COMPLETED":
         reason = classify(state, exit_code, nodelist or "", tail_lines(log_files(r)))
     return {"state": base, "reason": reason or "", "exit_code": exit_code or None, "nodelist": nodelist or None,
-            "ended": time.time(), "elapsed": elapsed, "restarts": restarts}
+            "started": started, "ended": ended or time.time(), "elapsed": elapsed, "restarts": restarts}
 
 
 # ---- presentation ------------------------------------------------------------------------------
@@ -159,6 +209,8 @@ def table_rows(items: List[Dict[str, Any]]) -> List[List[str]]:
             last = f"({it['reason'] or 'None'})"
         elif state in TERMINAL and state != "COMPLETED":
             last = f"{it['nodelist']} ({it['reason']})" if it["nodelist"] and it["reason"] else (it["reason"] or it["nodelist"])
+        elif state == "UNKNOWN":
+            last = f"({it['reason']})" if it["reason"] else ""
         else:
             last = it["nodelist"]
         out.append([it["run"], it["job_id"] or "-", it["partition"] or "-", it["name"][:12], SHORT.get(state, state[:3]),

@@ -49,6 +49,11 @@ MIGRATIONS: List[str] = [
     CREATE INDEX attempts_state ON attempts(state);
     CREATE INDEX runs_sweep ON runs(sweep);
     """,
+    # 2: look attempts up by Slurm job id (cancel, crash recovery)
+    """
+    CREATE INDEX attempts_job ON attempts(job_id);
+    CREATE INDEX attempts_array_job ON attempts(array_job_id);
+    """,
 ]
 
 
@@ -194,10 +199,13 @@ class Store:
         batch = [tuple(r.get(c) for c in cols) + (now, r["run"], r["attempt"]) for r in rows]
         if not batch:
             return
+        final = ",".join(f"'{s}'" for s in sorted(TERMINAL))
         with self.tx() as db:
+            # a final state is never overwritten: two status processes may answer out of order, and the
+            # older answer (RUNNING) must not undo the newer one (COMPLETED) or a `danlu cancel`
             db.executemany(
                 "UPDATE attempts SET " + ", ".join(f"{c}=COALESCE(?, {c})" for c in cols) +
-                ", updated=? WHERE run=? AND attempt=?", batch)
+                f", updated=? WHERE run=? AND attempt=? AND state NOT IN ({final})", batch)
 
     # ---- reading -------------------------------------------------------------------------------
     def latest(self, sweeps: Sequence[str] = (), runs: Sequence[str] = ()) -> List[sqlite3.Row]:
@@ -228,6 +236,10 @@ class Store:
 
     def run(self, run: str) -> Optional[sqlite3.Row]:
         return self.db.execute("SELECT * FROM runs WHERE run=?", (run,)).fetchone()
+
+    def array_size(self, array_job_id: str) -> int:
+        """How many attempts went out in the job array `array_job_id`."""
+        return self.db.execute("SELECT COUNT(*) FROM attempts WHERE array_job_id=?", (array_job_id,)).fetchone()[0]
 
     def submitting(self) -> List[sqlite3.Row]:
         return list(self.db.execute("SELECT * FROM attempts WHERE state='SUBMITTING'"))
