@@ -45,6 +45,7 @@ class NodeAgent:
     max_requeues: int
     requeue_signal: str = "USR2"
     checkpoint_wait_s: float = 60.0  # after a time-limit/preemption warning, how long ranks may take to checkpoint
+    grace_s: float = 120.0  # warn the ranks this long before the time limit (requeue.grace_s)
 
     # ---- environment -------------------------------------------------------------------------
     def _ids(self) -> Dict[str, int]:
@@ -94,6 +95,7 @@ class NodeAgent:
             say(f"run {self.run_id} attempt {attempt} restart {restart}: node {ids['node']}/{ids['nodes']} "
                 f"task {ids['rank']}/{ids['ntasks']} head {head} port {port}")
             say("command: " + shlex.join(argv))
+            say("launcher: " + _describe_executable(argv[0], env.get("PATH")))
             code = self._run(argv, env, out, say)
             self._collect_rank_logs(rank_logs, log_dir, ids["node"])
             if ids["rank"] == 0:
@@ -113,20 +115,41 @@ class NodeAgent:
     _stopped_by: Optional[str] = None  # the first stop signal (SIGTERM/SIGINT) Slurm sent this task
 
     def _run(self, argv: List[str], env: Dict[str, str], out: object, say) -> int:  # type: ignore[no-untyped-def]
+        warn_sig = getattr(signal, f"SIG{self.requeue_signal}")
+        # Slurm delivers --signal to every process of the step. The training processes inherit an
+        # ignored warning signal; the agent alone acts on it and sends them SIGUSR1 at the right time.
+        signal.signal(warn_sig, signal.SIG_IGN)
         try:
             child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         except FileNotFoundError as e:
             say(f"cannot start {argv[0]!r}: {e}")
             return 127
-        warn_sig = getattr(signal, f"SIG{self.requeue_signal}")
+        end = _job_end_time() if self.grace_s > 0 else None
+
+        def warn(why: str) -> None:
+            if self._interrupted:
+                return
+            self._interrupted = True
+            say(f"{why}: sending SIGUSR1 to the training processes (checkpoint and exit for requeue)")
+            _killpg(child.pid, signal.SIGUSR1)
+
+        if end is not None:
+            # Slurm may deliver --signal up to a minute early; the agent keeps its own, exact clock
+            timer = threading.Timer(max(0.0, end - self.grace_s - time.time()), warn,
+                                    args=(f"time limit in {self.grace_s:.0f}s",))
+            timer.daemon = True
+            timer.start()
 
         def forward(signum: int, _frame: object) -> None:
             name = signal.Signals(signum).name
             if signum == warn_sig:
-                self._interrupted = True
-                say(f"received {name} (time limit or preemption): forwarding SIGUSR1 to the training processes")
-                _killpg(child.pid, signal.SIGUSR1)
+                left = end - time.time() if end is not None else None
+                if left is not None and left > self.grace_s + 10:
+                    say(f"received {name} {left:.0f}s before the time limit (Slurm signals early): "
+                        f"checkpointing {self.grace_s:.0f}s before the end instead")
+                    return
+                warn(f"received {name} (time limit or preemption)")
             else:
                 self._stopped_by = self._stopped_by or name
                 say(f"received {name}: forwarding to the training processes")
@@ -147,7 +170,9 @@ class NodeAgent:
         _killpg(child.pid, signal.SIGKILL)  # nothing of this node's ranks outlives the launcher
         if code < 0:
             code = 128 - code
-        if code != 0 and self._stopped_by:
+        if self._interrupted:
+            say(f"the training processes stopped for the time limit/preemption (launcher exit {code})")
+        elif code != 0 and self._stopped_by:
             # a consequence, not the cause: Slurm (a failed peer, scancel, the time limit) stopped this task
             say(f"the launcher exited with code {code} after {self._stopped_by} (this task was stopped; it did not fail first)")
         elif code != 0:
@@ -180,6 +205,21 @@ class NodeAgent:
             log.write(f"requeue of job {job}: {'ok' if done.returncode == 0 else done.stderr.strip()}\n")
 
 
+def _describe_executable(name: str, path: Optional[str]) -> str:
+    """Which file `name` runs (the job's PATH, e.g. an activated envs/NAME/.venv) and, for a script, its interpreter."""
+    found = shutil.which(name, path=path)
+    if found is None:
+        return f"{name} (not found on PATH)"
+    try:
+        with open(found, "rb") as f:
+            first = f.readline(256)
+    except OSError:
+        return found
+    if first.startswith(b"#!"):
+        return f"{found} (interpreter {first[2:].decode(errors='replace').strip()})"
+    return found
+
+
 def _fill(arg: str, subst: Dict[str, str]) -> str:
     for token, value in subst.items():
         if token in arg:
@@ -192,6 +232,18 @@ def _killpg(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _job_end_time() -> Optional[float]:
+    """When Slurm will end this job (its time limit), from one squeue call; None if unknown."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job or shutil.which("squeue") is None:
+        return None
+    try:
+        out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%e"], capture_output=True, text=True, timeout=20)
+        return time.mktime(time.strptime(out.stdout.strip(), "%Y-%m-%dT%H:%M:%S"))
+    except (OSError, subprocess.SubprocessError, ValueError, OverflowError):
+        return None
 
 
 def _group_alive(pgid: int) -> bool:

@@ -147,7 +147,8 @@ def _agent(r: PlannedRun) -> Any:
     s = r.spec
     return NodeAgent(run_id=r.run_id, launch_kind=s.launch.kind, procs_per_node=r.shape.procs_per_node,
                      tasks_per_node=r.shape.tasks_per_node, max_requeues=s.requeue.max_requeues,
-                     requeue_signal=s.requeue.signal, checkpoint_wait_s=max(5.0, s.requeue.grace_s - 5.0))
+                     requeue_signal=s.requeue.signal, checkpoint_wait_s=max(5.0, s.requeue.grace_s - 5.0),
+                     grace_s=float(s.requeue.grace_s) if s.requeue.enabled else 0.0)
 
 
 def script_path(job: PlannedJob) -> Path:

@@ -1,0 +1,111 @@
+"""Issue 7: runs survive time limits, preemption and dead nodes, resuming from their checkpoints."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+import pytest
+
+from danlu_helpers import danlu, danlu_env, status_json, submit_json, wait_status  # noqa: F401
+
+pytestmark = pytest.mark.slurm
+
+
+def _steps(log: str) -> list[tuple[str, int]]:
+    """('resume', step) and ('step', step) events of rank 0, in order."""
+    events = []
+    for line in log.splitlines():
+        m = re.search(r"resumed from checkpoint step=(\d+)", line)
+        if m:
+            events.append(("resume", int(m.group(1))))
+        m = re.search(r"\bstep=(\d+) loss=.* rank=0\b", line)
+        if m:
+            events.append(("step", int(m.group(1))))
+    return events
+
+
+def _assert_progress_never_goes_back_more_than(events, interval):
+    last = 0
+    resumes = 0
+    for kind, step in events:
+        if kind == "resume":
+            resumes += 1
+            assert step >= last - interval, f"resumed at {step} after reaching {last}"
+            last = step
+        else:
+            last = max(last, step)
+    return resumes
+
+
+def test_time_limit_requeues_and_resumes_until_done(slurm_cluster, danlu_env):
+    """1-minute limit, ~3 minutes of work: completes over several attempts, each resuming."""
+    interval = 5
+    out = submit_json("experiment=tiny_dpo", "cluster=testcluster", "resources.time=1", "requeue.grace_s=20",
+                      "requeue.max_requeues=8", "args.sleep_per_step=1.0", "args.max_train_steps=120",
+                      f"args.checkpointing_steps={interval}", "--name", "timelimit", env=danlu_env)
+    run = out["runs"][0]["run"]
+    (item,) = wait_status("timelimit", danlu_env, timeout=600, poll=5)
+    assert item["state"] == "COMPLETED", item
+    assert item["restarts"] >= 2, item  # the requeue count shows in status
+    log = danlu("logs", run, env=danlu_env, check=True).stdout
+    assert "done steps=120" in log
+    assert _assert_progress_never_goes_back_more_than(_steps(log), interval) >= 2
+    assert "exiting for requeue" in log
+
+
+def _wait_running(sweep, env, timeout=120):
+    return wait_status(sweep, env, timeout=timeout, done=lambda items: all(i["state"] == "RUNNING" for i in items))
+
+
+def test_preempted_run_is_requeued_and_completes(slurm_cluster, danlu_env):
+    out = submit_json("experiment=tiny_dpo", "cluster=testcluster", "resources.gpus_per_node=4",
+                      "resources.exclude=node1", "args.sleep_per_step=0.5", "args.max_train_steps=60",
+                      "args.checkpointing_steps=5", "--name", "victim", env=danlu_env)
+    run = out["runs"][0]["run"]
+    _wait_running("victim", danlu_env)
+    log_path = None
+    deadline = time.time() + 90
+    while time.time() < deadline:  # let it train past a checkpoint
+        log = danlu("logs", run, env=danlu_env).stdout
+        if re.search(r"step=1[0-9] loss", log):
+            break
+        time.sleep(2)
+    del log_path
+    urgent = subprocess.run(["sbatch", "--parsable", "-p", "urgent-4090", "-w", "node2", "--gres=gpu:rtx4090:4",
+                             "-t", "2", "--wrap", "sleep 8"], capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        (item,) = wait_status("victim", danlu_env, timeout=300, poll=3)
+    finally:
+        subprocess.run(["scancel", urgent])
+    assert item["state"] == "COMPLETED", item
+    assert item["restarts"] >= 1, item
+    log = danlu("logs", run, env=danlu_env, check=True).stdout
+    assert re.search(r"resumed from checkpoint step=\d+", log), log[-3000:]
+    assert "done steps=60" in log
+
+
+def test_dead_node_ends_or_requeues_and_run_completes_from_checkpoint(slurm_cluster, danlu_env):
+    out = submit_json("experiment=tiny_dpo", "cluster=testcluster", "resources.nodes=2", "resources.gpus_per_node=1",
+                      "args.sleep_per_step=0.5", "args.max_train_steps=50", "args.checkpointing_steps=5",
+                      "--name", "nodefail", env=danlu_env)
+    run = out["runs"][0]["run"]
+    _wait_running("nodefail", danlu_env)
+    deadline = time.time() + 90
+    while time.time() < deadline and not re.search(r"step=1[0-9] loss", danlu("logs", run, env=danlu_env).stdout):
+        time.sleep(2)
+    slurm_cluster.node("kill", "node2")
+    try:
+        # Slurm notices within SlurmdTimeout: the job ends (NODE_FAIL) or is requeued by Slurm
+        item = wait_status("nodefail", danlu_env, timeout=180, poll=3,
+                           done=lambda items: items[0]["state"] != "RUNNING" or items[0]["restarts"] > 0)[0]
+    finally:
+        slurm_cluster.node("start", "node2")
+    if item["state"] in ("NODE_FAIL", "FAILED"):
+        rerun = danlu("rerun", "nodefail", env=danlu_env)
+        assert rerun.returncode == 0, rerun.stderr
+    (item,) = wait_status("nodefail", danlu_env, timeout=300, poll=3)
+    assert item["state"] == "COMPLETED", item
+    log = danlu("logs", run, env=danlu_env, check=True).stdout
+    assert re.search(r"resumed from checkpoint step=\d+", log)
