@@ -86,9 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("env", help="job environments (envs/NAME)")
     esub = e.add_subparsers(dest="env_command", metavar="ACTION", parser_class=_Parser)
-    es = esub.add_parser("sync", help="uv sync envs/NAME")
-    es.add_argument("name")
-    esub.add_parser("list", help="list the environments")
+    es = esub.add_parser("sync", help="uv sync envs/NAME into envs/NAME/.venv")
+    es.add_argument("name", metavar="NAME")
+    es.add_argument("--json", action="store_true")
+    el = esub.add_parser("list", help="list the environments")
+    el.add_argument("--json", action="store_true")
 
     o = sub.add_parser("options", help="every config key with its default and help")
     o.add_argument("--json", action="store_true")

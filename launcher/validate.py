@@ -194,6 +194,12 @@ def file_problems(spec: RunSpec) -> List[UserError]:
         venv = env_dir(spec)
         if venv is None:
             problems.append(UserError(f"env.kind={e.kind} needs env.name or env.path", "set env.name=NAME (envs/NAME) or env.path=/path/to/.venv"))
+        elif e.kind == "uv" and e.name and not e.path and not (venv.parent / "pyproject.toml").is_file():
+            from .envs import available
+
+            names = ", ".join(sorted(available())) or "none yet"
+            problems.append(UserError(f"no environment named {e.name!r} (no envs/{e.name}/pyproject.toml)",
+                                      f"environments: {names} (`danlu env list`); or create envs/{e.name}/pyproject.toml"))
         elif not (venv / "bin" / "activate").exists():
             hint = f"danlu env sync {e.name}" if e.kind == "uv" and e.name and not e.path else f"create the virtualenv at {venv}"
             problems.append(UserError(f"environment {e.name or str(venv)!r} is missing ({venv} has no bin/activate)", hint))
