@@ -94,10 +94,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     o = sub.add_parser("options", help="every config key with its default and help")
     o.add_argument("--json", action="store_true")
+
+    cp = sub.add_parser("completion", help="print a shell completion script: eval \"$(danlu completion bash)\"")
+    cp.add_argument("shell", choices=["bash", "zsh"])
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["__complete"]:  # the shell's TAB: fast, no Hydra, never an error
+        from .complete import main as complete
+
+        return complete(argv[1:])
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # overrides may come after options (danlu submit --name x a=1 b=2): argparse leaves those over

@@ -478,3 +478,11 @@ def cmd_env(args: Namespace) -> int:
         return 0
     raise UserError("`danlu env` needs an action", "danlu env sync NAME | danlu env list")
 
+
+
+def cmd_completion(args: Namespace) -> int:
+    """Print the completion script for bash or zsh."""
+    from .complete import script
+
+    print(script(args.shell), end="")
+    return 0
