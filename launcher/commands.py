@@ -263,15 +263,15 @@ def cmd_status(args: Namespace) -> int:
 
     _check_states(args.state)
     store = _open_store()
+    if args.watch and not args.json:  # live table on a terminal, plain blocks otherwise (launcher/watch.py)
+        from .watch import watch
+
+        return watch(store, args)
     while True:
         rows = refresh(store, select(store, args.names, args.all, args.state))
         items = filter_items([as_dict(r) for r in rows], args.names, args.all, args.state)
         if args.json:
-            print(json.dumps(items))
-        elif args.watch and sys.stdout.isatty():
-            from .watch import render_live
-
-            render_live(items)
+            print(json.dumps(items), flush=True)
         else:
             print(render_plain(items))
         from .status import NOTES
@@ -477,7 +477,6 @@ def cmd_env(args: Namespace) -> int:
             print(f"{r['name']:<{width}}  {'yes' if r['synced'] else 'no':<6}  {r['python_version'] or '-':<8}  {r['dir']}")
         return 0
     raise UserError("`danlu env` needs an action", "danlu env sync NAME | danlu env list")
-
 
 
 def cmd_completion(args: Namespace) -> int:

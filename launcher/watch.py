@@ -1,40 +1,152 @@
-"""Live table for `danlu status --watch` on a terminal (rich; plain when NO_COLOR or not a tty)."""
+"""`danlu status --watch`: a live table, refreshed every few seconds with ONE sacct + ONE squeue call.
+
+On a terminal: rich, redrawn in place, with a progress bar and per-state counts per sweep (no colors
+under NO_COLOR). Not a terminal (a pipe, a log file): the plain table, printed once per refresh.
+Watching named sweeps/runs ends by itself once all of them have ended; otherwise Ctrl-C ends it (exit 0).
+"""
 
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List
+import sys
+import time
+from argparse import Namespace
+from typing import Any, Dict, List, Tuple
 
-from .status import COLUMNS, sweep_counts, table_rows
-
-_console: Any = None
+from .status import COLUMNS, NOTES, SHORT, as_dict, filter_items, refresh, render_plain, select, table_rows
+from .store import TERMINAL
 
 COLORS = {"R": "green", "CD": "bright_green", "PD": "yellow", "F": "red", "TO": "red", "OOM": "red", "NF": "red",
-          "CA": "magenta", "PR": "cyan"}
+          "BF": "red", "DL": "red", "CA": "magenta", "PR": "cyan", "RQ": "cyan", "?": "red"}
+BAR_WIDTH = 24
 
 
-def render_live(items: List[Dict[str, Any]]) -> None:
-    from rich.console import Console, Group
-    from rich.progress_bar import ProgressBar
+def sweep_progress(all_items: List[Dict[str, Any]], sweeps: List[str]) -> List[Tuple[str, Dict[str, int], int, int, int]]:
+    """(sweep, counts by state, total, completed, ended otherwise) for each sweep, over ALL its runs
+    (finished ones too, so the bar measures the whole sweep even when only active runs are listed)."""
+    out = []
+    for sweep in sweeps:
+        counts: Dict[str, int] = {}
+        for it in all_items:
+            if it["sweep"] == sweep:
+                counts[it["state"]] = counts.get(it["state"], 0) + 1
+        total = sum(counts.values())
+        completed = counts.get("COMPLETED", 0)
+        bad = sum(n for s, n in counts.items() if s in TERMINAL and s != "COMPLETED")
+        out.append((sweep, counts, total, completed, bad))
+    return out
+
+
+def bar_text(total: int, completed: int, bad: int, width: int = BAR_WIDTH, ascii_only: bool = False) -> str:
+    """'[#####xx---------]'-style bar: completed, ended otherwise (failed, cancelled, ...), still to go."""
+    if total <= 0:
+        return ""
+    ok = round(width * completed / total)
+    ko = min(width - ok, round(width * (completed + bad) / total) - ok)
+    full, failed, rest = ("#", "x", "-") if ascii_only else ("█", "▓", "░")
+    return full * ok + failed * ko + rest * (width - ok - ko)
+
+
+def counts_text(counts: Dict[str, int]) -> str:
+    order = list(SHORT)
+    return ", ".join(f"{n} {SHORT.get(s, s)}" for s, n in sorted(counts.items(), key=lambda kv: order.index(kv[0])
+                                                                  if kv[0] in order else len(order)))
+
+
+def _snapshot(store: Any, args: Namespace) -> Tuple[List[Dict[str, Any]], List[Tuple[str, Dict[str, int], int, int, int]], List[str]]:
+    """One refresh: the store reconciled with Slurm (one sacct + one squeue for the active runs)."""
+    rows = refresh(store, select(store, args.names, True, None))
+    everything = [as_dict(r) for r in rows]
+    shown = filter_items(everything, args.names, args.all, args.state)
+    sweeps = list(dict.fromkeys(it["sweep"] for it in shown))
+    return shown, sweep_progress(everything, sweeps), list(NOTES)
+
+
+def _done(shown: List[Dict[str, Any]], args: Namespace) -> bool:
+    return bool(args.names) and bool(shown) and all(it["state"] in TERMINAL for it in shown)
+
+
+def _header(args: Namespace) -> str:
+    what = " ".join(args.names) if args.names else ("all runs" if args.all else "active runs")
+    end = "ends when they have all ended" if args.names else "Ctrl-C to quit"
+    return f"danlu status --watch: {what} · every {args.interval:g} s · {time.strftime('%H:%M:%S')} · {end}"
+
+
+def render_rich(shown, progress, notes, args) -> Any:  # type: ignore[no-untyped-def]
+    from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
-    global _console
-    if _console is None:
-        _console = Console(no_color=bool(os.environ.get("NO_COLOR")))
-    parts: List[Any] = []
-    for sweep, counts in sweep_counts(items).items():
-        total = sum(counts.values())
-        done = sum(n for s, n in counts.items() if s in ("COMPLETED",))
-        line = Table.grid(padding=(0, 1))
-        line.add_row(Text(sweep, style="bold"), ProgressBar(total=total, completed=done, width=30),
-                     Text(", ".join(f"{n} {s}" for s, n in counts.items())))
-        parts.append(line)
-    table = Table(box=None, header_style="bold")
-    for c in COLUMNS:
-        table.add_column(c)
-    for row in table_rows(items):
-        table.add_row(*row[:4], Text(row[4], style=COLORS.get(row[4], "")), *row[5:])
-    parts.append(table)
-    _console.clear()
-    _console.print(Group(*parts))
+    parts: List[Any] = [Text(_header(args), style="dim")]
+    if progress:
+        grid = Table.grid(padding=(0, 2))
+        for sweep, counts, total, completed, bad in progress:
+            text = bar_text(total, completed, bad)
+            ok, ko = text.count("█"), text.count("▓")
+            bar = Text()
+            bar.append(text[:ok], style="green")
+            bar.append(text[ok:ok + ko], style="red")
+            bar.append(text[ok + ko:], style="bright_black")
+            label = Text()
+            for i, (s, n) in enumerate(sorted(counts.items(), key=lambda kv: list(SHORT).index(kv[0]) if kv[0] in SHORT else 99)):
+                short = SHORT.get(s, s)
+                label.append(("" if i == 0 else ", ") + f"{n} {short}", style=COLORS.get(short, ""))
+            grid.add_row(Text(sweep, style="bold"), bar, Text(f"{completed + bad}/{total}"), label)
+        parts.append(grid)
+    if shown:
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for c in COLUMNS:
+            table.add_column(c)
+        for row in table_rows(shown):
+            table.add_row(*row[:4], Text(row[4], style=COLORS.get(row[4], "")), *row[5:])
+        parts.append(table)
+    else:
+        parts.append(Text("no active runs (`danlu status --all` lists finished ones)" if not args.names
+                          else "no runs match", style="dim"))
+    for note in notes:
+        parts.append(Text(f"warning: {note}", style="yellow"))
+    return Group(*parts)
+
+
+def render_text(shown, progress, notes, args) -> str:  # type: ignore[no-untyped-def]
+    lines = [_header(args)]
+    for sweep, counts, total, completed, bad in progress:
+        lines.append(f"{sweep}  [{bar_text(total, completed, bad, ascii_only=True)}] {completed + bad}/{total}  "
+                     f"{counts_text(counts)}")
+    table = [ln for ln in render_plain(shown).splitlines() if not ln.startswith("# ")]  # counts are above
+    lines.extend(table if shown else ["no active runs" if not args.names else "no runs match"])
+    lines.extend(f"warning: {n}" for n in notes)
+    return "\n".join(lines)
+
+
+def watch(store: Any, args: Namespace) -> int:
+    if sys.stdout.isatty():
+        return _watch_live(store, args)
+    while True:  # not a terminal: one plain block per refresh
+        shown, progress, notes = _snapshot(store, args)
+        print(render_text(shown, progress, notes, args) + "\n", flush=True)
+        if _done(shown, args):
+            return 0
+        try:
+            time.sleep(args.interval)
+        except KeyboardInterrupt:
+            return 0
+
+
+def _watch_live(store: Any, args: Namespace) -> int:
+    from rich.console import Console
+    from rich.live import Live
+
+    console = Console(no_color=bool(os.environ.get("NO_COLOR")))
+    first = _snapshot(store, args)  # bad names fail here, before the screen is taken over
+    try:
+        with Live(console=console, auto_refresh=False, transient=False, redirect_stderr=False) as live:
+            while True:
+                shown, progress, notes = first or _snapshot(store, args)
+                first = None
+                live.update(render_rich(shown, progress, notes, args), refresh=True)
+                if _done(shown, args):
+                    return 0
+                time.sleep(args.interval)
+    except KeyboardInterrupt:
+        return 0
