@@ -18,6 +18,8 @@ _COMM_LINE = re.compile(r"NCCL (?:error|WARN)|ncclInternalError|ncclSystemError|
 _CUDA_OOM = re.compile(r"CUDA out of memory|torch\.(?:cuda\.)?OutOfMemoryError|CUDA error: out of memory", re.IGNORECASE)
 _HOST_OOM = re.compile(r"oom[-_ ]kill|out-of-memory handler|Out Of Memory|^MemoryError|\bMemoryError\b|Killed process",
                        re.IGNORECASE | re.MULTILINE)
+# srun could not start a task on a node (its slurmd died or cannot be reached)
+_LAUNCH = re.compile(r"srun: error: Task launch for \S+ failed on node (\S+): (.+)")
 # exceptions that report another failure, not the cause: a launcher noticing its child died, a
 # rank being told to stop because a peer failed
 _NOT_CAUSE = re.compile(r"ChildFailedError|CalledProcessError|SignalException|^KeyboardInterrupt|SystemExit")
@@ -66,6 +68,9 @@ def classify(state: str, exit_code: str, nodelist: str, log_lines: List[str]) ->
     missing = re.search(r"cannot start '([^']+)'", text)
     if missing:
         return f"command not found: {missing.group(1)} (is its environment activated? see env=)"
+    launch = _LAUNCH.search(text)
+    if launch:  # Slurm could not start a task: the node, not the program
+        return _cut(f"task launch failed on {launch.group(1)}: {launch.group(2).strip()}")
     if _CUDA_OOM.search(text):
         return "CUDA out of memory"
     if base == "OUT_OF_MEMORY" or _HOST_OOM.search(text):

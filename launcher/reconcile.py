@@ -50,8 +50,21 @@ def _owner_alive(store: Store, token: str) -> bool:
     return False
 
 
+def _job_name(rows: List) -> str:
+    """The --job-name danlu gives the job of these attempts: the run id alone, else the sweep."""
+    if len(rows) == 1 and rows[0]["array_task"] is None:
+        return rows[0]["run"]
+    sweeps = {r["run"].rsplit("/", 1)[0] for r in rows}
+    return sweeps.pop() if len(sweeps) == 1 else "rerun"
+
+
 def reconcile_submitting(store: Store) -> Dict[str, str]:
-    """Record or drop SUBMITTING attempts of dead submitters; returns tag -> job id found."""
+    """Record or drop SUBMITTING attempts of dead submitters; returns tag -> job id found.
+
+    A tag's job is looked up by its `danlu:<tag>` comment in squeue (-t all), then in sacct. Where
+    accounting does not keep comments, a job of the expected name submitted after the attempt was
+    written, that no attempt in the store has, is taken. Attempts are dropped only when both
+    lookups answered and neither knows the job: a Slurm outage never makes danlu forget a job."""
     rows = store.submitting()
     tags: Dict[str, List] = {}
     for row in rows:
@@ -60,21 +73,56 @@ def reconcile_submitting(store: Store) -> Dict[str, str]:
     if not orphan:
         return {}
     found: Dict[str, str] = {}
+    unsure: set = set()  # several jobs could be it: keep the attempt, look again next time
+    answered = True
     for source in (slurm.squeue_by_comment, slurm.sacct_by_comment):
         missing = set(orphan) - set(found)
         if not missing:
             break
         try:
             jobs = source()
-        except slurm.SlurmUnavailable:
+        except slurm.SlurmUnavailable as e:
+            if "not found" not in str(e):  # no Slurm on this machine at all: nothing can be in it
+                answered = False
             continue
         for info in jobs.values():
             if info.comment.startswith(COMMENT_PREFIX) and info.comment[len(COMMENT_PREFIX):] in missing:
                 found.setdefault(info.comment[len(COMMENT_PREFIX):], info.job_id.split("_")[0])
+        if source is slurm.sacct_by_comment:
+            by_name, unsure = _match_by_name(store, {t: orphan[t] for t in set(orphan) - set(found)}, jobs)
+            found.update(by_name)
     for tag, rows_of_tag in orphan.items():
         if tag in found:
             array = any(r["array_task"] is not None for r in rows_of_tag)
             store.record_job(tag, found[tag], array)
-        else:
+        elif answered and tag not in unsure:
             store.drop_unsubmitted(tag)
     return found
+
+
+def _match_by_name(store: Store, orphan: Dict[str, List], jobs: Dict[str, slurm.JobInfo]) -> tuple:
+    """(tag -> job id where exactly one unclaimed job fits, tags where several do)."""
+    if not orphan:
+        return {}, set()
+    known = {r[0] for r in store.db.execute("SELECT DISTINCT job_id FROM attempts WHERE job_id IS NOT NULL")}
+    known |= {r[0] for r in store.db.execute("SELECT DISTINCT array_job_id FROM attempts WHERE array_job_id IS NOT NULL")}
+    by_name: Dict[str, set] = {}
+    for info in jobs.values():
+        if info.comment:  # accounting keeps comments: the comment lookup above was authoritative
+            continue
+        base = info.job_id.split("_")[0]
+        submitted = slurm.parse_time(info.submit)
+        if base not in known and submitted is not None:
+            by_name.setdefault(info.name, set()).add((base, submitted))
+    found: Dict[str, str] = {}
+    unsure: set = set()
+    taken: set = set()
+    for tag, rows in orphan.items():
+        since = min(r["updated"] for r in rows) - 2  # the job was submitted after its attempt was written
+        cands = {b for b, t in by_name.get(_job_name(rows), set()) if t >= since} - taken
+        if len(cands) == 1:
+            found[tag] = cands.pop()
+            taken.add(found[tag])
+        elif cands:  # ambiguous: never guessed, never dropped
+            unsure.add(tag)
+    return found, unsure

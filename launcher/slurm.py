@@ -35,6 +35,8 @@ class JobInfo:
     comment: str = ""
     source: str = "sacct"
     restarts: int = 0
+    name: str = ""
+    submit: Optional[str] = None  # only from sacct_recent
 
     @property
     def started(self) -> Optional[float]:
@@ -99,14 +101,16 @@ def parse_sacct(text: str) -> Dict[str, JobInfo]:
         parts = line.split("|")
         if len(parts) < 11:
             continue
-        jid, _name, state, exit_code, reason, nodelist, partition, start, end, elapsed, comment = parts[:11]
+        jid, name, state, exit_code, reason, nodelist, partition, start, end, elapsed, comment = parts[:11]
+        submit = parts[11] if len(parts) > 11 and parts[11] not in ("Unknown", "None", "") else None
         for one in _expand_array(jid):
             prev = jobs.get(one)
             info = JobInfo(job_id=one, state=state, reason="" if reason == "None" else reason, exit_code=exit_code,
                            nodelist="" if nodelist in ("None assigned", "(null)") else nodelist, partition=partition,
                            start=None if start in ("Unknown", "None", "") else start,
                            end=None if end in ("Unknown", "None", "") else end,
-                           elapsed=int(elapsed) if elapsed.isdigit() else None, comment=comment, source="sacct")
+                           elapsed=int(elapsed) if elapsed.isdigit() else None, comment=comment, source="sacct",
+                           name=name.strip(), submit=submit)
             if prev is not None:
                 info.restarts = prev.restarts + 1
             jobs[one] = info
@@ -167,12 +171,20 @@ def squeue(job_ids: Iterable[str]) -> Dict[str, JobInfo]:
 
 
 def squeue_by_comment() -> Dict[str, JobInfo]:
-    """All of the user's queued jobs with their --comment (crash recovery looks up its tokens here)."""
-    return parse_squeue(run(["squeue", "-h", "-r", "--me", "-o", SQUEUE_FORMAT]))
+    """All of the user's jobs the controller knows (ended ones within MinJobAge too) with their
+    --comment (crash recovery looks up its tokens here)."""
+    return parse_squeue(run(["squeue", "-h", "-r", "-t", "all", "--me", "-o", SQUEUE_FORMAT]))
 
 
 def sacct_by_comment(days: int = 7) -> Dict[str, JobInfo]:
-    return parse_sacct(run(["sacct", "-X", "-n", "-P", "-S", f"now-{days}days", "-o", SACCT_FORMAT]))
+    """The user's jobs of the last `days` days, with name, comment and submit time. Many clusters do
+    not store comments in accounting (AccountingStoreFlags=job_comment): then Comment is empty."""
+    import getpass
+
+    # every state named: without -s a time window leaves out jobs that never became eligible (held,
+    # then cancelled); CF/CG are not accounted states and make sacct fail
+    return parse_sacct(run(["sacct", "-X", "-n", "-P", "-u", getpass.getuser(), "-S", f"now-{days}days", "-E", "now",
+                            "-s", "BF,CA,CD,DL,F,NF,OOM,PD,PR,R,RQ,RS,RV,S,TO", "-o", SACCT_FORMAT + ",Submit"]))
 
 
 def scancel(job_ids: Iterable[str]) -> None:

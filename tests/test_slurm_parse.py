@@ -229,6 +229,12 @@ TRACEBACK = """Traceback (most recent call last):
     # the agent could not start the launcher
     ("FAILED", "127:0", "[danlu agent node0 node1] cannot start 'accelerate': [Errno 2] No such file or directory",
      "command not found: accelerate (is its environment activated? see env=)"),
+    # srun could not start the step on a node (captured when another test took node2's slurmd down)
+    ("FAILED", "105:0", "srun: Job 188 step creation temporarily disabled, retrying (Requested nodes are busy)\n"
+                        "srun: error: Task launch for StepId=188.0 failed on node node2: Communication connection failure\n"
+                        "srun: error: Application launch failed: Communication connection failure\n"
+                        "slurmstepd-node1: error: *** STEP 188.0 ON node1 CANCELLED AT 2026-11-22T08:29:53 ***",
+     "task launch failed on node2: Communication connection failure"),
     ("COMPLETED", "0:0", "RuntimeError: a handled one", None),
 ])
 def test_classify(state, exit_code, log, expected):
