@@ -214,7 +214,8 @@ def table_rows(items: List[Dict[str, Any]]) -> List[List[str]]:
         else:
             last = it["nodelist"]
         out.append([it["run"], it["job_id"] or "-", it["partition"] or "-", it["name"][:12], SHORT.get(state, state[:3]),
-                    fmt_elapsed(it["elapsed"]), str(it["nodes"]), str(it["attempt"]), last or ""])
+                    "-" if it["elapsed"] is None and state in TERMINAL else fmt_elapsed(it["elapsed"]),
+                    str(it["nodes"]), str(it["attempt"]), last or ""])
     return out
 
 

@@ -338,6 +338,8 @@ def test_status_without_slurmdbd(slurm_cluster, aged, tmp_path):
     assert table.returncode == 0
     gone_line = next(line for line in table.stdout.splitlines() if line.startswith("aged-gone/0"))
     assert " ? " in gone_line and "(sacct is unavailable" in gone_line
+    ok_line = next(line for line in table.stdout.splitlines() if line.startswith("aged-ok/0"))
+    assert ok_line.split()[4:6] == ["CD", "-"]  # how long it ran is not known without sacct: not 0:00
 
     # accounting back: what was UNKNOWN becomes what it really was
     by_run = {i["sweep"]: i for i in status_json(env=env)}
