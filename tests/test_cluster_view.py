@@ -130,6 +130,14 @@ def running_on(nodes=("node1", "node2")) -> set:
     return set(out.split())
 
 
+def hold_two_gpus() -> str:
+    """A job holding 2 rtx4090 GPUs on node1 for a few minutes (cancelled by the test)."""
+    out = subprocess.run(["sbatch", "--parsable", "-p", "debug-4090-01", "-w", "node1", "--gres=gpu:rtx4090:2",
+                          "--time=5", "-o", "/dev/null", "-J", "danlu-cluster-view", "--wrap", "sleep 240"],
+                         capture_output=True, text=True, check=True).stdout
+    return out.strip().split(";")[0]
+
+
 def part(data: dict, name: str) -> dict:
     return next(p for p in data["partitions"] if p["partition"] == name)
 
@@ -157,9 +165,7 @@ def test_cluster_on_test_cluster(slurm_cluster, tmp_path):
 
     # a job holding 2 rtx4090 GPUs on node1; other sessions use the cluster at the same time, so
     # readings count only in a window where no other job starts or ends on node1/node2
-    job = subprocess.run(["sbatch", "--parsable", "-p", "debug-4090-01", "-w", "node1", "--gres=gpu:rtx4090:2",
-                          "--time=5", "-o", "/dev/null", "-J", "danlu-cluster-view", "--wrap", "sleep 240"],
-                         capture_output=True, text=True, check=True).stdout.strip().split(";")[0]
+    job = hold_two_gpus()
     try:
         deadline = time.monotonic() + 150
         while job not in running_on():
@@ -171,13 +177,17 @@ def test_cluster_on_test_cluster(slurm_cluster, tmp_path):
         while time.monotonic() < deadline:
             before = running_on()
             reading = cluster_json()
-            if before == running_on() == {job}:
+            after = running_on()
+            d, u = part(reading, "debug-4090-01"), part(reading, "urgent-4090")
+            # idle apart from this job, by the test's own squeue calls and by the reading's own, all nodes up
+            if before == after == {job} and (d["running_jobs"], u["running_jobs"], d["nodes_unavailable"]) == (1, 0, 0):
                 exact = reading
                 break
             time.sleep(3)
         if exact is not None:
             d = part(exact, "debug-4090-01")
-            assert (d["gpus_total"], d["gpus_allocated"], d["gpus_free"]) == (8, 2, 6), d
+            assert (d["gpus_total"], d["gpus_allocated"], d["gpus_free"]) == (8, 2, 6), (
+                d, subprocess.getoutput("sinfo -N -O NodeList,StateLong,GresUsed; squeue"))
             assert d["my_gpus"] == 2 and part(exact, "urgent-4090")["gpus_free"] == 6
             print("debug-4090-01 otherwise idle: 8 total, 2 allocated, 6 free")
             return
@@ -199,9 +209,7 @@ def test_cluster_on_test_cluster(slurm_cluster, tmp_path):
                 print(f"debug-4090-01 busy with other jobs: the job's 2 GPUs seen ({a} vs {b})")
                 return
             # something else changed meanwhile: start over with a new job
-            job = subprocess.run(["sbatch", "--parsable", "-p", "debug-4090-01", "-w", "node1",
-                                  "--gres=gpu:rtx4090:2", "--time=5", "-o", "/dev/null", "-J", "danlu-cluster-view",
-                                  "--wrap", "sleep 240"], capture_output=True, text=True, check=True).stdout.strip()
+            job = hold_two_gpus()
             deadline = time.monotonic() + 60
             while job not in running_on() and time.monotonic() < deadline:
                 time.sleep(1)
