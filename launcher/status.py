@@ -163,7 +163,8 @@ def _new_state(r: Any, acct: Dict[str, slurm.JobInfo], queue: Dict[str, slurm.Jo
         res = _result(r["run_dir"], r["attempt"])
         if res is not None and not res.get("interrupted") and queue_ok:
             code = int(res.get("exit_code", 1))
-            return _finish(r, "COMPLETED" if code == 0 else "FAILED", f"{code}:0", None, None)
+            ended = res.get("ended") if isinstance(res.get("ended"), (int, float)) else None
+            return _finish(r, "COMPLETED" if code == 0 else "FAILED", f"{code}:0", None, None, ended=ended)
         why = "sacct is unavailable and squeue failed" if not queue_ok else "sacct is unavailable and squeue no longer lists the job"
         return {"state": "UNKNOWN", "reason": why}
     return None  # accounting has not caught up yet (just submitted): keep the last known state
