@@ -144,7 +144,7 @@ def test_env_sync_tiny_and_a_job_inside_it(slurm_cluster, danlu_env, tmp_path):
 
     # a tiny_dpo job in that env: its agent log names the launcher and interpreter of envs/tiny/.venv
     out = json.loads(danlu("submit", "experiment=tiny_dpo", "cluster=testcluster", "env=uv", "env.name=tiny",
-                           "args.max_train_steps=3", "--name", "in-env", "--json",
+                           "args.max_train_steps=3", "+args.pretrain_steps=10", "--name", "in-env", "--json",
                            env=danlu_env, check=True).stdout)
     (run,) = out["runs"]
     show = json.loads(danlu("show", run["run"], "--json", env=danlu_env, check=True).stdout)
