@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -178,7 +179,8 @@ def _tmux(shell_cmd: list[str], typed: str, expect: str, env: dict, tabs: int = 
     name = f"danlu-complete-{os.getpid()}-{time.monotonic_ns()}"
     full = dict(os.environ, **env)
     full["PATH"] = f"{VENV_BIN}:{full['PATH']}"
-    tmux = ["tmux", "-L", name]  # a private server: it starts with this environment (PATH, DANLU_STORE)
+    sockdir = tempfile.mkdtemp(prefix="danlu-tmux-")
+    tmux = ["tmux", "-S", f"{sockdir}/s"]  # a private server: it starts with this environment (PATH, DANLU_STORE)
     subprocess.run([*tmux, "-f", "/dev/null", "new-session", "-d", "-s", name, "-x", "160", "-y", "20", *shell_cmd],
                    env=full, check=True, cwd=REPO)
     screen = ""
@@ -198,6 +200,7 @@ def _tmux(shell_cmd: list[str], typed: str, expect: str, env: dict, tabs: int = 
         return screen
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True)
+        shutil.rmtree(sockdir, ignore_errors=True)
 
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,7 +24,8 @@ def tmux_watch(name: str, env: dict, args: list[str], timeout: float = 240) -> t
     """Run `danlu status --watch ARGS` in a tmux terminal until it exits; (distinct screens, last screen)."""
     full = dict(os.environ, **env, TERM="xterm-256color")
     full["PATH"] = f"{VENV_BIN}:{full['PATH']}"
-    tmux = ["tmux", "-L", f"danlu-watch-{os.getpid()}-{name}"]
+    sockdir = tempfile.mkdtemp(prefix="danlu-tmux-")
+    tmux = ["tmux", "-S", f"{sockdir}/s"]  # a private server: it starts with this environment
     cmd = "danlu status --watch " + " ".join(args) + "; echo EXIT=$?; sleep 120"
     subprocess.run([*tmux, "-f", "/dev/null", "new-session", "-d", "-s", name, "-x", "150", "-y", "30", "bash", "-c",
                     cmd], env=full, check=True, cwd=REPO)
@@ -40,6 +43,7 @@ def tmux_watch(name: str, env: dict, args: list[str], timeout: float = 240) -> t
         raise AssertionError(f"watch did not end:\n{screens[-1] if screens else ''}")
     finally:
         subprocess.run([*tmux, "kill-server"], capture_output=True)
+        shutil.rmtree(sockdir, ignore_errors=True)
 
 
 def plain(screen: str) -> str:
