@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shlex
 import sys
-import uuid
 from pathlib import Path
 from typing import Any, Callable, List, Sequence
 
@@ -21,10 +20,11 @@ from submitit.slurm.slurm import SlurmJob
 class SlurmTemplateExecutor(submitit.SlurmExecutor):
     """A submitit Slurm executor whose submission file is produced by `make_script(command)`."""
 
-    def __init__(self, folder: Path, make_script: Callable[[str], str], script_path: Path) -> None:
+    def __init__(self, folder: Path, make_script: Callable[[str], str], script_path: Path, pickle_stem: str) -> None:
         super().__init__(folder=folder, max_num_timeout=0, python=shlex.quote(sys.executable))
         self._make_script = make_script
         self._script_path = script_path
+        self._pickle_stem = pickle_stem
 
     def _make_submission_file_text(self, command: str, uid: str) -> str:
         text = self._make_script(command)
@@ -37,8 +37,10 @@ class SlurmTemplateExecutor(submitit.SlurmExecutor):
         folder = submitit_utils.JobPaths.get_first_id_independent_folder(self.folder)
         folder.mkdir(parents=True, exist_ok=True)
         pickles = []
-        for d in delayed_submissions:
-            path = folder / f"{uuid.uuid4().hex}.pkl"
+        for i, d in enumerate(delayed_submissions):
+            # a name the script knows before sbatch: a job whose danlu died before the move below
+            # takes its pickle from here (templates/launch.sh.j2)
+            path = Path(f"{self._pickle_stem}.{i}.pkl")
             d.set_timeout(self.parameters.get("time", 5), self.max_num_timeout)
             d.dump(path)
             pickles.append(path)
@@ -52,9 +54,10 @@ class SlurmTemplateExecutor(submitit.SlurmExecutor):
         return jobs
 
 
-def submit_slurm(folder: Path, make_script: Callable[[str], str], script_path: Path, agents: Sequence[Any]) -> str:
+def submit_slurm(folder: Path, make_script: Callable[[str], str], script_path: Path, agents: Sequence[Any],
+                 pickle_stem: str) -> str:
     """Submit one job (an array when len(agents) > 1) in one sbatch call; returns the (array) job id."""
-    executor = SlurmTemplateExecutor(folder, make_script, script_path)
+    executor = SlurmTemplateExecutor(folder, make_script, script_path, pickle_stem)
     jobs = executor._internal_process_submissions([submitit_utils.DelayedSubmission(a) for a in agents])
     return str(jobs[0].job_id).split("_")[0]
 

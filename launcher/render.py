@@ -47,6 +47,8 @@ class JobPlan:
     array: Optional[str]
     agent_command: str
     template_dir: Optional[str] = None
+    submitit_dir: str = ""
+    pickle_stem: str = ""  # <submitit_dir>/<token>-<n>: the pickles as written before sbatch
     extra: Dict[str, Any] = field(default_factory=dict)
 
 
@@ -139,6 +141,7 @@ def render_script(plan: JobPlan) -> str:
         gres=gres(shape, spec.cluster.gres_with_type), time=spec.resources.time, array=plan.array,
         signal=f"{req.signal}@{req.grace_s}" if req.enabled else None, requeue=req.enabled,
         port=spec.launch.port, runs=plan.runs, run_ids_summary=summary, agent_command=plan.agent_command,
+        submitit_dir=plan.submitit_dir, pickle_stem=plan.pickle_stem,
     )
     try:
         text = _environment(plan.template_dir).get_template("sbatch.sh.j2").render(**ctx)

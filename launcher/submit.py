@@ -121,7 +121,8 @@ def _job(sweep: str, token: str, number: int, chunk: List[PlannedRun], template_
                    comment=f"{COMMENT_PREFIX}{token}:{number}", output=output, array=array,
                    agent_command=f"{shlex.quote(sys.executable)} -u -m submitit.core._submit "
                                  f"{shlex.quote(str(sdir / '.submitit' / '%j'))}",
-                   template_dir=template_dir)
+                   template_dir=template_dir, submitit_dir=str(sdir / ".submitit"),
+                   pickle_stem=str(sdir / ".submitit" / f"{token}-{number}"))
     return PlannedJob(runs=list(chunk), plan=plan, script=render_script(plan))
 
 
@@ -180,4 +181,4 @@ def execute(job: PlannedJob) -> str:
                                       tasks=r.shape.tasks_per_node, timeout_min=r.shape.time_minutes)
         return f"local-{job_id}"
     return backend.submit_slurm(sdir / ".submitit" / "%j", lambda _command: job.script, path,
-                                [_agent(r) for r in job.runs])
+                                [_agent(r) for r in job.runs], pickle_stem=job.plan.pickle_stem)

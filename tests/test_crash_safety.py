@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from danlu_helpers import danlu, danlu_env, status_json  # noqa: F401
+from danlu_helpers import danlu, danlu_env, status_json, wait_status  # noqa: F401
 
 pytestmark = pytest.mark.slurm
 
@@ -47,6 +47,10 @@ def test_killed_after_sbatch_is_recovered(slurm_cluster, danlu_env, tmp_path):
         tag = json.loads(danlu("show", "crashy/0", "--json", env=danlu_env, check=True).stdout)["script"]
         token = re.search(r"--comment=danlu:(\S+)", tag).group(1)
         assert comments.split().count(f"danlu:{token}") == 1  # exactly one job: nothing submitted twice
+        # and the recovered job really runs: its pickled agent was never moved in place by the dead danlu
+        subprocess.run(["scontrol", "release", job_id], check=True)
+        (item,) = wait_status("crashy", danlu_env, timeout=180)
+        assert item["state"] == "COMPLETED", item
     finally:
         subprocess.run(["scancel", job_id])
 

@@ -44,6 +44,14 @@ esac
 # ---- collects per-node/per-rank logs and ends the whole job as soon as any rank fails ----
 cd "$DANLU_WORKDIR"
 export SUBMITIT_EXECUTOR=slurm  # the node agent runs through submitit (pickled callable per task)
+# danlu moves the pickle in place right after sbatch; if danlu died in between, take it from
+# where it was written before sbatch, so a job Slurm accepted always runs
+danlu_id=${SLURM_ARRAY_JOB_ID:+${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}}
+danlu_id=${danlu_id:-$SLURM_JOB_ID}
+danlu_pkl=/runs/golden/.submitit/"$danlu_id/${danlu_id}_submitted.pkl"
+if [ ! -e "$danlu_pkl" ]; then
+    mkdir -p "$(dirname "$danlu_pkl")" && cp /runs/golden/.submitit/0123456789ab-0."${SLURM_ARRAY_TASK_ID:-0}".pkl "$danlu_pkl" 2>/dev/null || true
+fi
 srun --kill-on-bad-exit=1 --nodes=1 --ntasks-per-node=2 --cpus-per-task=1 --export=ALL \
     <python> -u -m submitit.core._submit /runs/golden/.submitit/%j
 
