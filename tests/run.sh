@@ -4,5 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# tools some tests drive (completion in real shells via tmux); installed like up.sh installs Slurm
+need=()
+command -v tmux >/dev/null || need+=(tmux)
+command -v zsh >/dev/null || need+=(zsh)
+if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"; } >/dev/null 2>&1 \
+    || echo "warning: could not install ${need[*]}" >&2
+fi
 source .venv/bin/activate
 exec python -m pytest "$@"

@@ -9,6 +9,7 @@ the env's `tool.uv.sources` (PyTorch's index), so no test downloads anything, le
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -44,6 +45,8 @@ def uv_env() -> dict:
         indexes.insert(0, pip["index-url"])
     local = [u for u in indexes if u.startswith("file:")]
     if not (local or pip.get("find-links")):
+        if os.environ.get("CI") == "true":
+            pytest.fail("pip has no local wheel source configured (`pip config list`): a uv sync here would download")
         pytest.skip("pip has no local wheel source configured (`pip config list`): a uv sync here would download")
     env = {"UV_NO_SOURCES": "1",  # envs/tiny takes torch from PyTorch's CPU index on real machines
            "UV_OFFLINE": "1", "UV_PYTHON_DOWNLOADS": "never", "UV_PYTHON": sys.executable,
