@@ -94,6 +94,7 @@ def test_two_jobs_share_one_node_with_distinct_gpus(slurm_cluster, tmp_path: Pat
 
 
 @pytest.mark.timeout(180)
+@pytest.mark.disruptive  # preempts, kills a node or stops slurmdbd: run alone (tests/run.sh)
 def test_urgent_partition_preempts_and_requeues(slurm_cluster, tmp_path: Path):
     # Both jobs want all 4 GPUs of node2, so only a job holding node2's GPUs gets preempted
     # (the cluster is shared with other test sessions).

@@ -62,6 +62,7 @@ def _wait_running(sweep, env, timeout=120):
     return wait_status(sweep, env, timeout=timeout, done=lambda items: all(i["state"] == "RUNNING" for i in items))
 
 
+@pytest.mark.disruptive  # preempts, kills a node or stops slurmdbd: run alone (tests/run.sh)
 def test_preempted_run_is_requeued_and_completes(slurm_cluster, danlu_env):
     out = submit_json("experiment=tiny_dpo", "cluster=testcluster", "resources.gpus_per_node=4",
                       "resources.exclude=node1", "args.sleep_per_step=0.5", "args.max_train_steps=60",
@@ -117,6 +118,7 @@ def _crash_node(slurm_cluster, node: str, job_id: str) -> None:
             pass
 
 
+@pytest.mark.disruptive  # preempts, kills a node or stops slurmdbd: run alone (tests/run.sh)
 def test_dead_node_ends_or_requeues_and_run_completes_from_checkpoint(slurm_cluster, danlu_env):
     out = submit_json("experiment=tiny_dpo", "cluster=testcluster", "resources.nodes=2", "resources.gpus_per_node=1",
                       "args.sleep_per_step=0.5", "args.max_train_steps=80", "args.checkpointing_steps=5",

@@ -301,6 +301,7 @@ def _sacct_answers() -> bool:
     return subprocess.run(["sacct", "-n", "-X", "-j", "1"], capture_output=True, timeout=30).returncode == 0
 
 
+@pytest.mark.disruptive  # preempts, kills a node or stops slurmdbd: run alone (tests/run.sh)
 def test_status_without_slurmdbd(slurm_cluster, aged, tmp_path):
     env = aged["env"]
     # the finished jobs must have left the controller (MinJobAge); nobody asked danlu about them meanwhile
