@@ -7,7 +7,9 @@ On each node it:
   * writes the node's output to the run's log dir, one file per node and, where the launcher
     supports it, one per rank, plus its own lines (head node, port, command);
   * fails fast: a non-zero exit ends this task at once, and `srun --kill-on-bad-exit=1` then
-    ends every other node's task, so surviving ranks never wait for a dead peer;
+    ends every other node's task, so surviving ranks never wait for a dead peer; when torch elastic
+    stops a node's ranks after one of them failed, ranks still alive after KILL_GRACE_S are killed
+    (torch elastic would give a rank blocked in a collective 30 s);
   * forwards Slurm's signals: the time-limit/preemption warning (requeue.signal) reaches every
     training process as SIGUSR1 (the workloads checkpoint and exit), SIGTERM as SIGTERM; after
     a warning, task 0 asks Slurm to requeue the job (up to requeue.max_requeues times).
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -159,10 +162,18 @@ class NodeAgent:
         for sig in {warn_sig, signal.SIGTERM, signal.SIGINT, signal.SIGCONT} - {signal.SIGCONT}:
             signal.signal(sig, forward)
         assert child.stdout is not None
+        reaping = False
         for chunk in iter(lambda: child.stdout.readline(), b""):  # type: ignore[union-attr]
             out.write(chunk)  # type: ignore[attr-defined]
             sys.stdout.buffer.write(chunk)
             sys.stdout.flush()
+            if not reaping and not self._interrupted and not self._stopped_by and _ELASTIC_CLOSING.search(chunk):
+                # torch elastic stops this node's other ranks after one failed, and waits 30 s before SIGKILL;
+                # a rank blocked in a collective whose peer died (NCCL) never ends by itself meanwhile
+                reaping = True
+                say(f"the launcher is stopping this node's ranks after a failure: SIGKILL for any still running "
+                    f"in {KILL_GRACE_S:.0f}s (not torch elastic's 30s)")
+                threading.Thread(target=_kill_ranks_later, args=(child,), daemon=True).start()
         code = child.wait()
         if self._interrupted:
             # the launcher may end before its ranks have written their checkpoint: wait for them
@@ -262,6 +273,43 @@ def _wait_group_empty(pgid: int, timeout: float) -> None:
     end = time.time() + timeout
     while time.time() < end and _group_alive(pgid):
         time.sleep(0.2)
+
+
+# torch elastic (accelerate launch --multi_gpu, torchrun) logs this when it starts stopping its workers
+_ELASTIC_CLOSING = re.compile(rb"Sending process \d+ closing signal SIG|Closing process \d+ via signal SIG")
+
+
+def _kill_ranks_later(child: subprocess.Popen) -> None:  # type: ignore[type-arg]
+    """SIGKILL the launcher's ranks still alive after the grace (torch elastic starts each rank in a
+    session of its own: the rank's whole group goes). The launcher itself is left to notice, report
+    which rank failed first, and exit with its own code."""
+    end = time.time() + KILL_GRACE_S
+    while time.time() < end:
+        if child.poll() is not None or not _children(child.pid):
+            return
+        time.sleep(0.2)
+    if child.poll() is None:
+        for pid in _children(child.pid):
+            try:
+                if os.getpgid(pid) == pid:
+                    os.killpg(pid, signal.SIGKILL)
+                else:
+                    os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def _children(ppid: int) -> List[int]:
+    """Live (non-zombie) child processes of `ppid`."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[1]) == ppid:
+            pids.append(int(stat.parent.name))
+    return pids
 
 
 def _kill_later(child: subprocess.Popen) -> None:  # type: ignore[type-arg]
