@@ -5,7 +5,8 @@ from __future__ import annotations
 import pwd
 import re
 from pathlib import Path
-from typing import Iterable, List, Optional
+from functools import lru_cache
+from typing import Callable, Iterable, List, Optional, Union
 
 _PY_EXC = re.compile(r"^(?:\[[\w-]+\]:\s*)*((?:[A-Za-z_][\w.]*)?(?:Error|Exception|Interrupt)(?::\s.*)?)\s*$")
 _COMM = re.compile(r"NCCL (?:error|WARN)|ncclInternalError|ncclSystemError|ncclRemoteError|ProcessGroupNCCL|"
@@ -39,6 +40,7 @@ def tail_lines(paths: Iterable[Path], max_bytes: int = 64_000) -> List[str]:
     return lines
 
 
+@lru_cache(maxsize=None)
 def _user(uid_text: str) -> str:
     try:
         return pwd.getpwuid(int(uid_text)).pw_name
@@ -46,8 +48,11 @@ def _user(uid_text: str) -> str:
         return uid_text
 
 
-def classify(state: str, exit_code: str, nodelist: str, log_lines: List[str]) -> Optional[str]:
-    """A short reason for a finished run that did not complete (None when it completed)."""
+def classify(state: str, exit_code: str, nodelist: str,
+             log_lines: Union[List[str], Callable[[], List[str]]]) -> Optional[str]:
+    """A short reason for a finished run that did not complete (None when it completed).
+
+    log_lines may be a function giving them: the logs are then read only when the state alone does not tell."""
     base = state.split()[0] if state else ""
     if base == "COMPLETED":
         return None
@@ -64,6 +69,8 @@ def classify(state: str, exit_code: str, nodelist: str, log_lines: List[str]) ->
         return "node failed to boot"
     if base == "DEADLINE":
         return "deadline reached"
+    if callable(log_lines):
+        log_lines = log_lines()
     text = "\n".join(log_lines)
     missing = re.search(r"cannot start '([^']+)'", text)
     if missing:

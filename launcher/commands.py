@@ -259,7 +259,7 @@ def _check_states(states: str | None) -> None:
 
 @_store_errors
 def cmd_status(args: Namespace) -> int:
-    from .status import as_dict, filter_items, refresh, render_plain, select
+    from .status import as_dicts, filter_items, refresh, render_plain, select
 
     _check_states(args.state)
     store = _open_store()
@@ -269,7 +269,7 @@ def cmd_status(args: Namespace) -> int:
         return watch(store, args)
     while True:
         rows = refresh(store, select(store, args.names, args.all, args.state))
-        items = filter_items([as_dict(r) for r in rows], args.names, args.all, args.state)
+        items = filter_items(as_dicts(rows), args.names, args.all, args.state)
         if args.json:
             print(json.dumps(items), flush=True)
         else:

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Dict, Iterable, List, Optional
 
 SACCT_FORMAT = "JobID,JobName%60,State,ExitCode,Reason,NodeList,Partition,Start,End,ElapsedRaw,Comment%80"
@@ -47,13 +48,19 @@ class JobInfo:
         return parse_time(self.end)
 
 
+@lru_cache(maxsize=4096)
 def parse_time(text: Optional[str]) -> Optional[float]:
-    """sacct's local ISO time ('2026-11-22T07:47:23') -> epoch seconds; None for Unknown/None."""
+    """sacct's local ISO time ('2026-11-22T07:47:23') -> epoch seconds; None for Unknown/None.
+
+    Not time.strptime: 10x slower, and a refresh may parse 20,000 of these."""
     if not text or text in ("Unknown", "None", "N/A"):
         return None
     try:
-        return time.mktime(time.strptime(text, "%Y-%m-%dT%H:%M:%S"))
-    except ValueError:
+        if len(text) != 19 or text[10] != "T":
+            raise ValueError(text)
+        return time.mktime((int(text[0:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), int(text[14:16]),
+                            int(text[17:19]), 0, 1, -1))
+    except (ValueError, OverflowError):
         return None
 
 

@@ -32,12 +32,10 @@ def _result(run_dir: str, attempt: int) -> Optional[Dict[str, Any]]:
 
 
 def log_files(row: Any) -> List[Path]:
-    d = attempt_dir(row["run_dir"], row["attempt"])
-    files = sorted(d.glob("*.log")) if d.is_dir() else []
+    d = os.path.join(row["run_dir"], "logs", f"attempt-{row['attempt']}")
+    files = sorted(Path(d).glob("*.log")) if os.path.isdir(d) else []
     if row["job_id"] and not str(row["job_id"]).startswith("local-"):
-        sdir = Path(row["run_dir"]).parent / ".slurm"
-        jid = str(row["job_id"])
-        files.append(sdir / (f"job-{jid}.out" if "_" in jid else f"job-{jid}.out"))
+        files.append(Path(os.path.dirname(row["run_dir"]), ".slurm", f"job-{row['job_id']}.out"))
     return files
 
 
@@ -110,10 +108,13 @@ def refresh(store: Store, rows: List[Any]) -> List[Any]:
             updates.append(upd)
     store.update_attempts(updates)
     names = [r["run"] for r in rows]
+    brief = "config" not in rows[0].keys()  # re-read what the caller read
     if len(names) < 900:
-        return store.latest(runs=names)
+        return store.latest(runs=names, brief=brief)
+    if len(names) == store.run_count():
+        return store.latest(brief=brief)
     wanted = set(names)
-    return [r for r in store.latest() if r["run"] in wanted]
+    return [r for r in store.latest(brief=brief) if r["run"] in wanted]
 
 
 def _short(e: Exception) -> str:
@@ -175,7 +176,7 @@ def _finish(r: Any, state: str, exit_code: str, nodelist: Optional[str], reason:
             ended: Optional[float] = None) -> Dict[str, Any]:
     base = slurm.base_state(state)
     if reason is None and base != "COMPLETED":
-        reason = classify(state, exit_code, nodelist or "", tail_lines(log_files(r)))
+        reason = classify(state, exit_code, nodelist or "", lambda: tail_lines(log_files(r)))
     return {"state": base, "reason": reason or "", "exit_code": exit_code or None, "nodelist": nodelist or None,
             "started": started, "ended": ended or time.time(), "elapsed": elapsed, "restarts": restarts}
 
@@ -199,6 +200,20 @@ def as_dict(r: Any) -> Dict[str, Any]:
             "exit_code": r["exit_code"], "name": r["experiment"], "run_dir": r["run_dir"]}
 
 
+def as_dicts(rows: List[Any]) -> List[Dict[str, Any]]:
+    """as_dict of every row; columns looked up by position once (sqlite3.Row's by-name lookup is slow)."""
+    if not rows:
+        return []
+    k = {name: i for i, name in enumerate(rows[0].keys())}
+    run, sweep, job, state, reason, nodes, nodelist, a_part, part, elapsed, attempt, restarts, code, exp, rdir = (
+        k["run"], k["sweep"], k["job_id"], k["state"], k["reason"], k["nodes"], k["nodelist"], k["a_partition"],
+        k["partition"], k["elapsed"], k["attempt"], k["restarts"], k["exit_code"], k["experiment"], k["run_dir"])
+    return [{"run": r[run], "sweep": r[sweep], "job_id": r[job], "state": r[state], "reason": r[reason] or "",
+             "nodes": r[nodes], "nodelist": r[nodelist] or "", "partition": r[a_part] or r[part] or "",
+             "elapsed": r[elapsed], "attempt": r[attempt], "restarts": r[restarts] or 0, "exit_code": r[code],
+             "name": r[exp], "run_dir": r[rdir]} for r in rows]
+
+
 COLUMNS = ["RUN", "JOBID", "PARTITION", "NAME", "ST", "TIME", "NODES", "ATT", "NODELIST(REASON)"]
 
 
@@ -214,21 +229,22 @@ def table_rows(items: List[Dict[str, Any]]) -> List[List[str]]:
             last = f"({it['reason']})" if it["reason"] else ""
         else:
             last = it["nodelist"]
+        elapsed = it["elapsed"]
         out.append([it["run"], it["job_id"] or "-", it["partition"] or "-", it["name"][:12], SHORT.get(state, state[:3]),
-                    "-" if it["elapsed"] is None and state in TERMINAL else fmt_elapsed(it["elapsed"]),
+                    ("-" if state in TERMINAL else "0:00") if elapsed is None else fmt_elapsed(elapsed),
                     str(it["nodes"]), str(it["attempt"]), last or ""])
     return out
 
 
 def render_plain(items: List[Dict[str, Any]]) -> str:
     rows = table_rows(items)
-    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(COLUMNS)]
+    widths = [max(len(c), max((len(r[i]) for r in rows), default=0)) for i, c in enumerate(COLUMNS)]
     lines = []
     for sweep, counts in sweep_counts(items).items():
         lines.append(f"# {sweep}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
-    lines.append("  ".join(c.ljust(widths[i]) for i, c in enumerate(COLUMNS)).rstrip())
-    for r in rows:
-        lines.append("  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip())
+    line = "  ".join(f"{{:<{w}}}" for w in widths).format  # one format call per row (10,000 rows: ~50 ms)
+    lines.append(line(*COLUMNS).rstrip())
+    lines.extend(line(*r).rstrip() for r in rows)
     return "\n".join(lines)
 
 
@@ -242,8 +258,7 @@ def sweep_counts(items: List[Dict[str, Any]]) -> Dict[str, Dict[str, int]]:
 
 def select(store: Store, names: Sequence[str], show_all: bool, states: Optional[str]) -> List[Any]:
     sweeps, runs = store.resolve(names) if names else ([], [])
-    rows = store.latest(sweeps=sweeps, runs=runs)
-    return rows
+    return store.latest(sweeps=sweeps, runs=runs, brief=True)
 
 
 def filter_items(items: List[Dict[str, Any]], names: Sequence[str], show_all: bool, states: Optional[str]) -> List[Dict[str, Any]]:
