@@ -140,6 +140,11 @@ def _new_state(r: Any, acct: Dict[str, slurm.JobInfo], queue: Dict[str, slurm.Jo
         return _finish(r, "FAILED", "", "localhost", "ended without a result (killed?)")
     q = queue.get(jid)
     a = acct.get(jid)
+    if "_" in jid:
+        # a pending array cancelled as a whole (`scancel 123_[0-999]`) stays one record, "123", without
+        # its tasks: that record is the state of every task
+        q = q or queue.get(jid.split("_")[0])
+        a = a or acct.get(jid.split("_")[0])
     q_state = slurm.base_state(q.state) if q else None
     a_state = slurm.base_state(a.state) if a else None
     if q is not None and q_state in ACTIVE:
