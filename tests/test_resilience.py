@@ -69,16 +69,14 @@ def test_preempted_run_is_requeued_and_completes(slurm_cluster, danlu_env):
                       "args.checkpointing_steps=5", "--name", "victim", env=danlu_env)
     run = out["runs"][0]["run"]
     _wait_running("victim", danlu_env)
-    log_path = None
     deadline = time.time() + 90
     while time.time() < deadline:  # let it train past a checkpoint
         log = danlu("logs", run, env=danlu_env).stdout
         if re.search(r"step=1[0-9] loss", log):
             break
         time.sleep(2)
-    del log_path
     urgent = subprocess.run(["sbatch", "--parsable", "-p", "urgent-4090", "-w", "node2", "--gres=gpu:rtx4090:4",
-                             "-t", "2", "--wrap", "sleep 8"], capture_output=True, text=True, check=True).stdout.strip()
+                             "-t", "2", "-o", "/dev/null", "--wrap", "sleep 8"], capture_output=True, text=True, check=True).stdout.strip()
     try:
         (item,) = wait_status("victim", danlu_env, timeout=300, poll=3)
     finally:
