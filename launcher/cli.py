@@ -7,10 +7,9 @@ Exit codes: 0 success (or nothing to do), 2 bad input (one-line error + hint, no
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 from . import __version__
 from .errors import UserError

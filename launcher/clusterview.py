@@ -12,7 +12,7 @@ import os
 import pwd
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 from . import slurm
 

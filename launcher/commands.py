@@ -23,7 +23,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 def cmd_submit(args: Namespace) -> int:
     from .config import Composer
-    from .submit import PlannedRun, check, git_state, job_tag, new_token, plan_jobs, script_path, sweep_dir
+    from .submit import PlannedRun, check, new_token, plan_jobs, sweep_dir
 
     if args.name is not None and not _NAME.match(args.name):
         raise UserError(f"bad sweep name {args.name!r}", "use letters, digits, '.', '_' and '-' (at most 64)")
@@ -60,7 +60,7 @@ def cmd_submit(args: Namespace) -> int:
         return 0
 
     from .reconcile import reconcile_submitting, token_lock
-    from .store import NewRun, Store
+    from .store import Store
 
     store = Store()
     reconcile_submitting(store)
@@ -69,10 +69,8 @@ def cmd_submit(args: Namespace) -> int:
 
 
 def _submit_locked(args: Namespace, store: Any, token: str, base: str, explicit: bool, spec0: Any, plan: Any) -> int:
-    from .store import NewRun
-    from .submit import git_state, job_tag, script_path, sweep_dir
+    from .submit import store_rows, sweep_dir
 
-    git_cache: Dict[str, Any] = {}
     for _ in range(20):
         name = base if explicit else f"{base}-{secrets.token_hex(2)}"
         if store.sweep_exists(name):
@@ -80,17 +78,7 @@ def _submit_locked(args: Namespace, store: Any, token: str, base: str, explicit:
                 raise UserError(f"a sweep named {name!r} exists already", "pick another --name, or rerun it with `danlu rerun`")
             continue
         planned, jobs = plan(name)
-        new_runs = []
-        for job in jobs:
-            tag, path, array = job_tag(job), str(script_path(job)), len(job.runs) > 1
-            for i, (r, rp) in enumerate(zip(job.runs, job.plan.runs)):
-                if r.workdir not in git_cache:
-                    git_cache[r.workdir] = git_state(r.workdir)
-                commit, dirty = git_cache[r.workdir]
-                new_runs.append(NewRun(run=r.run_id, idx=r.idx, overrides=r.cfg.overrides, config=r.cfg.resolved,
-                                       run_dir=r.run_dir, workdir=r.workdir, git_commit=commit, git_dirty=dirty,
-                                       partition=r.shape.partition, nodes=r.shape.nodes, cluster_kind=r.spec.cluster.kind,
-                                       script=path, command=rp.command, tag=tag, array_task=i if array else None))
+        new_runs = store_rows(jobs)
         if store.create_sweep(name, spec0.experiment, spec0.cluster.name, args.overrides, sys.argv,
                               str(sweep_dir(spec0, name)), new_runs):
             break
@@ -370,8 +358,8 @@ def cmd_rerun(args: Namespace) -> int:
     from .config import Composer
     from .reconcile import token_lock
     from .status import refresh
-    from .store import ACTIVE, NewRun
-    from .submit import PlannedRun, check, job_tag, new_token, plan_jobs, script_path
+    from .store import ACTIVE
+    from .submit import PlannedRun, check, new_token, plan_jobs, store_rows
 
     states = tuple(s.strip().upper() for s in args.state.split(",")) if args.state else RERUNNABLE
     for s in states:
@@ -414,14 +402,7 @@ def cmd_rerun(args: Namespace) -> int:
         _err(f"dry run: would rerun {len(planned)} run(s) in {len(jobs)} job(s); nothing submitted")
         return 0
     with token_lock(store, token):
-        new_runs = []
-        for job in jobs:
-            tag, path, array = job_tag(job), str(script_path(job)), len(job.runs) > 1
-            for i, (p, rp) in enumerate(zip(job.runs, job.plan.runs)):
-                new_runs.append(NewRun(run=p.run_id, idx=p.idx, overrides=p.cfg.overrides, config=p.cfg.resolved,
-                                       run_dir=p.run_dir, workdir=p.workdir, git_commit=None, git_dirty=None,
-                                       partition=p.shape.partition, nodes=p.shape.nodes, cluster_kind=p.spec.cluster.kind,
-                                       script=path, command=rp.command, tag=tag, array_task=i if array else None))
+        new_runs = store_rows(jobs, git=False)
         if not store.add_attempts(new_runs, list(args.overrides), expect):
             raise UserError("another danlu rerun of these runs got there first", "`danlu status` shows their new attempts")
         results = _execute_all(store, sweep, token, jobs)

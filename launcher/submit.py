@@ -182,3 +182,22 @@ def execute(job: PlannedJob) -> str:
         return f"local-{job_id}"
     return backend.submit_slurm(sdir / ".submitit" / "%j", lambda _command: job.script, path,
                                 [_agent(r) for r in job.runs], pickle_stem=job.plan.pickle_stem)
+
+
+def store_rows(jobs: Sequence[PlannedJob], git: bool = True) -> List[Any]:
+    """The store rows (NewRun) of planned jobs: each run with its job's tag, script and array index."""
+    from .store import NewRun
+
+    cache: Dict[str, Tuple[Optional[str], Optional[bool]]] = {}
+    rows = []
+    for job in jobs:
+        tag, path, array = job_tag(job), str(script_path(job)), len(job.runs) > 1
+        for i, (r, rp) in enumerate(zip(job.runs, job.plan.runs)):
+            if git and r.workdir not in cache:
+                cache[r.workdir] = git_state(r.workdir)
+            commit, dirty = cache.get(r.workdir, (None, None))
+            rows.append(NewRun(run=r.run_id, idx=r.idx, overrides=r.cfg.overrides, config=r.cfg.resolved,
+                               run_dir=r.run_dir, workdir=r.workdir, git_commit=commit, git_dirty=dirty,
+                               partition=r.shape.partition, nodes=r.shape.nodes, cluster_kind=r.spec.cluster.kind,
+                               script=path, command=rp.command, tag=tag, array_task=i if array else None))
+    return rows
