@@ -6,6 +6,7 @@ import json
 import os
 import re
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -89,17 +90,31 @@ def refresh(store: Store, rows: List[Any]) -> List[Any]:
     queue: Dict[str, slurm.JobInfo] = {}
     acct_ok = queue_ok = True
     if slurm_ids:
-        try:
-            acct = slurm.sacct(slurm_ids)
-        except slurm.SlurmUnavailable as e:
-            acct_ok = False
-            NOTES.append(f"sacct is unavailable ({_short(e)}): states come from squeue and the runs' result files; "
-                         "what neither knows is UNKNOWN")
+        # both at once: a busy controller or slurmdbd answers each in a fraction of a second or more
+        asked: Dict[str, Any] = {}
+
+        def ask_accounting() -> None:
+            try:
+                asked["acct"] = slurm.sacct(slurm_ids)
+            except slurm.SlurmUnavailable as e:
+                asked["error"] = e
+
+        thread = threading.Thread(target=ask_accounting, daemon=True)
+        thread.start()
+        queue_error = None
         try:
             queue = slurm.squeue(slurm_ids)
         except slurm.SlurmUnavailable as e:
+            queue_error = e
+        thread.join()
+        acct = asked.get("acct", {})
+        if "error" in asked:
+            acct_ok = False
+            NOTES.append(f"sacct is unavailable ({_short(asked['error'])}): states come from squeue and the runs' "
+                         "result files; what neither knows is UNKNOWN")
+        if queue_error is not None:
             queue_ok = False
-            NOTES.append(f"squeue failed ({_short(e)})")
+            NOTES.append(f"squeue failed ({_short(queue_error)})")
     updates = []
     for r in active:
         upd = _new_state(r, acct, queue, acct_ok, queue_ok)
@@ -107,14 +122,16 @@ def refresh(store: Store, rows: List[Any]) -> List[Any]:
             upd.update(run=r["run"], attempt=r["attempt"])
             updates.append(upd)
     store.update_attempts(updates)
-    names = [r["run"] for r in rows]
-    brief = "config" not in rows[0].keys()  # re-read what the caller read
-    if len(names) < 900:
-        return store.latest(runs=names, brief=brief)
-    if len(names) == store.run_count():
-        return store.latest(brief=brief)
-    wanted = set(names)
-    return [r for r in store.latest(brief=brief) if r["run"] in wanted]
+    # re-read the runs that may have changed (final states never do), as the caller read them
+    changed = [r["run"] for r in rows if r["state"] not in TERMINAL]
+    brief = "config" not in rows[0].keys()
+    if len(changed) < 900:
+        fresh = store.latest(runs=changed, brief=brief)
+    else:
+        wanted = set(changed)
+        fresh = [r for r in store.latest(brief=brief) if r["run"] in wanted]
+    by_run = {r["run"]: r for r in fresh}
+    return [by_run.get(r["run"], r) for r in rows]
 
 
 def _short(e: Exception) -> str:
@@ -243,7 +260,7 @@ def table_rows(items: List[Dict[str, Any]]) -> List[List[str]]:
 
 def render_plain(items: List[Dict[str, Any]]) -> str:
     rows = table_rows(items)
-    widths = [max(len(c), max((len(r[i]) for r in rows), default=0)) for i, c in enumerate(COLUMNS)]
+    widths = [max(len(c), max(map(len, col), default=0)) for c, col in zip(COLUMNS, zip(*rows) if rows else [()] * 9)]
     lines = []
     for sweep, counts in sweep_counts(items).items():
         lines.append(f"# {sweep}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))

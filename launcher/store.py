@@ -246,9 +246,6 @@ class Store:
         rows.sort(key=lambda r: (r[c], r[s], r[i]))
         return rows
 
-    def run_count(self) -> int:
-        return self.db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
-
     def attempts(self, run: str) -> List[sqlite3.Row]:
         return list(self.db.execute("SELECT * FROM attempts WHERE run=? ORDER BY attempt", (run,)))
 
