@@ -138,6 +138,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if os.environ.get("DANLU_DEBUG"):
             raise
         _err(f"error: {' '.join(str(e).split()) or type(e).__name__}")
+        if getattr(e, "hint", None):
+            _err(f"hint: {e.hint}")
         return 1
 
 

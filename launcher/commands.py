@@ -113,7 +113,8 @@ def _execute_all(store: Any, sweep: str, token: str, jobs: List[Any]) -> Dict[st
     except Exception as e:
         store.drop_unsubmitted(token)
         detail = " ".join(str(e).split())[:400]
-        raise SubmitFailed(f"submission failed after {len(results)} run(s) were accepted: {detail}") from None
+        raise SubmitFailed(f"submission failed after {len(results)} run(s) were accepted: {detail}",
+                           _submit_failed_hint(detail, sweep, bool(results))) from None
     finally:
         if progress:
             print(file=sys.stderr)
@@ -121,7 +122,20 @@ def _execute_all(store: Any, sweep: str, token: str, jobs: List[Any]) -> Dict[st
 
 
 class SubmitFailed(Exception):
-    pass
+    """sbatch refused a job part-way through a submit; carries a hint for the researcher."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def _submit_failed_hint(detail: str, sweep: str, some_accepted: bool) -> str:
+    kept = (f"the accepted runs stay queued under {sweep} (danlu status {sweep}); the others were not recorded"
+            if some_accepted else "nothing was queued or recorded")
+    if "temporarily unavailable" in detail or "queue full" in detail:
+        return (f"the controller's job table is full (MaxJobCount counts every array task): "
+                f"wait for jobs to end, then submit again; {kept}")
+    return kept
 
 
 def _report(args: Namespace, sweep: str, results: Dict[str, tuple], njobs: int) -> None:

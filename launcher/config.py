@@ -89,9 +89,23 @@ def _parse(overrides: Sequence[str]) -> list:
     return parsed
 
 
+def _plain(value: Any) -> Any:
+    """A swept value as plain data: Hydra keeps quoted strings of a sweep as QuotedString objects."""
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    text = getattr(value, "text", None)
+    return text if isinstance(text, str) and type(value).__name__ == "QuotedString" else value
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, str):
         return value
+    if isinstance(value, (list, dict)):
+        from hydra.core.override_parser.types import Override
+
+        return Override._get_value_element_as_str(value)
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -118,7 +132,7 @@ def expand(overrides: Sequence[str], multirun: bool, dirs: Sequence[Path]) -> Li
                                     f"options are: {', '.join(options) or '(none)'}")
             else:
                 values = list(ov.sweep_iterator())
-            axes.append([(ov, v) for v in values])
+            axes.append([(ov, _plain(v)) for v in values])
         else:
             axes.append([(ov, None if ov.is_delete() else ov.value())])
     return [list(p) for p in itertools.product(*axes)] if axes else [[]]

@@ -65,3 +65,27 @@ def test_killed_before_sbatch_leaves_nothing(slurm_cluster, danlu_env, tmp_path)
     assert _rows(danlu_env) == []
     again = danlu("submit", "experiment=tiny_dpo", "cluster=testcluster", "--name", "early", "--dry-run", env=danlu_env)
     assert again.returncode == 0  # the name is free again
+
+
+def test_sbatch_refusing_a_later_job_keeps_store_and_queue_in_step(slurm_cluster, danlu_env):
+    """Two jobs (the runs differ in sbatch options); the real sbatch accepts the first and refuses the second.
+    The accepted job is queued and recorded, the refused one is neither, and the error says so with a hint."""
+    done = danlu("submit", "-m", "experiment=tiny_dpo", "cluster=testcluster", "--name", "halfway",
+                 "resources.extra_sbatch=[--hold],[--hold,'--begin=not-a-time']", env=danlu_env)
+    rows = _rows(danlu_env)
+    job_ids = [r[2] for r in rows]
+    try:
+        assert done.returncode == 1, (done.returncode, done.stderr)
+        err = done.stderr.strip().splitlines()
+        assert any(line.startswith("error: submission failed after 1 run(s) were accepted") for line in err), err
+        assert err[-1].startswith("hint: the accepted runs stay queued under halfway"), err
+        assert [(r[0], r[1]) for r in rows] == [("halfway/0", "PENDING")]
+        queued = subprocess.run(["squeue", "-h", "-o", "%i %k", "-j", job_ids[0]], capture_output=True, text=True,
+                                check=True).stdout.split()
+        assert queued[0] == job_ids[0] and queued[1].startswith("danlu:")
+        items = status_json("halfway", env=danlu_env)
+        assert [(i["run"], i["state"]) for i in items] == [("halfway/0", "PENDING")]
+    finally:
+        for job_id in job_ids:
+            if job_id:
+                subprocess.run(["scancel", job_id])

@@ -125,3 +125,15 @@ def test_sweep_with_two_shapes_gives_two_arrays():
                                 multirun=True)
     assert len(scripts) == 2
     assert all("#SBATCH --array=0-2" in s for s in scripts)
+
+
+def test_sweep_over_lists_with_quoted_elements_gives_plain_strings():
+    from launcher.config import Composer
+
+    cfgs = Composer().runs(["experiment=tiny_dpo", "resources.extra_sbatch=[--hold],[--hold,'--begin=now+1hour']",
+                            "+args.note='a=b',plain"], True)
+    got = sorted((tuple(c.spec.resources.extra_sbatch), c.spec.args["note"]) for c in cfgs)
+    assert got == [(("--hold",), "a=b"), (("--hold",), "plain"),
+                   (("--hold", "--begin=now+1hour"), "a=b"), (("--hold", "--begin=now+1hour"), "plain")]
+    assert "resources.extra_sbatch=[--hold,--begin\\=now+1hour]" in cfgs[-1].overrides or \
+        "resources.extra_sbatch=[--hold,--begin\\=now+1hour]" in cfgs[-2].overrides

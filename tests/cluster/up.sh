@@ -142,6 +142,8 @@ KillWait=5
 MinJobAge=60
 Waittime=0
 MaxArraySize=1001
+# Job arrays count one record per task; tests submit 1000-task arrays side by side.
+MaxJobCount=200000
 JobRequeue=1
 SchedulerType=sched/backfill
 SchedulerParameters=bf_interval=1,sched_interval=2,sched_min_interval=100000
