@@ -80,6 +80,25 @@ class NewRun:
     array_task: Optional[int] = None
 
 
+def _use_wal(db: sqlite3.Connection, patience_s: float = 30.0) -> None:
+    """Put the store in WAL mode (persistent, set once per file). While another process holds a lock on a
+    new store, SQLite fails at once ("database is locked") or leaves the mode unchanged, without its busy
+    wait: try again until it sticks."""
+    deadline = time.monotonic() + patience_s
+    while True:
+        try:
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e):
+                raise
+            mode = f"unchanged ({e})"
+        if mode.lower() == "wal":
+            return
+        if time.monotonic() > deadline:
+            raise sqlite3.DatabaseError(f"journal mode stays {mode!r}, not WAL")
+        time.sleep(0.05)
+
+
 class Store:
     def __init__(self, path: Optional[Path] = None) -> None:
         self.path = Path(path) if path else default_path()
@@ -88,9 +107,7 @@ class Store:
             self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA busy_timeout=60000")
-            mode = self.db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                raise sqlite3.DatabaseError(f"journal mode {mode}")
+            _use_wal(self.db)
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self._migrate()

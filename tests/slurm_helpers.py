@@ -101,42 +101,30 @@ def node_states() -> dict[str, str]:
     return states
 
 
+def _wait_nodes(accepted: set[str], what: str, timeout: float, nodes: list[str] | None, poll: float) -> dict[str, str]:
+    deadline = time.monotonic() + timeout
+    states: dict[str, str] = {}
+    while True:
+        try:
+            states = node_states()
+        except subprocess.SubprocessError:
+            pass
+        wanted = {n: s for n, s in states.items() if nodes is None or n in nodes}
+        if wanted and (nodes is None or set(nodes) <= set(wanted)) and all(s in accepted for s in wanted.values()):
+            return wanted
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"nodes not {what} after {timeout} s: {states}")
+        time.sleep(poll)
+
+
 def wait_nodes_idle(timeout: float = 60, nodes: list[str] | None = None, poll: float = 0.5) -> dict[str, str]:
     """Wait until all (or the given) nodes are idle; return their states.
 
     Raises TimeoutError with the last seen states otherwise.
     """
-    deadline = time.monotonic() + timeout
-    states: dict[str, str] = {}
-    while True:
-        try:
-            states = node_states()
-        except subprocess.SubprocessError:
-            pass
-        wanted = {n: s for n, s in states.items() if nodes is None or n in nodes}
-        if wanted and (nodes is None or set(nodes) <= set(wanted)) and all(
-            s == "idle" for s in wanted.values()
-        ):
-            return wanted
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"nodes not idle after {timeout} s: {states}")
-        time.sleep(poll)
+    return _wait_nodes({"idle"}, "idle", timeout, nodes, poll)
 
 
 def wait_nodes_up(timeout: float = 60, nodes: list[str] | None = None, poll: float = 0.5) -> dict[str, str]:
     """Like wait_nodes_idle, but jobs may be running (idle/mixed/allocated/completing)."""
-    deadline = time.monotonic() + timeout
-    states: dict[str, str] = {}
-    while True:
-        try:
-            states = node_states()
-        except subprocess.SubprocessError:
-            pass
-        wanted = {n: s for n, s in states.items() if nodes is None or n in nodes}
-        if wanted and (nodes is None or set(nodes) <= set(wanted)) and all(
-            s in _UP_NODE_STATES for s in wanted.values()
-        ):
-            return wanted
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"nodes not up after {timeout} s: {states}")
-        time.sleep(poll)
+    return _wait_nodes(_UP_NODE_STATES, "up", timeout, nodes, poll)

@@ -193,3 +193,27 @@ def test_concurrent_submits_and_status_keep_every_run_exactly_once(slurm_cluster
         sweeps = sorted({r.split("/")[0] for r in printed})
         if sweeps:
             danlu("cancel", *sweeps, env=danlu_env)
+
+
+def test_opening_a_new_store_while_another_process_creates_it_waits(tmp_path):
+    """The first `danlu status` of a new store can race the `danlu submit` creating it: SQLite then leaves the
+    journal mode unchanged without waiting. The opener waits for the lock instead of calling the store broken."""
+    import threading
+    import time
+
+    path = tmp_path / "store.sqlite"
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("CREATE TABLE early (x)")  # a write lock on a store still in rollback-journal mode
+    assert holder.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    threading.Timer(1.0, lambda: holder.execute("COMMIT")).start()
+    started = time.monotonic()
+    store = Store(path)
+    waited = time.monotonic() - started
+    try:
+        assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert waited >= 0.9, waited  # it waited for the other writer rather than failing at once
+    finally:
+        store.close()
+        holder.close()
