@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """danlu against the alternatives, side by side, measured in one run on the project's test Slurm cluster.
 
-    python bench/run.py [--quick] [--only submit,status,cold,crash] [--out bench/RESULTS.md]
+    .venv/bin/pip install -e '.[bench]'   # once: hydra-submitit-launcher, the alternative of section 1
+    python bench/run.py [--quick] [--only submit,status,cold,crash,launch] [--out bench/RESULTS.md]
 
 Starts the test cluster (tests/cluster/up.sh, idempotent), measures
 
@@ -10,7 +11,8 @@ Starts the test cluster (tests/cluster/up.sh, idempotent), measures
   2. `danlu status --all` with 1,000 and 10,000 runs in the store, next to one raw sacct for the same ids;
   3. CLI cold start: `danlu --help`, `danlu status` on an empty store, `squeue`;
   4. a 2-node tiny_dpo job whose rank 3 dies at step 3: crash -> end of job, danlu vs a hand-written script;
-  5. submit -> first training step logged, danlu vs the hand-written script (the same jobs as 4),
+  5. submit -> first training step logged, danlu vs the hand-written script (the same 2-node job, no crash,
+     in alternating pairs),
 
 prints one table and writes it with the date, the machine and the Slurm version to bench/RESULTS.md.
 Every measurement has its own private store and runs dir; every job submitted is cancelled.
@@ -19,6 +21,7 @@ Every measurement has its own private store and runs dir; every job submitted is
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -775,6 +778,13 @@ def report(args: argparse.Namespace, started: float, info: Dict[str, str], befor
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its parent package is missing
+        return False
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="smaller sweeps, fewer repetitions (a few minutes)")
@@ -782,6 +792,11 @@ def main() -> int:
     p.add_argument("--out", default=str(BENCH / "RESULTS.md"), help="where to write the results (markdown)")
     args = p.parse_args()
     only = set((args.only or "submit,status,cold,crash,launch").split(","))
+    if "submit" in only and not _installed("hydra_plugins.hydra_submitit_launcher"):
+        print("error: hydra-submitit-launcher is not installed (section 1 measures danlu against it)", file=sys.stderr)
+        print("hint: .venv/bin/pip install -e '.[bench]', or leave section 1 out with --only status,cold,crash,launch",
+              file=sys.stderr)
+        return 2
     started = time.time()
     before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     log("starting the test cluster (tests/cluster/up.sh)")
