@@ -137,6 +137,11 @@ def cancel(ids: Sequence[str], arrays: bool = False) -> None:
 def cancel_all() -> None:
     if SUBMITTED:
         cancel(sorted(set(SUBMITTED)))
+    # The test cluster tracks a job's processes by parentage (proctrack/linuxproc): ranks blocked in a
+    # collective that torch elastic left behind when the capped hand-written job was cancelled escape it.
+    # A real cluster's proctrack/cgroup would kill them; here, kill what still runs from the bench's dirs.
+    time.sleep(2)
+    subprocess.run(["pkill", "-KILL", "-f", str(_TMP)], capture_output=True)
 
 
 def private_env(name: str, trace: bool = True, shim: Optional[Path] = None) -> Dict[str, str]:
@@ -598,6 +603,7 @@ def bench_crash(reps: int, hang_reps: int, cap: float) -> None:
         plan += [("danlu", True)]
     plan += [("hand-written", True)]  # waits until the cap: once is enough
     for tool, nccl in plan:
+        wait_nodes_idle(["node1", "node2"])
         run = run_danlu_crash if tool == "danlu" else run_handwritten_crash
         jt = run(nccl, cap)
         results.setdefault((tool, nccl), []).append(jt)
@@ -633,6 +639,17 @@ def bench_crash(reps: int, hang_reps: int, cap: float) -> None:
             TARGETS.append(("crash -> end < 30 s (as is)", f"{fmt(med['danlu'].median)} s median", med["danlu"].median < 30))
 
 
+def wait_nodes_idle(nodes: List[str], timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        out = sh(["sinfo", "-h", "-N", "-o", "%N %t", "-n", ",".join(nodes)], check=False).stdout.split()
+        states = dict(zip(out[::2], out[1::2]))
+        if states and all(states.get(n) == "idle" for n in nodes):
+            return
+        time.sleep(0.5)
+    log(f"   nodes {nodes} not idle after {timeout:.0f} s: measuring anyway")
+
+
 def bench_launch(pairs: int) -> None:
     """Submit -> first training step, danlu and the hand-written script submitted in alternating order,
     one pair at a time (the machine's load drifts: pairs see the same load)."""
@@ -643,6 +660,7 @@ def bench_launch(pairs: int) -> None:
     order = ("danlu", "hand-written")
     for k in range(pairs):
         for tool in order if k % 2 == 0 else order[::-1]:
+            wait_nodes_idle(["node1", "node2"])  # the previous job's nodes may still be completing
             run = run_danlu_crash if tool == "danlu" else run_handwritten_crash
             jt = run(False, 60, job_args)
             if not (jt.first_step and jt.started):

@@ -1,6 +1,6 @@
 """The node agent: what srun starts on every node (or every task) of a danlu job.
 
-It is the callable submitit pickles, so it runs through `python -m submitit.core._submit`.
+It is the callable submitit pickles; it runs through `python -m launcher.jobside` (submitit's job-side runner).
 On each node it:
   * works out node rank, head address and rendezvous port, and fills them into $DANLU_COMMAND;
   * starts that command (accelerate launch / torchrun / the program) in its own process group;
@@ -34,7 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from .render import HEAD_ADDR, LOG_DIR, NODE_RANK, PORT
+# Tokens in $DANLU_COMMAND that only the node knows; render.launch_command writes them. The agent imports
+# nothing else of danlu (it starts on every node of every job: the fewer imports, the sooner training starts).
+NODE_RANK, HEAD_ADDR, PORT, LOG_DIR = "@NODE_RANK@", "@HEAD_ADDR@", "@PORT@", "@LOG_DIR@"
 
 KILL_GRACE_S = 3.0  # below Slurm's KillWait, so the agent reaps its children before SIGKILL
 

@@ -19,7 +19,7 @@ from .errors import UserError
 from .options import RunSpec
 from .validate import Shape, env_dir
 
-NODE_RANK, HEAD_ADDR, PORT, LOG_DIR = "@NODE_RANK@", "@HEAD_ADDR@", "@PORT@", "@LOG_DIR@"
+from .agent import HEAD_ADDR, LOG_DIR, NODE_RANK, PORT  # noqa: E402  -- the tokens the node agent fills in
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,7 @@ def _job(sweep: str, token: str, number: int, chunk: List[PlannedRun], template_
     output = str(sdir / ".slurm" / ("job-%A_%a.out" if n > 1 else "job-%j.out"))
     plan = JobPlan(spec=spec, shape=chunk[0].shape, runs=runs, job_name=name,
                    comment=f"{COMMENT_PREFIX}{token}:{number}", output=output, array=array,
-                   agent_command=f"{shlex.quote(sys.executable)} -u -m submitit.core._submit "
+                   agent_command=f"{shlex.quote(sys.executable)} -u -m launcher.jobside "
                                  f"{shlex.quote(str(sdir / '.submitit' / '%j'))}",
                    template_dir=template_dir, submitit_dir=str(sdir / ".submitit"),
                    pickle_stem=str(sdir / ".submitit" / f"{token}-{number}"))

@@ -57,5 +57,5 @@ if [ ! -e "$danlu_pkl" ]; then
     mkdir -p "$(dirname "$danlu_pkl")" && cp /runs/golden/.submitit/0123456789ab-0."${SLURM_ARRAY_TASK_ID:-0}".pkl "$danlu_pkl" 2>/dev/null || true
 fi
 srun --kill-on-bad-exit=1 --nodes=1 --ntasks-per-node=1 --cpus-per-task=32 --export=ALL \
-    <python> -u -m submitit.core._submit /runs/golden/.submitit/%j
+    <python> -u -m launcher.jobside /runs/golden/.submitit/%j
 
