@@ -745,7 +745,7 @@ FINDINGS = """\
   cancelled run were read although the state alone gives the reason. Fixed in ecf6adc and c16d9eb (status
   reads only what it shows and sorts in Python, columns by position, logs only read when needed, a fast
   time parser, only the runs that can have changed re-read, sacct and squeue asked at once): now ~0.16 s CPU
-  in-process for 10,000 runs, the first look about 1 s (the table above). Wall times on this loaded 2-core
+  in-process for 10,000 runs; the wall times are in the table above. Wall times on a loaded 2-core
   machine are about twice the CPU times.
 - **A pending job array cancelled as a whole** (`scancel 123_[0-999]`) leaves one record, `123`, without task
   ids; its runs stayed PENDING forever. Found while filling the store; fixed in 1bd6315.
@@ -755,15 +755,17 @@ FINDINGS = """\
   after 3 s (e46c20a): ~9 s. With gloo as is, both launch paths end within seconds: gloo ranks notice the
   closed socket. The hang the design brief saw on a real 2-node run is NCCL's; bench/hang_on_peer_loss.py
   makes the CPU ranks behave that way (the same program for both paths).
-- **Launch overhead** (submit -> first training step) first measured 1.42x in 3 samples taken from the
-  crash runs, with the machine's load drifting between them. Timing the pieces showed what danlu adds: the
-  submit command (~0.4 s: Python start, Hydra's override parser and composition, jinja rendering, submitit
-  pickling) and ~0.3 s inside the job (an `env.setup` line stamping the time, then the program's first line:
-  head-node lookup, srun, `python -m submitit.core._submit` importing submitit and the node agent); with
-  `--tee` or without, torch elastic starts the ranks equally fast. Section 5 now runs its own short jobs in
-  alternating pairs so both paths see the same load; the difference is ~0.5-0.8 s on a ~9 s launch of which
-  ~4.5 s is torch/accelerate start-up and ~3.5 s the reference model's pretraining. On a real cluster, where
-  a job spends minutes loading a model, it is noise. Not changed: the submit-side cost is mostly imports.
+- **Launch overhead** (submit -> first training step) first measured 1.42x in 3 samples taken from the crash
+  runs, with the load drifting between them and the next job sometimes queued behind the previous one's
+  completing nodes. Section 5 now runs its own short jobs in alternating pairs on idle nodes: 1.12x, +1.0 s.
+  Timing the pieces found two costs of danlu's own: the submit command (~0.4 s: Python start, Hydra's
+  override parser and composition, jinja, submitit pickling) and ~0.26 s inside the job before the program's
+  first line (a hand-written script: ~0.07 s), most of it the node agent's Python start, where submitit
+  imports numpy (when installed) before unpickling and the agent imported danlu's renderer. Fixed: srun now
+  starts `python -m launcher.jobside`, submitit's job-side runner without numpy, and the agent imports
+  nothing else of danlu (~60 ms less on every node of every job); with that, 1.01x in the run that followed.
+  The submit command is left as is: it is mostly imports of Hydra and OmegaConf. With or without `--tee`,
+  torch elastic starts the ranks equally fast (checked by hand).
 - **hydra-submitit-launcher** also sends a sweep as one job array (one sbatch call), but first pickles the
   launcher with Hydra's global state into every job (~0.1 s per run here: ~110 s for 1,000), then blocks in
   `job.results()` until every job has ended. The shell loop pays one sbatch round trip per job (~10 ms to the
@@ -780,7 +782,7 @@ def report(args: argparse.Namespace, started: float, info: Dict[str, str], befor
              f"- danlu at commit {info['commit']}; {info['versions']}",
              f"- Slurm: `{info['slurm']}` (the project's test cluster, tests/cluster/up.sh: slurmctld, 3 slurmd, "
              f"slurmdbd on this machine)",
-             f"- load average (1, 5, 15 min) at start: {before}; at end: {info['load']}. Other developers' tests share this machine "
+             f"- load average (1, 5, 15 min) at start: {before}; at end: {info['load']}. Other work may share this machine "
              f"and cluster: absolute times are noisy, the ratios are what to read. Times are wall clock; CPU is "
              f"user+sys of the process and its children.", ""]
     if args.quick:
