@@ -7,6 +7,8 @@ one sbatch call. `submit_local` uses submitit's local executor with the same env
 
 from __future__ import annotations
 
+import contextlib
+import io
 import shlex
 import sys
 from pathlib import Path
@@ -44,7 +46,8 @@ class SlurmTemplateExecutor(submitit.SlurmExecutor):
             d.set_timeout(self.parameters.get("time", 5), self.max_num_timeout)
             d.dump(path)
             pickles.append(path)
-        first = self._submit_command(self._submitit_command_str)
+        with contextlib.redirect_stderr(io.StringIO()):  # submitit prints sbatch's stderr; the error carries it
+            first = self._submit_command(self._submitit_command_str)
         if len(delayed_submissions) == 1:
             first.paths.move_temporary_file(pickles[0], "submitted_pickle")
             return [first]

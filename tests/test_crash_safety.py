@@ -77,7 +77,8 @@ def test_sbatch_refusing_a_later_job_keeps_store_and_queue_in_step(slurm_cluster
     try:
         assert done.returncode == 1, (done.returncode, done.stderr)
         err = done.stderr.strip().splitlines()
-        assert any(line.startswith("error: submission failed after 1 run(s) were accepted") for line in err), err
+        assert len(err) == 2 and err[0].startswith("error: submission failed after 1 run(s) were accepted"), err
+        assert "Invalid --begin specification" in err[0]  # sbatch's reason, once, in the error line
         assert err[-1].startswith("hint: the accepted runs stay queued under halfway"), err
         assert [(r[0], r[1]) for r in rows] == [("halfway/0", "PENDING")]
         queued = subprocess.run(["squeue", "-h", "-o", "%i %k", "-j", job_ids[0]], capture_output=True, text=True,
