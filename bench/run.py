@@ -51,6 +51,8 @@ if Path(sys.prefix).resolve() != (REPO / ".venv").resolve() and (VENV_BIN / "pyt
     os.execv(str(VENV_BIN / "python"), [str(VENV_BIN / "python"), *sys.argv])
 
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+import slurm_helpers  # noqa: E402  -- the tests' node-state waits
 
 REAL_SBATCH = shutil.which("sbatch") or "/usr/bin/sbatch"
 SUBMITTED: List[str] = []  # every Slurm job id this run submitted: cancelled at the end whatever happens
@@ -558,7 +560,7 @@ def watch_job(jt: JobTimes, root: Path, cap: float, timeout: float = 420) -> Job
         time.sleep(0.2)
 
 
-def run_danlu_crash(nccl_like: bool, cap: float, job_args: Optional[Dict[str, object]] = None) -> JobTimes:
+def run_danlu_job(nccl_like: bool, cap: float, job_args: Optional[Dict[str, object]] = None) -> JobTimes:
     env = private_env("crash-danlu")
     overrides = ["experiment=tiny_dpo", "cluster=testcluster", "resources.nodes=2", "resources.gpus_per_node=2"]
     overrides += [f"args.{k}={v}" for k, v in (job_args or CRASH_ARGS).items()]
@@ -574,7 +576,7 @@ def run_danlu_crash(nccl_like: bool, cap: float, job_args: Optional[Dict[str, ob
     return watch_job(jt, root, cap)
 
 
-def run_handwritten_crash(nccl_like: bool, cap: float, job_args: Optional[Dict[str, object]] = None) -> JobTimes:
+def run_handwritten_job(nccl_like: bool, cap: float, job_args: Optional[Dict[str, object]] = None) -> JobTimes:
     d = Path(tempfile.mkdtemp(prefix="crash-hand-", dir=_TMP))
     program = str(BENCH / "hang_on_peer_loss.py") if nccl_like else "train.py"
     args = " ".join(f"--{k}={v}" for k, v in (job_args or CRASH_ARGS).items()) + f" --output_dir={d / 'output'}"
@@ -604,7 +606,7 @@ def bench_crash(reps: int, hang_reps: int, cap: float) -> None:
     plan += [("hand-written", True)]  # waits until the cap: once is enough
     for tool, nccl in plan:
         wait_nodes_idle(["node1", "node2"])
-        run = run_danlu_crash if tool == "danlu" else run_handwritten_crash
+        run = run_danlu_job if tool == "danlu" else run_handwritten_job
         jt = run(nccl, cap)
         results.setdefault((tool, nccl), []).append(jt)
         c2e = (jt.ended - jt.crash) if jt.crash and jt.ended else float("nan")
@@ -640,14 +642,11 @@ def bench_crash(reps: int, hang_reps: int, cap: float) -> None:
 
 
 def wait_nodes_idle(nodes: List[str], timeout: float = 120) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        out = sh(["sinfo", "-h", "-N", "-o", "%N %t", "-n", ",".join(nodes)], check=False).stdout.split()
-        states = dict(zip(out[::2], out[1::2]))
-        if states and all(states.get(n) == "idle" for n in nodes):
-            return
-        time.sleep(0.5)
-    log(f"   nodes {nodes} not idle after {timeout:.0f} s: measuring anyway")
+    """The previous job's nodes may still be completing: start the next timed job on idle nodes."""
+    try:
+        slurm_helpers.wait_nodes_idle(timeout=timeout, nodes=nodes)
+    except TimeoutError as e:
+        log(f"   {e}: measuring anyway")
 
 
 def bench_launch(pairs: int) -> None:
@@ -660,8 +659,8 @@ def bench_launch(pairs: int) -> None:
     order = ("danlu", "hand-written")
     for k in range(pairs):
         for tool in order if k % 2 == 0 else order[::-1]:
-            wait_nodes_idle(["node1", "node2"])  # the previous job's nodes may still be completing
-            run = run_danlu_crash if tool == "danlu" else run_handwritten_crash
+            wait_nodes_idle(["node1", "node2"])
+            run = run_danlu_job if tool == "danlu" else run_handwritten_job
             jt = run(False, 60, job_args)
             if not (jt.first_step and jt.started):
                 raise RuntimeError(f"{tool} job {jt.job_id} ended {jt.state} without a first step")

@@ -95,8 +95,9 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
-    text = getattr(value, "text", None)
-    return text if isinstance(text, str) and type(value).__name__ == "QuotedString" else value
+    from hydra.core.override_parser.types import QuotedString
+
+    return value.text if isinstance(value, QuotedString) else value
 
 
 def _fmt(value: Any) -> str:

@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from . import __version__
+from .agent import HEAD_ADDR, LOG_DIR, NODE_RANK, PORT  # the tokens the node agent fills in
 from .errors import UserError
 from .options import RunSpec
 from .validate import Shape, env_dir
-
-from .agent import HEAD_ADDR, LOG_DIR, NODE_RANK, PORT  # noqa: E402  -- the tokens the node agent fills in
 
 
 @dataclass(frozen=True)
