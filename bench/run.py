@@ -352,7 +352,7 @@ def populate(path: Path, sweeps: List[tuple], config: dict) -> None:
 
 def bench_status(quick: bool, reps: int) -> None:
     from launcher import slurm
-    from launcher.config import Composer
+    from launcher.spec.compose import Composer
 
     log("2. danlu status with 1,000 and 10,000 runs in the store")
     n_done = 150 if quick else 850
@@ -761,7 +761,7 @@ FINDINGS = """\
   override parser and composition, jinja, submitit pickling) and ~0.26 s inside the job before the program's
   first line (a hand-written script: ~0.07 s), most of it the node agent's Python start, where submitit
   imports numpy (when installed) before unpickling and the agent imported danlu's renderer. Fixed: srun now
-  starts `python -m launcher.jobside`, submitit's job-side runner without numpy, and the agent imports
+  starts `python -m launcher.job`, submitit's job-side runner without numpy, and the agent imports
   nothing else of danlu (~60 ms less on every node of every job); with that, 1.01x in the run that followed.
   The submit command is left as is: it is mostly imports of Hydra and OmegaConf. With or without `--tee`,
   torch elastic starts the ranks equally fast (checked by hand).

@@ -9,7 +9,6 @@ uv reads its own settings (UV_INDEX, UV_FIND_LINKS, uv.toml, ...), never pip's c
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -18,8 +17,8 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 from .errors import UserError
+from .layout import safe_name
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def roots() -> List[Path]:
@@ -43,7 +42,7 @@ def available() -> Dict[str, Path]:
 
 
 def find(name: str) -> Path:
-    if not _NAME.match(name or ""):
+    if not safe_name(name):
         raise UserError(f"bad environment name {name!r}", "names are letters, digits, '.', '_' and '-' (envs/NAME)")
     envs = available()
     if name not in envs:

@@ -18,6 +18,27 @@ SACCT_FORMAT = "JobID,JobName%60,State,ExitCode,Reason,NodeList,Partition,Start,
 SQUEUE_FORMAT = "%i|%T|%r|%N|%P|%M|%D|%k|%F"
 
 
+COMMENT_PREFIX = "danlu:"  # every danlu job: sbatch --comment=danlu:<token>:<n> (crash recovery finds jobs by it)
+
+
+def job_comment(tag: str) -> str:
+    return f"{COMMENT_PREFIX}{tag}"
+
+
+def tag_of(comment: str) -> str:
+    """The <token>:<n> tag of a danlu job's comment ('' for other jobs)."""
+    return comment[len(COMMENT_PREFIX):] if comment.startswith(COMMENT_PREFIX) else ""
+
+
+def job_name(run_ids: List[str], array: bool) -> str:
+    """The --job-name of danlu's job for these runs: the run id of a single run, else their sweep
+    (`rerun` when a rerun's array mixes sweeps)."""
+    if not array and len(run_ids) == 1:
+        return run_ids[0]
+    sweeps = {r.rsplit("/", 1)[0] for r in run_ids}
+    return sweeps.pop() if len(sweeps) == 1 else "rerun"
+
+
 class SlurmUnavailable(Exception):
     """A Slurm command failed or is missing (e.g. sacct without slurmdbd)."""
 
@@ -192,6 +213,15 @@ def sacct_by_comment(days: int = 7) -> Dict[str, JobInfo]:
     # then cancelled); CF/CG are not accounted states and make sacct fail
     return parse_sacct(run(["sacct", "-X", "-n", "-P", "-u", getpass.getuser(), "-S", f"now-{days}days", "-E", "now",
                             "-s", "BF,CA,CD,DL,F,NF,OOM,PD,PR,R,RQ,RS,RV,S,TO", "-o", SACCT_FORMAT + ",Submit"]))
+
+
+def sbatch(script: "os.PathLike[str]") -> str:
+    """Submit a batch script; returns the job id (of the array, for an array job)."""
+    out = run(["sbatch", "--parsable", str(script)], timeout=120)
+    job_id = out.strip().splitlines()[-1].split(";")[0] if out.strip() else ""
+    if not job_id.isdigit():
+        raise SlurmUnavailable(f"sbatch: unexpected answer {out.strip()!r}")
+    return job_id
 
 
 def scancel(job_ids: Iterable[str]) -> None:

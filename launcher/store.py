@@ -18,11 +18,7 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
 
 from .errors import UserError
 from .paths import data_home
-
-TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL",
-            "DEADLINE", "PREEMPTED", "UNSUBMITTED"}
-ACTIVE = {"SUBMITTING", "PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED",
-          "RESIZING", "REQUEUE_HOLD", "REQUEUE_FED", "SIGNALING", "STAGE_OUT", "STOPPED", "UNKNOWN"}
+from .state.names import TERMINAL
 
 MIGRATIONS: List[str] = [
     # 1: the first schema

@@ -100,3 +100,39 @@ def slurm_cluster() -> SlurmCluster:
 # ---------------------------------------------------------------------------------------------
 # Other fixtures go below.
 # ---------------------------------------------------------------------------------------------
+
+
+# ---- the bad-input catalogue (tests/test_bad_input.py) counts the cases that really ran ----------------
+_CATALOGUE = "test_bad_input.py::test_bad_submit["
+_catalogue_seen: dict = {"ran": set(), "passed": set()}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if _CATALOGUE in report.nodeid and report.when == "call":
+        _catalogue_seen["ran"].add(report.nodeid)
+        if report.passed:
+            _catalogue_seen["passed"].add(report.nodeid)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """When the catalogue ran whole (no -k, no single test named), every case must have run and passed, and
+    there must be at least CATALOGUE_FLOOR of them: a skipped or dropped case fails the session."""
+    ran, passed = _catalogue_seen["ran"], _catalogue_seen["passed"]
+    config = session.config
+    if hasattr(config, "workerinput") or not ran or config.option.keyword or any("::" in a for a in config.args):
+        return
+    from test_bad_input import CATALOGUE_FLOOR, SUBMIT_CASES
+
+    expected = len(SUBMIT_CASES)
+    problem = ""
+    if expected < CATALOGUE_FLOOR:
+        problem = f"the catalogue has {expected} submit cases, fewer than its floor of {CATALOGUE_FLOOR}"
+    elif len(ran) != expected or len(passed) != expected:
+        problem = f"{len(ran)} of {expected} catalogue cases ran and {len(passed)} passed"
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.ensure_newline()
+        reporter.write_line(f"bad-input catalogue: {len(ran)} submit cases ran, {len(passed)} passed"
+                            + (f" -- FAILED: {problem}" if problem else ""))
+    if problem:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

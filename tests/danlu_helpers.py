@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, Iterator, List, Optional, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -36,20 +37,43 @@ def status_json(*names: str, env: Optional[Dict[str, str]] = None) -> List[dict]
     return json.loads(done.stdout)
 
 
-def render_experiment(overrides: Sequence[str], sweep: str = "golden", multirun: bool = False) -> List[str]:
-    """Compose and render like `danlu submit --dry-run`, with a fixed token; paths made machine-independent."""
-    from launcher.config import Composer
-    from launcher.submit import PlannedRun, check, plan_jobs, sweep_dir
+GOLDEN_ENV = {"DANLU_RUNS_DIR": "/runs", "DIFFUSIONDPO_DIR": "/code/DiffusionDPO", "IBQ_DIR": "/code/SEED-Voken",
+              "TAMING_DIR": "/code/taming-transformers"}
+
+
+@contextlib.contextmanager
+def fixed_golden_environment() -> Iterator[None]:
+    """The machine-independent environment golden scripts are rendered in (fixed dirs, run from the repo)."""
+    saved = {k: os.environ.get(k) for k in GOLDEN_ENV}
+    cwd = os.getcwd()
+    os.environ.update(GOLDEN_ENV)
+    os.chdir(REPO)
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def plan_experiment(overrides: Sequence[str], sweep: str = "golden", multirun: bool = False) -> list:
+    """The jobs `danlu submit --dry-run` would print, made by danlu's own planner with a fixed token."""
+    from launcher.plan.planner import new_runs, plan_jobs
+    from launcher.spec.compose import Composer
+    from launcher.spec.validate import check
 
     cfgs = Composer().runs(list(overrides), multirun)
-    shapes, _ = check(cfgs, strict_files=False)
-    planned = []
-    for i, (cfg, shp) in enumerate(zip(cfgs, shapes)):
-        sdir = sweep_dir(cfg.spec, sweep)
-        planned.append(PlannedRun(run_id=f"{sweep}/{i}", idx=i, cfg=cfg, shape=shp, run_dir=str(sdir / str(i)),
-                                  workdir=str(Path(cfg.spec.workdir).expanduser())))
-    jobs = plan_jobs(sweep, "0123456789ab", planned)
-    return [j.script.replace(sys.executable, "<python>").replace(str(REPO), "<repo>") for j in jobs]
+    shapes, _ = check([c.spec for c in cfgs], strict_files=False)
+    return plan_jobs("0123456789ab", new_runs(sweep, cfgs, shapes))
+
+
+def render_experiment(overrides: Sequence[str], sweep: str = "golden", multirun: bool = False) -> List[str]:
+    """The scripts of `plan_experiment`, with machine paths made machine-independent."""
+    return [j.script.replace(sys.executable, "<python>").replace(str(REPO), "<repo>")
+            for j in plan_experiment(overrides, sweep, multirun)]
 
 
 import pytest  # noqa: E402

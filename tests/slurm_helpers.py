@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import re
 import subprocess
 import time
+from pathlib import Path
+from typing import Iterator
 
 # Terminal job states as sacct prints them ("CANCELLED by 0" is matched by prefix).
 TERMINAL_STATES = (
@@ -128,3 +133,22 @@ def wait_nodes_idle(timeout: float = 60, nodes: list[str] | None = None, poll: f
 def wait_nodes_up(timeout: float = 60, nodes: list[str] | None = None, poll: float = 0.5) -> dict[str, str]:
     """Like wait_nodes_idle, but jobs may be running (idle/mixed/allocated/completing)."""
     return _wait_nodes(_UP_NODE_STATES, "up", timeout, nodes, poll)
+
+
+@contextlib.contextmanager
+def next_job_ids_from(first: int, state_dir: Path) -> Iterator[None]:
+    """Make the controller number the next jobs from `first` (FirstJobId, then `scontrol reconfigure`), holding
+    the cluster lock so no other session's up.sh rewrites the config meanwhile; the config is restored after.
+    Job ids only ever grow: jobs submitted after this keep numbering from the new value."""
+    conf = Path(re.search(r"SLURM_CONF\s*=\s*(\S+)", _run(["scontrol", "show", "config"])).group(1))
+    original = conf.read_text()
+    with open(state_dir / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            conf.write_text(original + f"\nFirstJobId={first}\n")
+            _run(["scontrol", "reconfigure"])
+            yield
+        finally:
+            conf.write_text(original)
+            _run(["scontrol", "reconfigure"])
+            fcntl.flock(lock, fcntl.LOCK_UN)

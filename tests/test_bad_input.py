@@ -65,6 +65,7 @@ SUBMIT_CASES = {
     "missing template dir": T + ["--template-dir", "/nonexistent/templates"],
     "no program": ["cluster=testcluster"],
 }
+CATALOGUE_FLOOR = 47  # tests/conftest.py fails the session when fewer catalogue cases ran and passed
 
 
 @pytest.fixture
@@ -204,7 +205,3 @@ def test_unreadable_run_directory(damage, finished_local_run, danlu_env):
         run_dir.write_text("not a directory")
     err = assert_one_line_error(danlu("logs", "fin/0", env=danlu_env))
     assert "run directory" in err
-
-
-def test_catalogue_is_large_enough():
-    assert len(SUBMIT_CASES) + 2 + 1 + 13 + 3 + 1 + 2 >= 40

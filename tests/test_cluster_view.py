@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from danlu_helpers import danlu
-from launcher import clusterview
-from launcher.clusterview import node_unavailable, parse_gres, parse_sinfo, parse_squeue, split_top, summarize
+from launcher.views import cluster as clusterview
+from launcher.views.cluster import node_unavailable, parse_gres, parse_sinfo, parse_squeue, split_top, summarize
 
 CAPTURED = Path(__file__).parent / "captured"
 

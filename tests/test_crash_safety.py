@@ -38,7 +38,7 @@ def test_killed_after_sbatch_is_recovered(slurm_cluster, danlu_env, tmp_path):
     done = danlu("submit", "experiment=tiny_dpo", "cluster=testcluster", "--name", "crashy",
                  "resources.extra_sbatch=[--hold]", env=env)
     assert done.returncode == -9, (done.returncode, done.stderr)
-    job_id = re.search(r"Submitted batch job (\d+)", (tmp_path / "sbatch.out").read_text()).group(1)
+    job_id = re.search(r"^(\d+)", (tmp_path / "sbatch.out").read_text(), re.M).group(1)  # sbatch --parsable
     try:
         assert _rows(danlu_env) == [("crashy/0", "SUBMITTING", None)]  # the store knew it was submitting
         items = status_json("crashy", env=danlu_env)  # the next command, with the real sbatch

@@ -25,18 +25,18 @@ from typing import Dict, List
 import pytest
 
 from danlu_helpers import danlu, danlu_env, status_json, submit_json, wait_status  # noqa: F401
+from launcher.layout import RunLayout, SweepLayout
+from slurm_helpers import next_job_ids_from
 
 # ---- the jobs of this module (submitted together, see `launched`) --------------------------------
 CRASH_STEPS, CRASH_SLEEP = 600, 0.5  # without fail fast: >= 5 minutes of training after the crash
 # the reference model's pretraining (300 steps by default) only costs CPU in the jobs that prove
 # fail fast and ports; this 2-core machine runs all of them at once
 LIGHT = "+args.pretrain_steps=30"
+# 5: two single-node jobs on node1 at the same time (each trains for >= 30 s), ids 17,000 apart
+PORT_JOB = ["experiment=tiny_dpo", "cluster=testcluster", "resources.partition=debug-4090-01",
+            "resources.exclude=node2", "args.sleep_per_step=1", "args.max_train_steps=30", LIGHT]
 SCENARIOS: Dict[str, List[str]] = {
-    # 5: two single-node jobs on node1 at the same time (each trains for >= 30 s)
-    "port_a": ["experiment=tiny_dpo", "cluster=testcluster", "resources.partition=debug-4090-01",
-               "resources.exclude=node2", "args.sleep_per_step=1", "args.max_train_steps=30", LIGHT],
-    "port_b": ["experiment=tiny_dpo", "cluster=testcluster", "resources.partition=debug-4090-01",
-               "resources.exclude=node2", "args.sleep_per_step=1", "args.max_train_steps=30", LIGHT],
     # 1
     "single": ["experiment=tiny_dpo", "cluster=testcluster"],
     # 2
@@ -77,8 +77,16 @@ class Launched:
         assert len(items) == 1, items
         return items[0]
 
-    def log_dir(self, attempt: int = 1) -> Path:
-        return Path(self.env["DANLU_RUNS_DIR"]) / self.sweep / self.run.split("/")[1] / "logs" / f"attempt-{attempt}"
+    def attempt_dir(self, attempt: int = 1) -> Path:
+        """Where the attempt's result.json is (launcher/layout.py)."""
+        return self.layout().attempt(attempt).root
+
+    def log_dir(self, attempt: int = 1, restart: int = 0) -> Path:
+        """The logs of one start of the attempt."""
+        return self.layout().attempt(attempt).restart(restart).root
+
+    def layout(self) -> RunLayout:
+        return SweepLayout(Path(self.env["DANLU_RUNS_DIR"]) / self.sweep).run(int(self.run.split("/")[1]))
 
 
 @pytest.fixture(scope="module")
@@ -266,7 +274,7 @@ def test_tiny_ibq_runs_on_the_local_default_without_slurm(danlu_env, path_withou
 
 
 def test_default_cluster_is_local_without_sbatch_and_the_users_choice_with_it(tmp_path, monkeypatch):
-    from launcher.config import Composer
+    from launcher.spec.compose import Composer
 
     user = tmp_path / "jobs"
     (user / "local").mkdir(parents=True)
@@ -294,7 +302,7 @@ def test_tiny_dpo_completes_on_testcluster(launched):
     logs = danlu("logs", job.run, env=job.env, check=True).stdout
     assert rank_lines(logs) == {0: (1, 0, item["nodelist"])}, logs[-2000:]
     assert "done steps=30" in logs
-    assert json.loads((job.log_dir() / "result.json").read_text())["exit_code"] == 0
+    assert json.loads((job.attempt_dir() / "result.json").read_text())["exit_code"] == 0
 
 
 # ---- 2. 2 nodes x 2 ranks through accelerate: ranks 0-3 of world size 4 across node1 and node2 --------
@@ -361,7 +369,7 @@ def test_crash_on_one_rank_ends_the_whole_job_fast(launched):
     r3 = danlu("logs", job.run, "--rank", "3", env=job.env, check=True).stdout
     assert "RuntimeError: injected crash at step 3 on rank 3" in r3, r3[-2000:]
     assert "step=3 " not in r3
-    assert json.loads((d / "result.json").read_text())["exit_code"] != 0
+    assert json.loads((job.attempt_dir() / "result.json").read_text())["exit_code"] != 0
 
 
 # ---- 4. Lightning / plain python: one srun task per GPU, each the program itself ---------------------
@@ -389,21 +397,31 @@ def test_one_task_per_gpu_modes(launched, mode):
 
 # ---- 5. two jobs on the same node at the same time: different rendezvous ports ----------------------
 @pytest.mark.slurm
-def test_jobs_sharing_a_node_use_different_ports(launched):
-    a, b = launched["port_a"], launched["port_b"]
-    ports, spans = {}, {}
-    for job in (a, b):
-        item = job.wait()
-        assert item["state"] == "COMPLETED", item
-        assert item["nodelist"] == "node1", item
-        acct = wait_sacct_end(job.job_id)
-        spans[job.name] = (acct["start"], acct["end"])
-        lines = (job.log_dir() / "agent-node0.log").read_text()
-        m = re.search(r" head (\S+) port (\d+)", lines)
-        assert m, lines
-        ports[job.name] = int(m.group(2))
-        assert f"--main_process_port {m.group(2)} " in lines, lines  # the launcher really used it
-    overlap = min(spans["port_a"][1], spans["port_b"][1]) - max(spans["port_a"][0], spans["port_b"][0])
-    print(f"\nports {ports}; jobs {a.job_id} and {b.job_id} overlapped {overlap:.0f} s on node1")
-    assert overlap >= 10, spans
-    assert ports["port_a"] != ports["port_b"], ports
+@pytest.mark.disruptive  # reconfigures the controller's job numbering: run alone (tests/run.sh)
+def test_jobs_sharing_a_node_use_different_ports(slurm_cluster, tmp_path):
+    """Job ids 17,000 apart: a port derived from the id modulo 17,000 would give both jobs one port."""
+    a = Launched("port_a", private_env(tmp_path / "a"), submit_json(*PORT_JOB, env=private_env(tmp_path / "a")))
+    with next_job_ids_from(int(a.job_id) + 17000, slurm_cluster.state_dir):
+        b = Launched("port_b", private_env(tmp_path / "b"), submit_json(*PORT_JOB, env=private_env(tmp_path / "b")))
+    jobs = (a, b)
+    try:
+        assert int(b.job_id) - int(a.job_id) == 17000, (a.job_id, b.job_id)
+        ports, spans = {}, {}
+        for job in jobs:
+            item = job.wait()
+            assert item["state"] == "COMPLETED", item
+            assert item["nodelist"] == "node1", item
+            acct = wait_sacct_end(job.job_id)
+            spans[job.name] = (acct["start"], acct["end"])
+            lines = (job.log_dir() / "agent-node0.log").read_text()
+            m = re.search(r" head (\S+) port (\d+)", lines)
+            assert m, lines
+            ports[job.name] = int(m.group(2))
+            assert f"--main_process_port {m.group(2)} " in lines, lines  # the launcher really used it
+        overlap = min(spans["port_a"][1], spans["port_b"][1]) - max(spans["port_a"][0], spans["port_b"][0])
+        print(f"\nports {ports}; jobs {a.job_id} and {b.job_id} overlapped {overlap:.0f} s on node1")
+        assert overlap >= 10, spans
+        assert ports["port_a"] != ports["port_b"], ports
+    finally:
+        for job in jobs:
+            subprocess.run(["scancel", job.job_id], capture_output=True)

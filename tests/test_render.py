@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shlex
 from pathlib import Path
 
 import pytest
 
-from danlu_helpers import REPO, render_experiment
+from danlu_helpers import GOLDEN_ENV, REPO, plan_experiment, render_experiment
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -25,21 +24,37 @@ CASES = {
 
 @pytest.fixture(autouse=True)
 def _fixed_paths(monkeypatch):
-    monkeypatch.setenv("DANLU_RUNS_DIR", "/runs")
-    for var, path in (("DIFFUSIONDPO_DIR", "/code/DiffusionDPO"), ("IBQ_DIR", "/code/SEED-Voken"),
-                      ("TAMING_DIR", "/code/taming-transformers")):
-        monkeypatch.setenv(var, path)
+    for var, value in GOLDEN_ENV.items():
+        monkeypatch.setenv(var, value)
     monkeypatch.chdir(REPO)
+
+
+def golden_mismatch(name: str, golden_dir: Path = GOLDEN) -> str:
+    """'' when the rendered script of CASES[name] is its golden file, else what is wrong. Never writes."""
+    scripts = render_experiment(CASES[name])
+    if len(scripts) != 1:
+        return f"{name} rendered {len(scripts)} scripts, not 1"
+    path = golden_dir / f"{name}.sh"
+    if not path.exists():
+        return f"golden file {path} is missing (regenerate with: python tests/update_golden.py {name})"
+    if scripts[0] != path.read_text():
+        return f"rendered script differs from {path} (if intended: python tests/update_golden.py {name}; review git diff)"
+    return ""
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_golden_script(name):
-    scripts = render_experiment(CASES[name])
-    assert len(scripts) == 1
-    path = GOLDEN / f"{name}.sh"
-    if os.environ.get("DANLU_UPDATE_GOLDEN") or not path.exists():
-        path.write_text(scripts[0])
-    assert scripts[0] == path.read_text(), f"rendered script differs from {path} (DANLU_UPDATE_GOLDEN=1 to accept)"
+    problem = golden_mismatch(name)
+    assert not problem, problem
+
+
+def test_a_missing_golden_file_fails_and_is_not_written(tmp_path):
+    assert set(p.stem for p in GOLDEN.glob("*.sh")) == set(CASES)  # every case has one, no stale ones
+    problem = golden_mismatch("tiny_dpo", golden_dir=tmp_path)
+    assert "is missing" in problem, problem
+    assert list(tmp_path.iterdir()) == []  # the test wrote nothing
+    (tmp_path / "tiny_dpo.sh").write_text((GOLDEN / "tiny_dpo.sh").read_text().replace("--nodes=2", "--nodes=3"))
+    assert "differs" in golden_mismatch("tiny_dpo", golden_dir=tmp_path)
 
 
 def test_diffusion_dpo_script_has_what_researchers_write_by_hand():
@@ -61,8 +76,10 @@ def test_diffusion_dpo_script_has_what_researchers_write_by_hand():
 
 def test_port_is_per_job_not_fixed():
     script = render_experiment(CASES["diffusion_dpo"])[0]
-    assert "DANLU_PORT=$(( 15000 + SLURM_JOB_ID % 17000 ))" in script
+    assert "export DANLU_PORT=$(<python> -m launcher.job.port)" in script  # picked free on the head node
     assert "29415" not in script and "29500" not in script
+    fixed = render_experiment(CASES["diffusion_dpo"] + ["launch.port=29600"])[0]
+    assert "export DANLU_PORT=29600" in fixed and "launcher.job.port" not in fixed
 
 
 def test_multi_node_accelerate_uses_static_rendezvous():
@@ -127,8 +144,37 @@ def test_sweep_with_two_shapes_gives_two_arrays():
     assert all("#SBATCH --array=0-2" in s for s in scripts)
 
 
+def test_runs_share_an_array_exactly_when_their_job_text_agrees():
+    base = ["experiment=tiny_dpo", "cluster=testcluster", "resources.gpus_per_node=1"]
+    # with a GPU type the two settings render different --gres lines: two arrays
+    jobs = plan_experiment(base + ["cluster.gres_with_type=true,false", "args.seed=1,2"], multirun=True)
+    assert sorted(len(j.runs) for j in jobs) == [2, 2]
+    assert sorted(line for j in jobs for line in j.script.splitlines() if "--gres" in line) == \
+        ["#SBATCH --gres=gpu:1", "#SBATCH --gres=gpu:rtx4090:1"]
+    # an option the job text does not show (the GPU type is known either way on a CPU job) does not split it
+    jobs = plan_experiment(["experiment=tiny_dpo", "cluster=testcluster", "cluster.gres_with_type=true,false"],
+                           multirun=True)
+    assert [len(j.runs) for j in jobs] == [2]
+    # what runs (program args, launcher) is per run, inside one array
+    jobs = plan_experiment(base + ["args.seed=1,2", "launch.mixed_precision=no,fp16"], multirun=True)
+    assert [len(j.runs) for j in jobs] == [4]
+    # environment, time and sbatch options are the job's
+    for sweep in (["resources.time=00:10:00,00:20:00"], ["+env.vars.X=a,b"], ["sweep.max_parallel=1,2"],
+                  ["resources.extra_sbatch=[--hold],[]"]):
+        jobs = plan_experiment(base + sweep, multirun=True)
+        assert [len(j.runs) for j in jobs] == [1, 1], sweep
+
+
+def test_arrays_split_at_the_clusters_max_array_size():
+    jobs = plan_experiment(["experiment=tiny_dpo", "cluster=testcluster", "cluster.max_array_size=4",
+                            "+args.point=range(0,9)"], multirun=True)
+    assert [len(j.runs) for j in jobs] == [4, 4, 1]
+    assert [j.plan.array for j in jobs] == ["0-3", "0-3", None]
+    assert [r.run_id for j in jobs for r in j.runs] == [f"golden/{i}" for i in range(9)]
+
+
 def test_sweep_over_lists_with_quoted_elements_gives_plain_strings():
-    from launcher.config import Composer
+    from launcher.spec.compose import Composer
 
     cfgs = Composer().runs(["experiment=tiny_dpo", "resources.extra_sbatch=[--hold],[--hold,'--begin=now+1hour']",
                             "+args.note='a=b',plain"], True)

@@ -3,15 +3,20 @@ cluster (tests/captured/, re-made by tests/captured/status_capture.sh) and on lo
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import pytest
 
 from launcher import slurm
-from launcher.classify import classify, tail_lines
-from launcher.status import _new_state, fmt_elapsed
+from launcher.layout import RunLayout
+from launcher.state.reasons import classify, tail_lines
+from launcher.state.reconcile import SlurmAnswers, new_state
+from launcher.views.table import fmt_elapsed
+
+
+def _new_state(row, acct, queue, acct_ok, queue_ok=True):
+    return new_state(row, SlurmAnswers(acct, queue, acct_ok, queue_ok))
 
 CAPTURED = Path(__file__).resolve().parent / "captured"
 
@@ -110,9 +115,10 @@ def test_fmt_elapsed():
 # ---- one refresh's decision, on captured answers -------------------------------------------------
 def _row(job_id: str, tmp_path: Path, state: str = "PENDING", result: dict | None = None) -> dict:
     run_dir = tmp_path / job_id
-    (run_dir / "logs" / "attempt-1").mkdir(parents=True)
+    attempt = RunLayout(run_dir).attempt(1)
+    attempt.root.mkdir(parents=True)
     if result is not None:
-        (run_dir / "logs" / "attempt-1" / "result.json").write_text(json.dumps(result))
+        attempt.write_result(result)
     return {"job_id": job_id, "run_dir": str(run_dir), "attempt": 1, "state": state, "submitted": time.time()}
 
 

@@ -69,7 +69,7 @@ def aged(slurm_cluster, tmp_path_factory):
     killed = danlu("submit", "experiment=tiny_dpo", "cluster=testcluster", "resources.extra_sbatch=[--hold]",
                    "--name", "aged-lost", env=dict(env, PATH=f"{shim}:{os.environ['PATH']}"))
     assert killed.returncode == -9, killed.stderr
-    lost = re.search(r"Submitted batch job (\d+)", (home / "sbatch.out").read_text()).group(1)
+    lost = re.search(r"^(\d+)", (home / "sbatch.out").read_text(), re.M).group(1)  # sbatch --parsable
     subprocess.run(["scancel", lost], check=True)  # and it ended before anyone looked
     yield {"env": env, "held": held["runs"][0], "ok": ok["runs"][0], "crash": crash["runs"][0], "gone": gone["runs"][0],
            "lost": lost, "started": time.time()}

@@ -108,17 +108,23 @@ def test_two_resource_shapes_make_two_arrays(slurm_cluster, danlu_env, sbatch_co
 
 
 def test_sweep_larger_than_max_array_size_is_split(slurm_cluster, danlu_env, sbatch_counter):
-    max_array = int(re.search(r"MaxArraySize\s*=\s*(\d+)", subprocess.run(
-        ["scontrol", "show", "config"], capture_output=True, text=True, check=True).stdout).group(1))
-    n = max_array + 2
-    out = submit_json("-m", "experiment=tiny_dpo", "cluster=testcluster", f"+args.point=range(0,{n})",
-                      "resources.extra_sbatch=[--hold]", env=danlu_env)
+    """A limit other than the profile's (1001, as the test cluster's MaxArraySize): the split follows the
+    setting, and every piece is a real array Slurm accepted."""
+    from launcher.spec.options import ClusterSpec
+
+    limit, n = 4, 9
+    assert limit != ClusterSpec().max_array_size
+    out = submit_json("-m", "experiment=tiny_dpo", "cluster=testcluster", f"cluster.max_array_size={limit}",
+                      f"+args.point=range(0,{n})", "resources.extra_sbatch=[--hold]", env=danlu_env)
     try:
         assert len(out["runs"]) == n
-        assert _sbatch_calls(sbatch_counter) == 2
+        assert _sbatch_calls(sbatch_counter) == 3  # 4 + 4 + 1
         ids = [r["job_id"] for r in out["runs"]]
         assert len(set(ids)) == n  # every run exactly once
-        arrays = sorted({i.split("_")[0] for i in ids})
+        arrays: dict = {}
+        for i in ids:
+            arrays.setdefault(i.split("_")[0], []).append(i)
+        assert sorted(len(v) for v in arrays.values()) == [1, 4, 4], arrays
         q = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "-j", ",".join(arrays)], capture_output=True,
                            text=True, check=True).stdout.split()
         assert sorted(q) == sorted(ids)

@@ -24,21 +24,25 @@ export MODEL_NAME=runwayml/stable-diffusion-v1-5
 export DATASET_NAME=yuvalkirstain/pickapic_v2
 # passed from the submitting environment by name, never written here: HF_TOKEN WANDB_API_KEY HUGGING_FACE_HUB_TOKEN
 
-# ---- head node and rendezvous port (per job, never a fixed port shared by every job) ----
+# ---- head node and rendezvous port (picked free on the head node, never a fixed port shared by every job) ----
 mapfile -t danlu_nodes < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
 export DANLU_HEAD_NODE="${danlu_nodes[0]}"
 danlu_addr=$(scontrol show node "$DANLU_HEAD_NODE" -o | tr ' ' '\n' | sed -n 's/^NodeAddr=//p')
 danlu_addr=${danlu_addr:-$DANLU_HEAD_NODE}
 export DANLU_HEAD_ADDR=$(getent ahostsv4 "$danlu_addr" | awk 'NR==1 {print $1}')
 export DANLU_HEAD_ADDR=${DANLU_HEAD_ADDR:-$danlu_addr}
-export DANLU_PORT=$(( 15000 + SLURM_JOB_ID % 17000 ))
+export DANLU_PORT=$(<python> -m launcher.job.port)  # this script runs on the head node
 
 # ---- the run of this job ----
 case "${SLURM_ARRAY_TASK_ID:-0}" in
   0)
-    export DANLU_RUN_ID=golden/0 DANLU_SWEEP=golden DANLU_ATTEMPT=1
-    export DANLU_RUN_DIR=/runs/golden/0 DANLU_WORKDIR=/code/DiffusionDPO
-    export WANDB_RUN_GROUP=golden WANDB_NAME=golden/0
+    export DANLU_RUN_ID=golden/0
+    export DANLU_SWEEP=golden
+    export DANLU_ATTEMPT=1
+    export DANLU_RUN_DIR=/runs/golden/0
+    export DANLU_WORKDIR=/code/DiffusionDPO
+    export WANDB_RUN_GROUP=golden
+    export WANDB_NAME=golden/0
     export DANLU_COMMAND='accelerate launch --multi_gpu --num_machines 2 --num_processes 8 --machine_rank @NODE_RANK@ --main_process_ip @HEAD_ADDR@ --rdzv_backend static --main_process_port @PORT@ --log_dir @LOG_DIR@ --tee 3 --mixed_precision fp16 train.py --pretrained_model_name_or_path=runwayml/stable-diffusion-v1-5 --dataset_name=yuvalkirstain/pickapic_v2 --train_batch_size=1 --dataloader_num_workers=4 --gradient_accumulation_steps=128 --max_train_steps=2000 --lr_scheduler=constant_with_warmup --lr_warmup_steps=500 --learning_rate=1e-08 --scale_lr --checkpointing_steps=500 --beta_dpo=5000 --output_dir=/runs/golden/0/output'
     ;;
   *) echo "danlu: no run for array index ${SLURM_ARRAY_TASK_ID:-0}" >&2; exit 2 ;;
@@ -47,15 +51,7 @@ esac
 # ---- launch: one node agent per node; it starts $DANLU_COMMAND with this node's rank,
 # ---- collects per-node/per-rank logs and ends the whole job as soon as any rank fails ----
 cd "$DANLU_WORKDIR"
-export SUBMITIT_EXECUTOR=slurm  # the node agent runs through submitit (pickled callable per task)
-# danlu moves the pickle in place right after sbatch; if danlu died in between, take it from
-# where it was written before sbatch, so a job Slurm accepted always runs
-danlu_id=${SLURM_ARRAY_JOB_ID:+${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}}
-danlu_id=${danlu_id:-$SLURM_JOB_ID}
-danlu_pkl=/runs/golden/.submitit/"$danlu_id/${danlu_id}_submitted.pkl"
-if [ ! -e "$danlu_pkl" ]; then
-    mkdir -p "$(dirname "$danlu_pkl")" && cp /runs/golden/.submitit/0123456789ab-0."${SLURM_ARRAY_TASK_ID:-0}".pkl "$danlu_pkl" 2>/dev/null || true
-fi
+export SUBMITIT_EXECUTOR=slurm  # the node agent runs through submitit (pickled callable per array task)
 srun --kill-on-bad-exit=1 --nodes=2 --ntasks-per-node=1 --cpus-per-task=32 --export=ALL \
-    <python> -u -m launcher.jobside /runs/golden/.submitit/%j
+    <python> -u -m launcher.job /runs/golden/.submitit/%j /runs/golden/.submitit/0123456789ab-0
 

@@ -13,9 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterator, List
 
-from . import slurm
-from .store import Store
-COMMENT_PREFIX = "danlu:"  # as launcher.submit writes it (not imported: status must start fast)
+from .. import slurm
+from ..store import Store
 
 
 def _lock_path(store: Store, token: str) -> Path:
@@ -50,14 +49,6 @@ def _owner_alive(store: Store, token: str) -> bool:
     return False
 
 
-def _job_name(rows: List) -> str:
-    """The --job-name danlu gives the job of these attempts: the run id alone, else the sweep."""
-    if len(rows) == 1 and rows[0]["array_task"] is None:
-        return rows[0]["run"]
-    sweeps = {r["run"].rsplit("/", 1)[0] for r in rows}
-    return sweeps.pop() if len(sweeps) == 1 else "rerun"
-
-
 def reconcile_submitting(store: Store) -> Dict[str, str]:
     """Record or drop SUBMITTING attempts of dead submitters; returns tag -> job id found.
 
@@ -86,8 +77,9 @@ def reconcile_submitting(store: Store) -> Dict[str, str]:
                 answered = False
             continue
         for info in jobs.values():
-            if info.comment.startswith(COMMENT_PREFIX) and info.comment[len(COMMENT_PREFIX):] in missing:
-                found.setdefault(info.comment[len(COMMENT_PREFIX):], info.job_id.split("_")[0])
+            tag = slurm.tag_of(info.comment)
+            if tag in missing:
+                found.setdefault(tag, info.job_id.split("_")[0])
         if source is slurm.sacct_by_comment:
             by_name, unsure = _match_by_name(store, {t: orphan[t] for t in set(orphan) - set(found)}, jobs)
             found.update(by_name)
@@ -119,7 +111,8 @@ def _match_by_name(store: Store, orphan: Dict[str, List], jobs: Dict[str, slurm.
     taken: set = set()
     for tag, rows in orphan.items():
         since = min(r["updated"] for r in rows) - 2  # the job was submitted after its attempt was written
-        cands = {b for b, t in by_name.get(_job_name(rows), set()) if t >= since} - taken
+        name = slurm.job_name([r["run"] for r in rows], any(r["array_task"] is not None for r in rows))
+        cands = {b for b, t in by_name.get(name, set()) if t >= since} - taken
         if len(cands) == 1:
             found[tag] = cands.pop()
             taken.add(found[tag])

@@ -14,7 +14,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Tuple
 
-from . import slurm
+from .. import slurm
 
 # `-O field:0|`: no padding, '|' after each field (none of these fields can contain a '|').
 SINFO_CMD = ["sinfo", "-h", "-N", "-O", "NodeList:0|,Partition:0|,Available:0|,StateLong:0|,Gres:0|,GresUsed:0"]

@@ -9,9 +9,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence, Tuple
 
-from .errors import UserError
+from ..errors import UserError
 from .options import PartitionSpec, RunSpec
 
 LAUNCH_KINDS = ("accelerate", "torchrun", "lightning", "python")
@@ -42,11 +42,6 @@ class Shape:
     @property
     def world_size(self) -> int:
         return self.nodes * self.procs_per_node
-
-    def key(self) -> tuple:
-        """Runs with equal keys can share one job array."""
-        return (self.partition, self.nodes, self.gpus_per_node, self.gpu_type, self.tasks_per_node,
-                self.cpus_per_task, self.time_minutes, self.mem)
 
 
 def parse_time(text: str) -> int:
@@ -166,7 +161,7 @@ def shape(spec: RunSpec) -> Shape:
 
 def env_dir(spec: RunSpec) -> Optional[Path]:
     """The virtualenv a uv/venv env activates (None for none/conda-by-name)."""
-    from .paths import envs_dir
+    from ..paths import envs_dir
 
     e = spec.env
     if e.path:
@@ -195,7 +190,7 @@ def file_problems(spec: RunSpec) -> List[UserError]:
         if venv is None:
             problems.append(UserError(f"env.kind={e.kind} needs env.name or env.path", "set env.name=NAME (envs/NAME) or env.path=/path/to/.venv"))
         elif e.kind == "uv" and e.name and not e.path and not (venv.parent / "pyproject.toml").is_file():
-            from .envs import available
+            from ..envs import available
 
             names = ", ".join(sorted(available())) or "none yet"
             problems.append(UserError(f"no environment named {e.name!r} (no envs/{e.name}/pyproject.toml)",
@@ -215,3 +210,18 @@ def file_problems(spec: RunSpec) -> List[UserError]:
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
             problems.append(UserError(f"env.pass_env has an invalid variable name {key!r}", "names are letters, digits and _"))
     return problems
+
+
+def check(specs: Sequence[RunSpec], strict_files: bool) -> Tuple[List[Shape], List[UserError]]:
+    """Every run's shape; file problems are errors unless `strict_files` is False (dry-run: warnings, once each)."""
+    shapes = [shape(s) for s in specs]
+    warnings: List[UserError] = []
+    seen = set()
+    for s in specs:
+        for p in file_problems(s):
+            if strict_files:
+                raise p
+            if p.message not in seen:
+                seen.add(p.message)
+                warnings.append(p)
+    return shapes, warnings

@@ -1,11 +1,11 @@
 """The node agent: what srun starts on every node (or every task) of a danlu job.
 
-It is the callable submitit pickles; it runs through `python -m launcher.jobside` (submitit's job-side runner).
+It is the callable submitit pickles; it runs through `python -m launcher.job` (submitit's job-side runner).
 On each node it:
   * works out node rank, head address and rendezvous port, and fills them into $DANLU_COMMAND;
   * starts that command (accelerate launch / torchrun / the program) in its own process group;
-  * writes the node's output to the run's log dir, one file per node and, where the launcher
-    supports it, one per rank, plus its own lines (head node, port, command);
+  * writes the node's output to this restart's log dir (launcher/layout.py), one file per node and, where
+    the launcher supports it, one per rank, plus its own lines (head node, port, command);
   * fails fast: a non-zero exit ends this task at once, and `srun --kill-on-bad-exit=1` then
     ends every other node's task, so surviving ranks never wait for a dead peer; when torch elastic
     stops a node's ranks after one of them failed, ranks still alive after KILL_GRACE_S are killed
@@ -19,7 +19,6 @@ Never import torch or accelerate here: the agent runs in danlu's own light inter
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -32,10 +31,13 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
-# Tokens in $DANLU_COMMAND that only the node knows; render.launch_command writes them. The agent imports
-# nothing else of danlu (it starts on every node of every job: the fewer imports, the sooner training starts).
+from ..layout import RestartLayout, RunLayout, log_per_task
+from .port import job_port
+
+# Tokens in $DANLU_COMMAND that only the node knows; the planner writes them. The agent imports nothing
+# of danlu's login side (it starts on every node of every job: the fewer imports, the sooner training starts).
 NODE_RANK, HEAD_ADDR, PORT, LOG_DIR = "@NODE_RANK@", "@HEAD_ADDR@", "@PORT@", "@LOG_DIR@"
 
 KILL_GRACE_S = 3.0  # below Slurm's KillWait, so the agent reaps its children before SIGKILL
@@ -60,25 +62,17 @@ class NodeAgent:
         return dict(node=env.node, nodes=env.num_nodes, rank=env.global_rank, local_rank=env.local_rank,
                     ntasks=env.num_tasks)
 
-    def _port(self) -> int:
-        if os.environ.get("DANLU_PORT"):
-            return int(os.environ["DANLU_PORT"])
-        job = os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID") or str(os.getppid())
-        digits = "".join(ch for ch in job if ch.isdigit()) or "0"
-        return 15000 + int(digits) % 17000
-
     def __call__(self) -> int:
         ids = self._ids()
-        run_dir = Path(os.environ["DANLU_RUN_DIR"])
-        attempt = os.environ.get("DANLU_ATTEMPT", "1")
+        attempt = int(os.environ.get("DANLU_ATTEMPT", "1"))
         restart = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
-        log_dir = run_dir / "logs" / f"attempt-{attempt}"
-        log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        per_task = self.tasks_per_node > 1 or self.launch_kind in ("lightning", "python")
-        tag = f"rank{ids['rank']}" if per_task else f"node{ids['node']}"
+        files = RunLayout(Path(os.environ["DANLU_RUN_DIR"])).attempt(attempt)
+        logs = files.restart(restart)
+        logs.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tag = logs.tag(log_per_task(self.launch_kind, self.tasks_per_node), ids["rank"], ids["node"])
         head = os.environ.get("DANLU_HEAD_ADDR", "127.0.0.1")
-        port = self._port()
-        rank_logs = log_dir / f"{tag}-ranks"
+        port = job_port()
+        rank_logs = logs.launcher_logs(tag)
         subst = {NODE_RANK: str(ids["node"]), HEAD_ADDR: head, PORT: str(port), LOG_DIR: str(rank_logs)}
         argv = [_fill(a, subst) for a in shlex.split(os.environ["DANLU_COMMAND"])]
         node_name = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
@@ -89,9 +83,8 @@ class NodeAgent:
             env.update(RANK=str(ids["rank"]), WORLD_SIZE=str(ids["ntasks"]), LOCAL_RANK=str(ids["local_rank"]),
                        LOCAL_WORLD_SIZE=str(self.tasks_per_node), GROUP_RANK=str(ids["node"]))
 
-        out_path = log_dir / f"{tag}.log"
-        agent_log = log_dir / f"agent-{tag}.log"
-        with open(agent_log, "a", buffering=1) as alog, open(out_path, "ab", buffering=0) as out:
+        agent_log = logs.agent_log(tag)
+        with open(agent_log, "a", buffering=1) as alog, open(logs.log(tag), "ab", buffering=0) as out:
             def say(msg: str) -> None:
                 line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} [danlu agent {tag} {node_name}] {msg}"
                 alog.write(line + "\n")
@@ -102,10 +95,10 @@ class NodeAgent:
             say("command: " + shlex.join(argv))
             say("launcher: " + _describe_executable(argv[0], env.get("PATH")))
             code = self._run(argv, env, out, say)
-            self._collect_rank_logs(rank_logs, log_dir, ids["node"])
+            self._collect_rank_logs(rank_logs, logs, ids["node"])
             if ids["rank"] == 0:
-                _write_json(log_dir / "result.json", {"exit_code": code, "ended": time.time(), "restart": restart,
-                                                       "interrupted": self._interrupted})
+                files.write_result({"exit_code": code, "ended": time.time(), "restart": restart,
+                                    "interrupted": self._interrupted})
             say(f"exit code {code}")
         if self._interrupted and ids["rank"] == 0:
             self._maybe_requeue(restart, say_file=agent_log)
@@ -193,7 +186,7 @@ class NodeAgent:
             say(f"the launcher exited with code {code}: ending the job (the other nodes are stopped by srun)")
         return code
 
-    def _collect_rank_logs(self, rank_logs: Path, log_dir: Path, node: int) -> None:
+    def _collect_rank_logs(self, rank_logs: Path, logs: "RestartLayout", node: int) -> None:
         """torch elastic writes <dir>/<id>/attempt_<n>/<local_rank>/std{out,err}.log: append to rank<R>.log."""
         if not rank_logs.is_dir():
             return
@@ -201,7 +194,7 @@ class NodeAgent:
             if not f.parent.name.isdigit():
                 continue
             rank = node * self.procs_per_node + int(f.parent.name)
-            dest = log_dir / f"rank{rank}.{'err' if f.name.startswith('stderr') else 'log'}"
+            dest = logs.rank_log(rank, stderr=f.name.startswith("stderr"))
             with open(dest, "ab") as d, open(f, "rb") as s:
                 shutil.copyfileobj(s, d)
         shutil.rmtree(rank_logs, ignore_errors=True)
@@ -259,16 +252,20 @@ def _job_end_time() -> Optional[float]:
         return None
 
 
-def _group_alive(pgid: int) -> bool:
-    """Is any process of the group still running (zombies do not count)?"""
+def _live_processes() -> Iterator[Tuple[int, int, int]]:
+    """(pid, parent pid, process group) of every process that is not a zombie, from /proc."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            return True
-    return False
+        if fields[0] != "Z":
+            yield int(stat.parent.name), int(fields[1]), int(fields[2])
+
+
+def _group_alive(pgid: int) -> bool:
+    """Is any process of the group still running (zombies do not count)?"""
+    return any(group == pgid for _, _, group in _live_processes())
 
 
 def _wait_group_empty(pgid: int, timeout: float) -> None:
@@ -303,15 +300,7 @@ def _kill_ranks_later(child: subprocess.Popen) -> None:  # type: ignore[type-arg
 
 def _children(ppid: int) -> List[int]:
     """Live (non-zombie) child processes of `ppid`."""
-    pids = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z" and int(fields[1]) == ppid:
-            pids.append(int(stat.parent.name))
-    return pids
+    return [pid for pid, parent, _ in _live_processes() if parent == ppid]
 
 
 def _kill_later(child: subprocess.Popen) -> None:  # type: ignore[type-arg]
@@ -319,17 +308,3 @@ def _kill_later(child: subprocess.Popen) -> None:  # type: ignore[type-arg]
         child.wait(timeout=KILL_GRACE_S)
     except subprocess.TimeoutExpired:
         _killpg(child.pid, signal.SIGKILL)
-
-
-def _write_json(path: Path, data: Dict[str, object]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
-
-
-def latest_result(run_dir: Path, attempt: int) -> Optional[Dict[str, object]]:
-    path = run_dir / "logs" / f"attempt-{attempt}" / "result.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None

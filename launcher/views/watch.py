@@ -13,8 +13,9 @@ import time
 from argparse import Namespace
 from typing import Any, Dict, List, Tuple
 
-from .status import COLUMNS, NOTES, SHORT, as_dict, filter_items, refresh, render_plain, select, table_rows
-from .store import TERMINAL
+from ..state.names import SHORT, TERMINAL
+from ..state.reconcile import refresh
+from .table import COLUMNS, filter_items, items, render_plain, select, table_rows
 
 COLORS = {"R": "green", "CD": "bright_green", "PD": "yellow", "F": "red", "TO": "red", "OOM": "red", "NF": "red",
           "BF": "red", "DL": "red", "CA": "magenta", "PR": "cyan", "RQ": "cyan", "?": "red"}
@@ -55,11 +56,11 @@ def counts_text(counts: Dict[str, int]) -> str:
 
 def _snapshot(store: Any, args: Namespace) -> Tuple[List[Dict[str, Any]], List[Tuple[str, Dict[str, int], int, int, int]], List[str]]:
     """One refresh: the store reconciled with Slurm (one sacct + one squeue for the active runs)."""
-    rows = refresh(store, select(store, args.names, True, None))
-    everything = [as_dict(r) for r in rows]
+    rows, notes = refresh(store, select(store, args.names))
+    everything = items(rows)
     shown = filter_items(everything, args.names, args.all, args.state)
     sweeps = list(dict.fromkeys(it["sweep"] for it in shown))
-    return shown, sweep_progress(everything, sweeps), list(NOTES)
+    return shown, sweep_progress(everything, sweeps), notes
 
 
 def _done(shown: List[Dict[str, Any]], args: Namespace) -> bool:

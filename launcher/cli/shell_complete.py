@@ -61,7 +61,7 @@ def script(shell: str) -> str:
 def _subparsers() -> Dict[str, object]:
     import argparse
 
-    from .cli import build_parser
+    from .parser import build_parser
 
     parser = build_parser()
     for action in parser._actions:  # noqa: SLF001 - argparse has no public API for this
@@ -73,7 +73,7 @@ def _subparsers() -> Dict[str, object]:
 def _commands() -> List[str]:
     import argparse
 
-    from .cli import build_parser
+    from .parser import build_parser
 
     for action in build_parser()._actions:  # noqa: SLF001
         if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
@@ -92,7 +92,7 @@ def _flags(parser: object) -> List[str]:
 
 # ---- configs (files only) ----------------------------------------------------------------------
 def _config_dirs(words: Sequence[str]) -> List[Path]:
-    from .config import search_dirs
+    from ..spec.compose import search_dirs
 
     config_dir = None
     for i, w in enumerate(words):
@@ -107,7 +107,7 @@ def _config_dirs(words: Sequence[str]) -> List[Path]:
 
 
 def _group_options(dirs: Sequence[Path], group: str) -> List[str]:
-    from .config import group_options
+    from ..spec.compose import group_options
 
     return group_options(dirs, group)
 
@@ -155,13 +155,13 @@ def _experiment_args(dirs: Sequence[Path], words: Sequence[str]) -> List[str]:
 
 
 def _option_keys() -> List[str]:
-    from .options import RunSpec, describe
+    from ..spec.options import RunSpec, describe
 
     return [k for k, _, _ in describe(RunSpec) if k not in GROUPS and k != "args"]
 
 
 def _values(key: str, dirs: Sequence[Path], words: Sequence[str]) -> List[str]:
-    from . import validate
+    from ..spec import validate
 
     if key in GROUPS:
         return _group_options(dirs, key)
@@ -172,7 +172,7 @@ def _values(key: str, dirs: Sequence[Path], words: Sequence[str]) -> List[str]:
     if key in fixed:
         return list(fixed[key])
     if key == "env.name":
-        from .envs import available
+        from ..envs import available
 
         return sorted(available())
     if key == "resources.partition":
@@ -197,7 +197,7 @@ def _overrides(cur: str, words: Sequence[str]) -> List[str]:
 
 # ---- run ids (the store, read-only) ------------------------------------------------------------
 def _store() -> Optional[sqlite3.Connection]:
-    from .store import default_path
+    from ..store import default_path
 
     path = default_path()
     if not path.is_file():
@@ -271,7 +271,7 @@ def candidates(words: Sequence[str]) -> List[str]:
         if not args:
             return ["sync", "list"]
         if args[0] == "sync" and len(args) == 1:
-            from .envs import available
+            from ..envs import available
 
             return sorted(available())
         return []
@@ -280,7 +280,7 @@ def candidates(words: Sequence[str]) -> List[str]:
     return []
 
 
-def main(argv: Sequence[str]) -> int:
+def complete(argv: Sequence[str]) -> int:
     """`danlu __complete [--bash WORD] -- WORDS...`: candidates for the last word, one per line."""
     argv = list(argv)
     bash_word = None

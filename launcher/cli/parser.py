@@ -1,30 +1,19 @@
-"""danlu's command line. Data goes to stdout, messages to stderr; `--json` for scripts.
-
-Exit codes: 0 success (or nothing to do), 2 bad input (one-line error + hint, nothing done),
-1 anything else. Heavy modules (hydra, submitit, rich) are imported inside the commands.
-"""
+"""danlu's arguments: one argparse parser, shared by the CLI and shell completion."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-from typing import Optional, Sequence
 
-from . import __version__
-from .errors import UserError
-
-
-def _err(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+from .. import __version__
+from .output import err
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse with danlu's error shape: one line, a hint, exit code 2."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        _err(f"error: {message}")
-        _err(f"hint: `{self.prog} --help` lists the arguments")
+        err(f"error: {message}")
+        err(f"hint: `{self.prog} --help` lists the arguments")
         raise SystemExit(2)
 
 
@@ -97,51 +86,3 @@ def build_parser() -> argparse.ArgumentParser:
     cp = sub.add_parser("completion", help="print a shell completion script: eval \"$(danlu completion bash)\"")
     cp.add_argument("shell", choices=["bash", "zsh"])
     return p
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["__complete"]:  # the shell's TAB: fast, no Hydra, never an error
-        from .complete import main as complete
-
-        return complete(argv[1:])
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    # overrides may come after options (danlu submit --name x a=1 b=2): argparse leaves those over
-    if extra and hasattr(args, "overrides") and not any(e.startswith("-") and "=" not in e for e in extra):
-        args.overrides = list(args.overrides) + extra
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if not args.command:
-        parser.print_help()
-        return 0
-    try:
-        if args.command == "submit":
-            from .commands import cmd_submit as fn
-        elif args.command == "options":
-            from .commands import cmd_options as fn
-        else:
-            from . import commands
-
-            fn = getattr(commands, f"cmd_{args.command}")
-        return int(fn(args) or 0)
-    except UserError as e:
-        _err(f"{'error: ' if e.exit_code else ''}{e.message}")
-        _err(f"hint: {e.hint}")
-        return e.exit_code
-    except KeyboardInterrupt:
-        _err("interrupted")
-        return 130
-    except BrokenPipeError:
-        return 0
-    except Exception as e:  # anything else: exit 1 with the reason (DANLU_DEBUG=1 for the traceback)
-        if os.environ.get("DANLU_DEBUG"):
-            raise
-        _err(f"error: {' '.join(str(e).split()) or type(e).__name__}")
-        if getattr(e, "hint", None):
-            _err(f"hint: {e.hint}")
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

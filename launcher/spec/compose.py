@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import copy
 import itertools
-import os
 import re
 import shutil
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .errors import UserError
+from ..errors import UserError
+from ..paths import examples_dir, jobs_dir, user_config_dir
 from .options import PartitionSpec, RunSpec
-from .paths import examples_dir, jobs_dir, user_config_dir
 
 GROUPS_HINT = "Hydra override syntax: key=value, group=option, +new.key=value, ~key; sweep with -m key=a,b"
 
@@ -31,7 +30,6 @@ class RunConfig:
     overrides: List[str]
     spec: RunSpec
     resolved: Dict[str, Any]
-    group_choices: Dict[str, str] = field(default_factory=dict)
 
 
 def search_dirs(config_dir: Optional[str] = None) -> List[Path]:
@@ -296,13 +294,6 @@ def _dict_has(data: Dict[str, Any], dotted: str) -> bool:
     return True
 
 
-class _Missing:
-    pass
-
-
-_MISSING = _Missing()
-
-
 def _config_error(e: Exception) -> UserError:
     from omegaconf.errors import ConfigKeyError, InterpolationResolutionError, ValidationError
 
@@ -316,14 +307,3 @@ def _config_error(e: Exception) -> UserError:
         return UserError(f"cannot resolve {key!r}: {_one_line(msg)}", "set the environment variable or override the key")
     return UserError(f"bad config at {key!r}: {_one_line(msg)}", GROUPS_HINT)
 
-
-def env_default_cluster() -> Optional[str]:
-    return os.environ.get("DANLU_CLUSTER") or None
-
-
-def iter_keys(obj: Any, prefix: str = "") -> Iterable[str]:
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            yield from iter_keys(v, f"{prefix}{k}.")
-    else:
-        yield prefix.rstrip(".")

@@ -1,0 +1,52 @@
+"""What several verbs share: opening the store (with crash recovery first) and its errors."""
+
+from __future__ import annotations
+
+import functools
+import sqlite3
+from argparse import Namespace
+from typing import Any, Callable
+
+from ..errors import UserError
+from .output import err
+
+
+def open_store() -> Any:
+    """The run store, after recording any job a crashed danlu left unrecorded (launcher/submit/recovery.py)."""
+    from ..store import Store
+    from ..submit.recovery import reconcile_submitting
+
+    store = Store()
+    try:
+        reconcile_submitting(store)
+    except Exception as e:  # recovery is best effort; status must still answer
+        err(f"warning: could not check for unrecorded submissions: {e}")
+    return store
+
+
+def store_errors(fn: Callable[[Namespace], int]) -> Callable[[Namespace], int]:
+    """A store that breaks while being read (corrupted pages) is bad input: exit 2 with a hint."""
+
+    @functools.wraps(fn)
+    def wrapper(args: Namespace) -> int:
+        try:
+            return fn(args)
+        except sqlite3.DatabaseError as e:
+            from ..store import default_path
+
+            raise UserError(f"the run store {str(default_path())!r} is unreadable: {e}",
+                            "move the file aside (it may be corrupted) or point DANLU_STORE at another store") from None
+    return wrapper
+
+
+def report_submitted(args: Namespace, sweep: str, results: dict, njobs: int) -> None:
+    """run<TAB>job id per run on stdout (or --json), a summary on stderr."""
+    import json
+
+    runs = [{"run": run, "job_id": jid} for run, jid in results.items()]
+    if getattr(args, "json", False):
+        print(json.dumps({"sweep": sweep, "runs": runs}))
+    else:
+        for r in runs:
+            print(f"{r['run']}\t{r['job_id']}")
+    err(f"submitted {sweep}: {len(runs)} run(s) in {njobs} job(s)")

@@ -1,0 +1,14 @@
+"""`danlu logs RUN`: a run's per-node / per-rank logs (views/logs.py)."""
+
+from __future__ import annotations
+
+from argparse import Namespace
+
+from .common import open_store, store_errors
+
+
+@store_errors
+def run(args: Namespace) -> int:
+    from ..views.logs import show_logs
+
+    return show_logs(open_store(), args)

@@ -1,0 +1,80 @@
+"""`danlu rerun SWEEP|RUN`: new attempts of the runs that ended badly, planned like a submit, in their own run dirs."""
+
+from __future__ import annotations
+
+import json
+from argparse import Namespace
+from pathlib import Path
+from typing import Dict, List
+
+from ..errors import NothingToDo, UserError
+from .output import err
+
+
+def merge_overrides(original: List[str], new: List[str]) -> List[str]:
+    """Original overrides with the new ones applied on top (a key given again is replaced)."""
+    def key(o: str) -> str:
+        return o.split("=", 1)[0].lstrip("+~")
+
+    replaced = {key(o) for o in new}
+    return [o for o in original if key(o) not in replaced] + list(new)
+
+
+def run(args: Namespace) -> int:
+    from ..layout import RunLayout
+    from ..plan.planner import PlannedRun, plan_jobs
+    from ..spec.compose import Composer
+    from ..spec.validate import check
+    from ..state.names import ACTIVE, RERUNNABLE
+    from ..state.reconcile import refresh
+    from ..submit.execute import new_token
+    from .common import open_store
+    from .submit import print_plan
+
+    choices = RERUNNABLE + ("CANCELLED",)
+    states = tuple(s.strip().upper() for s in args.state.split(",")) if args.state else RERUNNABLE
+    for s in states:
+        if s == "COMPLETED" or s in ACTIVE:
+            raise UserError(f"--state {s}: danlu never reruns runs that completed or are still queued/running",
+                            f"choose among {', '.join(choices)}")
+        if s not in choices:
+            raise UserError(f"unknown state {s!r} for --state", f"choose among {', '.join(choices)}")
+    store = open_store()
+    sweeps, runs = store.resolve([args.target])
+    rows = refresh(store, store.latest(sweeps=sweeps, runs=runs)).rows
+    chosen = [r for r in rows if r["state"] in states]
+    if not chosen:
+        counts: Dict[str, int] = {}
+        for r in rows:
+            counts[r["state"]] = counts.get(r["state"], 0) + 1
+        summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+        raise NothingToDo(f"nothing to rerun in {args.target}: {summary}",
+                          "only runs whose latest attempt ended " + "/".join(states) + " are rerun (see --state)")
+    composer = Composer()
+    planned: List[PlannedRun] = []
+    expect: Dict[str, int] = {}
+    for r in chosen:
+        overrides = merge_overrides(json.loads(r["overrides"]), list(args.overrides))
+        if args.exclude_failed_nodes:
+            bad = sorted({a["nodelist"] for a in store.attempts(r["run"]) if a["nodelist"] and a["state"] in RERUNNABLE})
+            if bad:
+                overrides = merge_overrides(overrides, [f"resources.exclude={','.join(bad)}"])
+        (cfg,) = composer.runs(overrides, multirun=False)
+        (shp,), _ = check([cfg.spec], strict_files=not args.dry_run)
+        planned.append(PlannedRun(run_id=r["run"], sweep=r["sweep"], idx=r["idx"], cfg=cfg, shape=shp,
+                                  layout=RunLayout(Path(r["run_dir"])), attempt=r["attempt"] + 1,
+                                  workdir=str(Path(cfg.spec.workdir).expanduser().resolve())))
+        expect[r["run"]] = r["attempt"]
+    token = new_token()
+    label = chosen[0]["sweep"] if len({r["sweep"] for r in chosen}) == 1 else "rerun"
+    jobs = plan_jobs(token, planned)
+    if args.dry_run:
+        print_plan(jobs)
+        err(f"dry run: would rerun {len(planned)} run(s) in {len(jobs)} job(s); nothing submitted")
+        return 0
+    from ..submit.sweep import submit_rerun
+    from .common import report_submitted
+
+    results = submit_rerun(store, token, label, jobs, args.overrides, expect)
+    report_submitted(args, label, results, len(jobs))
+    return 0

@@ -1,0 +1,44 @@
+"""`danlu status`: the squeue-style table of runs, reconciled with Slurm (one sacct + one squeue)."""
+
+from __future__ import annotations
+
+import json
+import time
+from argparse import Namespace
+
+from ..errors import UserError
+from ..state.names import unknown_states
+from .common import open_store, store_errors
+from .output import err
+
+
+def check_states(states: str | None) -> None:
+    bad = unknown_states(states)
+    if bad:
+        raise UserError(f"unknown state {bad[0]!r}",
+                        "use Slurm state names such as PENDING, RUNNING, COMPLETED, FAILED, TIMEOUT, CANCELLED")
+
+
+@store_errors
+def run(args: Namespace) -> int:
+    from ..state.reconcile import refresh
+    from ..views.table import filter_items, items, render_plain, select
+
+    check_states(args.state)
+    store = open_store()
+    if args.watch and not args.json:  # live table on a terminal, plain blocks otherwise (views/watch.py)
+        from ..views.watch import watch
+
+        return watch(store, args)
+    while True:
+        rows, notes = refresh(store, select(store, args.names))
+        shown = filter_items(items(rows), args.names, args.all, args.state)
+        if args.json:
+            print(json.dumps(shown), flush=True)
+        else:
+            print(render_plain(shown))
+        for note in notes:
+            err(f"warning: {note}")
+        if not args.watch:
+            return 0
+        time.sleep(args.interval)

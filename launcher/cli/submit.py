@@ -1,0 +1,67 @@
+"""`danlu submit`: compose and check the runs, plan their jobs, then print the plan (--dry-run) or submit it."""
+
+from __future__ import annotations
+
+import sys
+from argparse import Namespace
+from pathlib import Path
+
+from ..errors import UserError
+from ..layout import safe_name
+from .output import err
+
+
+def run(args: Namespace) -> int:
+    from ..plan.planner import new_runs, plan_jobs, sweep_layout
+    from ..spec.compose import Composer
+    from ..spec.validate import check
+    from ..submit.execute import new_token
+
+    if args.name is not None and not safe_name(args.name):
+        raise UserError(f"bad sweep name {args.name!r}", "use letters, digits, '.', '_' and '-' (at most 64)")
+    if args.template_dir and not Path(args.template_dir).expanduser().is_dir():
+        raise UserError(f"template dir {args.template_dir!r} does not exist",
+                        "pass --template-dir a folder with your copies of templates/*.j2")
+    cfgs = Composer(args.config_dir).runs(args.overrides, args.multirun)
+    shapes, warnings = check([c.spec for c in cfgs], strict_files=not args.dry_run)
+    spec0 = cfgs[0].spec
+    base = args.name or spec0.name or spec0.experiment
+    if not safe_name(base):
+        raise UserError(f"bad sweep name {base!r}", "set --name with letters, digits, '.', '_' and '-'")
+    explicit = bool(args.name or spec0.name)
+    token = new_token()
+
+    def plan_for(name: str) -> list:
+        return plan_jobs(token, new_runs(name, cfgs, shapes), args.template_dir)
+
+    if args.dry_run:
+        for w in warnings:
+            err(f"warning: {w.message} ({w.hint})")
+        jobs = plan_for(base if explicit else f"{base}-xxxx")
+        print_plan(jobs)
+        err(f"dry run: {len(cfgs)} run(s) in {len(jobs)} job(s); nothing submitted")
+        return 0
+
+    from ..submit.sweep import submit_sweep
+    from .common import open_store, report_submitted
+
+    store = open_store()
+    name, results, njobs = submit_sweep(store, token, base, explicit, plan_for, spec0.experiment, spec0.cluster.name,
+                                        args.overrides, sys.argv, lambda n: str(sweep_layout(spec0, n).root))
+    report_submitted(args, name, results, njobs)
+    if getattr(args, "wait", False):
+        from ..state.reconcile import wait
+        from ..views.table import items, render_plain
+
+        rows = wait(store, [name]) or []
+        err(render_plain(items(rows)))
+        return 0 if all(r["state"] == "COMPLETED" for r in rows) else 1
+    return 0
+
+
+def print_plan(jobs: list) -> None:
+    """The scripts of a plan, exactly as they would go to sbatch."""
+    for k, job in enumerate(jobs):
+        if len(jobs) > 1:
+            print(f"# ==== job {k + 1} of {len(jobs)}: {len(job.runs)} run(s) ====")
+        print(job.script, end="")

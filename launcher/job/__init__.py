@@ -1,0 +1,6 @@
+"""The job side: what runs inside a Slurm job (or a local run), on every node.
+
+`python -m launcher.job` is submitit's job-side runner for the pickled node agent (`agent.NodeAgent`);
+`python -m launcher.job.port` picks the job's rendezvous port on the head node. Nothing here imports
+the login side of danlu (only `launcher.layout`, which says where the run's files go), nor torch.
+"""

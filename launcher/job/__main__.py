@@ -1,0 +1,57 @@
+"""What srun starts on every node of a danlu job: submitit's job-side runner for the pickled node agent.
+
+    python -u -m launcher.job <submitit folder>/%j <pickle stem>
+
+danlu writes each array task's pickle as `<pickle stem>.<task>.pkl` before sbatch (so that a job Slurm
+accepted runs even if danlu died right after); here it is linked to where submitit's runner looks for it
+(submitit's own `JobPaths`), then submitit runs it.
+
+submitit imports numpy, when it is installed, before unpickling (so that pickles holding arrays load
+cleanly). The node agent holds no arrays and never uses numpy, which would add ~50-80 ms to the start of
+every node of every job: it is kept out of this process (the training processes it starts are not affected).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+
+def place_pickle(folder: str, stem: str) -> Path:
+    """Make submitit's `submitted_pickle` of this job exist (idempotent; every task of the job may race here)."""
+    import submitit
+    from submitit.core.utils import JobPaths
+
+    job_id = submitit.JobEnvironment().job_id  # <array job id>_<task> for array tasks
+    target = JobPaths(folder, job_id=job_id).submitted_pickle
+    if target.exists():
+        return target
+    source = Path(f"{stem}.{os.environ.get('SLURM_ARRAY_TASK_ID') or 0}.pkl")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+    except FileExistsError:
+        pass  # another task of this job was first
+    except OSError:  # a file system without hard links
+        tmp = target.with_name(f".{target.name}.{os.getpid()}")
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+    return target
+
+
+def main() -> None:
+    sys.modules.setdefault("numpy", None)  # type: ignore[arg-type]  # `import numpy` now raises ImportError
+    from submitit.core.submission import process_job
+
+    if len(sys.argv) != 3:
+        print("usage: python -m launcher.job <submitit folder> <pickle stem>", file=sys.stderr)
+        sys.exit(2)
+    folder, stem = sys.argv[1], sys.argv[2]
+    place_pickle(folder, stem)
+    process_job(folder)
+
+
+if __name__ == "__main__":
+    main()

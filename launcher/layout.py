@@ -1,0 +1,212 @@
+"""Where a run's files live: the one place that spells the paths of a sweep, run, attempt and restart.
+
+    <runs_dir>/<sweep>/                      SweepLayout
+        scripts/<token>-<n>.sbatch           the script of job n of a submission (as given to sbatch)
+        .submitit/<token>-<n>.<i>.pkl        the node agent of array task i, pickled before sbatch
+        .submitit/<job id>/                  submitit's own folder of a job (its runner's files)
+        .slurm/job-<job id>.out              Slurm's own output of the batch script (appended on requeue)
+        <index>/                             RunLayout
+            output/                          the program's output dir (when it has an output option)
+            logs/attempt-<N>/                AttemptLayout: one `danlu submit`/`danlu rerun` of the run
+                result.json                  written by task 0's agent when the program ends (the last restart's)
+                restart-<K>/                 RestartLayout: one start of the attempt (Slurm requeues count up K)
+                    node<n>.log              one launcher per node (accelerate, torchrun): all its ranks' lines
+                    rank<r>.log, rank<r>.err one task per rank (lightning, python); per-rank copies for launchers
+                    agent-<tag>.log          the node agent's own lines (head, port, command, signals)
+
+Each restart has log files of its own, so a requeued job never writes over (or into) an earlier start's logs.
+The job side (launcher/job) and the login side both use this module; it imports nothing but the standard library.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+RESULT = "result.json"
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def safe_name(name: Optional[str]) -> bool:
+    """Can `name` be a sweep's (or an environment's) folder name: letters, digits, '.', '_', '-', at most 64?"""
+    return bool(name) and _SAFE_NAME.match(name or "") is not None
+_RESTART = re.compile(r"^restart-(\d+)$")
+_NUMBERS = re.compile(r"(\d+)")
+
+
+def log_per_task(launch_kind: str, tasks_per_node: int) -> bool:
+    """One agent (and one log) per srun task rather than per node: when a node runs several tasks, or the
+    program itself is each rank (lightning, python)."""
+    return tasks_per_node > 1 or launch_kind in ("lightning", "python")
+
+
+def natural_key(path: Path) -> tuple:
+    """node2.log before node10.log."""
+    return tuple(int(x) if x.isdigit() else x for x in _NUMBERS.split(path.name))
+
+
+@dataclass(frozen=True)
+class SweepLayout:
+    root: Path
+
+    @property
+    def scripts_dir(self) -> Path:
+        return self.root / "scripts"
+
+    @property
+    def submitit_dir(self) -> Path:
+        return self.root / ".submitit"
+
+    @property
+    def slurm_dir(self) -> Path:
+        return self.root / ".slurm"
+
+    def dirs(self) -> List[Path]:
+        """The folders a submission creates before sbatch."""
+        return [self.root, self.slurm_dir, self.submitit_dir, self.scripts_dir]
+
+    def script(self, tag: str) -> Path:
+        """The batch script of the job tagged `<token>:<n>`."""
+        return self.scripts_dir / (tag.replace(":", "-") + ".sbatch")
+
+    def pickle_stem(self, tag: str) -> Path:
+        """`<stem>.<array task>.pkl` are the job's pickled node agents, written before sbatch."""
+        return self.submitit_dir / tag.replace(":", "-")
+
+    def pickle(self, tag: str, task: int) -> Path:
+        return Path(f"{self.pickle_stem(tag)}.{task}.pkl")
+
+    def submitit_folder(self) -> Path:
+        """submitit's folder pattern (%j: the job id, array tasks as <array id>_<task>)."""
+        return self.submitit_dir / "%j"
+
+    def slurm_output_pattern(self, array: bool) -> Path:
+        """sbatch --output: Slurm fills in the ids; `slurm_output` names the resulting file."""
+        return self.slurm_dir / ("job-%A_%a.out" if array else "job-%j.out")
+
+    def slurm_output(self, job_id: str) -> Path:
+        return self.slurm_dir / f"job-{job_id}.out"
+
+    def run(self, index: int) -> "RunLayout":
+        return RunLayout(self.root / str(index))
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    root: Path
+
+    @property
+    def sweep(self) -> SweepLayout:
+        return SweepLayout(self.root.parent)
+
+    @property
+    def output_dir(self) -> Path:
+        return self.root / "output"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    def dirs(self) -> List[Path]:
+        return [self.root, self.output_dir]
+
+    def attempt(self, attempt: int) -> "AttemptLayout":
+        return AttemptLayout(self.logs_dir / f"attempt-{attempt}")
+
+    def slurm_output(self, job_id: Optional[str]) -> Optional[Path]:
+        """Slurm's own output of this run's batch script (None for local runs)."""
+        if not job_id or str(job_id).startswith("local-"):
+            return None
+        return self.sweep.slurm_output(str(job_id))
+
+
+@dataclass(frozen=True)
+class AttemptLayout:
+    root: Path
+
+    @property
+    def result(self) -> Path:
+        return self.root / RESULT
+
+    def read_result(self) -> Optional[Dict[str, object]]:
+        """What task 0's agent wrote when the program ended (None if nothing yet)."""
+        try:
+            data = json.loads(self.result.read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def write_result(self, data: Dict[str, object]) -> None:
+        tmp = self.result.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data))
+        tmp.replace(self.result)
+
+    def restart(self, restart: int) -> "RestartLayout":
+        return RestartLayout(self.root / f"restart-{restart}", restart)
+
+    def restarts(self) -> List["RestartLayout"]:
+        """The restarts that have written logs, in order."""
+        if not self.root.is_dir():
+            return []
+        found = []
+        for p in self.root.iterdir():
+            m = _RESTART.match(p.name)
+            if m and p.is_dir():
+                found.append(int(m.group(1)))
+        return [self.restart(k) for k in sorted(found)]
+
+    def latest(self) -> Optional["RestartLayout"]:
+        every = self.restarts()
+        return every[-1] if every else None
+
+    def log_files(self) -> List[Path]:
+        """Every log of every restart (for the reason of a failure: the tail of these)."""
+        return [f for r in self.restarts() for f in r.logs()]
+
+
+@dataclass(frozen=True)
+class RestartLayout:
+    root: Path
+    number: int
+
+    @staticmethod
+    def tag(per_task: bool, rank: int, node: int) -> str:
+        return f"rank{rank}" if per_task else f"node{node}"
+
+    def log(self, tag: str) -> Path:
+        """The output of one node's launcher (node<n>) or one task's program (rank<r>)."""
+        return self.root / f"{tag}.log"
+
+    def node_log(self, node: int) -> Path:
+        return self.log(f"node{node}")
+
+    def rank_log(self, rank: int, stderr: bool = False) -> Path:
+        return self.root / f"rank{rank}.{'err' if stderr else 'log'}"
+
+    def agent_log(self, tag: str) -> Path:
+        return self.root / f"agent-{tag}.log"
+
+    def launcher_logs(self, tag: str) -> Path:
+        """Where torch elastic writes its per-rank files while the node runs (collected into rank logs)."""
+        return self.root / f"{tag}-ranks"
+
+    def logs(self) -> List[Path]:
+        """node*/rank* logs (not the agents'), in natural order."""
+        if not self.root.is_dir():
+            return []
+        return sorted((p for p in self.root.glob("*.log") if not p.name.startswith("agent-")), key=natural_key)
+
+    def node_logs(self) -> List[Path]:
+        return [p for p in self.logs() if p.name.startswith("node")]
+
+    def rank_logs(self) -> List[Path]:
+        return [p for p in self.logs() if p.name.startswith("rank")]
+
+    def agent_logs(self) -> Dict[str, Path]:
+        """tag -> the agent's log, for every agent of this restart."""
+        if not self.root.is_dir():
+            return {}
+        return {p.stem[len("agent-"):]: p for p in sorted(self.root.glob("agent-*.log"), key=natural_key)}

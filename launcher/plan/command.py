@@ -1,0 +1,63 @@
+"""What each node runs: the program's argv and the launcher around it (accelerate, torchrun, or the
+program itself per task). The node agent fills in the tokens only a node knows (launcher/job/agent.py):
+@NODE_RANK@, @HEAD_ADDR@, @PORT@, @LOG_DIR@."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, List
+
+from ..job.agent import HEAD_ADDR, LOG_DIR, NODE_RANK, PORT
+from ..spec.options import RunSpec
+from ..spec.validate import Shape
+
+
+def _arg_value(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return ",".join(_arg_value(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def program_argv(spec: RunSpec, output_dir: str) -> List[str]:
+    """`program program_args... --key=value ...`: true is a bare flag, false and null are left out."""
+    argv = [str(spec.program)] + [str(a) for a in spec.program_args]
+    args = dict(spec.args)
+    if spec.output_arg and args.get(spec.output_arg) is None:
+        args[spec.output_arg] = output_dir
+    for key, value in args.items():
+        if value is None or value is False:
+            continue
+        argv.append(f"--{key}" if value is True else f"--{key}={_arg_value(value)}")
+    return argv
+
+
+def launch_command(spec: RunSpec, shape: Shape, output_dir: str) -> List[str]:
+    """What each node agent starts (accelerate/torchrun per node; the program per task otherwise)."""
+    prog = program_argv(spec, output_dir)
+    launch = spec.launch
+    procs, nodes = shape.procs_per_node, shape.nodes
+    if launch.kind == "accelerate":
+        cmd = ["accelerate", "launch"]
+        if procs * nodes > 1:
+            cmd.append("--multi_gpu")  # also the multi-process path on CPU (gloo) when there is no GPU
+        cmd += ["--num_machines", str(nodes), "--num_processes", str(procs * nodes)]
+        if nodes > 1:
+            cmd += ["--machine_rank", NODE_RANK, "--main_process_ip", HEAD_ADDR, "--rdzv_backend", "static"]
+        cmd += ["--main_process_port", PORT]
+        if procs * nodes > 1:
+            cmd += ["--log_dir", LOG_DIR, "--tee", "3"]  # torch elastic: one log per rank
+        if launch.mixed_precision:
+            cmd += ["--mixed_precision", str(launch.mixed_precision)]
+        cmd += list(launch.extra_args)
+        return cmd + prog
+    if launch.kind == "torchrun":
+        cmd = ["torchrun", "--nnodes", str(nodes), "--node_rank", NODE_RANK, "--nproc_per_node", str(procs),
+               "--rdzv_backend", "static", "--rdzv_endpoint", f"{HEAD_ADDR}:{PORT}", "--master_addr", HEAD_ADDR,
+               "--master_port", PORT, "--log-dir", LOG_DIR, "--tee", "3"]
+        return cmd + list(launch.extra_args) + prog
+    # lightning / python: one process per srun task, the program itself
+    return [launch.python] + list(launch.extra_args) + prog

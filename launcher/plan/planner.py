@@ -1,0 +1,182 @@
+"""The planner: run configs in, jobs out. Pure: it reads no file, writes nothing and runs nothing.
+
+What runs (the program, its arguments, launcher, agent settings: per run, in the array's `case` block and
+the pickled agent) is kept apart from where and how the job runs (partition, GPUs, time, environment,
+requeue: the rest of the script). Runs share a job array exactly when the rest of their script is the
+same text: each run's job is rendered once without its runs (memoized on the template's inputs) and
+runs are grouped by that text, so any option that changes the job's header or shape splits the array
+and any that does not, does not.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from .. import slurm
+from ..job.agent import NodeAgent
+from ..layout import RunLayout, SweepLayout
+from ..spec.compose import RunConfig
+from ..spec.options import RunSpec
+from ..spec.validate import Shape
+from ..store import NewRun
+from .command import launch_command
+from .render import JobPlan, RunPlan, render_script
+
+GitState = Tuple[Optional[str], Optional[bool]]
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run to start: which config, under which id, in which run directory, as which attempt."""
+
+    run_id: str
+    sweep: str
+    idx: int
+    cfg: RunConfig
+    shape: Shape
+    layout: RunLayout
+    workdir: str
+    attempt: int = 1
+
+    @property
+    def spec(self) -> RunSpec:
+        return self.cfg.spec
+
+    @property
+    def command(self) -> str:
+        return shlex.join(launch_command(self.spec, self.shape, str(self.layout.output_dir)))
+
+    def agent(self) -> NodeAgent:
+        """The callable every node (or task) of this run's job runs, pickled by submitit."""
+        s = self.spec
+        return NodeAgent(run_id=self.run_id, launch_kind=s.launch.kind, procs_per_node=self.shape.procs_per_node,
+                         tasks_per_node=self.shape.tasks_per_node, max_requeues=s.requeue.max_requeues,
+                         requeue_signal=s.requeue.signal, checkpoint_wait_s=max(5.0, s.requeue.grace_s - 5.0),
+                         grace_s=float(s.requeue.grace_s) if s.requeue.enabled else 0.0)
+
+
+@dataclass(frozen=True)
+class PlannedJob:
+    """One sbatch call (or one local process): its runs, in array-index order, and its script."""
+
+    tag: str  # <token>:<n>, the job's --comment after the prefix
+    runs: Tuple[PlannedRun, ...]
+    plan: JobPlan
+    script: str
+
+    @property
+    def spec(self) -> RunSpec:
+        return self.runs[0].spec
+
+    @property
+    def sweep_layout(self) -> SweepLayout:
+        return self.runs[0].layout.sweep
+
+    @property
+    def script_path(self) -> Path:
+        return self.sweep_layout.script(self.tag)
+
+    @property
+    def is_array(self) -> bool:
+        return self.plan.array is not None
+
+    @property
+    def local(self) -> bool:
+        return self.spec.cluster.kind == "local"
+
+
+def sweep_layout(spec: RunSpec, sweep: str) -> SweepLayout:
+    return SweepLayout(Path(spec.cluster.runs_dir).expanduser().resolve() / sweep)
+
+
+def new_runs(sweep: str, cfgs: Sequence[RunConfig], shapes: Sequence[Shape]) -> List[PlannedRun]:
+    """The runs of a new sweep: <sweep>/<index>, first attempts."""
+    out = []
+    for i, (cfg, shp) in enumerate(zip(cfgs, shapes)):
+        out.append(PlannedRun(run_id=f"{sweep}/{i}", sweep=sweep, idx=i, cfg=cfg, shape=shp,
+                              layout=sweep_layout(cfg.spec, sweep).run(i),
+                              workdir=str(Path(cfg.spec.workdir).expanduser().resolve())))
+    return out
+
+
+_PORT_COMMAND = f"{shlex.quote(sys.executable)} -m launcher.job.port"
+
+
+def _agent_command(sweep: SweepLayout, tag: str) -> str:
+    return (f"{shlex.quote(sys.executable)} -u -m launcher.job {shlex.quote(str(sweep.submitit_folder()))} "
+            f"{shlex.quote(str(sweep.pickle_stem(tag)))}")
+
+
+def _job_plan(runs: Sequence[PlannedRun], tag: str, array: Optional[str], template_dir: Optional[str]) -> JobPlan:
+    first = runs[0]
+    sweep = first.layout.sweep
+    name = slurm.job_name([r.run_id for r in runs], array is not None)
+    return JobPlan(
+        spec=first.spec, shape=first.shape,
+        runs=tuple(RunPlan(run_id=r.run_id, sweep=r.sweep, attempt=r.attempt, run_dir=str(r.layout.root),
+                           workdir=r.workdir, command=r.command) for r in runs),
+        job_name=name, comment=slurm.job_comment(tag), output=str(sweep.slurm_output_pattern(array is not None)),
+        array=array, agent_command=_agent_command(sweep, tag),
+        port_command=_PORT_COMMAND,
+        template_dir=template_dir, submitit_dir=str(sweep.submitit_dir), pickle_stem=str(sweep.pickle_stem(tag)))
+
+
+def _job_text_key(run: PlannedRun, template_dir: Optional[str], memo: Dict[str, str]) -> str:
+    """The run's job script without its runs, as it would go out in an array: equal texts share an array."""
+    spec, sweep = run.spec, run.layout.sweep
+    parallel = spec.sweep.max_parallel
+    plan = JobPlan(spec=spec, shape=run.shape, runs=(), job_name="@NAME@", comment="@COMMENT@",
+                   output=str(sweep.slurm_output_pattern(True)), array="@ARRAY@" + (f"%{parallel}" if parallel else ""),
+                   agent_command=_agent_command(sweep, "@TAG@"), port_command=_PORT_COMMAND, template_dir=template_dir,
+                   submitit_dir=str(sweep.submitit_dir), pickle_stem=str(sweep.pickle_stem("@TAG@")))
+    # the template sees nothing of the run but these (render._context): render once per distinct value
+    inputs = repr((spec.cluster, spec.resources, spec.env, spec.requeue, spec.launch.port, parallel, run.shape,
+                   plan.output, plan.agent_command, template_dir))
+    if inputs not in memo:
+        memo[inputs] = render_script(plan)
+    return memo[inputs]
+
+
+def plan_jobs(token: str, runs: Sequence[PlannedRun], template_dir: Optional[str] = None) -> List[PlannedJob]:
+    """Group runs into jobs (arrays where their job text agrees, split at the cluster's max_array_size)
+    and render each job's script. Local runs are one job each."""
+    memo: Dict[str, str] = {}
+    groups: Dict[str, List[PlannedRun]] = {}
+    for i, r in enumerate(runs):
+        key = f"local-{i}" if r.spec.cluster.kind == "local" else _job_text_key(r, template_dir, memo)
+        groups.setdefault(key, []).append(r)
+    jobs: List[PlannedJob] = []
+    for members in groups.values():
+        size = max(1, members[0].spec.cluster.max_array_size)
+        for start in range(0, len(members), size):
+            chunk = tuple(members[start:start + size])
+            tag = f"{token}:{len(jobs)}"
+            array = None
+            if len(chunk) > 1:
+                parallel = chunk[0].spec.sweep.max_parallel
+                array = f"0-{len(chunk) - 1}" + (f"%{parallel}" if parallel else "")
+            plan = _job_plan(chunk, tag, array, template_dir)
+            jobs.append(PlannedJob(tag=tag, runs=chunk, plan=plan, script=render_script(plan)))
+    return jobs
+
+
+def store_rows(jobs: Sequence[PlannedJob], git_state: Optional[Callable[[str], GitState]] = None) -> List[NewRun]:
+    """The store rows of planned jobs: each run with its job's tag, script and array index. `git_state`
+    (workdir -> commit, dirty) is asked once per workdir; without it the rows carry no git state."""
+    cache: Dict[str, GitState] = {}
+    rows = []
+    for job in jobs:
+        for i, (r, rp) in enumerate(zip(job.runs, job.plan.runs)):
+            if git_state is not None and r.workdir not in cache:
+                cache[r.workdir] = git_state(r.workdir)
+            commit, dirty = cache.get(r.workdir, (None, None))
+            rows.append(NewRun(run=r.run_id, idx=r.idx, overrides=r.cfg.overrides, config=r.cfg.resolved,
+                               run_dir=str(r.layout.root), workdir=r.workdir, git_commit=commit, git_dirty=dirty,
+                               partition=r.shape.partition, nodes=r.shape.nodes, cluster_kind=r.spec.cluster.kind,
+                               script=str(job.script_path), command=rp.command, tag=job.tag,
+                               array_task=i if job.is_array else None))
+    return rows

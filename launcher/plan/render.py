@@ -1,0 +1,130 @@
+"""Rendering: a job plan in, the exact sbatch script (or a local run's setup lines) out. Pure functions.
+
+Every value that reaches a shell goes through `shlex.quote` (the `q` filter in templates). Templates are
+templates/*.j2 (or the user's copies in --template-dir); the context they see is built in `_context`.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from .. import __version__
+from ..errors import UserError
+from ..spec.options import RunSpec
+from ..spec.validate import Shape, env_dir
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """One run inside a job: what the array index selects."""
+
+    run_id: str
+    sweep: str
+    attempt: int
+    run_dir: str
+    workdir: str
+    command: str  # shell-quoted launch command with @TOKENS@
+
+    @property
+    def env(self) -> Dict[str, str]:
+        """The variables that tell the job (and the program) which run it is."""
+        return run_environment(self)
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    """One sbatch submission: a single run, or an array of runs that render the same job."""
+
+    spec: RunSpec
+    shape: Shape
+    runs: Sequence[RunPlan]
+    job_name: str
+    comment: str
+    output: str  # sbatch --output (launcher/layout.py)
+    array: Optional[str]
+    agent_command: str  # what srun starts on every node/task (python -m launcher.job ...)
+    port_command: str  # prints the job's rendezvous port on the head node (python -m launcher.job.port)
+    template_dir: Optional[str] = None
+    submitit_dir: str = ""
+    pickle_stem: str = ""  # <stem>.<array task>.pkl: the pickled node agents, written before sbatch
+
+
+def gres(shape: Shape, with_type: bool) -> str:
+    if shape.gpu_type and with_type:
+        return f"gpu:{shape.gpu_type}:{shape.gpus_per_node}"
+    return f"gpu:{shape.gpus_per_node}"
+
+
+@lru_cache(maxsize=16)
+def _environment(template_dir: Optional[str]) -> Any:
+    """The Jinja environment (templates compiled once per process and template dir)."""
+    import jinja2
+
+    from ..paths import templates_dir
+
+    dirs = [str(Path(template_dir).expanduser())] if template_dir else []
+    dirs.append(str(templates_dir()))
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(dirs),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["q"] = lambda v: shlex.quote(str(v))
+    return env
+
+
+def _context(plan: JobPlan) -> Dict[str, Any]:
+    spec, shape = plan.spec, plan.shape
+    req = spec.requeue
+    venv = env_dir(spec)
+    ids = [r.run_id for r in plan.runs]
+    summary = ", ".join(ids) if len(ids) <= 4 else f"{ids[0]} ... {ids[-1]} ({len(ids)} runs)"
+    return dict(
+        version=__version__, shape=shape, cluster=spec.cluster, resources=spec.resources, env=spec.env,
+        venv=str(venv) if venv else "", job_name=plan.job_name, comment=plan.comment, output=plan.output,
+        gres=gres(shape, spec.cluster.gres_with_type), time=spec.resources.time, array=plan.array,
+        signal=f"{req.signal}@{req.grace_s}" if req.enabled else None, requeue=req.enabled,
+        port=spec.launch.port, port_command=plan.port_command, runs=plan.runs, run_ids_summary=summary,
+        agent_command=plan.agent_command, submitit_dir=plan.submitit_dir, pickle_stem=plan.pickle_stem,
+    )
+
+
+def render_script(plan: JobPlan) -> str:
+    """The sbatch script of a job plan. Pure: same plan, same text (golden-file tested)."""
+    import jinja2
+
+    try:
+        text = _environment(plan.template_dir).get_template("sbatch.sh.j2").render(**_context(plan))
+        return re.sub(r"\n{3,}", "\n\n", text)
+    except jinja2.TemplateError as e:
+        where = f"{e.filename}:{e.lineno}" if getattr(e, "lineno", None) else "templates"
+        raise UserError(f"template error in {where}: {e.message}", "fix the template (see templates/ for the originals)") from None
+
+
+def local_setup(spec: RunSpec, run: RunPlan) -> List[str]:
+    """Shell lines the local executor runs before the node agent: the same environment as in Slurm."""
+    lines = list(spec.env.setup)
+    venv = env_dir(spec)
+    if spec.env.kind in ("uv", "venv") and venv:
+        lines.append(f"source {shlex.quote(str(venv / 'bin' / 'activate'))}")
+    elif spec.env.kind == "conda":
+        lines += ['eval "$(conda shell.bash hook)"', f"conda activate {shlex.quote(str(spec.env.path or spec.env.name))}"]
+    for key, value in spec.env.vars.items():
+        lines.append(f"export {key}={shlex.quote(str(value))}")
+    lines.append("export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in run.env.items()))
+    lines.append(f"cd {shlex.quote(run.workdir)}")
+    return lines
+
+
+def run_environment(run: RunPlan) -> Dict[str, str]:
+    return {
+        "DANLU_RUN_ID": run.run_id, "DANLU_SWEEP": run.sweep, "DANLU_ATTEMPT": str(run.attempt),
+        "DANLU_RUN_DIR": run.run_dir, "DANLU_WORKDIR": run.workdir,
+        "WANDB_RUN_GROUP": run.sweep, "WANDB_NAME": run.run_id, "DANLU_COMMAND": run.command,
+    }

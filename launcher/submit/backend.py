@@ -1,0 +1,42 @@
+"""The two places a job can go: Slurm (danlu's rendered script, node agents pickled by submitit) or this machine
+(submitit's local executor).
+
+For Slurm, submitit has no public way to hand sbatch a script of one's own for a job array (its array path
+builds a fresh executor with submitit's own script), so danlu does what that path does with submitit's public
+pieces: each array task's node agent is pickled with `DelayedSubmission`, under a name the script knows before
+sbatch runs (`<stem>.<task>.pkl`, launcher/layout.py), and the job side (`python -m launcher.job`) puts it where
+submitit's runner (`process_job`) looks for it. tests/test_submitit_contract.py fails when those pieces change.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, List, Sequence
+
+from .. import slurm
+
+
+def pickle_agents(agents: Sequence[Any], paths: Sequence[Path], timeout_min: int) -> None:
+    """Pickle each node agent with submitit (cloudpickle), as its job side will load it."""
+    from submitit.core.utils import DelayedSubmission
+
+    for agent, path in zip(agents, paths):
+        delayed = DelayedSubmission(agent)
+        delayed.set_timeout(timeout_min, 0)  # danlu's agent handles time limits itself: no submitit requeue
+        delayed.dump(path)
+
+
+def submit_slurm(script: Path, agents: Sequence[Any], pickles: Sequence[Path], timeout_min: int) -> str:
+    """One sbatch call for one job (an array when there are several agents); returns the (array) job id."""
+    pickle_agents(agents, pickles, timeout_min)
+    return slurm.sbatch(script)
+
+
+def submit_local(folder: Path, setup: List[str], agent: Any, tasks: int, timeout_min: int) -> str:
+    """Start the run on this machine through submitit's local executor; returns its job id (pid)."""
+    import submitit
+
+    executor = submitit.LocalExecutor(folder=folder)
+    executor.update_parameters(tasks_per_node=tasks, timeout_min=timeout_min, setup=setup, gpus_per_node=0)
+    job = executor.submit(agent)
+    return str(job.job_id)

@@ -1,0 +1,100 @@
+"""Execute a plan: exactly the jobs the planner made, in order, each recorded as soon as Slurm accepts it.
+
+Order of events, so that a crash anywhere leaves the store and the queue consistent:
+  1. (planner) compose, validate and render every job: bad input stops there, nothing written;
+  2. record runs and attempts as SUBMITTING under a fresh token, holding the token's lock (recovery.py);
+  3. per job: folders, script and pickles written, then sbatch with `--comment=danlu:<token>:<n>`, then
+     the job id recorded. A danlu killed between sbatch and its record leaves SUBMITTING attempts that
+     the next command finds by their comment (recovery.reconcile_submitting).
+"""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import sys
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+from ..plan.planner import PlannedJob
+from ..plan.render import local_setup
+from . import backend
+
+
+class SubmitFailed(Exception):
+    """sbatch refused a job part-way through a submit; carries a hint for the researcher."""
+
+    def __init__(self, message: str, hint: str) -> None:
+        super().__init__(message)
+        self.hint = hint
+
+
+def new_token() -> str:
+    return secrets.token_hex(6)
+
+
+def git_state(workdir: str) -> Tuple[Optional[str], Optional[bool]]:
+    """(commit, dirty) of the checkout the program runs from; (None, None) outside git."""
+    try:
+        commit = subprocess.run(["git", "-C", workdir, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+        if commit.returncode != 0:
+            return None, None
+        dirty = subprocess.run(["git", "-C", workdir, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=20)
+        return commit.stdout.strip(), bool(dirty.stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+
+
+def execute(job: PlannedJob) -> str:
+    """Submit one planned job (one sbatch call, or one local process); returns its job id."""
+    sweep = job.sweep_layout
+    for d in sweep.dirs():
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for r in job.runs:
+        for d in r.layout.dirs():
+            d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = job.script_path
+    first = job.runs[0]
+    if job.local:
+        setup = local_setup(job.spec, job.plan.runs[0])
+        path.write_text("\n".join(setup) + "\n")
+        path.chmod(0o600)
+        job_id = backend.submit_local(sweep.submitit_folder(), setup, first.agent(),
+                                      tasks=first.shape.tasks_per_node, timeout_min=first.shape.time_minutes)
+        return f"local-{job_id}"
+    path.write_text(job.script)
+    path.chmod(0o600)
+    return backend.submit_slurm(path, [r.agent() for r in job.runs],
+                                [sweep.pickle(job.tag, i) for i in range(len(job.runs))], first.shape.time_minutes)
+
+
+def execute_all(store: Any, sweep: str, token: str, jobs: Sequence[PlannedJob]) -> Dict[str, str]:
+    """Submit every planned job, recording each as soon as Slurm accepts it; run id -> job id."""
+    results: Dict[str, str] = {}
+    progress = len(jobs) > 3 and sys.stderr.isatty()
+    try:
+        for k, job in enumerate(jobs):
+            job_id = execute(job)
+            store.record_job(job.tag, job_id, job.is_array)
+            for i, r in enumerate(job.runs):
+                results[r.run_id] = f"{job_id}_{i}" if job.is_array else job_id
+            if progress:
+                print(f"\rsubmitted {k + 1}/{len(jobs)} jobs", end="", file=sys.stderr, flush=True)
+    except Exception as e:
+        store.drop_unsubmitted(token)
+        detail = " ".join(str(e).split())[:400]
+        raise SubmitFailed(f"submission failed after {len(results)} run(s) were accepted: {detail}",
+                           _hint(detail, sweep, bool(results))) from None
+    finally:
+        if progress:
+            print(file=sys.stderr)
+    return results
+
+
+def _hint(detail: str, sweep: str, some_accepted: bool) -> str:
+    kept = (f"the accepted runs stay queued under {sweep} (danlu status {sweep}); the others were not recorded"
+            if some_accepted else "nothing was queued or recorded")
+    if "temporarily unavailable" in detail or "queue full" in detail:
+        return (f"the controller's job table is full (MaxJobCount counts every array task): "
+                f"wait for jobs to end, then submit again; {kept}")
+    return kept

@@ -1,0 +1,202 @@
+"""`danlu logs RUN`: per-node / per-rank logs of a run, merged with prefixes, tail and follow.
+
+Which files exist is the run layout's business (launcher/layout.py); per attempt and restart there are
+  node<K>.log   one per node for accelerate/torchrun: every local rank's lines, tagged `[default<L>]:` by
+                torch elastic (--tee);
+  rank<R>.log   one per task for lightning/python (one task per rank); for accelerate/torchrun also
+                rank<R>.log/.err, collected when the node ends;
+and Slurm's own output of the batch script (`--err`). A requeued attempt has one set per restart: each
+stream shows its restarts one after the other.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from argparse import Namespace
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from ..errors import UserError
+from ..layout import AttemptLayout, RestartLayout, RunLayout, log_per_task, natural_key
+from ..state.names import TERMINAL
+from ..state.reconcile import refresh
+
+_LOCAL = re.compile(rb"^\[default(\d+)\]:")
+
+
+@dataclass
+class Source:
+    """One log stream to show (its file in each restart, in order): lines prefixed with `tag` (merged view),
+    or only one local rank's lines."""
+
+    paths: List[Path] = field(default_factory=list)
+    tag: str = ""
+    node: Optional[int] = None  # a node log: `[default<L>]:` becomes this node's global rank
+    ppn: Optional[int] = None  # ranks per node, to number them
+    only_local: Optional[int] = None  # --rank on a node log: keep local rank L's lines, unprefixed
+
+    def exists(self) -> bool:
+        return any(p.exists() for p in self.paths)
+
+
+@dataclass
+class Layout:
+    ppn: Optional[int] = None  # training processes (ranks) per node
+    per_task: Optional[bool] = None  # one agent (and log) per rank, not per node
+
+
+def layout(row: Any) -> Layout:
+    """How the run's logs are laid out, from its resolved config (as the agent decides it)."""
+    try:
+        import json
+
+        from ..spec.compose import spec_from_dict
+        from ..spec.options import RunSpec
+        from ..spec.validate import shape
+
+        spec = spec_from_dict(RunSpec, json.loads(row["config"]))
+        shp = shape(spec)
+        return Layout(shp.procs_per_node, log_per_task(spec.launch.kind, shp.tasks_per_node))
+    except Exception:
+        return Layout()
+
+
+def _streams(restarts: List[RestartLayout], pick: Any) -> List[Path]:
+    return [pick(r) for r in restarts]
+
+
+def sources(row: Any, attempt: AttemptLayout, args: Namespace, lay: Layout) -> List[Source]:
+    d = attempt.root
+    if d.exists() and not os.access(d, os.R_OK | os.X_OK):
+        raise UserError(f"the run directory {str(d)!r} is not readable", "check its permissions (danlu creates it readable by its owner only)")
+    if args.err:
+        out = RunLayout(Path(row["run_dir"])).slurm_output(row["job_id"])
+        return [Source([out] if out else [])]
+    restarts = attempt.restarts()
+    nodes = sorted({p.name for r in restarts for p in r.node_logs()}, key=lambda n: natural_key(Path(n)))
+    ranks = sorted({p.name for r in restarts for p in r.rank_logs()}, key=lambda n: natural_key(Path(n)))
+    ppn = lay.ppn
+    per_node = bool(nodes) or lay.per_task is False
+    if args.rank is not None:
+        r = args.rank
+        if per_node and ppn and ppn > 1:  # one launcher per node: the rank's lines are in its node's log
+            return [Source(_streams(restarts, lambda x: x.node_log(r // ppn)), only_local=r % ppn)]
+        if per_node and ppn == 1:
+            return [Source(_streams(restarts, lambda x: x.node_log(r)))]
+        return [Source(_streams(restarts, lambda x: x.rank_log(r)))]
+    if args.node is not None:
+        n = args.node
+        if per_node:
+            return [Source(_streams(restarts, lambda x: x.node_log(n)), node=n, ppn=ppn)]
+        if ppn:  # one task per rank: this node's ranks
+            return [Source(_streams(restarts, lambda x, k=k: x.rank_log(n * ppn + k)), tag=f"rank{n * ppn + k}")
+                    for k in range(ppn)]
+        return [Source(_streams(restarts, lambda x: x.rank_log(n)))]
+    # merged view: per-node logs hold every rank's lines (tee); per-task runs have rank files only
+    if nodes:
+        out = []
+        for name in nodes:
+            stem = name[:-len(".log")]
+            out.append(Source([x.root / name for x in restarts], tag=stem,
+                              node=int(stem[4:]) if stem[4:].isdigit() else None, ppn=ppn))
+        return out
+    return [Source([x.root / name for x in restarts], tag=name[:-len(".log")]) for name in ranks]
+
+
+def show_logs(store: Any, args: Namespace) -> int:
+    row = store.run(args.run)
+    if row is None:
+        raise UserError(f"no run named {args.run!r}", "`danlu status --all` lists runs (ids look like sweep/3)")
+    attempts = store.attempts(args.run)
+    latest = attempts[-1]
+    number = args.attempt or latest["attempt"]
+    if args.attempt is not None and not any(a["attempt"] == args.attempt for a in attempts):
+        raise UserError(f"run {args.run!r} has no attempt {args.attempt}", f"it has attempts 1-{latest['attempt']}")
+    run_dir = Path(row["run_dir"])
+    if not run_dir.is_dir():
+        what = "is not a directory" if run_dir.exists() else "is gone"
+        raise UserError(f"the run directory {str(run_dir)!r} {what}",
+                        "it was moved or deleted; `danlu show RUN` still has the config and script")
+    if args.tail is not None and args.tail < 0:
+        raise UserError(f"--tail {args.tail}: must be 0 or more", "e.g. --tail 50 for the last 50 lines")
+    merged = dict(row) | {"job_id": next(a["job_id"] for a in attempts if a["attempt"] == number)}
+    attempt = RunLayout(run_dir).attempt(number)
+    lay = layout(row) if not args.err else Layout()
+    ppn = lay.ppn
+    if ppn is not None and args.rank is not None and row["nodes"] and args.rank >= ppn * row["nodes"]:
+        raise UserError(f"{args.run} has no rank {args.rank}", f"its ranks are 0-{ppn * row['nodes'] - 1}")
+    if args.node is not None and row["nodes"] and args.node >= row["nodes"]:
+        raise UserError(f"{args.run} has no node {args.node}", f"its nodes are numbered 0-{row['nodes'] - 1}")
+    srcs = sources(merged, attempt, args, lay)
+    follow = args.follow and number == latest["attempt"]
+    if not follow and (args.rank is not None or args.node is not None) and not any(s.exists() for s in srcs):
+        what = f"rank {args.rank}" if args.rank is not None else f"node {args.node}"
+        raise UserError(f"no log for {what} of {args.run} (attempt {number}) yet",
+                        "it may not have started; `danlu status` shows its state, `--follow` waits for it")
+    offsets: Dict[Path, int] = {}
+    lines = _read_new(srcs, offsets, len(srcs) > 1)
+    if args.tail is not None:
+        lines = lines[-args.tail:] if args.tail > 0 else []
+    _emit(lines)
+    if not any(s.exists() for s in srcs):
+        print(f"(no logs yet for {args.run}, attempt {number})", file=sys.stderr)
+    if not follow:
+        return 0
+    while True:
+        time.sleep(1.0)
+        srcs = sources(merged, attempt, args, lay)  # node files and restarts appear as the job goes on
+        _emit(_read_new(srcs, offsets, len(srcs) > 1))
+        state = refresh(store, store.latest(runs=[args.run])).rows[0]["state"]
+        if state in TERMINAL:
+            time.sleep(0.5)  # the last lines of a shared file system
+            srcs = sources(merged, attempt, args, lay)
+            _emit(_read_new(srcs, offsets, len(srcs) > 1))
+            print(f"({args.run} ended: {state})", file=sys.stderr)
+            return 0
+
+
+def _read_new(srcs: List[Source], offsets: Dict[Path, int], prefix: bool) -> List[str]:
+    out: List[str] = []
+    for s in srcs:
+        for f in s.paths:
+            out.extend(_read_file(s, f, offsets, prefix))
+    return out
+
+
+def _read_file(s: Source, f: Path, offsets: Dict[Path, int], prefix: bool) -> List[str]:
+    try:
+        with open(f, "rb") as fh:
+            fh.seek(offsets.get(f, 0))
+            data = fh.read()
+    except FileNotFoundError:
+        return []
+    except PermissionError:
+        raise UserError(f"cannot read {str(f)!r}", "check the run directory's permissions") from None
+    end = data.rfind(b"\n") + 1
+    offsets[f] = offsets.get(f, 0) + end
+    out: List[str] = []
+    for raw in data[:end].splitlines():
+        m = _LOCAL.match(raw)
+        if s.only_local is not None:
+            if m is None or int(m.group(1)) != s.only_local:
+                continue
+            raw = raw[m.end():]
+        line = raw.decode("utf-8", "replace")
+        if prefix:
+            if m is not None and s.node is not None and s.ppn and s.only_local is None and s.tag:
+                out.append(f"[{s.tag} rank{s.node * s.ppn + int(m.group(1))}] {line[m.end():].lstrip()}")
+            else:
+                out.append(f"[{s.tag}] {line}")
+        else:
+            out.append(line)
+    return out
+
+
+def _emit(lines: List[str]) -> None:
+    if lines:
+        sys.stdout.write("\n".join(lines) + "\n")
+        sys.stdout.flush()
