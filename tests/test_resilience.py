@@ -56,6 +56,20 @@ def test_time_limit_requeues_and_resumes_until_done(slurm_cluster, danlu_env):
     assert "done steps=120" in log
     assert _assert_progress_never_goes_back_more_than(_steps(log), interval) >= 2
     assert "exiting for requeue" in log
+    # every start of the attempt logged into files of its own (launcher/layout.py), none written over
+    from launcher.layout import SweepLayout
+
+    attempt = SweepLayout(Path(danlu_env["DANLU_RUNS_DIR"]) / "timelimit").run(0).attempt(1)
+    restarts = attempt.restarts()
+    assert [r.number for r in restarts] == list(range(item["restarts"] + 1)), restarts
+    for r in restarts:
+        text = r.node_log(0).read_text()
+        assert "step=" in text, (r.root, text[-500:])
+        agent = r.agent_log("node0").read_text()
+        assert f"restart {r.number}:" in agent, agent
+    assert "done steps=120" in restarts[-1].node_log(0).read_text()
+    assert all("done steps=120" not in r.node_log(0).read_text() for r in restarts[:-1])
+    assert sum(len(r.node_log(0).read_text().splitlines()) for r in restarts) <= len(log.splitlines())
 
 
 def _wait_running(sweep, env, timeout=120):

@@ -1,0 +1,68 @@
+"""The run layout (launcher/layout.py): one place names every file of a run; restarts never share log files."""
+
+from __future__ import annotations
+
+from argparse import Namespace
+from pathlib import Path
+
+from launcher.layout import RunLayout, SweepLayout, log_per_task, safe_name
+from launcher.views.logs import Layout, _read_new, sources
+
+
+def test_paths_of_a_sweep_run_attempt_and_restart(tmp_path):
+    sweep = SweepLayout(tmp_path / "dpo-1")
+    run = sweep.run(3)
+    assert run.root == tmp_path / "dpo-1" / "3" and run.sweep == sweep
+    assert sweep.script("abc:2") == tmp_path / "dpo-1" / "scripts" / "abc-2.sbatch"
+    assert sweep.pickle("abc:2", 7) == tmp_path / "dpo-1" / ".submitit" / "abc-2.7.pkl"
+    assert str(sweep.slurm_output_pattern(True)).endswith(".slurm/job-%A_%a.out")
+    assert run.slurm_output("51_4") == tmp_path / "dpo-1" / ".slurm" / "job-51_4.out"
+    assert run.slurm_output("local-99") is None
+    restart = run.attempt(2).restart(1)
+    assert restart.root == run.root / "logs" / "attempt-2" / "restart-1"
+    assert restart.node_log(0).name == "node0.log" and restart.rank_log(3, stderr=True).name == "rank3.err"
+    assert restart.agent_log("rank1").name == "agent-rank1.log"
+
+
+def test_restarts_in_numeric_order_and_result_round_trip(tmp_path):
+    attempt = RunLayout(tmp_path / "r").attempt(1)
+    for k in (10, 2, 0):
+        attempt.restart(k).root.mkdir(parents=True)
+    (attempt.root / "restart-x").mkdir()  # not a restart
+    assert [r.number for r in attempt.restarts()] == [0, 2, 10]
+    assert attempt.read_result() is None
+    attempt.write_result({"exit_code": 0, "restart": 10})
+    assert attempt.read_result() == {"exit_code": 0, "restart": 10}
+
+
+def test_log_per_task_rule():
+    assert not log_per_task("accelerate", 1) and not log_per_task("torchrun", 1)
+    assert log_per_task("accelerate", 2) and log_per_task("lightning", 1) and log_per_task("python", 1)
+
+
+def test_safe_names():
+    assert safe_name("dpo-beta_1.2") and not safe_name("a b") and not safe_name("") and not safe_name("-x")
+    assert not safe_name("x" * 65) and not safe_name("../up")
+
+
+def test_logs_show_each_stream_restart_after_restart(tmp_path):
+    run = RunLayout(tmp_path / "s" / "0")
+    attempt = run.attempt(1)
+    for k, lines in ((0, ["step=1", "step=2"]), (1, ["resumed from checkpoint step=2", "step=3"])):
+        d = attempt.restart(k)
+        d.root.mkdir(parents=True)
+        d.node_log(0).write_text("".join(f"[default0]:{ln}\n" for ln in lines))
+        d.node_log(1).write_text(f"[default0]:node1 restart {k}\n")
+        d.agent_log("node0").write_text("agent line\n")
+    row = {"run_dir": str(run.root), "job_id": "12"}
+    args = Namespace(err=False, rank=None, node=None)
+    srcs = sources(row, attempt, args, Layout(ppn=1, per_task=False))
+    assert [s.tag for s in srcs] == ["node0", "node1"]
+    assert [p.parent.name for p in srcs[0].paths] == ["restart-0", "restart-1"]
+    assert _read_new(srcs, {}, prefix=True) == [
+        "[node0 rank0] step=1", "[node0 rank0] step=2", "[node0 rank0] resumed from checkpoint step=2",
+        "[node0 rank0] step=3", "[node1 rank1] node1 restart 0", "[node1 rank1] node1 restart 1"]
+    one = sources(row, attempt, Namespace(err=False, rank=1, node=None), Layout(ppn=1, per_task=False))
+    assert _read_new(one, {}, prefix=False) == ["[default0]:node1 restart 0", "[default0]:node1 restart 1"]
+    err = sources(row, attempt, Namespace(err=True, rank=None, node=None), Layout())
+    assert err[0].paths == [tmp_path / "s" / ".slurm" / "job-12.out"]
