@@ -143,6 +143,12 @@ class SignalFlag:
     def _handler(self, signum, frame):
         self.signum = signum
 
+    def report_once(self, log, rank):
+        """Each rank says when a signal reached it itself (before the ranks agree on stopping)."""
+        if self.signum and not getattr(self, "_reported", False):
+            self._reported = True
+            log(f"signal {signal.Signals(self.signum).name} reached rank={rank}", all_ranks=True)
+
     def agreed(self, accelerator):
         """Max of the received signal number over all ranks (0 = none), so that
         every rank stops at the same step even if only one got the signal."""
@@ -397,6 +403,7 @@ def main(argv=None):
             f"mse_w={mse_w.item():.4f} mse_l={mse_l.item():.4f} step_time={time.time() - t0:.3f}s "
             f"rank={rank} world_size={world}", all_ranks=True)
 
+        flag.report_once(log, rank)
         signum = flag.agreed(accelerator)
         if signum or step % args.checkpointing_steps == 0 or step == args.max_train_steps:
             save_checkpoint(accelerator, args.output_dir, step, state(step))

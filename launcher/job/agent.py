@@ -63,6 +63,7 @@ class NodeAgent:
                     ntasks=env.num_tasks)
 
     def __call__(self) -> int:
+        _become_subreaper()  # ranks whose launcher died are re-parented here, so none is ever left behind
         ids = self._ids()
         attempt = int(os.environ.get("DANLU_ATTEMPT", "1"))
         restart = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
@@ -128,9 +129,16 @@ class NodeAgent:
         def warn(why: str) -> None:
             if self._interrupted:
                 return
+            ranks = self._rank_pids(child)
+            if child.poll() is not None or not ranks:
+                # the program has finished (or is tearing down): nothing to checkpoint, never a requeue
+                say(f"{why}: ignored, the training processes have already ended")
+                return
             self._interrupted = True
-            say(f"{why}: sending SIGUSR1 to the training processes (checkpoint and exit for requeue)")
-            _killpg(child.pid, signal.SIGUSR1)
+            say(f"{why}: sending SIGUSR1 to each of the {len(ranks)} training process(es) "
+                f"(pids {' '.join(map(str, ranks))}): checkpoint and exit for requeue")
+            for pid in ranks:  # each rank itself: launchers such as torch elastic do not forward SIGUSR1
+                _kill(pid, signal.SIGUSR1)
 
         if end is not None:
             # Slurm may deliver --signal up to a minute early; the agent keeps its own, exact clock
@@ -172,8 +180,12 @@ class NodeAgent:
         code = child.wait()
         if self._interrupted:
             # the launcher may end before its ranks have written their checkpoint: wait for them
-            _wait_group_empty(child.pid, timeout=max(5.0, self.checkpoint_wait_s))
-        _killpg(child.pid, signal.SIGKILL)  # nothing of this node's ranks outlives the launcher
+            left = _wait_descendants_gone(timeout=max(5.0, self.checkpoint_wait_s))
+            if left:
+                say(f"{len(left)} process(es) still running {self.checkpoint_wait_s:.0f}s after the signal: killed")
+        # nothing this agent started outlives the launcher: its group, and ranks in sessions of their own
+        _killpg(child.pid, signal.SIGKILL)
+        _kill_descendants()
         if code < 0:
             code = 128 - code
         if self._interrupted:
@@ -185,6 +197,16 @@ class NodeAgent:
             # this task failed first (as far as it knows): say so, so the log shows where the job broke
             say(f"the launcher exited with code {code}: ending the job (the other nodes are stopped by srun)")
         return code
+
+    def _rank_pids(self, child: subprocess.Popen) -> List[int]:  # type: ignore[type-arg]
+        """The training processes: a per-node launcher's children (torch elastic starts each rank in a session of
+        its own), else the program the agent started (one per task). Never the process group: it holds data
+        loader workers, which SIGUSR1 would kill."""
+        if child.poll() is not None:
+            return []
+        if self.launch_kind in ("accelerate", "torchrun"):
+            return _children(child.pid)
+        return [child.pid]
 
     def _collect_rank_logs(self, rank_logs: Path, logs: "RestartLayout", node: int) -> None:
         """torch elastic writes <dir>/<id>/attempt_<n>/<local_rank>/std{out,err}.log: append to rank<R>.log."""
@@ -233,6 +255,51 @@ def _fill(arg: str, subst: Dict[str, str]) -> str:
     return arg
 
 
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _become_subreaper() -> None:
+    """prctl(PR_SET_CHILD_SUBREAPER): orphaned descendants become this process's children (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _descendants(root: int) -> List[int]:
+    """Live descendants of `root` (children, their children, ...)."""
+    children: Dict[int, List[int]] = {}
+    for pid, parent, _ in _live_processes():
+        children.setdefault(parent, []).append(pid)
+    out, todo = [], list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def _wait_descendants_gone(timeout: float) -> List[int]:
+    """Wait until this agent has no live descendant left; those still alive after `timeout`."""
+    end = time.time() + timeout
+    while True:
+        left = _descendants(os.getpid())
+        if not left or time.time() >= end:
+            return left
+        time.sleep(0.2)
+
+
+def _kill_descendants() -> None:
+    for pid in _descendants(os.getpid()):
+        _kill(pid, signal.SIGKILL)
+
+
 def _killpg(pid: int, sig: int) -> None:
     try:
         os.killpg(pid, sig)
@@ -261,17 +328,6 @@ def _live_processes() -> Iterator[Tuple[int, int, int]]:
             continue
         if fields[0] != "Z":
             yield int(stat.parent.name), int(fields[1]), int(fields[2])
-
-
-def _group_alive(pgid: int) -> bool:
-    """Is any process of the group still running (zombies do not count)?"""
-    return any(group == pgid for _, _, group in _live_processes())
-
-
-def _wait_group_empty(pgid: int, timeout: float) -> None:
-    end = time.time() + timeout
-    while time.time() < end and _group_alive(pgid):
-        time.sleep(0.2)
 
 
 # torch elastic (accelerate launch --multi_gpu, torchrun) logs this when it starts stopping its workers
