@@ -7,6 +7,7 @@ the number of runs: job ids are passed together, array jobs by their array job i
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -222,6 +223,46 @@ def sbatch(script: "os.PathLike[str]") -> str:
     if not job_id.isdigit():
         raise SlurmUnavailable(f"sbatch: unexpected answer {out.strip()!r}")
     return job_id
+
+
+def _seconds(text: str) -> Optional[int]:
+    """'30 sec', '0', '00:01:00', '1-00:00:00' -> seconds (None if unreadable)."""
+    text = text.strip().replace(" sec", "")
+    if text.isdigit():
+        return int(text)
+    try:
+        return parse_elapsed(text)
+    except ValueError:
+        return None
+
+
+def stop_grace(partition: Optional[str], qos: Optional[str] = None) -> Optional[int]:
+    """Seconds a job's processes have between SIGTERM and SIGKILL: the larger of the cluster's KillWait
+    (scancel, time limit, a failed step) and the GraceTime of the partition or QOS (preemption). None when
+    Slurm cannot say. Read on the login node, once per submit; the job side is handed the number."""
+    try:
+        found = re.search(r"^KillWait\s*=\s*(.+)$", run(["scontrol", "show", "config"]), re.M)
+    except SlurmUnavailable:
+        return None
+    graces = [_seconds(found.group(1))] if found else []
+    if partition:
+        try:
+            m = re.search(r"\bGraceTime=(\S+)", run(["scontrol", "show", "partition", partition, "-o"]))
+            graces.append(_seconds(m.group(1)) if m else None)
+        except SlurmUnavailable:
+            pass
+    if qos:
+        try:
+            graces.append(_seconds(run(["sacctmgr", "-n", "-P", "show", "qos", qos, "format=GraceTime"]).strip()))
+        except SlurmUnavailable:
+            pass
+    known = [g for g in graces if g is not None]
+    return max(known) if known else None
+
+
+def stop_graces(places: Iterable[tuple]) -> Dict[tuple, Optional[int]]:
+    """stop_grace of every distinct (partition, qos) of a submission."""
+    return {place: stop_grace(*place) for place in set(places)}
 
 
 def scancel(job_ids: Iterable[str]) -> None:

@@ -203,3 +203,48 @@ def test_time_limit_signal_reaches_every_rank_behind_a_launcher(slurm_cluster, d
         assert resumed and resumed.group(1) == stopped.group(1), (stopped.group(0), logs[k + 1][:2000])
     assert "done steps=40" in danlu("logs", run, env=danlu_env, check=True).stdout
     assert _job_processes(str(run_layout.output_dir)) == []
+
+
+def test_cancel_gives_the_ranks_the_clusters_grace_to_checkpoint(slurm_cluster, danlu_env):
+    """scancel: SIGTERM reaches each rank behind torch elastic, and the program may use the cluster's KillWait
+    (15 s on the test cluster, read at submit) to write a checkpoint that takes 6 s; nothing is left running."""
+    from launcher import slurm
+    from launcher.layout import SweepLayout
+
+    grace = slurm.stop_grace("debug-4090-01")
+    assert grace is not None and grace >= 10, grace  # the cluster's, not a constant of danlu's
+    name = "cancel-grace"
+    out = submit_json("experiment=tiny_dpo", "cluster=testcluster", "resources.gpus_per_node=2",
+                      "args.sleep_per_step=1.0", "args.max_train_steps=300", "args.checkpointing_steps=1000",
+                      "+args.checkpoint_seconds=6", "+args.pretrain_steps=20", "--name", name, env=danlu_env)
+    run = out["runs"][0]["run"]
+    layout = SweepLayout(Path(danlu_env["DANLU_RUNS_DIR"]) / name).run(0)
+    log = layout.attempt(1).restart(0).node_log(0)
+    deadline = time.time() + 180
+    while not (log.exists() and "step=3 " in log.read_text()):
+        assert time.time() < deadline, log.read_text()[-2000:] if log.exists() else "no log"
+        time.sleep(1)
+    assert danlu("cancel", run, env=danlu_env).returncode == 0
+    (item,) = wait_status(name, danlu_env, timeout=120)
+    assert item["state"] == "CANCELLED", item
+    agent_log = layout.attempt(1).restart(0).agent_log("node0")
+    deadline = time.time() + grace + 30  # the job goes on for up to its grace after the cancel
+    while "] exit code " not in agent_log.read_text():
+        assert time.time() < deadline, agent_log.read_text()
+        time.sleep(1)
+    text = log.read_text()
+    agent = agent_log.read_text()
+    assert f"SIGKILL for what is left in {grace - 2}s (the cluster gives {grace}s)" in agent, agent
+    assert "forwarding it to each of the 2 training process(es)" in agent, agent
+    # torch elastic stops copying its ranks' output into the node log once it is told to stop: the ranks' own
+    # logs (collected by the agent) have all of it
+    ranks = [layout.attempt(1).restart(0).rank_log(r).read_text() for r in (0, 1)]
+    for rank in (0, 1):
+        assert f"signal SIGTERM reached rank={rank}" in ranks[rank], ranks[rank][-2000:]
+    saved = re.search(r"received signal SIGTERM at step=(\d+); checkpoint saved", ranks[0])
+    assert saved, (ranks[0][-2000:], text[-1000:])
+    assert (layout.output_dir / "checkpoints" / f"step_{saved.group(1)}.pt").exists()
+    deadline = time.time() + 30
+    while _job_processes(str(layout.output_dir)) and time.time() < deadline:
+        time.sleep(1)
+    assert _job_processes(str(layout.output_dir)) == []

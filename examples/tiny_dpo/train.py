@@ -78,6 +78,8 @@ def parse_args(argv=None):
     p.add_argument("--crash_rank", type=int, default=0, help="Rank that raises the injected crash.")
     p.add_argument("--sleep_per_step", type=float, default=0.0,
                    help="Sleep this many seconds per step (simulates long training).")
+    p.add_argument("--checkpoint_seconds", type=float, default=0.0,
+                   help="Take this many seconds longer to write each checkpoint (simulates a large model).")
     return p.parse_args(argv)
 
 
@@ -193,7 +195,7 @@ def latest_checkpoint_step(accelerator, output_dir):
     return obj[0]
 
 
-def save_checkpoint(accelerator, output_dir, step, state):
+def save_checkpoint(accelerator, output_dir, step, state, seconds=0.0):
     """Rank 0 writes tmp + os.replace, prunes old ones; all ranks then sync."""
     if accelerator.is_main_process:
         d = checkpoint_dir(output_dir)
@@ -201,6 +203,8 @@ def save_checkpoint(accelerator, output_dir, step, state):
         path = os.path.join(d, f"step_{step}.pt")
         tmp = path + f".tmp.{os.getpid()}"
         torch.save(state, tmp)
+        if seconds > 0:
+            time.sleep(seconds)
         os.replace(tmp, path)
         for old in list_checkpoints(output_dir)[:-KEEP_CHECKPOINTS]:
             try:
@@ -406,7 +410,7 @@ def main(argv=None):
         flag.report_once(log, rank)
         signum = flag.agreed(accelerator)
         if signum or step % args.checkpointing_steps == 0 or step == args.max_train_steps:
-            save_checkpoint(accelerator, args.output_dir, step, state(step))
+            save_checkpoint(accelerator, args.output_dir, step, state(step), args.checkpoint_seconds)
         if signum:
             log(f"received signal {signal.Signals(signum).name} at step={step}; "
                 "checkpoint saved; exiting for requeue")

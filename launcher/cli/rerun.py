@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from argparse import Namespace
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from ..errors import NothingToDo, UserError
 from .output import err
@@ -22,7 +22,8 @@ def merge_overrides(original: List[str], new: List[str]) -> List[str]:
 
 def run(args: Namespace) -> int:
     from ..layout import RunLayout
-    from ..plan.planner import PlannedRun, plan_jobs
+    from .. import slurm
+    from ..plan.planner import PlannedRun, place, plan_jobs
     from ..spec.compose import Composer
     from ..spec.validate import check
     from ..state.names import ACTIVE, RERUNNABLE
@@ -53,6 +54,7 @@ def run(args: Namespace) -> int:
     composer = Composer()
     planned: List[PlannedRun] = []
     expect: Dict[str, int] = {}
+    graces: Dict[tuple, Optional[int]] = {}
     for r in chosen:
         overrides = merge_overrides(json.loads(r["overrides"]), list(args.overrides))
         if args.exclude_failed_nodes:
@@ -61,9 +63,13 @@ def run(args: Namespace) -> int:
                 overrides = merge_overrides(overrides, [f"resources.exclude={','.join(bad)}"])
         (cfg,) = composer.runs(overrides, multirun=False)
         (shp,), _ = check([cfg.spec], strict_files=not args.dry_run)
+        where = place(cfg.spec, shp)
+        if cfg.spec.cluster.kind == "slurm" and where not in graces:
+            graces.update(slurm.stop_graces([where]))  # once per partition and QOS
         planned.append(PlannedRun(run_id=r["run"], sweep=r["sweep"], idx=r["idx"], cfg=cfg, shape=shp,
                                   layout=RunLayout(Path(r["run_dir"])), attempt=r["attempt"] + 1,
-                                  workdir=str(Path(cfg.spec.workdir).expanduser().resolve())))
+                                  workdir=str(Path(cfg.spec.workdir).expanduser().resolve()),
+                                  stop_grace_s=graces.get(where)))
         expect[r["run"]] = r["attempt"]
     token = new_token()
     label = chosen[0]["sweep"] if len({r["sweep"] for r in chosen}) == 1 else "rerun"

@@ -12,7 +12,8 @@ from .output import err
 
 
 def run(args: Namespace) -> int:
-    from ..plan.planner import new_runs, plan_jobs, sweep_layout
+    from .. import slurm
+    from ..plan.planner import new_runs, place, plan_jobs, sweep_layout
     from ..spec.compose import Composer
     from ..spec.validate import check
     from ..submit.execute import new_token
@@ -30,9 +31,11 @@ def run(args: Namespace) -> int:
         raise UserError(f"bad sweep name {base!r}", "set --name with letters, digits, '.', '_' and '-'")
     explicit = bool(args.name or spec0.name)
     token = new_token()
+    slurm_runs = [(c.spec, s) for c, s in zip(cfgs, shapes) if c.spec.cluster.kind == "slurm"]
+    graces = slurm.stop_graces(place(spec, shp) for spec, shp in slurm_runs) if slurm_runs else {}
 
     def plan_for(name: str) -> list:
-        return plan_jobs(token, new_runs(name, cfgs, shapes), args.template_dir)
+        return plan_jobs(token, new_runs(name, cfgs, shapes, graces), args.template_dir)
 
     if args.dry_run:
         for w in warnings:

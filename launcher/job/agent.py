@@ -8,7 +8,7 @@ On each node it:
     the launcher supports it, one per rank, plus its own lines (head node, port, command);
   * fails fast: a non-zero exit ends this task at once, and `srun --kill-on-bad-exit=1` then
     ends every other node's task, so surviving ranks never wait for a dead peer; when torch elastic
-    stops a node's ranks after one of them failed, ranks still alive after KILL_GRACE_S are killed
+    stops a node's ranks after one of them failed, ranks still alive after FAILED_PEER_KILL_S are killed
     (torch elastic would give a rank blocked in a collective 30 s);
   * forwards Slurm's signals: the time-limit/preemption warning (requeue.signal) reaches every
     training process as SIGUSR1 (the workloads checkpoint and exit), SIGTERM as SIGTERM; after
@@ -40,7 +40,11 @@ from .port import job_port
 # of danlu's login side (it starts on every node of every job: the fewer imports, the sooner training starts).
 NODE_RANK, HEAD_ADDR, PORT, LOG_DIR = "@NODE_RANK@", "@HEAD_ADDR@", "@PORT@", "@LOG_DIR@"
 
-KILL_GRACE_S = 3.0  # below Slurm's KillWait, so the agent reaps its children before SIGKILL
+# a rank still alive this long after torch elastic began stopping the ranks of a failed node is killed
+FAILED_PEER_KILL_S = 3.0
+# after SIGTERM the program has the cluster's grace (KillWait / GraceTime, slurm.stop_grace) less this margin,
+# in which the agent kills what is left, collects the logs and writes the result before Slurm's SIGKILL
+STOP_MARGIN_S = 2.0
 
 
 @dataclass
@@ -53,6 +57,7 @@ class NodeAgent:
     requeue_signal: str = "USR2"
     checkpoint_wait_s: float = 60.0  # after a time-limit/preemption warning, how long ranks may take to checkpoint
     grace_s: float = 120.0  # warn the ranks this long before the time limit (requeue.grace_s)
+    stop_grace_s: float = 30.0  # SIGTERM to SIGKILL on this cluster (read at submit; Slurm's default KillWait)
 
     # ---- environment -------------------------------------------------------------------------
     def _ids(self) -> Dict[str, int]:
@@ -112,6 +117,7 @@ class NodeAgent:
     # ---- the child ---------------------------------------------------------------------------
     _interrupted = False
     _stopped_by: Optional[str] = None  # the first stop signal (SIGTERM/SIGINT) Slurm sent this task
+    _kill_at: float = 0.0  # when what is left of the program is SIGKILLed after that signal
 
     def _run(self, argv: List[str], env: Dict[str, str], out: object, say) -> int:  # type: ignore[no-untyped-def]
         warn_sig = getattr(signal, f"SIG{self.requeue_signal}")
@@ -157,10 +163,18 @@ class NodeAgent:
                     return
                 warn(f"received {name} (time limit or preemption)")
             else:
+                first = self._stopped_by is None
                 self._stopped_by = self._stopped_by or name
-                say(f"received {name}: forwarding to the training processes")
-                _killpg(child.pid, signum)
-                threading.Thread(target=_kill_later, args=(child,), daemon=True).start()
+                ranks = self._rank_pids(child)
+                kill_in = max(1.0, self.stop_grace_s - STOP_MARGIN_S)
+                say(f"received {name}: forwarding it to each of the {len(ranks)} training process(es)"
+                    + (f"; SIGKILL for what is left in {kill_in:.0f}s (the cluster gives {self.stop_grace_s:.0f}s)"
+                       if first else ""))
+                for pid in ranks or [child.pid]:
+                    _kill(pid, signum)
+                if first:
+                    self._kill_at = time.time() + kill_in
+                    threading.Thread(target=_kill_later, args=(child, kill_in), daemon=True).start()
 
         for sig in {warn_sig, signal.SIGTERM, signal.SIGINT, signal.SIGCONT} - {signal.SIGCONT}:
             signal.signal(sig, forward)
@@ -175,9 +189,12 @@ class NodeAgent:
                 # a rank blocked in a collective whose peer died (NCCL) never ends by itself meanwhile
                 reaping = True
                 say(f"the launcher is stopping this node's ranks after a failure: SIGKILL for any still running "
-                    f"in {KILL_GRACE_S:.0f}s (not torch elastic's 30s)")
+                    f"in {FAILED_PEER_KILL_S:.0f}s (not torch elastic's 30s)")
                 threading.Thread(target=_kill_ranks_later, args=(child,), daemon=True).start()
         code = child.wait()
+        if self._stopped_by and self._kill_at:
+            # the launcher may go first: its ranks keep the rest of the cluster's grace to finish a checkpoint
+            _wait_descendants_gone(timeout=max(0.0, self._kill_at - time.time()))
         if self._interrupted:
             # the launcher may end before its ranks have written their checkpoint: wait for them
             left = _wait_descendants_gone(timeout=max(5.0, self.checkpoint_wait_s))
@@ -338,7 +355,7 @@ def _kill_ranks_later(child: subprocess.Popen) -> None:  # type: ignore[type-arg
     """SIGKILL the launcher's ranks still alive after the grace (torch elastic starts each rank in a
     session of its own: the rank's whole group goes). The launcher itself is left to notice, report
     which rank failed first, and exit with its own code."""
-    end = time.time() + KILL_GRACE_S
+    end = time.time() + FAILED_PEER_KILL_S
     while time.time() < end:
         if child.poll() is not None or not _children(child.pid):
             return
@@ -359,8 +376,10 @@ def _children(ppid: int) -> List[int]:
     return [pid for pid, parent, _ in _live_processes() if parent == ppid]
 
 
-def _kill_later(child: subprocess.Popen) -> None:  # type: ignore[type-arg]
+def _kill_later(child: subprocess.Popen, after: float) -> None:  # type: ignore[type-arg]
+    """SIGKILL whatever of the program still runs `after` seconds from now (its group and every descendant)."""
     try:
-        child.wait(timeout=KILL_GRACE_S)
+        child.wait(timeout=after)
     except subprocess.TimeoutExpired:
         _killpg(child.pid, signal.SIGKILL)
+    _kill_descendants()

@@ -41,6 +41,7 @@ class PlannedRun:
     layout: RunLayout
     workdir: str
     attempt: int = 1
+    stop_grace_s: Optional[float] = None  # the cluster's SIGTERM-to-SIGKILL time for this run (slurm.stop_grace)
 
     @property
     def spec(self) -> RunSpec:
@@ -56,7 +57,8 @@ class PlannedRun:
         return NodeAgent(run_id=self.run_id, launch_kind=s.launch.kind, procs_per_node=self.shape.procs_per_node,
                          tasks_per_node=self.shape.tasks_per_node, max_requeues=s.requeue.max_requeues,
                          requeue_signal=s.requeue.signal, checkpoint_wait_s=max(5.0, s.requeue.grace_s - 5.0),
-                         grace_s=float(s.requeue.grace_s) if s.requeue.enabled else 0.0)
+                         grace_s=float(s.requeue.grace_s) if s.requeue.enabled else 0.0,
+                         **({"stop_grace_s": float(self.stop_grace_s)} if self.stop_grace_s else {}))
 
 
 @dataclass(frozen=True)
@@ -93,13 +95,20 @@ def sweep_layout(spec: RunSpec, sweep: str) -> SweepLayout:
     return SweepLayout(Path(spec.cluster.runs_dir).expanduser().resolve() / sweep)
 
 
-def new_runs(sweep: str, cfgs: Sequence[RunConfig], shapes: Sequence[Shape]) -> List[PlannedRun]:
-    """The runs of a new sweep: <sweep>/<index>, first attempts."""
+def place(spec: RunSpec, shape: Shape) -> Tuple[Optional[str], Optional[str]]:
+    """(partition, qos): what the cluster's stop grace depends on (slurm.stop_graces)."""
+    return shape.partition, spec.cluster.qos
+
+
+def new_runs(sweep: str, cfgs: Sequence[RunConfig], shapes: Sequence[Shape],
+             graces: Optional[Dict[Tuple[Optional[str], Optional[str]], Optional[int]]] = None) -> List[PlannedRun]:
+    """The runs of a new sweep: <sweep>/<index>, first attempts. `graces`: slurm.stop_graces of their places."""
     out = []
     for i, (cfg, shp) in enumerate(zip(cfgs, shapes)):
         out.append(PlannedRun(run_id=f"{sweep}/{i}", sweep=sweep, idx=i, cfg=cfg, shape=shp,
                               layout=sweep_layout(cfg.spec, sweep).run(i),
-                              workdir=str(Path(cfg.spec.workdir).expanduser().resolve())))
+                              workdir=str(Path(cfg.spec.workdir).expanduser().resolve()),
+                              stop_grace_s=(graces or {}).get(place(cfg.spec, shp))))
     return out
 
 
