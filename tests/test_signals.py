@@ -1,0 +1,129 @@
+"""Signals inside the job, on real launchers with more than one rank: the time-limit checkpoint signal and
+SIGTERM reach every rank behind torch elastic (accelerate, torchrun), the program gets the cluster's grace,
+restarts resume from the checkpoint taken at the signal, and no process of the job is left behind."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from danlu_helpers import danlu, danlu_env, submit_json, wait_status  # noqa: F401
+
+pytestmark = pytest.mark.slurm
+
+
+def _job_processes(marker: str) -> list[str]:
+    """Processes on this machine (every test node is this machine) whose command line holds `marker`."""
+    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
+    return [ln for ln in out.splitlines() if marker in ln and "ps -eo" not in ln]
+
+
+@pytest.mark.parametrize("launch", ["accelerate", "torchrun"])
+def test_time_limit_signal_reaches_every_rank_behind_a_launcher(slurm_cluster, danlu_env, launch):
+    """1 node x 2 ranks behind torch elastic (which does not forward SIGUSR1): every rank gets the checkpoint
+    signal itself, the restart resumes from the checkpoint taken at the signal (no periodic ones: none is lost),
+    each restart logs apart, and no rank outlives its job."""
+    from launcher.layout import SweepLayout
+
+    name = f"tl2-{launch}"
+    out = submit_json("experiment=tiny_dpo", "cluster=testcluster", f"launch={launch}", "resources.gpus_per_node=2",
+                      "resources.time=1", "requeue.grace_s=20", "requeue.max_requeues=4", "args.sleep_per_step=1.0",
+                      "args.max_train_steps=40", "args.checkpointing_steps=1000", "+args.pretrain_steps=20",
+                      "--name", name, env=danlu_env)
+    run = out["runs"][0]["run"]
+    (item,) = wait_status(name, danlu_env, timeout=600, poll=5)
+    run_layout = SweepLayout(Path(danlu_env["DANLU_RUNS_DIR"]) / name).run(0)
+    restarts = run_layout.attempt(1).restarts()
+    logs = [r.node_log(0).read_text() for r in restarts]
+    assert item["state"] == "COMPLETED", (item, [t[-1500:] for t in logs])
+    assert item["restarts"] >= 1 and len(restarts) == item["restarts"] + 1, (item, restarts)
+    for k, (r, text) in enumerate(zip(restarts, logs)):
+        agent = r.agent_log("node0").read_text()
+        if k == len(restarts) - 1:
+            assert "done steps=40" in text, text[-2000:]
+            break
+        assert "sending SIGUSR1 to each of the 2 training process(es)" in agent, agent
+        for rank in (0, 1):
+            assert f"signal SIGUSR1 reached rank={rank}" in text, (k, rank, text[-2000:])
+            assert f"signal SIGUSR1 reached rank={rank}" in r.rank_log(rank).read_text(), (k, rank)
+        stopped = re.search(r"received signal SIGUSR1 at step=(\d+); checkpoint saved", text)
+        assert stopped, text[-2000:]
+        resumed = re.search(r"resumed from checkpoint step=(\d+)", logs[k + 1])
+        assert resumed and resumed.group(1) == stopped.group(1), (stopped.group(0), logs[k + 1][:2000])
+    assert "done steps=40" in danlu("logs", run, env=danlu_env, check=True).stdout
+    assert _job_processes(str(run_layout.output_dir)) == []
+
+
+def test_cancel_gives_the_ranks_the_clusters_grace_to_checkpoint(slurm_cluster, danlu_env):
+    """scancel: SIGTERM reaches each rank behind torch elastic, and the program may use the cluster's KillWait
+    (15 s on the test cluster, read at submit) to write a checkpoint that takes 6 s; nothing is left running."""
+    from launcher import slurm
+    from launcher.layout import SweepLayout
+
+    grace = slurm.stop_grace("debug-4090-01")
+    assert grace is not None and grace >= 10, grace  # the cluster's, not a constant of danlu's
+    name = "cancel-grace"
+    out = submit_json("experiment=tiny_dpo", "cluster=testcluster", "resources.gpus_per_node=2",
+                      "args.sleep_per_step=1.0", "args.max_train_steps=300", "args.checkpointing_steps=1000",
+                      "+args.checkpoint_seconds=6", "+args.pretrain_steps=20", "--name", name, env=danlu_env)
+    run = out["runs"][0]["run"]
+    layout = SweepLayout(Path(danlu_env["DANLU_RUNS_DIR"]) / name).run(0)
+    log = layout.attempt(1).restart(0).node_log(0)
+    deadline = time.time() + 180
+    while not (log.exists() and "step=3 " in log.read_text()):
+        assert time.time() < deadline, log.read_text()[-2000:] if log.exists() else "no log"
+        time.sleep(1)
+    assert danlu("cancel", run, env=danlu_env).returncode == 0
+    (item,) = wait_status(name, danlu_env, timeout=120)
+    assert item["state"] == "CANCELLED", item
+    agent_log = layout.attempt(1).restart(0).agent_log("node0")
+    deadline = time.time() + grace + 30  # the job goes on for up to its grace after the cancel
+    while "] exit code " not in agent_log.read_text():
+        assert time.time() < deadline, agent_log.read_text()
+        time.sleep(1)
+    text = log.read_text()
+    agent = agent_log.read_text()
+    assert f"SIGKILL for what is left in {grace - 2}s (the cluster gives {grace}s)" in agent, agent
+    assert "forwarding it to each of the 2 training process(es)" in agent, agent
+    # torch elastic stops copying its ranks' output into the node log once it is told to stop: the ranks' own
+    # logs (collected by the agent) have all of it
+    ranks = [layout.attempt(1).restart(0).rank_log(r).read_text() for r in (0, 1)]
+    for rank in (0, 1):
+        assert f"signal SIGTERM reached rank={rank}" in ranks[rank], ranks[rank][-2000:]
+    saved = re.search(r"received signal SIGTERM at step=(\d+); checkpoint saved", ranks[0])
+    assert saved, (ranks[0][-2000:], text[-1000:])
+    assert (layout.output_dir / "checkpoints" / f"step_{saved.group(1)}.pt").exists()
+    deadline = time.time() + 30
+    while _job_processes(str(layout.output_dir)) and time.time() < deadline:
+        time.sleep(1)
+    assert _job_processes(str(layout.output_dir)) == []
+
+
+def test_two_nodes_agree_before_the_requeue(slurm_cluster, danlu_env):
+    """2 nodes x 2 ranks (accelerate) at the time limit: every rank of both nodes checkpoints, both nodes' agents
+    record that their ranks stopped, and only then task 0 asks Slurm for the one requeue; the run completes."""
+    from launcher.layout import SweepLayout
+
+    name = "tl-2x2"
+    out = submit_json("experiment=tiny_dpo", "cluster=testcluster", "resources.nodes=2", "resources.gpus_per_node=2",
+                      "resources.time=1", "requeue.grace_s=20", "requeue.max_requeues=4", "args.sleep_per_step=1.0",
+                      "args.max_train_steps=40", "args.checkpointing_steps=1000", "+args.pretrain_steps=20",
+                      "--name", name, env=danlu_env)
+    (item,) = wait_status(name, danlu_env, timeout=600, poll=5)
+    run_layout = SweepLayout(Path(danlu_env["DANLU_RUNS_DIR"]) / name).run(0)
+    restarts = run_layout.attempt(1).restarts()
+    assert item["state"] == "COMPLETED" and item["nodes"] == 2, item
+    assert item["restarts"] >= 1 and len(restarts) == item["restarts"] + 1, (item, restarts)
+    for r in restarts[:-1]:
+        assert r.stopped("node0").exists() and r.stopped("node1").exists(), list(r.root.iterdir())
+        head = r.agent_log("node0").read_text()
+        assert "2 of 2 task(s) stopped for the requeue" in head and "requeue of job" in head and ": ok" in head, head
+        assert "requeue of job" not in r.agent_log("node1").read_text()  # one requeue, asked by task 0 only
+        for rank in range(4):
+            assert f"signal SIGUSR1 reached rank={rank}" in r.rank_log(rank).read_text(), (r.root, rank)
+    assert "done steps=40" in danlu("logs", out["runs"][0]["run"], env=danlu_env, check=True).stdout
+    assert _job_processes(str(run_layout.output_dir)) == []
