@@ -189,6 +189,14 @@ class RestartLayout:
     def agent_log(self, tag: str) -> Path:
         return self.root / f"agent-{tag}.log"
 
+    def stopped(self, tag: str) -> Path:
+        """Written by an agent once its ranks have stopped for a requeue (checkpoint written): task 0 waits
+        for every task's before it asks Slurm to requeue the job."""
+        return self.root / f"stopped-{tag}"
+
+    def stopped_count(self) -> int:
+        return len(list(self.root.glob("stopped-*"))) if self.root.is_dir() else 0
+
     def launcher_logs(self, tag: str) -> Path:
         """Where torch elastic writes its per-rank files while the node runs (collected into rank logs)."""
         return self.root / f"{tag}-ranks"

@@ -261,3 +261,8 @@ def test_tail_lines_reads_only_the_end_of_big_logs(tmp_path):
     big.write_text("x" * 200_000 + "\nValueError: the end\n")
     lines = tail_lines([big, tmp_path / "missing.log"], max_bytes=1000)
     assert lines[-1] == "ValueError: the end" and sum(len(ln) for ln in lines) < 1100
+
+
+def test_reason_when_requeues_ran_out():
+    lines = ["step=7 loss=0.1", "[danlu agent] not requeued: 3 requeues already (requeue.max_requeues=3)"]
+    assert classify("FAILED", "1:0", "node1", lines) == "stopped at the time limit after 3 requeues (requeue.max_requeues=3)"

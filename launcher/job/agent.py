@@ -106,8 +106,16 @@ class NodeAgent:
                 files.write_result({"exit_code": code, "ended": time.time(), "restart": restart,
                                     "interrupted": self._interrupted})
             say(f"exit code {code}")
-        if self._interrupted and ids["rank"] == 0:
-            self._maybe_requeue(restart, say_file=agent_log)
+            if self._interrupted:
+                logs.stopped(tag).write_text(f"{code}\n")  # this task's ranks are done: shared run dir barrier
+        requeued = self._interrupted and ids["rank"] == 0 and \
+            self._requeue_when_all_stopped(restart, logs, ids["ntasks"], agent_log)
+        if self._interrupted and (requeued or ids["rank"] != 0):
+            # stopped for the time limit or preemption, whatever the launcher's own exit code: a non-zero exit
+            # here would make srun kill the other nodes' tasks while they may still be writing their checkpoint
+            return 0
+        if self._interrupted and code == 0:
+            code = 1  # stopped early and not requeued (requeue.max_requeues): the run did not complete
         if code != 0:
             # a non-zero exit of any task makes srun end the whole step (--kill-on-bad-exit)
             sys.stdout.flush()
@@ -238,16 +246,27 @@ class NodeAgent:
                 shutil.copyfileobj(s, d)
         shutil.rmtree(rank_logs, ignore_errors=True)
 
-    def _maybe_requeue(self, restart: int, say_file: Path) -> None:
+    def _requeue_when_all_stopped(self, restart: int, logs: RestartLayout, ntasks: int, say_file: Path) -> bool:
+        """Nodes agree before the requeue: task 0 waits until every task's ranks have stopped (their `stopped-*`
+        files in the shared run directory), at most the checkpoint wait, then asks Slurm once."""
         job = os.environ.get("SLURM_JOB_ID")
+        end = time.time() + max(5.0, self.checkpoint_wait_s)
+        while logs.stopped_count() < ntasks and time.time() < end:
+            time.sleep(0.2)
         with open(say_file, "a") as log:
+            stopped = logs.stopped_count()
+            log.write(f"{stopped} of {ntasks} task(s) stopped for the requeue"
+                      + ("" if stopped >= ntasks else " (not waiting longer)") + "\n")
             if not job:
-                return
+                return False
             if restart >= self.max_requeues:
-                log.write(f"not requeued: {restart} requeues already (requeue.max_requeues={self.max_requeues})\n")
-                return
+                line = f"not requeued: {restart} requeues already (requeue.max_requeues={self.max_requeues})"
+                log.write(line + "\n")
+                print(f"[danlu agent] {line}", file=sys.stderr, flush=True)  # Slurm's output: the run's reason
+                return False
             done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
             log.write(f"requeue of job {job}: {'ok' if done.returncode == 0 else done.stderr.strip()}\n")
+            return done.returncode == 0
 
 
 def _describe_executable(name: str, path: Optional[str]) -> str:
