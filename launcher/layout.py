@@ -194,6 +194,10 @@ class RestartLayout:
         for every task's before it asks Slurm to requeue the job."""
         return self.root / f"stopped-{tag}"
 
+    def finished(self, tag: str) -> Path:
+        """Written by an agent whose program ended by itself, exit 0: the program is finishing on every node."""
+        return self.root / f"finished-{tag}"
+
     def stopped_count(self) -> int:
         return len(list(self.root.glob("stopped-*"))) if self.root.is_dir() else 0
 

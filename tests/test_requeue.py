@@ -21,7 +21,7 @@ def test_two_nodes_agree_before_the_requeue(slurm_cluster, danlu_env):
     name = "tl-2x2"
     out = submit_json("experiment=tiny_dpo", "cluster=testcluster", "resources.nodes=2", "resources.gpus_per_node=2",
                       "resources.time=1", "requeue.grace_s=20", "requeue.max_requeues=4", "args.sleep_per_step=1.0",
-                      "args.max_train_steps=40", "args.checkpointing_steps=1000", "+args.pretrain_steps=20",
+                      "args.max_train_steps=30", "args.checkpointing_steps=1000", "+args.pretrain_steps=20",
                       "--name", name, env=danlu_env)
     (item,) = wait_status(name, danlu_env, timeout=600, poll=5)
     run_layout = SweepLayout(Path(danlu_env["DANLU_RUNS_DIR"]) / name).run(0)
@@ -35,7 +35,7 @@ def test_two_nodes_agree_before_the_requeue(slurm_cluster, danlu_env):
         assert "requeue of job" not in r.agent_log("node1").read_text()  # one requeue, asked by task 0 only
         for rank in range(4):
             assert f"signal SIGUSR1 reached rank={rank}" in r.rank_log(rank).read_text(), (r.root, rank)
-    assert "done steps=40" in danlu("logs", out["runs"][0]["run"], env=danlu_env, check=True).stdout
+    assert "done steps=30" in danlu("logs", out["runs"][0]["run"], env=danlu_env, check=True).stdout
     assert _job_processes(str(run_layout.output_dir)) == []
 
 

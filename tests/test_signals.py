@@ -32,7 +32,7 @@ def test_time_limit_signal_reaches_every_rank_behind_a_launcher(slurm_cluster, d
     name = f"tl2-{launch}"
     out = submit_json("experiment=tiny_dpo", "cluster=testcluster", f"launch={launch}", "resources.gpus_per_node=2",
                       "resources.time=1", "requeue.grace_s=20", "requeue.max_requeues=4", "args.sleep_per_step=1.0",
-                      "args.max_train_steps=40", "args.checkpointing_steps=1000", "+args.pretrain_steps=20",
+                      "args.max_train_steps=30", "args.checkpointing_steps=1000", "+args.pretrain_steps=20",
                       "--name", name, env=danlu_env)
     run = out["runs"][0]["run"]
     (item,) = wait_status(name, danlu_env, timeout=600, poll=5)
@@ -44,7 +44,7 @@ def test_time_limit_signal_reaches_every_rank_behind_a_launcher(slurm_cluster, d
     for k, (r, text) in enumerate(zip(restarts, logs)):
         agent = r.agent_log("node0").read_text()
         if k == len(restarts) - 1:
-            assert "done steps=40" in text, text[-2000:]
+            assert "done steps=30" in text, text[-2000:]
             break
         assert "sending SIGUSR1 to each of the 2 training process(es)" in agent, agent
         for rank in (0, 1):
@@ -54,7 +54,7 @@ def test_time_limit_signal_reaches_every_rank_behind_a_launcher(slurm_cluster, d
         assert stopped, text[-2000:]
         resumed = re.search(r"resumed from checkpoint step=(\d+)", logs[k + 1])
         assert resumed and resumed.group(1) == stopped.group(1), (stopped.group(0), logs[k + 1][:2000])
-    assert "done steps=40" in danlu("logs", run, env=danlu_env, check=True).stdout
+    assert "done steps=30" in danlu("logs", run, env=danlu_env, check=True).stdout
     assert _job_processes(str(run_layout.output_dir)) == []
 
 

@@ -100,7 +100,7 @@ class NodeAgent:
                 f"task {ids['rank']}/{ids['ntasks']} head {head} port {port}")
             say("command: " + shlex.join(argv))
             say("launcher: " + _describe_executable(argv[0], env.get("PATH")))
-            code = self._run(argv, env, out, say)
+            code = self._run(argv, env, out, say, logs)
             self._collect_rank_logs(rank_logs, logs, ids["node"])
             if ids["rank"] == 0:
                 files.write_result({"exit_code": code, "ended": time.time(), "restart": restart,
@@ -108,6 +108,8 @@ class NodeAgent:
             say(f"exit code {code}")
             if self._interrupted:
                 logs.stopped(tag).write_text(f"{code}\n")  # this task's ranks are done: shared run dir barrier
+            elif code == 0:
+                logs.finished(tag).write_text("0\n")  # ended by itself: a late warning on another node is ignored
         requeued = self._interrupted and ids["rank"] == 0 and \
             self._requeue_when_all_stopped(restart, logs, ids["ntasks"], agent_log)
         if self._interrupted and (requeued or ids["rank"] != 0):
@@ -127,7 +129,8 @@ class NodeAgent:
     _stopped_by: Optional[str] = None  # the first stop signal (SIGTERM/SIGINT) Slurm sent this task
     _kill_at: float = 0.0  # when what is left of the program is SIGKILLed after that signal
 
-    def _run(self, argv: List[str], env: Dict[str, str], out: object, say) -> int:  # type: ignore[no-untyped-def]
+    def _run(self, argv: List[str], env: Dict[str, str], out: object, say,  # type: ignore[no-untyped-def]
+             logs: RestartLayout) -> int:
         warn_sig = getattr(signal, f"SIG{self.requeue_signal}")
         # Slurm delivers --signal to every process of the step. The training processes inherit an
         # ignored warning signal; the agent alone acts on it and sends them SIGUSR1 at the right time.
@@ -144,9 +147,14 @@ class NodeAgent:
             if self._interrupted:
                 return
             ranks = self._rank_pids(child)
-            if child.poll() is not None or not ranks:
-                # the program has finished (or is tearing down): nothing to checkpoint, never a requeue
-                say(f"{why}: ignored, the training processes have already ended")
+            expected = self.procs_per_node if self.launch_kind in ("accelerate", "torchrun") else 1
+            done_elsewhere = sorted(p.name[len("finished-"):] for p in logs.root.glob("finished-*"))
+            if child.poll() is not None or len(ranks) < expected or done_elsewhere:
+                # ranks end one by one only when the program is finishing (a failure ends the job at once):
+                # nothing to checkpoint, never a requeue
+                say(f"{why}: ignored, the program is finishing ({expected - len(ranks)} of {expected} training "
+                    f"process(es) here have ended" + (f"; {', '.join(done_elsewhere)} ended" if done_elsewhere else "")
+                    + ")")
                 return
             self._interrupted = True
             say(f"{why}: sending SIGUSR1 to each of the {len(ranks)} training process(es) "
