@@ -236,15 +236,20 @@ def _seconds(text: str) -> Optional[int]:
         return None
 
 
-def stop_grace(partition: Optional[str], qos: Optional[str] = None) -> Optional[int]:
-    """Seconds a job's processes have between SIGTERM and SIGKILL: the larger of the cluster's KillWait
-    (scancel, time limit, a failed step) and the GraceTime of the partition or QOS (preemption). None when
-    Slurm cannot say. Read on the login node, once per submit; the job side is handed the number."""
+def kill_wait() -> Optional[int]:
+    """The cluster's KillWait: seconds from SIGTERM to SIGKILL (scancel, time limit, a failed step)."""
     try:
         found = re.search(r"^KillWait\s*=\s*(.+)$", run(["scontrol", "show", "config"]), re.M)
     except SlurmUnavailable:
         return None
-    graces = [_seconds(found.group(1))] if found else []
+    return _seconds(found.group(1)) if found else None
+
+
+def stop_grace(partition: Optional[str], qos: Optional[str] = None, killwait: Optional[int] = None) -> Optional[int]:
+    """Seconds a job's processes have between SIGTERM and SIGKILL: the larger of the cluster's KillWait
+    and the GraceTime of the partition or QOS (preemption). None when Slurm cannot say. Read on the login
+    node, once per submit; the job side is handed the number."""
+    graces = [killwait if killwait is not None else kill_wait()]
     if partition:
         try:
             m = re.search(r"\bGraceTime=(\S+)", run(["scontrol", "show", "partition", partition, "-o"]))
@@ -261,8 +266,10 @@ def stop_grace(partition: Optional[str], qos: Optional[str] = None) -> Optional[
 
 
 def stop_graces(places: Iterable[tuple]) -> Dict[tuple, Optional[int]]:
-    """stop_grace of every distinct (partition, qos) of a submission."""
-    return {place: stop_grace(*place) for place in set(places)}
+    """stop_grace of every distinct (partition, qos) of a submission; KillWait read once for all of them."""
+    distinct = set(places)
+    killwait = kill_wait() if distinct else None
+    return {place: stop_grace(*place, killwait=killwait) for place in distinct}
 
 
 def scancel(job_ids: Iterable[str]) -> None:
