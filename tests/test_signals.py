@@ -102,3 +102,23 @@ def test_cancel_gives_the_ranks_the_clusters_grace_to_checkpoint(slurm_cluster, 
         time.sleep(1)
     assert _job_processes(str(layout.output_dir)) == []
 
+
+
+def test_warning_while_the_program_tears_down_after_its_last_step_is_ignored(slurm_cluster, danlu_env):
+    """The last step is done and the program takes 60 s to end (a slow teardown or upload) when the time-limit
+    warning comes: the program has put its signal handlers back (as Lightning does when fit returns), the
+    agent reads that from the process table, sends nothing and requeues nothing: COMPLETED, never run again."""
+    from launcher.layout import SweepLayout
+
+    name = "teardown-warn"
+    submit_json("experiment=tiny_dpo", "cluster=testcluster", "resources.time=2", "requeue.grace_s=60",
+                "args.max_train_steps=3", "+args.pretrain_steps=20", "+args.teardown_seconds=60",
+                "--name", name, env=danlu_env)
+    (item,) = wait_status(name, danlu_env, timeout=300, poll=3)
+    restarts = SweepLayout(Path(danlu_env["DANLU_RUNS_DIR"]) / name).run(0).attempt(1).restarts()
+    agent = restarts[0].agent_log("node0").read_text()
+    assert item["state"] == "COMPLETED" and item["restarts"] == 0 and len(restarts) == 1, (item, agent)
+    assert "ignored, the program is finishing (its training processes have put back their signal handlers)" \
+        in agent, agent
+    assert "sending SIG" not in agent, agent
+    assert "done steps=3" in restarts[0].node_log(0).read_text()

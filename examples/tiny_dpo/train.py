@@ -80,6 +80,8 @@ def parse_args(argv=None):
                    help="Sleep this many seconds per step (simulates long training).")
     p.add_argument("--checkpoint_seconds", type=float, default=0.0,
                    help="Take this many seconds longer to write each checkpoint (simulates a large model).")
+    p.add_argument("--teardown_seconds", type=float, default=0.0,
+                   help="Take this many seconds to end after the last step (simulates a slow teardown or upload).")
     return p.parse_args(argv)
 
 
@@ -139,8 +141,13 @@ class SignalFlag:
 
     def __init__(self, signals=(signal.SIGUSR1, signal.SIGTERM)):
         self.signum = 0
-        for s in signals:
-            signal.signal(s, self._handler)
+        self._previous = {s: signal.signal(s, self._handler) for s in signals}
+
+    def restore(self):
+        """Training is over: put the previous handlers back, as Lightning does when fit returns. A checkpoint
+        signal now would find nothing to save (danlu reads this from the process table and lets it finish)."""
+        for s, previous in self._previous.items():
+            signal.signal(s, previous)
 
     def _handler(self, signum, frame):
         self.signum = signum
@@ -417,7 +424,9 @@ def main(argv=None):
             shutdown(accelerator)
             return 0
 
+    flag.restore()
     log(f"done steps={step}")
+    time.sleep(args.teardown_seconds)
     shutdown(accelerator)
     return 0
 

@@ -145,8 +145,13 @@ class SignalFlag:
 
     def __init__(self, signals=(signal.SIGUSR1, signal.SIGTERM)):
         self.signum = 0
-        for s in signals:
-            signal.signal(s, self._handler)
+        self._previous = {s: signal.signal(s, self._handler) for s in signals}
+
+    def restore(self):
+        """Training is over: put the previous handlers back, as Lightning does when fit returns. A checkpoint
+        signal now would find nothing to save (danlu reads this from the process table and lets it finish)."""
+        for s, previous in self._previous.items():
+            signal.signal(s, previous)
 
     def _handler(self, signum, frame):
         self.signum = signum
@@ -409,6 +414,7 @@ def main(argv=None):
             shutdown(accelerator)
             return 0
 
+    flag.restore()
     log(f"done steps={step}")
     shutdown(accelerator)
     return 0

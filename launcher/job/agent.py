@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from ..layout import RestartLayout, RunLayout, log_per_task
+from .dispositions import HandlerWatch
 from .port import job_port
 
 # Tokens in $DANLU_COMMAND that only the node knows; the planner writes them. The agent imports nothing
@@ -132,9 +133,11 @@ class NodeAgent:
     def _run(self, argv: List[str], env: Dict[str, str], out: object, say,  # type: ignore[no-untyped-def]
              logs: RestartLayout) -> int:
         warn_sig = getattr(signal, f"SIG{self.requeue_signal}")
-        # Slurm delivers --signal to every process of the step. The training processes inherit an
-        # ignored warning signal; the agent alone acts on it and sends them SIGUSR1 at the right time.
+        # Slurm delivers --signal to every process of the step. The training processes inherit an ignored warning
+        # signal and an ignored SIGUSR1 (a rank without a handler yet never dies of it; Lightning then keeps its
+        # auto-requeue off): the agent alone acts on the warning and tells each rank at the right time.
         signal.signal(warn_sig, signal.SIG_IGN)
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
         try:
             child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      start_new_session=True)
@@ -142,6 +145,7 @@ class NodeAgent:
             say(f"cannot start {argv[0]!r}: {e}")
             return 127
         end = _job_end_time() if self.grace_s > 0 else None
+        handlers = HandlerWatch(lambda: self._rank_pids(child), lambda: child.poll() is None)
 
         def warn(why: str) -> None:
             if self._interrupted:
@@ -149,18 +153,24 @@ class NodeAgent:
             ranks = self._rank_pids(child)
             expected = self.procs_per_node if self.launch_kind in ("accelerate", "torchrun") else 1
             done_elsewhere = sorted(p.name[len("finished-"):] for p in logs.root.glob("finished-*"))
-            if child.poll() is not None or len(ranks) < expected or done_elsewhere:
-                # ranks end one by one only when the program is finishing (a failure ends the job at once):
-                # nothing to checkpoint, never a requeue
-                say(f"{why}: ignored, the program is finishing ({expected - len(ranks)} of {expected} training "
-                    f"process(es) here have ended" + (f"; {', '.join(done_elsewhere)} ended" if done_elsewhere else "")
-                    + ")")
+            sig = handlers.checkpoint_signal(ranks) if ranks else None
+            if child.poll() is not None or len(ranks) < expected or done_elsewhere or sig is None:
+                # ranks end one by one only when the program is finishing (a failure ends the job at once), and a
+                # program that put its signal handlers back has ended its training: nothing to checkpoint, no requeue
+                why_done = (f"{expected - len(ranks)} of {expected} training process(es) here have ended"
+                            if len(ranks) < expected or child.poll() is not None else
+                            "its training processes have put back their signal handlers")
+                say(f"{why}: ignored, the program is finishing ({why_done}"
+                    + (f"; {', '.join(done_elsewhere)} ended" if done_elsewhere else "") + ")")
                 return
             self._interrupted = True
-            say(f"{why}: sending SIGUSR1 to each of the {len(ranks)} training process(es) "
-                f"(pids {' '.join(map(str, ranks))}): checkpoint and exit for requeue")
+            how = ("checkpoint and exit for requeue" if sig == signal.SIGUSR1 else
+                   "they handle SIGTERM, not SIGUSR1" if handlers.ever_caught else
+                   "they have no checkpoint signal handler; they resume from their last checkpoint")
+            say(f"{why}: sending {sig.name} to each of the {len(ranks)} training process(es) "
+                f"(pids {' '.join(map(str, ranks))}): {how}")
             for pid in ranks:  # each rank itself: launchers such as torch elastic do not forward SIGUSR1
-                _kill(pid, signal.SIGUSR1)
+                _kill(pid, sig)
 
         if end is not None:
             # Slurm may deliver --signal up to a minute early; the agent keeps its own, exact clock
@@ -208,6 +218,7 @@ class NodeAgent:
                     f"in {FAILED_PEER_KILL_S:.0f}s (not torch elastic's 30s)")
                 threading.Thread(target=_kill_ranks_later, args=(child,), daemon=True).start()
         code = child.wait()
+        handlers.close()
         if self._stopped_by and self._kill_at:
             # the launcher may go first: its ranks keep the rest of the cluster's grace to finish a checkpoint
             _wait_descendants_gone(timeout=max(0.0, self._kill_at - time.time()))
