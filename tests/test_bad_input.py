@@ -63,8 +63,12 @@ SUBMIT_CASES = {
     "missing config dir": T + ["--config-dir", "/nonexistent/jobs"],
     "missing template dir": T + ["--template-dir", "/nonexistent/templates"],
     "no program": ["cluster=testcluster"],
+    "lightning ranks disagree with the job (args)": ["experiment=tiny_lightning", "cluster=testcluster",
+                                                     "resources.nodes=2", "resources.gpus_per_node=2"],
+    "lightning ranks disagree with the job (config file)": ["experiment=tiny_lightning", "cluster=testcluster",
+                                                            "resources.gpus_per_node=2", "args.trainer.devices=null"],
 }
-CATALOGUE_FLOOR = 47  # tests/conftest.py fails the session when fewer catalogue cases ran and passed
+CATALOGUE_FLOOR = 49  # tests/conftest.py fails the session when fewer catalogue cases ran and passed
 
 
 @pytest.fixture
@@ -204,3 +208,14 @@ def test_unreadable_run_directory(damage, finished_local_run, danlu_env):
         run_dir.write_text("not a directory")
     err = assert_one_line_error(danlu("logs", "fin/0", env=danlu_env))
     assert "run directory" in err
+
+
+def test_lightning_world_is_read_from_the_programs_config_file(guard, danlu_env):
+    """trainer.devices comes from the LightningCLI --config file when args do not set it; dry-run: same verdict."""
+    case = SUBMIT_CASES["lightning ranks disagree with the job (config file)"]
+    for extra in ([], ["--dry-run"]):
+        err = assert_one_line_error(danlu("submit", *case, *extra, env=danlu_env))
+        assert "trainer.devices=1 (config.yaml)" in err and "1 node(s) x 2 task(s)" in err, err
+    guard()
+    ok = danlu("submit", *case, "args.trainer.devices=2", "--dry-run", env=danlu_env)
+    assert ok.returncode == 0, ok.stderr

@@ -214,7 +214,13 @@ def file_problems(spec: RunSpec) -> List[UserError]:
 
 def check(specs: Sequence[RunSpec], strict_files: bool) -> Tuple[List[Shape], List[UserError]]:
     """Every run's shape; file problems are errors unless `strict_files` is False (dry-run: warnings, once each)."""
+    from .lightning import world_problem
+
     shapes = [shape(s) for s in specs]
+    for s, sh in zip(specs, shapes):
+        problem = world_problem(s, sh.nodes, sh.tasks_per_node)
+        if problem is not None:  # the same verdict with --dry-run: it is the program's own config, not a file
+            raise problem
     warnings: List[UserError] = []
     seen = set()
     for s in specs:
