@@ -13,6 +13,7 @@
                     node<n>.log              one launcher per node (accelerate, torchrun): all its ranks' lines
                     rank<r>.log, rank<r>.err one task per rank (lightning, python); per-rank copies for launchers
                     agent-<tag>.log          the node agent's own lines (head, port, command, signals)
+                    <log>.times              beside each node/rank log: when its lines were written
 
 Each restart has log files of its own, so a requeued job never writes over (or into) an earlier start's logs.
 The job side (launcher/job) and the login side both use this module; it imports nothing but the standard library.
@@ -41,6 +42,12 @@ def log_per_task(launch_kind: str, tasks_per_node: int) -> bool:
     """One agent (and one log) per srun task rather than per node: when a node runs several tasks, or the
     program itself is each rank (lightning, python)."""
     return tasks_per_node > 1 or launch_kind in ("lightning", "python")
+
+
+def time_index(log: Path) -> Path:
+    """Written beside each node/rank log as the agent writes it: `<byte offset> <unix time>` lines (one per new
+    hundredth of a second), so that a merged view can interleave the lines of several logs by time."""
+    return log.with_name(log.name + ".times")
 
 
 def natural_key(path: Path) -> tuple:

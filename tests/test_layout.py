@@ -66,3 +66,36 @@ def test_logs_show_each_stream_restart_after_restart(tmp_path):
     assert _read_new(one, {}, prefix=False) == ["[default0]:node1 restart 0", "[default0]:node1 restart 1"]
     err = sources(row, attempt, Namespace(err=True, rank=None, node=None), Layout())
     assert err[0].paths == [tmp_path / "s" / ".slurm" / "job-12.out"]
+
+
+def test_merged_view_labels_host_and_rank_and_interleaves_by_time(tmp_path):
+    """Rank logs written through the agent's TimedLog (with their time index) come out in the order their lines
+    were written, labelled `[host rankR]`; the launcher's copy of its ranks' lines (the tee) is not shown twice."""
+    import time
+
+    from launcher.job.timed_log import TimedLog
+
+    run = RunLayout(tmp_path / "s" / "0")
+    attempt = run.attempt(1)
+    r = attempt.restart(0)
+    r.root.mkdir(parents=True)
+    for n, host in ((0, "gpu-a"), (1, "gpu-b")):
+        r.agent_log(f"node{n}").write_text(f"2026-12-01T10:00:00 [danlu agent node{n} {host}] run s/0 attempt 1 "
+                                           f"restart 0: node {n}/2 task {n}/2 head gpu-a port 15000\n")
+    logs = {k: TimedLog(r.rank_log(k)) for k in range(4)}
+    with TimedLog(r.node_log(0)) as node0, TimedLog(r.node_log(1)):
+        node0.write(b"launcher line\n[default0]:copied by the launcher\n")
+        order = []
+        for step in range(2):
+            for k in (3, 1, 0, 2):
+                time.sleep(0.02)  # > the index's resolution of 0.01 s
+                logs[k].write(f"step={step} rank={k}\n".encode())
+                order.append(f"[{'gpu-a' if k < 2 else 'gpu-b'} rank{k}] step={step} rank={k}")
+    for log in logs.values():
+        log.close()
+    srcs = sources({"run_dir": str(run.root), "job_id": "1"}, attempt, Namespace(err=False, rank=None, node=None),
+                   Layout(ppn=2, per_task=False))
+    assert _read_new(srcs, {}, prefix=True) == ["[gpu-a] launcher line"] + order
+    one = sources({"run_dir": str(run.root), "job_id": "1"}, attempt, Namespace(err=False, rank=2, node=None),
+                  Layout(ppn=2, per_task=False))
+    assert _read_new(one, {}, prefix=False) == ["step=0 rank=2", "step=1 rank=2"]

@@ -169,9 +169,11 @@ def test_failed_two_node_run_reason_logs_and_show(danlu_env):
     assert "(RuntimeError: injected crash at step 3 on rank 1)" in table and " F " in table
 
     merged = follow.stdout.splitlines()
-    for prefix in ("[node0 rank0] ", "[node0 rank1] ", "[node1 rank2] ", "[node1 rank3] "):
+    # labelled with the host and the global rank (the test cluster's hosts are node1, node2)
+    for prefix in ("[node1 rank0] ", "[node1 rank1] ", "[node2 rank2] ", "[node2 rank3] "):
         assert any(line.startswith(prefix + "rank=") for line in merged), prefix
-    assert any(line.startswith("[node0 rank1] [rank1]: RuntimeError: injected crash") for line in merged)
+    assert any(line.startswith("[node1 rank1] [rank1]: RuntimeError: injected crash") for line in merged), merged
+    assert not any("[default" in line for line in merged)  # ranks' lines from their own logs, not the tee
     full = danlu("logs", run, env=danlu_env, check=True).stdout.splitlines()
     assert sorted(full) == sorted(merged)  # follow showed every line, once (interleaved by time)
     tail = danlu("logs", run, "--tail", "4", env=danlu_env, check=True).stdout.splitlines()

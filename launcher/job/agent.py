@@ -36,6 +36,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 from ..layout import RestartLayout, RunLayout, log_per_task
 from .dispositions import HandlerWatch
 from .port import job_port
+from .timed_log import RankFiles, TimedLog
 
 # Tokens in $DANLU_COMMAND that only the node knows; the planner writes them. The agent imports nothing
 # of danlu's login side (it starts on every node of every job: the fewer imports, the sooner training starts).
@@ -91,7 +92,7 @@ class NodeAgent:
                        LOCAL_WORLD_SIZE=str(self.tasks_per_node), GROUP_RANK=str(ids["node"]))
 
         agent_log = logs.agent_log(tag)
-        with open(agent_log, "a", buffering=1) as alog, open(logs.log(tag), "ab", buffering=0) as out:
+        with open(agent_log, "a", buffering=1) as alog, TimedLog(logs.log(tag)) as out:
             def say(msg: str) -> None:
                 line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} [danlu agent {tag} {node_name}] {msg}"
                 alog.write(line + "\n")
@@ -101,8 +102,11 @@ class NodeAgent:
                 f"task {ids['rank']}/{ids['ntasks']} head {head} port {port}")
             say("command: " + shlex.join(argv))
             say("launcher: " + _describe_executable(argv[0], env.get("PATH")))
-            code = self._run(argv, env, out, say, logs)
-            self._collect_rank_logs(rank_logs, logs, ids["node"])
+            ranks = RankFiles(rank_logs, logs.rank_log, ids["node"] * self.procs_per_node)
+            try:
+                code = self._run(argv, env, out, say, logs)
+            finally:
+                ranks.close()
             if ids["rank"] == 0:
                 files.write_result({"exit_code": code, "ended": time.time(), "restart": restart,
                                     "interrupted": self._interrupted})
@@ -130,7 +134,7 @@ class NodeAgent:
     _stopped_by: Optional[str] = None  # the first stop signal (SIGTERM/SIGINT) Slurm sent this task
     _kill_at: float = 0.0  # when what is left of the program is SIGKILLed after that signal
 
-    def _run(self, argv: List[str], env: Dict[str, str], out: object, say,  # type: ignore[no-untyped-def]
+    def _run(self, argv: List[str], env: Dict[str, str], out: TimedLog, say,  # type: ignore[no-untyped-def]
              logs: RestartLayout) -> int:
         warn_sig = getattr(signal, f"SIG{self.requeue_signal}")
         # Slurm delivers --signal to every process of the step. The training processes inherit an ignored warning
@@ -183,9 +187,12 @@ class NodeAgent:
             name = signal.Signals(signum).name
             if signum == warn_sig:
                 left = end - time.time() if end is not None else None
-                if left is not None and left > self.grace_s + 10:
+                if left is not None and left > self.grace_s - 2:
+                    # every node's agent acts at the same moment, end - grace, on its own clock: Slurm delivers the
+                    # signal to the nodes at different times, and ranks told seconds apart may disagree (Lightning
+                    # broadcasts inside its SIGTERM handler)
                     say(f"received {name} {left:.0f}s before the time limit (Slurm signals early): "
-                        f"checkpointing {self.grace_s:.0f}s before the end instead")
+                        f"checkpointing {self.grace_s:.0f}s before the end instead, with the other nodes")
                     return
                 warn(f"received {name} (time limit or preemption)")
             else:
@@ -207,7 +214,7 @@ class NodeAgent:
         assert child.stdout is not None
         reaping = False
         for chunk in iter(lambda: child.stdout.readline(), b""):  # type: ignore[union-attr]
-            out.write(chunk)  # type: ignore[attr-defined]
+            out.write(chunk)
             sys.stdout.buffer.write(chunk)
             sys.stdout.flush()
             if not reaping and not self._interrupted and not self._stopped_by and _ELASTIC_CLOSING.search(chunk):
@@ -251,19 +258,6 @@ class NodeAgent:
         if self.launch_kind in ("accelerate", "torchrun"):
             return _children(child.pid)
         return [child.pid]
-
-    def _collect_rank_logs(self, rank_logs: Path, logs: "RestartLayout", node: int) -> None:
-        """torch elastic writes <dir>/<id>/attempt_<n>/<local_rank>/std{out,err}.log: append to rank<R>.log."""
-        if not rank_logs.is_dir():
-            return
-        for f in sorted(rank_logs.glob("*/attempt_*/*/std*.log")):
-            if not f.parent.name.isdigit():
-                continue
-            rank = node * self.procs_per_node + int(f.parent.name)
-            dest = logs.rank_log(rank, stderr=f.name.startswith("stderr"))
-            with open(dest, "ab") as d, open(f, "rb") as s:
-                shutil.copyfileobj(s, d)
-        shutil.rmtree(rank_logs, ignore_errors=True)
 
     def _requeue_when_all_stopped(self, restart: int, logs: RestartLayout, ntasks: int, say_file: Path) -> bool:
         """Nodes agree before the requeue: task 0 waits until every task's ranks have stopped (their `stopped-*`

@@ -11,6 +11,7 @@ stream shows its restarts one after the other.
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 import sys
@@ -18,10 +19,10 @@ import time
 from argparse import Namespace
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import UserError
-from ..layout import AttemptLayout, RestartLayout, RunLayout, log_per_task, natural_key
+from ..layout import AttemptLayout, RestartLayout, RunLayout, log_per_task, natural_key, time_index
 from ..state.names import TERMINAL
 from ..state.reconcile import refresh
 
@@ -38,6 +39,7 @@ class Source:
     node: Optional[int] = None  # a node log: `[default<L>]:` becomes this node's global rank
     ppn: Optional[int] = None  # ranks per node, to number them
     only_local: Optional[int] = None  # --rank on a node log: keep local rank L's lines, unprefixed
+    drop_tee: bool = False  # a node log whose ranks' lines are shown from their own rank logs
 
     def exists(self) -> bool:
         return any(p.exists() for p in self.paths)
@@ -69,6 +71,24 @@ def _streams(restarts: List[RestartLayout], pick: Any) -> List[Path]:
     return [pick(r) for r in restarts]
 
 
+_AGENT_START = re.compile(r"\[danlu agent \S+ (\S+)\] run \S+ attempt \d+ restart \d+: node (\d+)/")
+
+
+def hosts(restarts: List[RestartLayout]) -> Dict[int, str]:
+    """Node index -> host name, from the agents' first lines (the latest restart's wins)."""
+    out: Dict[int, str] = {}
+    for r in restarts:
+        for path in r.agent_logs().values():
+            try:
+                with open(path, errors="replace") as f:
+                    m = _AGENT_START.search(f.readline())
+            except OSError:
+                continue
+            if m:
+                out[int(m.group(2))] = m.group(1)
+    return out
+
+
 def sources(row: Any, attempt: AttemptLayout, args: Namespace, lay: Layout) -> List[Source]:
     d = attempt.root
     if d.exists() and not os.access(d, os.R_OK | os.X_OK):
@@ -78,33 +98,49 @@ def sources(row: Any, attempt: AttemptLayout, args: Namespace, lay: Layout) -> L
         return [Source([out] if out else [])]
     restarts = attempt.restarts()
     nodes = sorted({p.name for r in restarts for p in r.node_logs()}, key=lambda n: natural_key(Path(n)))
-    ranks = sorted({p.name for r in restarts for p in r.rank_logs()}, key=lambda n: natural_key(Path(n)))
+    ranks = sorted({int(p.stem[4:]) for r in restarts for p in r.rank_logs() if p.stem[4:].isdigit()})
     ppn = lay.ppn
     per_node = bool(nodes) or lay.per_task is False
+    host = hosts(restarts)
+
+    def node_of(rank: int) -> int:
+        return rank // ppn if per_node and ppn else (rank // ppn if ppn else rank)
+
+    def rank_sources(r: int) -> List[Source]:
+        """rank<r>.log and, where a launcher split them, rank<r>.err: every line of that rank."""
+        tag = f"{host.get(node_of(r), f'node{node_of(r)}')} rank{r}"
+        out = [Source(_streams(restarts, lambda x: x.rank_log(r)), tag=tag)]
+        if any(x.rank_log(r, stderr=True).exists() for x in restarts):
+            out.append(Source(_streams(restarts, lambda x: x.rank_log(r, stderr=True)), tag=tag))
+        return out
+
     if args.rank is not None:
         r = args.rank
+        if per_node and r in ranks:  # followed live from the launcher's per-rank files (launcher/job/timed_log.py)
+            return rank_sources(r)
         if per_node and ppn and ppn > 1:  # one launcher per node: the rank's lines are in its node's log
             return [Source(_streams(restarts, lambda x: x.node_log(r // ppn)), only_local=r % ppn)]
         if per_node and ppn == 1:
             return [Source(_streams(restarts, lambda x: x.node_log(r)))]
-        return [Source(_streams(restarts, lambda x: x.rank_log(r)))]
+        return rank_sources(r)
     if args.node is not None:
         n = args.node
         if per_node:
             return [Source(_streams(restarts, lambda x: x.node_log(n)), node=n, ppn=ppn)]
         if ppn:  # one task per rank: this node's ranks
-            return [Source(_streams(restarts, lambda x, k=k: x.rank_log(n * ppn + k)), tag=f"rank{n * ppn + k}")
-                    for k in range(ppn)]
-        return [Source(_streams(restarts, lambda x: x.rank_log(n)))]
-    # merged view: per-node logs hold every rank's lines (tee); per-task runs have rank files only
-    if nodes:
-        out = []
-        for name in nodes:
-            stem = name[:-len(".log")]
-            out.append(Source([x.root / name for x in restarts], tag=stem,
-                              node=int(stem[4:]) if stem[4:].isdigit() else None, ppn=ppn))
-        return out
-    return [Source([x.root / name for x in restarts], tag=name[:-len(".log")]) for name in ranks]
+            return [src for k in range(ppn) for src in rank_sources(n * ppn + k)]
+        return rank_sources(n)
+    # merged view: every rank's own log where there is one (a launcher stops copying its ranks' lines into its own
+    # output once it is stopping), each node's launcher lines, labelled `[host rank<R>]` and interleaved by time
+    out: List[Source] = []
+    for name in nodes:
+        stem = name[:-len(".log")]
+        n = int(stem[4:]) if stem[4:].isdigit() else None
+        out.append(Source([x.root / name for x in restarts], tag=host.get(n, stem) if n is not None else stem,
+                          node=n, ppn=ppn, drop_tee=bool(ranks)))
+    for r in ranks:
+        out.extend(rank_sources(r))
+    return out
 
 
 def show_logs(store: Any, args: Namespace) -> int:
@@ -138,7 +174,9 @@ def show_logs(store: Any, args: Namespace) -> int:
         raise UserError(f"no log for {what} of {args.run} (attempt {number}) yet",
                         "it may not have started; `danlu status` shows its state, `--follow` waits for it")
     offsets: Dict[Path, int] = {}
-    lines = _read_new(srcs, offsets, len(srcs) > 1)
+    # labels in the merged view and on a node of one-task-per-rank runs; the same for the whole of a --follow
+    prefix = args.rank is None and (args.node is None or bool(lay.per_task))
+    lines = _read_new(srcs, offsets, prefix)
     if args.tail is not None:
         lines = lines[-args.tail:] if args.tail > 0 else []
     _emit(lines)
@@ -149,50 +187,80 @@ def show_logs(store: Any, args: Namespace) -> int:
     while True:
         time.sleep(1.0)
         srcs = sources(merged, attempt, args, lay)  # node files and restarts appear as the job goes on
-        _emit(_read_new(srcs, offsets, len(srcs) > 1))
+        _emit(_read_new(srcs, offsets, prefix))
         state = refresh(store, store.latest(runs=[args.run])).rows[0]["state"]
         if state in TERMINAL:
             time.sleep(0.5)  # the last lines of a shared file system
             srcs = sources(merged, attempt, args, lay)
-            _emit(_read_new(srcs, offsets, len(srcs) > 1))
+            _emit(_read_new(srcs, offsets, prefix))
             print(f"({args.run} ended: {state})", file=sys.stderr)
             return 0
 
 
 def _read_new(srcs: List[Source], offsets: Dict[Path, int], prefix: bool) -> List[str]:
-    out: List[str] = []
+    """New whole lines of every source; several sources are interleaved by when their lines were written."""
+    timed: List[Tuple[float, int, str]] = []
     for s in srcs:
         for f in s.paths:
-            out.extend(_read_file(s, f, offsets, prefix))
-    return out
+            timed.extend((t, len(timed), line) for t, line in _read_file(s, f, offsets, prefix))
+    if len(srcs) > 1:
+        timed.sort()
+    return [line for _, _, line in timed]
 
 
-def _read_file(s: Source, f: Path, offsets: Dict[Path, int], prefix: bool) -> List[str]:
+def _times(f: Path) -> Tuple[List[int], List[float]]:
+    """The time index written beside a log (launcher/layout.time_index): offsets and their times."""
+    offs: List[int] = []
+    times: List[float] = []
+    try:
+        with open(time_index(f)) as fh:
+            for entry in fh:
+                parts = entry.split()
+                if len(parts) == 2:
+                    offs.append(int(parts[0]))
+                    times.append(float(parts[1]))
+    except (OSError, ValueError):
+        pass
+    return offs, times
+
+
+def _read_file(s: Source, f: Path, offsets: Dict[Path, int], prefix: bool) -> List[Tuple[float, str]]:
     try:
         with open(f, "rb") as fh:
-            fh.seek(offsets.get(f, 0))
+            start = offsets.get(f, 0)
+            fh.seek(start)
             data = fh.read()
     except FileNotFoundError:
         return []
     except PermissionError:
         raise UserError(f"cannot read {str(f)!r}", "check the run directory's permissions") from None
     end = data.rfind(b"\n") + 1
-    offsets[f] = offsets.get(f, 0) + end
-    out: List[str] = []
-    for raw in data[:end].splitlines():
+    offsets[f] = start + end
+    offs, times = _times(f) if end else ([], [])
+    out: List[Tuple[float, str]] = []
+    at = start
+    when = 0.0
+    for raw in data[:end].splitlines(keepends=True):
+        k = bisect.bisect_right(offs, at) - 1
+        when = times[k] if k >= 0 else when
+        at += len(raw)
+        raw = raw.rstrip(b"\r\n")
         m = _LOCAL.match(raw)
         if s.only_local is not None:
             if m is None or int(m.group(1)) != s.only_local:
                 continue
             raw = raw[m.end():]
+        if s.drop_tee and m is not None:
+            continue  # shown from the rank's own log
         line = raw.decode("utf-8", "replace")
         if prefix:
             if m is not None and s.node is not None and s.ppn and s.only_local is None and s.tag:
-                out.append(f"[{s.tag} rank{s.node * s.ppn + int(m.group(1))}] {line[m.end():].lstrip()}")
+                line = f"[{s.tag} rank{s.node * s.ppn + int(m.group(1))}] {line[m.end():].lstrip()}"
+            elif s.node is not None and s.ppn == 1:
+                line = f"[{s.tag} rank{s.node}] {line}"  # one rank on this node: its launcher's lines are its own
             else:
-                out.append(f"[{s.tag}] {line}")
-        else:
-            out.append(line)
+                line = f"[{s.tag}] {line}"
+        out.append((when, line))
     return out
 
 
