@@ -80,6 +80,11 @@ def parse_args(argv=None):
                    help="Sleep this many seconds per step (simulates long training).")
     p.add_argument("--checkpoint_seconds", type=float, default=0.0,
                    help="Take this many seconds longer to write each checkpoint (simulates a large model).")
+    p.add_argument("--plain_accelerator", action="store_true",
+                   help="Build Accelerator() without cpu=, as DiffusionDPO's train.py does (on a CPU-only node "
+                        "it then needs ACCELERATE_USE_CPU to form one world).")
+    p.add_argument("--independent_copies", action="store_true",
+                   help="Fault injection: ignore the distributed environment, every rank trains alone.")
     p.add_argument("--teardown_seconds", type=float, default=0.0,
                    help="Take this many seconds to end after the last step (simulates a slow teardown or upload).")
     return p.parse_args(argv)
@@ -110,10 +115,14 @@ def make_accelerator(args):
     # WORLD_SIZE>1 -- also under `accelerate launch --multi_gpu` and torchrun.
     # With cpu=True it takes its MULTI_CPU path: gloo process group built from
     # RANK/WORLD_SIZE/MASTER_ADDR/MASTER_PORT.
+    if args.independent_copies:
+        for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+            os.environ.pop(key, None)
+    cpu = {} if args.plain_accelerator else {"cpu": not torch.cuda.is_available()}
     accelerator = Accelerator(
-        cpu=not torch.cuda.is_available(),
         mixed_precision=args.mixed_precision,
         gradient_accumulation_steps=args.gradient_accumulation_steps,
+        **cpu,
     )
     world_env = int(os.environ.get("WORLD_SIZE", "1"))
     if accelerator.num_processes != world_env:

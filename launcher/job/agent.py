@@ -37,6 +37,7 @@ from ..layout import RestartLayout, RunLayout, log_per_task
 from .dispositions import HandlerWatch
 from .port import job_port
 from .timed_log import RankFiles, TimedLog
+from .world import WorldWatch
 
 # Tokens in $DANLU_COMMAND that only the node knows; the planner writes them. The agent imports nothing
 # of danlu's login side (it starts on every node of every job: the fewer imports, the sooner training starts).
@@ -87,6 +88,11 @@ class NodeAgent:
 
         env = dict(os.environ)
         env.update(MASTER_ADDR=head, MASTER_PORT=str(port), NODE_RANK=str(ids["node"]), PYTHONUNBUFFERED="1")
+        if not _gpu_driver():
+            # without it accelerate (>=1.0) on a node without GPUs gives every rank DistributedType.NO: N copies
+            env.setdefault("ACCELERATE_USE_CPU", "true")
+        self._world = ids["ntasks"] if self.launch_kind in ("lightning", "python") else \
+            ids["nodes"] * self.procs_per_node
         if self.launch_kind in ("lightning", "python"):
             env.update(RANK=str(ids["rank"]), WORLD_SIZE=str(ids["ntasks"]), LOCAL_RANK=str(ids["local_rank"]),
                        LOCAL_WORLD_SIZE=str(self.tasks_per_node), GROUP_RANK=str(ids["node"]))
@@ -133,6 +139,7 @@ class NodeAgent:
     _interrupted = False
     _stopped_by: Optional[str] = None  # the first stop signal (SIGTERM/SIGINT) Slurm sent this task
     _kill_at: float = 0.0  # when what is left of the program is SIGKILLed after that signal
+    _world: int = 1  # the planned world size (ranks of the whole job)
 
     def _run(self, argv: List[str], env: Dict[str, str], out: TimedLog, say,  # type: ignore[no-untyped-def]
              logs: RestartLayout) -> int:
@@ -150,6 +157,9 @@ class NodeAgent:
             return 127
         end = _job_end_time() if self.grace_s > 0 else None
         handlers = HandlerWatch(lambda: self._rank_pids(child), lambda: child.poll() is None)
+        local = self.procs_per_node if self.launch_kind in ("accelerate", "torchrun") else 1
+        world = WorldWatch(lambda: self._rank_pids(child), lambda: child.poll() is None, local) \
+            if self._world > 1 and self.launch_kind != "python" else None
 
         def warn(why: str) -> None:
             if self._interrupted:
@@ -226,6 +236,16 @@ class NodeAgent:
                 threading.Thread(target=_kill_ranks_later, args=(child,), daemon=True).start()
         code = child.wait()
         handlers.close()
+        if world is not None:
+            world.close()
+            alone = world.alone()
+            if code == 0 and alone and not self._interrupted and not self._stopped_by:
+                line = (f"{len(alone)} of {len(world.seen)} training process(es) on this node trained alone, not in "
+                        f"one world of {self._world} (no process group: pids {' '.join(map(str, alone))}); "
+                        f"the run is not complete")
+                say(line)
+                print(f"[danlu agent] {line}", file=sys.stderr, flush=True)  # Slurm's output: the run's reason
+                code = 3
         if self._stopped_by and self._kill_at:
             # the launcher may go first: its ranks keep the rest of the cluster's grace to finish a checkpoint
             _wait_descendants_gone(timeout=max(0.0, self._kill_at - time.time()))
@@ -302,6 +322,12 @@ def _fill(arg: str, subst: Dict[str, str]) -> str:
         if token in arg:
             arg = arg.replace(token, value)
     return arg
+
+
+def _gpu_driver() -> bool:
+    """A GPU driver on this node (NVIDIA's lists its GPUs under /proc; ROCm has /dev/kfd)."""
+    nvidia = Path("/proc/driver/nvidia/gpus")
+    return (nvidia.is_dir() and any(nvidia.iterdir())) or Path("/dev/kfd").exists()
 
 
 def _kill(pid: int, sig: int) -> None:

@@ -19,6 +19,7 @@ _COMM_LINE = re.compile(r"NCCL (?:error|WARN)|ncclInternalError|ncclSystemError|
 _CUDA_OOM = re.compile(r"CUDA out of memory|torch\.(?:cuda\.)?OutOfMemoryError|CUDA error: out of memory", re.IGNORECASE)
 _HOST_OOM = re.compile(r"oom[-_ ]kill|out-of-memory handler|Out Of Memory|^MemoryError|\bMemoryError\b|Killed process",
                        re.IGNORECASE | re.MULTILINE)
+_ALONE = re.compile(r"trained alone, not in one world of (\d+)")
 _MAX_REQUEUES = re.compile(r"not requeued: (\d+) requeues already \(requeue.max_requeues=(\d+)\)")
 # srun could not start a task on a node (its slurmd died or cannot be reached)
 _LAUNCH = re.compile(r"srun: error: Task launch for \S+ failed on node (\S+): (.+)")
@@ -76,6 +77,10 @@ def classify(state: str, exit_code: str, nodelist: str,
     limit = _MAX_REQUEUES.search(text)
     if limit:  # stopped for the time limit (or preemption) once more than danlu may requeue
         return f"stopped at the time limit after {limit.group(1)} requeues (requeue.max_requeues={limit.group(2)})"
+    alone = _ALONE.search(text)
+    if alone:  # exit 0, but its ranks never formed one torch.distributed world
+        return (f"the ranks trained as independent copies, not one world of {alone.group(1)} (no process group; "
+                f"on CPU-only nodes accelerate needs ACCELERATE_USE_CPU or Accelerator(cpu=True))")
     missing = re.search(r"cannot start '([^']+)'", text)
     if missing:
         return f"command not found: {missing.group(1)} (is its environment activated? see env=)"
