@@ -74,7 +74,8 @@ def test_config_names():
     assert complete("submit", "experiment=") == [f"experiment={e}" for e in experiments]
     assert complete("submit", "cluster=") == ["cluster=example", "cluster=local", "cluster=testcluster"]
     assert complete("submit", "-m", "experiment=tiny_dpo,tiny_") == ["experiment=tiny_dpo,tiny_dpo",
-                                                                      "experiment=tiny_dpo,tiny_ibq"]
+                                                                      "experiment=tiny_dpo,tiny_ibq",
+                                                                      "experiment=tiny_dpo,tiny_lightning"]
     keys = complete("submit", "")
     assert {"experiment=", "cluster=", "resources=", "env=", "launch=", "resources.nodes=", "env.name="} <= set(keys)
     assert complete("submit", "res") == complete("submit", "resources")
@@ -84,7 +85,8 @@ def test_config_names():
     assert complete("submit", "env.name=t") == ["env.name=tiny"]
     assert complete("submit", "launch.kind=") == [f"launch.kind={k}" for k in ("accelerate", "torchrun", "lightning", "python")]
     # rerun: the first word is a sweep or run, overrides after it
-    assert complete("rerun", "x", "experiment=ti") == ["experiment=tiny_dpo", "experiment=tiny_ibq"]
+    assert complete("rerun", "x", "experiment=ti") == ["experiment=tiny_dpo", "experiment=tiny_ibq",
+                                                           "experiment=tiny_lightning"]
 
 
 def test_own_config_dir(tmp_path):
@@ -116,7 +118,7 @@ def test_run_ids(store_env):
 
 def test_bash_word_breaks():
     # bash splits `experiment=ti` into 'experiment' '=' 'ti': the reply replaces only bash's own word
-    assert complete("submit", "experiment=ti", bash="ti") == ["tiny_dpo", "tiny_ibq"]
+    assert complete("submit", "experiment=ti", bash="ti") == ["tiny_dpo", "tiny_ibq", "tiny_lightning"]
     assert complete("submit", "experiment=", bash="=") == [f"={p.stem}" for p in
                                                            sorted((REPO / "jobs" / "experiment").glob("*.yaml"))]
 
@@ -168,7 +170,7 @@ printf '%s\n' "${COMPREPLY[@]}"
 
 def test_bash_function(store_env):
     assert _bash_complete("danlu st") == ["status"]
-    assert _bash_complete("danlu submit experiment=tiny_") == ["tiny_dpo", "tiny_ibq"]
+    assert _bash_complete("danlu submit experiment=tiny_") == ["tiny_dpo", "tiny_ibq", "tiny_lightning"]
     assert _bash_complete("danlu submit experiment=") == [
         f"={p.stem}" for p in sorted((REPO / "jobs" / "experiment").glob("*.yaml"))]
     assert _bash_complete("danlu logs dpo-beta-1127/", env=store_env) == [f"dpo-beta-1127/{i}" for i in range(3)]

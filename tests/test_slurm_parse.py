@@ -266,3 +266,18 @@ def test_tail_lines_reads_only_the_end_of_big_logs(tmp_path):
 def test_reason_when_requeues_ran_out():
     lines = ["step=7 loss=0.1", "[danlu agent] not requeued: 3 requeues already (requeue.max_requeues=3)"]
     assert classify("FAILED", "1:0", "node1", lines) == "stopped at the time limit after 3 requeues (requeue.max_requeues=3)"
+
+
+def test_reason_when_the_agent_ended_a_hung_job():
+    """The agent's line wins over the peers' communication errors that its kill causes."""
+    lines = ["step=3 loss=0.2", "[danlu agent] hung: no output from the training processes on node2 for 15s "
+             "(launch.hang_timeout_s=15); ending the job", "RuntimeError: [../gloo/transport/tcp/pair.cc:534] "
+             "Connection closed by peer [127.0.0.1]:40000"]
+    assert classify("FAILED", "137:0", "node[1-2]", lines) == \
+        "hung: no output from the training processes on node2 for 15s (launch.hang_timeout_s=15)"
+
+
+def test_reason_when_ranks_trained_alone():
+    lines = ["done steps=6", "[danlu agent] 2 of 2 training process(es) on this node trained alone, not in one world "
+             "of 2 (no process group: pids 11 12); the run is not complete"]
+    assert classify("FAILED", "3:0", "node1", lines).startswith("the ranks trained as independent copies, not one world of 2")

@@ -84,6 +84,10 @@ def parse_args(argv=None):
     p.add_argument("--crash_at_step", type=int, default=-1,
                    help="Raise RuntimeError at the start of this step (-1 = never).")
     p.add_argument("--crash_rank", type=int, default=0, help="Rank that raises the injected crash.")
+    p.add_argument("--hang_at_step", type=int, default=-1,
+                   help="Block forever at the start of this step (-1 = never); its peers then wait in the next "
+                        "all-reduce, as behind a rank stuck in a collective.")
+    p.add_argument("--hang_rank", type=int, default=0, help="Rank that blocks.")
     p.add_argument("--sleep_per_step", type=float, default=0.0,
                    help="Sleep this many seconds per step (simulates long training).")
     return p.parse_args(argv)
@@ -376,6 +380,10 @@ def main(argv=None):
     for step in range(start_step + 1, args.max_train_steps + 1):
         if step == args.crash_at_step and rank == args.crash_rank:
             raise RuntimeError(f"injected crash at step {step} on rank {rank}")
+        if step == args.hang_at_step and rank == args.hang_rank:
+            log(f"injected hang at step={step} rank={rank}", all_ranks=True)
+            while True:
+                time.sleep(3600)
         t0 = time.time()
         model.train()
         totals = {"loss": 0.0, "rec": 0.0, "quant": 0.0, "entropy": 0.0}

@@ -7,20 +7,23 @@ It is shaped like a real Lightning program on Slurm, and it is what danlu's `lau
   * ModelCheckpoint monitoring `val_loss` with `save_last=True`, into `<output_dir>/checkpoints` (logs into
     `<output_dir>/lightning_logs`: `--output_dir` is the trainer's `default_root_dir`);
   * resume from the last checkpoint on every start (`fit(ckpt_path="last")`: nothing there, a fresh start);
-  * Lightning's own SIGTERM handling stops every rank at the same step; this program then saves `last.ckpt`
-    (a callback's `on_exception`), so a requeue loses no step;
+  * on SIGUSR1 (danlu's checkpoint signal, also what danlu sends on preemption or scancel to a program that
+    catches it) the ranks agree at the end of the step, save `last.ckpt` and stop: a requeue loses no step; a
+    plain SIGTERM goes through Lightning's own handling (SIGTERMException on every rank), then `last.ckpt` too;
   * fault injection: `--model.crash_at_step=N --model.crash_rank=R` raises on one rank, `--model.hang_at_step=N
     --model.hang_rank=R` blocks one rank forever (its peers then wait in the next all-reduce);
   * one `step=N loss=... rank=R world_size=W` line per step and rank on stdout, `done steps=N` at the end.
 
 Lightning reads the Slurm environment itself (one srun task per rank). danlu owns the requeue: the job side starts
 the program with SIGUSR1 ignored, so Lightning does not install its auto-requeue handler (it leaves an existing
-SIGUSR1 disposition alone) and never writes `hpc_ckpt_*.ckpt` files into the working directory.
+SIGUSR1 disposition alone: this program's, or the ignored one) and never writes `hpc_ckpt_*.ckpt` files into the
+working directory.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import sys
 import time
@@ -112,6 +115,40 @@ class SyntheticData(pl.LightningDataModule):
         return DataLoader(self._points(self.samples // 4, self.seed + 2), batch_size=self.batch_size)
 
 
+class StopOnSignal(Callback):
+    """The checkpoint signal (SIGUSR1) only sets a flag; at the end of each step the ranks agree on it (one
+    all-reduce, at the same point on every rank), and if any got it all save `last.ckpt` and stop. No collective
+    runs inside a signal handler (Lightning's own SIGTERM handler broadcasts there, which can deadlock DDP when
+    the ranks are told a moment apart: Lightning issue #20806)."""
+
+    def __init__(self, checkpoints: ModelCheckpoint) -> None:
+        self.checkpoints = checkpoints
+        self.signum = 0
+        self.stopped_at: int | None = None
+        self._previous = signal.signal(signal.SIGUSR1, self._handler)  # before fit: Lightning keeps it
+
+    def _handler(self, signum: int, _frame: object) -> None:
+        self.signum = signum
+
+    def restore(self) -> None:
+        """Training is over: put the previous handler back (danlu then sees the program finishing)."""
+        signal.signal(signal.SIGUSR1, self._previous)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,  # type: ignore[no-untyped-def]
+                           batch_idx: int) -> None:
+        if self.signum and not getattr(self, "_reported", False):
+            self._reported = True
+            print(f"signal SIGUSR1 reached rank={trainer.global_rank}", flush=True)
+        if not trainer.strategy.reduce_boolean_decision(bool(self.signum), all=False):
+            return
+        trainer.save_checkpoint(os.path.join(self.checkpoints.dirpath, "last.ckpt"))
+        self.stopped_at = trainer.global_step
+        trainer.should_stop = True
+        if trainer.is_global_zero:
+            print(f"received signal SIGUSR1 at step={trainer.global_step}; checkpoint saved; exiting for requeue",
+                  flush=True)
+
+
 class CheckpointWhenStopped(Callback):
     """Lightning raises SIGTERMException on every rank at the same step after a SIGTERM: save `last.ckpt` then,
     so the restart resumes exactly where this start stopped."""
@@ -150,12 +187,14 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("error: the config must configure a ModelCheckpoint (trainer.callbacks)")
     if checkpoints.dirpath is None:  # the run's output dir, never the working directory or a logger's version dir
         checkpoints.dirpath = os.path.join(out, "checkpoints")
-    trainer.callbacks += [CheckpointWhenStopped(checkpoints), ReportResume()]
+    stop = StopOnSignal(checkpoints)
+    trainer.callbacks += [stop, CheckpointWhenStopped(checkpoints), ReportResume()]
     node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
     print(f"rank={trainer.global_rank} world_size={trainer.world_size} local_rank={trainer.local_rank} "
           f"node={node} pid={os.getpid()}", flush=True)
     trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path="last")
-    if trainer.is_global_zero:
+    stop.restore()
+    if trainer.is_global_zero and stop.stopped_at is None:
         print(f"done steps={trainer.global_step}", flush=True)
     return 0
 

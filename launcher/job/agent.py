@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
 from ..layout import RestartLayout, RunLayout, log_per_task
-from .dispositions import HandlerWatch
+from .dispositions import HandlerWatch, catches
 from .port import job_port
 from .timed_log import RankFiles, TimedLog
 from .world import WorldWatch
@@ -48,6 +48,8 @@ FAILED_PEER_KILL_S = 3.0
 # after SIGTERM the program has the cluster's grace (KillWait / GraceTime, slurm.stop_grace) less this margin,
 # in which the agent kills what is left, collects the logs and writes the result before Slurm's SIGKILL
 STOP_MARGIN_S = 2.0
+# before the ranks' first line the hang watchdog waits at least this long (imports, data, rendezvous)
+STARTUP_SILENCE_S = 300.0
 
 
 @dataclass
@@ -61,6 +63,7 @@ class NodeAgent:
     checkpoint_wait_s: float = 60.0  # after a time-limit/preemption warning, how long ranks may take to checkpoint
     grace_s: float = 120.0  # warn the ranks this long before the time limit (requeue.grace_s)
     stop_grace_s: float = 30.0  # SIGTERM to SIGKILL on this cluster (read at submit; Slurm's default KillWait)
+    hang_timeout_s: float = 0.0  # no line from any training process of this node for this long: hung (0: never)
 
     # ---- environment -------------------------------------------------------------------------
     def _ids(self) -> Dict[str, int]:
@@ -85,6 +88,7 @@ class NodeAgent:
         subst = {NODE_RANK: str(ids["node"]), HEAD_ADDR: head, PORT: str(port), LOG_DIR: str(rank_logs)}
         argv = [_fill(a, subst) for a in shlex.split(os.environ["DANLU_COMMAND"])]
         node_name = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
+        self._node_name = node_name
 
         env = dict(os.environ)
         env.update(MASTER_ADDR=head, MASTER_PORT=str(port), NODE_RANK=str(ids["node"]), PYTHONUNBUFFERED="1")
@@ -210,20 +214,33 @@ class NodeAgent:
                 self._stopped_by = self._stopped_by or name
                 ranks = self._rank_pids(child)
                 kill_in = max(1.0, self.stop_grace_s - STOP_MARGIN_S)
-                say(f"received {name}: forwarding it to each of the {len(ranks)} training process(es)"
+                # a program with a checkpoint signal gets that one: it stops every rank at an agreed step, where
+                # a handler on SIGTERM may run collectives inside the handler (Lightning's, which deadlocks DDP)
+                own = any(catches(p, signal.SIGUSR1) for p in ranks)
+                send = signal.SIGUSR1 if own else signum
+                say(f"received {name}: " + (f"sending SIGUSR1 (their checkpoint signal) to each of the {len(ranks)}"
+                                             if own else f"forwarding it to each of the {len(ranks)}")
+                    + " training process(es)"
                     + (f"; SIGKILL for what is left in {kill_in:.0f}s (the cluster gives {self.stop_grace_s:.0f}s)"
                        if first else ""))
                 for pid in ranks or [child.pid]:
-                    _kill(pid, signum)
+                    _kill(pid, send)
                 if first:
                     self._kill_at = time.time() + kill_in
                     threading.Thread(target=_kill_later, args=(child, kill_in), daemon=True).start()
 
         for sig in {warn_sig, signal.SIGTERM, signal.SIGINT, signal.SIGCONT} - {signal.SIGCONT}:
             signal.signal(sig, forward)
+        self._last_output = time.time()
+        if self.hang_timeout_s > 0:
+            threading.Thread(target=self._watch_silence, args=(child, say), daemon=True).start()
         assert child.stdout is not None
         reaping = False
         for chunk in iter(lambda: child.stdout.readline(), b""):  # type: ignore[union-attr]
+            self._last_output = time.time()
+            if not self._ranks_spoke and (self.launch_kind not in ("accelerate", "torchrun")
+                                            or self.procs_per_node == 1 or _LOCAL_LINE.match(chunk)):
+                self._ranks_spoke = True  # the hang clock runs from the ranks' first line (imports can be slow)
             out.write(chunk)
             sys.stdout.buffer.write(chunk)
             sys.stdout.flush()
@@ -268,6 +285,27 @@ class NodeAgent:
             # this task failed first (as far as it knows): say so, so the log shows where the job broke
             say(f"the launcher exited with code {code}: ending the job (the other nodes are stopped by srun)")
         return code
+
+    _last_output: float = 0.0
+    _ranks_spoke = False
+    _node_name: str = ""
+
+    def _watch_silence(self, child: subprocess.Popen, say) -> None:  # type: ignore[type-arg,no-untyped-def]
+        """A rank blocked in a collective whose peer hangs never ends by itself (gloo/NCCL wait up to 30 min):
+        when no training process of this node has written a line for hang_timeout_s, end the job as hung."""
+        while child.poll() is None:
+            time.sleep(1.0)
+            quiet = time.time() - self._last_output
+            limit = self.hang_timeout_s if self._ranks_spoke else max(self.hang_timeout_s, STARTUP_SILENCE_S)
+            if quiet < limit or self._interrupted or self._stopped_by:
+                continue
+            line = (f"hung: no output from the training processes on {self._node_name} "
+                    f"for {quiet:.0f}s (launch.hang_timeout_s={self.hang_timeout_s:.0f}); ending the job")
+            say(line)
+            print(f"[danlu agent] {line}", file=sys.stderr, flush=True)  # Slurm's output: the run's reason
+            _killpg(child.pid, signal.SIGKILL)
+            _kill_descendants()
+            return
 
     def _rank_pids(self, child: subprocess.Popen) -> List[int]:  # type: ignore[type-arg]
         """The training processes: a per-node launcher's children (torch elastic starts each rank in a session of
@@ -405,6 +443,8 @@ def _live_processes() -> Iterator[Tuple[int, int, int]]:
             yield int(stat.parent.name), int(fields[1]), int(fields[2])
 
 
+# a line of a rank copied by torch elastic into the launcher's output (--tee): `[default<local rank>]:`
+_LOCAL_LINE = re.compile(rb"^\[default\d+\]:")
 # torch elastic (accelerate launch --multi_gpu, torchrun) logs this when it starts stopping its workers
 _ELASTIC_CLOSING = re.compile(rb"Sending process \d+ closing signal SIG|Closing process \d+ via signal SIG")
 

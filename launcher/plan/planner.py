@@ -58,6 +58,7 @@ class PlannedRun:
                          tasks_per_node=self.shape.tasks_per_node, max_requeues=s.requeue.max_requeues,
                          requeue_signal=s.requeue.signal, checkpoint_wait_s=max(5.0, s.requeue.grace_s - 5.0),
                          grace_s=float(s.requeue.grace_s) if s.requeue.enabled else 0.0,
+                         hang_timeout_s=float(s.launch.hang_timeout_s or 0),
                          **({"stop_grace_s": float(self.stop_grace_s)} if self.stop_grace_s else {}))
 
 

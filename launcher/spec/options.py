@@ -76,6 +76,8 @@ class LaunchSpec:
     python: str = opt("python", "interpreter for lightning/python launch and for the program")
     port: Optional[int] = opt(None, "rendezvous port; null picks one per job from the job id")
     tasks_per_node: Optional[int] = opt(None, "srun tasks per node; null: 1 for accelerate/torchrun, one per GPU otherwise")
+    hang_timeout_s: Optional[int] = opt(1800, "end the job as hung when no training process of a node has written a "
+                                               "line for this many seconds; null: never")
 
 
 @dataclass

@@ -101,6 +101,8 @@ def shape(spec: RunSpec) -> Shape:
         raise UserError("CPUs per GPU and per task must be at least 1", "set resources.cpus_per_gpu=8 (or resources.cpus_per_task)")
     if spec.requeue.grace_s < 0 or spec.requeue.max_requeues < 0:
         raise UserError("requeue.grace_s and requeue.max_requeues must be >= 0", "e.g. requeue.grace_s=120 requeue.max_requeues=3")
+    if launch.hang_timeout_s is not None and launch.hang_timeout_s < 1:
+        raise UserError(f"launch.hang_timeout_s={launch.hang_timeout_s} must be >= 1", "or null to never end a silent job")
     if spec.sweep.max_parallel is not None and spec.sweep.max_parallel < 1:
         raise UserError(f"sweep.max_parallel={spec.sweep.max_parallel} must be >= 1", "or null for no limit")
     minutes = parse_time(r.time)

@@ -19,6 +19,7 @@ _COMM_LINE = re.compile(r"NCCL (?:error|WARN)|ncclInternalError|ncclSystemError|
 _CUDA_OOM = re.compile(r"CUDA out of memory|torch\.(?:cuda\.)?OutOfMemoryError|CUDA error: out of memory", re.IGNORECASE)
 _HOST_OOM = re.compile(r"oom[-_ ]kill|out-of-memory handler|Out Of Memory|^MemoryError|\bMemoryError\b|Killed process",
                        re.IGNORECASE | re.MULTILINE)
+_HUNG = re.compile(r"(hung: no output from the training processes on \S+ for \d+s \(launch\.hang_timeout_s=\d+\))")
 _ALONE = re.compile(r"trained alone, not in one world of (\d+)")
 _MAX_REQUEUES = re.compile(r"not requeued: (\d+) requeues already \(requeue.max_requeues=(\d+)\)")
 # srun could not start a task on a node (its slurmd died or cannot be reached)
@@ -77,6 +78,9 @@ def classify(state: str, exit_code: str, nodelist: str,
     limit = _MAX_REQUEUES.search(text)
     if limit:  # stopped for the time limit (or preemption) once more than danlu may requeue
         return f"stopped at the time limit after {limit.group(1)} requeues (requeue.max_requeues={limit.group(2)})"
+    hung = _HUNG.search(text)
+    if hung:  # the agent ended a silent job (launch.hang_timeout_s)
+        return _cut(hung.group(1))
     alone = _ALONE.search(text)
     if alone:  # exit 0, but its ranks never formed one torch.distributed world
         return (f"the ranks trained as independent copies, not one world of {alone.group(1)} (no process group; "

@@ -174,8 +174,11 @@ def show_logs(store: Any, args: Namespace) -> int:
         raise UserError(f"no log for {what} of {args.run} (attempt {number}) yet",
                         "it may not have started; `danlu status` shows its state, `--follow` waits for it")
     offsets: Dict[Path, int] = {}
-    # labels in the merged view and on a node of one-task-per-rank runs; the same for the whole of a --follow
-    prefix = args.rank is None and (args.node is None or bool(lay.per_task))
+    # labels in the merged view of a run with several ranks, and on a node of one-task-per-rank runs; decided once,
+    # from the run's shape, so that a --follow labels its lines the same from start to end
+    world = (ppn or 0) * (row["nodes"] or 0)
+    prefix = args.rank is None and (args.node is None or bool(lay.per_task)) and \
+        (world > 1 if world else len(srcs) > 1)
     lines = _read_new(srcs, offsets, prefix)
     if args.tail is not None:
         lines = lines[-args.tail:] if args.tail > 0 else []

@@ -39,7 +39,7 @@ case "${SLURM_ARRAY_TASK_ID:-0}" in
     export DANLU_WORKDIR=<repo>/examples/tiny_dpo
     export WANDB_RUN_GROUP=golden
     export WANDB_NAME=golden/0
-    export DANLU_COMMAND='torchrun --nnodes 1 --node_rank @NODE_RANK@ --nproc_per_node 2 --rdzv_backend static --rdzv_endpoint @HEAD_ADDR@:@PORT@ --master_addr @HEAD_ADDR@ --master_port @PORT@ --log-dir @LOG_DIR@ --tee 3 train.py --max_train_steps=30 --train_batch_size=16 --learning_rate=1e-05 --beta_dpo=5000 --seed=0 --checkpointing_steps=10 --crash_at_step=-1 --crash_rank=0 --sleep_per_step=0 --output_dir=/runs/golden/0/output'
+    export DANLU_COMMAND='torchrun --nnodes 1 --node_rank @NODE_RANK@ --nproc_per_node 2 --rdzv_backend static --rdzv_endpoint @HEAD_ADDR@:@PORT@ --master_addr @HEAD_ADDR@ --master_port @PORT@ --log-dir @LOG_DIR@ --tee 3 train.py --max_train_steps=30 --train_batch_size=16 --learning_rate=1e-05 --beta_dpo=5000 --seed=0 --checkpointing_steps=10 --crash_at_step=-1 --crash_rank=0 --hang_at_step=-1 --hang_rank=0 --sleep_per_step=0 --output_dir=/runs/golden/0/output'
     ;;
   *) echo "danlu: no run for array index ${SLURM_ARRAY_TASK_ID:-0}" >&2; exit 2 ;;
 esac
