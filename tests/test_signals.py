@@ -73,7 +73,8 @@ def test_cancel_gives_the_ranks_the_clusters_grace_to_checkpoint(slurm_cluster, 
     run = out["runs"][0]["run"]
     layout = SweepLayout(Path(danlu_env["DANLU_RUNS_DIR"]) / name).run(0)
     log = layout.attempt(1).restart(0).node_log(0)
-    deadline = time.time() + 180
+    wait_status(name, danlu_env, timeout=600, poll=2, done=lambda items: items[0]["state"] != "PENDING")
+    deadline = time.time() + 180  # from the start of the job: it may wait behind other tests' jobs for the GPUs
     while not (log.exists() and "step=3 " in log.read_text()):
         assert time.time() < deadline, log.read_text()[-2000:] if log.exists() else "no log"
         time.sleep(1)
