@@ -44,6 +44,12 @@ def log_per_task(launch_kind: str, tasks_per_node: int) -> bool:
     return tasks_per_node > 1 or launch_kind in ("lightning", "python")
 
 
+def launcher_rank_logs(launch_kind: str, world: int) -> bool:
+    """Does torch elastic write per-rank files (`--log_dir`) that the agent copies into rank<r>.log/.err? Then a
+    node log's `[default<L>]:` copies of those lines (`--tee`) are not shown again."""
+    return launch_kind == "torchrun" or (launch_kind == "accelerate" and world > 1)
+
+
 def time_index(log: Path) -> Path:
     """Written beside each node/rank log as the agent writes it: `<byte offset> <unix time>` lines (one per new
     hundredth of a second), so that a merged view can interleave the lines of several logs by time."""

@@ -8,6 +8,7 @@ import json
 from typing import Any, List
 
 from ..job.agent import HEAD_ADDR, LOG_DIR, NODE_RANK, PORT
+from ..layout import launcher_rank_logs
 from ..spec.options import RunSpec
 from ..spec.validate import Shape
 
@@ -48,7 +49,7 @@ def launch_command(spec: RunSpec, shape: Shape, output_dir: str) -> List[str]:
         if nodes > 1:
             cmd += ["--machine_rank", NODE_RANK, "--main_process_ip", HEAD_ADDR, "--rdzv_backend", "static"]
         cmd += ["--main_process_port", PORT]
-        if procs * nodes > 1:
+        if launcher_rank_logs(launch.kind, procs * nodes):
             cmd += ["--log_dir", LOG_DIR, "--tee", "3"]  # torch elastic: one log per rank
         if launch.mixed_precision:
             cmd += ["--mixed_precision", str(launch.mixed_precision)]

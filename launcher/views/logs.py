@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import UserError
-from ..layout import AttemptLayout, RestartLayout, RunLayout, log_per_task, natural_key, time_index
+from ..layout import AttemptLayout, RestartLayout, RunLayout, launcher_rank_logs, log_per_task, natural_key, time_index
 from ..state.names import TERMINAL
 from ..state.reconcile import refresh
 
@@ -49,6 +49,7 @@ class Source:
 class Layout:
     ppn: Optional[int] = None  # training processes (ranks) per node
     per_task: Optional[bool] = None  # one agent (and log) per rank, not per node
+    rank_files: bool = False  # a launcher's ranks get rank<R>.log/.err of their own (not only its `--tee`)
 
 
 def layout(row: Any) -> Layout:
@@ -62,7 +63,8 @@ def layout(row: Any) -> Layout:
 
         spec = spec_from_dict(RunSpec, json.loads(row["config"]))
         shp = shape(spec)
-        return Layout(shp.procs_per_node, log_per_task(spec.launch.kind, shp.tasks_per_node))
+        return Layout(shp.procs_per_node, log_per_task(spec.launch.kind, shp.tasks_per_node),
+                      launcher_rank_logs(spec.launch.kind, shp.procs_per_node * shp.nodes))
     except Exception:
         return Layout()
 
@@ -131,13 +133,16 @@ def sources(row: Any, attempt: AttemptLayout, args: Namespace, lay: Layout) -> L
             return [src for k in range(ppn) for src in rank_sources(n * ppn + k)]
         return rank_sources(n)
     # merged view: every rank's own log where there is one (a launcher stops copying its ranks' lines into its own
-    # output once it is stopping), each node's launcher lines, labelled `[host rank<R>]` and interleaved by time
+    # output once it is stopping), each node's launcher lines, labelled `[host rank<R>]` and interleaved by time.
+    # The tee is dropped by the run's shape, not by which rank logs exist yet: a --follow that read a rank's first
+    # line from the tee before the agent had copied its own file would show it twice
+    drop_tee = bool(ranks) or lay.rank_files
     out: List[Source] = []
     for name in nodes:
         stem = name[:-len(".log")]
         n = int(stem[4:]) if stem[4:].isdigit() else None
         out.append(Source([x.root / name for x in restarts], tag=host.get(n, stem) if n is not None else stem,
-                          node=n, ppn=ppn, drop_tee=bool(ranks)))
+                          node=n, ppn=ppn, drop_tee=drop_tee))
     for r in ranks:
         out.extend(rank_sources(r))
     return out
