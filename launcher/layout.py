@@ -203,8 +203,8 @@ class RestartLayout:
         return self.root / f"agent-{tag}.log"
 
     def stopped(self, tag: str) -> Path:
-        """Written by an agent once its ranks have stopped for a requeue (checkpoint written): task 0 waits
-        for every task's before it asks Slurm to requeue the job."""
+        """Written by an agent once its ranks have stopped for a signal (the time-limit warning, SIGTERM; checkpoint
+        written): task 0 waits for every task's outcome before it asks Slurm to requeue the job."""
         return self.root / f"stopped-{tag}"
 
     def finished(self, tag: str) -> Path:
@@ -213,6 +213,20 @@ class RestartLayout:
 
     def stopped_count(self) -> int:
         return len(list(self.root.glob("stopped-*"))) if self.root.is_dir() else 0
+
+    def failed(self, tag: str) -> Path:
+        """Written by an agent whose program failed first (not stopped by a signal): the job ends FAILED, a stop
+        that follows it on the other nodes is its consequence and never leads to a requeue."""
+        return self.root / f"failed-{tag}"
+
+    def failed_count(self) -> int:
+        return len(list(self.root.glob("failed-*"))) if self.root.is_dir() else 0
+
+    def ended_count(self) -> int:
+        """Tasks whose program has ended: stopped by a signal, ended by itself with exit 0, or failed."""
+        if not self.root.is_dir():
+            return 0
+        return sum(1 for p in self.root.iterdir() if p.name.startswith(("stopped-", "finished-", "failed-")))
 
     def launcher_logs(self, tag: str) -> Path:
         """Where torch elastic writes its per-rank files while the node runs (collected into rank logs)."""

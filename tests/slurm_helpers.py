@@ -152,3 +152,30 @@ def next_job_ids_from(first: int, state_dir: Path) -> Iterator[None]:
             conf.write_text(original)
             _run(["scontrol", "reconfigure"])
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def node_processes(node: str, job_ids: list[str], with_step_daemons: bool = False) -> set[int]:
+    """Pids of what the jobs run on one test node (all test nodes share this host: found by SLURMD_NODENAME and
+    SLURM_JOB_ID in their environment), and optionally the slurmstepd parents of those tasks."""
+    found: set[int] = set()
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            env = dict(kv.split("=", 1) for kv in environ.read_bytes().decode(errors="replace").split("\0") if "=" in kv)
+        except OSError:
+            continue
+        if env.get("SLURMD_NODENAME") != node or env.get("SLURM_JOB_ID") not in job_ids:
+            continue
+        try:
+            if (environ.parent / "comm").read_text().strip() == "slurmstepd" and not with_step_daemons:
+                continue
+        except OSError:
+            continue
+        found.add(int(environ.parent.name))
+        if with_step_daemons:
+            try:
+                ppid = int((environ.parent / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if "slurmstepd" in (Path("/proc") / str(ppid) / "cmdline").read_text():
+                    found.add(ppid)
+            except (OSError, ValueError):
+                pass
+    return found

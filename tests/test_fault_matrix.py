@@ -6,29 +6,37 @@ tests/fault-matrix.md (committed from one full run), then asserts each case's ex
   scancel    -> CANCELLED, the checkpoint taken at the signal
   raise      -> FAILED within 10 s of the exception on every node, the reason names it
   hang       -> FAILED within 30 s of the hang (launch.hang_timeout_s=15), the reason says so
+  preemption -> COMPLETED after Slurm's requeue, the checkpoint taken at the signal, at most one interval lost
+  dead node  -> (node2's slurmd and the job's processes there SIGKILLed) resumes from its last periodic checkpoint
+                to COMPLETED, at most one interval lost
 and after every case no process of the job is left on any node (the process table).
 
-Preemption and a killed slurmd are in tests/test_resilience.py (disruptive: they run alone).
+Preemption and a dead node disturb every job of the cluster, so those two columns are disruptive tests (they run
+alone, after the rest: tests/run.sh), each with its four modes side by side. Each test rewrites its own rows of
+the table and keeps the others.
 """
 
 from __future__ import annotations
 
 import bisect
+import os
 import re
+import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import pytest
 
 from danlu_helpers import danlu, danlu_env, status_json, submit_json  # noqa: F401
+from slurm_helpers import node_processes
 
 pytestmark = pytest.mark.slurm
 
 TABLE = Path(__file__).with_name("fault-matrix.md")
-SHAPE = ["cluster=testcluster", "resources.nodes=2", "resources.gpus_per_node=2"]
+SHAPE = ["cluster=testcluster", "resources.nodes=2"]
 TL_STEPS = 45  # 15-32 steps fit in one start of a 1-minute job: two to four starts
 # every mode on 2 GPUs per node: the test cluster's 8 GPUs then let Slurm run two cases at a time, which is what
 # this 2-core machine can train at a useful speed (all 16 at once starve the time-limit cases of steps)
@@ -38,6 +46,12 @@ MODES = {
     "lightning": ["experiment=tiny_lightning", "args.trainer.devices=2", "args.trainer.num_nodes=2"],
     "python": ["experiment=tiny_dpo", "launch=python"],
 }
+ON_GPUS = {m: v + ["resources.gpus_per_node=2"] for m, v in MODES.items()}
+# side by side, all four at once (preemption, dead node): lightning/python run their 2 ranks per node as 2 tasks
+# without GPUs, so that the four jobs fit node1-2 together (accelerate/torchrun start one rank per GPU)
+NO_GPU_2_TASKS = ["resources.gpus_per_node=0", "launch.tasks_per_node=2"]
+TOGETHER = {m: v + (NO_GPU_2_TASKS if m in ("lightning", "python") else ["resources.gpus_per_node=2"])
+            for m, v in MODES.items()}
 INTERVAL = 10  # checkpoint every 10 steps (the tiny programs' checkpointing_steps; tiny_lightning validates so)
 
 
@@ -62,6 +76,12 @@ FAULTS = {
     "raise": lambda m: _args(m, steps=30, sleep=0.5, crash_at=4, crash_rank=3),
     "hang": lambda m: ["launch.hang_timeout_s=15"] + _args(m, steps=30, sleep=0.5, hang_at=4, hang_rank=3),
 }
+DISRUPTIVE_STEPS = 60
+DISRUPTIVE = {  # past the first checkpoint (step 10) when the fault comes; 60 steps leave room for four to get there
+    "preemption": lambda m: ["requeue.max_requeues=3"] + _args(m, steps=DISRUPTIVE_STEPS, sleep=0.5),
+    "dead node": lambda m: ["requeue.max_requeues=3"] + _args(m, steps=DISRUPTIVE_STEPS, sleep=0.5),
+}
+ORDER = ["time limit", "preemption", "scancel", "raise", "hang", "dead node"]
 
 
 @dataclass
@@ -108,25 +128,37 @@ def _steps(text: str) -> List[int]:
     return [int(s) for s in re.findall(r"^step=(\d+) .*rank=0 ", text, re.M)]
 
 
-def _check(case: Case, runs_dir: Path) -> None:
+def _restarts(runs_dir: Path, name: str) -> list:  # type: ignore[type-arg]
+    """Every start of the run in order: the restarts of attempt 1, then of a rerun's attempt 2, ..."""
     from launcher.layout import SweepLayout
 
-    layout = SweepLayout(runs_dir / case.name).run(0)
-    restarts = layout.attempt(1).restarts()
+    run = SweepLayout(runs_dir / name).run(0)
+    out = []
+    for n in range(1, 10):
+        if not run.attempt(n).root.exists():
+            break
+        out.extend(run.attempt(n).restarts())
+    return out
+
+
+def _check(case: Case, runs_dir: Path) -> None:
+    restarts = _restarts(runs_dir, case.name)
     item = case.item
     state, reason = str(item.get("state")), str(item.get("reason") or "")
-    case.row = {"state": state, "requeues": str(item.get("restarts", "")), "lost": "-", "seconds": "-",
-                "signal checkpoint": "-", "reason": reason or "-"}
+    starts = max(0, len(restarts) - 1)
+    case.row = {"state": state, "restarts": str(starts), "lost": "-", "seconds": "-", "signal checkpoint": "-",
+                "reason": reason or "-"}
     rank0 = [r.rank_log(0).read_text(errors="replace") if r.rank_log(0).exists() else "" for r in restarts]
-    want = {"time limit": "COMPLETED", "scancel": "CANCELLED", "raise": "FAILED", "hang": "FAILED"}[case.fault]
+    want = {"scancel": "CANCELLED", "raise": "FAILED", "hang": "FAILED"}.get(case.fault, "COMPLETED")
     if state != want:
         case.problems.append(f"state {state}, expected {want} ({reason})")
-    if case.fault in ("time limit", "scancel"):
+    if case.fault in ("time limit", "scancel", "preemption"):
         saved = re.search(r"received signal SIG\w+ at step=(\d+); checkpoint saved", rank0[0] if rank0 else "")
         case.row["signal checkpoint"] = f"step {saved.group(1)}" if saved else "none"
         if not saved:
             case.problems.append("no checkpoint taken at the signal")
-    if case.fault == "time limit":
+    if case.fault in ("time limit", "preemption", "dead node"):
+        steps = TL_STEPS if case.fault == "time limit" else DISRUPTIVE_STEPS
         case.row["seconds"] = f"{(case.ended or time.time()) - case.submitted:.0f} (submit to end)"
         lost = 0
         for k in range(len(restarts) - 1):
@@ -135,14 +167,14 @@ def _check(case: Case, runs_dir: Path) -> None:
             if done and resumed:
                 lost = max(lost, done[-1] - int(resumed.group(1)))
             elif done:
-                case.problems.append(f"restart {k + 1} did not resume")
+                case.problems.append(f"start {k + 2} did not resume")
         case.row["lost"] = str(lost)
         if lost > INTERVAL:
             case.problems.append(f"{lost} steps lost (> one interval of {INTERVAL})")
-        if not restarts or f"done steps={TL_STEPS}" not in "\n".join(rank0):
-            case.problems.append(f"never reached step {TL_STEPS}")
-        if int(item.get("restarts") or 0) < 1:
-            case.problems.append("never requeued")
+        if not restarts or f"done steps={steps}" not in "\n".join(rank0):
+            case.problems.append(f"never reached step {steps}")
+        if starts < 1:
+            case.problems.append("never started again")
     if case.fault == "scancel" and case.cancelled_at and restarts:
         end = _agent_end(restarts[-1])
         case.row["seconds"] = f"{end - case.cancelled_at:.0f} (cancel to end)" if end else "-"
@@ -163,17 +195,32 @@ def _check(case: Case, runs_dir: Path) -> None:
             case.problems.append(f"reason {reason!r} does not say {need!r}")
 
 
+HEAD = ["launch", "fault", "state", "restarts", "steps lost", "seconds", "signal checkpoint", "reason", "ok", "run"]
+
+
 def _write_table(cases: List[Case]) -> None:
-    head = ["launch", "fault", "state", "requeues", "steps lost", "seconds", "signal checkpoint", "reason", "ok"]
-    lines = ["# Fault matrix", "", "Written by `tests/test_fault_matrix.py` on the test cluster "
-             f"({time.strftime('%Y-%m-%d')}); every case on 2 nodes x 2 ranks. Preemption and a killed slurmd: "
-             "`tests/test_resilience.py`.", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    """This test's rows, new; the other tests' rows as they were (one full run writes them all)."""
+    rows: Dict[tuple, List[str]] = {}
+    if TABLE.exists():
+        for line in TABLE.read_text().splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if line.startswith("| ") and len(cells) == len(HEAD) and cells[1] in ORDER:
+                rows[(cells[0], cells[1])] = cells
     for c in cases:
         r = c.row
-        cells = [c.mode, c.fault, r.get("state", "-"), r.get("requeues", "-"), r.get("lost", "-"),
-                 r.get("seconds", "-"), r.get("signal checkpoint", "-"), r.get("reason", "-").replace("|", "/"),
-                 "yes" if not c.problems else "NO: " + "; ".join(c.problems).replace("|", "/")]
-        lines.append("| " + " | ".join(cells) + " |")
+        rows[(c.mode, c.fault)] = [
+            c.mode, c.fault, r.get("state", "-"), r.get("restarts", "-"), r.get("lost", "-"), r.get("seconds", "-"),
+            r.get("signal checkpoint", "-"), r.get("reason", "-").replace("|", "/"),
+            "yes" if not c.problems else "NO: " + "; ".join(c.problems).replace("|", "/"), time.strftime("%Y-%m-%d")]
+    modes = list(MODES)
+    order = sorted(rows, key=lambda k: (ORDER.index(k[1]), modes.index(k[0]) if k[0] in modes else 99))
+    lines = ["# Fault matrix", "",
+             "Written by `tests/test_fault_matrix.py` on the test cluster, each case on 2 nodes x 2 ranks; `run` is "
+             "the day of the run that wrote the row. Time limit, scancel, raise and hang run side by side as the "
+             "cluster's 8 GPUs allow, every mode with 2 GPUs per node. Preemption and dead node run alone (they "
+             "disturb every job), the four modes at once: lightning and python then run their 2 ranks per node as "
+             "2 tasks without GPUs.", "", "| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
+    lines += ["| " + " | ".join(rows[k]) + " |" for k in order]
     TABLE.write_text("\n".join(lines) + "\n")
 
 
@@ -182,27 +229,30 @@ def _job_processes(markers: List[str]) -> List[str]:
     return [ln for ln in out.splitlines() if any(m in ln for m in markers) and "ps -eo" not in ln]
 
 
-def test_fault_matrix(slurm_cluster, danlu_env):
-    from launcher.layout import SweepLayout
+TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED")
 
-    runs_dir = Path(danlu_env["DANLU_RUNS_DIR"])
-    cases = [Case(m, f) for f in FAULTS for m in MODES]
+
+def _submit(cases: List[Case], modes: Dict[str, List[str]], faults: Dict[str, Callable[[str], List[str]]],
+            env: Dict[str, str]) -> None:
     for c in cases:
         c.name = f"fm-{c.mode}-{c.fault.replace(' ', '')}"
         c.submitted = time.time()
-        out = submit_json(*MODES[c.mode], *SHAPE, *FAULTS[c.fault](c.mode), "--name", c.name, env=danlu_env)
+        out = submit_json(*SHAPE, *modes[c.mode], *faults[c.fault](c.mode), "--name", c.name, env=env)
         c.run = out["runs"][0]["run"]
-    deadline = time.time() + 1200
-    pending = {c.name: c for c in cases}
+
+
+def _drive(cases: List[Case], env: Dict[str, str], timeout: float,
+           act: Optional[Callable[[Case, Dict[str, object]], None]] = None,
+           ended: Callable[[Case, Dict[str, object]], bool] = lambda c, item: item["state"] in TERMINAL) -> None:
+    """Poll the cases' states until each has ended (or the time is up); `act` sees every running case's item."""
+    deadline = time.time() + timeout
+    pending = {c.name: c for c in cases if not c.item or not ended(c, c.item)}
     while pending and time.time() < deadline:
-        for item in status_json(*pending, env=danlu_env):
+        for item in status_json(*pending, env=env):
             c = pending[item["run"].split("/")[0]]
-            if c.fault == "scancel" and c.cancelled_at is None and item["state"] == "RUNNING":
-                r = SweepLayout(runs_dir / c.name).run(0).attempt(1).restart(0).rank_log(0)
-                if r.exists() and re.search(r"^step=3 ", r.read_text(errors="replace"), re.M):
-                    c.cancelled_at = time.time()
-                    assert danlu("cancel", c.run, env=danlu_env).returncode == 0
-            if item["state"] in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"):
+            if act is not None and item["state"] == "RUNNING":
+                act(c, item)
+            if ended(c, item):
                 c.item = item
                 c.ended = time.time()
                 del pending[c.name]
@@ -211,6 +261,12 @@ def test_fault_matrix(slurm_cluster, danlu_env):
         if c.name in pending:
             c.problems.append("did not end in time")
             c.item = {"state": "RUNNING"}
+
+
+def _finish(cases: List[Case], runs_dir: Path) -> None:
+    """Every case checked, no process of any case left on any node, the table written; then the verdict."""
+    from launcher.layout import SweepLayout
+
     markers = [str(SweepLayout(runs_dir / c.name).run(0).output_dir) for c in cases]
     end = time.time() + 45  # an agent may still be collecting its logs after Slurm recorded the state
     while _job_processes(markers) and time.time() < end:
@@ -224,3 +280,101 @@ def test_fault_matrix(slurm_cluster, danlu_env):
     _write_table(cases)
     bad = [f"{c.mode}/{c.fault}: {'; '.join(c.problems)}" for c in cases if c.problems]
     assert not bad, "\n".join(bad) + f"\n(see {TABLE})"
+
+
+def _rank0_step(runs_dir: Path, c: Case) -> int:
+    restarts = _restarts(runs_dir, c.name)
+    log = restarts[-1].rank_log(0) if restarts else None
+    steps = _steps(log.read_text(errors="replace")) if log is not None and log.exists() else []
+    return steps[-1] if steps else 0
+
+
+def _wait_all_past(cases: List[Case], env: Dict[str, str], runs_dir: Path, step: int, timeout: float) -> None:
+    """Until every case runs and its rank 0 is past `step` (its first checkpoint)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        items = {i["run"].split("/")[0]: i for i in status_json(*(c.name for c in cases), env=env)}
+        if all(items[c.name]["state"] == "RUNNING" and _rank0_step(runs_dir, c) > step for c in cases):
+            return
+        ended = [f"{n}: {i['state']}" for n, i in items.items() if i["state"] in TERMINAL]
+        assert not ended, f"ended before the fault: {ended}"
+        time.sleep(1)
+    raise AssertionError(f"not all past step {step} within {timeout}s: "
+                         f"{ {c.name: _rank0_step(runs_dir, c) for c in cases} }")
+
+
+def test_fault_matrix(slurm_cluster, danlu_env):
+    from launcher.layout import SweepLayout
+
+    runs_dir = Path(danlu_env["DANLU_RUNS_DIR"])
+    cases = [Case(m, f) for f in FAULTS for m in MODES]
+    _submit(cases, ON_GPUS, FAULTS, danlu_env)
+
+    def cancel_at_step_3(c: Case, item: Dict[str, object]) -> None:
+        if c.fault == "scancel" and c.cancelled_at is None:
+            r = SweepLayout(runs_dir / c.name).run(0).attempt(1).restart(0).rank_log(0)
+            if r.exists() and re.search(r"^step=3 ", r.read_text(errors="replace"), re.M):
+                c.cancelled_at = time.time()
+                assert danlu("cancel", c.run, env=danlu_env).returncode == 0
+
+    _drive(cases, danlu_env, 1200, cancel_at_step_3)
+    _finish(cases, runs_dir)
+
+
+@pytest.mark.disruptive  # preempts every job on node1-2: run alone (tests/run.sh)
+def test_fault_matrix_preemption(slurm_cluster, danlu_env):
+    """A job of the higher-tier partition takes node1-2 whole: Slurm preempts (requeues) all four runs; each gets
+    SIGTERM, checkpoints, and starts again from that checkpoint when the urgent job is done."""
+    runs_dir = Path(danlu_env["DANLU_RUNS_DIR"])
+    cases = [Case(m, "preemption") for m in MODES]
+    _submit(cases, TOGETHER, DISRUPTIVE, danlu_env)
+    _wait_all_past(cases, danlu_env, runs_dir, INTERVAL + 1, 240)
+    urgent = subprocess.run(["sbatch", "--parsable", "-p", "urgent-4090", "-N", "2", "-w", "node[1-2]", "--exclusive",
+                             "-t", "2", "-o", "/dev/null", "--wrap", "sleep 10"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        _drive(cases, danlu_env, 420, ended=lambda c, item: item["state"] in TERMINAL and item["state"] != "PREEMPTED")
+    finally:
+        subprocess.run(["scancel", urgent])
+    _finish(cases, runs_dir)
+
+
+def _kill_node(slurm_cluster, node: str, job_ids: List[str]) -> None:
+    """The node dies: its slurmd and everything the jobs run there (step daemons and tasks)."""
+    slurm_cluster.node("kill", node)
+    victims = node_processes(node, job_ids, with_step_daemons=True)
+    assert victims, f"no processes of jobs {job_ids} on {node}"
+    for pid in victims:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.mark.disruptive  # kills a node: run alone (tests/run.sh)
+def test_fault_matrix_dead_node(slurm_cluster, danlu_env):
+    """node2's slurmd and every process of the four jobs there are SIGKILLed. Slurm notices within SlurmdTimeout
+    and requeues the jobs (NODE_FAIL with --requeue); where it ends one instead, `danlu rerun` is the documented
+    path. Either way each run resumes from its last periodic checkpoint to COMPLETED."""
+    runs_dir = Path(danlu_env["DANLU_RUNS_DIR"])
+    cases = [Case(m, "dead node") for m in MODES]
+    _submit(cases, TOGETHER, DISRUPTIVE, danlu_env)
+    _wait_all_past(cases, danlu_env, runs_dir, INTERVAL + 1, 240)
+    jobs = [str(i["job_id"]) for i in status_json(*(c.name for c in cases), env=danlu_env)]
+    _kill_node(slurm_cluster, "node2", jobs)
+    try:  # the dead node stops every run: requeued by Slurm (a restart) or ended
+        _drive(cases, danlu_env, 180, ended=lambda c, item: item["state"] != "RUNNING" or int(item["restarts"]) > 0)
+        # slurmctld holds the RPCs it could not deliver to the dead node (srun's stop of the step) and sends them
+        # when it is back: they hit the requeued job's next start there, which danlu then requeues once more
+        # (the agent's _stopped_from_outside; tests/test_signals.py shows it alone)
+    finally:
+        slurm_cluster.node("start", "node2")
+    for c in cases:
+        if c.item.get("state") == "COMPLETED":
+            c.problems.append("COMPLETED although a node died under it")
+        elif c.item.get("state") in TERMINAL:  # ended, not requeued: a new attempt resumes from the checkpoint
+            rerun = danlu("rerun", c.name, env=danlu_env)
+            assert rerun.returncode == 0, rerun.stderr
+        c.item, c.ended = {}, 0.0
+    _drive(cases, danlu_env, 420, ended=lambda c, item: item["state"] in TERMINAL and item["state"] != "PREEMPTED")
+    _finish(cases, runs_dir)

@@ -125,3 +125,44 @@ def test_warning_while_the_program_tears_down_after_its_last_step_is_ignored(slu
         in agent, agent
     assert "sending SIG" not in agent, agent
     assert "done steps=3" in restarts[0].node_log(0).read_text()
+
+
+def test_a_stop_signal_that_reaches_one_node_only_requeues_the_run(slurm_cluster, danlu_env):
+    """SIGCONT + SIGTERM to node2's processes only, while Slurm keeps the job running: what slurmctld's retry of
+    a kill meant for a job's earlier start does to its next start on a node that died and came back (seen in the
+    fault matrix's dead-node case). node2's ranks checkpoint, node1's stop with them at the agreed step and exit
+    0: task 0 finds a stopped peer, no failed one and the job RUNNING, and requeues. The run resumes and
+    completes: never COMPLETED at the signal, never FAILED."""
+    import os
+    import signal
+
+    from launcher.layout import SweepLayout
+    from slurm_helpers import node_processes
+
+    name = "stray-stop"
+    out = submit_json("experiment=tiny_dpo", "launch=python", "cluster=testcluster", "resources.nodes=2",
+                      "args.sleep_per_step=0.5", "args.max_train_steps=40", "args.checkpointing_steps=10",
+                      "+args.pretrain_steps=20", "--name", name, env=danlu_env)
+    job = out["runs"][0]["job_id"]
+    attempt = SweepLayout(Path(danlu_env["DANLU_RUNS_DIR"]) / name).run(0).attempt(1)
+    deadline = time.time() + 180
+    log = attempt.restart(0).rank_log(0)
+    while time.time() < deadline and not (log.exists() and re.search(r"^step=12 ", log.read_text(), re.M)):
+        time.sleep(0.5)
+    victims = node_processes("node2", [job])
+    assert victims, "no process of the job on node2"
+    for pid in victims:
+        for sig in (signal.SIGCONT, signal.SIGTERM):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+    (item,) = wait_status(name, danlu_env, timeout=300, poll=3)
+    restarts = attempt.restarts()
+    agent0 = restarts[0].agent_log("rank0").read_text()
+    assert item["state"] == "COMPLETED" and item["restarts"] == 1 and len(restarts) == 2, (item, agent0)
+    assert "while Slurm kept the job running" in agent0 and "requeueing it" in agent0, agent0
+    first, second = (r.rank_log(0).read_text() for r in restarts)
+    saved = re.search(r"received signal SIG\w+ at step=(\d+); checkpoint saved", first)
+    assert saved and "done steps" not in first, first[-2000:]
+    assert f"resumed from checkpoint step={saved.group(1)} " in second and "done steps=40" in second, second[-2000:]

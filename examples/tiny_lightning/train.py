@@ -7,9 +7,11 @@ It is shaped like a real Lightning program on Slurm, and it is what danlu's `lau
   * ModelCheckpoint monitoring `val_loss` with `save_last=True`, into `<output_dir>/checkpoints` (logs into
     `<output_dir>/lightning_logs`: `--output_dir` is the trainer's `default_root_dir`);
   * resume from the last checkpoint on every start (`fit(ckpt_path="last")`: nothing there, a fresh start);
-  * on SIGUSR1 (danlu's checkpoint signal, also what danlu sends on preemption or scancel to a program that
-    catches it) the ranks agree at the end of the step, save `last.ckpt` and stop: a requeue loses no step; a
-    plain SIGTERM goes through Lightning's own handling (SIGTERMException on every rank), then `last.ckpt` too;
+  * on SIGUSR1 (danlu's checkpoint signal) or SIGTERM (preemption, scancel: Slurm sends it to every process of
+    the job) the ranks agree at the end of the step, save `last.ckpt` and stop: a requeue loses no step. Once
+    training starts this program's SIGTERM handler replaces Lightning's, which runs a broadcast inside the
+    handler and deadlocks DDP when the ranks are told a moment apart (Lightning issue #20806; seen here on
+    preemption, where Slurm sends SIGTERM twice);
   * fault injection: `--model.crash_at_step=N --model.crash_rank=R` raises on one rank, `--model.hang_at_step=N
     --model.hang_rank=R` blocks one rank forever (its peers then wait in the next all-reduce);
   * one `step=N loss=... rank=R world_size=W` line per step and rank on stdout, `done steps=N` at the end.
@@ -36,7 +38,6 @@ import torch.nn.functional as F  # noqa: E402
 import lightning.pytorch as pl  # noqa: E402
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
-from lightning.pytorch.utilities.exceptions import SIGTERMException  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 DIM = 16
@@ -116,10 +117,9 @@ class SyntheticData(pl.LightningDataModule):
 
 
 class StopOnSignal(Callback):
-    """The checkpoint signal (SIGUSR1) only sets a flag; at the end of each step the ranks agree on it (one
-    all-reduce, at the same point on every rank), and if any got it all save `last.ckpt` and stop. No collective
-    runs inside a signal handler (Lightning's own SIGTERM handler broadcasts there, which can deadlock DDP when
-    the ranks are told a moment apart: Lightning issue #20806)."""
+    """The checkpoint signal (SIGUSR1) and SIGTERM only set a flag; at the end of each step the ranks agree on it
+    (one all-reduce, at the same point on every rank), and if any got one all save `last.ckpt` and stop. No
+    collective runs inside a signal handler."""
 
     def __init__(self, checkpoints: ModelCheckpoint) -> None:
         self.checkpoints = checkpoints
@@ -128,41 +128,33 @@ class StopOnSignal(Callback):
         self._previous = signal.signal(signal.SIGUSR1, self._handler)  # before fit: Lightning keeps it
 
     def _handler(self, signum: int, _frame: object) -> None:
-        self.signum = signum
+        self.signum = self.signum or signum
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning has registered its SIGTERM handler by now (Trainer._run); it puts the original back itself
+        # when fit ends (its signal connector's teardown)
+        signal.signal(signal.SIGTERM, self._handler)
 
     def restore(self) -> None:
-        """Training is over: put the previous handler back (danlu then sees the program finishing)."""
+        """Training is over: put the previous SIGUSR1 handler back (danlu then sees the program finishing)."""
         signal.signal(signal.SIGUSR1, self._previous)
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,  # type: ignore[no-untyped-def]
                            batch_idx: int) -> None:
         if self.signum and not getattr(self, "_reported", False):
             self._reported = True
-            print(f"signal SIGUSR1 reached rank={trainer.global_rank}", flush=True)
-        if not trainer.strategy.reduce_boolean_decision(bool(self.signum), all=False):
+            print(f"signal {signal.Signals(self.signum).name} reached rank={trainer.global_rank}", flush=True)
+        got = torch.tensor([self.signum], dtype=torch.int64, device=trainer.strategy.root_device)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(got, op=torch.distributed.ReduceOp.MAX)  # the signal any rank got
+        if not got.item():
             return
         trainer.save_checkpoint(os.path.join(self.checkpoints.dirpath, "last.ckpt"))
         self.stopped_at = trainer.global_step
         trainer.should_stop = True
         if trainer.is_global_zero:
-            print(f"received signal SIGUSR1 at step={trainer.global_step}; checkpoint saved; exiting for requeue",
-                  flush=True)
-
-
-class CheckpointWhenStopped(Callback):
-    """Lightning raises SIGTERMException on every rank at the same step after a SIGTERM: save `last.ckpt` then,
-    so the restart resumes exactly where this start stopped."""
-
-    def __init__(self, checkpoints: ModelCheckpoint) -> None:
-        self.checkpoints = checkpoints
-
-    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        if not isinstance(exception, SIGTERMException) or not self.checkpoints.dirpath:
-            return
-        path = os.path.join(self.checkpoints.dirpath, "last.ckpt")
-        trainer.save_checkpoint(path)
-        if trainer.is_global_zero:
-            print(f"received signal SIGTERM at step={trainer.global_step}; checkpoint saved; exiting for requeue",
+            name = signal.Signals(int(got.item())).name
+            print(f"received signal {name} at step={trainer.global_step}; checkpoint saved; exiting for requeue",
                   flush=True)
 
 
@@ -188,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     if checkpoints.dirpath is None:  # the run's output dir, never the working directory or a logger's version dir
         checkpoints.dirpath = os.path.join(out, "checkpoints")
     stop = StopOnSignal(checkpoints)
-    trainer.callbacks += [stop, CheckpointWhenStopped(checkpoints), ReportResume()]
+    trainer.callbacks += [stop, ReportResume()]
     node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
     print(f"rank={trainer.global_rank} world_size={trainer.world_size} local_rank={trainer.local_rank} "
           f"node={node} pid={os.getpid()}", flush=True)

@@ -41,6 +41,18 @@ def place_pickle(folder: str, stem: str) -> Path:
     return target
 
 
+def drop_stale_result(folder: str) -> None:
+    """A requeue ends a start while submitit may be writing this task's result (`<result>.save_tmp`, then
+    moved): left behind, it makes the next start's runner fail at its very end ("A temporary saved file already
+    exists"), after the program had completed. Only this task of this start writes that file."""
+    import submitit
+    from submitit.core.utils import JobPaths
+
+    env = submitit.JobEnvironment()
+    result = JobPaths(folder, job_id=env.job_id, task_id=env.global_rank).result_pickle
+    result.with_suffix(result.suffix + ".save_tmp").unlink(missing_ok=True)
+
+
 def main() -> None:
     sys.modules.setdefault("numpy", None)  # type: ignore[arg-type]  # `import numpy` now raises ImportError
     from submitit.core.submission import process_job
@@ -50,6 +62,7 @@ def main() -> None:
         sys.exit(2)
     folder, stem = sys.argv[1], sys.argv[2]
     place_pickle(folder, stem)
+    drop_stale_result(folder)
     process_job(folder)
 
 

@@ -117,19 +117,27 @@ class NodeAgent:
                 code = self._run(argv, env, out, say, logs)
             finally:
                 ranks.close()
+            if ids["rank"] == 0 and not self._interrupted:
+                outside = self._stopped_from_outside(code, logs, ids["ntasks"])
+                if outside:
+                    say(f"{outside}: this start did not complete; requeueing it")
+                    self._interrupted = True
             if ids["rank"] == 0:
                 files.write_result({"exit_code": code, "ended": time.time(), "restart": restart,
                                     "interrupted": self._interrupted})
             say(f"exit code {code}")
-            if self._interrupted:
+            if self._interrupted or self._stopped_by:
                 logs.stopped(tag).write_text(f"{code}\n")  # this task's ranks are done: shared run dir barrier
             elif code == 0:
                 logs.finished(tag).write_text("0\n")  # ended by itself: a late warning on another node is ignored
+            else:
+                logs.failed(tag).write_text(f"{code}\n")  # failed first: what the other nodes see next is its doing
         requeued = self._interrupted and ids["rank"] == 0 and \
             self._requeue_when_all_stopped(restart, logs, ids["ntasks"], agent_log)
-        if self._interrupted and (requeued or ids["rank"] != 0):
-            # stopped for the time limit or preemption, whatever the launcher's own exit code: a non-zero exit
-            # here would make srun kill the other nodes' tasks while they may still be writing their checkpoint
+        if (self._interrupted or self._stopped_by) and (requeued or ids["rank"] != 0):
+            # stopped by a signal, whatever the launcher's own exit code: a non-zero exit here would make srun kill
+            # the other nodes' tasks while they may still be writing their checkpoint (task 0's exit, or the task
+            # that failed first, says how the job ended)
             return 0
         if self._interrupted and code == 0:
             code = 1  # stopped early and not requeued (requeue.max_requeues): the run did not complete
@@ -317,15 +325,39 @@ class NodeAgent:
             return _children(child.pid)
         return [child.pid]
 
+    def _stopped_from_outside(self, code: int, logs: RestartLayout, ntasks: int) -> Optional[str]:
+        """Task 0, at the end of a start that was not stopped for the time limit: did a signal stop it (here, or on
+        another node whose ranks then stopped or broke these) while Slurm is not ending the job? A SIGTERM that is
+        not a cancel, preemption, time limit or node failure — e.g. slurmctld's retry of a kill meant for this
+        job's earlier start, delivered to a node that died and came back, which hits the new start's step — must
+        neither end the run COMPLETED (the ranks checkpointed and exited 0) nor FAILED: it is requeued."""
+        if not self._stopped_by:
+            if ntasks <= 1:
+                return None
+            # every rank leaves at one agreed step, or breaks when a peer goes: wait a little for the others' outcome
+            end = time.time() + (5.0 if code == 0 else 3.0)
+            while logs.ended_count() < ntasks - 1 and logs.stopped_count() == 0 and time.time() < end:
+                time.sleep(0.2)
+            if logs.stopped_count() == 0:
+                return None
+        time.sleep(1.0)  # a task that failed first has written its `failed-*` before srun stopped the others
+        if logs.failed_count():
+            return None
+        state, preempting = _job_state()
+        if state != "RUNNING" or preempting:
+            return None  # Slurm is ending it (cancelled, preempted, timed out, node failure), or cannot say
+        who = f"{self._stopped_by} reached this task" if self._stopped_by else "another task's ranks were stopped by a signal"
+        return f"{who} while Slurm kept the job running (no cancel, preemption, time limit or node failure)"
+
     def _requeue_when_all_stopped(self, restart: int, logs: RestartLayout, ntasks: int, say_file: Path) -> bool:
         """Nodes agree before the requeue: task 0 waits until every task's ranks have stopped (their `stopped-*`
-        files in the shared run directory), at most the checkpoint wait, then asks Slurm once."""
+        or `finished-*` files in the shared run directory), at most the checkpoint wait, then asks Slurm once."""
         job = os.environ.get("SLURM_JOB_ID")
         end = time.time() + max(5.0, self.checkpoint_wait_s)
-        while logs.stopped_count() < ntasks and time.time() < end:
+        while logs.ended_count() < ntasks and time.time() < end:
             time.sleep(0.2)
         with open(say_file, "a") as log:
-            stopped = logs.stopped_count()
+            stopped = logs.ended_count()
             log.write(f"{stopped} of {ntasks} task(s) stopped for the requeue"
                       + ("" if stopped >= ntasks else " (not waiting longer)") + "\n")
             if not job:
@@ -430,6 +462,22 @@ def _job_end_time() -> Optional[float]:
         return time.mktime(time.strptime(out.stdout.strip(), "%Y-%m-%dT%H:%M:%S"))
     except (OSError, subprocess.SubprocessError, ValueError, OverflowError):
         return None
+
+
+def _job_state() -> Tuple[Optional[str], bool]:
+    """The job's state as slurmctld has it now (one scontrol call), and whether it has been selected for
+    preemption (its PreemptTime is set: during a partition's GraceTime it still shows RUNNING); None if unknown."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job or shutil.which("scontrol") is None:
+        return None, False
+    try:
+        out = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None, False
+    state = re.search(r"\bJobState=(\S+)", out.stdout)
+    preempt = re.search(r"\bPreemptTime=(\S+)", out.stdout)
+    return (state.group(1) if state and out.returncode == 0 else None,
+            bool(preempt and preempt.group(1) not in ("None", "Unknown")))
 
 
 def _live_processes() -> Iterator[Tuple[int, int, int]]:
