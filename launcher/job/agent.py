@@ -136,8 +136,10 @@ class NodeAgent:
             self._requeue_when_all_stopped(restart, logs, ids["ntasks"], agent_log)
         if (self._interrupted or self._stopped_by) and (requeued or ids["rank"] != 0):
             # stopped by a signal, whatever the launcher's own exit code: a non-zero exit here would make srun kill
-            # the other nodes' tasks while they may still be writing their checkpoint (task 0's exit, or the task
-            # that failed first, says how the job ended)
+            # the other nodes' tasks while they may still be writing their checkpoint (the tasks that were not
+            # signalled stop their ranks themselves on this task's `stopped-*` file, _watch_peers). Task 0, or the
+            # task that failed first, says how the job ended. (srun's kill would also leave slurmctld a step
+            # signal to retry, which then hit the requeued job's next start: seen on 22.05.)
             return 0
         if self._interrupted and code == 0:
             code = 1  # stopped early and not requeued (requeue.max_requeues): the run did not complete
@@ -173,14 +175,20 @@ class NodeAgent:
         world = WorldWatch(lambda: self._rank_pids(child), lambda: child.poll() is None, local) \
             if self._world > 1 and self.launch_kind != "python" else None
 
-        def warn(why: str) -> None:
+        def warn(why: str, peer: bool = False) -> None:
             if self._interrupted:
                 return
             ranks = self._rank_pids(child)
             expected = self.procs_per_node if self.launch_kind in ("accelerate", "torchrun") else 1
             done_elsewhere = sorted(p.name[len("finished-"):] for p in logs.root.glob("finished-*"))
             sig = handlers.checkpoint_signal(ranks) if ranks else None
-            if child.poll() is not None or len(ranks) < expected or done_elsewhere or sig is None:
+            if peer and ranks and child.poll() is None and not done_elsewhere:
+                # the ranks' peers are gone: they cannot finish, whatever their handlers say (ranks breaking in a
+                # collective put them back as they exit); what still runs after the checkpoint wait is killed
+                sig = sig or signal.SIGTERM
+                threading.Thread(target=_kill_later, args=(child, max(5.0, self.checkpoint_wait_s)),
+                                 daemon=True).start()
+            elif child.poll() is not None or len(ranks) < expected or done_elsewhere or sig is None:
                 # ranks end one by one only when the program is finishing (a failure ends the job at once), and a
                 # program that put its signal handlers back has ended its training: nothing to checkpoint, no requeue
                 why_done = (f"{expected - len(ranks)} of {expected} training process(es) here have ended"
@@ -242,6 +250,7 @@ class NodeAgent:
         self._last_output = time.time()
         if self.hang_timeout_s > 0:
             threading.Thread(target=self._watch_silence, args=(child, say), daemon=True).start()
+        threading.Thread(target=self._watch_peers, args=(child, logs, warn), daemon=True).start()
         assert child.stdout is not None
         reaping = False
         for chunk in iter(lambda: child.stdout.readline(), b""):  # type: ignore[union-attr]
@@ -315,6 +324,19 @@ class NodeAgent:
             _kill_descendants()
             return
 
+    def _watch_peers(self, child: subprocess.Popen, logs: RestartLayout, warn) -> None:  # type: ignore[type-arg,no-untyped-def]
+        """Another task stopped for a signal this one was not sent (its `stopped-*` file): stop this task's ranks
+        as for the time limit, checkpoint and all, rather than leave them waiting for their peers in a collective
+        or have srun kill them. Task 0 then asks Slurm to requeue the job (unless Slurm is ending it)."""
+        while child.poll() is None and not self._interrupted and not self._stopped_by:
+            if logs.stopped_count():
+                self._peer_stopped = True
+                warn("another task's ranks were stopped by a signal", peer=True)
+                return
+            time.sleep(0.5)
+
+    _peer_stopped = False
+
     def _rank_pids(self, child: subprocess.Popen) -> List[int]:  # type: ignore[type-arg]
         """The training processes: a per-node launcher's children (torch elastic starts each rank in a session of
         its own), else the program the agent started (one per task). Never the process group: it holds data
@@ -362,6 +384,12 @@ class NodeAgent:
                       + ("" if stopped >= ntasks else " (not waiting longer)") + "\n")
             if not job:
                 return False
+            if self._peer_stopped or self._stopped_by:
+                state, preempting = _job_state()
+                if state != "RUNNING" or preempting:
+                    log.write(f"not requeued: Slurm is ending the job itself (state {state}"
+                              + (", selected for preemption" if preempting else "") + ")\n")
+                    return False
             if restart >= self.max_requeues:
                 line = f"not requeued: {restart} requeues already (requeue.max_requeues={self.max_requeues})"
                 log.write(line + "\n")

@@ -52,6 +52,12 @@ esac
 # ---- collects per-node/per-rank logs and ends the whole job as soon as any rank fails ----
 cd "$DANLU_WORKDIR"
 export SUBMITIT_EXECUTOR=slurm  # the node agent runs through submitit (pickled callable per array task)
+# a requeued job numbers its steps from 0 again, and slurmctld may still hold a signal for an earlier start's step
+# (srun's stop of a step on a node that died, sent when the node is back): it would stop this start's step of the
+# same number. Start K (SLURM_RESTART_COUNT) first uses up steps 0..K-1 with a no-op, so its own is a new number.
+for ((danlu_step = 0; danlu_step < ${SLURM_RESTART_COUNT:-0}; danlu_step++)); do
+    srun --nodes=1 --ntasks=1 --cpus-per-task=1 --export=ALL true || true
+done
 srun --kill-on-bad-exit=1 --nodes=2 --ntasks-per-node=1 --cpus-per-task=32 --export=ALL \
     <python> -u -m launcher.job /runs/golden/.submitit/%j /runs/golden/.submitit/0123456789ab-0
 
