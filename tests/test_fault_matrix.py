@@ -146,8 +146,9 @@ def _check(case: Case, runs_dir: Path) -> None:
     item = case.item
     state, reason = str(item.get("state")), str(item.get("reason") or "")
     starts = max(0, len(restarts) - 1)
-    case.row = {"state": state, "restarts": str(starts), "lost": "-", "seconds": "-", "signal checkpoint": "-",
-                "reason": reason or "-"}
+    reruns = case.row.get("reruns")
+    case.row = {"state": state, "restarts": str(starts) + (f" ({reruns} by rerun)" if reruns else ""), "lost": "-",
+                "seconds": "-", "signal checkpoint": "-", "reason": reason or "-"}
     rank0 = [r.rank_log(0).read_text(errors="replace") if r.rank_log(0).exists() else "" for r in restarts]
     want = {"scancel": "CANCELLED", "raise": "FAILED", "hang": "FAILED"}.get(case.fault, "COMPLETED")
     if state != want:
@@ -372,9 +373,19 @@ def test_fault_matrix_dead_node(slurm_cluster, danlu_env):
     for c in cases:
         if c.item.get("state") == "COMPLETED":
             c.problems.append("COMPLETED although a node died under it")
-        elif c.item.get("state") in TERMINAL:  # ended, not requeued: a new attempt resumes from the checkpoint
-            rerun = danlu("rerun", c.name, env=danlu_env)
-            assert rerun.returncode == 0, rerun.stderr
-        c.item, c.ended = {}, 0.0
-    _drive(cases, danlu_env, 420, ended=lambda c, item: item["state"] in TERMINAL and item["state"] != "PREEMPTED")
+    # a run the dead node ended (not requeued), or whose requeued start could not create its step on the node that
+    # just came back (seen once on 22.05: "Unable to create step ... Invalid generic resource (gres)
+    # specification"), is rerun — the documented path — and resumes from its checkpoint
+    for rerun_round in range(3):
+        for c in cases:
+            if c.item.get("state") in TERMINAL and c.item.get("state") != "COMPLETED":
+                rerun = danlu("rerun", c.name, env=danlu_env)
+                assert rerun.returncode == 0, rerun.stderr
+                c.row["reruns"] = str(rerun_round + 1)
+                c.item, c.ended = {}, 0.0
+            elif rerun_round == 0:
+                c.item, c.ended = {}, 0.0
+        _drive(cases, danlu_env, 420, ended=lambda c, item: item["state"] in TERMINAL and item["state"] != "PREEMPTED")
+        if all(c.item.get("state") == "COMPLETED" for c in cases):
+            break
     _finish(cases, runs_dir)

@@ -117,6 +117,8 @@ def test_warning_while_the_program_tears_down_after_its_last_step_is_ignored(slu
     submit_json("experiment=tiny_dpo", "cluster=testcluster", "resources.time=2", "requeue.grace_s=60",
                 "args.max_train_steps=3", "+args.pretrain_steps=20", "+args.teardown_seconds=60",
                 "--name", name, env=danlu_env)
+    # it may wait behind other tests' jobs for the GPUs: the clock starts when it starts
+    wait_status(name, danlu_env, timeout=600, poll=2, done=lambda items: items[0]["state"] != "PENDING")
     (item,) = wait_status(name, danlu_env, timeout=300, poll=3)
     restarts = SweepLayout(Path(danlu_env["DANLU_RUNS_DIR"]) / name).run(0).attempt(1).restarts()
     agent = restarts[0].agent_log("node0").read_text()
@@ -145,9 +147,11 @@ def test_a_stop_signal_that_reaches_one_node_only_requeues_the_run(slurm_cluster
                       "+args.pretrain_steps=20", "--name", name, env=danlu_env)
     job = out["runs"][0]["job_id"]
     attempt = SweepLayout(Path(danlu_env["DANLU_RUNS_DIR"]) / name).run(0).attempt(1)
-    deadline = time.time() + 180
+    wait_status(name, danlu_env, timeout=600, poll=2, done=lambda items: items[0]["state"] != "PENDING")
+    deadline = time.time() + 180  # from the start of the job (it may wait behind other tests' jobs)
     log = attempt.restart(0).rank_log(0)
-    while time.time() < deadline and not (log.exists() and re.search(r"^step=12 ", log.read_text(), re.M)):
+    while not (log.exists() and re.search(r"^step=12 ", log.read_text(), re.M)):
+        assert time.time() < deadline, log.read_text()[-2000:] if log.exists() else "no log"
         time.sleep(0.5)
     victims = node_processes("node2", [job])
     assert victims, "no process of the job on node2"

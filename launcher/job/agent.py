@@ -31,7 +31,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 from ..layout import RestartLayout, RunLayout, log_per_task
 from .dispositions import HandlerWatch, catches
@@ -267,7 +267,8 @@ class NodeAgent:
                 reaping = True
                 say(f"the launcher is stopping this node's ranks after a failure: SIGKILL for any still running "
                     f"in {FAILED_PEER_KILL_S:.0f}s (not torch elastic's 30s)")
-                threading.Thread(target=_kill_ranks_later, args=(child,), daemon=True).start()
+                threading.Thread(target=_kill_ranks_later, daemon=True,
+                                 args=(child, lambda: self._interrupted or bool(self._stopped_by))).start()
         code = child.wait()
         handlers.close()
         if world is not None:
@@ -362,7 +363,9 @@ class NodeAgent:
                 time.sleep(0.2)
             if logs.stopped_count() == 0:
                 return None
-        time.sleep(1.0)  # a task that failed first has written its `failed-*` before srun stopped the others
+        if logs.failed_count():
+            return None  # a task that failed first writes its `failed-*` before srun stops the others
+        time.sleep(1.0)  # a shared file system may show it a moment later
         if logs.failed_count():
             return None
         state, preempting = _job_state()
@@ -525,16 +528,18 @@ _LOCAL_LINE = re.compile(rb"^\[default\d+\]:")
 _ELASTIC_CLOSING = re.compile(rb"Sending process \d+ closing signal SIG|Closing process \d+ via signal SIG")
 
 
-def _kill_ranks_later(child: subprocess.Popen) -> None:  # type: ignore[type-arg]
+def _kill_ranks_later(child: subprocess.Popen, stopped: Callable[[], bool]) -> None:  # type: ignore[type-arg]
     """SIGKILL the launcher's ranks still alive after the grace (torch elastic starts each rank in a
     session of its own: the rank's whole group goes). The launcher itself is left to notice, report
-    which rank failed first, and exit with its own code."""
+    which rank failed first, and exit with its own code. Not when the agent was told to stop meanwhile:
+    Slurm's SIGTERM reaches the launcher too, which may say it is closing its ranks before the agent's own
+    handler has run; the ranks then have the cluster's grace to checkpoint (the stop's own timer)."""
     end = time.time() + FAILED_PEER_KILL_S
     while time.time() < end:
-        if child.poll() is not None or not _children(child.pid):
+        if child.poll() is not None or not _children(child.pid) or stopped():
             return
         time.sleep(0.2)
-    if child.poll() is None:
+    if child.poll() is None and not stopped():
         for pid in _children(child.pid):
             try:
                 if os.getpgid(pid) == pid:
