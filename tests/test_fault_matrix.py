@@ -11,9 +11,10 @@ tests/fault-matrix.md (committed from one full run), then asserts each case's ex
                 to COMPLETED, at most one interval lost
 and after every case no process of the job is left on any node (the process table).
 
-Preemption and a dead node disturb every job of the cluster, so those two columns are disruptive tests (they run
-alone, after the rest: tests/run.sh), each with its four modes side by side. Each test rewrites its own rows of
-the table and keeps the others.
+All of it runs alone, after the other tests (disruptive: tests/run.sh): the first four faults hold the cluster's
+GPUs for minutes (other tests' jobs timed out queueing behind them), preemption and a dead node disturb every job
+of the cluster; the last two run with their four modes side by side. Each test rewrites its own rows of the table
+and keeps the others.
 """
 
 from __future__ import annotations
@@ -304,6 +305,7 @@ def _wait_all_past(cases: List[Case], env: Dict[str, str], runs_dir: Path, step:
                          f"{ {c.name: _rank0_step(runs_dir, c) for c in cases} }")
 
 
+@pytest.mark.disruptive  # holds the test cluster's 8 GPUs for minutes: the other tests' jobs would queue behind it
 def test_fault_matrix(slurm_cluster, danlu_env):
     from launcher.layout import SweepLayout
 

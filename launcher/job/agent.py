@@ -357,8 +357,9 @@ class NodeAgent:
         if not self._stopped_by:
             if ntasks <= 1:
                 return None
-            # every rank leaves at one agreed step, or breaks when a peer goes: wait a little for the others' outcome
-            end = time.time() + (5.0 if code == 0 else 3.0)
+            # every rank leaves at one agreed step: wait a little for the others' outcome. (A failure is not
+            # delayed: it ends the job at once, unless another task's stop is already on record.)
+            end = time.time() + (5.0 if code == 0 else 0.0)
             while logs.ended_count() < ntasks - 1 and logs.stopped_count() == 0 and time.time() < end:
                 time.sleep(0.2)
             if logs.stopped_count() == 0:
