@@ -218,10 +218,10 @@ def _write_table(cases: List[Case]) -> None:
     order = sorted(rows, key=lambda k: (ORDER.index(k[1]), modes.index(k[0]) if k[0] in modes else 99))
     lines = ["# Fault matrix", "",
              "Written by `tests/test_fault_matrix.py` on the test cluster, each case on 2 nodes x 2 ranks; `run` is "
-             "the day of the run that wrote the row. Time limit, scancel, raise and hang run side by side as the "
-             "cluster's 8 GPUs allow, every mode with 2 GPUs per node. Preemption and dead node run alone (they "
-             "disturb every job), the four modes at once: lightning and python then run their 2 ranks per node as "
-             "2 tasks without GPUs.", "", "| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
+             "the day of the run that wrote the row. Every case runs alone, after the other tests. Time limit, scancel, "
+             "raise and hang run side by side as the cluster's 8 GPUs allow, every mode with 2 GPUs per node. "
+             "Preemption and dead node run the four modes at once: lightning and python then run their 2 ranks per "
+             "node as 2 tasks without GPUs.", "", "| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
     lines += ["| " + " | ".join(rows[k]) + " |" for k in order]
     TABLE.write_text("\n".join(lines) + "\n")
 
