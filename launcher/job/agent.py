@@ -337,6 +337,7 @@ class NodeAgent:
             time.sleep(0.5)
 
     _peer_stopped = False
+    _slurm_keeps_it = False  # _stopped_from_outside found the job RUNNING and not being preempted
 
     def _rank_pids(self, child: subprocess.Popen) -> List[int]:  # type: ignore[type-arg]
         """The training processes: a per-node launcher's children (torch elastic starts each rank in a session of
@@ -372,6 +373,7 @@ class NodeAgent:
         state, preempting = _job_state()
         if state != "RUNNING" or preempting:
             return None  # Slurm is ending it (cancelled, preempted, timed out, node failure), or cannot say
+        self._slurm_keeps_it = True  # asked once: the requeue below need not ask again
         who = f"{self._stopped_by} reached this task" if self._stopped_by else "another task's ranks were stopped by a signal"
         return f"{who} while Slurm kept the job running (no cancel, preemption, time limit or node failure)"
 
@@ -388,7 +390,7 @@ class NodeAgent:
                       + ("" if stopped >= ntasks else " (not waiting longer)") + "\n")
             if not job:
                 return False
-            if self._peer_stopped or self._stopped_by:
+            if (self._peer_stopped or self._stopped_by) and not self._slurm_keeps_it:
                 state, preempting = _job_state()
                 if state != "RUNNING" or preempting:
                     log.write(f"not requeued: Slurm is ending the job itself (state {state}"
