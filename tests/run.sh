@@ -17,6 +17,6 @@ source .venv/bin/activate
 # preempt jobs, kill a node or stop slurmdbd would disturb the others, so they run alone afterwards.
 # A rerun of just some tests: bash tests/run.sh tests/test_render.py
 status=0
-python -m pytest -m "not disruptive" -n 3 --dist loadfile "$@" || { rc=$?; [ "$rc" -eq 5 ] || status=$rc; }
-python -m pytest -m disruptive "$@" || { rc=$?; [ "$rc" -eq 5 ] || status=$rc; }  # 5: none selected
+python -m pytest -m "not disruptive" -n 3 --dist loadfile --durations=15 "$@" || { rc=$?; [ "$rc" -eq 5 ] || status=$rc; }
+python -m pytest -m disruptive --durations=10 "$@" || { rc=$?; [ "$rc" -eq 5 ] || status=$rc; }  # 5: none selected
 exit $status

@@ -54,7 +54,7 @@ SCENARIOS: Dict[str, List[str]] = {
 WAIT_S = 240  # per job, generous: other sessions may be using the cluster too
 
 _RANK_LINE = re.compile(r"rank=(\d+) world_size=(\d+) local_rank=(\d+) node=(\S+)")
-_AGENT_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d) \[danlu agent ")
+_AGENT_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.\d{3} \[danlu agent ")
 
 
 def private_env(root: Path) -> Dict[str, str]:

@@ -89,6 +89,7 @@ class NodeAgent:
         argv = [_fill(a, subst) for a in shlex.split(os.environ["DANLU_COMMAND"])]
         node_name = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
         self._node_name = node_name
+        self._tag = tag
 
         env = dict(os.environ)
         env.update(MASTER_ADDR=head, MASTER_PORT=str(port), NODE_RANK=str(ids["node"]), PYTHONUNBUFFERED="1")
@@ -104,7 +105,9 @@ class NodeAgent:
         agent_log = logs.agent_log(tag)
         with open(agent_log, "a", buffering=1) as alog, TimedLog(logs.log(tag)) as out:
             def say(msg: str) -> None:
-                line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} [danlu agent {tag} {node_name}] {msg}"
+                now = time.time()  # milliseconds: a failure's seconds across nodes are read from these lines
+                line = f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.localtime(now))}.{int(now % 1 * 1000):03d} " \
+                       f"[danlu agent {tag} {node_name}] {msg}"
                 alog.write(line + "\n")
                 print(line, file=sys.stderr, flush=True)
 
@@ -125,8 +128,10 @@ class NodeAgent:
             if ids["rank"] == 0:
                 files.write_result({"exit_code": code, "ended": time.time(), "restart": restart,
                                     "interrupted": self._interrupted})
-            say(f"exit code {code}")
-            if self._interrupted or self._stopped_by:
+            say(f"exit code {code}" if not self._peer_failed else f"exit code 0 (launcher {code}; another task failed)")
+            if self._peer_failed:
+                pass  # the task that failed says how the job ended; srun ends the step when it exits
+            elif self._interrupted or self._stopped_by:
                 logs.stopped(tag).write_text(f"{code}\n")  # this task's ranks are done: shared run dir barrier
             elif code == 0:
                 logs.finished(tag).write_text("0\n")  # ended by itself: a late warning on another node is ignored
@@ -141,6 +146,8 @@ class NodeAgent:
             # task that failed first, says how the job ended. (srun's kill would also leave slurmctld a step
             # signal to retry, which then hit the requeued job's next start: seen on 22.05.)
             return 0
+        if self._peer_failed:
+            return 0  # not a second failure: a non-zero exit would make srun stop the failed task mid-report
         if self._interrupted and code == 0:
             code = 1  # stopped early and not requeued (requeue.max_requeues): the run did not complete
         if code != 0:
@@ -157,6 +164,7 @@ class NodeAgent:
 
     def _run(self, argv: List[str], env: Dict[str, str], out: TimedLog, say,  # type: ignore[no-untyped-def]
              logs: RestartLayout) -> int:
+        self._logs = logs
         warn_sig = getattr(signal, f"SIG{self.requeue_signal}")
         # Slurm delivers --signal to every process of the step. The training processes inherit an ignored warning
         # signal and an ignored SIGUSR1 (a rank without a handler yet never dies of it; Lightning then keeps its
@@ -225,6 +233,8 @@ class NodeAgent:
                         f"checkpointing {self.grace_s:.0f}s before the end instead, with the other nodes")
                     return
                 warn(f"received {name} (time limit or preemption)")
+            elif self._peer_failed or self._end_for_failed_peer(child, say, f"received {name}"):
+                return  # srun stopping the step after another task failed: nothing to checkpoint
             else:
                 first = self._stopped_by is None
                 self._stopped_by = self._stopped_by or name
@@ -250,9 +260,9 @@ class NodeAgent:
         self._last_output = time.time()
         if self.hang_timeout_s > 0:
             threading.Thread(target=self._watch_silence, args=(child, say), daemon=True).start()
-        threading.Thread(target=self._watch_peers, args=(child, logs, warn), daemon=True).start()
+        threading.Thread(target=self._watch_peers, args=(child, logs, warn, say), daemon=True).start()
         assert child.stdout is not None
-        reaping = False
+        reaping = signalled = False
         for chunk in iter(lambda: child.stdout.readline(), b""):  # type: ignore[union-attr]
             self._last_output = time.time()
             if not self._ranks_spoke and (self.launch_kind not in ("accelerate", "torchrun")
@@ -261,12 +271,18 @@ class NodeAgent:
             out.write(chunk)
             sys.stdout.buffer.write(chunk)
             sys.stdout.flush()
+            if _ELASTIC_SIGNALLED.search(chunk):
+                signalled = True  # Slurm's signal reached the launcher: what it closes next is no failure
             if not reaping and not self._interrupted and not self._stopped_by and _ELASTIC_CLOSING.search(chunk):
                 # torch elastic stops this node's other ranks after one failed, and waits 30 s before SIGKILL;
                 # a rank blocked in a collective whose peer died (NCCL) never ends by itself meanwhile
                 reaping = True
                 say(f"the launcher is stopping this node's ranks after a failure: SIGKILL for any still running "
                     f"in {FAILED_PEER_KILL_S:.0f}s (not torch elastic's 30s)")
+                if not signalled and not self._peer_failed and not logs.failed_count():
+                    # on record now, not when the launcher has exited: the other nodes end their ranks at once
+                    # (_watch_peers) rather than wait for them to break in a collective, or for srun
+                    logs.failed(self._tag).write_text("launcher reported a failed rank\n")
                 threading.Thread(target=_kill_ranks_later, daemon=True,
                                  args=(child, lambda: self._interrupted or bool(self._stopped_by))).start()
         code = child.wait()
@@ -294,7 +310,9 @@ class NodeAgent:
         _kill_descendants()
         if code < 0:
             code = 128 - code
-        if self._interrupted:
+        if self._peer_failed:
+            say(f"the launcher exited with code {code} after another task failed (this task did not fail)")
+        elif self._interrupted:
             say(f"the training processes stopped for the time limit/preemption (launcher exit {code})")
         elif code != 0 and self._stopped_by:
             # a consequence, not the cause: Slurm (a failed peer, scancel, the time limit) stopped this task
@@ -325,18 +343,40 @@ class NodeAgent:
             _kill_descendants()
             return
 
-    def _watch_peers(self, child: subprocess.Popen, logs: RestartLayout, warn) -> None:  # type: ignore[type-arg,no-untyped-def]
+    def _watch_peers(self, child: subprocess.Popen, logs: RestartLayout, warn, say) -> None:  # type: ignore[type-arg,no-untyped-def]
         """Another task stopped for a signal this one was not sent (its `stopped-*` file): stop this task's ranks
         as for the time limit, checkpoint and all, rather than leave them waiting for their peers in a collective
         or have srun kill them. Task 0 then asks Slurm to requeue the job (unless Slurm is ending it)."""
         while child.poll() is None and not self._interrupted and not self._stopped_by:
+            if self._end_for_failed_peer(child, say):
+                return
             if logs.stopped_count():
                 self._peer_stopped = True
                 warn("another task's ranks were stopped by a signal", peer=True)
                 return
             time.sleep(0.5)
 
+    def _end_for_failed_peer(self, child: subprocess.Popen, say, why: str = "") -> bool:  # type: ignore[type-arg,no-untyped-def]
+        """Another task failed first (its `failed-*` file): the job is failing, so nothing here is worth a checkpoint
+        or a wait (the ranks would only break in their next collective). End this task's ranks at once; the task
+        that failed reports why, and srun ends the step when it exits."""
+        if self._logs is None or self._stopped_by or self._interrupted:
+            return False
+        mine = self._logs.failed(self._tag).name
+        failed = [p.name for p in self._logs.root.glob("failed-*") if p.name != mine]
+        if not failed:
+            return False
+        self._peer_failed = True
+        say((f"{why}: " if why else "") + f"{failed[0][len('failed-'):]} failed: ending this task's training "
+            "processes now")
+        _killpg(child.pid, signal.SIGKILL)
+        _kill_descendants()
+        return True
+
     _peer_stopped = False
+    _logs: Optional[RestartLayout] = None
+    _peer_failed = False  # another task failed first: this one ended its ranks (_watch_peers)
+    _tag = ""
     _slurm_keeps_it = False  # _stopped_from_outside found the job RUNNING and not being preempted
 
     def _rank_pids(self, child: subprocess.Popen) -> List[int]:  # type: ignore[type-arg]
@@ -529,6 +569,8 @@ def _live_processes() -> Iterator[Tuple[int, int, int]]:
 _LOCAL_LINE = re.compile(rb"^\[default\d+\]:")
 # torch elastic (accelerate launch --multi_gpu, torchrun) logs this when it starts stopping its workers
 _ELASTIC_CLOSING = re.compile(rb"Sending process \d+ closing signal SIG|Closing process \d+ via signal SIG")
+# ... and this first when a signal (Slurm's SIGTERM) made it stop them
+_ELASTIC_SIGNALLED = re.compile(rb"Received \d+ death signal")
 
 
 def _kill_ranks_later(child: subprocess.Popen, stopped: Callable[[], bool]) -> None:  # type: ignore[type-arg]
