@@ -2,14 +2,18 @@
 2 ranks of the test cluster, side by side (Slurm runs them as its GPUs allow). The run writes its outcome table to
 tests/fault-matrix.md (committed from one full run), then asserts each case's expectation:
 
-  time limit -> COMPLETED after a requeue, the checkpoint taken at the signal, at most one interval of steps lost
+  time limit -> COMPLETED after a requeue, the checkpoint taken at the signal, at most one interval of steps lost;
+                every rank of both nodes got the signal itself, every rank of the next start resumed from the
+                signal's checkpoint, and task 0 alone asked for the requeue, once every task had stopped
   scancel    -> CANCELLED, the checkpoint taken at the signal
   raise      -> FAILED within 10 s of the exception on every node, the reason names it
   hang       -> FAILED within 30 s of the hang (launch.hang_timeout_s=15), the reason says so
-  preemption -> COMPLETED after Slurm's requeue, the checkpoint taken at the signal, at most one interval lost
+  preemption -> COMPLETED after Slurm's requeue, the checkpoint taken at the signal on every rank, every rank
+                resumed from it
   dead node  -> (node2's slurmd and the job's processes there SIGKILLed) resumes from its last periodic checkpoint
                 to COMPLETED, at most one interval lost
-and after every case no process of the job is left on any node (the process table).
+and after every case no process of the job is left on any node (the process table); with Lightning, its own
+SLURM auto-requeue never acted and nothing (hpc_ckpt_*, lightning_logs) was written where the user did not ask.
 
 All of it runs alone, after the other tests (disruptive: tests/run.sh): the first four faults hold the cluster's
 GPUs for minutes (other tests' jobs timed out queueing behind them), preemption and a dead node disturb every job
@@ -37,16 +41,21 @@ from slurm_helpers import node_processes
 pytestmark = pytest.mark.slurm
 
 TABLE = Path(__file__).with_name("fault-matrix.md")
+LIGHTNING_WORKDIR = Path(__file__).resolve().parent.parent / "examples" / "tiny_lightning"
 SHAPE = ["cluster=testcluster", "resources.nodes=2"]
-TL_STEPS = 40  # 13-32 steps fit in one start of a 1-minute job: always a requeue, mostly two starts
-# every mode on 2 GPUs per node: the test cluster's 8 GPUs then let Slurm run two cases at a time, which is what
-# this 2-core machine can train at a useful speed (all 16 at once starve the time-limit cases of steps)
+# A 2-minute limit, the warning 20 s before it: a start of a 2x2 job needs 15-50 s before its first step (four
+# ranks importing torch on this 2-core machine), so 30-55 steps of 1.5 s fit in one start and 64 take two (three
+# when the machine is busy). With a 1-minute limit a start trained 1-20 steps: three to six starts.
+TL_STEPS = 64
 MODES = {
     "accelerate": ["experiment=tiny_dpo", "launch=accelerate"],
     "torchrun": ["experiment=tiny_ibq", "launch=torchrun"],
     "lightning": ["experiment=tiny_lightning", "args.trainer.devices=2", "args.trainer.num_nodes=2"],
     "python": ["experiment=tiny_dpo", "launch=python"],
 }
+# the first four faults: every mode with 2 GPUs per node; the test cluster's 8 GPUs then let Slurm run two cases
+# at a time, which is what this 2-core machine trains at a useful speed (four at once made a crash take 12-21 s to
+# end the job, and time-limit starts overran their grace)
 ON_GPUS = {m: v + ["resources.gpus_per_node=2"] for m, v in MODES.items()}
 # side by side, all four at once (preemption, dead node): lightning/python run their 2 ranks per node as 2 tasks
 # without GPUs, so that the four jobs fit node1-2 together (accelerate/torchrun start one rank per GPU)
@@ -71,8 +80,8 @@ def _args(mode: str, **values: object) -> List[str]:
 
 
 FAULTS = {
-    "time limit": lambda m: ["resources.time=1", "requeue.grace_s=20", "requeue.max_requeues=6"]
-    + _args(m, steps=TL_STEPS, sleep=1),
+    "time limit": lambda m: ["resources.time=2", "requeue.grace_s=20", "requeue.max_requeues=6"]
+    + _args(m, steps=TL_STEPS, sleep=1.5),
     "scancel": lambda m: _args(m, steps=300, sleep=1),
     "raise": lambda m: _args(m, steps=30, sleep=0.5, crash_at=4, crash_rank=3),
     "hang": lambda m: ["launch.hang_timeout_s=15"] + _args(m, steps=30, sleep=0.5, hang_at=4, hang_rank=3),
@@ -155,11 +164,52 @@ def _check(case: Case, runs_dir: Path) -> None:
     want = {"scancel": "CANCELLED", "raise": "FAILED", "hang": "FAILED"}.get(case.fault, "COMPLETED")
     if state != want:
         case.problems.append(f"state {state}, expected {want} ({reason})")
+    saved = None
     if case.fault in ("time limit", "scancel", "preemption"):
         saved = re.search(r"received signal SIG\w+ at step=(\d+); checkpoint saved", rank0[0] if rank0 else "")
         case.row["signal checkpoint"] = f"step {saved.group(1)}" if saved else "none"
         if not saved:
             case.problems.append("no checkpoint taken at the signal")
+        # every rank of both nodes got the checkpoint signal itself (torch elastic forwards no SIGUSR1)
+        first = [restarts[0].rank_log(k) for k in range(4)] if restarts else []
+        deaf = [k for k, f in enumerate(first) if not (f.exists() and re.search(
+            r"^signal SIG\w+ reached rank=%d" % k, f.read_text(errors="replace"), re.M))]
+        if deaf:
+            case.problems.append(f"rank(s) {deaf} never got the signal")
+    if case.fault in ("time limit", "preemption") and saved and len(restarts) > 1:
+        # the next start resumes on every rank from the checkpoint taken at the signal: no step lost
+        step = saved.group(1)
+        late = [k for k in range(4) if not (restarts[1].rank_log(k).exists() and re.search(
+            r"^resumed from checkpoint step=%s rank=%d" % (step, k),
+            restarts[1].rank_log(k).read_text(errors="replace"), re.M))]
+        if late:
+            case.problems.append(f"rank(s) {late} of start 2 did not resume from step {step}")
+        agent0 = next(iter(a for t, a in sorted(restarts[0].agent_logs().items()) if t in ("node0", "rank0")), None)
+        said = agent0.read_text(errors="replace") if agent0 is not None else ""
+        if case.fault == "time limit" and not re.search(r"^(\d+) of \1 task\(s\) stopped for the requeue$\n"
+                                                         r"^requeue of job \d+: ok$", said, re.M):
+            case.problems.append("task 0 did not requeue once every task had stopped")
+        if case.fault == "time limit":
+            others = [t for t, a in restarts[0].agent_logs().items() if a != agent0 and
+                      "requeue of job" in a.read_text(errors="replace")]
+            if others:
+                case.problems.append(f"{others} asked for a requeue too (only task 0 may)")
+    if case.mode == "lightning" and restarts:
+        # danlu owns the requeue: Lightning's SLURM auto-requeue never acted, wrote nothing into the output dir
+        # (hpc_ckpt_*) nor the program's working directory
+        text = "\n".join(r.rank_log(k).read_text(errors="replace") for r in restarts for k in range(4)
+                         if r.rank_log(k).exists())
+        if "Handling auto-requeue signal" in text or "Requeued SLURM job" in text:
+            case.problems.append("Lightning's auto-requeue acted")
+        from launcher.layout import SweepLayout
+
+        output = SweepLayout(runs_dir / case.name).run(0).output_dir
+        strays = list(output.rglob("hpc_ckpt_*")) + list(LIGHTNING_WORKDIR.glob("hpc_ckpt_*")) + \
+            list(LIGHTNING_WORKDIR.glob("lightning_logs"))
+        if strays:
+            case.problems.append(f"Lightning wrote {strays[0]}")
+        if case.fault in ("time limit", "preemption") and not (output / "checkpoints" / "last.ckpt").exists():
+            case.problems.append("no checkpoints/last.ckpt")
     if case.fault in ("time limit", "preemption", "dead node"):
         steps = TL_STEPS if case.fault == "time limit" else DISRUPTIVE_STEPS
         case.row["seconds"] = f"{(case.ended or time.time()) - case.submitted:.0f} (submit to end)"
@@ -219,10 +269,10 @@ def _write_table(cases: List[Case]) -> None:
     order = sorted(rows, key=lambda k: (ORDER.index(k[1]), modes.index(k[0]) if k[0] in modes else 99))
     lines = ["# Fault matrix", "",
              "Written by `tests/test_fault_matrix.py` on the test cluster, each case on 2 nodes x 2 ranks; `run` is "
-             "the day of the run that wrote the row. Every case runs alone, after the other tests. Time limit, scancel, "
-             "raise and hang run side by side as the cluster's 8 GPUs allow, every mode with 2 GPUs per node. "
-             "Preemption and dead node run the four modes at once: lightning and python then run their 2 ranks per "
-             "node as 2 tasks without GPUs.", "", "| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
+             "the day of the run that wrote the row. The matrix runs after the other tests. Time limit, scancel, raise "
+             "and hang run side by side as the cluster's 8 GPUs allow (two at a time), every mode with 2 GPUs per "
+             "node. Preemption and dead node run the four modes at once: lightning and python then run their 2 ranks "
+             "per node as 2 tasks without GPUs.", "", "| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
     lines += ["| " + " | ".join(rows[k]) + " |" for k in order]
     TABLE.write_text("\n".join(lines) + "\n")
 
@@ -313,7 +363,7 @@ def test_fault_matrix(slurm_cluster, danlu_env):
     runs_dir = Path(danlu_env["DANLU_RUNS_DIR"])
     only = [f for f in os.environ.get("DANLU_FM_FAULTS", "").split(",") if f]  # a rerun of some faults only
     assert all(f in FAULTS for f in only), f"DANLU_FM_FAULTS: {only} not in {list(FAULTS)}"
-    cases = [Case(m, f) for f in FAULTS for m in MODES if not only or f in only]
+    cases = [Case(m, f) for f in FAULTS for m in MODES if not only or f in only]  # the time limit first: longest
     _submit(cases, ON_GPUS, FAULTS, danlu_env)
 
     def cancel_at_step_3(c: Case, item: Dict[str, object]) -> None:
@@ -323,7 +373,7 @@ def test_fault_matrix(slurm_cluster, danlu_env):
                 c.cancelled_at = time.time()
                 assert danlu("cancel", c.run, env=danlu_env).returncode == 0
 
-    _drive(cases, danlu_env, 1200, cancel_at_step_3)
+    _drive(cases, danlu_env, 1500, cancel_at_step_3)
     _finish(cases, runs_dir)
 
 
