@@ -80,7 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     el = esub.add_parser("list", help="list the environments")
     el.add_argument("--json", action="store_true")
 
-    o = sub.add_parser("options", help="every config key with its default and help")
+    o = sub.add_parser("options", help="every config key with its default and help; with experiment=NAME, the "
+                                       "program's own flags too")
+    o.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="e.g. experiment=diffusion_dpo workdir=...")
+    o.add_argument("--config-dir", help="another folder of configs (<group>/<name>.yaml)")
     o.add_argument("--json", action="store_true")
 
     cp = sub.add_parser("completion", help="print a shell completion script: eval \"$(danlu completion bash)\"")

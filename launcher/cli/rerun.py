@@ -62,7 +62,9 @@ def run(args: Namespace) -> int:
             if bad:
                 overrides = merge_overrides(overrides, [f"resources.exclude={','.join(bad)}"])
         (cfg,) = composer.runs(overrides, multirun=False)
-        (shp,), _ = check([cfg.spec], strict_files=not args.dry_run)
+        verdict = check([cfg.spec])
+        verdict.refuse()  # the same verdict with --dry-run
+        (shp,) = verdict.shapes
         where = place(cfg.spec, shp)
         if cfg.spec.cluster.kind == "slurm" and where not in graces:
             graces.update(slurm.stop_graces([where]))  # once per partition and QOS
