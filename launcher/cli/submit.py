@@ -25,6 +25,11 @@ def run(args: Namespace) -> int:
                         "pass --template-dir a folder with your copies of templates/*.j2")
     cfgs = Composer(args.config_dir).runs(args.overrides, args.multirun)
     verdict = check([c.spec for c in cfgs])
+    if not args.reuse_output:
+        from ..store import default_path
+        from ..submit.outputs import output_problems
+
+        verdict.problems.extend(output_problems([c.spec for c in cfgs], default_path()))
     shapes = verdict.shapes
     if not args.dry_run:
         verdict.refuse()
