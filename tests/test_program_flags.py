@@ -231,3 +231,20 @@ def test_a_usage_error_in_the_job_is_the_reason_and_ends_both_nodes_fast(slurm_c
     assert len(ends) == 2, restart.agent_logs()
     assert max(ends) - min(said) < 10, (said, ends)
     assert status_json(name, env=danlu_env)[0]["state"] == "FAILED"
+
+
+def test_a_lightningcli_run_with_two_config_files_completes(tmp_path, danlu_env):
+    """LightningCLI merges several --config files in order: danlu renders one --config per file."""
+    from danlu_helpers import danlu
+    from launcher.layout import SweepLayout
+
+    second = tmp_path / "short.yaml"
+    second.write_text("trainer:\n  max_steps: 6\n  val_check_interval: 3\n")
+    done = danlu("submit", "experiment=tiny_lightning", "cluster=local", f"args.config=[config.yaml,{second}]",
+                 "args.trainer.max_steps=null", "--name", "two-configs", "--wait", env=danlu_env)
+    assert done.returncode == 0, done.stderr
+    restart = SweepLayout(Path(danlu_env["DANLU_RUNS_DIR"]) / "two-configs").run(0).attempt(1).restart(0)
+    agent = "".join(p.read_text() for p in restart.agent_logs().values())
+    assert f"--config=config.yaml --config={second}" in agent, agent
+    log = "".join(p.read_text(errors="replace") for p in restart.logs() if p.suffix == ".log")
+    assert "done steps=6" in log, log[-1500:]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import difflib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -163,15 +164,61 @@ def _parser_kind(text: str) -> str:
     return "unknown"
 
 
+_CALL = re.compile(r"\.(add_argument|ArgumentParser|parse_known_args|parse_known_intermixed_args)\s*\(|"
+                   r"\b(ArgumentParser)\s*\(")
+_TRIPLE = ("'" * 3, '"' * 3)
+
+
+def _call_end(text: str, start: int) -> int:
+    """The index after the `)` closing the call whose `(` is at `start` (strings and comments skipped); -1."""
+    depth, i, n = 0, start, len(text)
+    while i < n:
+        c = text[i]
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        elif c == "#":
+            i = text.find("\n", i)
+            if i < 0:
+                return -1
+        elif c in "'\"":
+            quote = text[i:i + 3] if text[i:i + 3] in _TRIPLE else c
+            i += len(quote)
+            while i < n and not text.startswith(quote, i):
+                i += 2 if text[i] == "\\" else 1
+            i += len(quote) - 1
+        i += 1
+    return -1
+
+
+def _calls_only(text: str) -> Optional[str]:
+    """Only the calls that matter (add_argument, ArgumentParser, parse_known_args), one statement each: parsing
+    those is what reading a long program's flags costs, not its thousand other lines. None if one is cut off."""
+    parts = []
+    for m in _CALL.finditer(text):
+        end = _call_end(text, m.end() - 1)
+        if end < 0:
+            return None
+        parts.append("(_." + text[m.start() + (1 if text[m.start()] == "." else 0):end] + ")")
+    return "\n".join(parts)
+
+
 def parse_source(text: str, path: str = "<program>") -> ProgramFlags:
     """The flags declared in a program's source (no import, no execution)."""
     kind = _parser_kind(text)
     if kind != "argparse":
         return ProgramFlags(path=path, parser=kind)
+    calls = _calls_only(text)
     try:
-        tree = ast.parse(text, filename=path)
+        tree = ast.parse(calls if calls is not None else text, filename=path)
     except (SyntaxError, ValueError):
-        return ProgramFlags(path=path, parser="unknown")
+        try:
+            tree = ast.parse(text, filename=path)
+        except (SyntaxError, ValueError):
+            return ProgramFlags(path=path, parser="unknown")
     flags: List[Flag] = []
     passes_unknown = False
     abbrev = True
