@@ -275,6 +275,21 @@ class Store:
     def submitting(self) -> List[sqlite3.Row]:
         return list(self.db.execute("SELECT * FROM attempts WHERE state='SUBMITTING'"))
 
+    def output_owner(self, path: str) -> Optional[str]:
+        """The run whose output dir `path` is: its run dir's output/, or the output dir its config names."""
+        p = os.path.normpath(path)
+        row = self.db.execute("SELECT run FROM runs WHERE ? = run_dir || '/output' OR ? LIKE run_dir || '/output/%' "
+                              "ORDER BY created DESC LIMIT 1", (p, p)).fetchone()
+        if row:
+            return str(row[0])
+        for row in self.db.execute("SELECT run, config FROM runs WHERE instr(config, ?) > 0 ORDER BY created DESC",
+                                   (p,)):
+            cfg = json.loads(row["config"])
+            value = (cfg.get("args") or {}).get(cfg.get("output_arg") or "")
+            if value and os.path.normpath(os.path.expanduser(str(value))) == p:
+                return str(row["run"])
+        return None
+
     def resolve(self, names: Sequence[str]) -> tuple[List[str], List[str]]:
         """Split names into sweeps and runs; UserError for a name that is neither."""
         sweeps, runs = [], []

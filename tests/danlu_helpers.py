@@ -66,7 +66,7 @@ def plan_experiment(overrides: Sequence[str], sweep: str = "golden", multirun: b
     from launcher.spec.validate import check
 
     cfgs = Composer().runs(list(overrides), multirun)
-    shapes, _ = check([c.spec for c in cfgs], strict_files=False)
+    shapes = check([c.spec for c in cfgs]).shapes  # golden scripts of experiments whose checkouts are elsewhere
     return plan_jobs("0123456789ab", new_runs(sweep, cfgs, shapes))
 
 

@@ -67,8 +67,15 @@ SUBMIT_CASES = {
                                                      "resources.nodes=2", "resources.gpus_per_node=2"],
     "lightning ranks disagree with the job (config file)": ["experiment=tiny_lightning", "cluster=testcluster",
                                                             "resources.gpus_per_node=2", "args.trainer.devices=null"],
+    # the program's own flags (read from its source: launcher/spec/program_flags.py)
+    "unknown program flag (typo)": T + ["+args.beta_dop=2500"],
+    "program flag prefix argparse would expand": T + ["args.max_train_step=3"],
+    "program flag value not among its choices": T + ["args.mixed_precision=fp17"],
+    "program flag value of the wrong type": T + ["args.max_train_steps=many"],
+    "precision set twice, differently": T + ["launch.mixed_precision=bf16", "args.mixed_precision=fp16"],
+    "missing LightningCLI config file": ["experiment=tiny_lightning", "cluster=testcluster", "args.config=nope.yaml"],
 }
-CATALOGUE_FLOOR = 49  # tests/conftest.py fails the session when fewer catalogue cases ran and passed
+CATALOGUE_FLOOR = 55  # tests/conftest.py fails the session when fewer catalogue cases ran and passed
 
 
 @pytest.fixture
@@ -107,6 +114,18 @@ def assert_one_line_error(done, code=2):
 def test_bad_submit(case, guard, danlu_env, monkeypatch, capsys):
     done = danlu_inprocess(["submit", *SUBMIT_CASES[case]], danlu_env, monkeypatch, capsys)
     assert_one_line_error(done)
+    guard()
+
+
+@pytest.mark.parametrize("case", sorted(SUBMIT_CASES))
+def test_bad_submit_dry_run(case, guard, danlu_env, monkeypatch, capsys):
+    """--dry-run gives the same verdict as submit: the same one-line error and hint, exit 2 (the script may still
+    be printed on stdout where one can be made), nothing submitted or written."""
+    argv = SUBMIT_CASES[case]
+    done = danlu_inprocess(["submit", *argv, "--dry-run"], danlu_env, monkeypatch, capsys)
+    error = assert_one_line_error(done)
+    again = danlu_inprocess(["submit", *argv], danlu_env, monkeypatch, capsys)
+    assert again.returncode == 2 and error in again.stderr, (error, again.stderr)
     guard()
 
 
@@ -219,3 +238,22 @@ def test_lightning_world_is_read_from_the_programs_config_file(guard, danlu_env)
     guard()
     ok = danlu("submit", *case, "args.trainer.devices=2", "--dry-run", env=danlu_env)
     assert ok.returncode == 0, ok.stderr
+
+
+def test_env_messages_name_the_env_actually_chosen(guard, danlu_env, monkeypatch, capsys):
+    """diffusion_dpo names the uv env `diffusion_dpo`; with env=venv that name is not what is used."""
+    base = ["experiment=tiny_dpo", "cluster=testcluster", "env.name=diffusion_dpo"]
+    done = danlu_inprocess(["submit", *base, "env=venv"], danlu_env, monkeypatch, capsys)
+    assert "env.kind=venv needs env.path" in assert_one_line_error(done) and "hint: set env.path=" in done.stderr
+    done = danlu_inprocess(["submit", *base, "env=venv", "env.path=/wrong/venv"], danlu_env, monkeypatch, capsys)
+    err = assert_one_line_error(done)
+    assert "'/wrong/venv' is missing" in err and "diffusion_dpo" not in err
+    guard()
+
+
+def test_env_vars_are_exported_exactly_as_written(danlu_env, monkeypatch, capsys):
+    done = danlu_inprocess(["submit", *T, "+env.vars.FLAG=true", "+env.vars.ZEROS=007", "+env.vars.SCI=1e3",
+                            "+env.vars.TEXT='a b'", "--dry-run"], danlu_env, monkeypatch, capsys)
+    assert done.returncode == 0, done.stderr
+    for line in ("export FLAG=true\n", "export ZEROS=007\n", "export SCI=1e3\n", "export TEXT='a b'\n"):
+        assert line in done.stdout, done.stdout

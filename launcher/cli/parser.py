@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--template-dir", help="a folder with your own copies of templates/*.j2")
     s.add_argument("--wait", action="store_true", help="block until the runs end; exit 1 if any failed")
     s.add_argument("--json", action="store_true", help="print {sweep, runs:[{run, job_id}]} on stdout")
+    s.add_argument("--reuse-output", action="store_true",
+                   help="let runs write into an output dir another run owns (to train a run further: rerun --continue)")
 
     st = sub.add_parser("status", help="squeue-style table of your runs")
     st.add_argument("names", nargs="*", metavar="SWEEP|RUN")
@@ -65,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("target", metavar="SWEEP|RUN")
     r.add_argument("overrides", nargs="*", metavar="OVERRIDE")
     r.add_argument("--state", help="rerun runs whose latest attempt ended in these states")
+    r.add_argument("--continue", dest="cont", action="store_true",
+                   help="a new attempt of COMPLETED runs with the OVERRIDES (e.g. args.max_train_steps=4000), "
+                        "resuming from their checkpoints")
     r.add_argument("--dry-run", action="store_true")
     r.add_argument("--exclude-failed-nodes", action="store_true", help="keep off the nodes the failed attempts ran on")
     r.add_argument("--json", action="store_true")
@@ -80,7 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     el = esub.add_parser("list", help="list the environments")
     el.add_argument("--json", action="store_true")
 
-    o = sub.add_parser("options", help="every config key with its default and help")
+    o = sub.add_parser("options", help="every config key with its default and help; with experiment=NAME, the "
+                                       "program's own flags too")
+    o.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="e.g. experiment=diffusion_dpo workdir=...")
+    o.add_argument("--config-dir", help="another folder of configs (<group>/<name>.yaml)")
     o.add_argument("--json", action="store_true")
 
     cp = sub.add_parser("completion", help="print a shell completion script: eval \"$(danlu completion bash)\"")

@@ -33,8 +33,16 @@ def run(args: Namespace) -> int:
     from .submit import print_plan
 
     choices = RERUNNABLE + ("CANCELLED",)
-    states = tuple(s.strip().upper() for s in args.state.split(",")) if args.state else RERUNNABLE
-    for s in states:
+    cont = getattr(args, "cont", False)
+    if cont and args.state:
+        raise UserError("--continue takes COMPLETED runs; --state does not go with it",
+                        "drop --state (or rerun failed runs without --continue)")
+    if cont and not args.overrides:
+        raise UserError("--continue without overrides would end at once: the run already completed",
+                        "say what to train further, e.g. danlu rerun RUN --continue args.max_train_steps=4000")
+    states = ("COMPLETED",) if cont else \
+        tuple(s.strip().upper() for s in args.state.split(",")) if args.state else RERUNNABLE
+    for s in states if not cont else ():
         if s == "COMPLETED" or s in ACTIVE:
             raise UserError(f"--state {s}: danlu never reruns runs that completed or are still queued/running",
                             f"choose among {', '.join(choices)}")
@@ -49,6 +57,9 @@ def run(args: Namespace) -> int:
         for r in rows:
             counts[r["state"]] = counts.get(r["state"], 0) + 1
         summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+        if cont:
+            raise NothingToDo(f"nothing to continue in {args.target}: {summary}",
+                              "--continue trains COMPLETED runs further; failed ones: danlu rerun without it")
         raise NothingToDo(f"nothing to rerun in {args.target}: {summary}",
                           "only runs whose latest attempt ended " + "/".join(states) + " are rerun (see --state)")
     composer = Composer()
@@ -62,7 +73,9 @@ def run(args: Namespace) -> int:
             if bad:
                 overrides = merge_overrides(overrides, [f"resources.exclude={','.join(bad)}"])
         (cfg,) = composer.runs(overrides, multirun=False)
-        (shp,), _ = check([cfg.spec], strict_files=not args.dry_run)
+        verdict = check([cfg.spec])
+        verdict.refuse()  # the same verdict with --dry-run
+        (shp,) = verdict.shapes
         where = place(cfg.spec, shp)
         if cfg.spec.cluster.kind == "slurm" and where not in graces:
             graces.update(slurm.stop_graces([where]))  # once per partition and QOS

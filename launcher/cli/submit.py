@@ -24,7 +24,15 @@ def run(args: Namespace) -> int:
         raise UserError(f"template dir {args.template_dir!r} does not exist",
                         "pass --template-dir a folder with your copies of templates/*.j2")
     cfgs = Composer(args.config_dir).runs(args.overrides, args.multirun)
-    shapes, warnings = check([c.spec for c in cfgs], strict_files=not args.dry_run)
+    verdict = check([c.spec for c in cfgs])
+    if not args.reuse_output:
+        from ..store import default_path
+        from ..submit.outputs import output_problems
+
+        verdict.problems.extend(output_problems([c.spec for c in cfgs], default_path()))
+    shapes = verdict.shapes
+    if not args.dry_run:
+        verdict.refuse()
     spec0 = cfgs[0].spec
     base = args.name or spec0.name or spec0.experiment
     if not safe_name(base):
@@ -38,10 +46,16 @@ def run(args: Namespace) -> int:
         return plan_jobs(token, new_runs(name, cfgs, shapes, graces), args.template_dir)
 
     if args.dry_run:
-        for w in warnings:
-            err(f"warning: {w.message} ({w.hint})")
-        jobs = plan_for(base if explicit else f"{base}-xxxx")
+        # the same verdict as a submit: its errors exit 2, after the scripts where they can still be made
+        try:
+            jobs = plan_for(base if explicit else f"{base}-xxxx")
+        except UserError:
+            verdict.refuse()
+            raise
         print_plan(jobs)
+        for note in verdict.notes:
+            err(note)
+        verdict.refuse()
         err(f"dry run: {len(cfgs)} run(s) in {len(jobs)} job(s); nothing submitted")
         return 0
 

@@ -5,7 +5,7 @@ program itself per task). The node agent fills in the tokens only a node knows (
 from __future__ import annotations
 
 import json
-from typing import Any, List
+from typing import Any, Dict, Iterator, List, Tuple
 
 from ..job.agent import HEAD_ADDR, LOG_DIR, NODE_RANK, PORT
 from ..layout import launcher_rank_logs
@@ -23,16 +23,34 @@ def _arg_value(value: Any) -> str:
     return str(value)
 
 
+def _flat(args: Dict[str, Any], prefix: str = "") -> Iterator[Tuple[str, Any]]:
+    """A nested mapping as dotted keys (LightningCLI/jsonargparse's --trainer.devices=2)."""
+    for key, value in args.items():
+        if isinstance(value, dict) and value:
+            yield from _flat(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
 def program_argv(spec: RunSpec, output_dir: str) -> List[str]:
-    """`program program_args... --key=value ...`: true is a bare flag, false and null are left out."""
+    """`program program_args... --key=value ...`: true is a bare flag, false and null are left out, a mapping is
+    dotted keys, a list one value (a,b), one flag per item or items after the flag, as spec.arg_lists says."""
     argv = [str(spec.program)] + [str(a) for a in spec.program_args]
     args = dict(spec.args)
     if spec.output_arg and args.get(spec.output_arg) is None:
         args[spec.output_arg] = output_dir
-    for key, value in args.items():
+    for key, value in _flat(args):
         if value is None or value is False:
             continue
-        argv.append(f"--{key}" if value is True else f"--{key}={_arg_value(value)}")
+        style = spec.arg_lists.get(key, "comma") if isinstance(value, (list, tuple)) else "comma"
+        if value is True:
+            argv.append(f"--{key}")
+        elif style == "repeat":
+            argv.extend(f"--{key}={_arg_value(v)}" for v in value)
+        elif style == "spaced":
+            argv.extend([f"--{key}"] + [_arg_value(v) for v in value])
+        else:
+            argv.append(f"--{key}={_arg_value(value)}")
     return argv
 
 

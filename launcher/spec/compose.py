@@ -152,7 +152,7 @@ class Composer:
         self.groups = group_names(self.dirs)
         self._cache: Dict[Tuple[str, ...], Any] = {}
         self._scratch: Dict[Tuple[str, ...], Any] = {}
-        self._checked: Dict[Tuple[Tuple[str, ...], str], Tuple[str, str, Any]] = {}
+        self._checked: Dict[Tuple[Tuple[str, ...], str, Tuple[str, str]], Tuple[str, str, Any]] = {}
         _register_resolvers()
 
     def _is_group(self, ov: Any) -> bool:
@@ -206,12 +206,20 @@ class Composer:
         _, plain = self._compose(group_ovs)
         cfg = copy.deepcopy(plain)
         texts: List[str] = []
+        # the program, as this run will have it: `args.KEY=...` needs no `+` for a flag the program declares
+        where = {k: plain.get(k) for k in ("workdir", "program")}
+        where.update({ov.key_or_group: value for ov, value in point
+                      if ov.key_or_group in where and not self._is_group(ov) and not ov.is_delete()})
+        program = (str(where["workdir"]), str(where["program"]))
         for ov, value in point:
+            if ov.key_or_group.startswith("env.vars.") and not ov.is_delete() and not ov.is_sweep_override() \
+                    and value is not None and not isinstance(value, str):
+                value = ov.input_line.split("=", 1)[1]  # exported exactly as written: true, 01, 1e3 (not True, 1000.0)
             text = _override_text(ov, value)
             texts.append(text)
             if self._is_group(ov):
                 continue
-            kind, key, checked = self._check(group_ovs, ov, value, text)
+            kind, key, checked = self._check(group_ovs, ov, value, text, program)
             parent_key, _, leaf = key.rpartition(".")
             parent = cfg
             for part in parent_key.split(".") if parent_key else []:
@@ -221,11 +229,15 @@ class Composer:
             else:
                 parent[leaf] = checked
         spec = spec_from_dict(RunSpec, cfg)
+        from .program_args import settle
+
+        settle(spec)
         return RunConfig(overrides=texts, spec=spec, resolved=cfg)
 
-    def _check(self, group_ovs: Tuple[str, ...], ov: Any, value: Any, text: str) -> Tuple[str, str, Any]:
+    def _check(self, group_ovs: Tuple[str, ...], ov: Any, value: Any, text: str,
+               program: Tuple[str, str] = ("", "")) -> Tuple[str, str, Any]:
         """Validate one value override against the typed config (cached): returns the typed value."""
-        cache_key = (group_ovs, text)
+        cache_key = (group_ovs, text, program)
         if cache_key in self._checked:
             return self._checked[cache_key]
         from omegaconf import OmegaConf, open_dict
@@ -237,6 +249,11 @@ class Composer:
             cfg = self._scratch[group_ovs] = copy.deepcopy(typed)
         key, kind = ov.key_or_group, ov.type.name
         exists = _dict_has(plain, key)
+        if kind == "CHANGE" and not exists and key.startswith("args.") and key.count(".") == 1:
+            from .program_args import declares
+
+            if declares(program[0], program[1], key[len("args."):], plain.get("experiment")):
+                kind = "ADD"  # a flag of the program: args.KEY=... adds it like +args.KEY=...
         checked: Any = None
         try:
             if kind == "DEL":

@@ -71,7 +71,7 @@ class EnvSpec:
 @dataclass
 class LaunchSpec:
     kind: str = opt("accelerate", "accelerate, torchrun, lightning or python")
-    mixed_precision: Optional[str] = opt(None, "accelerate --mixed_precision (no, fp16, bf16)")
+    mixed_precision: Optional[str] = opt(None, "no, fp16 or bf16: accelerate launch --mixed_precision, and the program's own --mixed_precision where it declares one")
     extra_args: List[str] = opt(help="extra arguments for the launcher itself", factory=list)
     python: str = opt("python", "interpreter for lightning/python launch and for the program")
     port: Optional[int] = opt(None, "rendezvous port; null picks one per job from the job id")
@@ -101,7 +101,12 @@ class RunSpec:
     experiment: str = opt("none", "name of the experiment")
     program: Optional[str] = opt(None, "the training program, relative to workdir")
     program_args: List[str] = opt(help="positional arguments before args (e.g. ['fit'])", factory=list)
-    args: Dict[str, Any] = opt(help="program options rendered as --key=value (true: flag, null: omitted)", factory=dict)
+    args: Dict[str, Any] = opt(help="program options rendered as --key=value (true: a bare flag; false, null: omitted; "
+                                    "a mapping: --key.sub=value, LightningCLI style)", factory=dict)
+    arg_lists: Dict[str, str] = opt(help="how a list in args.KEY is rendered: comma (--KEY=a,b), repeat (--KEY=a "
+                                         "--KEY=b) or spaced (--KEY a b); set from the program's flags when they are "
+                                         "read (nargs: spaced, append and LightningCLI's --config: repeat)",
+                                    factory=dict)
     workdir: str = opt(".", "directory the program runs in")
     output_arg: Optional[str] = opt(None, "name of the program's output-dir option; danlu points it at the run's output dir when unset")
     cluster: ClusterSpec = opt(help="cluster profile", factory=ClusterSpec)

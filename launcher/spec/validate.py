@@ -91,6 +91,8 @@ def shape(spec: RunSpec) -> Shape:
     _choice(launch.kind, LAUNCH_KINDS, "launch.kind")
     _choice(spec.env.kind, ENV_KINDS, "env.kind")
     _choice(spec.requeue.signal, SIGNALS, "requeue.signal")
+    for key, style in spec.arg_lists.items():
+        _choice(style, ("comma", "repeat", "spaced"), f"arg_lists.{key}")
     if not spec.program:
         raise UserError("no program to run (program is null)", "pick an experiment (experiment=tiny_dpo) or set program=train.py")
     if r.nodes < 1:
@@ -190,7 +192,10 @@ def file_problems(spec: RunSpec) -> List[UserError]:
     if e.kind in ("uv", "venv"):
         venv = env_dir(spec)
         if venv is None:
-            problems.append(UserError(f"env.kind={e.kind} needs env.name or env.path", "set env.name=NAME (envs/NAME) or env.path=/path/to/.venv"))
+            problems.append(UserError(f"env.kind=venv needs env.path", "set env.path=/path/to/.venv")
+                            if e.kind == "venv" else
+                            UserError("env.kind=uv needs env.name or env.path",
+                                      "set env.name=NAME (envs/NAME) or env.path=/path/to/.venv"))
         elif e.kind == "uv" and e.name and not e.path and not (venv.parent / "pyproject.toml").is_file():
             from ..envs import available
 
@@ -198,8 +203,10 @@ def file_problems(spec: RunSpec) -> List[UserError]:
             problems.append(UserError(f"no environment named {e.name!r} (no envs/{e.name}/pyproject.toml)",
                                       f"environments: {names} (`danlu env list`); or create envs/{e.name}/pyproject.toml"))
         elif not (venv / "bin" / "activate").exists():
-            hint = f"danlu env sync {e.name}" if e.kind == "uv" and e.name and not e.path else f"create the virtualenv at {venv}"
-            problems.append(UserError(f"environment {e.name or str(venv)!r} is missing ({venv} has no bin/activate)", hint))
+            named = e.kind == "uv" and e.name and not e.path  # envs/NAME; otherwise the path is what was chosen
+            hint = f"danlu env sync {e.name}" if named else f"create the virtualenv at {venv} (python -m venv {venv})"
+            what = f"environment {e.name!r}" if named else f"env.kind={e.kind} environment at {str(venv)!r}"
+            problems.append(UserError(f"{what} is missing ({venv} has no bin/activate)", hint))
     if e.kind == "conda" and not (e.name or e.path):
         problems.append(UserError("env.kind=conda needs env.name or env.path", "set env.name=myenv"))
     for key in e.vars:
@@ -214,22 +221,44 @@ def file_problems(spec: RunSpec) -> List[UserError]:
     return problems
 
 
-def check(specs: Sequence[RunSpec], strict_files: bool) -> Tuple[List[Shape], List[UserError]]:
-    """Every run's shape; file problems are errors unless `strict_files` is False (dry-run: warnings, once each)."""
+@dataclass
+class Verdict:
+    """What the checks found for the runs of one request: the same with --dry-run as for a real submit."""
+
+    shapes: List[Shape]
+    problems: List[UserError]  # refused (exit 2), dry run or not: the first is the error
+    notes: List[str]  # what was and was not checked, one line each
+
+    def refuse(self) -> None:
+        if self.problems:
+            raise self.problems[0]
+
+
+def check(specs: Sequence[RunSpec]) -> Verdict:
+    """Every run's shape (a problem there is raised at once: nothing could be planned), then what the files and
+    the program say: missing workdir, program or environment, args the program would refuse."""
     from .lightning import world_problem
+    from .program_args import verdict
 
     shapes = [shape(s) for s in specs]
+    problems: List[UserError] = []
+    notes: List[str] = []
+    seen = set()
+
+    def add(p: UserError) -> None:
+        if p.message not in seen:
+            seen.add(p.message)
+            problems.append(p)
+
     for s, sh in zip(specs, shapes):
         problem = world_problem(s, sh.nodes, sh.tasks_per_node)
-        if problem is not None:  # the same verdict with --dry-run: it is the program's own config, not a file
-            raise problem
-    warnings: List[UserError] = []
-    seen = set()
-    for s in specs:
+        if problem is not None:
+            add(problem)
         for p in file_problems(s):
-            if strict_files:
-                raise p
-            if p.message not in seen:
-                seen.add(p.message)
-                warnings.append(p)
-    return shapes, warnings
+            add(p)
+        found, note = verdict(s)
+        for p in found:
+            add(p)
+        if note not in notes:
+            notes.append(note)
+    return Verdict(shapes, problems, notes)

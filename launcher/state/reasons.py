@@ -26,6 +26,11 @@ _MAX_REQUEUES = re.compile(r"not requeued: (\d+) requeues already \(requeue.max_
 _LAUNCH = re.compile(r"srun: error: Task launch for \S+ failed on node (\S+): (.+)")
 # exceptions that report another failure, not the cause: a launcher noticing its child died, a
 # rank being told to stop because a peer failed
+# argparse's `parser.error` (`train.py: error: unrecognized arguments: --beta_dop=2500`), after its usage lines;
+# jsonargparse's (LightningCLI) may print a bare `error: Parser key "config": ...`. Not Slurm's own `srun: error:`.
+_USAGE = re.compile(r"^(?:\[[\w-]+\]:\s*)*(?:([\w.\-]+): )?error: (.+)$")
+_USAGE_LINE = re.compile(r"^(?:\[[\w-]+\]:\s*)*usage: ", re.MULTILINE)
+_NOT_PROGRAM = ("srun", "slurmstepd", "sbatch", "salloc")
 _NOT_CAUSE = re.compile(r"ChildFailedError|CalledProcessError|SignalException|^KeyboardInterrupt|SystemExit")
 
 
@@ -91,6 +96,9 @@ def classify(state: str, exit_code: str, nodelist: str,
     launch = _LAUNCH.search(text)
     if launch:  # Slurm could not start a task: the node, not the program
         return _cut(f"task launch failed on {launch.group(1)}: {launch.group(2).strip()}")
+    usage = _usage_error(log_lines) if _USAGE_LINE.search(text) else None
+    if usage:  # the program refused its command line: its own words, not the launcher's exit code
+        return _cut(usage)
     if _CUDA_OOM.search(text):
         return "CUDA out of memory"
     if base == "OUT_OF_MEMORY" or _HOST_OOM.search(text):
@@ -108,6 +116,14 @@ def classify(state: str, exit_code: str, nodelist: str,
     if exceptions:
         return _cut(exceptions[-1])
     return _exit_reason(base, exit_code)
+
+
+def _usage_error(log_lines: List[str]) -> Optional[str]:
+    for line in log_lines:
+        m = _USAGE.match(line.strip())
+        if m and m.group(1) not in _NOT_PROGRAM:
+            return f"usage error: {m.group(1) + ': ' if m.group(1) else ''}{m.group(2).strip()}"
+    return None
 
 
 def _cut(text: str, limit: int = 160) -> str:

@@ -20,8 +20,6 @@ umask 077  # run dirs, logs and scripts are readable by their owner only
 # ---- environment ----
 source <repo>/envs/diffusion_dpo/.venv/bin/activate
 export HF_DATASETS_OFFLINE=1
-export MODEL_NAME=runwayml/stable-diffusion-v1-5
-export DATASET_NAME=yuvalkirstain/pickapic_v2
 # passed from the submitting environment by name, never written here: HF_TOKEN WANDB_API_KEY HUGGING_FACE_HUB_TOKEN
 
 # ---- head node and rendezvous port (picked free on the head node, never a fixed port shared by every job) ----
@@ -43,7 +41,7 @@ case "${SLURM_ARRAY_TASK_ID:-0}" in
     export DANLU_WORKDIR=/code/DiffusionDPO
     export WANDB_RUN_GROUP=golden
     export WANDB_NAME=golden/0
-    export DANLU_COMMAND='accelerate launch --multi_gpu --num_machines 2 --num_processes 8 --machine_rank @NODE_RANK@ --main_process_ip @HEAD_ADDR@ --rdzv_backend static --main_process_port @PORT@ --log_dir @LOG_DIR@ --tee 3 --mixed_precision fp16 train.py --pretrained_model_name_or_path=runwayml/stable-diffusion-v1-5 --dataset_name=yuvalkirstain/pickapic_v2 --train_batch_size=1 --dataloader_num_workers=4 --gradient_accumulation_steps=128 --max_train_steps=2000 --lr_scheduler=constant_with_warmup --lr_warmup_steps=500 --learning_rate=1e-08 --scale_lr --checkpointing_steps=500 --beta_dpo=5000 --output_dir=/runs/golden/0/output'
+    export DANLU_COMMAND='accelerate launch --multi_gpu --num_machines 2 --num_processes 8 --machine_rank @NODE_RANK@ --main_process_ip @HEAD_ADDR@ --rdzv_backend static --main_process_port @PORT@ --log_dir @LOG_DIR@ --tee 3 --mixed_precision fp16 train.py --pretrained_model_name_or_path=runwayml/stable-diffusion-v1-5 --dataset_name=yuvalkirstain/pickapic_v2 --train_batch_size=1 --dataloader_num_workers=16 --gradient_accumulation_steps=128 --max_train_steps=2000 --lr_scheduler=constant_with_warmup --lr_warmup_steps=500 --learning_rate=1e-08 --scale_lr --checkpointing_steps=500 --beta_dpo=5000 --output_dir=/runs/golden/0/output'
     ;;
   *) echo "danlu: no run for array index ${SLURM_ARRAY_TASK_ID:-0}" >&2; exit 2 ;;
 esac

@@ -41,7 +41,7 @@ case "${SLURM_ARRAY_TASK_ID:-0}" in
     export DANLU_WORKDIR=/code/taming-transformers
     export WANDB_RUN_GROUP=golden
     export WANDB_NAME=golden/0
-    export DANLU_COMMAND='python main.py --base=configs/imagenet_vqgan.yaml --t=True --gpus=0,1,2,3,'
+    export DANLU_COMMAND='python main.py --base=configs/imagenet_vqgan.yaml --train=True --gpus=0,1,2,3,'
     ;;
   *) echo "danlu: no run for array index ${SLURM_ARRAY_TASK_ID:-0}" >&2; exit 2 ;;
 esac
