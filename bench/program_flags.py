@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """What reading a program's flags costs `danlu submit`, in one run, side by side (issue 14).
 
-    python bench/program_flags.py [--lines 1500] [--repeat 10]
+    python bench/program_flags.py [--lines 1500] [--flags 300] [--repeat 10]
 
-Writes a ~1,500-line argparse program (300 flags, the rest ordinary code) and the same program written for
+Writes a ~1,500-line argparse program (300 flags by default, the rest ordinary code) and the same program written for
 optparse (which danlu does not read: nothing is parsed), then prints the median of N runs of:
 
   1. reading the flags in-process, cold (no cache): launcher.spec.program_flags.parse_source;
@@ -24,9 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 
 
-def program(lines: int, readable: bool) -> str:
+def program(lines: int, readable: bool, flags: int = 300) -> str:
     out = ["import argparse", "import math", "", ""]
-    flags = max(10, lines // 5)
     out.append("def parse_args():")
     out.append("    parser = argparse.ArgumentParser()" if readable else "    parser = make_parser()")
     # the flags tiny_dpo's experiment sets, then filler flags
@@ -50,20 +49,23 @@ def program(lines: int, readable: bool) -> str:
     return text if readable else text.replace("import argparse", "import optparse").replace("add_argument", "add_option")
 
 
-def median_s(argv: list, repeat: int, cwd: Path) -> float:
-    times = []
+def medians(a: list, b: list, repeat: int, cwd: Path) -> tuple:
+    """Median wall time of each command, run in alternation (A B A B ...) so that drift hits both alike."""
+    times: tuple = ([], [])
     for _ in range(repeat):
-        t = time.perf_counter()
-        done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
-        times.append(time.perf_counter() - t)
-        assert done.returncode == 0, done.stderr
-    return statistics.median(times)
+        for argv, out in ((a, times[0]), (b, times[1])):
+            t = time.perf_counter()
+            done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
+            out.append(time.perf_counter() - t)
+            assert done.returncode == 0, done.stderr
+    return statistics.median(times[0]), statistics.median(times[1])
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lines", type=int, default=1500)
     ap.add_argument("--repeat", type=int, default=10)
+    ap.add_argument("--flags", type=int, default=300, help="flags declared (DiffusionDPO's train.py: 51 in 1,500 lines)")
     args = ap.parse_args()
     sys.path.insert(0, str(REPO))
     from launcher.spec.program_flags import parse_source
@@ -72,7 +74,7 @@ def main() -> int:
         readable, unreadable = Path(tmp) / "readable", Path(tmp) / "unreadable"
         for d, ok in ((readable, True), (unreadable, False)):
             d.mkdir()
-            (d / "train.py").write_text(program(args.lines, ok))
+            (d / "train.py").write_text(program(args.lines, ok, args.flags))
         text = (readable / "train.py").read_text()
         n_lines = len(text.splitlines())
         cold = []
@@ -87,8 +89,8 @@ def main() -> int:
 
         os.environ.update(DANLU_HOME=str(env_home), DANLU_RUNS_DIR=str(Path(tmp) / "runs"),
                           DANLU_STORE=str(env_home / "store.sqlite"), NO_COLOR="1")
-        with_check = median_s(base + [f"workdir={readable}"], args.repeat, REPO)
-        without = median_s(base + [f"workdir={unreadable}"], args.repeat, REPO)
+        with_check, without = medians(base + [f"workdir={readable}"], base + [f"workdir={unreadable}"],
+                                      args.repeat, REPO)
     print(f"program: {n_lines} lines, {len(flags.flags)} argparse flags; median of {args.repeat} runs")
     print(f"{'measure':<52} {'seconds':>9}")
     print(f"{'read the flags in-process (cold, ast)':<52} {statistics.median(cold):>9.4f}")

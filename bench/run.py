@@ -226,7 +226,7 @@ def bench_submit(n: int, reps: int, hydra_reps: int) -> None:
         env = private_env("submit-danlu", shim=shim)
         t0 = time.time()
         wall, _cpu, done = timed([str(VENV_BIN / "danlu"), "submit", "-m", "experiment=tiny_dpo", "cluster=testcluster",
-                                  f"+args.point=range(0,{n})", "resources.extra_sbatch=[--hold]", "--json"],
+                                  f"args.seed=range(0,{n})", "resources.extra_sbatch=[--hold]", "--json"],
                                  env=env, cwd=REPO)
         out = json.loads(done.stdout)
         ids = sorted({r["job_id"].split("_")[0] for r in out["runs"]})

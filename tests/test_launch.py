@@ -207,13 +207,24 @@ def test_too_many_gpus_is_rejected_before_submitting(slurm_cluster, danlu_env, s
 
 
 @pytest.mark.slurm
-def test_dry_run_diffusion_dpo_prints_script_and_submits_nothing(slurm_cluster, danlu_env, sbatch_trace):
+def test_dry_run_diffusion_dpo_prints_script_and_submits_nothing(slurm_cluster, danlu_env, sbatch_trace, tmp_path):
+    """With a stand-in checkout of DiffusionDPO (train.py declaring upstream's flags, tests/upstream/) the dry run
+    passes; without one it gives submit's verdict (exit 2), after printing the script all the same."""
+    from test_program_flags import fake_checkout
+
     name = f"dry-{uuid.uuid4().hex[:6]}"
     queued_before = our_queue(name)
-    done = danlu("submit", "experiment=diffusion_dpo", "cluster=testcluster", "--dry-run", "--name", name,
-                 env=danlu_env)
+    missing = danlu("submit", "experiment=diffusion_dpo", "cluster=testcluster", "workdir=/nonexistent/DiffusionDPO",
+                    "--dry-run", "--name", name, env=danlu_env)
+    assert missing.returncode == 2 and "error: workdir '/nonexistent/DiffusionDPO' does not exist" in missing.stderr
+    assert missing.stdout.startswith("#!/bin/bash")
+    checkout = fake_checkout(tmp_path / "DiffusionDPO", "diffusion_dpo_train.json", "train.py")
+    done = danlu("submit", "experiment=diffusion_dpo", "cluster=testcluster", f"workdir={checkout}", "env=none",
+                 "--dry-run", "--name", name, env=danlu_env)
     assert done.returncode == 0, done.stderr
+    assert "program args checked against the 51 argparse flags of train.py" in done.stderr
     script = done.stdout
+    assert "--mixed_precision=fp16" in script  # train.py's own flag: it wins over accelerate's
     assert script.startswith("#!/bin/bash")
     assert "#SBATCH --partition=debug-4090-01\n" in script
     assert "#SBATCH --gres=gpu:rtx4090:4\n" in script

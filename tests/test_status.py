@@ -78,7 +78,7 @@ def aged(slurm_cluster, tmp_path_factory):
 
 # ---- status: table, filters, json, pending reasons; cancel of pending runs -----------------------
 def test_status_pending_reasons_filters_json_and_cancel(danlu_env, tmp_path):
-    held = submit_json("-m", "experiment=tiny_dpo", "cluster=testcluster", "+args.k=0,1",
+    held = submit_json("-m", "experiment=tiny_dpo", "cluster=testcluster", "args.seed=0,1",
                        "resources.extra_sbatch=[--hold]", "--name", "held", env=danlu_env)
     later = submit_json("experiment=tiny_dpo", "cluster=testcluster", "resources.extra_sbatch=['--begin=now+1hour']",
                         "--name", "later", env=danlu_env)
@@ -218,7 +218,7 @@ def has_rank(text: str, rank: int) -> bool:
 # ---- cancel of running runs: by danlu, and by scancel behind danlu's back -----------------------
 def test_cancel_running_runs(danlu_env):
     out = submit_json("-m", "experiment=tiny_dpo", "cluster=testcluster", "launch=python", "args.sleep_per_step=2",
-                      "args.max_train_steps=200", "+args.k=0,1", "--name", "long", env=danlu_env)
+                      "args.max_train_steps=200", "args.seed=0,1", "--name", "long", env=danlu_env)
     try:
         wait_status("long", danlu_env, timeout=180, done=lambda items: all(i["state"] == "RUNNING" for i in items))
         done = danlu("cancel", "long/0", env=danlu_env, check=True)
@@ -244,7 +244,7 @@ def test_cancel_running_runs(danlu_env):
 
 # ---- one sacct and at most one squeue per refresh, with 200 runs -------------------------------
 def test_status_of_200_runs_makes_one_sacct_and_at_most_one_squeue(danlu_env, tmp_path):
-    out = submit_json("-m", "experiment=tiny_dpo", "cluster=testcluster", "+args.i=range(0,200)",
+    out = submit_json("-m", "experiment=tiny_dpo", "cluster=testcluster", "args.seed=range(0,200)",
                       "resources.extra_sbatch=[--hold]", "--name", "many", env=danlu_env)
     try:
         assert len(out["runs"]) == 200 and len({r["job_id"].split("_")[0] for r in out["runs"]}) == 1

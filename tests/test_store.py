@@ -147,7 +147,7 @@ def test_concurrent_submits_and_status_keep_every_run_exactly_once(slurm_cluster
     env = dict(os.environ, **danlu_env, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     base = [sys.executable, "-m", "launcher.cli", "submit", "experiment=tiny_dpo", "cluster=testcluster",
             "resources.extra_sbatch=[--hold]", "--json"]
-    cmds = [base + (["-m", "+args.i=0,1"] if k % 2 else [f"+args.k={k}"]) for k in range(8)]
+    cmds = [base + (["-m", "args.seed=0,1"] if k % 2 else [f"args.seed={k}"]) for k in range(8)]
     status_cmd = [sys.executable, "-m", "launcher.cli", "status", "--all", "--json"]
     cwd = str(Path(__file__).resolve().parent.parent)
     submits = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)

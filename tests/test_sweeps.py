@@ -115,7 +115,7 @@ def test_sweep_larger_than_max_array_size_is_split(slurm_cluster, danlu_env, sba
     limit, n = 4, 9
     assert limit != ClusterSpec().max_array_size
     out = submit_json("-m", "experiment=tiny_dpo", "cluster=testcluster", f"cluster.max_array_size={limit}",
-                      f"+args.point=range(0,{n})", "resources.extra_sbatch=[--hold]", env=danlu_env)
+                      f"args.seed=range(0,{n})", "resources.extra_sbatch=[--hold]", env=danlu_env)
     try:
         assert len(out["runs"]) == n
         assert _sbatch_calls(sbatch_counter) == 3  # 4 + 4 + 1

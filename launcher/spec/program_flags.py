@@ -11,12 +11,11 @@ dotlist), so an unknown flag is not an error there.
 from __future__ import annotations
 
 import ast
-import difflib
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 _NO_DEFAULT = object()
 
@@ -103,6 +102,8 @@ class ProgramFlags:
         swapped = key.replace("-", "_") if "-" in key else key.replace("_", "-")
         if swapped != key and swapped in names:
             return [swapped]
+        import difflib
+
         return difflib.get_close_matches(key, names, n=n, cutoff=0.6)
 
 
@@ -135,7 +136,8 @@ def _flag(call: ast.Call) -> Optional[Flag]:
     if not isinstance(dest, str):
         dest = (longs[0] if longs else options[0]).lstrip("-").replace("-", "_")
     default = _literal(kw.get("default"))
-    default_text = ast.unparse(kw["default"]) if "default" in kw else ""
+    default_text = "" if "default" not in kw else repr(default) if default is not _NO_DEFAULT else \
+        ast.unparse(kw["default"])  # computed at run time: shown as written
     choices = _literal(kw.get("choices"))
     nargs = kw.get("nargs")
     helptext = _literal(kw.get("help"))
@@ -169,11 +171,17 @@ _CALL = re.compile(r"\.(add_argument|ArgumentParser|parse_known_args|parse_known
 _TRIPLE = ("'" * 3, '"' * 3)
 
 
+_SCAN = re.compile(r"[()\[\]{}'\"#]")
+
+
 def _call_end(text: str, start: int) -> int:
     """The index after the `)` closing the call whose `(` is at `start` (strings and comments skipped); -1."""
-    depth, i, n = 0, start, len(text)
-    while i < n:
-        c = text[i]
+    depth, i = 0, start
+    while True:
+        m = _SCAN.search(text, i)
+        if m is None:
+            return -1
+        i, c = m.start(), m.group()
         if c in "([{":
             depth += 1
         elif c in ")]}":
@@ -184,14 +192,19 @@ def _call_end(text: str, start: int) -> int:
             i = text.find("\n", i)
             if i < 0:
                 return -1
-        elif c in "'\"":
+        else:
             quote = text[i:i + 3] if text[i:i + 3] in _TRIPLE else c
-            i += len(quote)
-            while i < n and not text.startswith(quote, i):
-                i += 2 if text[i] == "\\" else 1
-            i += len(quote) - 1
+            j = i + len(quote)
+            while True:
+                j = text.find(quote, j)
+                if j < 0:
+                    return -1
+                backslashes = len(text[:j]) - len(text[:j].rstrip("\\"))
+                if backslashes % 2 == 0:
+                    break
+                j += 1
+            i = j + len(quote) - 1
         i += 1
-    return -1
 
 
 def _calls_only(text: str) -> Optional[str]:
@@ -212,17 +225,20 @@ def parse_source(text: str, path: str = "<program>") -> ProgramFlags:
     if kind != "argparse":
         return ProgramFlags(path=path, parser=kind)
     calls = _calls_only(text)
-    try:
-        tree = ast.parse(calls if calls is not None else text, filename=path)
+    nodes: Iterable[ast.AST]
+    try:  # the calls alone: each is one expression statement, no walk through the tree needed
+        nodes = [stmt.value for stmt in ast.parse(calls, filename=path).body] if calls is not None else ()
     except (SyntaxError, ValueError):
+        calls = None
+    if calls is None:
         try:
-            tree = ast.parse(text, filename=path)
+            nodes = ast.walk(ast.parse(text, filename=path))
         except (SyntaxError, ValueError):
             return ProgramFlags(path=path, parser="unknown")
     flags: List[Flag] = []
     passes_unknown = False
     abbrev = True
-    for node in ast.walk(tree):
+    for node in nodes:
         if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
             if isinstance(node, ast.Call) and _name(node.func) == "ArgumentParser":
                 abbrev = abbrev and _literal(next((k.value for k in node.keywords if k.arg == "allow_abbrev"),
