@@ -313,14 +313,17 @@ class PreferenceData:
         return prompt, win, lose, noise, t
 
 
-def pretrain_reference(args, data, alphas_cumprod):
+def pretrain_reference(args, data, alphas_cumprod, log=None):
     """Plain epsilon-prediction training on the preferred+rejected mixture.
     Runs identically on every rank (single thread, fixed seed); the result is
-    broadcast from rank 0 anyway."""
+    broadcast from rank 0 anyway. Every rank says it is alive every 5 steps: a
+    silent start-up looks hung to a watchdog (launch.hang_timeout_s)."""
     torch.manual_seed(args.seed)
     model = TinyDenoiser()
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     for i in range(args.pretrain_steps):
+        if log is not None and i % 5 == 0:
+            log(f"pretrain step={i}/{args.pretrain_steps}", all_ranks=True)
         g = data.generator(rank=0, step=i, salt=1)
         prompt, win, lose = data.pairs(64, g)
         x0 = torch.cat([win, lose])
@@ -381,7 +384,7 @@ def main(argv=None):
         ref_model.load_state_dict(ckpt["ref_model"])
     else:
         ckpt = None
-        ref_model = pretrain_reference(args, data, alphas_cumprod)
+        ref_model = pretrain_reference(args, data, alphas_cumprod, log)
         if world > 1:
             for p in ref_model.parameters():
                 torch.distributed.broadcast(p.data, src=0)
