@@ -219,8 +219,12 @@ class RestartLayout:
         that follows it on the other nodes is its consequence and never leads to a requeue."""
         return self.root / f"failed-{tag}"
 
+    def failed_tags(self) -> List[str]:
+        """The tasks (agent tags) that recorded a failure, in name order."""
+        return sorted(p.name[len("failed-"):] for p in self.root.glob("failed-*")) if self.root.is_dir() else []
+
     def failed_count(self) -> int:
-        return len(list(self.root.glob("failed-*"))) if self.root.is_dir() else 0
+        return len(self.failed_tags())
 
     def ended_count(self) -> int:
         """Tasks whose program has ended: stopped by a signal, ended by itself with exit 0, or failed."""

@@ -164,7 +164,6 @@ class NodeAgent:
 
     def _run(self, argv: List[str], env: Dict[str, str], out: TimedLog, say,  # type: ignore[no-untyped-def]
              logs: RestartLayout) -> int:
-        self._logs = logs
         warn_sig = getattr(signal, f"SIG{self.requeue_signal}")
         # Slurm delivers --signal to every process of the step. The training processes inherit an ignored warning
         # signal and an ignored SIGUSR1 (a rank without a handler yet never dies of it; Lightning then keeps its
@@ -233,7 +232,7 @@ class NodeAgent:
                         f"checkpointing {self.grace_s:.0f}s before the end instead, with the other nodes")
                     return
                 warn(f"received {name} (time limit or preemption)")
-            elif self._peer_failed or self._end_for_failed_peer(child, say, f"received {name}"):
+            elif self._peer_failed or self._end_for_failed_peer(child, logs, say, f"received {name}"):
                 return  # srun stopping the step after another task failed: nothing to checkpoint
             else:
                 first = self._stopped_by is None
@@ -305,9 +304,7 @@ class NodeAgent:
             left = _wait_descendants_gone(timeout=max(5.0, self.checkpoint_wait_s))
             if left:
                 say(f"{len(left)} process(es) still running {self.checkpoint_wait_s:.0f}s after the signal: killed")
-        # nothing this agent started outlives the launcher: its group, and ranks in sessions of their own
-        _killpg(child.pid, signal.SIGKILL)
-        _kill_descendants()
+        _kill_program(child)  # nothing this agent started outlives the launcher
         if code < 0:
             code = 128 - code
         if self._peer_failed:
@@ -339,8 +336,7 @@ class NodeAgent:
                     f"for {quiet:.0f}s (launch.hang_timeout_s={self.hang_timeout_s:.0f}); ending the job")
             say(line)
             print(f"[danlu agent] {line}", file=sys.stderr, flush=True)  # Slurm's output: the run's reason
-            _killpg(child.pid, signal.SIGKILL)
-            _kill_descendants()
+            _kill_program(child)
             return
 
     def _watch_peers(self, child: subprocess.Popen, logs: RestartLayout, warn, say) -> None:  # type: ignore[type-arg,no-untyped-def]
@@ -348,7 +344,7 @@ class NodeAgent:
         as for the time limit, checkpoint and all, rather than leave them waiting for their peers in a collective
         or have srun kill them. Task 0 then asks Slurm to requeue the job (unless Slurm is ending it)."""
         while child.poll() is None and not self._interrupted and not self._stopped_by:
-            if self._end_for_failed_peer(child, say):
+            if self._end_for_failed_peer(child, logs, say):
                 return
             if logs.stopped_count():
                 self._peer_stopped = True
@@ -356,25 +352,22 @@ class NodeAgent:
                 return
             time.sleep(0.5)
 
-    def _end_for_failed_peer(self, child: subprocess.Popen, say, why: str = "") -> bool:  # type: ignore[type-arg,no-untyped-def]
+    def _end_for_failed_peer(self, child: subprocess.Popen, logs: RestartLayout, say,  # type: ignore[type-arg,no-untyped-def]
+                             why: str = "") -> bool:
         """Another task failed first (its `failed-*` file): the job is failing, so nothing here is worth a checkpoint
         or a wait (the ranks would only break in their next collective). End this task's ranks at once; the task
         that failed reports why, and srun ends the step when it exits."""
-        if self._logs is None or self._stopped_by or self._interrupted:
+        if self._stopped_by or self._interrupted:
             return False
-        mine = self._logs.failed(self._tag).name
-        failed = [p.name for p in self._logs.root.glob("failed-*") if p.name != mine]
+        failed = [t for t in logs.failed_tags() if t != self._tag]
         if not failed:
             return False
         self._peer_failed = True
-        say((f"{why}: " if why else "") + f"{failed[0][len('failed-'):]} failed: ending this task's training "
-            "processes now")
-        _killpg(child.pid, signal.SIGKILL)
-        _kill_descendants()
+        say((f"{why}: " if why else "") + f"{failed[0]} failed: ending this task's training processes now")
+        _kill_program(child)
         return True
 
     _peer_stopped = False
-    _logs: Optional[RestartLayout] = None
     _peer_failed = False  # another task failed first: this one ended its ranks (_watch_peers)
     _tag = ""
     _slurm_keeps_it = False  # _stopped_from_outside found the job RUNNING and not being preempted
@@ -519,6 +512,12 @@ def _kill_descendants() -> None:
         _kill(pid, signal.SIGKILL)
 
 
+def _kill_program(child: subprocess.Popen) -> None:  # type: ignore[type-arg]
+    """SIGKILL the launcher's process group and every descendant of this agent (ranks in sessions of their own)."""
+    _killpg(child.pid, signal.SIGKILL)
+    _kill_descendants()
+
+
 def _killpg(pid: int, sig: int) -> None:
     try:
         os.killpg(pid, sig)
@@ -605,5 +604,5 @@ def _kill_later(child: subprocess.Popen, after: float) -> None:  # type: ignore[
     try:
         child.wait(timeout=after)
     except subprocess.TimeoutExpired:
-        _killpg(child.pid, signal.SIGKILL)
+        _kill_program(child)
     _kill_descendants()

@@ -91,8 +91,10 @@ def shape(spec: RunSpec) -> Shape:
     _choice(launch.kind, LAUNCH_KINDS, "launch.kind")
     _choice(spec.env.kind, ENV_KINDS, "env.kind")
     _choice(spec.requeue.signal, SIGNALS, "requeue.signal")
+    from .program_args import LIST_STYLES
+
     for key, style in spec.arg_lists.items():
-        _choice(style, ("comma", "repeat", "spaced"), f"arg_lists.{key}")
+        _choice(style, LIST_STYLES, f"arg_lists.{key}")
     if not spec.program:
         raise UserError("no program to run (program is null)", "pick an experiment (experiment=tiny_dpo) or set program=train.py")
     if r.nodes < 1:
