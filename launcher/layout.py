@@ -144,6 +144,12 @@ class AttemptLayout:
     def result(self) -> Path:
         return self.root / RESULT
 
+    @property
+    def step_started(self) -> Path:
+        """Touched by every task of a start as it begins: the batch script tells a step Slurm could not create
+        (no task ran: it tries again) from one that ran and failed."""
+        return self.root / "step-started"
+
     def read_result(self) -> Optional[Dict[str, object]]:
         """What task 0's agent wrote when the program ended (None if nothing yet)."""
         try:

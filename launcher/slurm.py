@@ -60,6 +60,7 @@ class JobInfo:
     restarts: int = 0
     name: str = ""
     submit: Optional[str] = None  # only from sacct_recent
+    raw: str = ""  # sacct's own line(s) for the job, every record of it (-D: one per start): `danlu show`
 
     @property
     def started(self) -> Optional[float]:
@@ -106,6 +107,24 @@ def base_state(state: str) -> str:
     return state.split()[0].rstrip("+") if state else "UNKNOWN"
 
 
+def expand_hostlist(text: str) -> List[str]:
+    """Slurm's compact host list -> host names, as `scontrol show hostnames` gives them (no call to Slurm):
+    'node[1-3,7],gpu-a[08-10]' -> node1 node2 node3 node7 gpu-a08 gpu-a09 gpu-a10."""
+    hosts: List[str] = []
+    for part in re.findall(r"[^,\[]+(?:\[[^\]]*\])?[^,\[]*", text or ""):
+        m = re.fullmatch(r"([^\[]*)\[([^\]]*)\](.*)", part)
+        if not m:
+            hosts.append(part)
+            continue
+        head, spec, tail = m.groups()
+        for piece in spec.split(","):
+            lo, _, hi = piece.partition("-")
+            width = len(lo) if lo.startswith("0") else 0
+            for i in range(int(lo), int(hi or lo) + 1):
+                hosts.append(f"{head}{i:0{width}d}{tail}")
+    return hosts
+
+
 def _expand_array(job_id: str) -> List[str]:
     """'123_[0-3,7]' -> ['123_0', ..., '123_7'] (pending array tasks in sacct)."""
     if "_[" not in job_id:
@@ -140,8 +159,10 @@ def parse_sacct(text: str) -> Dict[str, JobInfo]:
                            end=None if end in ("Unknown", "None", "") else end,
                            elapsed=int(elapsed) if elapsed.isdigit() else None, comment=comment, source="sacct",
                            name=name.strip(), submit=submit)
+            info.raw = line
             if prev is not None:
                 info.restarts = prev.restarts + 1
+                info.raw = prev.raw + "\n" + line
             jobs[one] = info
     return jobs
 
@@ -216,6 +237,21 @@ def sacct_by_comment(days: int = 7) -> Dict[str, JobInfo]:
                             "-s", "BF,CA,CD,DL,F,NF,OOM,PD,PR,R,RQ,RS,RV,S,TO", "-o", SACCT_FORMAT + ",Submit"]))
 
 
+# sbatch failures after which the controller may have queued the job all the same: its answer was lost on the way
+_ANSWER_LOST = ("timed out", "Timed out", "Zero Bytes were transmitted", "Connection reset", "Broken pipe",
+                "unexpected answer", "Unexpected message", "Socket")
+# ...and the ones that say it did not: the controller refused it, or sbatch never reached the controller
+_REFUSED = ("Batch job submission failed", "sbatch: error:", "connect failure", "sbatch not found")
+
+
+def sbatch_refused(message: str) -> bool:
+    """True when sbatch's failure clearly means no job was queued; False when one may have been (a timeout, a lost
+    connection, an answer danlu cannot read, or anything else it cannot tell apart)."""
+    if any(marker in message for marker in _ANSWER_LOST):
+        return False
+    return any(marker in message for marker in _REFUSED)
+
+
 def sbatch(script: "os.PathLike[str]") -> str:
     """Submit a batch script; returns the job id (of the array, for an array job)."""
     out = run(["sbatch", "--parsable", str(script)], timeout=120)
@@ -225,7 +261,7 @@ def sbatch(script: "os.PathLike[str]") -> str:
     return job_id
 
 
-def _seconds(text: str) -> Optional[int]:
+def duration_seconds(text: str) -> Optional[int]:
     """'30 sec', '0', '00:01:00', '1-00:00:00' -> seconds (None if unreadable)."""
     text = text.strip().replace(" sec", "")
     if text.isdigit():
@@ -242,7 +278,7 @@ def kill_wait() -> Optional[int]:
         found = re.search(r"^KillWait\s*=\s*(.+)$", run(["scontrol", "show", "config"]), re.M)
     except SlurmUnavailable:
         return None
-    return _seconds(found.group(1)) if found else None
+    return duration_seconds(found.group(1)) if found else None
 
 
 def stop_grace(partition: Optional[str], qos: Optional[str] = None, killwait: Optional[int] = None) -> Optional[int]:
@@ -253,12 +289,13 @@ def stop_grace(partition: Optional[str], qos: Optional[str] = None, killwait: Op
     if partition:
         try:
             m = re.search(r"\bGraceTime=(\S+)", run(["scontrol", "show", "partition", partition, "-o"]))
-            graces.append(_seconds(m.group(1)) if m else None)
+            graces.append(duration_seconds(m.group(1)) if m else None)
         except SlurmUnavailable:
             pass
     if qos:
         try:
-            graces.append(_seconds(run(["sacctmgr", "-n", "-P", "show", "qos", qos, "format=GraceTime"]).strip()))
+            qos_grace = run(["sacctmgr", "-n", "-P", "show", "qos", qos, "format=GraceTime"]).strip()
+            graces.append(duration_seconds(qos_grace))
         except SlurmUnavailable:
             pass
     known = [g for g in graces if g is not None]

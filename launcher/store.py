@@ -1,8 +1,15 @@
-"""The run store: SQLite in WAL mode, one row per sweep, run and attempt.
+"""The run store: SQLite, one row per sweep, run and attempt.
 
-Concurrent danlu processes are safe: every write is one short `BEGIN IMMEDIATE` transaction,
-readers never block writers, and a busy store is waited for (not failed). The schema is
-versioned with `PRAGMA user_version` and migrated forward on open.
+Concurrent danlu processes are safe: every write is one short `BEGIN IMMEDIATE` transaction and a busy store
+is waited for (not failed). The schema is versioned with `PRAGMA user_version` and migrated forward on open.
+
+Where the store lives decides how it is shared (network_fs.store_mode):
+  * on a local disk: WAL mode, one connection per process; readers never block writers;
+  * on a network file system (an NFS home that several login nodes share): a rollback journal, no SQLite
+    locking at all, and every read or transaction inside a lock directory (dir_lock.py) on a connection
+    opened for it and closed before the lock is given back, so each host reads what the others wrote and
+    no two hosts ever write at once. WAL is unsafe there (its shared memory does not span hosts), and so are
+    POSIX locks wherever the file system does not carry them to the server.
 """
 
 from __future__ import annotations
@@ -11,12 +18,15 @@ import json
 import os
 import sqlite3
 import time
+import urllib.parse
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
 
+from .dir_lock import DirLock, LockTimeout
 from .errors import UserError
+from .network_fs import store_mode
 from .paths import data_home
 from .state.names import TERMINAL
 
@@ -50,6 +60,14 @@ MIGRATIONS: List[str] = [
     CREATE INDEX attempts_job ON attempts(job_id);
     CREATE INDEX attempts_array_job ON attempts(array_job_id);
     """,
+    # 3: whether the state is final (state/machine.py: PREEMPTED may be requeued), the raw accounting records;
+    # where the sweep's configs and templates came from (a rerun composes from the same ones)
+    """
+    ALTER TABLE attempts ADD COLUMN final INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE attempts ADD COLUMN accounting TEXT;
+    ALTER TABLE sweeps ADD COLUMN sources TEXT;
+    UPDATE attempts SET final = 1 WHERE state IN (%s);
+    """ % ",".join(f"'{s}'" for s in sorted(TERMINAL)),
 ]
 
 
@@ -99,13 +117,14 @@ class Store:
     def __init__(self, path: Optional[Path] = None) -> None:
         self.path = Path(path) if path else default_path()
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.mode, self.mode_why = store_mode(self.path)
+        self.shared = self.mode == "network"
+        self.lock = DirLock(self.path.with_name(self.path.name + ".lock")) if self.shared else None
+        self._held: Optional[sqlite3.Connection] = None  # shared: the connection of the lock held now
+        self.db: Optional[sqlite3.Connection] = None  # local: this process's one connection
         try:
-            self.db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
-            self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA busy_timeout=60000")
-            _use_wal(self.db)
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute("PRAGMA foreign_keys=ON")
+            if not self.shared:
+                self.db = self._connect()
             self._migrate()
         except sqlite3.DatabaseError as e:
             raise UserError(f"the run store {str(self.path)!r} is unreadable: {e}",
@@ -115,45 +134,98 @@ class Store:
         except OSError:
             pass
 
-    def _migrate(self) -> None:
-        version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        if version > len(MIGRATIONS):
-            raise sqlite3.DatabaseError(f"schema version {version} is newer than this danlu ({len(MIGRATIONS)})")
-        if version == len(MIGRATIONS):
+    def _connect(self) -> sqlite3.Connection:
+        if self.shared:
+            # no SQLite locking (the lock directory is the lock); exclusive locking mode also opens a store a
+            # local-disk danlu left in WAL mode, which becomes a rollback-journal store here
+            db = sqlite3.connect("file:" + urllib.parse.quote(str(self.path)) + "?vfs=unix-none", uri=True,
+                                 timeout=60, isolation_level=None)
+            db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "delete":
+                db.execute("PRAGMA journal_mode=DELETE")
+            db.execute("PRAGMA synchronous=FULL")
+        else:
+            db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
+            db.execute("PRAGMA busy_timeout=60000")
+            _use_wal(db)
+            db.execute("PRAGMA synchronous=NORMAL")
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA foreign_keys=ON")
+        return db
+
+    @contextmanager
+    def _use(self) -> Iterator[sqlite3.Connection]:
+        """The connection for one read or transaction: local, this process's own; shared, one opened under the
+        lock directory for this use alone (nested uses share it)."""
+        if not self.shared:
+            assert self.db is not None
+            yield self.db
             return
-        with self.tx():
-            version = self.db.execute("PRAGMA user_version").fetchone()[0]  # re-read under the lock
-            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in script.split(";"):
-                    if statement.strip():
-                        self.db.execute(statement)
-                self.db.execute(f"PRAGMA user_version={number}")
+        if self._held is not None:
+            yield self._held
+            return
+        assert self.lock is not None
+        try:
+            self.lock.acquire()
+        except LockTimeout as e:
+            raise UserError(f"the run store {str(self.path)!r} stays locked by {e.owner or 'another process'} "
+                            f"({self.lock.patience_s:.0f}s waited)",
+                            f"if no danlu of that host runs any more, remove the directory {str(e.path)!r}") from None
+        try:
+            self._held = self._connect()
+            try:
+                yield self._held
+            finally:
+                self._held.close()
+                self._held = None
+        finally:
+            self.lock.release()
+
+    def _migrate(self) -> None:
+        with self._use() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise sqlite3.DatabaseError(f"schema version {version} is newer than this danlu ({len(MIGRATIONS)})")
+            if version == len(MIGRATIONS):
+                return
+            with self.tx():
+                version = db.execute("PRAGMA user_version").fetchone()[0]  # re-read under the lock
+                for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                    for statement in script.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+                    db.execute(f"PRAGMA user_version={number}")
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        else:
-            self.db.execute("COMMIT")
+        with self._use() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            else:
+                db.execute("COMMIT")
 
     def close(self) -> None:
-        self.db.close()
+        if self.db is not None:
+            self.db.close()
 
     # ---- writing -------------------------------------------------------------------------------
     def create_sweep(self, name: str, experiment: str, cluster: str, overrides: Sequence[str], argv: Sequence[str],
-                     sweep_dir: str, runs: Sequence[NewRun]) -> bool:
-        """Insert a sweep with its runs and their first attempts (SUBMITTING) in one transaction.
+                     sweep_dir: str, runs: Sequence[NewRun], sources: Optional[Dict[str, Any]] = None) -> bool:
+        """Insert a sweep with its runs and their first attempts (SUBMITTING) in one transaction. sources: the
+        config dirs and template dir the runs were composed and rendered from (a rerun uses the same).
 
         Returns False when the name is taken (nothing written)."""
         now = time.time()
         try:
             with self.tx() as db:
-                db.execute("INSERT INTO sweeps VALUES (?,?,?,?,?,?,?)",
-                           (name, experiment, cluster, now, json.dumps(list(overrides)), json.dumps(list(argv)), sweep_dir))
+                db.execute("INSERT INTO sweeps (sweep, experiment, cluster, created, overrides, argv, sweep_dir, sources) "
+                           "VALUES (?,?,?,?,?,?,?,?)",
+                           (name, experiment, cluster, now, json.dumps(list(overrides)), json.dumps(list(argv)), sweep_dir,
+                            json.dumps(sources) if sources is not None else None))
                 db.executemany(
                     "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     [(r.run, name, r.idx, json.dumps(r.overrides), json.dumps(r.config), r.run_dir, r.workdir,
@@ -168,7 +240,8 @@ class Store:
         return True
 
     def sweep_exists(self, name: str) -> bool:
-        return self.db.execute("SELECT 1 FROM sweeps WHERE sweep=?", (name,)).fetchone() is not None
+        with self._use() as db:
+            return db.execute("SELECT 1 FROM sweeps WHERE sweep=?", (name,)).fetchone() is not None
 
     def add_attempts(self, runs: Sequence[NewRun], overrides: Sequence[str], expect: Dict[str, int]) -> bool:
         """New attempts for reruns, only if each run's latest attempt is still `expect[run]`.
@@ -199,26 +272,38 @@ class Store:
                 db.execute("UPDATE attempts SET job_id=?, state='PENDING', submitted=?, updated=? "
                            "WHERE token=? AND state='SUBMITTING'", (job_id, submitted or now, now, tag))
 
-    def drop_unsubmitted(self, token: str) -> None:
-        """Forget attempts that never reached Slurm (and runs left with no attempt)."""
+    def drop_unsubmitted(self, token: str, keep: Sequence[str] = ()) -> None:
+        """Forget attempts that never reached Slurm (and runs left with no attempt); `keep`: tags (<token>:<n>) of
+        jobs that may have reached it, left SUBMITTING for recovery to look up (submit/recovery.py)."""
+        kept = ",".join("?" * len(keep))
         with self.tx() as db:
-            db.execute("DELETE FROM attempts WHERE (token=? OR token LIKE ?) AND state='SUBMITTING'", (token, token + ":%"))
+            db.execute("DELETE FROM attempts WHERE (token=? OR token LIKE ?) AND state='SUBMITTING'"
+                       + (f" AND token NOT IN ({kept})" if keep else ""), (token, token + ":%", *keep))
             db.execute("DELETE FROM runs WHERE run NOT IN (SELECT run FROM attempts)")
             db.execute("DELETE FROM sweeps WHERE sweep NOT IN (SELECT sweep FROM runs)")
 
     def update_attempts(self, rows: Iterable[Dict[str, Any]]) -> None:
-        cols = ("state", "reason", "exit_code", "nodelist", "started", "ended", "elapsed", "restarts", "partition")
+        """Each row: run, attempt, `final` (state/machine.py) and the columns that changed (None: unchanged)."""
+        cols = ("state", "reason", "exit_code", "nodelist", "started", "ended", "elapsed", "restarts", "partition",
+                "accounting")
         now = time.time()
-        batch = [tuple(r.get(c) for c in cols) + (now, r["run"], r["attempt"]) for r in rows]
+        batch = [tuple(r.get(c) for c in cols) + (int(bool(r["final"])), now, r["run"], r["attempt"]) for r in rows]
         if not batch:
             return
-        final = ",".join(f"'{s}'" for s in sorted(TERMINAL))
         with self.tx() as db:
             # a final state is never overwritten: two status processes may answer out of order, and the
             # older answer (RUNNING) must not undo the newer one (COMPLETED) or a `danlu cancel`
             db.executemany(
                 "UPDATE attempts SET " + ", ".join(f"{c}=COALESCE(?, {c})" for c in cols) +
-                f", updated=? WHERE run=? AND attempt=? AND state NOT IN ({final})", batch)
+                ", final=?, updated=? WHERE run=? AND attempt=? AND final=0", batch)
+
+    def record_accounting(self, run: str, records: Dict[int, str]) -> None:
+        """sacct's raw records of attempts of `run` (attempt -> lines): a record of what Slurm said, kept even
+        for final states."""
+        if records:
+            with self.tx() as db:
+                db.executemany("UPDATE attempts SET accounting=? WHERE run=? AND attempt=?",
+                               [(raw, run, n) for n, raw in records.items()])
 
     # ---- reading -------------------------------------------------------------------------------
     # what `danlu status` shows and reconciles: not the resolved config, overrides, script or command,
@@ -242,48 +327,64 @@ class Store:
         if brief:
             cols = (f"{self.BRIEF_RUN_COLUMNS}, a.attempt, a.job_id, a.array_job_id, a.array_task, a.state, a.reason, "
                     "a.exit_code, a.nodelist, a.partition AS a_partition, a.submitted, a.started, a.ended, a.elapsed, "
-                    "a.restarts, s.experiment ")
+                    "a.restarts, a.final, s.experiment ")
         else:
             cols = ("r.*, a.attempt, a.token, a.job_id, a.array_job_id, a.array_task, a.script, a.command, a.state, "
                     "a.reason, a.exit_code, a.nodelist, a.partition AS a_partition, a.submitted, a.started, a.ended, "
-                    "a.elapsed, a.restarts, a.overrides AS a_overrides, s.experiment ")
+                    "a.elapsed, a.restarts, a.final, a.overrides AS a_overrides, s.experiment ")
         sql = ("SELECT " + cols +
                "FROM runs r JOIN sweeps s ON s.sweep = r.sweep JOIN attempts a ON a.run = r.run "
                "AND a.attempt = (SELECT MAX(attempt) FROM attempts WHERE run = r.run) "
                + ("WHERE " + " AND ".join(where) if where else ""))
         # sorted here, not by ORDER BY: SQLite's sort of 10,000 wide rows takes longer than the query
-        cur = self.db.execute(sql, params)
-        names = [d[0] for d in cur.description]
-        rows = cur.fetchall()
+        with self._use() as db:
+            cur = db.execute(sql, params)
+            names = [d[0] for d in cur.description]
+            rows = cur.fetchall()
         c, s, i = names.index("created"), names.index("sweep"), names.index("idx")
         rows.sort(key=lambda r: (r[c], r[s], r[i]))
         return rows
 
+    def query(self, sql: str, params: Sequence[Any] = ()) -> List[sqlite3.Row]:
+        with self._use() as db:
+            return list(db.execute(sql, params))
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> Optional[sqlite3.Row]:
+        with self._use() as db:
+            row: Optional[sqlite3.Row] = db.execute(sql, params).fetchone()
+            return row
+
     def attempts(self, run: str) -> List[sqlite3.Row]:
-        return list(self.db.execute("SELECT * FROM attempts WHERE run=? ORDER BY attempt", (run,)))
+        return self.query("SELECT * FROM attempts WHERE run=? ORDER BY attempt", (run,))
 
     def sweep(self, name: str) -> Optional[sqlite3.Row]:
-        return self.db.execute("SELECT * FROM sweeps WHERE sweep=?", (name,)).fetchone()
+        return self._one("SELECT * FROM sweeps WHERE sweep=?", (name,))
 
     def run(self, run: str) -> Optional[sqlite3.Row]:
-        return self.db.execute("SELECT * FROM runs WHERE run=?", (run,)).fetchone()
+        return self._one("SELECT * FROM runs WHERE run=?", (run,))
 
     def array_size(self, array_job_id: str) -> int:
         """How many attempts went out in the job array `array_job_id`."""
-        return self.db.execute("SELECT COUNT(*) FROM attempts WHERE array_job_id=?", (array_job_id,)).fetchone()[0]
+        row = self._one("SELECT COUNT(*) FROM attempts WHERE array_job_id=?", (array_job_id,))
+        return int(row[0]) if row else 0
 
     def submitting(self) -> List[sqlite3.Row]:
-        return list(self.db.execute("SELECT * FROM attempts WHERE state='SUBMITTING'"))
+        return self.query("SELECT * FROM attempts WHERE state='SUBMITTING'")
+
+    def job_ids(self) -> set[str]:
+        """Every Slurm job id (and array job id) the store knows."""
+        rows = self.query("SELECT job_id FROM attempts WHERE job_id IS NOT NULL UNION "
+                         "SELECT array_job_id FROM attempts WHERE array_job_id IS NOT NULL")
+        return {str(r[0]) for r in rows}
 
     def output_owner(self, path: str) -> Optional[str]:
         """The run whose output dir `path` is: its run dir's output/, or the output dir its config names."""
         p = os.path.normpath(path)
-        row = self.db.execute("SELECT run FROM runs WHERE ? = run_dir || '/output' OR ? LIKE run_dir || '/output/%' "
-                              "ORDER BY created DESC LIMIT 1", (p, p)).fetchone()
+        row = self._one("SELECT run FROM runs WHERE ? = run_dir || '/output' OR ? LIKE run_dir || '/output/%' "
+                        "ORDER BY created DESC LIMIT 1", (p, p))
         if row:
             return str(row[0])
-        for row in self.db.execute("SELECT run, config FROM runs WHERE instr(config, ?) > 0 ORDER BY created DESC",
-                                   (p,)):
+        for row in self.query("SELECT run, config FROM runs WHERE instr(config, ?) > 0 ORDER BY created DESC", (p,)):
             cfg = json.loads(row["config"])
             value = (cfg.get("args") or {}).get(cfg.get("output_arg") or "")
             if value and os.path.normpath(os.path.expanduser(str(value))) == p:

@@ -30,6 +30,33 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+# The longest test files first, longest first (one worker's seconds in a full run: tests/run.sh prints them):
+# with `--dist loadfile --no-loadscope-reorder` the workers take them first and end together, instead of one worker
+# starting a three-minute file when the others are nearly done. Files not named keep their order, after these.
+LONGEST_FIRST = ("test_examples.py", "test_bad_input.py", "test_signals.py", "test_launch.py", "test_status.py",
+                 "test_resilience.py", "test_sweeps.py", "test_requeue.py", "test_completion.py", "test_envs.py",
+                 "test_continue.py", "test_program_flags.py", "test_world.py")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not getattr(config.option, "numprocesses", None):
+        return  # one process (the disruptive tests): the order of the files
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file's tests keep their order
+
+
+# DANLU_TEST_SLURM=24.11 or 26.05: the tests (and the danlu they run) talk to that version's test cluster
+# (tests/cluster/chroot.sh): the same code, only the Slurm client commands come from elsewhere
+TEST_SLURM = os.environ.get("DANLU_TEST_SLURM", "22.05")
+if TEST_SLURM != "22.05":
+    os.environ["PATH"] = f"/var/tmp/danlu-slurm-{TEST_SLURM}/bin:{os.environ.get('PATH', '')}"
+
+
+def cluster_root(version: str = TEST_SLURM) -> Path:
+    """Where the cluster's files are, seen from here: / for 22.05, the root of a newer version's cluster."""
+    return Path("/") if version == "22.05" else Path(f"/var/tmp/danlu-slurm-{version}/root")
+
+
 @dataclass(frozen=True)
 class SlurmCluster:
     """What tests may want to know about the running test cluster."""
@@ -37,6 +64,7 @@ class SlurmCluster:
     state_dir: Path
     log_dir: Path
     cluster_dir: Path  # tests/cluster: up.sh, down.sh, node.sh
+    version: str = TEST_SLURM
     name: str = "testcluster"
     default_partition: str = "debug-4090-01"
     partitions: dict[str, list[str]] = field(
@@ -48,9 +76,15 @@ class SlurmCluster:
     )
     up_output: str = ""
 
+    def script(self, name: str, *args: str) -> list[str]:
+        """argv of one of tests/cluster's scripts for this cluster (inside its root for a newer version)."""
+        argv = ["bash", str(self.cluster_dir / name), *args]
+        return argv if self.version == "22.05" else ["bash", str(self.cluster_dir / "chroot.sh"), "run", self.version,
+                                                     *argv]
+
     def node(self, action: str, node: str) -> None:
         """Stop/kill/start one node's slurmd: action in stop|kill|start|status."""
-        subprocess.run(["bash", str(self.cluster_dir / "node.sh"), action, node], check=True)
+        subprocess.run(self.script("node.sh", action, node), check=True)
 
     def log(self, name: str) -> Path:
         """Path of a daemon log, e.g. log('slurmctld') or log('slurmd-node1')."""
@@ -64,12 +98,13 @@ def _tail(text: str, lines: int = 40) -> str:
 @pytest.fixture(scope="session")
 def slurm_cluster() -> SlurmCluster:
     """Start (or reuse) the test Slurm cluster; skip (fail on CI=true) if it cannot start."""
-    state_dir = Path(os.environ.get("DANLU_TESTCLUSTER_DIR", "/var/tmp/danlu-testcluster"))
+    inside = os.environ.get("DANLU_TESTCLUSTER_DIR", "/var/tmp/danlu-testcluster")
+    state_dir = cluster_root() / inside.lstrip("/")
     reason = None
     output = ""
     try:
         proc = subprocess.run(
-            ["bash", str(CLUSTER_DIR / "up.sh")],
+            ["bash", str(CLUSTER_DIR / "up.sh"), TEST_SLURM],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,

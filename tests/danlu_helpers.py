@@ -92,9 +92,9 @@ def danlu_env(tmp_path: Path) -> Dict[str, str]:
 
 
 def wait_status(sweep_or_run: str, env: Dict[str, str], timeout: float = 180, poll: float = 2.0,
-                done=lambda items: all(i["state"] not in ("PENDING", "RUNNING", "SUBMITTING", "REQUEUED",
-                                                             "CONFIGURING", "COMPLETING") for i in items)) -> List[dict]:
-    """Poll `danlu status --json` until `done(items)`; returns the items (AssertionError on timeout)."""
+                done=lambda items: all(i["final"] for i in items)) -> List[dict]:
+    """Poll `danlu status --json` until `done(items)` (by default: every state final, launcher/state/machine.py);
+    returns the items (AssertionError on timeout)."""
     import time
 
     end = time.time() + timeout

@@ -4,19 +4,72 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-# tools some tests drive (completion in real shells via tmux); installed like up.sh installs Slurm
+# tools some tests drive (completion in real shells via tmux, a shared home); installed like up.sh installs Slurm
 need=()
 command -v tmux >/dev/null || need+=(tmux)
 command -v zsh >/dev/null || need+=(zsh)
+# a shared home over a network file system (tests/test_store_shared.py: two sshfs mounts, one sshd on loopback)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+command -v sshfs >/dev/null || need+=(sshfs)
 if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"; } >/dev/null 2>&1 \
     || echo "warning: could not install ${need[*]}" >&2
 fi
 source .venv/bin/activate
 # Most tests share the test cluster happily and run on 3 workers (one file per worker); the few that
-# preempt jobs, kill a node or stop slurmdbd would disturb the others, so they run alone afterwards.
-# A rerun of just some tests: bash tests/run.sh tests/test_render.py
+# preempt jobs, kill a node or stop slurmdbd would disturb the others, so they run alone afterwards. The longest
+# files go first (tests/conftest.py LONGEST_FIRST), so that the workers end together.
+# A rerun of just some tests: bash tests/run.sh tests/test_render.py (on 22.05, or on DANLU_TEST_SLURM's version)
+#
+# Newer Slurm versions (tests/cluster/chroot.sh): with no tests named, the Slurm-facing files also run against the
+# 24.11 and 26.05 test clusters -- submit, arrays and split, status and reasons, cancel, rerun, requeue after the
+# time limit and preemption, slurmdbd down, cluster view, crash recovery, the job side's signals and launchers.
+# Each version has its own controller and nodes, so they run beside 22.05's shared phase (those tests mostly wait
+# for Slurm: about 15% of a CPU each); their disruptive tests disturb only their own cluster. The fault matrix
+# (19 minutes) runs on 22.05 only: on all three it would not fit CI's 45 minutes on 2 cores.
+SLURM_FACING=(tests/test_status.py tests/test_sweeps.py tests/test_crash_safety.py tests/test_requeue.py
+              tests/test_cluster_view.py tests/test_cluster.py tests/test_resilience.py tests/test_signals.py
+              tests/test_world.py tests/test_launch.py)
+NEWER=(24.11 26.05)
+named=0
+for a in "$@"; do [[ "$a" == -* ]] || named=1; done
+shared() {  # shared VERSION PYTEST-ARGS...: the tests that share the cluster, on 3 workers
+  local version=$1
+  shift
+  DANLU_TEST_SLURM=$version python -m pytest -m "not disruptive" -n 3 --dist loadfile --no-loadscope-reorder \
+    --durations=15 "$@" || { local rc=$?; [ "$rc" -eq 5 ] || return $rc; }  # 5: none selected
+}
+disruptive() {  # disruptive VERSION PYTEST-ARGS...: the tests that disturb the cluster, one at a time
+  local version=$1
+  shift
+  DANLU_TEST_SLURM=$version python -m pytest -m disruptive --durations=10 "$@" \
+    || { local rc=$?; [ "$rc" -eq 5 ] || return $rc; }
+}
+logs=$(mktemp -d)
 status=0
-python -m pytest -m "not disruptive" -n 3 --dist loadfile --durations=15 "$@" || { rc=$?; [ "$rc" -eq 5 ] || status=$rc; }
-python -m pytest -m disruptive --durations=10 "$@" || { rc=$?; [ "$rc" -eq 5 ] || status=$rc; }  # 5: none selected
+if [ -z "${DANLU_TEST_SLURM:-}" ] && [ $named = 0 ]; then
+  for v in "${NEWER[@]}"; do bash tests/cluster/up.sh "$v" >"$logs/up-$v.log" 2>&1 || { cat "$logs/up-$v.log"; exit 1; }; done
+  pids=()
+  for v in "${NEWER[@]}"; do
+    { shared "$v" "$@" "${SLURM_FACING[@]}" && st=0 || st=$?; disruptive "$v" "$@" "${SLURM_FACING[@]}" && exit $st; } \
+      >"$logs/$v.log" 2>&1 &
+    pids+=($!)
+  done
+  shared 22.05 "$@" 2>&1 | tee "$logs/22.05.log" || status=1
+  for i in "${!NEWER[@]}"; do
+    wait "${pids[$i]}" || status=1
+    echo "=================== Slurm ${NEWER[$i]}: ${SLURM_FACING[*]#tests/} ==================="
+    cat "$logs/${NEWER[$i]}.log"
+  done
+  # 22.05's disruptive tests (the fault matrix) last, alone on the machine: their timing needs the CPU
+  disruptive 22.05 "$@" 2>&1 | tee -a "$logs/22.05.log" || status=1
+  echo "=================== per Slurm version ==================="
+  for v in 22.05 "${NEWER[@]}"; do
+    echo "$v: $(grep -E '^(=+ )?[0-9]+ (passed|failed|error)' "$logs/$v.log" | sed -E 's/^=+ //; s/ in [0-9.]+s.*//' \
+      | paste -sd ';' - | sed 's/;/ ; then /')"
+  done
+else
+  { shared "${DANLU_TEST_SLURM:-22.05}" "$@" || status=1; disruptive "${DANLU_TEST_SLURM:-22.05}" "$@" || status=1; }
+fi
+rm -rf "$logs"
 exit $status

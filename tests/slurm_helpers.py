@@ -140,18 +140,30 @@ def next_job_ids_from(first: int, state_dir: Path) -> Iterator[None]:
     """Make the controller number the next jobs from `first` (FirstJobId, then `scontrol reconfigure`), holding
     the cluster lock so no other session's up.sh rewrites the config meanwhile; the config is restored after.
     Job ids only ever grow: jobs submitted after this keep numbering from the new value."""
-    conf = Path(re.search(r"SLURM_CONF\s*=\s*(\S+)", _run(["scontrol", "show", "config"])).group(1))
+    from conftest import cluster_root
+
+    inside = re.search(r"SLURM_CONF\s*=\s*(\S+)", _run(["scontrol", "show", "config"])).group(1)
+    conf = cluster_root() / inside.lstrip("/")
     original = conf.read_text()
     with open(state_dir / ".lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            conf.write_text(original + f"\nFirstJobId={first}\n")
+            _replace(conf, original + f"\nFirstJobId={first}\n")
             _run(["scontrol", "reconfigure"])
             yield
         finally:
-            conf.write_text(original)
+            _replace(conf, original)
             _run(["scontrol", "reconfigure"])
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write a file whole (rename): a job reading slurm.conf meanwhile (scontrol in its batch script) never sees it
+    empty or half written."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.chmod(path.stat().st_mode & 0o777)
+    tmp.replace(path)
 
 
 def node_processes(node: str, job_ids: list[str], with_step_daemons: bool = False) -> set[int]:

@@ -38,7 +38,7 @@ def store_env(tmp_path_factory) -> dict:
                            workdir=str(home), git_commit=None, git_dirty=None, partition="debug-4090-01", nodes=1,
                            cluster_kind="slurm", script="", command="", tag=f"t:{sweep}") for i in range(n)]
             assert store.create_sweep(sweep, sweep.split("-")[0], "testcluster", [], [], str(home / sweep), runs)
-        store.db.close()
+        store.close()
     finally:
         if old is None:
             os.environ.pop("DANLU_STORE", None)
@@ -55,7 +55,7 @@ def complete(*words: str, env: dict | None = None, bash: str | None = None) -> l
 
 
 def test_commands_and_flags():
-    assert complete("") == ["submit", "status", "logs", "cancel", "show", "rerun", "cluster", "env", "options",
+    assert complete("") == ["submit", "status", "logs", "report", "cancel", "show", "rerun", "cluster", "env", "options",
                             "completion"]
     assert complete("s") == ["submit", "status", "show"]
     assert "__complete" not in complete("_")
@@ -67,6 +67,8 @@ def test_commands_and_flags():
     assert complete("env", "") == ["sync", "list"]
     assert complete("env", "sync", "") == ["diffusion_dpo", "ibq", "tiny"]
     assert complete("completion", "") == ["bash", "zsh"]
+    assert complete("cluster", "") == ["init"]
+    assert set(complete("cluster", "init", "--")) == {"--help", "--here", "--force", "--dry-run"}
 
 
 def test_config_names():

@@ -90,3 +90,41 @@ def test_sbatch_refusing_a_later_job_keeps_store_and_queue_in_step(slurm_cluster
         for job_id in job_ids:
             if job_id:
                 subprocess.run(["scancel", job_id])
+
+
+def test_sbatch_that_queued_the_job_but_timed_out_leaves_it_tracked(slurm_cluster, danlu_env, tmp_path):
+    """sbatch reports "Socket timed out" after the controller queued the job (the answer was lost): the run stays
+    SUBMITTING, and the next command finds the job by its comment: RUNNING, with the job id Slurm gave it. The
+    same error from an sbatch that never reached the controller: the next command forgets the run (it is not
+    in Slurm), and nothing is left behind."""
+    real = subprocess.run(["bash", "-c", "command -v sbatch"], capture_output=True, text=True).stdout.strip()
+    lost = "echo 'sbatch: error: Batch job submission failed: Socket timed out on send/recv operation' >&2\nexit 1\n"
+    paths = {}
+    for name, body in (("queued", f'"{real}" "$@" > {tmp_path}/sbatch.out\n{lost}'), ("never", lost)):
+        d = tmp_path / name
+        d.mkdir()
+        (d / "sbatch").write_text("#!/bin/bash\n" + body)
+        (d / "sbatch").chmod(0o755)
+        paths[name] = f"{d}:{os.environ['PATH']}"
+    long_run = ["experiment=tiny_dpo", "cluster=testcluster", "launch=python", "args.max_train_steps=300",
+                "args.sleep_per_step=1"]
+    job_id = None
+    try:
+        done = danlu("submit", *long_run, "--name", "lost-answer", env=dict(danlu_env, PATH=paths["queued"]))
+        job_id = re.search(r"^(\d+)", (tmp_path / "sbatch.out").read_text(), re.M).group(1)  # sbatch --parsable
+        assert done.returncode == 1, (done.returncode, done.stderr)
+        err = done.stderr.strip().splitlines()
+        assert err[0].startswith("error: sbatch did not say whether it queued job 0 (1 run(s))"), err
+        assert "Socket timed out" in err[0] and err[1].startswith("hint: its runs stay SUBMITTING"), err
+        assert _rows(danlu_env) == [("lost-answer/0", "SUBMITTING", None)]
+        (item,) = wait_status("lost-answer", danlu_env, timeout=120, poll=2,  # the next commands: the real sbatch
+                              done=lambda items: items[0]["state"] == "RUNNING")
+        assert (item["run"], item["job_id"], item["state"]) == ("lost-answer/0", job_id, "RUNNING"), item
+        never = danlu("submit", *long_run, "--name", "not-queued", env=dict(danlu_env, PATH=paths["never"]))
+        assert never.returncode == 1 and "did not say whether it queued" in never.stderr, never.stderr
+        assert ("not-queued/0", "SUBMITTING", None) in _rows(danlu_env)
+        assert [i["run"] for i in status_json(env=danlu_env)] == ["lost-answer/0"]  # looked up, not found: dropped
+        assert [r[0] for r in _rows(danlu_env)] == ["lost-answer/0"]
+    finally:
+        if job_id:
+            subprocess.run(["scancel", job_id])

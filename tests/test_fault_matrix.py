@@ -17,8 +17,9 @@ SLURM auto-requeue never acted and nothing (hpc_ckpt_*, lightning_logs) was writ
 
 All of it runs alone, after the other tests (disruptive: tests/run.sh): the first four faults hold the cluster's
 GPUs for minutes (other tests' jobs timed out queueing behind them), preemption and a dead node disturb every job
-of the cluster; the last two run with their four modes side by side. Each test rewrites its own rows of the table
-and keeps the others.
+of the cluster; the last two run with their four modes side by side, on the same four runs one after the other
+(a start preempted, the next start past its next checkpoint when the node dies). Each test rewrites its own rows
+of the table and keeps the others.
 """
 
 from __future__ import annotations
@@ -86,10 +87,11 @@ FAULTS = {
     "raise": lambda m: _args(m, steps=30, sleep=0.5, crash_at=4, crash_rank=3),
     "hang": lambda m: ["launch.hang_timeout_s=15"] + _args(m, steps=30, sleep=0.5, hang_at=4, hang_rank=3),
 }
-DISRUPTIVE_STEPS = 60
-DISRUPTIVE = {  # past the first checkpoint (step 10) when the fault comes; 60 steps leave room for four to get there
-    "preemption": lambda m: ["requeue.max_requeues=3"] + _args(m, steps=DISRUPTIVE_STEPS, sleep=0.5),
-    "dead node": lambda m: ["requeue.max_requeues=3"] + _args(m, steps=DISRUPTIVE_STEPS, sleep=0.5),
+DISRUPTIVE_STEPS = 80
+# the same four runs meet both: preempted past the first checkpoint (step 10), resumed, past the next checkpoint
+# when node2 dies; 80 steps leave room for all four to get there before the fastest is done
+DISRUPTIVE = {
+    "preemption": lambda m: ["requeue.max_requeues=4"] + _args(m, steps=DISRUPTIVE_STEPS, sleep=0.5),
 }
 ORDER = ["time limit", "preemption", "scancel", "raise", "hang", "dead node"]
 
@@ -101,6 +103,9 @@ class Case:
     name: str = ""
     run: str = ""
     submitted: float = 0.0
+    first: int = 0  # the starts of the run this fault is read from: restarts[first:last]
+    last: Optional[int] = None
+    fault_at: Optional[float] = None  # when the fault was made (preemption, dead node)
     cancelled_at: Optional[float] = None
     ended: float = 0.0
     item: Dict[str, object] = field(default_factory=dict)
@@ -153,7 +158,8 @@ def _restarts(runs_dir: Path, name: str) -> list:  # type: ignore[type-arg]
 
 
 def _check(case: Case, runs_dir: Path) -> None:
-    restarts = _restarts(runs_dir, case.name)
+    every = _restarts(runs_dir, case.name)
+    restarts = every[case.first:case.last]
     item = case.item
     state, reason = str(item.get("state")), str(item.get("reason") or "")
     starts = max(0, len(restarts) - 1)
@@ -197,7 +203,7 @@ def _check(case: Case, runs_dir: Path) -> None:
     if case.mode == "lightning" and restarts:
         # danlu owns the requeue: Lightning's SLURM auto-requeue never acted, wrote nothing into the output dir
         # (hpc_ckpt_*) nor the program's working directory
-        text = "\n".join(r.rank_log(k).read_text(errors="replace") for r in restarts for k in range(4)
+        text = "\n".join(r.rank_log(k).read_text(errors="replace") for r in every for k in range(4)
                          if r.rank_log(k).exists())
         if "Handling auto-requeue signal" in text or "Requeued SLURM job" in text:
             case.problems.append("Lightning's auto-requeue acted")
@@ -212,7 +218,13 @@ def _check(case: Case, runs_dir: Path) -> None:
             case.problems.append("no checkpoints/last.ckpt")
     if case.fault in ("time limit", "preemption", "dead node"):
         steps = TL_STEPS if case.fault == "time limit" else DISRUPTIVE_STEPS
-        case.row["seconds"] = f"{(case.ended or time.time()) - case.submitted:.0f} (submit to end)"
+        if case.fault_at is None:
+            case.row["seconds"] = f"{(case.ended or time.time()) - case.submitted:.0f} (submit to end)"
+        elif len(restarts) > 1:  # from the fault to the first line of the start that resumed
+            resumed_at = _line_time(restarts[1].rank_log(0), "resumed from checkpoint")
+            if resumed_at is not None:
+                what = {"dead node": "node death"}.get(case.fault, case.fault)
+                case.row["seconds"] = f"{resumed_at - case.fault_at:.0f} ({what} to resumed)"
         lost = 0
         for k in range(len(restarts) - 1):
             done = _steps(rank0[k])
@@ -224,7 +236,8 @@ def _check(case: Case, runs_dir: Path) -> None:
         case.row["lost"] = str(lost)
         if lost > INTERVAL:
             case.problems.append(f"{lost} steps lost (> one interval of {INTERVAL})")
-        if not restarts or f"done steps={steps}" not in "\n".join(rank0):
+        done_text = "\n".join(r.rank_log(0).read_text(errors="replace") for r in every if r.rank_log(0).exists())
+        if f"done steps={steps}" not in done_text:
             case.problems.append(f"never reached step {steps}")
         if starts < 1:
             case.problems.append("never started again")
@@ -271,8 +284,9 @@ def _write_table(cases: List[Case]) -> None:
              "Written by `tests/test_fault_matrix.py` on the test cluster, each case on 2 nodes x 2 ranks; `run` is "
              "the day of the run that wrote the row. The matrix runs after the other tests. Time limit, scancel, raise "
              "and hang run side by side as the cluster's 8 GPUs allow (two at a time), every mode with 2 GPUs per "
-             "node. Preemption and dead node run the four modes at once: lightning and python then run their 2 ranks "
-             "per node as 2 tasks without GPUs.", "", "| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
+             "node. Preemption and dead node run the four modes at once, on the same four runs one fault after the other "
+             "(preempted, resumed, past the next checkpoint, then node2 dies); lightning and python then run their 2 "
+             "ranks per node as 2 tasks without GPUs.", "", "| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
     lines += ["| " + " | ".join(rows[k]) + " |" for k in order]
     TABLE.write_text("\n".join(lines) + "\n")
 
@@ -320,7 +334,7 @@ def _finish(cases: List[Case], runs_dir: Path) -> None:
     """Every case checked, no process of any case left on any node, the table written; then the verdict."""
     from launcher.layout import SweepLayout
 
-    markers = [str(SweepLayout(runs_dir / c.name).run(0).output_dir) for c in cases]
+    markers = sorted({str(SweepLayout(runs_dir / c.name).run(0).output_dir) for c in cases})
     end = time.time() + 45  # an agent may still be collecting its logs after Slurm recorded the state
     while _job_processes(markers) and time.time() < end:
         time.sleep(1)
@@ -342,18 +356,23 @@ def _rank0_step(runs_dir: Path, c: Case) -> int:
     return steps[-1] if steps else 0
 
 
-def _wait_all_past(cases: List[Case], env: Dict[str, str], runs_dir: Path, step: int, timeout: float) -> None:
-    """Until every case runs and its rank 0 is past `step` (its first checkpoint)."""
+def _wait_all_past(cases: List[Case], env: Dict[str, str], runs_dir: Path, step: Callable[[Case], int],
+                   timeout: float, restart: int = 0) -> None:
+    """Until every case runs its start number `restart` (or a later one) and its rank 0 is past `step(case)`."""
     deadline = time.time() + timeout
+
+    def there(c: Case) -> bool:
+        return len(_restarts(runs_dir, c.name)) > restart and _rank0_step(runs_dir, c) > step(c)
+
     while time.time() < deadline:
         items = {i["run"].split("/")[0]: i for i in status_json(*(c.name for c in cases), env=env)}
-        if all(items[c.name]["state"] == "RUNNING" and _rank0_step(runs_dir, c) > step for c in cases):
+        if all(items[c.name]["state"] == "RUNNING" and there(c) for c in cases):
             return
-        ended = [f"{n}: {i['state']}" for n, i in items.items() if i["state"] in TERMINAL]
+        ended = [f"{n}: {i['state']}" for n, i in items.items() if i["state"] in TERMINAL and i["state"] != "PREEMPTED"]
         assert not ended, f"ended before the fault: {ended}"
         time.sleep(1)
-    raise AssertionError(f"not all past step {step} within {timeout}s: "
-                         f"{ {c.name: _rank0_step(runs_dir, c) for c in cases} }")
+    raise AssertionError(f"not all of start {restart} past their step within {timeout}s: "
+                         f"{ {c.name: (len(_restarts(runs_dir, c.name)), _rank0_step(runs_dir, c)) for c in cases} }")
 
 
 @pytest.mark.disruptive  # holds the test cluster's 8 GPUs for minutes: the other tests' jobs would queue behind it
@@ -377,24 +396,6 @@ def test_fault_matrix(slurm_cluster, danlu_env):
     _finish(cases, runs_dir)
 
 
-@pytest.mark.disruptive  # preempts every job on node1-2: run alone (tests/run.sh)
-def test_fault_matrix_preemption(slurm_cluster, danlu_env):
-    """A job of the higher-tier partition takes node1-2 whole: Slurm preempts (requeues) all four runs; each gets
-    SIGTERM, checkpoints, and starts again from that checkpoint when the urgent job is done."""
-    runs_dir = Path(danlu_env["DANLU_RUNS_DIR"])
-    cases = [Case(m, "preemption") for m in MODES]
-    _submit(cases, TOGETHER, DISRUPTIVE, danlu_env)
-    _wait_all_past(cases, danlu_env, runs_dir, INTERVAL + 1, 240)
-    urgent = subprocess.run(["sbatch", "--parsable", "-p", "urgent-4090", "-N", "2", "-w", "node[1-2]", "--exclusive",
-                             "-t", "2", "-o", "/dev/null", "--wrap", "sleep 10"],
-                            capture_output=True, text=True, check=True).stdout.strip()
-    try:
-        _drive(cases, danlu_env, 420, ended=lambda c, item: item["state"] in TERMINAL and item["state"] != "PREEMPTED")
-    finally:
-        subprocess.run(["scancel", urgent])
-    _finish(cases, runs_dir)
-
-
 def _kill_node(slurm_cluster, node: str, job_ids: List[str]) -> None:
     """The node dies: its slurmd and everything the jobs run there (step daemons and tasks)."""
     slurm_cluster.node("kill", node)
@@ -407,32 +408,89 @@ def _kill_node(slurm_cluster, node: str, job_ids: List[str]) -> None:
             pass
 
 
-@pytest.mark.disruptive  # kills a node: run alone (tests/run.sh)
-def test_fault_matrix_dead_node(slurm_cluster, danlu_env):
-    """node2's slurmd and every process of the four jobs there are SIGKILLed. Slurm notices within SlurmdTimeout
-    and requeues the jobs (NODE_FAIL with --requeue); where it ends one instead, `danlu rerun` is the documented
-    path. Either way each run resumes from its last periodic checkpoint to COMPLETED."""
+def _past_next_checkpoint(runs_dir: Path, c: Case) -> int:
+    """The step rank 0 of the run's latest start must pass for a checkpoint of that start to exist."""
+    restarts = _restarts(runs_dir, c.name)
+    log = restarts[-1].rank_log(0) if restarts else None
+    text = log.read_text(errors="replace") if log is not None and log.exists() else ""
+    resumed = re.search(r"^resumed from checkpoint step=(\d+)", text, re.M)
+    return (int(resumed.group(1)) // INTERVAL + 1) * INTERVAL + 1 if resumed else 10 ** 6
+
+
+def _never_final_while_held(runs: List[Case], env: Dict[str, str], tmp_path: Path) -> None:
+    """Through the requeue window of a preemption no run is ever final (launcher/state/machine.py): not in danlu's
+    view, nor in one made without squeue's answer (a squeue that fails: sacct's PREEMPTED record is all there is),
+    where every run shows PREEMPTED, not final, and `danlu rerun` refuses to start a second copy."""
+    shim = tmp_path / "no-squeue"
+    shim.mkdir()
+    (shim / "squeue").write_text("#!/bin/bash\necho 'squeue: error: Socket timed out on send/recv operation' >&2\n"
+                                 "exit 1\n")
+    (shim / "squeue").chmod(0o755)
+    blind = dict(env, PATH=f"{shim}:{os.environ['PATH']}")
+    names = [c.name for c in runs]
+    held: set = set()
+    deadline = time.time() + 90
+    while held != set(names) and time.time() < deadline:
+        for item in status_json(*names, env=blind):
+            assert not item["final"], item
+            name = item["run"].split("/")[0]
+            if item["state"] == "PREEMPTED" and name not in held:
+                held.add(name)
+                refused = danlu("rerun", name, env=blind)
+                assert refused.returncode == 2 and "Slurm still holds job" in refused.stderr, refused.stderr
+        for item in status_json(*names, env=env):
+            assert not item["final"], item
+        time.sleep(1)
+    assert held == set(names), f"seen PREEMPTED (not final) without squeue: {sorted(held)} of {names}"
+
+
+@pytest.mark.disruptive  # preempts every job on node1-2, then kills node2: run alone (tests/run.sh)
+def test_fault_matrix_preemption_then_dead_node(slurm_cluster, danlu_env, tmp_path):
+    """Four runs (one per mode, side by side) meet both faults, one after the other. First a job of the
+    higher-tier partition takes node1-2 whole: Slurm preempts (requeues) all four; each gets SIGTERM, checkpoints,
+    and starts again from that checkpoint when the urgent job is done. Once every run is past its next periodic
+    checkpoint, node2's slurmd and every process of the four jobs there are SIGKILLed: Slurm notices within
+    SlurmdTimeout and requeues the jobs (NODE_FAIL with --requeue); where it ends one instead, `danlu rerun` is the
+    documented path. Either way each run resumes from that periodic checkpoint to COMPLETED. The preemption row
+    reads the first two starts, the dead-node row the starts from the second on. Through the preemption's requeue
+    window no run is shown final, and `danlu rerun` refuses to start a second copy of one (issue 15)."""
     runs_dir = Path(danlu_env["DANLU_RUNS_DIR"])
-    cases = [Case(m, "dead node") for m in MODES]
-    _submit(cases, TOGETHER, DISRUPTIVE, danlu_env)
-    _wait_all_past(cases, danlu_env, runs_dir, INTERVAL + 1, 240)
-    jobs = [str(i["job_id"]) for i in status_json(*(c.name for c in cases), env=danlu_env)]
+    runs = [Case(m, "preemption") for m in MODES]
+    _submit(runs, TOGETHER, DISRUPTIVE, danlu_env)
+    _wait_all_past(runs, danlu_env, runs_dir, lambda c: INTERVAL + 1, 240)
+    preempted = time.time()
+    urgent = subprocess.run(["sbatch", "--parsable", "-p", "urgent-4090", "-N", "2", "-w", "node[1-2]", "--exclusive",
+                             "-t", "2", "-o", "/dev/null", "--wrap", "sleep 10"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        _never_final_while_held(runs, danlu_env, tmp_path)
+        # every run preempted and started again (a restart), past the checkpoint after the one it resumed from
+        _wait_all_past(runs, danlu_env, runs_dir, lambda c: _past_next_checkpoint(runs_dir, c), 360, restart=1)
+    finally:
+        subprocess.run(["scancel", urgent])
+    dead = [Case(c.mode, "dead node", name=c.name, run=c.run, submitted=c.submitted, first=1) for c in runs]
+    for c in runs:
+        c.fault_at, c.last = preempted, 2
+    jobs = [str(i["job_id"]) for i in status_json(*(c.name for c in runs), env=danlu_env)]
+    killed = time.time()
     _kill_node(slurm_cluster, "node2", jobs)
+    for c in dead:
+        c.fault_at = killed
     try:  # the dead node stops every run: requeued by Slurm (a restart) or ended
-        _drive(cases, danlu_env, 180, ended=lambda c, item: item["state"] != "RUNNING" or int(item["restarts"]) > 0)
+        _drive(dead, danlu_env, 180, ended=lambda c, item: item["state"] != "RUNNING" or int(item["restarts"]) > 1)
         # slurmctld holds the RPCs it could not deliver to the dead node (srun's stop of the step) and sends them
         # when it is back: they hit the requeued job's next start there, which danlu then requeues once more
         # (the agent's _stopped_from_outside; tests/test_signals.py shows it alone)
     finally:
         slurm_cluster.node("start", "node2")
-    for c in cases:
+    for c in dead:
         if c.item.get("state") == "COMPLETED":
             c.problems.append("COMPLETED although a node died under it")
     # a run the dead node ended (not requeued), or whose requeued start could not create its step on the node that
     # just came back (seen once on 22.05: "Unable to create step ... Invalid generic resource (gres)
     # specification"), is rerun — the documented path — and resumes from its checkpoint
     for rerun_round in range(3):
-        for c in cases:
+        for c in dead:
             if c.item.get("state") in TERMINAL and c.item.get("state") != "COMPLETED":
                 rerun = danlu("rerun", c.name, env=danlu_env)
                 assert rerun.returncode == 0, rerun.stderr
@@ -440,7 +498,9 @@ def test_fault_matrix_dead_node(slurm_cluster, danlu_env):
                 c.item, c.ended = {}, 0.0
             elif rerun_round == 0:
                 c.item, c.ended = {}, 0.0
-        _drive(cases, danlu_env, 420, ended=lambda c, item: item["state"] in TERMINAL and item["state"] != "PREEMPTED")
-        if all(c.item.get("state") == "COMPLETED" for c in cases):
+        _drive(dead, danlu_env, 420, ended=lambda c, item: item["state"] in TERMINAL and item["state"] != "PREEMPTED")
+        if all(c.item.get("state") == "COMPLETED" for c in dead):
             break
-    _finish(cases, runs_dir)
+    for p, d in zip(runs, dead):
+        p.item, p.ended = d.item, d.ended
+    _finish(runs + dead, runs_dir)

@@ -183,3 +183,26 @@ def test_sweep_over_lists_with_quoted_elements_gives_plain_strings():
                    (("--hold", "--begin=now+1hour"), "a=b"), (("--hold", "--begin=now+1hour"), "plain")]
     assert "resources.extra_sbatch=[--hold,--begin\\=now+1hour]" in cfgs[-1].overrides or \
         "resources.extra_sbatch=[--hold,--begin\\=now+1hour]" in cfgs[-2].overrides
+
+
+def test_interpolations_take_the_overridden_values(tmp_path):
+    """Hydra's semantics: a value override comes first, interpolations are resolved after it. danlu composes once
+    per choice of config groups and patches value overrides in (fast for big sweeps); a value interpolating an
+    overridden key, directly or through another interpolation, is resolved again for that run."""
+    from launcher.spec.compose import Composer
+
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "tagged.yaml").write_text(
+        "# @package _global_\nexperiment: tagged\nworkdir: ${danlu_examples:}/tiny_dpo\nprogram: train.py\n"
+        "args:\n  learning_rate: 1e-5\n  seed: 0\n"
+        "env:\n  vars:\n    RUN_TAG: lr${args.learning_rate}\n    SEED: ${args.seed}\n    BOTH: ${env.vars.RUN_TAG}-s${args.seed}\n")
+    composer = Composer(str(tmp_path))
+    (base,) = composer.runs(["experiment=tagged", "cluster=testcluster"])
+    assert base.spec.env.vars == {"RUN_TAG": "lr1e-05", "SEED": "0", "BOTH": "lr1e-05-s0"}
+    runs = composer.runs(["experiment=tagged", "cluster=testcluster", "args.learning_rate=0.1,0.2", "args.seed=7"],
+                         multirun=True)
+    assert [r.spec.env.vars for r in runs] == [{"RUN_TAG": "lr0.1", "SEED": "7", "BOTH": "lr0.1-s7"},
+                                                {"RUN_TAG": "lr0.2", "SEED": "7", "BOTH": "lr0.2-s7"}]
+    (own,) = composer.runs(["experiment=tagged", "cluster=testcluster", "env.vars.RUN_TAG=mine", "args.seed=3"])
+    assert own.spec.env.vars == {"RUN_TAG": "mine", "SEED": "3", "BOTH": "mine-s3"}  # a value set outright stays
+    assert own.spec.workdir.endswith("/examples/tiny_dpo")  # resolvers untouched

@@ -205,9 +205,13 @@ def test_failed_two_node_run_reason_logs_and_show(danlu_env):
     (att,) = show["attempts"]
     assert att["attempt"] == 1 and att["job_id"] == job_id and att["state"] == "FAILED"
     assert att["reason"] == item["reason"] and att["nodelist"] == "node[1-2]"
-    assert att["started"] and att["ended"] and att["ended"] >= att["started"]
+    assert att["started"] and att["ended"] and att["ended"] >= att["started"] and att["final"] is True
+    (record,) = att["accounting"]  # sacct's own record of the job, field by field
+    assert record["JobID"] == job_id and record["State"] == "FAILED" and record["NodeList"] == "node[1-2]", record
+    assert record["ExitCode"] != "0:0" and "Comment" in record, record  # (this cluster keeps no comments)
     text = danlu("show", run, env=danlu_env, check=True).stdout
     assert f"job {job_id}  FAILED" in text and "git:" in text and "#SBATCH --nodes=2" in text
+    assert f"sacct: JobID={job_id} JobName={run} State=FAILED" in text, text
 
 
 def has_rank(text: str, rank: int) -> bool:
@@ -309,7 +313,7 @@ def test_status_without_slurmdbd(slurm_cluster, aged, tmp_path):
     env = aged["env"]
     # the finished jobs must have left the controller (MinJobAge); nobody asked danlu about them meanwhile
     wait_left_queue([aged[k]["job_id"] for k in ("ok", "crash", "gone")], aged["started"])
-    daemon = [str(slurm_cluster.cluster_dir / "daemon.sh")]
+    daemon = slurm_cluster.script("daemon.sh")[1:]  # (bash) [chroot.sh run VERSION bash] daemon.sh
     lock_env = dict(os.environ, DANLU_TESTCLUSTER_HAVE_LOCK="1")
     # hold the cluster lock while slurmdbd is down, so another session's up.sh does not restart it
     with open(slurm_cluster.state_dir / ".lock", "a") as lock:

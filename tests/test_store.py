@@ -30,9 +30,9 @@ def _runs(sweep: str, n: int, tag: str) -> list[NewRun]:
 
 def test_fresh_store_is_wal_and_at_the_latest_schema(tmp_path):
     store = Store(tmp_path / "s.sqlite")
-    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) >= 2
-    tables = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert store.query("PRAGMA journal_mode")[0][0] == "wal"
+    assert store.query("PRAGMA user_version")[0][0] == len(MIGRATIONS) >= 2
+    tables = {r[0] for r in store.query("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"sweeps", "runs", "attempts"} <= tables
     assert (tmp_path / "s.sqlite").stat().st_mode & 0o077 == 0  # the owner's only
 
@@ -45,13 +45,17 @@ def test_old_store_is_migrated_forward_keeping_its_data(tmp_path):
     db.execute("INSERT INTO sweeps VALUES ('s','tiny_dpo','testcluster',0,'[]','[]','/tmp/s')")
     db.execute("INSERT INTO runs VALUES ('s/0','s',0,'[]','{}','/tmp/s/0','/tmp',NULL,NULL,NULL,1,'slurm',0)")
     db.execute("INSERT INTO attempts (run, attempt, token, job_id, state, updated) VALUES ('s/0',1,'t','17','PENDING',0)")
+    db.execute("INSERT INTO runs VALUES ('s/1','s',1,'[]','{}','/tmp/s/1','/tmp',NULL,NULL,NULL,1,'slurm',0)")
+    db.execute("INSERT INTO attempts (run, attempt, token, job_id, state, updated) VALUES ('s/1',1,'t','18','FAILED',0)")
     db.close()
     store = Store(path)
-    assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
-    indexes = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert store.query("PRAGMA user_version")[0][0] == len(MIGRATIONS)
+    indexes = {r[0] for r in store.query("SELECT name FROM sqlite_master WHERE type='index'")}
     assert "attempts_job" in indexes  # migration 2 ran
-    (row,) = store.latest()
-    assert row["run"] == "s/0" and row["job_id"] == "17" and row["state"] == "PENDING"
+    pending, failed = store.latest()
+    assert pending["run"] == "s/0" and pending["job_id"] == "17" and pending["state"] == "PENDING"
+    # migration 3: the states that were final stay final, the others are looked at again
+    assert (pending["final"], failed["final"]) == (0, 1)
 
 
 def test_store_from_a_newer_danlu_is_refused(tmp_path):
@@ -70,12 +74,14 @@ def test_final_states_are_never_overwritten(tmp_path):
     assert store.create_sweep("s", "tiny_dpo", "testcluster", [], [], "/tmp/s", _runs("s", 2, "t:0"))
     store.record_job("t:0", "100", array=True)
     assert [r["job_id"] for r in store.latest()] == ["100_0", "100_1"]
-    store.update_attempts([{"run": "s/0", "attempt": 1, "state": "COMPLETED", "reason": ""}])
+    store.update_attempts([{"run": "s/0", "attempt": 1, "state": "COMPLETED", "reason": "", "final": True},
+                           {"run": "s/1", "attempt": 1, "state": "PREEMPTED", "reason": "", "final": False}])
     # an older answer from a slower concurrent `danlu status` arrives after the final one
-    store.update_attempts([{"run": "s/0", "attempt": 1, "state": "RUNNING", "nodelist": "node1"},
-                           {"run": "s/1", "attempt": 1, "state": "RUNNING", "nodelist": "node2"}])
-    states = {r["run"]: (r["state"], r["nodelist"]) for r in store.latest()}
-    assert states == {"s/0": ("COMPLETED", None), "s/1": ("RUNNING", "node2")}
+    store.update_attempts([{"run": "s/0", "attempt": 1, "state": "RUNNING", "nodelist": "node1", "final": False},
+                           {"run": "s/1", "attempt": 1, "state": "RUNNING", "nodelist": "node2", "final": False}])
+    states = {r["run"]: (r["state"], r["nodelist"], r["final"]) for r in store.latest()}
+    # a provisional PREEMPTED (Slurm may requeue it) does change: the job is running again
+    assert states == {"s/0": ("COMPLETED", None, 1), "s/1": ("RUNNING", "node2", 0)}
     assert "COMPLETED" in TERMINAL and "RUNNING" not in TERMINAL
 
 
@@ -84,7 +90,7 @@ def test_taken_sweep_name_writes_nothing(tmp_path):
     assert store.create_sweep("s", "e", "c", [], [], "/tmp/s", _runs("s", 1, "a:0"))
     assert not store.create_sweep("s", "e", "c", [], [], "/tmp/s", _runs("s", 3, "b:0"))
     assert [r["run"] for r in store.latest()] == ["s/0"]
-    assert store.db.execute("SELECT COUNT(*) FROM attempts").fetchone()[0] == 1
+    assert store.query("SELECT COUNT(*) FROM attempts")[0][0] == 1
 
 
 def _writer(path: str, k: int, n_sweeps: int) -> None:
@@ -93,12 +99,16 @@ def _writer(path: str, k: int, n_sweeps: int) -> None:
         sweep = f"w{k}-{j}"
         assert store.create_sweep(sweep, "e", "c", [], [], "/tmp", _runs(sweep, 3, f"{sweep}:0"))
         store.record_job(f"{sweep}:0", str(1000 * k + j), array=True)
-        store.update_attempts([{"run": f"{sweep}/1", "attempt": 1, "state": "RUNNING"}])
+        store.update_attempts([{"run": f"{sweep}/1", "attempt": 1, "state": "RUNNING", "final": False}])
         store.latest()  # readers interleave with the other writers
 
 
-def test_concurrent_processes_lose_nothing(tmp_path):
-    """8 processes open the same new store at once (schema creation races too) and write 20 sweeps each."""
+@pytest.mark.parametrize("mode", ["local", "network"])
+def test_concurrent_processes_lose_nothing(tmp_path, monkeypatch, mode):
+    """8 processes open the same new store at once (schema creation races too) and write 20 sweeps each: in WAL
+    mode, and in the mode for network file systems (lock directory, a connection per use), here on a local disk
+    (tests/test_store_shared.py runs it across two sshfs mounts)."""
+    monkeypatch.setenv("DANLU_STORE_FS", mode)
     path = str(tmp_path / "s.sqlite")
     ctx = multiprocessing.get_context("spawn")
     procs = [ctx.Process(target=_writer, args=(path, k, 20)) for k in range(8)]
@@ -112,7 +122,9 @@ def test_concurrent_processes_lose_nothing(tmp_path):
     assert len(rows) == 8 * 20 * 3 and len({r["run"] for r in rows}) == len(rows)
     assert sum(r["state"] == "RUNNING" for r in rows) == 8 * 20
     assert all(r["job_id"] and r["state"] in ("PENDING", "RUNNING") for r in rows)
-    assert store.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert store.query("PRAGMA integrity_check")[0][0] == "ok"
+    assert store.query("PRAGMA journal_mode")[0][0] == ("wal" if mode == "local" else "delete")
+    assert not list(tmp_path.glob("*.lock*")), "a lock directory was left behind"
 
 
 @pytest.mark.parametrize("damage", ["garbage", "pages"])
@@ -124,7 +136,7 @@ def test_corrupted_store_is_bad_input_with_a_hint(tmp_path, danlu_env, damage):
     else:  # a real store whose pages were overwritten after its header
         store = Store(path)
         store.create_sweep("s", "e", "c", [], [], "/tmp", _runs("s", 50, "t:0"))
-        store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        store.query("PRAGMA wal_checkpoint(TRUNCATE)")
         store.close()
         data = bytearray(path.read_bytes())
         data[200:] = b"\xde\xad\xbe\xef" * ((len(data) - 200) // 4) + b"\0" * ((len(data) - 200) % 4)
@@ -211,8 +223,8 @@ def test_opening_a_new_store_while_another_process_creates_it_waits(tmp_path):
     store = Store(path)
     waited = time.monotonic() - started
     try:
-        assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert store.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert store.query("PRAGMA journal_mode")[0][0] == "wal"
+        assert store.query("PRAGMA user_version")[0][0] == len(MIGRATIONS)
         assert waited >= 0.9, waited  # it waited for the other writer rather than failing at once
     finally:
         store.close()

@@ -132,3 +132,69 @@ def test_sweep_larger_than_max_array_size_is_split(slurm_cluster, danlu_env, sba
         assert len(items) == n and all(i["state"] == "PENDING" for i in items)
     finally:
         danlu("cancel", out["sweep"], env=danlu_env)
+
+
+def test_rerun_excluding_the_node_a_two_node_run_failed_on(slurm_cluster, danlu_env):
+    """A 2-node run whose rank on the second node raises: `rerun --exclude-failed-nodes` keeps the rerun off that
+    node only (its agent recorded the failure; the other node was merely stopped), here as a 1-node rerun that
+    completes on the other node. Slurm's compact node list (node[1-2]) never reaches Hydra as a list or a sweep."""
+    from launcher.layout import SweepLayout
+
+    submit_json("experiment=tiny_dpo", "cluster=testcluster", "launch=python", "resources.nodes=2",
+                "args.max_train_steps=6", "args.crash_at_step=2", "args.crash_rank=1", "--name", "onenode",
+                env=danlu_env)
+    (item,) = wait_status("onenode", danlu_env, timeout=300)
+    assert item["state"] == "FAILED" and item["nodelist"] == "node[1-2]", item
+    restart = SweepLayout(Path(danlu_env["DANLU_RUNS_DIR"]) / "onenode").run(0).attempt(1).latest()
+    (tag,) = restart.failed_tags()
+    bad = re.search(r"\[danlu agent \S+ (\S+)\]", restart.agent_log(tag).read_text()).group(1)
+    assert bad in ("node1", "node2"), bad
+    again = ["onenode", "--exclude-failed-nodes", "resources.nodes=1", "args.crash_at_step=-1"]
+    dry = danlu("rerun", *again, "--dry-run", env=danlu_env, check=True)
+    assert re.findall(r"^#SBATCH --exclude=(\S+)$", dry.stdout, re.M) == [bad], dry.stdout
+    danlu("rerun", *again, env=danlu_env, check=True)
+    (item,) = wait_status("onenode", danlu_env, timeout=300)
+    assert item["state"] == "COMPLETED" and item["attempt"] == 2, item
+    assert item["nodelist"] == ({"node1", "node2"} - {bad}).pop(), item
+
+
+TAGGED = """# @package _global_
+experiment: tiny_tagged
+workdir: ${danlu_examples:}/tiny_dpo
+program: train.py
+output_arg: output_dir
+args:
+  max_train_steps: 3
+  learning_rate: 1e-5
+  crash_at_step: 1
+  output_dir: null
+env:
+  vars:
+    RUN_TAG: lr${args.learning_rate}
+"""
+
+
+def test_rerun_composes_from_the_original_configs_and_resolves_interpolations_anew(slurm_cluster, danlu_env,
+                                                                                   tmp_path):
+    """The sweep came from a --config-dir, submitted in another directory: `rerun` (run from elsewhere, without
+    --config-dir) composes from the same files, and an interpolation (`RUN_TAG: lr${args.learning_rate}`) takes
+    the rerun's new value, as Hydra resolves it after every override. A config dir that is gone is refused."""
+    configs = tmp_path / "configs"
+    (configs / "experiment").mkdir(parents=True)
+    (configs / "experiment" / "tiny_tagged.yaml").write_text(TAGGED)
+    there, elsewhere = tmp_path / "there", tmp_path / "elsewhere"
+    there.mkdir()
+    elsewhere.mkdir()
+    first = danlu("submit", "--config-dir", str(configs), "experiment=tiny_tagged", "cluster=testcluster",
+                  "--name", "tagged", env=danlu_env, cwd=there, check=True)
+    assert "tagged/0" in first.stdout
+    (item,) = wait_status("tagged", danlu_env, timeout=300)
+    assert item["state"] == "FAILED", item
+    shown = json.loads(danlu("show", "tagged/0", "--json", env=danlu_env, check=True).stdout)
+    assert "export RUN_TAG=lr1e-05" in shown["script"], shown["script"]
+    dry = danlu("rerun", "tagged", "args.learning_rate=0.5", "args.crash_at_step=-1", "--dry-run", env=danlu_env,
+                cwd=elsewhere, check=True)
+    assert "export RUN_TAG=lr0.5" in dry.stdout and "--learning_rate=0.5" in dry.stdout, dry.stdout
+    configs.rename(tmp_path / "moved")
+    gone = danlu("rerun", "tagged", "--dry-run", env=danlu_env, cwd=elsewhere)
+    assert gone.returncode == 2 and "of the original submit no longer exists" in gone.stderr, gone.stderr

@@ -53,8 +53,10 @@ def plain(screen: str) -> str:
 @pytest.mark.slurm
 @pytest.mark.timeout(400)
 def test_watch_live_plain_and_no_color(slurm_cluster, danlu_env, tmp_path):
+    # runs of 8 s: the watch refreshes while they run
     out = submit_json("-m", "cluster=testcluster", "launch=python", f"workdir={REPO / 'tests' / 'programs'}",
-                      "program=print_argv.py", "+args.x=1,2,3", "--name", "watched", env=danlu_env)
+                      "program=print_argv.py", "+args.x=1,2,3", "+env.vars.PRINT_ARGV_SLEEP=8",
+                      "--name", "watched", env=danlu_env)
     assert len(out["runs"]) == 3
     trace = tmp_path / "trace"
     screens, last = tmux_watch("live", dict(danlu_env, DANLU_TRACE_SLURM=str(trace), NO_COLOR=""),
@@ -91,3 +93,18 @@ def test_watch_live_plain_and_no_color(slurm_cluster, danlu_env, tmp_path):
     # a name that does not exist: bad input before the screen is taken over
     done = danlu("status", "--watch", "nope-0000", env=danlu_env)
     assert done.returncode == 2 and done.stderr.startswith("error: ")
+
+
+def test_the_progress_bar_counts_a_run_slurm_may_requeue_as_still_to_go():
+    """PREEMPTED while Slurm holds the job (not final, issue 15) is not an ended run: no 'x' for it in the bar."""
+    from launcher.views.watch import bar_text, sweep_progress
+
+    items = [{"sweep": "s", "state": "COMPLETED", "final": True}, {"sweep": "s", "state": "PREEMPTED", "final": False},
+             {"sweep": "s", "state": "FAILED", "final": True}, {"sweep": "s", "state": "RUNNING", "final": False},
+             {"sweep": "other", "state": "FAILED", "final": True}]
+    [(sweep, counts, total, completed, bad)] = sweep_progress(items, ["s"])
+    assert (sweep, total, completed, bad) == ("s", 4, 1, 1)
+    assert counts == {"COMPLETED": 1, "PREEMPTED": 1, "FAILED": 1, "RUNNING": 1}
+    assert bar_text(total, completed, bad, width=8, ascii_only=True) == "##xx----"
+    items[1]["final"] = True  # Slurm let it go: now it has ended
+    assert sweep_progress(items, ["s"])[0][4] == 2

@@ -166,7 +166,7 @@ class SignalFlag:
         self.signum = signum
 
     def report_once(self, log, rank):
-        """Each rank says when a signal reached it itself (before the ranks agree on stopping)."""
+        """Each rank says when a signal reached it itself (asked before the ranks agree on stopping, and again after)."""
         if self.signum and not getattr(self, "_reported", False):
             self._reported = True
             log(f"signal {signal.Signals(self.signum).name} reached rank={rank}", all_ranks=True)
@@ -439,6 +439,8 @@ def main(argv=None):
         if signum or step % args.checkpointing_steps == 0 or step == args.max_train_steps:
             save_checkpoint(accelerator, args.output_dir, step, state(step), args.checkpoint_seconds)
         if signum:
+            # the agreement may end while this rank waited in it: its own signal (Slurm's or the agent's) counts too
+            flag.report_once(log, rank)
             log(f"received signal {signal.Signals(signum).name} at step={step}; "
                 "checkpoint saved; exiting for requeue")
             shutdown(accelerator)

@@ -139,17 +139,23 @@ class StopOnSignal(Callback):
         """Training is over: put the previous SIGUSR1 handler back (danlu then sees the program finishing)."""
         signal.signal(signal.SIGUSR1, self._previous)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,  # type: ignore[no-untyped-def]
-                           batch_idx: int) -> None:
+    def _report(self, trainer: pl.Trainer) -> None:
+        """Each rank says when a signal reached it itself (asked before the ranks agree on stopping, and again
+        after: the agreement may end while this rank waited in it, with its own signal just arrived)."""
         if self.signum and not getattr(self, "_reported", False):
             self._reported = True
             print(f"signal {signal.Signals(self.signum).name} reached rank={trainer.global_rank}", flush=True)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,  # type: ignore[no-untyped-def]
+                           batch_idx: int) -> None:
+        self._report(trainer)
         got = torch.tensor([self.signum], dtype=torch.int64, device=trainer.strategy.root_device)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(got, op=torch.distributed.ReduceOp.MAX)  # the signal any rank got
         if not got.item():
             return
         trainer.save_checkpoint(os.path.join(self.checkpoints.dirpath, "last.ckpt"))
+        self._report(trainer)
         self.stopped_at = trainer.global_step
         trainer.should_stop = True
         if trainer.is_global_zero:

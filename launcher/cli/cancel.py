@@ -11,13 +11,12 @@ from .output import err
 
 @store_errors
 def run(args: Namespace) -> int:
-    from ..state.names import TERMINAL
     from ..state.reconcile import cancel, refresh
 
     store = open_store()
     sweeps, runs = store.resolve(args.names)
     rows = refresh(store, store.latest(sweeps=sweeps, runs=runs)).rows
-    if not any(r["state"] not in TERMINAL and r["job_id"] for r in rows):
+    if not any(not r["final"] and r["job_id"] for r in rows):
         raise NothingToDo(f"nothing to cancel: {', '.join(args.names)} already ended", "`danlu status --all` shows their states")
     done = cancel(store, rows)
     for r in done.cancelled:

@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--template-dir", help="a folder with your own copies of templates/*.j2")
     s.add_argument("--wait", action="store_true", help="block until the runs end; exit 1 if any failed")
     s.add_argument("--json", action="store_true", help="print {sweep, runs:[{run, job_id}]} on stdout")
+    s.add_argument("--refresh-cluster", action="store_true",
+                   help="read the live cluster's facts again now (else at most once an hour: limits, partitions)")
     s.add_argument("--reuse-output", action="store_true",
                    help="let runs write into an output dir another run owns (to train a run further: rerun --continue)")
 
@@ -56,6 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     lg.add_argument("--tail", type=int, metavar="N")
     lg.add_argument("--attempt", type=int, help="an earlier attempt (default: the latest)")
 
+    rp = sub.add_parser("report", help="which run won: a sweep's runs by a metric they wrote (loss by default)")
+    rp.add_argument("sweep", metavar="SWEEP")
+    rp.add_argument("--metric", help="the metric to rank by (default: loss, else the first loss-like one found)")
+    rp.add_argument("--mode", choices=["min", "max"], help="better is lower or higher (default: from the name)")
+    rp.add_argument("--group-by-seed", action="store_true",
+                    help="mean +- std over seeds per sweep point (automatic when a seed is swept)")
+    rp.add_argument("--json", action="store_true", help="every run's values, summary and series")
+
     c = sub.add_parser("cancel", help="cancel runs or whole sweeps")
     c.add_argument("names", nargs="+", metavar="SWEEP|RUN")
 
@@ -74,8 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--exclude-failed-nodes", action="store_true", help="keep off the nodes the failed attempts ran on")
     r.add_argument("--json", action="store_true")
 
-    cl = sub.add_parser("cluster", help="partitions, GPUs total/allocated/free, pending jobs")
+    cl = sub.add_parser("cluster", help="partitions, GPUs total/allocated/free, pending jobs; `init NAME` writes a "
+                                        "cluster profile from the live cluster")
     cl.add_argument("--json", action="store_true")
+    clsub = cl.add_subparsers(dest="cluster_command", metavar="ACTION", parser_class=_Parser)
+    ci = clsub.add_parser("init", help="write jobs/cluster/NAME.yaml from the live cluster (partitions, GPU types, "
+                                       "limits)")
+    ci.add_argument("name", metavar="NAME")
+    ci.add_argument("--here", action="store_true", help="write ./jobs/cluster/NAME.yaml (default: your own "
+                                                       "~/.config/danlu/jobs/cluster/NAME.yaml)")
+    ci.add_argument("--force", action="store_true", help="replace an existing profile of that name")
+    ci.add_argument("--dry-run", action="store_true", help="print the profile, write nothing")
 
     e = sub.add_parser("env", help="job environments (envs/NAME)")
     esub = e.add_subparsers(dest="env_command", metavar="ACTION", parser_class=_Parser)

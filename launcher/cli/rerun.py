@@ -27,9 +27,11 @@ def run(args: Namespace) -> int:
     from ..spec.compose import Composer
     from ..spec.validate import check
     from ..state.names import ACTIVE, RERUNNABLE
+    from ..state.reasons import failed_nodes
     from ..state.reconcile import refresh
     from ..submit.execute import new_token
     from .common import open_store
+    from ..submit.live_checks import against_the_live_cluster
     from .submit import print_plan
 
     choices = RERUNNABLE + ("CANCELLED",)
@@ -51,7 +53,18 @@ def run(args: Namespace) -> int:
     store = open_store()
     sweeps, runs = store.resolve([args.target])
     rows = refresh(store, store.latest(sweeps=sweeps, runs=runs)).rows
-    chosen = [r for r in rows if r["state"] in states]
+    # a run is rerun only once its state is final (state/machine.py): a PREEMPTED job that Slurm still holds
+    # will start again by itself, and a rerun would put a second copy of it into the same run directory
+    held = [r for r in rows if r["state"] in states and not r["final"]]
+    chosen = [r for r in rows if r["state"] in states and r["final"]]
+    if held and not chosen:
+        first = held[0]
+        raise UserError(f"{first['run']} is {first['state']} but Slurm still holds job {first['job_id']} and may "
+                        f"start it again" + (f" ({len(held) - 1} more like it)" if len(held) > 1 else ""),
+                        "wait until `danlu status` shows it final (or requeued and running), or `danlu cancel` it "
+                        "first")
+    for r in held:
+        err(f"not rerun: {r['run']} is {r['state']} but Slurm still holds job {r['job_id']} and may start it again")
     if not chosen:
         counts: Dict[str, int] = {}
         for r in rows:
@@ -62,16 +75,16 @@ def run(args: Namespace) -> int:
                               "--continue trains COMPLETED runs further; failed ones: danlu rerun without it")
         raise NothingToDo(f"nothing to rerun in {args.target}: {summary}",
                           "only runs whose latest attempt ended " + "/".join(states) + " are rerun (see --state)")
-    composer = Composer()
+    composer, template_dir = Composer.of_sweep(store.sweep(chosen[0]["sweep"]))  # the same configs and templates
     planned: List[PlannedRun] = []
     expect: Dict[str, int] = {}
     graces: Dict[tuple, Optional[int]] = {}
     for r in chosen:
         overrides = merge_overrides(json.loads(r["overrides"]), list(args.overrides))
         if args.exclude_failed_nodes:
-            bad = sorted({a["nodelist"] for a in store.attempts(r["run"]) if a["nodelist"] and a["state"] in RERUNNABLE})
-            if bad:
-                overrides = merge_overrides(overrides, [f"resources.exclude={','.join(bad)}"])
+            bad = sorted({n for a in store.attempts(r["run"]) if a["state"] in RERUNNABLE for n in failed_nodes(a, r)})
+            if bad:  # quoted: a plain node1,node2 would be a sweep to Hydra, and node[1-2] a list
+                overrides = merge_overrides(overrides, [f"resources.exclude='{','.join(bad)}'"])
         (cfg,) = composer.runs(overrides, multirun=False)
         verdict = check([cfg.spec])
         verdict.refuse()  # the same verdict with --dry-run
@@ -84,9 +97,15 @@ def run(args: Namespace) -> int:
                                   workdir=str(Path(cfg.spec.workdir).expanduser().resolve()),
                                   stop_grace_s=graces.get(where)))
         expect[r["run"]] = r["attempt"]
+    problems: list = []  # the live cluster's word on these runs: the profile's contradictions, the submit limit
+    for line in against_the_live_cluster([p.cfg for p in planned], [p.shape for p in planned], problems, False,
+                                         keep=not args.dry_run):
+        err(f"warning: {line}")
+    if problems:
+        raise problems[0]
     token = new_token()
     label = chosen[0]["sweep"] if len({r["sweep"] for r in chosen}) == 1 else "rerun"
-    jobs = plan_jobs(token, planned)
+    jobs = plan_jobs(token, planned, template_dir)
     if args.dry_run:
         print_plan(jobs)
         err(f"dry run: would rerun {len(planned)} run(s) in {len(jobs)} job(s); nothing submitted")

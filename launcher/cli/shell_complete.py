@@ -48,7 +48,7 @@ GROUPS = ("experiment", "cluster", "resources", "env", "launch")
 STATES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
           "PREEMPTED", "BOOT_FAIL", "DEADLINE")
 VALUE_OPTIONS = {"--state", "--name", "--config-dir", "--template-dir", "--node", "--rank", "--tail", "--attempt",
-                 "--interval"}
+                 "--interval", "--metric", "--mode"}
 RUN_ONLY = ("logs", "show")  # take a run id, not a sweep
 LIMIT = 300
 
@@ -248,13 +248,15 @@ def candidates(words: Sequence[str]) -> List[str]:
         return []
     prev = before[-1] if before else ""
     if prev in VALUE_OPTIONS:
+        if prev == "--mode":
+            return [m for m in ("min", "max") if m.startswith(cur)]
         if prev == "--state":
             head = cur[: cur.rfind(",") + 1]
             return [head + s for s in STATES]
         return []
     if cur.startswith("-"):
-        if command == "env" and args:
-            for action in subs["env"]._actions:  # type: ignore[attr-defined]  # noqa: SLF001
+        if command in ("env", "cluster") and args:
+            for action in subs[command]._actions:  # type: ignore[attr-defined]  # noqa: SLF001
                 choices = getattr(action, "choices", None)
                 if isinstance(choices, dict) and args[0] in choices:
                     return _flags(choices[args[0]])
@@ -263,6 +265,8 @@ def candidates(words: Sequence[str]) -> List[str]:
         return _overrides(cur, before)
     if command == "rerun":
         return _names(cur, runs_only=False) if not args else _overrides(cur, before)
+    if command == "report":
+        return _names(cur, runs_only=False) if not args else []
     if command in ("status", "cancel"):
         return _names(cur, runs_only=False)
     if command in RUN_ONLY:
@@ -275,6 +279,8 @@ def candidates(words: Sequence[str]) -> List[str]:
 
             return sorted(available())
         return []
+    if command == "cluster":
+        return ["init"] if not args else []
     if command == "completion":
         return ["bash", "zsh"] if not args else []
     return []

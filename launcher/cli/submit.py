@@ -23,7 +23,8 @@ def run(args: Namespace) -> int:
     if args.template_dir and not Path(args.template_dir).expanduser().is_dir():
         raise UserError(f"template dir {args.template_dir!r} does not exist",
                         "pass --template-dir a folder with your copies of templates/*.j2")
-    cfgs = Composer(args.config_dir).runs(args.overrides, args.multirun)
+    composer = Composer(args.config_dir)
+    cfgs = composer.runs(args.overrides, args.multirun)
     verdict = check([c.spec for c in cfgs])
     if not args.reuse_output:
         from ..store import default_path
@@ -31,6 +32,12 @@ def run(args: Namespace) -> int:
 
         verdict.problems.extend(output_problems([c.spec for c in cfgs], default_path()))
     shapes = verdict.shapes
+    from ..submit.live_checks import against_the_live_cluster
+
+    warnings = against_the_live_cluster(cfgs, shapes, verdict.problems, getattr(args, "refresh_cluster", False),
+                                        keep=not args.dry_run)
+    for line in warnings:
+        err(f"warning: {line}")
     if not args.dry_run:
         verdict.refuse()
     spec0 = cfgs[0].spec
@@ -63,8 +70,11 @@ def run(args: Namespace) -> int:
     from .common import open_store, report_submitted
 
     store = open_store()
+    # a rerun composes and renders from these same files, wherever it is run from
+    sources = {"config_dirs": [str(d) for d in composer.dirs],
+               "template_dir": str(Path(args.template_dir).expanduser().resolve()) if args.template_dir else None}
     name, results, njobs = submit_sweep(store, token, base, explicit, plan_for, spec0.experiment, spec0.cluster.name,
-                                        args.overrides, sys.argv, lambda n: str(sweep_layout(spec0, n).root))
+                                        args.overrides, sys.argv, lambda n: str(sweep_layout(spec0, n).root), sources)
     report_submitted(args, name, results, njobs)
     if getattr(args, "wait", False):
         from ..state.reconcile import wait

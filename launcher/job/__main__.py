@@ -61,6 +61,9 @@ def main() -> None:
         print("usage: python -m launcher.job <submitit folder> <pickle stem>", file=sys.stderr)
         sys.exit(2)
     folder, stem = sys.argv[1], sys.argv[2]
+    mark = os.environ.get("DANLU_STEP_MARK")
+    if mark:
+        Path(mark).touch()  # this start's step exists: the batch script will not start it again
     place_pickle(folder, stem)
     drop_stale_result(folder)
     process_job(folder)

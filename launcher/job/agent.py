@@ -103,13 +103,19 @@ class NodeAgent:
                        LOCAL_WORLD_SIZE=str(self.tasks_per_node), GROUP_RANK=str(ids["node"]))
 
         agent_log = logs.agent_log(tag)
-        with open(agent_log, "a", buffering=1) as alog, TimedLog(logs.log(tag)) as out:
+        # unbuffered: the signal handlers say what they do, and may interrupt the main thread inside say(); a
+        # buffered file (or print) entered twice raises "reentrant call" and would end the agent
+        with open(agent_log, "ab", buffering=0) as alog, TimedLog(logs.log(tag)) as out:
             def say(msg: str) -> None:
                 now = time.time()  # milliseconds: a failure's seconds across nodes are read from these lines
                 line = f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.localtime(now))}.{int(now % 1 * 1000):03d} " \
-                       f"[danlu agent {tag} {node_name}] {msg}"
-                alog.write(line + "\n")
-                print(line, file=sys.stderr, flush=True)
+                       f"[danlu agent {tag} {node_name}] {msg}\n"
+                data = line.encode(errors="replace")
+                for write in (alog.write, lambda b: os.write(sys.stderr.fileno(), b)):
+                    try:  # a handler may run after the log was closed (a signal during the requeue): never fatal
+                        write(data)
+                    except (OSError, ValueError):
+                        pass
 
             say(f"run {self.run_id} attempt {attempt} restart {restart}: node {ids['node']}/{ids['nodes']} "
                 f"task {ids['rank']}/{ids['ntasks']} head {head} port {port}")
@@ -272,13 +278,15 @@ class NodeAgent:
             sys.stdout.flush()
             if _ELASTIC_SIGNALLED.search(chunk):
                 signalled = True  # Slurm's signal reached the launcher: what it closes next is no failure
-            if not reaping and not self._interrupted and not self._stopped_by and _ELASTIC_CLOSING.search(chunk):
+            if not reaping and not signalled and not self._interrupted and not self._stopped_by \
+                    and _ELASTIC_CLOSING.search(chunk):
+                # (signalled: Slurm's signal reached this agent too; its handler stops the ranks, with the grace)
                 # torch elastic stops this node's other ranks after one failed, and waits 30 s before SIGKILL;
                 # a rank blocked in a collective whose peer died (NCCL) never ends by itself meanwhile
                 reaping = True
                 say(f"the launcher is stopping this node's ranks after a failure: SIGKILL for any still running "
                     f"in {FAILED_PEER_KILL_S:.0f}s (not torch elastic's 30s)")
-                if not signalled and not self._peer_failed and not logs.failed_count():
+                if not self._peer_failed and not logs.failed_count():
                     # on record now, not when the launcher has exited: the other nodes end their ranks at once
                     # (_watch_peers) rather than wait for them to break in a collective, or for srun
                     logs.failed(self._tag).write_text("launcher reported a failed rank\n")
@@ -434,9 +442,12 @@ class NodeAgent:
                 log.write(line + "\n")
                 print(f"[danlu agent] {line}", file=sys.stderr, flush=True)  # Slurm's output: the run's reason
                 return False
-            done = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
-            log.write(f"requeue of job {job}: {'ok' if done.returncode == 0 else done.stderr.strip()}\n")
-            return done.returncode == 0
+            # Slurm stops this job as soon as it requeues it: its SIGTERM is the consequence, not news
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            done = _slurm(["scontrol", "requeue", job])
+            ok = done is not None and done.returncode == 0
+            log.write(f"requeue of job {job}: {'ok' if ok else (done.stderr.strip() if done else 'no scontrol')}\n")
+            return ok
 
 
 def _describe_executable(name: str, path: Optional[str]) -> str:
@@ -525,15 +536,43 @@ def _killpg(pid: int, sig: int) -> None:
         pass
 
 
-def _job_end_time() -> Optional[float]:
-    """When Slurm will end this job (its time limit), from one squeue call; None if unknown."""
-    job = os.environ.get("SLURM_JOB_ID")
-    if not job or shutil.which("squeue") is None:
+# a Slurm command's failure that a moment later may not recur (a busy or restarting controller)
+_TRANSIENT = ("timed out", "Timed out", "Unable to contact", "Zero Bytes", "Connection refused", "Connection reset",
+              "temporarily unavailable", "Resource temporarily")
+
+
+def _slurm(cmd: List[str], tries: int = 3) -> Optional["subprocess.CompletedProcess[str]"]:
+    """Run a Slurm command from inside the job; a transient failure is tried again (1 s, then 2 s later), so a busy
+    controller never ends the job. None when the command cannot run at all; else its last outcome."""
+    if shutil.which(cmd[0]) is None:
         return None
+    done = None
+    for attempt in range(tries):
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+        except subprocess.TimeoutExpired as e:
+            done = subprocess.CompletedProcess(cmd, 124, "", f"{cmd[0]}: timed out after {e.timeout:.0f}s")
+        except OSError:
+            return None
+        if done.returncode == 0 or not any(m in done.stderr for m in _TRANSIENT):
+            return done
+        if attempt + 1 < tries:
+            time.sleep(attempt + 1.0)
+    return done
+
+
+def _job_end_time() -> Optional[float]:
+    """When Slurm will end this job (its time limit): $DANLU_JOB_END (epoch seconds), which the batch script set
+    for every task of the job without asking Slurm (templates/discovery.sh.j2); one squeue call only where no
+    batch script did (an older script). None if unknown."""
+    text = os.environ.get("DANLU_JOB_END")
+    if text is not None:
+        return float(text) if text.strip().isdigit() else None
+    job = os.environ.get("SLURM_JOB_ID")
+    done = _slurm(["squeue", "-h", "-j", job, "-o", "%e"]) if job else None
     try:
-        out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%e"], capture_output=True, text=True, timeout=20)
-        return time.mktime(time.strptime(out.stdout.strip(), "%Y-%m-%dT%H:%M:%S"))
-    except (OSError, subprocess.SubprocessError, ValueError, OverflowError):
+        return time.mktime(time.strptime(done.stdout.strip(), "%Y-%m-%dT%H:%M:%S")) if done else None
+    except (ValueError, OverflowError):
         return None
 
 
@@ -541,11 +580,8 @@ def _job_state() -> Tuple[Optional[str], bool]:
     """The job's state as slurmctld has it now (one scontrol call), and whether it has been selected for
     preemption (its PreemptTime is set: during a partition's GraceTime it still shows RUNNING); None if unknown."""
     job = os.environ.get("SLURM_JOB_ID")
-    if not job or shutil.which("scontrol") is None:
-        return None, False
-    try:
-        out = subprocess.run(["scontrol", "show", "job", "-o", job], capture_output=True, text=True, timeout=20)
-    except (OSError, subprocess.SubprocessError):
+    out = _slurm(["scontrol", "show", "job", "-o", job]) if job else None
+    if out is None:
         return None, False
     state = re.search(r"\bJobState=(\S+)", out.stdout)
     preempt = re.search(r"\bPreemptTime=(\S+)", out.stdout)

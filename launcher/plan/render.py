@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from .. import __version__
 from ..errors import UserError
+from ..layout import RunLayout
 from ..spec.options import RunSpec
 from ..spec.validate import Shape, env_dir
 
@@ -126,5 +127,6 @@ def run_environment(run: RunPlan) -> Dict[str, str]:
     return {
         "DANLU_RUN_ID": run.run_id, "DANLU_SWEEP": run.sweep, "DANLU_ATTEMPT": str(run.attempt),
         "DANLU_RUN_DIR": run.run_dir, "DANLU_WORKDIR": run.workdir,
+        "DANLU_STEP_MARK": str(RunLayout(Path(run.run_dir)).attempt(run.attempt).step_started),
         "WANDB_RUN_GROUP": run.sweep, "WANDB_NAME": run.run_id, "DANLU_COMMAND": run.command,
     }

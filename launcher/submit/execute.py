@@ -5,7 +5,9 @@ Order of events, so that a crash anywhere leaves the store and the queue consist
   2. record runs and attempts as SUBMITTING under a fresh token, holding the token's lock (recovery.py);
   3. per job: folders, script and pickles written, then sbatch with `--comment=danlu:<token>:<n>`, then
      the job id recorded. A danlu killed between sbatch and its record leaves SUBMITTING attempts that
-     the next command finds by their comment (recovery.reconcile_submitting).
+     the next command finds by their comment (recovery.reconcile_submitting);
+  4. sbatch fails: the jobs not sent yet are forgotten; the failed job's attempts too when the controller clearly
+     refused it, else (a timeout, a lost answer: it may be queued) they stay SUBMITTING for that same recovery.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from __future__ import annotations
 import secrets
 import subprocess
 import sys
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from .. import slurm
 from ..plan.planner import PlannedJob
 from ..plan.render import local_setup
 from . import backend
@@ -72,8 +75,10 @@ def execute_all(store: Any, sweep: str, token: str, jobs: Sequence[PlannedJob]) 
     """Submit every planned job, recording each as soon as Slurm accepts it; run id -> job id."""
     results: Dict[str, str] = {}
     progress = len(jobs) > 3 and sys.stderr.isatty()
+    sending: List[PlannedJob] = []
     try:
         for k, job in enumerate(jobs):
+            sending[:] = [job]
             job_id = execute(job)
             store.record_job(job.tag, job_id, job.is_array)
             for i, r in enumerate(job.runs):
@@ -81,8 +86,16 @@ def execute_all(store: Any, sweep: str, token: str, jobs: Sequence[PlannedJob]) 
             if progress:
                 print(f"\rsubmitted {k + 1}/{len(jobs)} jobs", end="", file=sys.stderr, flush=True)
     except Exception as e:
-        store.drop_unsubmitted(token)
         detail = " ".join(str(e).split())[:400]
+        lost = sending and isinstance(e, slurm.SlurmUnavailable) and not slurm.sbatch_refused(str(e))
+        store.drop_unsubmitted(token, keep=[sending[0].tag] if lost else [])
+        if lost:
+            job = sending[0]
+            raise SubmitFailed(
+                f"sbatch did not say whether it queued job {job.tag.split(':')[-1]} ({len(job.runs)} run(s)) after "
+                f"{len(results)} run(s) were accepted: {detail}",
+                f"its runs stay SUBMITTING and the next danlu command (e.g. danlu status {sweep}) looks the job up by "
+                f"its comment: recorded if Slurm has it, forgotten if not; jobs after it were not sent") from None
         raise SubmitFailed(f"submission failed after {len(results)} run(s) were accepted: {detail}",
                            _hint(detail, sweep, bool(results))) from None
     finally:

@@ -9,12 +9,21 @@ attempt is dropped. Nothing is submitted twice and no accepted job stays untrack
 from __future__ import annotations
 
 import fcntl
+import os
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterator, List
 
 from .. import slurm
+from ..network_fs import host, server_now
 from ..store import Store
+
+# A lock file names its owner (`<host> <pid>`). On the owner's host its flock tells whether the submitter lives;
+# another host sharing the store may not see that flock (it does not cross sshfs mounts, nor every NFS setup),
+# so the owner touches the file every HEARTBEAT_S and other hosts take it for alive until it is STALE_S old.
+HEARTBEAT_S = 20.0
+STALE_S = 120.0
 
 
 def _lock_path(store: Store, token: str) -> Path:
@@ -27,9 +36,22 @@ def token_lock(store: Store, token: str) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     with open(path, "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.write(f"{host()} {os.getpid()}\n")
+        fh.flush()
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(HEARTBEAT_S):
+                try:
+                    os.utime(path)
+                except OSError:
+                    return
+
+        threading.Thread(target=beat, daemon=True).start()
         try:
             yield
         finally:
+            done.set()
             path.unlink(missing_ok=True)
 
 
@@ -45,6 +67,15 @@ def _owner_alive(store: Store, token: str) -> bool:
         return True
     except OSError:
         return False
+    try:
+        owner = path.read_text().split()
+        age = server_now(path.parent) - path.stat().st_mtime
+    except OSError:
+        return False
+    if (not owner or owner[0] != host()) and age < STALE_S:
+        # a submitter on another host, whose flock this host cannot see (or one that has not named itself yet):
+        # alive while it beats
+        return True
     path.unlink(missing_ok=True)
     return False
 
@@ -96,8 +127,7 @@ def _match_by_name(store: Store, orphan: Dict[str, List], jobs: Dict[str, slurm.
     """(tag -> job id where exactly one unclaimed job fits, tags where several do)."""
     if not orphan:
         return {}, set()
-    known = {r[0] for r in store.db.execute("SELECT DISTINCT job_id FROM attempts WHERE job_id IS NOT NULL")}
-    known |= {r[0] for r in store.db.execute("SELECT DISTINCT array_job_id FROM attempts WHERE array_job_id IS NOT NULL")}
+    known = store.job_ids()
     by_name: Dict[str, set] = {}
     for info in jobs.values():
         if info.comment:  # accounting keeps comments: the comment lookup above was authoritative

@@ -13,7 +13,7 @@ from .recovery import token_lock
 
 def submit_sweep(store: Any, token: str, base: str, explicit: bool, plan_for: Callable[[str], List[PlannedJob]],
                  experiment: str, cluster: str, overrides: Sequence[str], argv: Sequence[str],
-                 sweep_dir: Callable[[str], str]) -> Tuple[str, Dict[str, str], int]:
+                 sweep_dir: Callable[[str], str], sources: Dict[str, Any]) -> Tuple[str, Dict[str, str], int]:
     """Reserve a sweep name (`base`, or `base-<4 hex>` unless explicit), record its runs as SUBMITTING, then submit
     exactly the plan made for that name. Returns (sweep, run id -> job id, number of jobs)."""
     with token_lock(store, token):  # held while this submission's SUBMITTING rows exist
@@ -26,7 +26,7 @@ def submit_sweep(store: Any, token: str, base: str, explicit: bool, plan_for: Ca
                 continue
             jobs = plan_for(name)
             if store.create_sweep(name, experiment, cluster, overrides, argv, sweep_dir(name),
-                                  store_rows(jobs, git_state)):
+                                  store_rows(jobs, git_state), sources):
                 break
             if explicit:
                 raise UserError(f"a sweep named {name!r} exists already", "pick another --name")

@@ -3,7 +3,7 @@
 Per partition: GPU type(s), GPUs total / allocated / free / on unavailable (drained, down, not
 responding) nodes, the number of pending jobs, and the GPUs the current user's jobs hold.
 Parsers are pure functions over the commands' text (tested on output captured from the real
-test cluster, tests/captured/cluster_*).
+test clusters, tests/captured/<version>/cluster_*).
 """
 
 from __future__ import annotations

@@ -23,7 +23,6 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import UserError
 from ..layout import AttemptLayout, RestartLayout, RunLayout, launcher_rank_logs, log_per_task, natural_key, time_index
-from ..state.names import TERMINAL
 from ..state.reconcile import refresh
 
 _LOCAL = re.compile(rb"^\[default(\d+)\]:")
@@ -196,8 +195,9 @@ def show_logs(store: Any, args: Namespace) -> int:
         time.sleep(1.0)
         srcs = sources(merged, attempt, args, lay)  # node files and restarts appear as the job goes on
         _emit(_read_new(srcs, offsets, prefix))
-        state = refresh(store, store.latest(runs=[args.run])).rows[0]["state"]
-        if state in TERMINAL:
+        row = refresh(store, store.latest(runs=[args.run])).rows[0]
+        state = row["state"]
+        if row["final"]:
             time.sleep(0.5)  # the last lines of a shared file system
             srcs = sources(merged, attempt, args, lay)
             _emit(_read_new(srcs, offsets, prefix))

@@ -5,14 +5,22 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 from ..errors import UserError
 from ..layout import RunLayout
 from ..state.reconcile import refresh
 
-ATTEMPT_FIELDS = ("attempt", "job_id", "state", "reason", "exit_code", "nodelist", "partition", "submitted", "started",
-                  "ended", "elapsed", "restarts", "script", "command")
+ATTEMPT_FIELDS = ("attempt", "job_id", "state", "final", "reason", "exit_code", "nodelist", "partition", "submitted",
+                  "started", "ended", "elapsed", "restarts", "script", "command")
+
+
+def accounting_records(raw: str | None) -> List[Dict[str, str]]:
+    """The attempt's accounting records as sacct gave them (one per start of the job), field by field."""
+    from ..slurm import SACCT_FORMAT
+
+    names = [f.split("%")[0] for f in SACCT_FORMAT.split(",")]
+    return [dict(zip(names, line.split("|"))) for line in (raw or "").splitlines() if line.strip()]
 
 
 def launched_commands(run_dir: str, attempt: int) -> Dict[str, str]:
@@ -29,12 +37,28 @@ def launched_commands(run_dir: str, attempt: int) -> Dict[str, str]:
     return out
 
 
+def _fetch_accounting(store: Any, run: str, attempts: List[Any]) -> None:
+    """Every attempt's accounting records as sacct has them now (one call), kept in the store: a state may have
+    become final from squeue's answer before accounting had the job, and a later look still shows the records
+    when slurmdbd is down (or the records expired)."""
+    from .. import slurm
+
+    ids = [a["job_id"] for a in attempts if a["job_id"] and not a["job_id"].startswith("local-")]
+    try:
+        acct = slurm.sacct(ids) if ids else {}
+    except slurm.SlurmUnavailable:
+        return
+    store.record_accounting(run, {a["attempt"]: acct[a["job_id"]].raw for a in attempts
+                                  if a["job_id"] in acct and acct[a["job_id"]].raw})
+
+
 def show_data(store: Any, run: str) -> Dict[str, Any]:
     row = store.run(run)
     if row is None:
         raise UserError(f"no run named {run!r}", "`danlu status --all` lists runs (ids look like sweep/3)")
     refresh(store, store.latest(runs=[run]))  # the latest attempt's state as Slurm has it now
     sweep = store.sweep(row["sweep"])
+    _fetch_accounting(store, run, store.attempts(run))
     attempts = store.attempts(run)
     latest = attempts[-1]
     script = ""
@@ -51,7 +75,9 @@ def show_data(store: Any, run: str) -> Dict[str, Any]:
         "command": latest["command"], "script_path": latest["script"],
         "submitted_with": json.loads(sweep["argv"]) if sweep else None,
         "launched": launched_commands(row["run_dir"], latest["attempt"]),
-        "attempts": [{k: a[k] for k in ATTEMPT_FIELDS} | {"overrides": json.loads(a["overrides"] or "[]")}
+        "attempts": [{k: a[k] for k in ATTEMPT_FIELDS} | {"final": bool(a["final"]),
+                                                          "overrides": json.loads(a["overrides"] or "[]"),
+                                                          "accounting": accounting_records(a["accounting"])}
                      for a in attempts],
         "script": script,
     }
@@ -71,8 +97,11 @@ def render_text(data: Dict[str, Any]) -> str:
     for a in data["attempts"]:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(a["submitted"])) if a["submitted"] else "-"
         extra = f"  overrides: {' '.join(a['overrides'])}" if a["overrides"] else ""
-        lines.append(f"  {a['attempt']}: job {a['job_id'] or '-'}  {a['state']}  {a['reason'] or ''}  submitted {when}"
-                     f"  nodes {a['nodelist'] or '-'}  requeues {a['restarts'] or 0}{extra}")
+        lines.append(f"  {a['attempt']}: job {a['job_id'] or '-'}  {a['state']}{'' if a['final'] else ' (not final)'}"
+                     f"  {a['reason'] or ''}  submitted {when}  nodes {a['nodelist'] or '-'}"
+                     f"  requeues {a['restarts'] or 0}{extra}")
+        for record in a["accounting"]:  # sacct's own words, one record per start
+            lines.append("     sacct: " + " ".join(f"{k}={v}" for k, v in record.items() if v not in ("", "Unknown")))
     lines.append("config:")
     lines.append("  " + yaml.safe_dump(data["config"], sort_keys=False).replace("\n", "\n  ").rstrip())
     lines.append(f"script ({data['script_path']}):")

@@ -25,13 +25,14 @@ def items(rows: Sequence[Any]) -> List[Dict[str, Any]]:
     if not rows:
         return []
     k = {name: i for i, name in enumerate(rows[0].keys())}
-    run, sweep, job, state, reason, nodes, nodelist, a_part, part, elapsed, attempt, restarts, code, exp, rdir = (
+    run, sweep, job, state, reason, nodes, nodelist, a_part, part, elapsed, attempt, restarts, code, exp, rdir, fin = (
         k["run"], k["sweep"], k["job_id"], k["state"], k["reason"], k["nodes"], k["nodelist"], k["a_partition"],
-        k["partition"], k["elapsed"], k["attempt"], k["restarts"], k["exit_code"], k["experiment"], k["run_dir"])
+        k["partition"], k["elapsed"], k["attempt"], k["restarts"], k["exit_code"], k["experiment"], k["run_dir"],
+        k["final"])
     return [{"run": r[run], "sweep": r[sweep], "job_id": r[job], "state": r[state], "reason": r[reason] or "",
              "nodes": r[nodes], "nodelist": r[nodelist] or "", "partition": r[a_part] or r[part] or "",
              "elapsed": r[elapsed], "attempt": r[attempt], "restarts": r[restarts] or 0, "exit_code": r[code],
-             "name": r[exp], "run_dir": r[rdir]} for r in rows]
+             "name": r[exp], "run_dir": r[rdir], "final": bool(r[fin])} for r in rows]
 
 
 def table_rows(shown: List[Dict[str, Any]]) -> List[List[str]]:
@@ -74,13 +75,14 @@ def sweep_counts(shown: List[Dict[str, Any]]) -> Dict[str, Dict[str, int]]:
 
 
 def filter_items(every: List[Dict[str, Any]], names: Sequence[str], show_all: bool, states: Optional[str]) -> List[Dict[str, Any]]:
-    """What `status` lists: the given states; else everything named (or --all); else the runs still active."""
+    """What `status` lists: the given states; else everything named (or --all); else the runs not final yet
+    (a PREEMPTED run that Slurm may start again included)."""
     if states:
         wanted = parse_states(states)
         return [i for i in every if i["state"] in wanted]
     if show_all or names:
         return every
-    return [i for i in every if i["state"] not in TERMINAL]
+    return [i for i in every if not i["final"]]
 
 
 def select(store: Any, names: Sequence[str]) -> List[Any]:

@@ -28,12 +28,14 @@ def sweep_progress(all_items: List[Dict[str, Any]], sweeps: List[str]) -> List[T
     out = []
     for sweep in sweeps:
         counts: Dict[str, int] = {}
+        bad = 0
         for it in all_items:
             if it["sweep"] == sweep:
                 counts[it["state"]] = counts.get(it["state"], 0) + 1
+                # a run Slurm may still requeue (PREEMPTED, NODE_FAIL, TIMEOUT, not final) has not ended
+                bad += it["state"] in TERMINAL and it["state"] != "COMPLETED" and bool(it.get("final", True))
         total = sum(counts.values())
         completed = counts.get("COMPLETED", 0)
-        bad = sum(n for s, n in counts.items() if s in TERMINAL and s != "COMPLETED")
         out.append((sweep, counts, total, completed, bad))
     return out
 
@@ -64,7 +66,7 @@ def _snapshot(store: Any, args: Namespace) -> Tuple[List[Dict[str, Any]], List[T
 
 
 def _done(shown: List[Dict[str, Any]], args: Namespace) -> bool:
-    return bool(args.names) and bool(shown) and all(it["state"] in TERMINAL for it in shown)
+    return bool(args.names) and bool(shown) and all(it["final"] for it in shown)
 
 
 def _header(args: Namespace) -> str:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Re-capture the sinfo/squeue text that tests/test_cluster_view.py parses, from the REAL test
-# cluster (tests/cluster/up.sh must be running): the exact commands launcher/clusterview.py runs,
+# cluster (tests/cluster/up.sh must be running): the exact commands launcher/views/cluster.py runs,
 #   cluster_sinfo_busy.txt / cluster_squeue_busy.txt  while jobs hold GPUs and others pend;
 #   cluster_sinfo_drained.txt                         while node3 is drained for a moment
 #                                                     (resumed right after; running jobs are untouched).
@@ -8,10 +8,15 @@
 #   bash tests/captured/cluster_capture.sh
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-cd "$HERE"
+# writes into tests/captured/<the cluster's Slurm version>/ (sinfo --version; put a newer cluster's clients
+# first in PATH: tests/cluster/chroot.sh), or into the directory given
+OUT=${1:-$HERE/$(sinfo --version | awk '{ split($2, v, "."); print v[1] "." v[2] }')}
+mkdir -p "$OUT"
+cd "$OUT"
+export PYTHONPATH=$HERE/../..
 PY=${PYTHON:-$HERE/../../.venv/bin/python}
-mapfile -t SINFO < <("$PY" -c 'import sys; sys.path.insert(0, "../.."); from launcher.clusterview import SINFO_CMD; print("\n".join(SINFO_CMD))')
-mapfile -t SQUEUE < <("$PY" -c 'import sys; sys.path.insert(0, "../.."); from launcher.clusterview import SQUEUE_CMD; print("\n".join(SQUEUE_CMD))')
+mapfile -t SINFO < <("$PY" -c 'import sys; sys.path.insert(0, "../.."); from launcher.views.cluster import SINFO_CMD; print("\n".join(SINFO_CMD))')
+mapfile -t SQUEUE < <("$PY" -c 'import sys; sys.path.insert(0, "../.."); from launcher.views.cluster import SQUEUE_CMD; print("\n".join(SQUEUE_CMD))')
 sb() { sbatch --parsable -o /dev/null --comment="danlu:capture:$1" "${@:2}" | cut -d';' -f1; }
 
 two=$(sb two -p debug-4090-01 --gres=gpu:rtx4090:2 --wrap 'sleep 60')

@@ -6,7 +6,12 @@
 #   bash tests/captured/status_capture.sh
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-cd "$HERE"
+# writes into tests/captured/<the cluster's Slurm version>/ (sinfo --version; put a newer cluster's clients
+# first in PATH: tests/cluster/chroot.sh), or into the directory given
+OUT=${1:-$HERE/$(sinfo --version | awk '{ split($2, v, "."); print v[1] "." v[2] }')}
+mkdir -p "$OUT"
+cd "$OUT"
+export PYTHONPATH=$HERE/../..
 PY=${PYTHON:-$HERE/../../.venv/bin/python}
 SACCT_FORMAT=$("$PY" -c 'import sys; sys.path.insert(0, "../.."); from launcher.slurm import SACCT_FORMAT; print(SACCT_FORMAT)')
 SQUEUE_FORMAT=$("$PY" -c 'import sys; sys.path.insert(0, "../.."); from launcher.slurm import SQUEUE_FORMAT; print(SQUEUE_FORMAT)')
@@ -47,7 +52,21 @@ fail=$fail
 cancel=$cancel
 tlimit=$tlimit
 EOT
-# a job that was preempted and requeued (test_cluster.py makes some): each run of it (-D)
-pre=$(sacct -X -n -P -S now-7days -E now -s PR -o JobID | grep -v _ | tail -2 | paste -sd, || true)
-if [[ -n $pre ]]; then sacct -X -D -n -P -o "$SACCT_FORMAT" -j "$pre" >sacct_preempted_requeued.txt; fi
+# a job preempted (and requeued) by one of the higher-tier partition: each record of it (-D), right after
+victim=$(sb victim -p debug-4090-01 -N2 --exclusive --requeue --wrap 'sleep 300')
+for ((i = 0; i < 60; i++)); do
+    [ "$(squeue -h -j "$victim" -t R -o %i | wc -l)" = 1 ] && break
+    sleep 1
+done
+urgent=$(sb urgent -p urgent-4090 -N2 --exclusive --time=1 --wrap 'sleep 15')
+for ((i = 0; i < 30; i++)); do
+    sacct -X -D -n -P -o State -j "$victim" | grep -q PREEMPTED && break
+    sleep 1
+done
+sleep 2
+sacct -X -D -n -P -o "$SACCT_FORMAT" -j "$victim" >sacct_preempted_requeued.txt
+squeue -h -r -t all -o "$SQUEUE_FORMAT" -j "$victim" >squeue_preempted_requeued.txt
+scancel "$victim" "$urgent" 2>/dev/null || true
+echo "victim=$victim" >>status_jobs.txt
+echo "urgent=$urgent" >>status_jobs.txt
 echo "captured: $(wc -l sacct_states.txt squeue_states.txt | tail -1)"

@@ -29,7 +29,7 @@ start)
         say "slurmdbd: already running (pid $(cat "$PID_SLURMDBD"))"
     else
         say "slurmdbd: starting"
-        slurmdbd </dev/null >>"$LOGDIR/slurmdbd.out" 2>&1 9>&-
+        LD_LIBRARY_PATH=${DANLU_SLURMDBD_LIBS:-} slurmdbd </dev/null >>"$LOGDIR/slurmdbd.out" 2>&1 9>&-
     fi
     for ((i = 0; i < 120; i++)); do
         if sacctmgr -n -P list cluster >/dev/null 2>&1; then

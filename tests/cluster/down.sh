@@ -7,6 +7,11 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# down.sh [VERSION] [--purge]: 24.11 / 26.05 are the clusters of tests/cluster/chroot.sh
+case ${1:-} in
+24.11 | 26.05) exec bash "$HERE/chroot.sh" down "$@" ;;
+22.05) shift ;;
+esac
 # shellcheck source=common.sh
 source "$HERE/common.sh"
 

@@ -22,12 +22,20 @@ source <repo>/envs/diffusion_dpo/.venv/bin/activate
 export HF_DATASETS_OFFLINE=1
 # passed from the submitting environment by name, never written here: HF_TOKEN WANDB_API_KEY HUGGING_FACE_HUB_TOKEN
 
+# ---- facts about this job, asked of Slurm once here for every node and task: a call that fails for a moment ----
+# ---- (a busy controller) is tried again and has a fallback, and never ends the job (set -e) ----
+danlu_retry() { local n; for n in 1 2 3; do "$@" 2>/dev/null && return 0; sleep "$n"; done; return 1; }
+# when Slurm ends this job (its time limit; the agents checkpoint the configured grace before it): Slurm's own
+# variable where it sets one, else this script's start plus the limit (no call to slurmctld)
+export DANLU_JOB_END=${SLURM_JOB_END_TIME:-$(($(date +%s) + 172800))}
 # ---- head node and rendezvous port (picked free on the head node, never a fixed port shared by every job) ----
-mapfile -t danlu_nodes < <(scontrol show hostnames "$SLURM_JOB_NODELIST")
-export DANLU_HEAD_NODE="${danlu_nodes[0]}"
-danlu_addr=$(scontrol show node "$DANLU_HEAD_NODE" -o | tr ' ' '\n' | sed -n 's/^NodeAddr=//p')
+# this script runs on the job's first node, the head: its own name, else the first of the job's node list
+danlu_nodes=()
+[ -n "${SLURMD_NODENAME:-}" ] || mapfile -t danlu_nodes < <(scontrol show hostnames "$SLURM_JOB_NODELIST" || true)
+export DANLU_HEAD_NODE="${SLURMD_NODENAME:-${danlu_nodes[0]:-$(hostname -s)}}"
+danlu_addr=$( (danlu_retry scontrol show node "$DANLU_HEAD_NODE" -o || true) | tr ' ' '\n' | sed -n 's/^NodeAddr=//p')
 danlu_addr=${danlu_addr:-$DANLU_HEAD_NODE}
-export DANLU_HEAD_ADDR=$(getent ahostsv4 "$danlu_addr" | awk 'NR==1 {print $1}')
+export DANLU_HEAD_ADDR=$(getent ahostsv4 "$danlu_addr" | awk 'NR==1 {print $1}' || true)
 export DANLU_HEAD_ADDR=${DANLU_HEAD_ADDR:-$danlu_addr}
 export DANLU_PORT=$(<python> -m launcher.job.port)  # this script runs on the head node
 
@@ -39,6 +47,7 @@ case "${SLURM_ARRAY_TASK_ID:-0}" in
     export DANLU_ATTEMPT=1
     export DANLU_RUN_DIR=/runs/golden/0
     export DANLU_WORKDIR=/code/DiffusionDPO
+    export DANLU_STEP_MARK=/runs/golden/0/logs/attempt-1/step-started
     export WANDB_RUN_GROUP=golden
     export WANDB_NAME=golden/0
     export DANLU_COMMAND='accelerate launch --multi_gpu --num_machines 2 --num_processes 8 --machine_rank @NODE_RANK@ --main_process_ip @HEAD_ADDR@ --rdzv_backend static --main_process_port @PORT@ --log_dir @LOG_DIR@ --tee 3 --mixed_precision fp16 train.py --pretrained_model_name_or_path=runwayml/stable-diffusion-v1-5 --dataset_name=yuvalkirstain/pickapic_v2 --train_batch_size=1 --dataloader_num_workers=16 --gradient_accumulation_steps=128 --max_train_steps=2000 --lr_scheduler=constant_with_warmup --lr_warmup_steps=500 --learning_rate=1e-08 --scale_lr --checkpointing_steps=500 --beta_dpo=5000 --output_dir=/runs/golden/0/output'
@@ -56,6 +65,19 @@ export SUBMITIT_EXECUTOR=slurm  # the node agent runs through submitit (pickled 
 for ((danlu_step = 0; danlu_step < ${SLURM_RESTART_COUNT:-0}; danlu_step++)); do
     srun --nodes=1 --ntasks=1 --cpus-per-task=1 --export=ALL true || true
 done
-srun --kill-on-bad-exit=1 --nodes=2 --ntasks-per-node=1 --cpus-per-task=32 --export=ALL \
-    <python> -u -m launcher.job /runs/golden/.submitit/%j /runs/golden/.submitit/0123456789ab-0
+# srun may fail to create the step of a job it just allocated (seen right after an exclusive job left the nodes:
+# "Invalid generic resource (gres) specification"): no task ran, so it tries again; a step that ran is never rerun
+mkdir -p "$(dirname "$DANLU_STEP_MARK")"
+for danlu_try in 1 2 3; do
+    rm -f "$DANLU_STEP_MARK"
+    danlu_rc=0
+    srun --kill-on-bad-exit=1 --nodes=2 --ntasks-per-node=1 --cpus-per-task=32 --export=ALL \
+        <python> -u -m launcher.job /runs/golden/.submitit/%j /runs/golden/.submitit/0123456789ab-0 || danlu_rc=$?
+    if [ "$danlu_rc" -eq 0 ] || [ -e "$DANLU_STEP_MARK" ] || [ "$danlu_try" -eq 3 ]; then
+        break
+    fi
+    echo "danlu: srun started no task (exit $danlu_rc): trying again in 10s ($danlu_try of 3)" >&2
+    sleep 10
+done
+exit "$danlu_rc"
 

@@ -1,0 +1,150 @@
+"""Metrics from the `step=N key=value ...` lines programs print (the tiny examples do; many training loops
+print their own alike): rank 0's view, every restart of every attempt in order, with the time each line was
+written (the log's time index, launcher/layout.time_index)."""
+
+from __future__ import annotations
+
+import bisect
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Tuple
+
+from ..layout import RestartLayout, time_index
+
+# counters and identities that share a step line, not metrics
+NOT_METRICS = frozenset({"step", "rank", "local_rank", "node_rank", "world_size", "pid", "epoch"})
+_UNITS = (b"ms", b"s", b"%")  # a value printed with its unit: step_time=0.366s, usage=12%
+
+Points = Dict[str, List[Tuple[int, float, Optional[float]]]]
+
+
+def rank0_log(restart: RestartLayout) -> Optional[Path]:
+    """The log holding rank 0's lines: its own (one task per rank, or the launcher's per-rank copy), else the
+    launcher's log of node 0."""
+    for path in (restart.rank_log(0), restart.node_log(0)):
+        if path.exists():
+            return path
+    return None
+
+
+def _line_times(log: Path) -> Tuple[List[int], List[float]]:
+    offsets: List[int] = []
+    stamps: List[float] = []
+    try:
+        text = time_index(log).read_text()
+    except OSError:
+        return offsets, stamps
+    for ln in text.splitlines():
+        parts = ln.split()
+        if len(parts) == 2:
+            try:
+                offsets.append(int(parts[0]))
+                stamps.append(float(parts[1]))
+            except ValueError:
+                continue
+    return offsets, stamps
+
+
+def _number(value: bytes) -> Optional[float]:
+    for unit in _UNITS:
+        if value.endswith(unit):
+            value = value[: -len(unit)]
+            break
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _step_line(line: bytes) -> Optional[Tuple[int, List[Tuple[str, float]]]]:
+    """(step, [(metric, value)]) of a `step=N key=value ...` line of rank 0 (a launcher's `[default0]:` prefix
+    allowed); None for any other line (`pretrain step=3/20`, another rank's line, no metric in it)."""
+    step: Optional[int] = None
+    found: List[Tuple[str, float]] = []
+    for token in line.split():
+        key, eq, value = token.rpartition(b"=")
+        if not eq:
+            continue
+        if b":" in key:  # [default0]:step=3
+            key = key.rsplit(b":", 1)[1]
+        name = key.decode(errors="replace")
+        if name == "step":
+            if not value.isdigit():
+                return None
+            step = int(value)
+        elif name == "rank":
+            if value != b"0":
+                return None
+        elif name not in NOT_METRICS and (name[:1].isalpha() or name[:1] == "_"):
+            number = _number(value.rstrip(b",;"))
+            if number is not None:
+                found.append((name, number))
+    return (step, found) if step is not None and found else None
+
+
+def parse(data: bytes, start: int = 0, times: Tuple[List[int], List[float]] = ([], [])) -> Points:
+    """The metrics of every step line in `data` (the bytes of a log from offset `start`)."""
+    out: Points = {}
+    offsets, stamps = times
+    pos = 0
+    for line in data.split(b"\n"):
+        here = pos
+        pos += len(line) + 1
+        if b"step=" not in line:
+            continue
+        got = _step_line(line)
+        if got is None:
+            continue
+        step, found = got
+        when: Optional[float] = None
+        if offsets:
+            i = bisect.bisect_right(offsets, start + here) - 1
+            when = stamps[i] if i >= 0 else stamps[0]
+        for name, value in found:
+            pts = out.get(name)
+            if pts is None:
+                pts = out[name] = []
+            pts.append((step, value, when))
+    return out
+
+
+def read_log(log: Path) -> Points:
+    try:
+        data = log.read_bytes()
+    except OSError:
+        return {}
+    return parse(data, 0, _line_times(log))
+
+
+def merge(parts: Iterable[Points]) -> Points:
+    """The points of several logs, in the order given (earlier restarts first)."""
+    out: Points = {}
+    for p in parts:
+        for name, pts in p.items():
+            out.setdefault(name, []).extend(pts)
+    return out
+
+
+def tail_step(log: Path, nbytes: int = 4096) -> Optional[Tuple[int, Dict[str, float]]]:
+    """The last step line in the last `nbytes` of a log, cheaply (`danlu status` for running runs)."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - nbytes))
+            data = f.read()
+    except OSError:
+        return None
+    for line in reversed(data.split(b"\n")):
+        if b"step=" not in line:
+            continue
+        got = parse(line)
+        if got:
+            step = next(iter(got.values()))[0][0]
+            return step, {name: pts[0][1] for name, pts in got.items()}
+    return None
+
+
+def run_points(attempts: Iterable[Iterable[RestartLayout]]) -> Points:
+    """Rank 0's step lines of every restart of every attempt, earliest first."""
+    logs = [rank0_log(r) for restarts in attempts for r in restarts]
+    return merge(read_log(p) for p in logs if p is not None)

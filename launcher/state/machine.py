@@ -1,0 +1,139 @@
+"""The state machine of an attempt: which states danlu shows, which of them are final, and the one step that
+takes an attempt from what the store knew to what Slurm (one sacct, one squeue) and the run's own files say now.
+
+    SUBMITTING --sbatch accepted--> PENDING --> RUNNING --> COMPLETING --> COMPLETED, FAILED, CANCELLED,
+        |                              ^           |                      OUT_OF_MEMORY, BOOT_FAIL, DEADLINE
+        |                              |           |                      (final)
+        |                              +-requeue---+  the agent's, before a time limit; Slurm's, on preemption or
+        |                                 |           a dead node (danlu submits with --requeue)
+        |                           PREEMPTED, NODE_FAIL, TIMEOUT: provisional while Slurm still holds the job
+        |                           (it may start it again), final once squeue answers without it
+        +--sbatch refused--> (dropped: nothing reached Slurm)
+    UNKNOWN (neither Slurm nor the run's files can say, e.g. sacct down and squeue no longer lists the job):
+    provisional.
+
+A final state never changes again (store.update_attempts) and is what `rerun` acts on; a provisional one is
+looked at again on every refresh. A missing or failed answer never makes a state final: without squeue's
+answer a PREEMPTED job may be pending again already; without sacct only the run's own result file can say
+how it ended.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from .. import slurm
+from ..layout import RunLayout
+from ..procs import pid_alive
+from .names import ACTIVE, TERMINAL
+from .reasons import classify, tail_lines
+
+# ends after which Slurm may start the job again (danlu's jobs are submitted with --requeue)
+PROVISIONAL_ENDS = frozenset({"PREEMPTED", "NODE_FAIL", "TIMEOUT"})
+
+
+@dataclass
+class SlurmAnswers:
+    acct: Dict[str, slurm.JobInfo] = field(default_factory=dict)
+    queue: Dict[str, slurm.JobInfo] = field(default_factory=dict)
+    acct_ok: bool = True
+    queue_ok: bool = True
+
+
+def is_final(state: str, held: Optional[bool]) -> bool:
+    """Whether `state` can no longer change. held: True when squeue lists the job, False when squeue answered
+    without it, None when squeue failed (then a requeueable end stays provisional)."""
+    if state in PROVISIONAL_ENDS:
+        return held is False
+    return state in TERMINAL
+
+
+def attempt_files(row: Any) -> Any:
+    """The AttemptLayout of a store row (run_dir + attempt)."""
+    return RunLayout(Path(row["run_dir"])).attempt(int(row["attempt"]))
+
+
+def log_files(row: Any) -> List[Path]:
+    """The logs of an attempt (every restart) and Slurm's output of its batch script: where a failure's reason is."""
+    files = attempt_files(row).log_files()
+    slurm_out = RunLayout(Path(row["run_dir"])).slurm_output(row["job_id"])
+    return files + ([slurm_out] if slurm_out else [])
+
+
+def _result_state(r: Any) -> Optional[Tuple[str, str, Dict[str, Any]]]:
+    """(state, exit code, result) from the result file the job wrote, if it wrote one."""
+    res = attempt_files(r).read_result()
+    if res is None:
+        return None
+    code = int(res.get("exit_code", 1))  # type: ignore[call-overload]
+    return ("COMPLETED" if code == 0 else "FAILED"), f"{code}:0", res
+
+
+def step(r: Any, answers: SlurmAnswers) -> Optional[Dict[str, Any]]:
+    """The store update for one attempt that is not final yet, from Slurm's answers and the run's files
+    (None: no news). Every update says whether its state is final."""
+    jid = r["job_id"]
+    if jid.startswith("local-"):
+        done = _result_state(r)
+        if done is not None:
+            return finish(r, done[0], done[1], "localhost", None)
+        pid = int(jid.split("-", 1)[1]) if jid.split("-", 1)[1].isdigit() else -1
+        if pid > 0 and pid_alive(pid):
+            return {"state": "RUNNING", "nodelist": "localhost", "final": False,
+                    "elapsed": time.time() - (r["submitted"] or time.time())}
+        return finish(r, "FAILED", "", "localhost", "ended without a result (killed?)")
+    q = answers.queue.get(jid)
+    a = answers.acct.get(jid)
+    if "_" in jid:
+        # a pending array cancelled as a whole (`scancel 123_[0-999]`) stays one record, "123", without
+        # its tasks: that record is the state of every task
+        q = q or answers.queue.get(jid.split("_")[0])
+        a = a or answers.acct.get(jid.split("_")[0])
+    held = (q is not None) if answers.queue_ok else None  # does the controller still hold the job?
+    q_state = slurm.base_state(q.state) if q else None
+    a_state = slurm.base_state(a.state) if a else None
+    record = {"accounting": a.raw} if a is not None and a.raw else {}
+    if q is not None and q_state in ACTIVE:
+        # the controller says it is queued or running (possibly again, after a requeue)
+        return record | {"state": q_state, "reason": (q.reason or "None") if q_state == "PENDING" else "",
+                         "nodelist": q.nodelist or None, "elapsed": q.elapsed, "partition": q.partition or None,
+                         "restarts": a.restarts if a else None, "started": a.started if a else None, "final": False}
+    if a is not None and a_state not in ACTIVE:
+        return record | finish(r, a.state, a.exit_code, a.nodelist, None, elapsed=a.elapsed, restarts=a.restarts,
+                               started=a.started, ended=a.ended, held=held)
+    if q is not None:
+        # ended a moment ago: the controller knows how (sacct not yet, or not at all)
+        done = _result_state(r)
+        return record | finish(r, q.state, done[1] if done else "", q.nodelist, None, elapsed=q.elapsed,
+                               restarts=a.restarts if a else None, held=True)
+    if a is not None:
+        # sacct says queued/running but the controller no longer lists it: accounting lags; keep sacct's view
+        return record | {"state": a_state, "reason": (a.reason or "None") if a_state == "PENDING" else "",
+                         "nodelist": a.nodelist or None, "elapsed": a.elapsed, "restarts": a.restarts,
+                         "started": a.started, "final": False}
+    if not answers.acct_ok:
+        # no accounting and gone from the controller: trust only what the job itself wrote; never guess
+        done = _result_state(r)
+        if done is not None and not done[2].get("interrupted") and answers.queue_ok:
+            ended = done[2].get("ended")
+            return finish(r, done[0], done[1], None, None, ended=ended if isinstance(ended, (int, float)) else None)
+        why = ("sacct is unavailable and squeue failed" if not answers.queue_ok
+               else "sacct is unavailable and squeue no longer lists the job")
+        return {"state": "UNKNOWN", "reason": why, "final": False}
+    return None  # accounting has not caught up yet (just submitted): keep the last known state
+
+
+def finish(r: Any, state: str, exit_code: str, nodelist: Optional[str], reason: Optional[str],
+           elapsed: Optional[int] = None, restarts: Optional[int] = None, started: Optional[float] = None,
+           ended: Optional[float] = None, held: Optional[bool] = False) -> Dict[str, Any]:
+    """The store update of an attempt that ended (for now, if Slurm may still requeue it: `held`), and why (from
+    its logs) unless it completed."""
+    base = slurm.base_state(state)
+    if reason is None and base != "COMPLETED":
+        reason = classify(state, exit_code, nodelist or "", lambda: tail_lines(log_files(r)))
+    return {"state": base, "reason": reason or "", "exit_code": exit_code or None, "nodelist": nodelist or None,
+            "started": started, "ended": ended or time.time(), "elapsed": elapsed, "restarts": restarts,
+            "final": is_final(base, held)}

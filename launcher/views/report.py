@@ -1,0 +1,131 @@
+"""`danlu report SWEEP`: which run won. One row per run: the swept values (only the keys that differ across the
+sweep), state, steps done, the last and best value of the chosen metric, a sparkline; the best run marked. With a
+swept seed, one row per point: mean +- std over its seeds (of each run's best value), the best point marked."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence
+
+from ..metrics.series import Series, choose_metric, default_mode
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+@dataclass
+class RunReport:
+    run: str
+    state: str
+    values: Dict[str, str]  # the sweep point: key -> value, as overridden
+    series: Dict[str, Series] = field(default_factory=dict)
+
+
+def point_values(overrides: Sequence[str]) -> Dict[str, str]:
+    """key -> value of `key=value` overrides (a leading + or ~ dropped)."""
+    out: Dict[str, str] = {}
+    for o in overrides:
+        key, eq, value = o.partition("=")
+        if eq:
+            out[key.lstrip("+~")] = value
+    return out
+
+
+def swept_keys(runs: Sequence[RunReport]) -> List[str]:
+    """The keys whose values differ across the runs, in the order they first appear."""
+    keys = list(dict.fromkeys(k for r in runs for k in r.values))
+    return [k for k in keys if len({r.values.get(k) for r in runs}) > 1]
+
+
+def seed_key(keys: Sequence[str]) -> Optional[str]:
+    return next((k for k in keys if k.rsplit(".", 1)[-1] in ("seed", "seeds")), None)
+
+
+def sparkline(values: Sequence[float], width: int = 16) -> str:
+    if not values:
+        return ""
+    if len(values) > width:  # the mean of each of `width` equal slices
+        n = len(values)
+        values = [statistics.fmean(values[i * n // width:(i + 1) * n // width]) for i in range(width)]
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    return "".join(SPARKS[min(len(SPARKS) - 1, int((v - lo) / span * len(SPARKS)))] for v in values)
+
+
+def build(runs: Sequence[RunReport], metric: Optional[str] = None, mode: Optional[str] = None,
+          group_by_seed: Optional[bool] = None) -> Dict[str, Any]:
+    """The report as data (what --json prints and the table shows)."""
+    keys = swept_keys(runs)
+    chosen = choose_metric((n for r in runs for n in r.series), metric)
+    how = mode or (default_mode(chosen) if chosen else "min")
+    seed = seed_key(keys)
+    grouping = bool(seed) if group_by_seed is None else group_by_seed and seed is not None
+    items = []
+    for r in runs:
+        s = r.series.get(chosen) if chosen else None
+        last, best = (s.last(), s.best(how)) if s else (None, None)
+        steps = max((x.steps[-1] for x in r.series.values() if x.steps), default=0)
+        items.append({"run": r.run, "state": r.state, "values": {k: r.values.get(k) for k in keys}, "steps": steps,
+                      "last": last[1] if last else None, "best": best[1] if best else None,
+                      "best_step": best[0] if best else None,
+                      "series": {n: x.as_dict() for n, x in r.series.items()}})
+    better = min if how == "min" else max
+    scored = [i for i in items if i["best"] is not None]
+    winner = better(scored, key=lambda i: i["best"])["run"] if scored else None
+    for i in items:
+        i["best_run"] = i["run"] == winner
+    points: List[Dict[str, Any]] = []
+    if grouping and seed:
+        others = [k for k in keys if k != seed]
+        groups: Dict[tuple, List[Dict[str, Any]]] = {}
+        for i in items:
+            groups.setdefault(tuple(i["values"].get(k) for k in others), []).append(i)
+        for vals, members in groups.items():
+            bests = [m["best"] for m in members if m["best"] is not None]
+            points.append({"values": dict(zip(others, vals)), "runs": [m["run"] for m in members],
+                           "seeds": [m["values"].get(seed) for m in members],
+                           "mean": statistics.fmean(bests) if bests else None,
+                           "std": statistics.stdev(bests) if len(bests) > 1 else 0.0 if bests else None})
+        ranked = [p for p in points if p["mean"] is not None]
+        top = better(ranked, key=lambda p: p["mean"]) if ranked else None
+        for p in points:
+            p["best_point"] = p is top
+    return {"metric": chosen, "mode": how, "keys": keys, "seed_key": seed if grouping else None, "runs": items,
+            "points": points}
+
+
+def _num(v: Optional[float]) -> str:
+    return "-" if v is None else f"{v:.5g}"
+
+
+def render(report: Dict[str, Any], sparks: bool = True) -> str:
+    keys, metric = report["keys"], report["metric"] or "-"
+    head = ["", "RUN"] + [_label(keys, k) for k in keys] + \
+        ["ST", "STEPS", f"LAST({metric})", f"BEST({metric})", "AT"] + (["TREND"] if sparks else [])
+    rows = []
+    for i in report["runs"]:
+        s = i["series"].get(report["metric"]) if report["metric"] else None
+        rows.append(["*" if i["best_run"] else "", i["run"]] + [str(i["values"].get(k, "")) for k in keys] +
+                    [i["state"], str(i["steps"]), _num(i["last"]), _num(i["best"]),
+                     "-" if i["best_step"] is None else str(i["best_step"])] +
+                    ([sparkline(s["values"]) if s else ""] if sparks else []))
+    lines = [f"# {metric} ({report['mode']}): * marks the best run", _columns(head, rows)]
+    if report["points"]:
+        others = [k for k in keys if k != report["seed_key"]]
+        phead = [""] + [_label(keys, k) for k in others] + ["SEEDS", f"MEAN({metric})", "STD"]
+        prow = [["*" if p["best_point"] else ""] + [str(p["values"].get(k, "")) for k in others] +
+                [",".join(str(s) for s in p["seeds"]), _num(p["mean"]), _num(p["std"])] for p in report["points"]]
+        lines += ["", f"# over seeds ({report['seed_key']}): mean +- std of each run's best {metric}",
+                  _columns(phead, prow)]
+    return "\n".join(lines)
+
+
+def _label(keys: Sequence[str], key: str) -> str:
+    """A column's name: the key's last part in capitals (args.beta_dpo: BETA_DPO) where that is unambiguous."""
+    tail = key.rsplit(".", 1)[-1]
+    return tail.upper() if sum(k.rsplit(".", 1)[-1] == tail for k in keys) == 1 else key
+
+
+def _columns(head: List[str], rows: List[List[str]]) -> str:
+    widths = [max(len(c) for c in col) for col in zip(head, *rows)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head] + rows)

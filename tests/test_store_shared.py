@@ -1,0 +1,194 @@
+"""One run store shared by two login nodes over a network file system (issue 15).
+
+The stand-in: two sshfs mounts of one directory (tests/sshfs_helpers.py), each its own client, with writers on
+each given another host name (a UTS namespace of their own). Neither WAL's shared memory nor POSIX locks reach
+across the two mounts; the store's network mode (lock directory, rollback journal, a connection per use) must.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from launcher.dir_lock import DirLock
+from launcher.network_fs import mount_of, parse_mountinfo, store_mode
+from launcher.store import Store
+from sshfs_helpers import as_host, missing_tools, start
+
+REPO = Path(__file__).resolve().parents[1]
+CAPTURED = Path(__file__).parent / "captured"
+SWEEPS = 8  # per writer; each sweep is 4 uses of the store (3 transactions, 1 read), each under the lock
+
+WRITER = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    from launcher.store import NewRun, Store
+
+    path, who, sweeps = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+    store = Store(path)
+    assert store.mode == "network", (store.mode, store.mode_why)
+    for j in range(sweeps):
+        name = f"{who}-{j}"
+        runs = [NewRun(run=f"{name}/{i}", idx=i, overrides=[], config={"i": i}, run_dir=f"/r/{name}/{i}", workdir="/r",
+                       git_commit=None, git_dirty=None, partition="p", nodes=1, cluster_kind="slurm", script="",
+                       command="", tag=f"{name}:0", array_task=i) for i in range(3)]
+        assert store.create_sweep(name, "e", "c", [], [], f"/r/{name}", runs)
+        store.record_job(f"{name}:0", str(j + 1), array=True)
+        store.update_attempts([{"run": f"{name}/1", "attempt": 1, "state": "RUNNING", "final": False}])
+        assert len([r for r in store.latest() if r["sweep"] == name]) == 3  # reads interleave with the other host
+""")
+
+HOLD_LOCK = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from launcher.store import Store
+
+    store = Store(Path(sys.argv[1]))
+    with store.tx():
+        print("holding", flush=True)
+        time.sleep(600)
+""")
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    gone = missing_tools()
+    if gone or os.geteuid() != 0:
+        why = f"needs root and {', '.join(gone)} (tests/run.sh installs openssh-server and sshfs)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+    mounts = start(tmp_path_factory.mktemp("shared-home"))
+    yield mounts
+    mounts.stop()
+
+
+def _env() -> dict:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("DANLU_STORE_FS", None)  # detected from the mount table, as on a login node
+    return env
+
+
+def test_the_mount_table_tells_network_file_systems_from_local_ones():
+    """Lines captured from this machine's /proc/self/mountinfo with the two sshfs mounts up."""
+    text = (CAPTURED / "mountinfo.txt").read_text()
+    mounts = parse_mountinfo(text)
+    assert ("/", "ext4") in mounts and ("/dev/shm", "tmpfs") in mounts
+    sshfs = [point for point, fstype in mounts if fstype == "fuse.sshfs"]
+    assert sshfs == ["/tmp/sshfs-test/m1", "/tmp/sshfs-test/m2"]
+    assert mount_of("/tmp/sshfs-test/m1/store/store.sqlite", text) == ("fuse.sshfs", "/tmp/sshfs-test/m1")
+    assert mount_of("/tmp/sshfs-test/m10", text)[0] != "fuse.sshfs"  # a prefix is not a parent
+    assert mount_of("/tmp/elsewhere", text)[0] != "fuse.sshfs"
+    # a mount point with a space, escaped as octal
+    assert parse_mountinfo("36 35 98:0 / /mnt/my\\040home rw - nfs4 srv:/home rw")[0] == ("/mnt/my home", "nfs4")
+
+
+def test_a_store_on_the_shared_mount_uses_the_network_mode(shared, monkeypatch):
+    monkeypatch.delenv("DANLU_STORE_FS", raising=False)
+    mode, why = store_mode(shared.mounts[0] / "s.sqlite")
+    assert (mode, why.split()[0]) == ("network", "fuse.sshfs")
+    assert store_mode(Path("/tmp/s.sqlite"))[0] == "local"
+    monkeypatch.setenv("DANLU_STORE_FS", "local")  # the override, e.g. on the file server itself
+    assert store_mode(shared.mounts[0] / "s.sqlite") == ("local", "DANLU_STORE_FS=local")
+
+
+def test_two_hosts_writing_one_store_lose_nothing(shared):
+    """Four writers, two per host, each host through its own mount: 4 x 8 sweeps of 3 runs, all there, read
+    alike through either mount, the database intact, no lock left behind."""
+    home = shared.mounts[0] / "two-hosts"
+    home.mkdir()
+    procs = []
+    for host, mount in (("login1", shared.mounts[0]), ("login2", shared.mounts[1])):
+        for k in range(2):
+            path = mount / "two-hosts" / "store.sqlite"
+            procs.append(subprocess.Popen(as_host(host, [sys.executable, "-c", WRITER, str(path), f"{host}-{k}", str(SWEEPS)]),
+                                          env=_env(), stderr=subprocess.PIPE, text=True))
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, "\n".join(e[-1500:] for e in errors)
+    seen = []
+    for mount in shared.mounts:
+        store = Store(mount / "two-hosts" / "store.sqlite")
+        rows = store.latest()
+        assert len(rows) == 4 * SWEEPS * 3 and len({r["run"] for r in rows}) == len(rows)
+        assert sum(r["state"] == "RUNNING" for r in rows) == 4 * SWEEPS
+        assert store.query("PRAGMA integrity_check")[0][0] == "ok"
+        assert store.query("PRAGMA journal_mode")[0][0] == "delete"
+        seen.append(sorted(r["run"] for r in rows))
+    assert seen[0] == seen[1]
+    # A journal deleted by its writer right after closing it can be unlinked before the kernel's asynchronous
+    # release of it reached sshfs: sshfs then keeps it as .fuse_hidden* until that release arrives (NFS's
+    # .nfs* files alike). They go by themselves; a lock or journal left behind stays and fails here.
+    deadline = time.monotonic() + 30
+    while any(p.name.startswith(".fuse_hidden") for p in (shared.export / "two-hosts").iterdir()) \
+            and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert sorted(p.name for p in (shared.export / "two-hosts").iterdir()) == ["store.sqlite"]
+
+
+def test_a_lock_left_by_a_killed_process_is_broken(shared):
+    """A danlu SIGKILLed inside a transaction leaves the lock directory: on its own host the next process breaks
+    it at once (the owner's pid is gone); another host waits until it is stale by the file server's clock."""
+    path = shared.mounts[0] / "killed" / "store.sqlite"
+    path.parent.mkdir()
+    Store(path).close()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path)], env=_env(), stdout=subprocess.PIPE,
+                              text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+    lock = path.with_name("store.sqlite.lock")
+    assert lock.is_dir()
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.wait()
+    store = Store(path)  # this host: the owner is a dead pid here
+    started = time.monotonic()
+    assert store.sweep("none") is None
+    assert time.monotonic() - started < 5 and store.lock is not None and store.lock.broken == 1
+    # another host's lock is not this host's to judge by pid: it is broken once stale_s old
+    other = DirLock(shared.mounts[1] / "killed" / "store.sqlite.lock", patience_s=30, stale_s=3)
+    lock.mkdir()
+    (lock / "owner").write_text("login2 1\n")
+    started = time.monotonic()
+    other.acquire()
+    waited = time.monotonic() - started
+    other.release()
+    assert other.broken == 1 and waited >= 2, waited
+    assert not lock.exists()
+
+
+def test_a_submit_on_the_other_host_is_alive_to_crash_recovery(shared):
+    """Crash recovery (submit/recovery.py) must not take a submit that runs on the other login node for a dead
+    one (and drop its SUBMITTING rows): its flock does not cross the mounts, its heartbeat does."""
+    from launcher.submit import recovery
+
+    path = shared.mounts[0] / "tokens" / "store.sqlite"
+    path.parent.mkdir()
+    hold = textwrap.dedent("""
+        import sys, time
+        from pathlib import Path
+        from launcher.store import Store
+        from launcher.submit.recovery import token_lock
+
+        with token_lock(Store(Path(sys.argv[1])), "tok"):
+            print("holding", flush=True)
+            time.sleep(600)
+    """)
+    holder = subprocess.Popen(as_host("login2", [sys.executable, "-c", hold, str(path)]), env=_env(),
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
+        here = Store(shared.mounts[1] / "tokens" / "store.sqlite")
+        assert recovery._owner_alive(here, "tok")  # login2's submit, seen from this host through the other mount
+        lock = recovery._lock_path(here, "tok")
+        assert lock.read_text().split()[0] == "login2"
+        old = time.time() - recovery.STALE_S - 60
+        os.utime(lock, (old, old))  # a submit of the other host that stopped beating long ago is dead
+        assert not recovery._owner_alive(here, "tok") and not lock.exists()
+    finally:
+        holder.kill()
+        holder.wait()
