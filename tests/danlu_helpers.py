@@ -79,16 +79,19 @@ def render_experiment(overrides: Sequence[str], sweep: str = "golden", multirun:
 import pytest  # noqa: E402
 
 
-@pytest.fixture
-def danlu_env(tmp_path: Path) -> Dict[str, str]:
-    """A private store and runs dir for one test; pass as env= to `danlu(...)`.
+def private_env(root: Path) -> Dict[str, str]:
+    """A private store and runs dir under `root`; pass as env= to `danlu(...)`.
 
     Runs dirs live under the test's tmp dir, which the test cluster's nodes share (same machine)."""
-    home = tmp_path / "danlu-home"
-    runs = tmp_path / "runs"
-    env = {"DANLU_HOME": str(home), "DANLU_RUNS_DIR": str(runs), "DANLU_STORE": str(home / "store.sqlite"),
-           "NO_COLOR": "1"}
-    return env
+    home = root / "danlu-home"
+    return {"DANLU_HOME": str(home), "DANLU_RUNS_DIR": str(root / "runs"), "DANLU_STORE": str(home / "store.sqlite"),
+            "NO_COLOR": "1"}
+
+
+@pytest.fixture
+def danlu_env(tmp_path: Path) -> Dict[str, str]:
+    """A private store and runs dir for one test (private_env)."""
+    return private_env(tmp_path)
 
 
 def wait_status(sweep_or_run: str, env: Dict[str, str], timeout: float = 180, poll: float = 2.0,

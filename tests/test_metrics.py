@@ -78,3 +78,25 @@ def test_lightning_csv_logs_of_every_start_in_version_order():
     last = read(files[-1])["train_loss"][-1]
     assert train.last() == last[:2]
     assert find([root], max_depth=1) == []  # lightning_logs/version_N/ is two folders down
+
+
+def test_status_reads_a_running_runs_latest_start_and_falls_back_to_the_one_before(tmp_path):
+    import shutil
+
+    from launcher.layout import RunLayout
+    from launcher.metrics.live import add_progress, latest
+
+    run = RunLayout(tmp_path / "run")
+    for k in range(3):
+        shutil.copytree(CAPTURED / "accelerate-preempted" / f"restart-{k}", run.attempt(1).restart(k).root)
+    last = parse((CAPTURED / "accelerate-preempted" / "restart-2" / "node0.log").read_bytes())
+    want = (last["loss"][-1][0], {name: pts[-1][1] for name, pts in last.items()})
+    assert latest(str(run.root), 1) == want
+    run.attempt(1).restart(3).root.mkdir()  # a start that has only just begun: no log yet
+    assert latest(str(run.root), 1) == want
+    items = [{"state": "RUNNING", "run_dir": str(run.root), "attempt": 1},
+             {"state": "PENDING", "run_dir": str(run.root), "attempt": 1},
+             {"state": "RUNNING", "run_dir": str(tmp_path / "none"), "attempt": 1}]
+    assert add_progress(items) == "loss"
+    assert (items[0]["step"], items[0]["metrics"]) == want
+    assert items[1]["step"] is None and items[2]["metrics"] is None

@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--watch", action="store_true", help="refresh every few seconds")
     st.add_argument("--interval", type=float, default=3.0, help=argparse.SUPPRESS)
     st.add_argument("--json", action="store_true")
+    st.add_argument("--no-metrics", action="store_true",
+                    help="leave out running runs' latest step and metric (read from the tail of each one's log)")
 
     lg = sub.add_parser("logs", help="a run's logs")
     lg.add_argument("run", metavar="RUN")
@@ -65,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--group-by-seed", action="store_true",
                     help="mean +- std over seeds per sweep point (automatic when a seed is swept)")
     rp.add_argument("--json", action="store_true", help="every run's values, summary and series")
+    rp.add_argument("--html", metavar="FILE",
+                    help="also write the report as one self-contained page: sortable table, a plot per metric, "
+                         "each run's log (needs the report extra: plotly)")
 
     c = sub.add_parser("cancel", help="cancel runs or whole sweeps")
     c.add_argument("names", nargs="+", metavar="SWEEP|RUN")

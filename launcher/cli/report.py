@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from argparse import Namespace
+from pathlib import Path
+from typing import Any, Dict, List
 
 from ..errors import UserError
 from .common import open_store, store_errors
@@ -16,6 +19,7 @@ def run(args: Namespace) -> int:
     from ..metrics.runs import run_series
     from ..views.report import RunReport, build, point_values, render
 
+    html_path = _html_target(args.html) if args.html else None
     store = open_store()
     if not store.sweep(args.sweep):
         raise UserError(f"no sweep named {args.sweep!r}", "`danlu status --all` lists your sweeps")
@@ -31,9 +35,67 @@ def run(args: Namespace) -> int:
         found = sorted({n for r in runs for n in r.series})
         raise UserError(f"no run of {args.sweep} wrote a metric named {args.metric!r}",
                         f"metrics found: {', '.join(found) if found else 'none yet'}")
+    if html_path is not None:
+        _write_html(html_path, report, args.sweep, rows)
     if args.json:
         print(json.dumps(report))
     else:
         encoding = (getattr(sys.stdout, "encoding", "") or "").lower()
         print(render(report, sparks="utf" in encoding and not os.environ.get("DANLU_NO_SPARKS")))
     return 0
+
+
+def _html_target(name: str) -> Path:
+    """Where --html writes, checked before anything is read or written (and plotly is there to draw it)."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        raise UserError(f"--html {name}: is a directory", "give the page's file name, e.g. --html report.html")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UserError(f"--html {name}: no folder {str(parent)!r}", "create it first, or write the page elsewhere")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UserError(f"--html {name}: cannot write there (permission denied)", "write the page elsewhere")
+    try:
+        import plotly.offline  # noqa: F401  (the page carries plotly.js inline)
+    except ImportError:
+        raise UserError("--html needs plotly, which is not installed here",
+                        "pip install 'danlu[report]' (or: pip install plotly)") from None
+    return path
+
+
+def _write_html(path: Path, report: Dict[str, Any], sweep: str, rows: List[Any]) -> None:
+    from plotly.offline import get_plotlyjs
+
+    from ..layout import RunLayout
+    from ..metrics.log_lines import rank0_log
+    from ..views.report_html import render_html
+
+    logs = {}
+    for r in rows:
+        restarts = RunLayout(Path(r["run_dir"])).attempt(int(r["attempt"])).restarts()
+        log = rank0_log(restarts[-1]) if restarts else None
+        logs[r["run"]] = _tail(log, LOG_TAIL_LINES) if log else ""
+    page = render_html(report, sweep, get_plotlyjs(), logs, time.strftime("%Y-%m-%d %H:%M:%S %Z"))
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(page, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    metrics = len({n for r in report["runs"] for n in r["series"]})
+    print(f"wrote {path}: {len(rows)} run(s), {metrics} metric(s); it opens in any browser, offline",
+          file=sys.stderr)
+
+
+LOG_TAIL_LINES = 80
+
+
+def _tail(path: Path, lines: int) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 64 * 1024))
+            data = f.read()
+    except OSError:
+        return ""
+    return "\n".join(data.decode(errors="replace").splitlines()[-lines:])

@@ -48,7 +48,7 @@ GROUPS = ("experiment", "cluster", "resources", "env", "launch")
 STATES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
           "PREEMPTED", "BOOT_FAIL", "DEADLINE")
 VALUE_OPTIONS = {"--state", "--name", "--config-dir", "--template-dir", "--node", "--rank", "--tail", "--attempt",
-                 "--interval", "--metric", "--mode"}
+                 "--interval", "--metric", "--mode", "--html"}
 RUN_ONLY = ("logs", "show")  # take a run id, not a sweep
 LIMIT = 300
 

@@ -21,6 +21,7 @@ def check_states(states: str | None) -> None:
 
 @store_errors
 def run(args: Namespace) -> int:
+    from ..metrics.live import add_progress
     from ..state.reconcile import refresh
     from ..views.table import filter_items, items, render_plain, select
 
@@ -33,10 +34,11 @@ def run(args: Namespace) -> int:
     while True:
         rows, notes = refresh(store, select(store, args.names))
         shown = filter_items(items(rows), args.names, args.all, args.state)
+        metric = None if args.no_metrics else add_progress(shown)
         if args.json:
             print(json.dumps(shown), flush=True)
         else:
-            print(render_plain(shown))
+            print(render_plain(shown, metric))
         for note in notes:
             err(f"warning: {note}")
         if not args.watch:

@@ -94,33 +94,33 @@ def build(runs: Sequence[RunReport], metric: Optional[str] = None, mode: Optiona
             "points": points}
 
 
-def _num(v: Optional[float]) -> str:
+def number_text(v: Optional[float]) -> str:
     return "-" if v is None else f"{v:.5g}"
 
 
 def render(report: Dict[str, Any], sparks: bool = True) -> str:
     keys, metric = report["keys"], report["metric"] or "-"
-    head = ["", "RUN"] + [_label(keys, k) for k in keys] + \
+    head = ["", "RUN"] + [column_label(keys, k) for k in keys] + \
         ["ST", "STEPS", f"LAST({metric})", f"BEST({metric})", "AT"] + (["TREND"] if sparks else [])
     rows = []
     for i in report["runs"]:
         s = i["series"].get(report["metric"]) if report["metric"] else None
         rows.append(["*" if i["best_run"] else "", i["run"]] + [str(i["values"].get(k, "")) for k in keys] +
-                    [i["state"], str(i["steps"]), _num(i["last"]), _num(i["best"]),
+                    [i["state"], str(i["steps"]), number_text(i["last"]), number_text(i["best"]),
                      "-" if i["best_step"] is None else str(i["best_step"])] +
                     ([sparkline(s["values"]) if s else ""] if sparks else []))
     lines = [f"# {metric} ({report['mode']}): * marks the best run", _columns(head, rows)]
     if report["points"]:
         others = [k for k in keys if k != report["seed_key"]]
-        phead = [""] + [_label(keys, k) for k in others] + ["SEEDS", f"MEAN({metric})", "STD"]
+        phead = [""] + [column_label(keys, k) for k in others] + ["SEEDS", f"MEAN({metric})", "STD"]
         prow = [["*" if p["best_point"] else ""] + [str(p["values"].get(k, "")) for k in others] +
-                [",".join(str(s) for s in p["seeds"]), _num(p["mean"]), _num(p["std"])] for p in report["points"]]
+                [",".join(str(s) for s in p["seeds"]), number_text(p["mean"]), number_text(p["std"])] for p in report["points"]]
         lines += ["", f"# over seeds ({report['seed_key']}): mean +- std of each run's best {metric}",
                   _columns(phead, prow)]
     return "\n".join(lines)
 
 
-def _label(keys: Sequence[str], key: str) -> str:
+def column_label(keys: Sequence[str], key: str) -> str:
     """A column's name: the key's last part in capitals (args.beta_dpo: BETA_DPO) where that is unambiguous."""
     tail = key.rsplit(".", 1)[-1]
     return tail.upper() if sum(k.rsplit(".", 1)[-1] == tail for k in keys) == 1 else key

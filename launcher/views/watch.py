@@ -11,11 +11,12 @@ import os
 import sys
 import time
 from argparse import Namespace
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
+from ..metrics.live import add_progress
 from ..state.names import SHORT, TERMINAL
 from ..state.reconcile import refresh
-from .table import COLUMNS, filter_items, items, render_plain, select, table_rows
+from .table import columns, filter_items, items, render_plain, select, table_rows
 
 COLORS = {"R": "green", "CD": "bright_green", "PD": "yellow", "F": "red", "TO": "red", "OOM": "red", "NF": "red",
           "BF": "red", "DL": "red", "CA": "magenta", "PR": "cyan", "RQ": "cyan", "?": "red"}
@@ -56,13 +57,15 @@ def counts_text(counts: Dict[str, int]) -> str:
                                                                   if kv[0] in order else len(order)))
 
 
-def _snapshot(store: Any, args: Namespace) -> Tuple[List[Dict[str, Any]], List[Tuple[str, Dict[str, int], int, int, int]], List[str]]:
+def _snapshot(store: Any, args: Namespace) -> Tuple[List[Dict[str, Any]], List[Tuple[str, Dict[str, int], int, int, int]],
+                                                    List[str], Optional[str]]:
     """One refresh: the store reconciled with Slurm (one sacct + one squeue for the active runs)."""
     rows, notes = refresh(store, select(store, args.names))
     everything = items(rows)
     shown = filter_items(everything, args.names, args.all, args.state)
+    metric = None if args.no_metrics else add_progress(shown)  # running runs' step and latest value of `metric`
     sweeps = list(dict.fromkeys(it["sweep"] for it in shown))
-    return shown, sweep_progress(everything, sweeps), notes
+    return shown, sweep_progress(everything, sweeps), notes, metric
 
 
 def _done(shown: List[Dict[str, Any]], args: Namespace) -> bool:
@@ -75,7 +78,7 @@ def _header(args: Namespace) -> str:
     return f"danlu status --watch: {what} · every {args.interval:g} s · {time.strftime('%H:%M:%S')} · {end}"
 
 
-def render_rich(shown, progress, notes, args) -> Any:  # type: ignore[no-untyped-def]
+def render_rich(shown, progress, notes, args, metric=None) -> Any:  # type: ignore[no-untyped-def]
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
@@ -98,9 +101,9 @@ def render_rich(shown, progress, notes, args) -> Any:  # type: ignore[no-untyped
         parts.append(grid)
     if shown:
         table = Table(box=None, header_style="bold", pad_edge=False)
-        for c in COLUMNS:
+        for c in columns(metric):
             table.add_column(c)
-        for row in table_rows(shown):
+        for row in table_rows(shown, metric):
             table.add_row(*row[:4], Text(row[4], style=COLORS.get(row[4], "")), *row[5:])
         parts.append(table)
     else:
@@ -111,12 +114,12 @@ def render_rich(shown, progress, notes, args) -> Any:  # type: ignore[no-untyped
     return Group(*parts)
 
 
-def render_text(shown, progress, notes, args) -> str:  # type: ignore[no-untyped-def]
+def render_text(shown, progress, notes, args, metric=None) -> str:  # type: ignore[no-untyped-def]
     lines = [_header(args)]
     for sweep, counts, total, completed, bad in progress:
         lines.append(f"{sweep}  [{bar_text(total, completed, bad, ascii_only=True)}] {completed + bad}/{total}  "
                      f"{counts_text(counts)}")
-    table = [ln for ln in render_plain(shown).splitlines() if not ln.startswith("# ")]  # counts are above
+    table = [ln for ln in render_plain(shown, metric).splitlines() if not ln.startswith("# ")]  # counts above
     lines.extend(table if shown else ["no active runs" if not args.names else "no runs match"])
     lines.extend(f"warning: {n}" for n in notes)
     return "\n".join(lines)
@@ -126,8 +129,8 @@ def watch(store: Any, args: Namespace) -> int:
     if sys.stdout.isatty():
         return _watch_live(store, args)
     while True:  # not a terminal: one plain block per refresh
-        shown, progress, notes = _snapshot(store, args)
-        print(render_text(shown, progress, notes, args) + "\n", flush=True)
+        shown, progress, notes, metric = _snapshot(store, args)
+        print(render_text(shown, progress, notes, args, metric) + "\n", flush=True)
         if _done(shown, args):
             return 0
         try:
@@ -145,9 +148,9 @@ def _watch_live(store: Any, args: Namespace) -> int:
     try:
         with Live(console=console, auto_refresh=False, transient=False, redirect_stderr=False) as live:
             while True:
-                shown, progress, notes = first or _snapshot(store, args)
+                shown, progress, notes, metric = first or _snapshot(store, args)
                 first = None
-                live.update(render_rich(shown, progress, notes, args), refresh=True)
+                live.update(render_rich(shown, progress, notes, args, metric), refresh=True)
                 if _done(shown, args):
                     return 0
                 time.sleep(args.interval)
