@@ -378,10 +378,11 @@ def test_crash_on_one_rank_ends_the_whole_job_fast(launched):
     print(f"\ncrash job {job.job_id}: crash {crash_t - started:.0f} s after the agents started; "
           f"job end (sacct) {to_end:.0f} s after the crash; elapsed {acct['end'] - acct['start']:.0f} s")
     assert to_end <= 60, f"job ended {to_end:.0f} s after the crash"
-    # nowhere near what the run would have taken without fail fast (or the 10 min time limit)
-    assert acct["end"] - acct["start"] < CRASH_STEPS * CRASH_SLEEP / 2, acct
-
     d = job.log_dir()
+    # the other ranks stopped where they were: none trained on for the minutes the rest of the run would take
+    # (the job's start-up is not counted: 2x2 accelerate on a loaded 2-core machine may take minutes to step 1)
+    steps = [int(s) for r in range(4) for s in re.findall(r"\bstep=(\d+) ", (d / f"rank{r}.log").read_text())]
+    assert steps and max(steps) < 3 + 60 / CRASH_SLEEP, (max(steps or [0]), acct)
     assert "RuntimeError: injected crash at step 3 on rank 3" in (d / "node1.log").read_text()
     for r in range(4):  # nothing lost: every rank's log was collected although the job ended early
         assert f"rank={r} world_size=4" in (d / f"rank{r}.log").read_text(), r
