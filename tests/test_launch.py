@@ -77,6 +77,7 @@ class Launched:
         self.run = out["runs"][0]["run"]
         self.job_id = out["runs"][0]["job_id"]
         self.seconds = 0.0  # how long `danlu submit` took
+        self.logs_at_return: List[str] = []  # the logs of the job's first start when `danlu submit` returned
 
     def wait(self) -> dict:
         items = wait_status(self.run, self.env, timeout=WAIT_S)
@@ -105,6 +106,7 @@ def launched(slurm_cluster, tmp_path_factory) -> Dict[str, Launched]:
         out = submit_json(*overrides, env=env)
         jobs[name] = Launched(name, env, out)
         jobs[name].seconds = time.time() - t0
+        jobs[name].logs_at_return = sorted(p.name for p in jobs[name].log_dir().glob("*.log"))
     yield jobs
     for job in jobs.values():  # nothing of ours outlives the module (no-op for finished jobs)
         subprocess.run(["scancel", job.job_id], capture_output=True)
@@ -166,9 +168,11 @@ def test_submit_returns_once_slurm_accepted_the_jobs(launched):
     """`launched` submitted every job of this module (timing each submit); Slurm knows each job id."""
     for job in launched.values():
         assert job.out["runs"] == [{"run": job.run, "job_id": job.job_id}] and job.job_id.isdigit(), job.out
-        # far below a start of these 2-rank jobs; 60 s: a submit validates the program (imports it for its
-        # flags), which took 34 s once while three test sessions loaded this 2-core machine
-        assert job.seconds < 60, f"{job.name}: submit took {job.seconds:.1f} s"
+        # it did not wait for the job: nothing of the job's start had logged when it returned (sbatch is its last
+        # step). The time is only a sanity bound: a submit composes, renders and checks the program's flags,
+        # which took 34-83 s while three clusters' tests and another session loaded this 2-core machine
+        assert job.logs_at_return == [], (job.name, job.logs_at_return)
+        assert job.seconds < 150, f"{job.name}: submit took {job.seconds:.1f} s"
         known = subprocess.run(["squeue", "-h", "-j", job.job_id, "-o", "%i"], capture_output=True, text=True).stdout
         known += subprocess.run(["sacct", "-n", "-X", "-j", job.job_id, "-o", "JobID"], capture_output=True, text=True).stdout
         assert job.job_id in known.split(), (job.name, job.job_id)
@@ -378,10 +382,11 @@ def test_crash_on_one_rank_ends_the_whole_job_fast(launched):
     print(f"\ncrash job {job.job_id}: crash {crash_t - started:.0f} s after the agents started; "
           f"job end (sacct) {to_end:.0f} s after the crash; elapsed {acct['end'] - acct['start']:.0f} s")
     assert to_end <= 60, f"job ended {to_end:.0f} s after the crash"
-    # nowhere near what the run would have taken without fail fast (or the 10 min time limit)
-    assert acct["end"] - acct["start"] < CRASH_STEPS * CRASH_SLEEP / 2, acct
-
     d = job.log_dir()
+    # the other ranks stopped where they were: none trained on for the minutes the rest of the run would take
+    # (the job's start-up is not counted: 2x2 accelerate on a loaded 2-core machine may take minutes to step 1)
+    steps = [int(s) for r in range(4) for s in re.findall(r"\bstep=(\d+) ", (d / f"rank{r}.log").read_text())]
+    assert steps and max(steps) < 3 + 60 / CRASH_SLEEP, (max(steps or [0]), acct)
     assert "RuntimeError: injected crash at step 3 on rank 3" in (d / "node1.log").read_text()
     for r in range(4):  # nothing lost: every rank's log was collected although the job ended early
         assert f"rank={r} world_size=4" in (d / f"rank{r}.log").read_text(), r

@@ -73,18 +73,21 @@ def test_cancel_gives_the_ranks_the_clusters_grace_to_checkpoint(slurm_cluster, 
 
 
 def test_warning_while_the_program_tears_down_after_its_last_step_is_ignored(slurm_cluster, danlu_env):
-    """The last step is done and the program takes 60 s to end (a slow teardown or upload) when the time-limit
+    """The last step is done and the program takes 110 s to end (a slow teardown or upload) when the time-limit
     warning comes: the program has put its signal handlers back (as Lightning does when fit returns), the
-    agent reads that from the process table, sends nothing and requeues nothing: COMPLETED, never run again."""
+    agent reads that from the process table, sends nothing and requeues nothing: COMPLETED, never run again.
+    (Its 3 steps end 10 s after the start on an idle machine, 100 s under CI's load: the warning comes at 110 s
+    (limit 240 s, grace 130 s), inside the teardown for either, and the program ends 20-130 s before the limit.
+    A 2-minute limit with a 60 s teardown left no slack at all.)"""
     from launcher.layout import SweepLayout
 
     name = "teardown-warn"
-    submit_json("experiment=tiny_dpo", "cluster=testcluster", "resources.time=2", "requeue.grace_s=60",
-                "args.max_train_steps=3", "+args.pretrain_steps=20", "+args.teardown_seconds=60",
+    submit_json("experiment=tiny_dpo", "cluster=testcluster", "resources.time=4", "requeue.grace_s=130",
+                "args.max_train_steps=3", "+args.pretrain_steps=20", "+args.teardown_seconds=110",
                 "--name", name, env=danlu_env)
     # it may wait behind other tests' jobs for the GPUs: the clock starts when it starts
     wait_status(name, danlu_env, timeout=600, poll=2, done=lambda items: items[0]["state"] != "PENDING")
-    (item,) = wait_status(name, danlu_env, timeout=300, poll=3)
+    (item,) = wait_status(name, danlu_env, timeout=420, poll=3)
     restarts = SweepLayout(Path(danlu_env["DANLU_RUNS_DIR"]) / name).run(0).attempt(1).restarts()
     agent = restarts[0].agent_log("node0").read_text()
     assert item["state"] == "COMPLETED" and item["restarts"] == 0 and len(restarts) == 1, (item, agent)

@@ -339,7 +339,9 @@ def test_status_without_slurmdbd(slurm_cluster, aged, tmp_path):
 
     assert done.returncode == 0, done.stderr
     assert "sacct is unavailable" in done.stderr and "Connection refused" in done.stderr
-    assert calls(trace).count("sacct") == 1 + recovering and calls(trace).count("squeue") == 1 + recovering
+    # the recovery's lookup asks sacct only for a job squeue no longer shows (it may still be queued)
+    assert 1 <= calls(trace).count("sacct") <= 1 + recovering and calls(trace).count("squeue") == 1 + recovering, \
+        calls(trace)
     by_run = {i["sweep"]: i for i in json.loads(done.stdout)}
     assert by_run["aged-held"]["state"] == "PENDING" and by_run["aged-held"]["reason"] == "JobHeldUser"  # squeue
     assert by_run["aged-ok"]["state"] == "COMPLETED"  # the run's own result file
