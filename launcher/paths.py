@@ -44,6 +44,15 @@ def data_home() -> Path:
     return Path(xdg) / "danlu"
 
 
+def cache_dir() -> Path:
+    """What danlu may throw away and rebuild (the metrics read from logs): $DANLU_HOME/cache, else
+    $XDG_CACHE_HOME/danlu, else ~/.cache/danlu."""
+    if os.environ.get("DANLU_HOME"):
+        return Path(os.environ["DANLU_HOME"]).expanduser() / "cache"
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(xdg) / "danlu"
+
+
 def user_config_dir() -> Path:
     """Per-user configs (the default cluster, own experiments): $XDG_CONFIG_HOME/danlu/jobs."""
     xdg = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")

@@ -11,6 +11,8 @@ command -v zsh >/dev/null || need+=(zsh)
 # a shared home over a network file system (tests/test_store_shared.py: two sshfs mounts, one sshd on loopback)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v sshfs >/dev/null || need+=(sshfs)
+# a real browser for the HTML report's test (tests/test_report.py, tests/browser_helpers.py)
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"; } >/dev/null 2>&1 \
     || echo "warning: could not install ${need[*]}" >&2

@@ -24,7 +24,7 @@ from typing import Dict, List
 
 import pytest
 
-from danlu_helpers import danlu, danlu_env, status_json, submit_json, wait_status  # noqa: F401
+from danlu_helpers import danlu, danlu_env, private_env, status_json, submit_json, wait_status  # noqa: F401
 from launcher.layout import RunLayout, SweepLayout
 from slurm_helpers import next_job_ids_from
 
@@ -61,13 +61,6 @@ WAIT_S = 240  # per job, generous: other sessions may be using the cluster too
 
 _RANK_LINE = re.compile(r"rank=(\d+) world_size=(\d+) local_rank=(\d+) node=(\S+)")
 _AGENT_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\.\d{3} \[danlu agent ")
-
-
-def private_env(root: Path) -> Dict[str, str]:
-    """What the `danlu_env` fixture returns, for a directory of our choosing (module-scoped jobs)."""
-    home = root / "danlu-home"
-    return {"DANLU_HOME": str(home), "DANLU_RUNS_DIR": str(root / "runs"),
-            "DANLU_STORE": str(home / "store.sqlite"), "NO_COLOR": "1"}
 
 
 class Launched:

@@ -100,3 +100,40 @@ def test_status_reads_a_running_runs_latest_start_and_falls_back_to_the_one_befo
     assert add_progress(items) == "loss"
     assert (items[0]["step"], items[0]["metrics"]) == want
     assert items[1]["step"] is None and items[2]["metrics"] is None
+
+
+def test_a_log_read_again_parses_only_what_it_gained(tmp_path, monkeypatch):
+    """The cache (metrics/cache.py): the same columns as a whole read, after every append; a line still being
+    written is left for the next read; a log replaced by another file is read anew."""
+    import os
+
+    from launcher.metrics import cache
+    from launcher.metrics.log_lines import parse as parse_all
+
+    monkeypatch.setenv("DANLU_HOME", str(tmp_path / "home"))
+    log = tmp_path / "rank0.log"
+    text = (CAPTURED / "tiny_dpo.rank0.log").read_bytes()
+    cut = text.index(b"\n", len(text) // 2) + 1
+    log.write_bytes(text[:cut] + b"step=999 loss=0.1")  # the last line is not complete yet
+    parsed = []
+
+    def parse(data, start):
+        parsed.append((start, len(data)))
+        return parse_all(data, start)
+
+    def columns():
+        return {n: (list(s), list(v)) for n, (s, v, _) in cache.read_columns(log, parse).items()}
+
+    def whole(data):
+        return {n: ([p[0] for p in pts], [p[1] for p in pts]) for n, pts in parse_all(data).items()}
+
+    assert columns() == whole(text[:cut]) and parsed == [(0, cut)]
+    assert columns() == whole(text[:cut]) and len(parsed) == 1  # unchanged: nothing parsed
+    with open(log, "wb") as f:
+        f.write(text)
+    assert columns() == whole(text) and parsed[-1] == (cut, len(text) - cut)
+    assert cache.cache_file(log).parent == tmp_path / "home" / "cache" / "metrics"
+    replaced = tmp_path / "other.log"
+    replaced.write_bytes(text[:cut])
+    os.replace(replaced, log)  # another file (inode) at the same path
+    assert columns() == whole(text[:cut]) and parsed[-1] == (0, cut)

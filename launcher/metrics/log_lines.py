@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import bisect
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Tuple
 
 from ..layout import RestartLayout, time_index
+
+if TYPE_CHECKING:
+    from .cache import Columns
 
 # counters and identities that share a step line, not metrics
 NOT_METRICS = frozenset({"step", "rank", "local_rank", "node_rank", "world_size", "pid", "epoch"})
@@ -148,3 +151,26 @@ def run_points(attempts: Iterable[Iterable[RestartLayout]]) -> Points:
     """Rank 0's step lines of every restart of every attempt, earliest first."""
     logs = [rank0_log(r) for restarts in attempts for r in restarts]
     return merge(read_log(p) for p in logs if p is not None)
+
+
+def run_columns(attempts: Iterable[Iterable[RestartLayout]]) -> "Columns":
+    """run_points as columns, each log read through the cache (metrics/cache.py): only what it gained since the
+    last read is parsed."""
+    from .cache import Columns, read_columns
+
+    out: Columns = {}
+    for restarts in attempts:
+        for r in restarts:
+            log = rank0_log(r)
+            if log is None:
+                continue
+            for name, (steps, values, times) in read_columns(
+                    log, lambda data, start, log=log: parse(data, start, _line_times(log))).items():
+                if name in out:
+                    s, v, t = out[name]
+                    s.extend(steps)
+                    v.extend(values)
+                    t.extend(times)
+                else:
+                    out[name] = (steps, values, times)
+    return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 # metrics where more is better; every other metric (losses above all) is better when lower
 _HIGHER_IS_BETTER = re.compile(r"acc|auc|f1|precision|recall|usage|score|reward|bleu|psnr|ssim|iou|map\b|margin",
@@ -63,6 +63,15 @@ def from_points(name: str, source: str, points: Iterable[Tuple[int, float, Optio
         s.values.append(value)
         s.times.append(when)
     return s
+
+
+def from_columns(name: str, source: str, steps: Sequence[int], values: Sequence[float],
+                 times: Sequence[float]) -> Series:
+    """from_points for columns (times NaN where unknown): the common case, steps only ever going up (no restart
+    trained a step again), needs no regrouping."""
+    if all(a < b for a, b in zip(steps, steps[1:])):
+        return Series(name, source, list(steps), list(values), [None if t != t else t for t in times])
+    return from_points(name, source, zip(steps, values, (None if t != t else t for t in times)))
 
 
 def choose_metric(names: Iterable[str], wanted: Optional[str] = None) -> Optional[str]:

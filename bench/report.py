@@ -1,0 +1,182 @@
+"""`danlu report` over 100 runs x 10,000 steps x 3 metrics, and `danlu status` with running runs' metrics, side by
+side with the alternative, in one run. No Slurm needed: the runs are recorded as finished (report) or their state
+is measured after the refresh (status), so the figures are danlu's own work.
+
+    python bench/report.py            # 100 runs x 10,000 steps; status with 1,000 runs
+    python bench/report.py --quick    # 20 runs x 2,000 steps; status with 200 runs
+
+Rows:
+  * report, first look: nothing read before (the cache empty): every log parsed once;
+  * report, again: the logs unchanged (what a researcher does while a sweep runs: report, wait, report);
+  * report after 100 more steps per run: only the new bytes parsed;
+  * the alternative: a notebook's plain loop (open every log, a regex per line, float per value), in-process;
+  * status: the table of N running runs with and without their step and loss (the tails of N logs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Dict, List
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DANLU = str(Path(sys.executable).parent / "danlu")
+
+
+def write_logs(root: Path, runs: int, steps: int, start: int = 1) -> List[Path]:
+    """A run dir per run with rank 0's log of `steps` step lines (3 metrics, as tiny_dpo prints them)."""
+    rng = random.Random(0)
+    dirs = []
+    for i in range(runs):
+        run_dir = root / "runs" / "bench" / str(i)
+        log = run_dir / "logs" / "attempt-1" / "restart-0" / "rank0.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a") as f:
+            for s in range(start, start + steps):
+                f.write(f"step={s} loss={1 / (s + 1) + rng.random() * 0.01:.5f} implicit_acc={rng.random():.3f} "
+                        f"lr={1e-5 * (1 - s / 1e6):.4g} step_time=0.366s rank=0 world_size=2\n")
+        dirs.append(run_dir)
+    return dirs
+
+
+def record(env: Dict[str, str], dirs: List[Path], state: str = "COMPLETED") -> None:
+    """The runs in a private store, as `danlu submit` records them, then in `state`."""
+    os.environ.update(env)
+    from launcher.store import NewRun, Store
+
+    store = Store(Path(env["DANLU_STORE"]))
+    runs = [NewRun(run=f"bench/{i}", idx=i, overrides=[f"args.seed={i}"], config={"args": {"seed": i}},
+                   run_dir=str(d), workdir=str(REPO), git_commit="0" * 40, git_dirty=False, partition="local",
+                   nodes=1, cluster_kind="local", script=str(d / "x.sh"), command="python train.py", tag="t:0",
+                   array_task=None) for i, d in enumerate(dirs)]
+    assert store.create_sweep("bench", "tiny_dpo", "local", ["args.seed=..."], ["danlu", "submit"],
+                              str(dirs[0].parent), runs)
+    store.record_job("t:0", "local-1", False)
+    final = state != "RUNNING"
+    store.update_attempts([{"run": f"bench/{i}", "attempt": 1, "state": state, "final": final, "nodelist": "node1"}
+                           for i in range(len(dirs))])
+    store.close()
+
+
+def timed(cmd: List[str], env: Dict[str, str], reps: int) -> List[float]:
+    out = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        done = subprocess.run(cmd, env=dict(os.environ, **env), capture_output=True, text=True)
+        out.append(time.perf_counter() - t)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)}: {done.stderr[-2000:]}")
+    return out
+
+
+def notebook_loop(dirs: List[Path]) -> Dict[str, float]:
+    """What one writes by hand: every log, a regex per line, the best loss per run."""
+    line = re.compile(r"step=(\d+) loss=([\d.eE+-]+) implicit_acc=([\d.]+) lr=([\d.eE+-]+)")
+    best = {}
+    for d in dirs:
+        losses = []
+        for p in sorted(d.glob("logs/attempt-*/restart-*/rank0.log")):
+            with open(p) as f:
+                for ln in f:
+                    m = line.search(ln)
+                    if m:
+                        losses.append((int(m.group(1)), float(m.group(2)), float(m.group(3)), float(m.group(4))))
+        best[str(d)] = min(x[1] for x in losses)
+    return best
+
+
+def status_rows(env: Dict[str, str], with_metrics: bool, reps: int) -> List[float]:
+    """The table of every RUNNING run, after the refresh (what `danlu status` adds to Slurm's answers)."""
+    os.environ.update(env)
+    from launcher.metrics.live import add_progress
+    from launcher.store import Store
+    from launcher.views.table import filter_items, items, render_plain, select
+
+    store = Store(Path(env["DANLU_STORE"]))
+    out = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        shown = filter_items(items(select(store, [])), [], False, None)
+        metric = add_progress(shown) if with_metrics else None
+        text = render_plain(shown, metric)
+        out.append(time.perf_counter() - t)
+        assert ("STEP" in text) == with_metrics and len(shown) > 0
+    store.close()
+    return out
+
+
+def fmt(xs: List[float]) -> str:
+    return f"min {min(xs):.3f} s, median {statistics.median(xs):.3f} s"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--reps", type=int, default=5)
+    args = ap.parse_args()
+    runs, steps, status_runs = (20, 2000, 200) if args.quick else (100, 10000, 1000)
+    root = Path(tempfile.mkdtemp(prefix="danlu-bench-report-"))
+    try:
+        env = {"DANLU_HOME": str(root / "home"), "DANLU_STORE": str(root / "home" / "store.sqlite"),
+               "DANLU_RUNS_DIR": str(root / "runs"), "NO_COLOR": "1"}
+        dirs = write_logs(root, runs, steps)
+        record(env, dirs)
+        size = sum(p.stat().st_size for d in dirs for p in d.rglob("rank0.log"))
+        print(f"# danlu report: {runs} runs x {steps:,} steps x 3 metrics ({size / 1e6:.0f} MB of logs)")
+        cmd = [DANLU, "report", "bench"]
+        cold = []
+        for _ in range(max(1, args.reps // 2)):
+            shutil.rmtree(Path(env["DANLU_HOME"]) / "cache", ignore_errors=True)
+            cold += timed(cmd, env, 1)
+        warm = timed(cmd, env, args.reps)
+        write_logs(root, runs, 100, start=steps + 1)
+        grown = timed(cmd, env, 1)
+        t = time.perf_counter()
+        best = notebook_loop(dirs)
+        loop = [time.perf_counter() - t]
+        report = json.loads(subprocess.run([*cmd, "--json"], env=dict(os.environ, **env), capture_output=True,
+                                           text=True, check=True).stdout)
+        assert len(report["runs"]) == runs and all(r["steps"] == steps + 100 for r in report["runs"])
+        assert len(best) == runs
+        floor = timed([DANLU, "--help"], env, args.reps)
+        print(f"report, first look (cache empty)     {fmt(cold)}")
+        print(f"report, again (logs unchanged)       {fmt(warm)}")
+        print(f"report, after 100 more steps per run {fmt(grown)}")
+        print(f"notebook loop (regex per line, in-process, no table) {fmt(loop)}")
+        print(f"danlu --help (the command's floor)   {fmt(floor)}")
+        print(f"ratios: first look {statistics.median(cold) / loop[0]:.2f}x the notebook loop; again "
+              f"{statistics.median(warm) / loop[0]:.2f}x; target: again < 2 s: "
+              f"{'met' if statistics.median(warm) < 2 else 'MISSED'}")
+
+        # status: N running runs, each with a log of 1,000 steps
+        senv = dict(env, DANLU_HOME=str(root / "shome"), DANLU_STORE=str(root / "shome" / "store.sqlite"))
+        sdirs = write_logs(root / "s", status_runs, 1000)
+        record(senv, sdirs, state="RUNNING")
+        without = status_rows(senv, False, args.reps)
+        with_m = status_rows(senv, True, args.reps)
+        print(f"\n# danlu status: the table of {status_runs:,} running runs (after the refresh)")
+        print(f"without metrics {fmt(without)}")
+        print(f"with STEP, LOSS {fmt(with_m)} (+{(statistics.median(with_m) - statistics.median(without)) * 1e3:.0f} "
+              f"ms: {status_runs:,} log tails)")
+        cmd_floor = statistics.median(floor)
+        ratio = (cmd_floor + statistics.median(with_m)) / (cmd_floor + statistics.median(without))
+        print(f"whole command, estimated from its floor: {ratio:.2f}x without (target <= 1.2x: "
+              f"{'met' if ratio <= 1.2 else 'MISSED'}; a real refresh adds one squeue + one sacct to both)")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
