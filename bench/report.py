@@ -45,7 +45,7 @@ def write_logs(root: Path, runs: int, steps: int, start: int = 1) -> List[Path]:
         with open(log, "a") as f:
             for s in range(start, start + steps):
                 f.write(f"step={s} loss={1 / (s + 1) + rng.random() * 0.01:.5f} implicit_acc={rng.random():.3f} "
-                        f"lr={1e-5 * (1 - s / 1e6):.4g} step_time=0.366s rank=0 world_size=2\n")
+                        f"lr={1e-5 * (1 - s / 1e6):.4g} rank=0 world_size=2\n")
         dirs.append(run_dir)
     return dirs
 

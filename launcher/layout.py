@@ -22,6 +22,7 @@ The job side (launcher/job) and the login side both use this module; it imports 
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -167,15 +168,14 @@ class AttemptLayout:
         return RestartLayout(self.root / f"restart-{restart}", restart)
 
     def restarts(self) -> List["RestartLayout"]:
-        """The restarts that have written logs, in order."""
-        if not self.root.is_dir():
+        """The restarts that have written logs, in order (one directory listing: status reads this for every
+        running run)."""
+        try:
+            entries = list(os.scandir(self.root))
+        except OSError:
             return []
-        found = []
-        for p in self.root.iterdir():
-            m = _RESTART.match(p.name)
-            if m and p.is_dir():
-                found.append(int(m.group(1)))
-        return [self.restart(k) for k in sorted(found)]
+        found = sorted(int(m.group(1)) for e in entries if (m := _RESTART.match(e.name)) and e.is_dir())
+        return [self.restart(k) for k in found]
 
     def latest(self) -> Optional["RestartLayout"]:
         every = self.restarts()

@@ -137,3 +137,30 @@ def test_a_log_read_again_parses_only_what_it_gained(tmp_path, monkeypatch):
     replaced.write_bytes(text[:cut])
     os.replace(replaced, log)  # another file (inode) at the same path
     assert columns() == whole(text[:cut]) and parsed[-1] == (0, cut)
+
+
+def test_a_line_read_by_its_layout_gives_what_the_token_reader_gives():
+    """parse() reads a line laid out like one seen before with one regex (log_lines._Shape): on every line of the
+    captured logs and on lines built to differ from their layout in one token, the result is _step_line's."""
+    from launcher.metrics.log_lines import _Shape, _step_line
+
+    lines = [ln for p in [CAPTURED / "tiny_dpo.rank0.log", *sorted(CAPTURED.glob("accelerate-preempted/*/*.log"))]
+             for ln in p.read_bytes().split(b"\n") if b"step=" in ln]
+    base = b"[default0]:step=7 loss=0.25 acc=50% step_time=0.3s lr=1e-05, rank=0 world_size=4 phase train"
+    lines += [base, base.replace(b"rank=0", b"rank=1"), base.replace(b"loss=0.25", b"loss=n/a"),
+              base.replace(b"step=7", b"step=7/9"), base.replace(b"phase train", b"phase x=1"),
+              base.replace(b"[default0]:", b"[default1]:"), base + b" step=8", base.replace(b"acc=50%", b"acc=")]
+    shapes = [_Shape(ln) for ln in lines if _step_line(ln) is not None]
+    assert len(shapes) > 20
+    for line in lines:
+        want = _step_line(line)
+        for shape in shapes:
+            got = shape.read(line)
+            assert got is None or got == want, (line, got, want)
+    text = b"\n".join(lines)
+    by_token: dict = {}
+    for line in lines:
+        got = _step_line(line)
+        for name, value in (got[1] if got else []):
+            by_token.setdefault(name, []).append((got[0], value, None))
+    assert parse(text) == by_token

@@ -27,13 +27,15 @@ def _columns(table: str, run: str) -> dict:
 def _logged(run_dir: str, step: int) -> float:
     """The loss rank 0 logged at `step` (the latest start that reached it)."""
     text = "".join(p.read_text() for p in sorted(Path(run_dir).glob("logs/attempt-1/restart-*/rank0.log")))
+    assert text, sorted(str(p) for p in Path(run_dir).rglob("*.log"))  # 2 ranks: each has its own log
     found = re.findall(rf"^step={step} loss=([\d.]+) .*\brank=0\b", text, re.M)
     assert found, (step, text[-1500:])
     return float(found[-1])
 
 
 def test_status_shows_a_running_runs_step_and_loss(slurm_cluster, danlu_env):
-    out = submit_json("experiment=tiny_dpo", "cluster=testcluster", "args.max_train_steps=60",
+    out = submit_json("experiment=tiny_dpo", "cluster=testcluster", "resources.gpus_per_node=2",
+                      "args.max_train_steps=60",
                       "args.sleep_per_step=1.0", "+args.pretrain_steps=5", "--name", "live", env=danlu_env)
     run = out["runs"][0]["run"]
     try:

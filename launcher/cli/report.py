@@ -17,7 +17,7 @@ from .common import open_store, store_errors
 @store_errors
 def run(args: Namespace) -> int:
     from ..metrics.runs import run_series
-    from ..views.report import RunReport, build, point_values, render
+    from ..views.report import RunReport, as_json, build, point_values, render
 
     html_path = _html_target(args.html) if args.html else None
     store = open_store()
@@ -38,7 +38,7 @@ def run(args: Namespace) -> int:
     if html_path is not None:
         _write_html(html_path, report, args.sweep, rows)
     if args.json:
-        print(json.dumps(report))
+        print(json.dumps(as_json(report)))
     else:
         encoding = (getattr(sys.stdout, "encoding", "") or "").lower()
         print(render(report, sparks="utf" in encoding and not os.environ.get("DANLU_NO_SPARKS")))

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..layout import RunLayout
-from .log_lines import rank0_log, tail_step
+from .log_lines import rank0_logs, tail_step
 from .series import choose_metric
 
 
@@ -15,10 +15,10 @@ def latest(run_dir: str, attempt: int) -> Optional[Tuple[int, Dict[str, float]]]
     """(step, {metric: value}) of the run's last step line so far, from its latest start that has one."""
     restarts = RunLayout(Path(run_dir)).attempt(attempt).restarts()
     for restart in reversed(restarts[-2:]):  # a start that has only just begun: the one before it
-        log = rank0_log(restart)
-        got = tail_step(log) if log is not None else None
-        if got is not None:
-            return got
+        for log in rank0_logs(restart):
+            got = tail_step(log)
+            if got is not None:
+                return got
     return None
 
 

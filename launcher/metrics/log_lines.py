@@ -5,6 +5,7 @@ written (the log's time index, launcher/layout.time_index)."""
 from __future__ import annotations
 
 import bisect
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Tuple
 
@@ -18,6 +19,11 @@ NOT_METRICS = frozenset({"step", "rank", "local_rank", "node_rank", "world_size"
 _UNITS = (b"ms", b"s", b"%")  # a value printed with its unit: step_time=0.366s, usage=12%
 
 Points = Dict[str, List[Tuple[int, float, Optional[float]]]]
+
+
+def rank0_logs(restart: RestartLayout) -> List[Path]:
+    """The logs that may hold rank 0's lines, the likeliest first (no file-system call: the reader tries them)."""
+    return [restart.rank_log(0), restart.node_log(0)]
 
 
 def rank0_log(restart: RestartLayout) -> Optional[Path]:
@@ -48,6 +54,10 @@ def _line_times(log: Path) -> Tuple[List[int], List[float]]:
 
 
 def _number(value: bytes) -> Optional[float]:
+    try:
+        return float(value)
+    except ValueError:
+        pass
     for unit in _UNITS:
         if value.endswith(unit):
             value = value[: -len(unit)]
@@ -84,19 +94,71 @@ def _step_line(line: bytes) -> Optional[Tuple[int, List[Tuple[str, float]]]]:
     return (step, found) if step is not None and found else None
 
 
+class _Shape:
+    """The layout of a step line already read (its tokens in order): a regex that reads the next lines laid out
+    alike in one match, with exactly _step_line's result (a log repeats one layout thousands of times)."""
+
+    def __init__(self, line: bytes) -> None:
+        parts: List[bytes] = []
+        self.names: List[str] = []  # the metric of each captured group after the step
+        for token in line.split():
+            key, eq, value = token.rpartition(b"=")
+            if not eq:
+                parts.append(rb"[^\s=]+")  # a word: any word, never a key=value token
+                continue
+            prefix = b""
+            if b":" in key:
+                prefix, key = key.rsplit(b":", 1)
+                prefix += b":"
+            name = key.decode(errors="replace")
+            head = re.escape(prefix + key + b"=")
+            if name == "step":
+                parts.append(head + rb"(\d+)")
+            elif name == "rank":
+                parts.append(head + rb"0")
+            elif name not in NOT_METRICS and (name[:1].isalpha() or name[:1] == "_"):
+                # the value without the trailing ,; and unit _number strips (lazy: the unit is left outside)
+                parts.append(head + rb"(\S*?)(?:ms|s|%)?[,;]*")
+                self.names.append(name)
+            else:
+                parts.append(re.escape(token.rpartition(b"=")[0] + b"=") + rb"\S*")
+        steps = sum(1 for p in parts if p.endswith(rb"(\d+)"))
+        # (a line with two step tokens is left to _step_line: the last one counts there)
+        self.regex = re.compile(rb"\s*" + rb"\s+".join(parts) + rb"\s*" if steps == 1 else rb"(?!)")
+
+    def read(self, line: bytes) -> Optional[Tuple[int, List[Tuple[str, float]]]]:
+        m = self.regex.fullmatch(line)
+        if m is None:
+            return None
+        groups = m.groups()
+        try:
+            return int(groups[0]), [(name, float(value)) for name, value in zip(self.names, groups[1:])]
+        except ValueError:  # a value that is no number on this line: the token reader decides
+            return _step_line(line)
+
+
 def parse(data: bytes, start: int = 0, times: Tuple[List[int], List[float]] = ([], [])) -> Points:
     """The metrics of every step line in `data` (the bytes of a log from offset `start`)."""
     out: Points = {}
     offsets, stamps = times
+    shapes: List[_Shape] = []  # the layouts seen, the latest first
     pos = 0
     for line in data.split(b"\n"):
         here = pos
         pos += len(line) + 1
         if b"step=" not in line:
             continue
-        got = _step_line(line)
+        got = None
+        for shape in shapes:
+            got = shape.read(line)
+            if got is not None:
+                break
         if got is None:
-            continue
+            got = _step_line(line)
+            if got is None:
+                continue
+            shapes.insert(0, _Shape(line))
+            del shapes[8:]
         step, found = got
         when: Optional[float] = None
         if offsets:
@@ -140,10 +202,9 @@ def tail_step(log: Path, nbytes: int = 4096) -> Optional[Tuple[int, Dict[str, fl
     for line in reversed(data.split(b"\n")):
         if b"step=" not in line:
             continue
-        got = parse(line)
+        got = _step_line(line)
         if got:
-            step = next(iter(got.values()))[0][0]
-            return step, {name: pts[0][1] for name, pts in got.items()}
+            return got[0], dict(got[1])
     return None
 
 

@@ -27,9 +27,9 @@ class Series:
 
     name: str
     source: str  # "log", "tensorboard" or "csv"
-    steps: List[int] = field(default_factory=list)
-    values: List[float] = field(default_factory=list)
-    times: List[Optional[float]] = field(default_factory=list)
+    steps: Sequence[int] = field(default_factory=list)  # lists, or arrays straight from the cache
+    values: Sequence[float] = field(default_factory=list)
+    times: Sequence[Optional[float]] = field(default_factory=list)  # None (or NaN) where unknown
 
     def __len__(self) -> int:
         return len(self.steps)
@@ -41,13 +41,13 @@ class Series:
         """(step, value) of the best point: the first of equal ones."""
         if not self.steps:
             return None
-        pick = min if mode == "min" else max
-        i = pick(range(len(self.values)), key=self.values.__getitem__)
+        value = min(self.values) if mode == "min" else max(self.values)
+        i = self.values.index(value)  # the first of equal ones
         return self.steps[i], self.values[i]
 
     def as_dict(self) -> Dict[str, object]:
-        return {"name": self.name, "source": self.source, "steps": self.steps, "values": self.values,
-                "times": self.times}
+        return {"name": self.name, "source": self.source, "steps": list(self.steps), "values": list(self.values),
+                "times": [None if t is None or t != t else t for t in self.times]}
 
 
 def from_points(name: str, source: str, points: Iterable[Tuple[int, float, Optional[float]]]) -> Series:
@@ -70,7 +70,7 @@ def from_columns(name: str, source: str, steps: Sequence[int], values: Sequence[
     """from_points for columns (times NaN where unknown): the common case, steps only ever going up (no restart
     trained a step again), needs no regrouping."""
     if all(a < b for a, b in zip(steps, steps[1:])):
-        return Series(name, source, list(steps), list(values), [None if t != t else t for t in times])
+        return Series(name, source, steps, values, times)
     return from_points(name, source, zip(steps, values, (None if t != t else t for t in times)))
 
 

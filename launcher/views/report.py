@@ -68,7 +68,7 @@ def build(runs: Sequence[RunReport], metric: Optional[str] = None, mode: Optiona
         items.append({"run": r.run, "state": r.state, "values": {k: r.values.get(k) for k in keys}, "steps": steps,
                       "last": last[1] if last else None, "best": best[1] if best else None,
                       "best_step": best[0] if best else None,
-                      "series": {n: x.as_dict() for n, x in r.series.items()}})
+                      "series": r.series})  # Series objects: as_json() makes them lists
     better = min if how == "min" else max
     scored = [i for i in items if i["best"] is not None]
     winner = better(scored, key=lambda i: i["best"])["run"] if scored else None
@@ -94,6 +94,12 @@ def build(runs: Sequence[RunReport], metric: Optional[str] = None, mode: Optiona
             "points": points}
 
 
+def as_json(report: Dict[str, Any]) -> Dict[str, Any]:
+    """The report with every run's series as plain lists (what --json prints)."""
+    runs = [dict(i, series={n: s.as_dict() for n, s in i["series"].items()}) for i in report["runs"]]
+    return dict(report, runs=runs)
+
+
 def number_text(v: Optional[float]) -> str:
     return "-" if v is None else f"{v:.5g}"
 
@@ -108,7 +114,7 @@ def render(report: Dict[str, Any], sparks: bool = True) -> str:
         rows.append(["*" if i["best_run"] else "", i["run"]] + [str(i["values"].get(k, "")) for k in keys] +
                     [i["state"], str(i["steps"]), number_text(i["last"]), number_text(i["best"]),
                      "-" if i["best_step"] is None else str(i["best_step"])] +
-                    ([sparkline(s["values"]) if s else ""] if sparks else []))
+                    ([sparkline(s.values) if s else ""] if sparks else []))
     lines = [f"# {metric} ({report['mode']}): * marks the best run", _columns(head, rows)]
     if report["points"]:
         others = [k for k in keys if k != report["seed_key"]]

@@ -56,13 +56,13 @@ def figures(report: Mapping[str, Any]) -> List[Dict[str, Any]]:
         traces = []
         for r in report["runs"]:
             s = r["series"].get(name)
-            if not s or not s["steps"]:
+            if not s or not len(s.steps):
                 continue
             value = r["values"].get(key) if key else None
             traces.append({
                 "type": "scatter", "mode": "lines", "name": r["run"] + (f" ({column_label(report['keys'], key)}={value})"
                                                                          if key else ""),
-                "x": s["steps"], "y": s["values"], "meta": r["run"],
+                "x": list(s.steps), "y": list(s.values), "meta": r["run"],
                 "line": {"color": palette.get(value, PALETTE[0]), "width": 3 if r.get("best_run") else 1.5},
                 "hovertemplate": "run %{meta}<br>step %{x}<br>" + html.escape(name) + " %{y}<extra></extra>"})
         if traces:
