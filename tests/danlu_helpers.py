@@ -94,7 +94,7 @@ def danlu_env(tmp_path: Path) -> Dict[str, str]:
     return private_env(tmp_path)
 
 
-def wait_status(sweep_or_run: str, env: Dict[str, str], timeout: float = 180, poll: float = 2.0,
+def wait_status(sweep_or_run: str, env: Dict[str, str], timeout: float = 180, poll: float = 3.0,
                 done=lambda items: all(i["final"] for i in items)) -> List[dict]:
     """Poll `danlu status --json` until `done(items)` (by default: every state final, launcher/state/machine.py);
     returns the items (AssertionError on timeout)."""

@@ -8,13 +8,7 @@
 #   bash tests/captured/cluster_capture.sh
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# writes into tests/captured/<the cluster's Slurm version>/ (sinfo --version; put a newer cluster's clients
-# first in PATH: tests/cluster/chroot.sh), or into the directory given
-OUT=${1:-$HERE/$(sinfo --version | awk '{ split($2, v, "."); print v[1] "." v[2] }')}
-mkdir -p "$OUT"
-cd "$OUT"
-export PYTHONPATH=$HERE/../..
-PY=${PYTHON:-$HERE/../../.venv/bin/python}
+source "$HERE/capture_common.sh"  # OUT (and the working directory), PY
 mapfile -t SINFO < <("$PY" -c 'import sys; sys.path.insert(0, "../.."); from launcher.views.cluster import SINFO_CMD; print("\n".join(SINFO_CMD))')
 mapfile -t SQUEUE < <("$PY" -c 'import sys; sys.path.insert(0, "../.."); from launcher.views.cluster import SQUEUE_CMD; print("\n".join(SQUEUE_CMD))')
 sb() { sbatch --parsable -o /dev/null --comment="danlu:capture:$1" "${@:2}" | cut -d';' -f1; }

@@ -4,13 +4,7 @@
 #   bash tests/captured/facts_capture.sh
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# writes into tests/captured/<the cluster's Slurm version>/ (sinfo --version; put a newer cluster's clients
-# first in PATH: tests/cluster/chroot.sh), or into the directory given
-OUT=${1:-$HERE/$(sinfo --version | awk '{ split($2, v, "."); print v[1] "." v[2] }')}
-mkdir -p "$OUT"
-cd "$OUT"
-export PYTHONPATH=$HERE/../..
-PY=${PYTHON:-$HERE/../../.venv/bin/python}
+source "$HERE/capture_common.sh"  # OUT (and the working directory), PY
 mapfile -t SINFO < <("$PY" -c 'import sys; sys.path.insert(0, "../.."); from launcher.cluster_facts import SINFO_NODES; print("\n".join(SINFO_NODES))')
 scontrol show config >facts_config.txt
 scontrol show partition -o >facts_partitions.txt

@@ -6,13 +6,7 @@
 #   bash tests/captured/status_capture.sh
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-# writes into tests/captured/<the cluster's Slurm version>/ (sinfo --version; put a newer cluster's clients
-# first in PATH: tests/cluster/chroot.sh), or into the directory given
-OUT=${1:-$HERE/$(sinfo --version | awk '{ split($2, v, "."); print v[1] "." v[2] }')}
-mkdir -p "$OUT"
-cd "$OUT"
-export PYTHONPATH=$HERE/../..
-PY=${PYTHON:-$HERE/../../.venv/bin/python}
+source "$HERE/capture_common.sh"  # OUT (and the working directory), PY
 SACCT_FORMAT=$("$PY" -c 'import sys; sys.path.insert(0, "../.."); from launcher.slurm import SACCT_FORMAT; print(SACCT_FORMAT)')
 SQUEUE_FORMAT=$("$PY" -c 'import sys; sys.path.insert(0, "../.."); from launcher.slurm import SQUEUE_FORMAT; print(SQUEUE_FORMAT)')
 sb() { sbatch --parsable -o /dev/null --comment="danlu:capture:$1" "${@:2}" | cut -d';' -f1; }
