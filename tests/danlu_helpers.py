@@ -94,15 +94,65 @@ def danlu_env(tmp_path: Path) -> Dict[str, str]:
     return private_env(tmp_path)
 
 
+def _slurm_jobs(sweep_or_run: str, env: Dict[str, str]) -> Optional[List[str]]:
+    """The Slurm job ids (squeue's spelling, `12` or `12_3`) of the latest attempt of every run of a sweep or of
+    one run, read from the test's own store; None when some run has no Slurm job id (yet, or a local run)."""
+    import sqlite3
+
+    store = env.get("DANLU_STORE")
+    if not store or not Path(store).exists():
+        return None
+    try:
+        db = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=10)
+        try:
+            rows = db.execute(
+                "SELECT a.job_id FROM attempts a JOIN runs r ON r.run = a.run WHERE (r.sweep = ? OR r.run = ?) "
+                "AND a.attempt = (SELECT MAX(b.attempt) FROM attempts b WHERE b.run = a.run)",
+                (sweep_or_run, sweep_or_run)).fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+    ids = [r[0] for r in rows]
+    if not ids or any(not i or not i[0].isdigit() for i in ids):
+        return None
+    return ids
+
+
+def _squeue_states(ids: List[str], env: Dict[str, str]) -> Optional[List[str]]:
+    """squeue's compact states (PD, R, CG, ...) of those jobs still in the queue; None if squeue could not say."""
+    path = env.get("PATH") or os.environ.get("PATH", "")
+    try:
+        done = subprocess.run(["squeue", "-h", "-o", "%t", "-j", ",".join(ids)], capture_output=True, text=True,
+                              timeout=60, env=dict(os.environ, PATH=path))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if done.returncode != 0:
+        return [] if "Invalid job id" in done.stderr else None
+    return done.stdout.split()
+
+
 def wait_status(sweep_or_run: str, env: Dict[str, str], timeout: float = 180, poll: float = 3.0,
-                done=lambda items: all(i["final"] for i in items)) -> List[dict]:
-    """Poll `danlu status --json` until `done(items)` (by default: every state final, launcher/state/machine.py);
-    returns the items (AssertionError on timeout)."""
+                done=None, started: bool = False) -> List[dict]:
+    """Poll `danlu status --json` until `done(items)` (by default: every state final, launcher/state/machine.py;
+    with started=True: no run PENDING); returns the items (AssertionError on timeout).
+
+    Without `done`: while the runs' Slurm jobs are still queued (or still pending, started=True), as one cheap
+    `squeue` call says, danlu is not asked: the suite's CPU went mostly to status polls' interpreter start-ups."""
     import time
 
+    gate = done is None  # a predicate of the caller's own: no squeue can stand in for it
+    if done is None:
+        done = (lambda items: all(i["state"] != "PENDING" for i in items)) if started else \
+            (lambda items: all(i["final"] for i in items))
     end = time.time() + timeout
     items: List[dict] = []
     while time.time() < end:
+        ids = _slurm_jobs(sweep_or_run, env) if gate else None
+        states = _squeue_states(ids, env) if ids else None
+        if states and (not started or "PD" in states):
+            time.sleep(poll)
+            continue
         items = status_json(sweep_or_run, env=env)
         if items and done(items):
             return items

@@ -49,7 +49,7 @@ def test_killed_after_sbatch_is_recovered(slurm_cluster, danlu_env, tmp_path):
         assert comments.split().count(f"danlu:{token}") == 1  # exactly one job: nothing submitted twice
         # and the recovered job really runs: its pickled agent was never moved in place by the dead danlu
         subprocess.run(["scontrol", "release", job_id], check=True)
-        (item,) = wait_status("crashy", danlu_env, timeout=180)
+        (item,) = wait_status("crashy", danlu_env, timeout=300)
         assert item["state"] == "COMPLETED", item
     finally:
         subprocess.run(["scancel", job_id])

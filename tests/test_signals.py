@@ -38,7 +38,7 @@ def test_cancel_gives_the_ranks_the_clusters_grace_to_checkpoint(slurm_cluster, 
     run = out["runs"][0]["run"]
     layout = SweepLayout(Path(danlu_env["DANLU_RUNS_DIR"]) / name).run(0)
     log = layout.attempt(1).restart(0).node_log(0)
-    wait_status(name, danlu_env, timeout=600, poll=2, done=lambda items: items[0]["state"] != "PENDING")
+    wait_status(name, danlu_env, timeout=600, poll=2, started=True)
     deadline = time.time() + 180  # from the start of the job: it may wait behind other tests' jobs for the GPUs
     while not (log.exists() and "step=3 " in log.read_text()):
         assert time.time() < deadline, log.read_text()[-2000:] if log.exists() else "no log"
@@ -86,7 +86,7 @@ def test_warning_while_the_program_tears_down_after_its_last_step_is_ignored(slu
                 "args.max_train_steps=3", "+args.pretrain_steps=20", "+args.teardown_seconds=110",
                 "--name", name, env=danlu_env)
     # it may wait behind other tests' jobs for the GPUs: the clock starts when it starts
-    wait_status(name, danlu_env, timeout=600, poll=2, done=lambda items: items[0]["state"] != "PENDING")
+    wait_status(name, danlu_env, timeout=600, poll=2, started=True)
     (item,) = wait_status(name, danlu_env, timeout=420, poll=3)
     restarts = SweepLayout(Path(danlu_env["DANLU_RUNS_DIR"]) / name).run(0).attempt(1).restarts()
     agent = restarts[0].agent_log("node0").read_text()
@@ -115,7 +115,7 @@ def test_a_stop_signal_that_reaches_one_node_only_requeues_the_run(slurm_cluster
                       "+args.pretrain_steps=20", "--name", name, env=danlu_env)
     job = out["runs"][0]["job_id"]
     attempt = SweepLayout(Path(danlu_env["DANLU_RUNS_DIR"]) / name).run(0).attempt(1)
-    wait_status(name, danlu_env, timeout=600, poll=2, done=lambda items: items[0]["state"] != "PENDING")
+    wait_status(name, danlu_env, timeout=600, poll=2, started=True)
     deadline = time.time() + 180  # from the start of the job (it may wait behind other tests' jobs)
     log = attempt.restart(0).rank_log(0)
     while not (log.exists() and re.search(r"^step=12 ", log.read_text(), re.M)):
