@@ -138,3 +138,38 @@ def test_report_refuses_an_unknown_sweep_or_metric(swept):
     bad = danlu("report", "rep", "--metric", "los", env=swept)
     assert bad.returncode == 2 and "no run of rep wrote a metric named 'los'" in bad.stderr, bad.stderr
     assert "hint: metrics found: " in bad.stderr and "loss" in bad.stderr and bad.stdout == ""
+
+
+@pytest.mark.slurm
+def test_report_of_lightning_runs_reads_their_csv_logs_and_their_tensorboard_events(slurm_cluster, tmp_path):
+    """Two tiny_lightning runs on the test cluster, the same training, one logging through Lightning's CSVLogger
+    and one through its TensorBoardLogger: the report reads each from its own files (source csv / tensorboard),
+    and both give the same values, each equal to what the CSV file holds (read here with the csv module)."""
+    import csv
+
+    env = private_env(tmp_path)
+    danlu("submit", "experiment=tiny_lightning", "cluster=testcluster", "-m", "+args.loggers=csv,tensorboard",
+          "args.trainer.max_steps=20", "--name", "lit", env=env, check=True)
+    items = wait_status("lit", env, timeout=600, poll=5)
+    assert [i["state"] for i in items] == ["COMPLETED"] * 2, items
+    report = json.loads(danlu("report", "lit", "--metric", "val_loss", "--json", env=env, check=True).stdout)
+    runs = {r["values"]["+args.loggers"] if "+args.loggers" in r["values"] else r["values"]["args.loggers"]: r
+            for r in report["runs"]}
+    assert set(runs) == {"csv", "tensorboard"}, report["runs"]
+    by_source = {}
+    for logger, r in runs.items():
+        for name in ("val_loss", "train_loss"):
+            series = r["series"][name]
+            assert series["source"] == logger, (name, series["source"])
+            by_source.setdefault(name, {})[logger] = series
+    run_dir = Path(next(i["run_dir"] for i in items if i["run"] == runs["csv"]["run"]))
+    (metrics_csv,) = run_dir.glob("output/lightning_logs/version_*/metrics.csv")
+    rows = [row for row in csv.DictReader(metrics_csv.open()) if row.get("val_loss")]
+    assert by_source["val_loss"]["csv"]["steps"] == [int(row["step"]) for row in rows] and rows
+    assert by_source["val_loss"]["csv"]["values"] == pytest.approx([float(row["val_loss"]) for row in rows])
+    for name, got in by_source.items():
+        assert got["tensorboard"]["steps"] == got["csv"]["steps"], name
+        assert got["tensorboard"]["values"] == pytest.approx(got["csv"]["values"], rel=1e-6), name
+    assert report["metric"] == "val_loss" and len({r["best"] for r in runs.values()}) == 1
+    tb_dir = Path(next(i["run_dir"] for i in items if i["run"] == runs["tensorboard"]["run"])) / "output"
+    assert list(tb_dir.glob("tensorboard/version_0/events.out.tfevents.*")) and not list(tb_dir.glob("lightning_logs"))

@@ -5,7 +5,8 @@ It is shaped like a real Lightning program on Slurm, and it is what danlu's `lau
   * a LightningCLI with a YAML config (`--config config.yaml`, several may be given), `trainer.devices` and
     `trainer.num_nodes` in it, every option overridable (`--trainer.max_steps=40`, `--model.lr=0.01`);
   * ModelCheckpoint monitoring `val_loss` with `save_last=True`, into `<output_dir>/checkpoints` (logs into
-    `<output_dir>/lightning_logs`: `--output_dir` is the trainer's `default_root_dir`);
+    `<output_dir>/lightning_logs` and/or `<output_dir>/tensorboard` as --loggers says: `--output_dir` is the
+    trainer's `default_root_dir`);
   * resume from the last checkpoint on every start (`fit(ckpt_path="last")`: nothing there, a fresh start);
   * on SIGUSR1 (danlu's checkpoint signal) or SIGTERM (preemption, scancel: Slurm sends it to every process of
     the job) the ranks agree at the end of the step, save `last.ckpt` and stop: a requeue loses no step. Once
@@ -174,6 +175,24 @@ class CLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:  # type: ignore[no-untyped-def]
         parser.add_argument("--output_dir", type=str, required=True, help="Checkpoints and logs go here.")
         parser.link_arguments("output_dir", "trainer.default_root_dir")  # logs: never the working directory
+        parser.add_argument("--loggers", type=str, default="csv",
+                            help="Comma-separated: csv (<output_dir>/lightning_logs/version_N/metrics.csv) and/or "
+                                 "tensorboard (<output_dir>/tensorboard/version_N/events.out.tfevents.*); used when "
+                                 "the config gives no trainer.logger.")
+
+
+def make_loggers(names: str, out: str) -> list:
+    """The loggers --loggers names, writing under the output dir. Named, not Lightning's default: that default
+    changes with what is installed (TensorBoard when tensorboard is, else CSV)."""
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    kinds = {"csv": lambda: CSVLogger(out, name="lightning_logs"),
+             "tensorboard": lambda: TensorBoardLogger(out, name="tensorboard", default_hp_metric=False)}
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in kinds]
+    if unknown:
+        raise SystemExit(f"error: --loggers: unknown logger {unknown[0]!r} (csv, tensorboard)")
+    return [kinds[n]() for n in wanted]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit("error: the config must configure a ModelCheckpoint (trainer.callbacks)")
     if checkpoints.dirpath is None:  # the run's output dir, never the working directory or a logger's version dir
         checkpoints.dirpath = os.path.join(out, "checkpoints")
+    if cli.config["trainer"].get("logger") in (None, True):
+        trainer.loggers = make_loggers(cli.config["loggers"], out)
     stop = StopOnSignal(checkpoints)
     trainer.callbacks += [stop, ReportResume()]
     node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()

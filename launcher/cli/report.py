@@ -27,9 +27,13 @@ def run(args: Namespace) -> int:
 
     rows, _ = refresh(store, store.latest(sweeps=[args.sweep]))
     runs = []
+    unread: List[Path] = []
     for r in rows:
         values = point_values(json.loads(r["overrides"] or "[]") + json.loads(r["a_overrides"] or "[]"))
-        runs.append(RunReport(r["run"], r["state"], values, run_series(r["run_dir"], int(r["attempt"]))))
+        runs.append(RunReport(r["run"], r["state"], values, run_series(r["run_dir"], int(r["attempt"]), unread)))
+    if unread:
+        print(f"warning: {len(unread)} TensorBoard event file(s) not read: tensorboard is not installed here\n"
+              "hint: pip install 'danlu[report]'", file=sys.stderr)
     report = build(runs, args.metric, args.mode, True if args.group_by_seed else None)
     if args.metric and all(args.metric not in r.series for r in runs):
         found = sorted({n for r in runs for n in r.series})
