@@ -57,21 +57,23 @@ status=0
 if [ -z "${DANLU_TEST_SLURM:-}" ] && [ $named = 0 ]; then
   for v in "${NEWER[@]}"; do bash tests/cluster/up.sh "$v" >"$logs/up-$v.log" 2>&1 || { cat "$logs/up-$v.log"; exit 1; }; done
   phase() { echo "=================== $* ($(date +%T)) ===================" >&2; }
+  newer() {  # newer shared|disruptive LOG PYTEST-ARGS...: that part of the Slurm-facing files on each newer version,
+    local part=$1 log=$2  # in the background, into $logs/<version><LOG>.log; `wait_newer` waits for them
+    shift 2
+    pids=()
+    for v in "${NEWER[@]}"; do
+      "$part" "$v" "$@" "${SLURM_FACING[@]}" >"$logs/$v$log.log" 2>&1 &
+      pids+=($!)
+    done
+  }
+  wait_newer() { for pid in "${pids[@]}"; do wait "$pid" || status=1; done; }
   phase "1: Slurm 22.05 shared, beside ${NEWER[*]} disruptive"
-  pids=()
-  for v in "${NEWER[@]}"; do
-    disruptive "$v" "$@" "${SLURM_FACING[@]}" >"$logs/$v-disruptive.log" 2>&1 &
-    pids+=($!)
-  done
+  newer disruptive -disruptive "$@"
   shared 22.05 "$@" 2>&1 | tee "$logs/22.05.log" || status=1
-  for i in "${!NEWER[@]}"; do wait "${pids[$i]}" || status=1; done
+  wait_newer
   phase "2: Slurm ${NEWER[*]} shared"
-  pids=()
-  for v in "${NEWER[@]}"; do
-    shared "$v" "$@" "${SLURM_FACING[@]}" >"$logs/$v.log" 2>&1 &
-    pids+=($!)
-  done
-  for i in "${!NEWER[@]}"; do wait "${pids[$i]}" || status=1; done
+  newer shared "" "$@"
+  wait_newer
   for v in "${NEWER[@]}"; do
     echo "=================== Slurm $v: ${SLURM_FACING[*]#tests/} ==================="
     cat "$logs/$v.log" "$logs/$v-disruptive.log"
