@@ -32,7 +32,7 @@ source .venv/bin/activate
 #   1. 22.05's shared tests (3 workers; ~9 min, 1.3 CPUs) beside the newer versions' disruptive tests (slurmdbd
 #      down, preemption, GrpTRES, ports: one at a time on their own clusters, mostly waiting for Slurm)
 #   2. 24.11's and 26.05's shared tests side by side (3 workers each; ~9 min, 1.5 CPUs)
-#   3. 22.05's disruptive tests (the fault matrix, ~18 min) alone: their bounds time the job side
+#   3. 22.05's disruptive tests (the fault matrix and the rest, ~14 min) alone: their bounds time the job side
 # The fault matrix runs on 22.05 only: on all three it would not fit CI's 45 minutes on 2 cores.
 SLURM_FACING=(tests/test_status.py tests/test_sweeps.py tests/test_crash_safety.py tests/test_requeue.py
               tests/test_cluster_view.py tests/test_cluster.py tests/test_resilience.py tests/test_signals.py
