@@ -119,19 +119,6 @@ def _slurm_jobs(sweep_or_run: str, env: Dict[str, str]) -> Optional[List[str]]:
     return ids
 
 
-def _squeue_states(ids: List[str], env: Dict[str, str]) -> Optional[List[str]]:
-    """squeue's compact states (PD, R, CG, ...) of those jobs still in the queue; None if squeue could not say."""
-    path = env.get("PATH") or os.environ.get("PATH", "")
-    try:
-        done = subprocess.run(["squeue", "-h", "-o", "%t", "-j", ",".join(ids)], capture_output=True, text=True,
-                              timeout=60, env=dict(os.environ, PATH=path))
-    except (OSError, subprocess.SubprocessError):
-        return None
-    if done.returncode != 0:
-        return [] if "Invalid job id" in done.stderr else None
-    return done.stdout.split()
-
-
 def wait_status(sweep_or_run: str, env: Dict[str, str], timeout: float = 180, poll: float = 3.0,
                 done=None, started: bool = False) -> List[dict]:
     """Poll `danlu status --json` until `done(items)` (by default: every state final, launcher/state/machine.py;
@@ -141,6 +128,8 @@ def wait_status(sweep_or_run: str, env: Dict[str, str], timeout: float = 180, po
     `squeue` call says, danlu is not asked: the suite's CPU went mostly to status polls' interpreter start-ups."""
     import time
 
+    from slurm_helpers import queue_states
+
     gate = done is None  # a predicate of the caller's own: no squeue can stand in for it
     if done is None:
         done = (lambda items: all(i["state"] != "PENDING" for i in items)) if started else \
@@ -149,8 +138,9 @@ def wait_status(sweep_or_run: str, env: Dict[str, str], timeout: float = 180, po
     items: List[dict] = []
     while time.time() < end:
         ids = _slurm_jobs(sweep_or_run, env) if gate else None
-        states = _squeue_states(ids, env) if ids else None
-        if states and (not started or "PD" in states):
+        states = queue_states(ids, dict(os.environ, PATH=env.get("PATH") or os.environ.get("PATH", ""))) \
+            if ids else None
+        if states and (not started or "PENDING" in states):
             time.sleep(poll)
             continue
         items = status_json(sweep_or_run, env=env)

@@ -57,14 +57,22 @@ _ACTIVE_STATES = {
 }
 
 
+def queue_states(job_ids: list[str], env: dict[str, str] | None = None) -> list[str] | None:
+    """squeue's states of those jobs (or array tasks) still in the queue: [] when none is, None when squeue could
+    not say (a failure other than "Invalid job id", which means already purged from slurmctld)."""
+    try:
+        proc = subprocess.run(["squeue", "-h", "-j", ",".join(map(str, job_ids)), "-o", "%T"], capture_output=True,
+                              text=True, timeout=30, env=env)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if proc.returncode != 0:
+        return [] if "Invalid job id" in proc.stderr else None
+    return proc.stdout.split()
+
+
 def in_queue(job_id: str | int) -> bool:
     """True while squeue still has the job (or any task of an array) in a non-final state."""
-    proc = subprocess.run(
-        ["squeue", "-h", "-j", str(job_id), "-o", "%T"], capture_output=True, text=True, timeout=30
-    )
-    if proc.returncode != 0:  # "Invalid job id": already purged from slurmctld
-        return False
-    return any(line.strip() in _ACTIVE_STATES for line in proc.stdout.splitlines())
+    return any(state in _ACTIVE_STATES for state in queue_states([str(job_id)]) or [])
 
 
 def wait_for_job(
