@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
@@ -104,6 +105,14 @@ class SweepLayout:
     def slurm_output(self, job_id: str) -> Path:
         return self.slurm_dir / f"job-{job_id}.out"
 
+    @property
+    def notify_script(self) -> Path:
+        """The batch script of the sweep's summary job (notify.*): it runs `danlu notify` once the runs ended."""
+        return self.scripts_dir / "notify.sbatch"
+
+    def notify_output_pattern(self) -> Path:
+        return self.slurm_dir / "notify-%j.out"
+
     def run(self, index: int) -> "RunLayout":
         return RunLayout(self.root / str(index))
 
@@ -150,6 +159,14 @@ class AttemptLayout:
         """Touched by every task of a start as it begins: the batch script tells a step Slurm could not create
         (no task ran: it tries again) from one that ran and failed."""
         return self.root / "step-started"
+
+    @property
+    def notified(self) -> Path:
+        """Written once this attempt's failure was announced (notify.url): the summary job does not repeat it."""
+        return self.root / "notified"
+
+    def mark_notified(self, reason: str) -> None:
+        self.notified.write_text(json.dumps({"sent": time.time(), "reason": reason}))
 
     def read_result(self) -> Optional[Dict[str, object]]:
         """What task 0's agent wrote when the program ended (None if nothing yet)."""

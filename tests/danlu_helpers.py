@@ -71,9 +71,16 @@ def plan_experiment(overrides: Sequence[str], sweep: str = "golden", multirun: b
 
 
 def render_experiment(overrides: Sequence[str], sweep: str = "golden", multirun: bool = False) -> List[str]:
-    """The scripts of `plan_experiment`, with machine paths made machine-independent."""
-    return [j.script.replace(sys.executable, "<python>").replace(str(REPO), "<repo>")
-            for j in plan_experiment(overrides, sweep, multirun)]
+    """The scripts of `plan_experiment`, with machine paths made machine-independent; with notify.*, the first
+    is followed by the sweep's summary job, as `danlu submit --dry-run` prints them."""
+    from launcher.submit import notify_job
+
+    jobs = plan_experiment(overrides, sweep, multirun)
+    scripts = [j.script for j in jobs]
+    if jobs and notify_job.wanted(jobs[0].spec):
+        scripts[0] += "# ==== the summary job ====\n" + notify_job.preview(jobs[0].spec, sweep, jobs[0].sweep_layout,
+                                                                          jobs[0].runs[0].shape.partition)
+    return [s.replace(sys.executable, "<python>").replace(str(REPO), "<repo>") for s in scripts]
 
 
 import pytest  # noqa: E402

@@ -74,6 +74,11 @@ SUBMIT_CASES = {
     "program flag value of the wrong type": T + ["args.max_train_steps=many"],
     "precision set twice, differently": T + ["launch.mixed_precision=bf16", "args.mixed_precision=fp16"],
     "missing LightningCLI config file": ["experiment=tiny_lightning", "cluster=testcluster", "args.config=nope.yaml"],
+    "webhook URL written into the config": T + ["notify.url=https://hooks.example.org/services/T0/B0/x"],
+    "webhook variable not set": T + ["notify.url=env:DANLU_TEST_NO_SUCH_HOOK"],
+    "webhook file readable by others": T + ["notify.url=file:/etc/hostname"],
+    "unknown notify format": T + ["notify.url=env:HOME", "notify.format=teams"],
+    "notify on the local cluster": ["experiment=tiny_dpo", "notify.email=me@example.org"],
 }
 CATALOGUE_FLOOR = 55  # tests/conftest.py fails the session when fewer catalogue cases ran and passed
 

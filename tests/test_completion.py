@@ -55,8 +55,8 @@ def complete(*words: str, env: dict | None = None, bash: str | None = None) -> l
 
 
 def test_commands_and_flags():
-    assert complete("") == ["submit", "status", "logs", "report", "cancel", "show", "rerun", "cluster", "env", "options",
-                            "completion"]
+    assert complete("") == ["submit", "status", "logs", "report", "notify", "cancel", "show", "rerun", "cluster", "env",
+                            "options", "completion"]
     assert complete("s") == ["submit", "status", "show"]
     assert "__complete" not in complete("_")
     assert complete("-") == ["--help", "--version"]

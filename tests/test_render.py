@@ -18,6 +18,8 @@ CASES = {
     "vqgan": ["experiment=vqgan", "cluster=example"],
     "tiny_dpo": ["experiment=tiny_dpo", "cluster=testcluster", "resources.nodes=2", "resources.gpus_per_node=2"],
     "tiny_ibq_lightning": ["experiment=tiny_ibq", "cluster=testcluster", "launch=lightning", "resources.gpus_per_node=2"],
+    "tiny_dpo_notify": ["experiment=tiny_dpo", "cluster=testcluster", "notify.url=env:DANLU_WEBHOOK",
+                        "notify.format=slack", "notify.email=me@example.org"],
     "tiny_dpo_torchrun": ["experiment=tiny_dpo", "cluster=testcluster", "launch=torchrun", "resources.gpus_per_node=2"],
 }
 

@@ -15,7 +15,7 @@ from typing import Optional, Sequence
 from ..errors import UserError
 from .output import err
 
-VERBS = ("submit", "status", "report", "logs", "cancel", "show", "rerun", "cluster", "env", "options", "completion")
+VERBS = ("submit", "status", "report", "notify", "logs", "cancel", "show", "rerun", "cluster", "env", "options", "completion")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -71,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also write the report as one self-contained page: sortable table, a plot per metric, "
                          "each run's log (needs the report extra: plotly)")
 
+    nt = sub.add_parser("notify", help="send a sweep's messages now: each failed run not yet announced, then the "
+                                       "summary (the sweep's summary job runs this once its runs have ended)")
+    nt.add_argument("sweep", metavar="SWEEP")
+    nt.add_argument("--dry-run", action="store_true", help="print the messages (JSON, one per line); send nothing")
+
     c = sub.add_parser("cancel", help="cancel runs or whole sweeps")
     c.add_argument("names", nargs="+", metavar="SWEEP|RUN")
 

@@ -8,24 +8,21 @@ import sys
 import time
 from argparse import Namespace
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Tuple
 
 from ..errors import UserError
 from .common import open_store, store_errors
 
 
-@store_errors
-def run(args: Namespace) -> int:
+def sweep_runs(store: Any, sweep: str) -> Tuple[List[Any], List[Any]]:
+    """(store rows refreshed from Slurm, RunReport per run with its metrics) of a sweep; warns of unread files."""
     from ..metrics.runs import run_series
-    from ..views.report import RunReport, as_json, build, point_values, render
-
-    html_path = _html_target(args.html) if args.html else None
-    store = open_store()
-    if not store.sweep(args.sweep):
-        raise UserError(f"no sweep named {args.sweep!r}", "`danlu status --all` lists your sweeps")
     from ..state.reconcile import refresh
+    from ..views.report import RunReport, point_values
 
-    rows, _ = refresh(store, store.latest(sweeps=[args.sweep]))
+    if not store.sweep(sweep):
+        raise UserError(f"no sweep named {sweep!r}", "`danlu status --all` lists your sweeps")
+    rows, _ = refresh(store, store.latest(sweeps=[sweep]))
     runs = []
     unread: List[Path] = []
     for r in rows:
@@ -34,6 +31,16 @@ def run(args: Namespace) -> int:
     if unread:
         print(f"warning: {len(unread)} TensorBoard event file(s) not read: tensorboard is not installed here\n"
               "hint: pip install 'danlu[report]'", file=sys.stderr)
+    return rows, runs
+
+
+@store_errors
+def run(args: Namespace) -> int:
+    from ..views.report import as_json, build, render
+
+    html_path = _html_target(args.html) if args.html else None
+    store = open_store()
+    rows, runs = sweep_runs(store, args.sweep)
     report = build(runs, args.metric, args.mode, True if args.group_by_seed else None)
     if args.metric and all(args.metric not in r.series for r in runs):
         found = sorted({n for r in runs for n in r.series})

@@ -11,24 +11,16 @@ from ..errors import NothingToDo, UserError
 from .output import err
 
 
-def merge_overrides(original: List[str], new: List[str]) -> List[str]:
-    """Original overrides with the new ones applied on top (a key given again is replaced)."""
-    def key(o: str) -> str:
-        return o.split("=", 1)[0].lstrip("+~")
-
-    replaced = {key(o) for o in new}
-    return [o for o in original if key(o) not in replaced] + list(new)
-
-
 def run(args: Namespace) -> int:
     from ..layout import RunLayout
     from .. import slurm
     from ..plan.planner import PlannedRun, place, plan_jobs
-    from ..spec.compose import Composer
+    from ..spec.compose import Composer, merge_overrides
     from ..spec.validate import check
     from ..state.names import ACTIVE, RERUNNABLE
-    from ..state.reasons import failed_nodes
+    from ..state.machine import failed_nodes
     from ..state.reconcile import refresh
+    from ..submit import notify_job
     from ..submit.execute import new_token
     from .common import open_store
     from ..submit.live_checks import against_the_live_cluster
@@ -115,4 +107,7 @@ def run(args: Namespace) -> int:
 
     results = submit_rerun(store, token, label, jobs, args.overrides, expect)
     report_submitted(args, label, results, len(jobs))
+    if label != "rerun":  # the sweep's summary (notify.*) once more, after these
+        notify_job.submit_after(jobs[0].spec, label, jobs[0].sweep_layout, jobs[0].runs[0].shape.partition,
+                                results.values(), err)
     return 0

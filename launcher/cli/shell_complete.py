@@ -265,7 +265,7 @@ def candidates(words: Sequence[str]) -> List[str]:
         return _overrides(cur, before)
     if command == "rerun":
         return _names(cur, runs_only=False) if not args else _overrides(cur, before)
-    if command == "report":
+    if command in ("report", "notify"):
         return _names(cur, runs_only=False) if not args else []
     if command in ("status", "cancel"):
         return _names(cur, runs_only=False)

@@ -16,6 +16,7 @@ def run(args: Namespace) -> int:
     from ..plan.planner import new_runs, place, plan_jobs, sweep_layout
     from ..spec.compose import Composer
     from ..spec.validate import check
+    from ..submit import notify_job
     from ..submit.execute import new_token
 
     if args.name is not None and not safe_name(args.name):
@@ -60,6 +61,10 @@ def run(args: Namespace) -> int:
             verdict.refuse()
             raise
         print_plan(jobs)
+        if notify_job.wanted(spec0):
+            print("# ==== the summary job, submitted after the jobs above (notify.*) ====")
+            layout = sweep_layout(spec0, base if explicit else f"{base}-xxxx")
+            print(notify_job.preview(spec0, layout.root.name, layout, shapes[0].partition), end="")
         for note in verdict.notes:
             err(note)
         verdict.refuse()
@@ -76,6 +81,8 @@ def run(args: Namespace) -> int:
     name, results, njobs = submit_sweep(store, token, base, explicit, plan_for, spec0.experiment, spec0.cluster.name,
                                         args.overrides, sys.argv, lambda n: str(sweep_layout(spec0, n).root), sources)
     report_submitted(args, name, results, njobs)
+    if results:
+        notify_job.submit_after(spec0, name, sweep_layout(spec0, name), shapes[0].partition, results.values(), err)
     if getattr(args, "wait", False):
         from ..state.reconcile import wait
         from ..views.table import items, render_plain

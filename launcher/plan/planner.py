@@ -121,6 +121,14 @@ def _agent_command(sweep: SweepLayout, tag: str) -> str:
             f"{shlex.quote(str(sweep.pickle_stem(tag)))}")
 
 
+def _notify_command(spec: RunSpec) -> str:
+    """What the batch script runs when the step failed (notify.url with notify.on_failure), else ''."""
+    n = spec.notify
+    if not (n.url and n.on_failure):
+        return ""
+    return f"{shlex.quote(sys.executable)} -m launcher.job.notify {shlex.quote(n.url)} {shlex.quote(n.format)}"
+
+
 def _job_plan(runs: Sequence[PlannedRun], tag: str, array: Optional[str], template_dir: Optional[str]) -> JobPlan:
     first = runs[0]
     sweep = first.layout.sweep
@@ -131,7 +139,7 @@ def _job_plan(runs: Sequence[PlannedRun], tag: str, array: Optional[str], templa
                            workdir=r.workdir, command=r.command) for r in runs),
         job_name=name, comment=slurm.job_comment(tag), output=str(sweep.slurm_output_pattern(array is not None)),
         array=array, agent_command=_agent_command(sweep, tag),
-        port_command=_PORT_COMMAND,
+        port_command=_PORT_COMMAND, notify_command=_notify_command(first.spec),
         template_dir=template_dir, submitit_dir=str(sweep.submitit_dir), pickle_stem=str(sweep.pickle_stem(tag)))
 
 
@@ -141,10 +149,11 @@ def _job_text_key(run: PlannedRun, template_dir: Optional[str], memo: Dict[str, 
     parallel = spec.sweep.max_parallel
     plan = JobPlan(spec=spec, shape=run.shape, runs=(), job_name="@NAME@", comment="@COMMENT@",
                    output=str(sweep.slurm_output_pattern(True)), array="@ARRAY@" + (f"%{parallel}" if parallel else ""),
-                   agent_command=_agent_command(sweep, "@TAG@"), port_command=_PORT_COMMAND, template_dir=template_dir,
+                   agent_command=_agent_command(sweep, "@TAG@"), port_command=_PORT_COMMAND,
+                   notify_command=_notify_command(spec), template_dir=template_dir,
                    submitit_dir=str(sweep.submitit_dir), pickle_stem=str(sweep.pickle_stem("@TAG@")))
     # the template sees nothing of the run but these (render._context): render once per distinct value
-    inputs = repr((spec.cluster, spec.resources, spec.env, spec.requeue, spec.launch.port, parallel, run.shape,
+    inputs = repr((spec.cluster, spec.resources, spec.env, spec.requeue, spec.launch.port, spec.notify, parallel, run.shape,
                    plan.output, plan.agent_command, template_dir))
     if inputs not in memo:
         memo[inputs] = render_script(plan)

@@ -50,6 +50,7 @@ class JobPlan:
     array: Optional[str]
     agent_command: str  # what srun starts on every node/task (python -m launcher.job ...)
     port_command: str  # prints the job's rendezvous port on the head node (python -m launcher.job.port)
+    notify_command: str = ""  # sends a failed run's message (python -m launcher.job.notify), '' when not asked
     template_dir: Optional[str] = None
     submitit_dir: str = ""
     pickle_stem: str = ""  # <stem>.<array task>.pkl: the pickled node agents, written before sbatch
@@ -93,6 +94,7 @@ def _context(plan: JobPlan) -> Dict[str, Any]:
         signal=f"{req.signal}@{req.grace_s}" if req.enabled else None, requeue=req.enabled,
         port=spec.launch.port, port_command=plan.port_command, runs=plan.runs, run_ids_summary=summary,
         agent_command=plan.agent_command, submitit_dir=plan.submitit_dir, pickle_stem=plan.pickle_stem,
+        notify_command=plan.notify_command, mail_user=spec.notify.email,
     )
 
 
@@ -130,3 +132,26 @@ def run_environment(run: RunPlan) -> Dict[str, str]:
         "DANLU_STEP_MARK": str(RunLayout(Path(run.run_dir)).attempt(run.attempt).step_started),
         "WANDB_RUN_GROUP": run.sweep, "WANDB_NAME": run.run_id, "DANLU_COMMAND": run.command,
     }
+
+
+@dataclass(frozen=True)
+class NotifyPlan:
+    """The sweep's summary job (notify.*): it waits for the jobs with `afterany` and runs `danlu notify`."""
+
+    spec: RunSpec  # the sweep's first run: notify, cluster (account, qos)
+    sweep: str
+    partition: Optional[str]
+    job_ids: Sequence[str]  # Slurm job ids (an array's own id stands for all its tasks)
+    output: str  # sbatch --output (launcher/layout.py)
+    command: str  # python -m launcher.cli notify SWEEP
+
+
+def render_notify_script(plan: NotifyPlan) -> str:
+    """The summary job's batch script. Pure: same plan, same text (golden-file tested)."""
+    ids = sorted(dict.fromkeys(plan.job_ids), key=lambda j: (len(j), j))
+    n = plan.spec.notify
+    return _environment(None).get_template("notify.sh.j2").render(
+        version=__version__, sweep=plan.sweep, job_name=f"{plan.sweep}-notify", comment=f"danlu-notify:{plan.sweep}",
+        partition=plan.partition, time=n.summary_time, output=plan.output, dependency="afterany:" + ":".join(ids),
+        cluster=plan.spec.cluster, mail_user=n.email, url_ref=n.url, command=plan.command)
+

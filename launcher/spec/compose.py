@@ -425,3 +425,11 @@ def _config_error(e: Exception) -> UserError:
         return UserError(f"cannot resolve {key!r}: {_one_line(msg)}", "set the environment variable or override the key")
     return UserError(f"bad config at {key!r}: {_one_line(msg)}", GROUPS_HINT)
 
+
+def merge_overrides(original: List[str], new: List[str]) -> List[str]:
+    """Original overrides with the new ones applied on top (a key given again is replaced)."""
+    def key(o: str) -> str:
+        return o.split("=", 1)[0].lstrip("+~")
+
+    replaced = {key(o) for o in new}
+    return [o for o in original if key(o) not in replaced] + list(new)

@@ -94,6 +94,19 @@ class SweepSpec:
 
 
 @dataclass
+class NotifySpec:
+    url: Optional[str] = opt(None, "where the webhook URL is, never the URL itself: env:NAME (a variable of the "
+                                   "submitting shell) or file:PATH (a file only you may read); null: no webhook")
+    format: str = opt("json", "body of the webhook's messages: json, slack (and Slack-compatible), feishu (Lark) or "
+                              "dingtalk")
+    on_failure: bool = opt(True, "a message for each run that fails (its reason and the last lines of its log)")
+    summary: bool = opt(True, "a message when the whole sweep has ended, sent by a small job that depends on it")
+    email: Optional[str] = opt(None, "mail address for Slurm's own mail (sbatch --mail-user): a run that fails, "
+                                     "the sweep's end")
+    summary_time: str = opt("00:10:00", "time limit of the summary job")
+
+
+@dataclass
 class RunSpec:
     """The composed config of one run, validated. `danlu show` prints exactly this."""
 
@@ -115,6 +128,7 @@ class RunSpec:
     launch: LaunchSpec = opt(help="how ranks are started", factory=LaunchSpec)
     requeue: RequeueSpec = opt(help="time limits and preemption", factory=RequeueSpec)
     sweep: SweepSpec = opt(help="sweep settings", factory=SweepSpec)
+    notify: NotifySpec = opt(help="messages when runs fail and when the sweep ends", factory=NotifySpec)
 
 
 def describe(cls: type, prefix: str = "") -> List[tuple[str, str, str]]:

@@ -44,12 +44,12 @@ class Shape:
         return self.nodes * self.procs_per_node
 
 
-def parse_time(text: str) -> int:
+def parse_time(text: str, key: str = "resources.time") -> int:
     """Slurm time string to minutes; UserError for anything Slurm would reject."""
-    hint = "use MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS, e.g. resources.time=04:00:00"
+    hint = f"use MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS, e.g. {key}=04:00:00"
     m = _TIME.match(str(text).strip())
     if not m:
-        raise UserError(f"bad time {text!r} for resources.time", hint)
+        raise UserError(f"bad time {text!r} for {key}", hint)
     d, a, b, c = (m.group(k) for k in "dabc")
     days = int(d) if d else 0
     if d is not None:  # D-HH[:MM[:SS]]
@@ -95,6 +95,7 @@ def shape(spec: RunSpec) -> Shape:
 
     for key, style in spec.arg_lists.items():
         _choice(style, LIST_STYLES, f"arg_lists.{key}")
+    _notify_form(spec)
     if not spec.program:
         raise UserError("no program to run (program is null)", "pick an experiment (experiment=tiny_dpo) or set program=train.py")
     if r.nodes < 1:
@@ -165,6 +166,26 @@ def shape(spec: RunSpec) -> Shape:
     return Shape(partition, r.nodes, r.gpus_per_node, gpu_type, tasks, cpus, procs, minutes, r.mem)
 
 
+def _notify_form(spec: RunSpec) -> None:
+    """notify.*: what the config alone can say (whether the webhook's variable or file is there: file_problems)."""
+    from ..webhook import FORMATS, reference_problem
+
+    n = spec.notify
+    _choice(n.format, FORMATS, "notify.format")
+    if n.url is not None:
+        problem = reference_problem(n.url)
+        if problem:
+            raise UserError(problem.message, problem.hint)
+    if n.email is not None and not re.match(r"^[^@\s,]+@[^@\s,]+$", n.email):
+        raise UserError(f"notify.email={n.email!r} is not one mail address", "e.g. notify.email=me@uni.edu")
+    if (n.url or n.email) and spec.cluster.kind == "local":
+        raise UserError("notify needs a Slurm cluster: the local cluster has no summary job and no mail",
+                        "use cluster=<your slurm cluster>, or leave notify.url/notify.email unset and watch with "
+                        "danlu status --watch")
+    if n.url or n.email:
+        parse_time(n.summary_time, "notify.summary_time")
+
+
 def env_dir(spec: RunSpec) -> Optional[Path]:
     """The virtualenv a uv/venv env activates (None for none/conda-by-name)."""
     from ..paths import envs_dir
@@ -220,6 +241,13 @@ def file_problems(spec: RunSpec) -> List[UserError]:
     for key in e.pass_env:
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
             problems.append(UserError(f"env.pass_env has an invalid variable name {key!r}", "names are letters, digits and _"))
+    if spec.notify.url:
+        from ..webhook import WebhookError, resolve
+
+        try:
+            resolve(spec.notify.url)
+        except WebhookError as e:
+            problems.append(UserError(e.message, e.hint))
     return problems
 
 

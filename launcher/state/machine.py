@@ -20,6 +20,7 @@ how it ended.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,3 +138,29 @@ def finish(r: Any, state: str, exit_code: str, nodelist: Optional[str], reason: 
     return {"state": base, "reason": reason or "", "exit_code": exit_code or None, "nodelist": nodelist or None,
             "started": started, "ended": ended or time.time(), "elapsed": elapsed, "restarts": restarts,
             "final": is_final(base, held)}
+
+
+def failed_nodes(attempt: Any, run: Any) -> List[str]:
+    """The hosts an attempt failed on (`rerun --exclude-failed-nodes`): those whose node agent recorded the failure
+    (`failed-<tag>` in the run directory) or, for a node failure, whose agent never logged its exit; every host of
+    the attempt when its logs cannot tell them apart."""
+    hosts = slurm.expand_hostlist(attempt["nodelist"] or "")
+    latest = RunLayout(Path(run["run_dir"])).attempt(int(attempt["attempt"])).latest()
+    if latest is None:
+        return hosts
+    host_of: Dict[str, str] = {}  # agent tag -> the host it ran on: "[danlu agent node1 gpu-07] ..."
+    ended: set = set()
+    for tag, log in latest.agent_logs().items():
+        try:
+            text = log.read_text(errors="replace")
+        except OSError:
+            continue
+        named = re.search(r"\[danlu agent (\S+) (\S+)\]", text)
+        if named:
+            host_of[tag] = named.group(2)
+        if "] exit code " in text:
+            ended.add(tag)
+    failed = {host_of[t] for t in latest.failed_tags() if t in host_of}
+    if not failed and slurm.base_state(attempt["state"] or "") == "NODE_FAIL":
+        failed = {h for t, h in host_of.items() if t not in ended} | (set(hosts) - set(host_of.values()))
+    return sorted(failed & set(hosts)) or hosts

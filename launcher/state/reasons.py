@@ -6,7 +6,7 @@ import pwd
 import re
 from pathlib import Path
 from functools import lru_cache
-from typing import Any, Callable, Dict, Iterable, List, Optional, Union
+from typing import Callable, Iterable, List, Optional, Union
 
 _PY_EXC = re.compile(r"^(?:\[[\w-]+\]:\s*)*((?:[A-Za-z_][\w.]*)?(?:Error|Exception|Interrupt)(?::\s.*)?)\s*$")
 _COMM = re.compile(r"NCCL (?:error|WARN)|ncclInternalError|ncclSystemError|ncclRemoteError|ProcessGroupNCCL|"
@@ -139,32 +139,3 @@ def _exit_reason(base: str, exit_code: str) -> Optional[str]:
     if code and code != "0":
         return f"non-zero exit ({code})"
     return base.lower() or None
-
-
-def failed_nodes(attempt: Any, run: Any) -> List[str]:
-    """The hosts an attempt failed on (`rerun --exclude-failed-nodes`): those whose node agent recorded the failure
-    (`failed-<tag>` in the run directory) or, for a node failure, whose agent never logged its exit; every host of
-    the attempt when its logs cannot tell them apart."""
-    from .. import slurm
-    from ..layout import RunLayout
-
-    hosts = slurm.expand_hostlist(attempt["nodelist"] or "")
-    latest = RunLayout(Path(run["run_dir"])).attempt(int(attempt["attempt"])).latest()
-    if latest is None:
-        return hosts
-    host_of: Dict[str, str] = {}  # agent tag -> the host it ran on: "[danlu agent node1 gpu-07] ..."
-    ended: set = set()
-    for tag, log in latest.agent_logs().items():
-        try:
-            text = log.read_text(errors="replace")
-        except OSError:
-            continue
-        named = re.search(r"\[danlu agent (\S+) (\S+)\]", text)
-        if named:
-            host_of[tag] = named.group(2)
-        if "] exit code " in text:
-            ended.add(tag)
-    failed = {host_of[t] for t in latest.failed_tags() if t in host_of}
-    if not failed and slurm.base_state(attempt["state"] or "") == "NODE_FAIL":
-        failed = {h for t, h in host_of.items() if t not in ended} | (set(hosts) - set(host_of.values()))
-    return sorted(failed & set(hosts)) or hosts

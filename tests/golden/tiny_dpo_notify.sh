@@ -1,0 +1,107 @@
+#!/bin/bash
+#SBATCH --job-name=golden/0
+#SBATCH --comment=danlu:0123456789ab:0
+#SBATCH --partition=debug-4090-01
+#SBATCH --nodes=1
+#SBATCH --ntasks-per-node=1
+#SBATCH --cpus-per-task=1
+#SBATCH --time=00:15:00
+#SBATCH --output=/runs/golden/.slurm/job-%j.out
+#SBATCH --open-mode=append
+#SBATCH --signal=USR2@120
+#SBATCH --requeue
+#SBATCH --mail-user=me@example.org
+#SBATCH --mail-type=FAIL
+#SBATCH --export=ALL
+
+# danlu 0.1.0 -- run(s): golden/0
+set -euo pipefail
+umask 077  # run dirs, logs and scripts are readable by their owner only
+
+# ---- environment ----
+# passed from the submitting environment by name, never written here: HF_TOKEN WANDB_API_KEY HUGGING_FACE_HUB_TOKEN
+
+# ---- facts about this job, asked of Slurm once here for every node and task: a call that fails for a moment ----
+# ---- (a busy controller) is tried again and has a fallback, and never ends the job (set -e) ----
+danlu_retry() { local n; for n in 1 2 3; do "$@" 2>/dev/null && return 0; sleep "$n"; done; return 1; }
+# when Slurm ends this job (its time limit; the agents checkpoint the configured grace before it): Slurm's own
+# variable where it sets one, else this script's start plus the limit (no call to slurmctld)
+export DANLU_JOB_END=${SLURM_JOB_END_TIME:-$(($(date +%s) + 900))}
+# ---- head node and rendezvous port (picked free on the head node, never a fixed port shared by every job) ----
+# this script runs on the job's first node, the head: its own name, else the first of the job's node list
+danlu_nodes=()
+[ -n "${SLURMD_NODENAME:-}" ] || mapfile -t danlu_nodes < <(scontrol show hostnames "$SLURM_JOB_NODELIST" || true)
+export DANLU_HEAD_NODE="${SLURMD_NODENAME:-${danlu_nodes[0]:-$(hostname -s)}}"
+danlu_addr=$( (danlu_retry scontrol show node "$DANLU_HEAD_NODE" -o || true) | tr ' ' '\n' | sed -n 's/^NodeAddr=//p')
+danlu_addr=${danlu_addr:-$DANLU_HEAD_NODE}
+export DANLU_HEAD_ADDR=$(getent ahostsv4 "$danlu_addr" | awk 'NR==1 {print $1}' || true)
+export DANLU_HEAD_ADDR=${DANLU_HEAD_ADDR:-$danlu_addr}
+export DANLU_PORT=$(<python> -m launcher.job.port)  # this script runs on the head node
+
+# ---- the run of this job ----
+case "${SLURM_ARRAY_TASK_ID:-0}" in
+  0)
+    export DANLU_RUN_ID=golden/0
+    export DANLU_SWEEP=golden
+    export DANLU_ATTEMPT=1
+    export DANLU_RUN_DIR=/runs/golden/0
+    export DANLU_WORKDIR=<repo>/examples/tiny_dpo
+    export DANLU_STEP_MARK=/runs/golden/0/logs/attempt-1/step-started
+    export WANDB_RUN_GROUP=golden
+    export WANDB_NAME=golden/0
+    export DANLU_COMMAND='accelerate launch --num_machines 1 --num_processes 1 --main_process_port @PORT@ train.py --max_train_steps=30 --train_batch_size=16 --learning_rate=1e-05 --beta_dpo=5000 --seed=0 --checkpointing_steps=10 --crash_at_step=-1 --crash_rank=0 --hang_at_step=-1 --hang_rank=0 --sleep_per_step=0 --output_dir=/runs/golden/0/output'
+    ;;
+  *) echo "danlu: no run for array index ${SLURM_ARRAY_TASK_ID:-0}" >&2; exit 2 ;;
+esac
+
+# ---- launch: one node agent per node; it starts $DANLU_COMMAND with this node's rank,
+# ---- collects per-node/per-rank logs and ends the whole job as soon as any rank fails ----
+cd "$DANLU_WORKDIR"
+export SUBMITIT_EXECUTOR=slurm  # the node agent runs through submitit (pickled callable per array task)
+# a requeued job numbers its steps from 0 again, and slurmctld may still hold a signal for an earlier start's step
+# (srun's stop of a step on a node that died, sent when the node is back): it would stop this start's step of the
+# same number. Start K (SLURM_RESTART_COUNT) first uses up steps 0..K-1 with a no-op, so its own is a new number.
+for ((danlu_step = 0; danlu_step < ${SLURM_RESTART_COUNT:-0}; danlu_step++)); do
+    srun --nodes=1 --ntasks=1 --cpus-per-task=1 --export=ALL true || true
+done
+# srun may fail to create the step of a job it just allocated (seen right after an exclusive job left the nodes:
+# "Invalid generic resource (gres) specification"): no task ran, so it tries again; a step that ran is never rerun
+mkdir -p "$(dirname "$DANLU_STEP_MARK")"
+for danlu_try in 1 2 3; do
+    rm -f "$DANLU_STEP_MARK"
+    danlu_rc=0
+    srun --kill-on-bad-exit=1 --nodes=1 --ntasks-per-node=1 --cpus-per-task=1 --export=ALL \
+        <python> -u -m launcher.job /runs/golden/.submitit/%j /runs/golden/.submitit/0123456789ab-0 || danlu_rc=$?
+    if [ "$danlu_rc" -eq 0 ] || [ -e "$DANLU_STEP_MARK" ] || [ "$danlu_try" -eq 3 ]; then
+        break
+    fi
+    echo "danlu: srun started no task (exit $danlu_rc): trying again in 10s ($danlu_try of 3)" >&2
+    sleep 10
+done
+if [ "$danlu_rc" -ne 0 ]; then  # notify.url: the failure's message; never changes the exit code
+    <python> -m launcher.job.notify env:DANLU_WEBHOOK slack "$danlu_rc" || true
+fi
+exit "$danlu_rc"
+
+# ==== the summary job ====
+#!/bin/bash
+#SBATCH --job-name=golden-notify
+#SBATCH --comment=danlu-notify:golden
+#SBATCH --partition=debug-4090-01
+#SBATCH --nodes=1
+#SBATCH --ntasks=1
+#SBATCH --cpus-per-task=1
+#SBATCH --time=00:10:00
+#SBATCH --output=/runs/golden/.slurm/notify-%j.out
+#SBATCH --dependency=afterany:@JOBS@
+#SBATCH --kill-on-invalid-dep=no
+#SBATCH --no-requeue
+#SBATCH --mail-user=me@example.org
+#SBATCH --mail-type=END
+#SBATCH --export=ALL
+
+# danlu 0.1.0 -- the summary of sweep golden, once all its jobs have ended (notify.*).
+# The webhook's URL is not here: `danlu notify` reads it from env:DANLU_WEBHOOK when it sends.
+set -euo pipefail
+umask 077
+exec <python> -m launcher.cli notify golden
