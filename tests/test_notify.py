@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -133,8 +135,18 @@ def _files_holding(root: Path, needle: bytes) -> List[str]:
 def test_a_failed_run_and_the_end_of_the_sweep_each_send_one_message(slurm_cluster, hook, tmp_path):
     env = {**private_env(tmp_path), "DANLU_TEST_HOOK": hook.url}
     done = danlu("submit", *TINY, "-m", "args.crash_at_step=-1,3", "notify.url=env:DANLU_TEST_HOOK",
-                 "--name", "hooked", env=env, check=True)
-    assert "summary job" in done.stderr and hook.url not in done.stderr + done.stdout
+                 "notify.email=researcher@example.org", "--name", "hooked", "--json", env=env, check=True)
+    assert hook.url not in done.stderr + done.stdout
+    array = json.loads(done.stdout)["runs"][0]["job_id"].split("_")[0]
+    summary_job = re.search(r"summary job (\d+) runs once the jobs of hooked have ended", done.stderr).group(1)
+    # Slurm's own mail: a failed task of the array, and the end of the summary job (that is, of the sweep)
+    jobs = {j: subprocess.run(["scontrol", "show", "job", j], capture_output=True, text=True).stdout
+            for j in (array, summary_job)}
+    mail = {j: (re.search(r"MailUser=(\S+)", t).group(1), set(re.search(r"MailType=(\S+)", t).group(1).split(",")))
+            for j, t in jobs.items()}
+    assert mail == {array: ("researcher@example.org", {"FAIL", "ARRAY_TASKS"}),
+                    summary_job: ("researcher@example.org", {"END"})}, jobs
+    assert re.search(rf"Dependency=afterany:{array}(?:_\*)?[\s(]", jobs[summary_job]), jobs[summary_job]  # all tasks
     danlu("submit", *TINY, "args.crash_at_step=2", "--name", "quiet", env=env, check=True)  # notify unset
 
     assert [i["state"] for i in wait_status("quiet", env, timeout=600, poll=5)] == ["FAILED"]
