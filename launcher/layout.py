@@ -37,6 +37,30 @@ def safe_name(name: Optional[str]) -> bool:
     """Can `name` be a sweep's (or an environment's) folder name: letters, digits, '.', '_', '-', at most 64?"""
     return bool(name) and _SAFE_NAME.match(name or "") is not None
 _RESTART = re.compile(r"^restart-(\d+)$")
+LOGS = "logs"
+
+
+def attempt_name(attempt: int) -> str:
+    return f"attempt-{attempt}"
+
+
+def restart_name(restart: int) -> str:
+    return f"restart-{restart}"
+
+
+RANK0_LOGS = ("rank0.log", "node0.log")  # where rank 0's lines are: its own log, else its node's launcher log
+
+
+def latest_restart_dirs(run_dir: str, attempt: int, count: int = 2) -> List[str]:
+    """The folders of an attempt's last `count` restarts, the latest first, as plain strings: one directory listing
+    and no Path objects (`danlu status` asks this of every running run on each refresh)."""
+    root = os.path.join(run_dir, LOGS, attempt_name(attempt))
+    try:
+        with os.scandir(root) as entries:
+            found = sorted((int(m.group(1)) for e in entries if (m := _RESTART.match(e.name))), reverse=True)
+    except OSError:
+        return []
+    return [os.path.join(root, restart_name(k)) for k in found[:count]]
 _NUMBERS = re.compile(r"(\d+)")
 
 
@@ -131,13 +155,13 @@ class RunLayout:
 
     @property
     def logs_dir(self) -> Path:
-        return self.root / "logs"
+        return self.root / LOGS
 
     def dirs(self) -> List[Path]:
         return [self.root, self.output_dir]
 
     def attempt(self, attempt: int) -> "AttemptLayout":
-        return AttemptLayout(self.logs_dir / f"attempt-{attempt}")
+        return AttemptLayout(self.logs_dir / attempt_name(attempt))
 
     def slurm_output(self, job_id: Optional[str]) -> Optional[Path]:
         """Slurm's own output of this run's batch script (None for local runs)."""
@@ -182,7 +206,7 @@ class AttemptLayout:
         tmp.replace(self.result)
 
     def restart(self, restart: int) -> "RestartLayout":
-        return RestartLayout(self.root / f"restart-{restart}", restart)
+        return RestartLayout(self.root / restart_name(restart), restart)
 
     def restarts(self) -> List["RestartLayout"]:
         """The restarts that have written logs, in order (one directory listing: status reads this for every

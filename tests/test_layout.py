@@ -99,3 +99,17 @@ def test_merged_view_labels_host_and_rank_and_interleaves_by_time(tmp_path):
     one = sources({"run_dir": str(run.root), "job_id": "1"}, attempt, Namespace(err=False, rank=2, node=None),
                   Layout(ppn=2, per_task=False))
     assert _read_new(one, {}, prefix=False) == ["step=0 rank=2", "step=1 rank=2"]
+
+
+def test_the_status_fast_path_names_the_same_files_as_the_layout(tmp_path):
+    """layout.latest_restart_dirs and RANK0_LOGS (plain strings for `danlu status`) agree with RunLayout's paths."""
+    from launcher.layout import RANK0_LOGS, RunLayout, latest_restart_dirs
+
+    files = RunLayout(tmp_path / "0").attempt(2)
+    assert latest_restart_dirs(str(tmp_path / "0"), 2) == []
+    for k in (0, 1, 10, 2):
+        files.restart(k).root.mkdir(parents=True)
+    assert latest_restart_dirs(str(tmp_path / "0"), 2) == [str(files.restart(10).root), str(files.restart(2).root)]
+    assert latest_restart_dirs(str(tmp_path / "0"), 2, count=5)[-1] == str(files.restart(0).root)
+    restart = files.restart(0)
+    assert RANK0_LOGS == (restart.rank_log(0).name, restart.node_log(0).name)

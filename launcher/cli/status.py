@@ -21,7 +21,7 @@ def check_states(states: str | None) -> None:
 
 @store_errors
 def run(args: Namespace) -> int:
-    from ..metrics.live import add_progress
+    from ..metrics.live import Prefetch, add_progress
     from ..state.reconcile import refresh
     from ..views.table import filter_items, items, render_plain, select
 
@@ -32,9 +32,11 @@ def run(args: Namespace) -> int:
 
         return watch(store, args)
     while True:
-        rows, notes = refresh(store, select(store, args.names))
+        selected = select(store, args.names)
+        early = None if args.no_metrics else Prefetch(selected)  # log tails read while squeue and sacct answer
+        rows, notes = refresh(store, selected)
         shown = filter_items(items(rows), args.names, args.all, args.state)
-        metric = None if args.no_metrics else add_progress(shown)
+        metric = None if args.no_metrics else add_progress(shown, early)
         if args.json:
             print(json.dumps(shown), flush=True)
         else:

@@ -3,31 +3,56 @@ log of the run's latest start (one directory listing and one 4 KB read per runni
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+import os
+import threading
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
-from ..layout import RunLayout
-from .log_lines import rank0_logs, tail_step
+from ..layout import RANK0_LOGS, latest_restart_dirs
+from .log_lines import tail_step
 from .series import choose_metric
 
 
 def latest(run_dir: str, attempt: int) -> Optional[Tuple[int, Dict[str, float]]]:
     """(step, {metric: value}) of the run's last step line so far, from its latest start that has one."""
-    restarts = RunLayout(Path(run_dir)).attempt(attempt).restarts()
-    for restart in reversed(restarts[-2:]):  # a start that has only just begun: the one before it
-        for log in rank0_logs(restart):
-            got = tail_step(log)
+    for restart in latest_restart_dirs(run_dir, attempt):  # a start that has only just begun: the one before it
+        for name in RANK0_LOGS:
+            got = tail_step(os.path.join(restart, name))
             if got is not None:
                 return got
     return None
 
 
-def add_progress(items: List[Dict[str, Any]]) -> Optional[str]:
+class Prefetch:
+    """The tails of the runs the store has as RUNNING, read in a thread while the refresh waits for squeue and
+    sacct (their processes, not this one, do that work): the table then needs only the runs that started since."""
+
+    def __init__(self, rows: Iterable[Any]) -> None:
+        self._wanted = [(r["run_dir"], int(r["attempt"])) for r in rows if r["state"] == "RUNNING" and r["run_dir"]]
+        self.read: Dict[Tuple[str, int], Optional[Tuple[int, Dict[str, float]]]] = {}
+        self._thread = threading.Thread(target=self._run, name="danlu-log-tails", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        for key in self._wanted:
+            self.read[key] = latest(*key)
+
+    def result(self) -> Dict[Tuple[str, int], Optional[Tuple[int, Dict[str, float]]]]:
+        self._thread.join()
+        return self.read
+
+
+def add_progress(items: List[Dict[str, Any]], early: Optional[Prefetch] = None) -> Optional[str]:
     """Give each RUNNING item its `step` and `metrics` (None where its logs have no step line yet); returns the
-    metric the table shows (loss, else the first loss-like name, else the first one found)."""
+    metric the table shows (loss, else the first loss-like name, else the first one found). `early`: what a
+    Prefetch read during the refresh (the rest is read now)."""
     names: List[str] = []
+    done = early.result() if early is not None else {}
     for it in items:
-        got = latest(it["run_dir"], it["attempt"]) if it["state"] == "RUNNING" and it.get("run_dir") else None
+        if it["state"] == "RUNNING" and it.get("run_dir"):
+            key = (it["run_dir"], int(it["attempt"]))
+            got = done[key] if key in done else latest(*key)
+        else:
+            got = None
         it["step"], it["metrics"] = got if got is not None else (None, None)
         if got is not None:
             names.extend(got[1])

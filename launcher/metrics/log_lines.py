@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Tuple
 
-from ..layout import RestartLayout, time_index
+from ..layout import RANK0_LOGS, RestartLayout, time_index
 
 if TYPE_CHECKING:
     from .cache import Columns
@@ -23,13 +23,13 @@ Points = Dict[str, List[Tuple[int, float, Optional[float]]]]
 
 def rank0_logs(restart: RestartLayout) -> List[Path]:
     """The logs that may hold rank 0's lines, the likeliest first (no file-system call: the reader tries them)."""
-    return [restart.rank_log(0), restart.node_log(0)]
+    return [restart.root / name for name in RANK0_LOGS]
 
 
 def rank0_log(restart: RestartLayout) -> Optional[Path]:
     """The log holding rank 0's lines: its own (one task per rank, or the launcher's per-rank copy), else the
     launcher's log of node 0."""
-    for path in (restart.rank_log(0), restart.node_log(0)):
+    for path in rank0_logs(restart):
         if path.exists():
             return path
     return None
@@ -189,7 +189,7 @@ def merge(parts: Iterable[Points]) -> Points:
     return out
 
 
-def tail_step(log: Path, nbytes: int = 4096) -> Optional[Tuple[int, Dict[str, float]]]:
+def tail_step(log: "str | Path", nbytes: int = 4096) -> Optional[Tuple[int, Dict[str, float]]]:
     """The last step line in the last `nbytes` of a log, cheaply (`danlu status` for running runs)."""
     try:
         with open(log, "rb") as f:

@@ -13,7 +13,7 @@ import time
 from argparse import Namespace
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..metrics.live import add_progress
+from ..metrics.live import Prefetch, add_progress
 from ..state.names import SHORT, TERMINAL
 from ..state.reconcile import refresh
 from .table import columns, filter_items, items, render_plain, select, table_rows
@@ -60,10 +60,12 @@ def counts_text(counts: Dict[str, int]) -> str:
 def _snapshot(store: Any, args: Namespace) -> Tuple[List[Dict[str, Any]], List[Tuple[str, Dict[str, int], int, int, int]],
                                                     List[str], Optional[str]]:
     """One refresh: the store reconciled with Slurm (one sacct + one squeue for the active runs)."""
-    rows, notes = refresh(store, select(store, args.names))
+    selected = select(store, args.names)
+    early = None if args.no_metrics else Prefetch(selected)  # log tails read while squeue and sacct answer
+    rows, notes = refresh(store, selected)
     everything = items(rows)
     shown = filter_items(everything, args.names, args.all, args.state)
-    metric = None if args.no_metrics else add_progress(shown)  # running runs' step and latest value of `metric`
+    metric = None if args.no_metrics else add_progress(shown, early)  # running runs' step and latest value of `metric`
     sweeps = list(dict.fromkeys(it["sweep"] for it in shown))
     return shown, sweep_progress(everything, sweeps), notes, metric
 
