@@ -212,8 +212,12 @@ def squeue(job_ids: Iterable[str]) -> Dict[str, JobInfo]:
     if not ids:
         return {}
     try:
-        # -t all: jobs that ended within MinJobAge too, with the controller's final state
-        return parse_squeue(run(["squeue", "-h", "-r", "-t", "all", "-o", SQUEUE_FORMAT, "-j", ",".join(ids)]))
+        # -t all: jobs that ended within MinJobAge too, with the controller's final state. --local: no
+        # REQUEST_FED_INFO first (squeue asks for it before a single job id), so one refresh costs slurmctld two
+        # RPCs (the jobs, the partitions) whatever the number of runs (bench/STATUS-RPCS.md); danlu's jobs are
+        # submitted to this cluster, never to a federation's siblings
+        return parse_squeue(run(["squeue", "-h", "-r", "-t", "all", "--local", "-o", SQUEUE_FORMAT, "-j",
+                                 ",".join(ids)]))
     except SlurmUnavailable as e:
         if "Invalid job id" in str(e):  # every id already gone from the controller
             return {}

@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""How much `danlu status` loads slurmctld: its RPCs per refresh with N active runs and per minute of `--watch`,
+counted by `sdiag`, next to what a researcher runs instead (`squeue --me` in a loop, as `watch squeue` does) and
+submitit's own polling of the same jobs (issue 18, controller load).
+
+    python bench/status_rpcs.py [--runs 1000] [--watch-s 60] [--out bench/STATUS-RPCS.md]
+
+The N runs are one danlu sweep of held jobs (tiny_dpo, `--hold`: they stay PENDING, active, for the whole
+measurement) on the test cluster (tests/cluster/up.sh); the script refuses to measure while other jobs are queued
+and cancels its own at the end. Between `sdiag -r` and the reading only the command measured runs (sdiag's own
+REQUEST_STATS_INFO and the nodes' periodic registrations are left out). sacct asks slurmdbd, not slurmctld: its calls are counted apart, by the commands
+danlu ran (DANLU_TRACE_SLURM) and by submitit's watcher.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Dict, List
+
+from job_rpcs import rpc_counts, sh
+
+REPO = Path(__file__).resolve().parent.parent
+DANLU = str(REPO / ".venv" / "bin" / "danlu")
+# sdiag's own, and the nodes' periodic registration (slurmd's, whatever runs): not the command's
+OWN = {"REQUEST_STATS_INFO", "MESSAGE_NODE_REGISTRATION_STATUS"}
+
+
+def delta(before: Dict[str, int], after: Dict[str, int]) -> Dict[str, int]:
+    out = {k: after.get(k, 0) - before.get(k, 0) for k in set(before) | set(after)}
+    return {k: v for k, v in sorted(out.items()) if v > 0 and k not in OWN}
+
+
+def counted(action: Callable[[], None]) -> Dict[str, int]:
+    sh(["sdiag", "-r"])
+    before = rpc_counts()
+    action()
+    return delta(before, rpc_counts())
+
+
+def trace_calls(path: Path) -> Dict[str, int]:
+    calls: Dict[str, int] = {}
+    for line in path.read_text().split() if path.exists() else []:
+        calls[line] = calls.get(line, 0) + 1
+    path.unlink(missing_ok=True)
+    return calls
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=1000)
+    ap.add_argument("--watch-s", type=float, default=60.0)
+    ap.add_argument("--out", help="also write the table (markdown) into this file")
+    args = ap.parse_args()
+    if sh(["squeue", "-h", "-o", "%i"]).strip():
+        print("error: other jobs are queued on the test cluster; their RPCs would be counted too", file=sys.stderr)
+        print("hint: wait until squeue is empty (or scancel them), then run this again", file=sys.stderr)
+        return 2
+    tmp = Path(tempfile.mkdtemp(prefix="danlu-status-rpcs-"))
+    trace = tmp / "trace"
+    env = dict(os.environ, DANLU_HOME=str(tmp / "home"), DANLU_STORE=str(tmp / "home" / "store.sqlite"),
+               DANLU_RUNS_DIR=str(tmp / "runs"), NO_COLOR="1", DANLU_TRACE_SLURM=str(trace))
+    out = sh([DANLU, "submit", "experiment=tiny_dpo", "cluster=testcluster", "resources.extra_sbatch=[--hold]",
+              "-m", f"args.seed=range(0,{args.runs})", "--name", "rpcs", "--json"], env=env)
+    ids = sorted({r["job_id"].split("_")[0] for r in json.loads(out)["runs"]})
+    trace_calls(trace)
+    rows: List[List[str]] = []
+    try:
+        sh([DANLU, "status", "rpcs"], env=env)  # the first look records every run's pending state
+        trace_calls(trace)
+        once = counted(lambda: sh([DANLU, "status", "rpcs"], env=env))
+        calls = trace_calls(trace)
+        rows.append([f"`danlu status` refresh, {args.runs:,} active runs", str(sum(once.values())),
+                     ", ".join(f"{k} {v}" for k, v in once.items()), ", ".join(f"{k} {v}" for k, v in calls.items())])
+
+        def watch() -> None:
+            p = subprocess.Popen([DANLU, "status", "rpcs", "--watch"], env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+            time.sleep(args.watch_s)
+            p.terminate()
+            p.wait()
+
+        watched = counted(watch)
+        calls = trace_calls(trace)
+        per_min = sum(watched.values()) * 60 / args.watch_s
+        rows.append([f"`danlu status --watch`, per minute ({args.watch_s:.0f} s measured)", f"{per_min:.0f}",
+                     ", ".join(f"{k} {v}" for k, v in watched.items()), ", ".join(f"{k} {v}" for k, v in calls.items())])
+
+        def squeue_loop() -> None:
+            end = time.monotonic() + args.watch_s
+            while time.monotonic() < end:
+                subprocess.run(["squeue", "--me"], capture_output=True)
+                time.sleep(2.0)  # watch(1)'s default interval
+
+        looped = counted(squeue_loop)
+        rows.append([f"`watch squeue --me` (every 2 s), per minute", f"{sum(looped.values()) * 60 / args.watch_s:.0f}",
+                     ", ".join(f"{k} {v}" for k, v in looped.items()), "squeue (one per refresh)"])
+
+        def submitit_poll() -> None:
+            import submitit
+
+            jobs = [submitit.SlurmJob(folder=tmp / "submitit", job_id=f"{j}_{k}") for j in ids
+                    for k in range(args.runs)][: args.runs]
+            end = time.monotonic() + args.watch_s
+            while time.monotonic() < end:
+                [job.state for job in jobs]  # noqa: B018 - what a script waiting on its jobs calls
+                time.sleep(2.0)
+
+        polled = counted(submitit_poll)
+        rows.append([f"submitit: `.state` of {args.runs:,} jobs every 2 s, per minute",
+                     f"{sum(polled.values()) * 60 / args.watch_s:.0f}",
+                     ", ".join(f"{k} {v}" for k, v in polled.items()) or "-", "sacct (its watcher, throttled)"])
+    finally:
+        subprocess.run(["scancel", *ids], capture_output=True)
+    head = ["what", "slurmctld RPCs", "by type (sdiag)", "client commands run"]
+    table = "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] +
+                      ["| " + " | ".join(r) + " |" for r in rows])
+    version = sh(["sinfo", "--version"]).strip()
+    text = (f"# slurmctld load of `danlu status` ({version}, {args.runs:,} held jobs, one array)\n\n"
+            f"One run of `python bench/status_rpcs.py --runs {args.runs} --watch-s {args.watch_s:.0f}`; written by "
+            f"the script (`--out`).\n\n{table}\n\nTargets (issue 18): <= 2 per refresh whatever the number of runs; "
+            f"<= 1 per second (60 per minute) for --watch.\n")
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
