@@ -41,8 +41,9 @@ def failed_log(files: AttemptLayout) -> Optional[Path]:
     return logs[0] if logs else None
 
 
-def failure_text(run: str, sweep: str, reason: str, where: str, log: Optional[Path], tail: List[str]) -> str:
-    head = f"danlu: run {run} of sweep {sweep} FAILED{where}: {reason}"
+def failure_text(run: str, sweep: str, state: str, reason: str, where: str, log: Optional[Path],
+                 tail: List[str]) -> str:
+    head = f"danlu: run {run} of sweep {sweep} {state}{where}: {reason}"
     if not tail:
         return head
     return head + f"\nlast lines of {log}:\n" + "\n".join(tail)
@@ -70,7 +71,7 @@ def message(exit_code: int, environ: Dict[str, str]) -> Dict[str, Any]:
     where = f" (attempt {attempt}, job {job_id})" if job_id else f" (attempt {attempt})"
     return {"event": "run_failed", "sweep": sweep, "run": run, "attempt": attempt, "job_id": job_id,
             "state": "FAILED", "exit_code": exit_code, "reason": reason, "log": str(log) if log else None,
-            "log_tail": tail, "text": failure_text(run, sweep, reason, where, log, tail)}
+            "log_tail": tail, "text": failure_text(run, sweep, "FAILED", reason, where, log, tail)}
 
 
 def main(argv: List[str]) -> int:

@@ -26,7 +26,7 @@ def failure(row: Any) -> Dict[str, Any]:
     tail = log_tail(log)
     reason = row["reason"] or row["state"].lower()
     where = f" (attempt {row['attempt']}, job {row['job_id']})" if row["job_id"] else ""
-    text = failure_text(row["run"], row["sweep"], reason, where, log, tail).replace(" FAILED", f" {row['state']}", 1)
+    text = failure_text(row["run"], row["sweep"], row["state"], reason, where, log, tail)
     return {"event": "run_failed", "sweep": row["sweep"], "run": row["run"], "attempt": int(row["attempt"]),
             "job_id": row["job_id"], "state": row["state"], "exit_code": row["exit_code"], "reason": reason,
             "log": str(log) if log else None, "log_tail": tail, "text": text}
