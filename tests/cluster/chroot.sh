@@ -68,7 +68,13 @@ build_root() {
 
 bind() { # bind PATH: the host's PATH at the same place inside the root
     local src=$1
-    mountpoint -q "$ROOT$src" && return 0
+    if mountpoint -q "$ROOT$src"; then
+        # mounts outlive the processes of a session or CI run: a mount of a directory since deleted and made anew
+        # (a fresh clone at the same path) shows the deleted one; bind the live directory again
+        [[ $(stat -c %d:%i "$src") == "$(stat -c %d:%i "$ROOT$src")" ]] && return 0
+        say "$src: the root holds a mount of an older directory at that path; binding the current one"
+        umount -l "$ROOT$src"
+    fi
     mkdir -p "$ROOT$src"
     mount --rbind "$src" "$ROOT$src"
     mount --make-rslave "$ROOT$src"
