@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from . import slurm
 
@@ -131,6 +131,16 @@ def grp_tres_problem(tres: Dict[str, int], gpus: int, gpu_type: Optional[str], c
         if name in tres and n > tres[name]:
             return f"one job asks for {what}; your association's GrpTRES allows {name}={tres[name]} at once"
     return None
+
+
+def stop_graces(places: Iterable[Tuple[Optional[str], Optional[str]]],
+                facts: Optional[ClusterFacts]) -> Dict[Tuple[Optional[str], Optional[str]], Optional[int]]:
+    """slurm.stop_graces of a submission's (partition, qos) places, from the cached facts (KillWait, the partitions'
+    GraceTime) where they say it all: no scontrol call at submit. A QOS's GraceTime is not among the facts."""
+    distinct = set(places)
+    if facts is None or facts.kill_wait is None or any(q or (p and p not in facts.partitions) for p, q in distinct):
+        return slurm.stop_graces(distinct) if distinct else {}
+    return {(p, q): max(facts.kill_wait, facts.partitions[p].grace_time if p else 0) for p, q in distinct}
 
 
 def read() -> ClusterFacts:

@@ -90,8 +90,9 @@ def run(args: Namespace) -> int:
                                   stop_grace_s=graces.get(where)))
         expect[r["run"]] = r["attempt"]
     problems: list = []  # the live cluster's word on these runs: the profile's contradictions, the submit limit
-    for line in against_the_live_cluster([p.cfg for p in planned], [p.shape for p in planned], problems, False,
-                                         keep=not args.dry_run):
+    warnings, _facts = against_the_live_cluster([p.cfg for p in planned], [p.shape for p in planned], problems, False,
+                                                keep=not args.dry_run)
+    for line in warnings:
         err(f"warning: {line}")
     if problems:
         raise problems[0]

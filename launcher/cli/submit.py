@@ -8,35 +8,40 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..layout import safe_name
+from ..timings import phase
 from .output import err
 
 
 def run(args: Namespace) -> int:
-    from .. import slurm
-    from ..plan.planner import new_runs, place, plan_jobs, sweep_layout
-    from ..spec.compose import Composer
-    from ..spec.validate import check
-    from ..submit import notify_job
-    from ..submit.execute import new_token
+    with phase("imports"):
+        from .. import slurm
+        from ..plan.planner import new_runs, place, plan_jobs, sweep_layout
+        from ..spec.compose import Composer
+        from ..spec.validate import check
+        from ..submit import notify_job
+        from ..submit.execute import new_token
 
     if args.name is not None and not safe_name(args.name):
         raise UserError(f"bad sweep name {args.name!r}", "use letters, digits, '.', '_' and '-' (at most 64)")
     if args.template_dir and not Path(args.template_dir).expanduser().is_dir():
         raise UserError(f"template dir {args.template_dir!r} does not exist",
                         "pass --template-dir a folder with your copies of templates/*.j2")
-    composer = Composer(args.config_dir)
-    cfgs = composer.runs(args.overrides, args.multirun)
-    verdict = check([c.spec for c in cfgs])
-    if not args.reuse_output:
-        from ..store import default_path
-        from ..submit.outputs import output_problems
+    with phase("composition"):
+        composer = Composer(args.config_dir)
+        cfgs = composer.runs(args.overrides, args.multirun)
+    with phase("checks"):
+        verdict = check([c.spec for c in cfgs])
+        if not args.reuse_output:
+            from ..store import default_path
+            from ..submit.outputs import output_problems
 
-        verdict.problems.extend(output_problems([c.spec for c in cfgs], default_path()))
-    shapes = verdict.shapes
-    from ..submit.live_checks import against_the_live_cluster
+            verdict.problems.extend(output_problems([c.spec for c in cfgs], default_path()))
+        shapes = verdict.shapes
+    with phase("cluster facts"):
+        from ..submit.live_checks import against_the_live_cluster
 
-    warnings = against_the_live_cluster(cfgs, shapes, verdict.problems, getattr(args, "refresh_cluster", False),
-                                        keep=not args.dry_run)
+        warnings, facts = against_the_live_cluster(cfgs, shapes, verdict.problems, getattr(args, "refresh_cluster", False),
+                                            keep=not args.dry_run)
     for line in warnings:
         err(f"warning: {line}")
     if not args.dry_run:
@@ -48,10 +53,14 @@ def run(args: Namespace) -> int:
     explicit = bool(args.name or spec0.name)
     token = new_token()
     slurm_runs = [(c.spec, s) for c, s in zip(cfgs, shapes) if c.spec.cluster.kind == "slurm"]
-    graces = slurm.stop_graces(place(spec, shp) for spec, shp in slurm_runs) if slurm_runs else {}
+    with phase("cluster facts"):
+        from ..cluster_facts import stop_graces
+
+        graces = stop_graces((place(spec, shp) for spec, shp in slurm_runs), facts) if slurm_runs else {}
 
     def plan_for(name: str) -> list:
-        return plan_jobs(token, new_runs(name, cfgs, shapes, graces), args.template_dir)
+        with phase("planning and rendering"):
+            return plan_jobs(token, new_runs(name, cfgs, shapes, graces), args.template_dir)
 
     if args.dry_run:
         # the same verdict as a submit: its errors exit 2, after the scripts where they can still be made

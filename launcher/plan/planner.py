@@ -105,11 +105,18 @@ def new_runs(sweep: str, cfgs: Sequence[RunConfig], shapes: Sequence[Shape],
              graces: Optional[Dict[Tuple[Optional[str], Optional[str]], Optional[int]]] = None) -> List[PlannedRun]:
     """The runs of a new sweep: <sweep>/<index>, first attempts. `graces`: slurm.stop_graces of their places."""
     out = []
+    sweeps: Dict[str, SweepLayout] = {}  # runs_dir -> layout; workdir as written -> resolved: once, not per run
+    workdirs: Dict[str, str] = {}
     for i, (cfg, shp) in enumerate(zip(cfgs, shapes)):
-        out.append(PlannedRun(run_id=f"{sweep}/{i}", sweep=sweep, idx=i, cfg=cfg, shape=shp,
-                              layout=sweep_layout(cfg.spec, sweep).run(i),
-                              workdir=str(Path(cfg.spec.workdir).expanduser().resolve()),
-                              stop_grace_s=(graces or {}).get(place(cfg.spec, shp))))
+        spec = cfg.spec
+        layout = sweeps.get(spec.cluster.runs_dir)
+        if layout is None:
+            layout = sweeps[spec.cluster.runs_dir] = sweep_layout(spec, sweep)
+        workdir = workdirs.get(spec.workdir)
+        if workdir is None:
+            workdir = workdirs[spec.workdir] = str(Path(spec.workdir).expanduser().resolve())
+        out.append(PlannedRun(run_id=f"{sweep}/{i}", sweep=sweep, idx=i, cfg=cfg, shape=shp, layout=layout.run(i),
+                              workdir=workdir, stop_grace_s=(graces or {}).get(place(spec, shp))))
     return out
 
 
@@ -147,15 +154,16 @@ def _job_text_key(run: PlannedRun, template_dir: Optional[str], memo: Dict[str, 
     """The run's job script without its runs, as it would go out in an array: equal texts share an array."""
     spec, sweep = run.spec, run.layout.sweep
     parallel = spec.sweep.max_parallel
-    plan = JobPlan(spec=spec, shape=run.shape, runs=(), job_name="@NAME@", comment="@COMMENT@",
-                   output=str(sweep.slurm_output_pattern(True)), array="@ARRAY@" + (f"%{parallel}" if parallel else ""),
-                   agent_command=_agent_command(sweep, "@TAG@"), port_command=_PORT_COMMAND,
-                   notify_command=_notify_command(spec), template_dir=template_dir,
-                   submitit_dir=str(sweep.submitit_dir), pickle_stem=str(sweep.pickle_stem("@TAG@")))
     # the template sees nothing of the run but these (render._context): render once per distinct value
     inputs = repr((spec.cluster, spec.resources, spec.env, spec.requeue, spec.launch.port, spec.notify, parallel, run.shape,
-                   plan.output, plan.agent_command, template_dir))
+                   str(sweep.root), template_dir))
     if inputs not in memo:
+        plan = JobPlan(spec=spec, shape=run.shape, runs=(), job_name="@NAME@", comment="@COMMENT@",
+                       output=str(sweep.slurm_output_pattern(True)),
+                       array="@ARRAY@" + (f"%{parallel}" if parallel else ""),
+                       agent_command=_agent_command(sweep, "@TAG@"), port_command=_PORT_COMMAND,
+                       notify_command=_notify_command(spec), template_dir=template_dir,
+                       submitit_dir=str(sweep.submitit_dir), pickle_stem=str(sweep.pickle_stem("@TAG@")))
         memo[inputs] = render_script(plan)
     return memo[inputs]
 

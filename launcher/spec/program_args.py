@@ -7,8 +7,9 @@ flags cannot be read are not refused; `danlu submit --dry-run` says which was th
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import UserError
 from .options import RunSpec
@@ -16,10 +17,13 @@ from .program_flags import Flag, ProgramFlags, read_flags
 
 
 def program_path(workdir: Any, program: Any) -> Optional[Path]:
-    if not program:
-        return None
-    path = Path(str(program)).expanduser()
-    return path if path.is_absolute() else Path(str(workdir or ".")).expanduser() / path
+    return _program_path(str(workdir or "."), str(program)) if program else None
+
+
+@lru_cache(maxsize=256)
+def _program_path(workdir: str, program: str) -> Path:  # once per program, not per run of a sweep
+    path = Path(program).expanduser()
+    return path if path.is_absolute() else Path(workdir).expanduser() / path
 
 
 def flags_of(spec: RunSpec) -> Optional[ProgramFlags]:
@@ -55,6 +59,20 @@ def _bad_value(flag: Flag, value: Any) -> Optional[str]:
     return None
 
 
+_VERDICTS: Dict[Tuple[int, type, Any], Tuple[Flag, Optional[str]]] = {}
+
+
+def _bad_value_of(flag: Flag, value: Any) -> Optional[str]:
+    """_bad_value, once per flag and scalar value (a sweep's runs share most of their args)."""
+    if type(value) not in (int, float, str, bool):
+        return _bad_value(flag, value)
+    key = (id(flag), type(value), value)
+    known = _VERDICTS.get(key)
+    if known is None or known[0] is not flag:
+        known = _VERDICTS[key] = (flag, _bad_value(flag, value))
+    return known[1]
+
+
 def unknown_flag(flags: ProgramFlags, key: str, experiment: Optional[str]) -> UserError:
     """The error for `args.KEY` where the program declares no `--KEY`: a prefix argparse would expand, a close
     name, or where to look."""
@@ -87,7 +105,7 @@ def check_args(spec: RunSpec, flags: ProgramFlags) -> List[UserError]:
         if value is None or value is False:
             continue  # left out of the command line
         why = f"--{flag.name} takes one value, not a mapping" if isinstance(value, dict) and value else \
-            _bad_value(flag, value)
+            _bad_value_of(flag, value)
         if why is not None:
             choices = f"one of {', '.join(map(str, flag.choices))}" if flag.choices else \
                 (flag.type or "a value") if flag.takes_value else "true or false"

@@ -14,6 +14,7 @@ import ast
 import os
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
@@ -80,6 +81,10 @@ class ProgramFlags:
         return f"builds its flags at run time ({self.parser})"
 
     def by_option(self) -> Dict[str, Flag]:
+        return self._table
+
+    @cached_property
+    def _table(self) -> Dict[str, Flag]:  # once per program, not per key of every run of a sweep
         return {o: f for f in self.flags for o in f.options}
 
     def find(self, key: str) -> Optional[Flag]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import UserError
 from .options import PartitionSpec, RunSpec
@@ -280,11 +280,15 @@ def check(specs: Sequence[RunSpec]) -> Verdict:
             seen.add(p.message)
             problems.append(p)
 
+    files: Dict[str, List[UserError]] = {}  # what file_problems reads, as text -> its problems: once per distinct
     for s, sh in zip(specs, shapes):
         problem = world_problem(s, sh.nodes, sh.tasks_per_node)
         if problem is not None:
             add(problem)
-        for p in file_problems(s):
+        key = repr((s.cluster.shared_fs, s.workdir, s.program, s.env, s.notify.url))
+        if key not in files:
+            files[key] = file_problems(s)
+        for p in files[key]:
             add(p)
         found, note = verdict(s)
         for p in found:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, List, Sequence
 
 from .. import slurm
+from ..timings import phase
 
 
 def pickle_agents(agents: Sequence[Any], paths: Sequence[Path], timeout_min: int) -> None:
@@ -28,8 +29,10 @@ def pickle_agents(agents: Sequence[Any], paths: Sequence[Path], timeout_min: int
 
 def submit_slurm(script: Path, agents: Sequence[Any], pickles: Sequence[Path], timeout_min: int) -> str:
     """One sbatch call for one job (an array when there are several agents); returns the (array) job id."""
-    pickle_agents(agents, pickles, timeout_min)
-    return slurm.sbatch(script)
+    with phase("pickles"):
+        pickle_agents(agents, pickles, timeout_min)
+    with phase("sbatch"):
+        return slurm.sbatch(script)
 
 
 def submit_local(folder: Path, setup: List[str], agent: Any, tasks: int, timeout_min: int) -> str:

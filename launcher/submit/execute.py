@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from .. import slurm
 from ..plan.planner import PlannedJob
 from ..plan.render import local_setup
+from ..timings import phase
 from . import backend
 
 
@@ -51,11 +52,12 @@ def git_state(workdir: str) -> Tuple[Optional[str], Optional[bool]]:
 def execute(job: PlannedJob) -> str:
     """Submit one planned job (one sbatch call, or one local process); returns its job id."""
     sweep = job.sweep_layout
-    for d in sweep.dirs():
-        d.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for r in job.runs:
-        for d in r.layout.dirs():
+    with phase("folders"):
+        for d in sweep.dirs():
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for r in job.runs:
+            for d in r.layout.dirs():
+                d.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = job.script_path
     first = job.runs[0]
     if job.local:
@@ -80,7 +82,8 @@ def execute_all(store: Any, sweep: str, token: str, jobs: Sequence[PlannedJob]) 
         for k, job in enumerate(jobs):
             sending[:] = [job]
             job_id = execute(job)
-            store.record_job(job.tag, job_id, job.is_array)
+            with phase("store"):
+                store.record_job(job.tag, job_id, job.is_array)
             for i, r in enumerate(job.runs):
                 results[r.run_id] = f"{job_id}_{i}" if job.is_array else job_id
             if progress:

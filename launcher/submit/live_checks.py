@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from ..cluster_facts import cached, contradictions, grp_tres_problem, submit_limit
+from typing import List, Optional, Tuple
+
+from ..cluster_facts import ClusterFacts, cached, contradictions, grp_tres_problem, submit_limit
 from ..errors import UserError
 
 
-def against_the_live_cluster(cfgs: list, shapes: list, problems: list, refresh: bool, keep: bool = True) -> list:
+def against_the_live_cluster(cfgs: list, shapes: list, problems: list, refresh: bool,
+                             keep: bool = True) -> Tuple[List[str], Optional[ClusterFacts]]:
     """The runs checked against what the live cluster says (cluster_facts, cached an hour): where the profile
-    contradicts it (warnings, returned), MaxArraySize (arrays split at the smaller), a job the association's
-    GrpTRES never lets start and the submit limits (problems: nothing is queued)."""
+    contradicts it (warnings, returned with the facts), MaxArraySize (arrays split at the smaller), a job the
+    association's GrpTRES never lets start and the submit limits (problems: nothing is queued)."""
     slurm_cfgs = [c for c in cfgs if c.spec.cluster.kind == "slurm"]
     if not slurm_cfgs:
-        return []
+        return [], None
     profile = slurm_cfgs[0].spec.cluster
     facts = cached(profile.name, refresh=refresh, keep=keep)
     if facts is None:
-        return []
+        return [], None
     used = [s.partition for c, s in zip(cfgs, shapes) if c.spec.cluster.kind == "slurm" and s.partition]
     warnings = contradictions(profile, facts, used)
     if facts.max_array_size:
@@ -36,4 +39,4 @@ def against_the_live_cluster(cfgs: list, shapes: list, problems: list, refresh: 
     if why:
         problems.append(UserError(why, "submit fewer runs at once (a smaller sweep), or wait until some of your "
                                        "jobs have ended"))
-    return warnings
+    return warnings, facts

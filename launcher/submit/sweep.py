@@ -7,6 +7,7 @@ from typing import Any, Callable, Dict, List, Sequence, Tuple
 
 from ..errors import UserError
 from ..plan.planner import PlannedJob, store_rows
+from ..timings import phase
 from .execute import execute_all, git_state
 from .recovery import token_lock
 
@@ -25,8 +26,11 @@ def submit_sweep(store: Any, token: str, base: str, explicit: bool, plan_for: Ca
                                     "pick another --name, or rerun it with `danlu rerun`")
                 continue
             jobs = plan_for(name)
-            if store.create_sweep(name, experiment, cluster, overrides, argv, sweep_dir(name),
-                                  store_rows(jobs, git_state), sources):
+            with phase("git"):
+                rows = store_rows(jobs, git_state)
+            with phase("store"):
+                created = store.create_sweep(name, experiment, cluster, overrides, argv, sweep_dir(name), rows, sources)
+            if created:
                 break
             if explicit:
                 raise UserError(f"a sweep named {name!r} exists already", "pick another --name")
