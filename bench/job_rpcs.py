@@ -41,7 +41,14 @@ SLURMD_RPCS = {"REQUEST_COMPLETE_BATCH_SCRIPT", "MESSAGE_EPILOG_COMPLETE", "MESS
 JOB_ARGS = {"max_train_steps": 6, "sleep_per_step": 0.2, "checkpointing_steps": 3}
 OVERRIDES = ["experiment=tiny_dpo", "cluster=testcluster", "resources.nodes=2", "resources.gpus_per_node=2",
              "+args.pretrain_steps=20", "resources.extra_sbatch=[--hold]"] + [f"args.{k}={v}" for k, v in JOB_ARGS.items()]
-TMP = Path(tempfile.mkdtemp(prefix="danlu-rpcs-", dir="/var/tmp" if Path("/var/tmp").is_dir() else None))
+_TMP: List[Path] = []
+
+
+def tmp() -> Path:
+    """This run's scratch folder, made when first needed (importing this module makes none)."""
+    if not _TMP:
+        _TMP.append(Path(tempfile.mkdtemp(prefix="danlu-rpcs-", dir="/var/tmp" if Path("/var/tmp").is_dir() else None)))
+    return _TMP[0]
 
 
 def sh(cmd: List[str], env: Optional[Dict[str, str]] = None, cwd: Optional[Path] = None) -> str:
@@ -91,7 +98,7 @@ def measure(job_id: str, done_file: Optional[Path] = None, timeout: float = 600)
 
 
 def danlu_job(src: Path, label: str) -> Dict[str, int]:
-    root = Path(tempfile.mkdtemp(prefix=f"{label}-", dir=TMP))
+    root = Path(tempfile.mkdtemp(prefix=f"{label}-", dir=tmp()))
     env = dict(os.environ, DANLU_HOME=str(root / "home"), DANLU_STORE=str(root / "home" / "store.sqlite"),
                DANLU_RUNS_DIR=str(root / "runs"), NO_COLOR="1", PYTHONPATH=str(src))
     env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
@@ -101,7 +108,7 @@ def danlu_job(src: Path, label: str) -> Dict[str, int]:
 
 
 def handwritten_job() -> Dict[str, int]:
-    d = Path(tempfile.mkdtemp(prefix="hand-", dir=TMP))
+    d = Path(tempfile.mkdtemp(prefix="hand-", dir=tmp()))
     args = " ".join(f"--{k}={v}" for k, v in JOB_ARGS.items()) + f" --pretrain_steps=20 --output_dir={d / 'out'}"
     text = (REPO / "bench" / "handwritten.sbatch").read_text()
     for key, value in {"@TIME@": "10", "@WORKDIR@": str(REPO / "examples" / "tiny_dpo"), "@LOGDIR@": str(d),
@@ -115,7 +122,7 @@ def handwritten_job() -> Dict[str, int]:
 
 
 def worktree(commit: str) -> Path:
-    path = TMP / f"at-{commit[:10]}"
+    path = tmp() / f"at-{commit[:10]}"
     sh(["git", "-C", str(REPO), "worktree", "add", "--detach", str(path), commit])
     return path
 

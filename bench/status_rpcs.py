@@ -3,7 +3,7 @@
 counted by `sdiag`, next to what a researcher runs instead (`squeue --me` in a loop, as `watch squeue` does) and
 submitit's own polling of the same jobs (issue 18, controller load).
 
-    python bench/status_rpcs.py [--runs 1000] [--watch-s 60] [--out bench/STATUS-RPCS.md]
+    python bench/status_rpcs.py [--runs 1000] [--watch-s 60] [--out FILE]   (bench/run.py runs it too: RESULTS.md section 2)
 
 The N runs are one danlu sweep of held jobs (tiny_dpo, `--hold`: they stay PENDING, active, for the whole
 measurement) on the test cluster (tests/cluster/up.sh); the script refuses to measure while other jobs are queued
@@ -52,6 +52,67 @@ def trace_calls(path: Path) -> Dict[str, int]:
     return calls
 
 
+def measure(runs: int, watch_s: float, danlu: str, tmp: Path) -> List[tuple]:
+    """(what, slurmctld RPCs, by type, client commands run) for one status refresh with `runs` held runs, then (unless
+    watch_s is 0) --watch, `watch squeue --me` and submitit polling the same jobs, each for watch_s seconds and
+    given per minute. The runs are submitted here and cancelled."""
+    trace = tmp / "trace"
+    env = dict(os.environ, DANLU_HOME=str(tmp / "home"), DANLU_STORE=str(tmp / "home" / "store.sqlite"),
+               DANLU_RUNS_DIR=str(tmp / "runs"), NO_COLOR="1", DANLU_TRACE_SLURM=str(trace))
+    out = sh([danlu, "submit", "experiment=tiny_dpo", "cluster=testcluster", "resources.extra_sbatch=[--hold]",
+              "-m", f"args.seed=range(0,{runs})", "--name", "rpcs", "--json"], env=env)
+    ids = sorted({r["job_id"].split("_")[0] for r in json.loads(out)["runs"]})
+    trace_calls(trace)
+    rows: List[tuple] = []
+    what = lambda d: ", ".join(f"{k} {v}" for k, v in d.items())  # noqa: E731
+    try:
+        sh([danlu, "status", "rpcs"], env=env)  # the first look records every run's pending state
+        trace_calls(trace)
+        once = counted(lambda: sh([danlu, "status", "rpcs"], env=env))
+        rows.append((f"`danlu status` refresh, {runs:,} active runs", sum(once.values()), what(once),
+                     what(trace_calls(trace))))
+        if not watch_s:
+            return rows
+
+        def watch() -> None:
+            p = subprocess.Popen([danlu, "status", "rpcs", "--watch"], env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+            time.sleep(watch_s)
+            p.terminate()
+            p.wait()
+
+        watched = counted(watch)
+        rows.append((f"`danlu status --watch`, per minute ({watch_s:.0f} s measured)",
+                     round(sum(watched.values()) * 60 / watch_s), what(watched), what(trace_calls(trace))))
+
+        def squeue_loop() -> None:
+            end = time.monotonic() + watch_s
+            while time.monotonic() < end:
+                subprocess.run(["squeue", "--me"], capture_output=True)
+                time.sleep(2.0)  # watch(1)'s default interval
+
+        looped = counted(squeue_loop)
+        rows.append(("`watch squeue --me` (every 2 s), per minute", round(sum(looped.values()) * 60 / watch_s),
+                     what(looped), "squeue (one per refresh)"))
+
+        def submitit_poll() -> None:
+            import submitit
+
+            jobs = [submitit.SlurmJob(folder=tmp / "submitit", job_id=f"{j}_{k}") for j in ids
+                    for k in range(runs)][:runs]
+            end = time.monotonic() + watch_s
+            while time.monotonic() < end:
+                [job.state for job in jobs]  # noqa: B018 - what a script waiting on its jobs calls
+                time.sleep(2.0)
+
+        polled = counted(submitit_poll)
+        rows.append((f"submitit: `.state` of {runs:,} jobs every 2 s, per minute",
+                     round(sum(polled.values()) * 60 / watch_s), what(polled), "sacct (its watcher, throttled)"))
+    finally:
+        subprocess.run(["scancel", *ids], capture_output=True)
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=1000)
@@ -62,65 +123,10 @@ def main() -> int:
         print("error: other jobs are queued on the test cluster; their RPCs would be counted too", file=sys.stderr)
         print("hint: wait until squeue is empty (or scancel them), then run this again", file=sys.stderr)
         return 2
-    tmp = Path(tempfile.mkdtemp(prefix="danlu-status-rpcs-"))
-    trace = tmp / "trace"
-    env = dict(os.environ, DANLU_HOME=str(tmp / "home"), DANLU_STORE=str(tmp / "home" / "store.sqlite"),
-               DANLU_RUNS_DIR=str(tmp / "runs"), NO_COLOR="1", DANLU_TRACE_SLURM=str(trace))
-    out = sh([DANLU, "submit", "experiment=tiny_dpo", "cluster=testcluster", "resources.extra_sbatch=[--hold]",
-              "-m", f"args.seed=range(0,{args.runs})", "--name", "rpcs", "--json"], env=env)
-    ids = sorted({r["job_id"].split("_")[0] for r in json.loads(out)["runs"]})
-    trace_calls(trace)
-    rows: List[List[str]] = []
-    try:
-        sh([DANLU, "status", "rpcs"], env=env)  # the first look records every run's pending state
-        trace_calls(trace)
-        once = counted(lambda: sh([DANLU, "status", "rpcs"], env=env))
-        calls = trace_calls(trace)
-        rows.append([f"`danlu status` refresh, {args.runs:,} active runs", str(sum(once.values())),
-                     ", ".join(f"{k} {v}" for k, v in once.items()), ", ".join(f"{k} {v}" for k, v in calls.items())])
-
-        def watch() -> None:
-            p = subprocess.Popen([DANLU, "status", "rpcs", "--watch"], env=env, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
-            time.sleep(args.watch_s)
-            p.terminate()
-            p.wait()
-
-        watched = counted(watch)
-        calls = trace_calls(trace)
-        per_min = sum(watched.values()) * 60 / args.watch_s
-        rows.append([f"`danlu status --watch`, per minute ({args.watch_s:.0f} s measured)", f"{per_min:.0f}",
-                     ", ".join(f"{k} {v}" for k, v in watched.items()), ", ".join(f"{k} {v}" for k, v in calls.items())])
-
-        def squeue_loop() -> None:
-            end = time.monotonic() + args.watch_s
-            while time.monotonic() < end:
-                subprocess.run(["squeue", "--me"], capture_output=True)
-                time.sleep(2.0)  # watch(1)'s default interval
-
-        looped = counted(squeue_loop)
-        rows.append([f"`watch squeue --me` (every 2 s), per minute", f"{sum(looped.values()) * 60 / args.watch_s:.0f}",
-                     ", ".join(f"{k} {v}" for k, v in looped.items()), "squeue (one per refresh)"])
-
-        def submitit_poll() -> None:
-            import submitit
-
-            jobs = [submitit.SlurmJob(folder=tmp / "submitit", job_id=f"{j}_{k}") for j in ids
-                    for k in range(args.runs)][: args.runs]
-            end = time.monotonic() + args.watch_s
-            while time.monotonic() < end:
-                [job.state for job in jobs]  # noqa: B018 - what a script waiting on its jobs calls
-                time.sleep(2.0)
-
-        polled = counted(submitit_poll)
-        rows.append([f"submitit: `.state` of {args.runs:,} jobs every 2 s, per minute",
-                     f"{sum(polled.values()) * 60 / args.watch_s:.0f}",
-                     ", ".join(f"{k} {v}" for k, v in polled.items()) or "-", "sacct (its watcher, throttled)"])
-    finally:
-        subprocess.run(["scancel", *ids], capture_output=True)
+    rows = measure(args.runs, args.watch_s, DANLU, Path(tempfile.mkdtemp(prefix="danlu-status-rpcs-")))
     head = ["what", "slurmctld RPCs", "by type (sdiag)", "client commands run"]
     table = "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] +
-                      ["| " + " | ".join(r) + " |" for r in rows])
+                      ["| " + " | ".join(map(str, r)) + " |" for r in rows])
     version = sh(["sinfo", "--version"]).strip()
     text = (f"# slurmctld load of `danlu status` ({version}, {args.runs:,} held jobs, one array)\n\n"
             f"One run of `python bench/status_rpcs.py --runs {args.runs} --watch-s {args.watch_s:.0f}`; written by "

@@ -214,7 +214,7 @@ def squeue(job_ids: Iterable[str]) -> Dict[str, JobInfo]:
     try:
         # -t all: jobs that ended within MinJobAge too, with the controller's final state. --local: no
         # REQUEST_FED_INFO first (squeue asks for it before a single job id), so one refresh costs slurmctld two
-        # RPCs (the jobs, the partitions) whatever the number of runs (bench/STATUS-RPCS.md); danlu's jobs are
+        # RPCs (the jobs, the partitions) whatever the number of runs (bench/RESULTS.md, section 2); danlu's jobs are
         # submitted to this cluster, never to a federation's siblings
         return parse_squeue(run(["squeue", "-h", "-r", "-t", "all", "--local", "-o", SQUEUE_FORMAT, "-j",
                                  ",".join(ids)]))
