@@ -22,7 +22,7 @@ def check_states(states: str | None) -> None:
 @store_errors
 def run(args: Namespace) -> int:
     from ..metrics.live import Prefetch, add_progress
-    from ..state.reconcile import refresh
+    from ..state.reconcile import EarlyAsk, refresh
     from ..views.table import filter_items, items, render_plain, select
 
     check_states(args.state)
@@ -32,9 +32,12 @@ def run(args: Namespace) -> int:
 
         return watch(store, args)
     while True:
+        # squeue and sacct answer while the store is read and the table made (every active job: not when names
+        # narrow the table, whose refresh asks about theirs only)
+        asked = None if args.names else EarlyAsk(store)
         selected = select(store, args.names)
         early = None if args.no_metrics else Prefetch(selected)  # log tails read while squeue and sacct answer
-        rows, notes = refresh(store, selected)
+        rows, notes = refresh(store, selected, asked)
         shown = filter_items(items(rows), args.names, args.all, args.state)
         metric = None if args.no_metrics else add_progress(shown, early)
         if args.json:

@@ -32,12 +32,36 @@ class Reconciled(NamedTuple):
     notes: List[str]  # what could not be found out (printed as warnings by the CLI)
 
 
-def refresh(store: Store, rows: List[Any]) -> Reconciled:
-    """Update the store from Slurm for every run of `rows` still active; returns the fresh rows."""
+class EarlyAsk:
+    """Slurm asked (sacct and squeue, in a thread) about every active job of the store before its rows are read:
+    with 100,000 runs in the store, reading and showing them takes as long as Slurm takes to answer. `refresh` uses
+    the answers when they cover its rows' jobs, and asks again otherwise (a job submitted in between)."""
+
+    def __init__(self, store: Store) -> None:
+        self.ids = set(store.active_job_ids())
+        self._result: Optional[Tuple[SlurmAnswers, List[str]]] = None
+        self._thread = threading.Thread(target=self._ask, daemon=True)
+        if self.ids:
+            self._thread.start()
+
+    def _ask(self) -> None:
+        self._result = _ask_slurm(sorted(self.ids))
+
+    def answers(self, ids: Sequence[str]) -> Optional[Tuple[SlurmAnswers, List[str]]]:
+        if not self.ids or not set(ids) <= self.ids:
+            return None
+        self._thread.join()
+        return self._result
+
+
+def refresh(store: Store, rows: List[Any], early: Optional[EarlyAsk] = None) -> Reconciled:
+    """Update the store from Slurm for every run of `rows` still active; returns the fresh rows. `early`: Slurm's
+    answers asked before the rows were read (status)."""
     active = [r for r in rows if not r["final"] and r["job_id"]]
     if not active:
         return Reconciled(rows, [])
-    answers, notes = _ask_slurm([r["job_id"] for r in active if not r["job_id"].startswith("local-")])
+    ids = [r["job_id"] for r in active if not r["job_id"].startswith("local-")]
+    answers, notes = (early and early.answers(ids)) or _ask_slurm(ids)
     updates = []
     for r in active:
         upd = step(r, answers)
