@@ -1032,8 +1032,8 @@ def findings() -> str:
     out = ["## What the benchmark found, and what was fixed (issue 18)", ""]
     if "help" in f:
         line = (f"- **`danlu --help`** takes {fmt(f['help'])} s, {f['help'] / f['pass']:.2f}x `python -c pass` "
-                f"({fmt(f['pass'])} s). `python -X importtime` showed that a quarter of the CLI's own import was "
-                "`typing` (one annotation in launcher/cli/__init__.py) and a tenth `shutil` (argparse's help formatter "
+                f"({fmt(f['pass'])} s). `python -X importtime` showed the CLI's own import spent most of its time on "
+                "`typing` (for one annotation in launcher/cli/__init__.py) and on `shutil` (argparse's help formatter "
                 "asks it for the terminal width; it imports bz2 and lzma): both are gone from that path. What is left "
                 "is argparse itself (re, gettext, locale)")
         if "help_m_before" in f:
@@ -1055,9 +1055,9 @@ def findings() -> str:
     if "sweep10000" in f:
         line = (f"- **A 10,000-run sweep** is accepted {fmt(f['sweep10000'])} s after the command starts (10 arrays of "
                 "at most MaxArraySize 1001). Profiling (cProfile) found per-run work that did not depend on the run: "
-                "every value override checked by OmegaConf (`OmegaConf.update` on a typed config, ~30% of the "
-                "time), `copy.deepcopy` of the composed config, `dataclasses.fields()` for each of ~11 dataclasses "
-                "per run, the program's path resolved and its flag table rebuilt per key, the workdir and the runs "
+                "every value override checked by OmegaConf (`OmegaConf.update` on a typed config, the largest "
+                "part), `copy.deepcopy` of the composed config, `dataclasses.fields()` for each nested dataclass "
+                "of every run, the program's path resolved and its flag table rebuilt per key, the workdir and the runs "
                 "folder resolved per run, and the file checks per run. Now an override's value is checked by OmegaConf "
                 "once per key and value type when its node takes such values as they are (an Any, int, float, bool or "
                 "str node; anything else is still checked every time), and the rest is computed once per sweep")
