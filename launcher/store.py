@@ -71,7 +71,7 @@ MIGRATIONS: List[str] = [
     # 4: what `danlu status` reads of every run, in indexes of their own: a run's row holds its whole config (~2 KB),
     # and reading 100,000 of those to show 8 short columns read the whole store
     """
-    CREATE INDEX IF NOT EXISTS runs_brief ON runs(run, sweep, idx, run_dir, nodes, partition, cluster_kind, created);
+    CREATE INDEX IF NOT EXISTS runs_brief ON runs(created, sweep, idx, run, run_dir, nodes, partition, cluster_kind);
     CREATE INDEX IF NOT EXISTS attempts_brief ON attempts(run, attempt, job_id, array_job_id, array_task, state, reason, exit_code,
                                             nodelist, partition, submitted, started, ended, elapsed, restarts, final);
     CREATE INDEX IF NOT EXISTS attempts_active ON attempts(final, job_id);
@@ -340,9 +340,11 @@ class Store:
             cols = ("r.*, a.attempt, a.token, a.job_id, a.array_job_id, a.array_task, a.script, a.command, a.state, "
                     "a.reason, a.exit_code, a.nodelist, a.partition AS a_partition, a.submitted, a.started, a.ended, "
                     "a.elapsed, a.restarts, a.final, a.overrides AS a_overrides, s.experiment ")
-        if brief:  # every attempt from the covering indexes (no correlated MAX per run), the latest kept below
-            sql = ("SELECT " + cols + "FROM attempts a JOIN runs r ON r.run = a.run JOIN sweeps s ON s.sweep = r.sweep "
-                   + ("WHERE " + " AND ".join(where) if where else ""))
+        if brief:  # every attempt from the covering indexes (no correlated MAX per run), the latest kept below;
+            # all runs: in runs_brief's order, which is the table's (created, sweep, idx): no sort
+            sql = ("SELECT " + cols + "FROM runs r " + ("" if where else "INDEXED BY runs_brief ")
+                   + "JOIN attempts a ON a.run = r.run JOIN sweeps s ON s.sweep = r.sweep "
+                   + ("WHERE " + " AND ".join(where) if where else "ORDER BY r.created, r.sweep, r.idx"))
         else:
             sql = ("SELECT " + cols +
                    "FROM runs r JOIN sweeps s ON s.sweep = r.sweep JOIN attempts a ON a.run = r.run "
@@ -354,10 +356,18 @@ class Store:
             names = [d[0] for d in cur.description]
             rows = cur.fetchall()
         c, s, i, a = names.index("created"), names.index("sweep"), names.index("idx"), names.index("attempt")
-        rows.sort(key=lambda r: (r[c], r[s], r[i], r[a]))
-        if brief:  # the last of each run's attempts (sorted by attempt within the run)
+        if where or not brief:
+            rows.sort(key=lambda r: (r[c], r[s], r[i], r[a]))
+        if brief:  # each run's latest attempt (a run's rows are next to each other)
             r_ = names.index("run")
-            rows = [row for k, row in enumerate(rows) if k + 1 == len(rows) or rows[k + 1][r_] != row[r_]]
+            last = len(rows) - 1
+            if any(rows[k][r_] == rows[k + 1][r_] for k in range(last)):
+                latest: Dict[str, Any] = {}
+                for row in rows:
+                    seen = latest.get(row[r_])
+                    if seen is None or row[a] > seen[a]:
+                        latest[row[r_]] = row
+                rows = [row for k, row in enumerate(rows) if latest[row[r_]] is row]
         return rows
 
     def active_job_ids(self) -> List[str]:

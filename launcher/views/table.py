@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..state.names import SHORT, TERMINAL, parse_states
@@ -47,19 +48,22 @@ def items(rows: Sequence[Any]) -> List[Dict[str, Any]]:
 
 def table_rows(shown: List[Dict[str, Any]], metric: Optional[str] = None) -> List[List[str]]:
     out = []
+    short, terminal = SHORT, TERMINAL
     for it in shown:
         state = it["state"]
-        if state == "PENDING":
+        if state == "COMPLETED":  # most rows of a big store
+            last = it["nodelist"]
+        elif state == "PENDING":
             last = f"({it['reason'] or 'None'})"
-        elif state in TERMINAL and state != "COMPLETED":
+        elif state in terminal:
             last = f"{it['nodelist']} ({it['reason']})" if it["nodelist"] and it["reason"] else (it["reason"] or it["nodelist"])
         elif state == "UNKNOWN":
             last = f"({it['reason']})" if it["reason"] else ""
         else:
             last = it["nodelist"]
         elapsed = it["elapsed"]
-        row = [it["run"], it["job_id"] or "-", it["partition"] or "-", it["name"][:12], SHORT.get(state, state[:3]),
-               ("-" if state in TERMINAL else "0:00") if elapsed is None else fmt_elapsed(elapsed),
+        row = [it["run"], it["job_id"] or "-", it["partition"] or "-", it["name"][:12], short.get(state) or state[:3],
+               ("-" if state in terminal else "0:00") if elapsed is None else fmt_elapsed(elapsed),
                str(it["nodes"]), str(it["attempt"]), last or ""]
         if metric:
             step, values = it.get("step"), it.get("metrics") or {}
@@ -71,8 +75,7 @@ def table_rows(shown: List[Dict[str, Any]], metric: Optional[str] = None) -> Lis
 def render_plain(shown: List[Dict[str, Any]], metric: Optional[str] = None) -> str:
     rows = table_rows(shown, metric)
     heads = columns(metric)
-    widths = [max(len(c), max(map(len, col), default=0))
-              for c, col in zip(heads, zip(*rows) if rows else [()] * len(heads))]
+    widths = [max(len(c), max(map(len, map(itemgetter(k), rows)), default=0)) for k, c in enumerate(heads)]
     lines = []
     for sweep, counts in sweep_counts(shown).items():
         lines.append(f"# {sweep}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
