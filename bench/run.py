@@ -275,6 +275,7 @@ def _loop_and_hydra(n_loop: int, n_hydra: int, hydra: bool, shim: Path, shim_log
         hydra_wall = last_end - t0
         if not still_blocking:
             NOTES.append("hydra-submitit-launcher exited before its jobs ended (unexpected)")
+    settle()
     env = private_env("submit-loop", trace=False, shim=shim)
     name = f"benchloop{secrets.token_hex(3)}"
     wall, _cpu, done = timed(["bash", "-c", f"for i in $(seq {n_loop}); do sbatch --hold --parsable -J {name} "
@@ -286,6 +287,19 @@ def _loop_and_hydra(n_loop: int, n_hydra: int, hydra: bool, shim: Path, shim_log
     if len(loop_ids) != n_loop:
         raise RuntimeError(f"shell loop: {len(loop_ids)} of {n_loop} accepted")
     return wall, loop_calls, hydra_wall, hydra_calls
+
+
+def settle(timeout: float = 180) -> float:
+    """Wait until the controller has nothing of ours to digest (cancelled jobs gone from squeue, slurmdbd's agent
+    queue drained): right after 10,000 cancelled array tasks it answers sbatch 50x slower. Returns the wait."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        queued = sh(["squeue", "-h", "-o", "%i"], check=False).stdout.split()
+        m = re.search(r"DBD Agent queue size:\s*(\d+)", sh(["sdiag"], check=False).stdout)
+        if not queued and (m is None or int(m.group(1)) < 100):
+            break
+        time.sleep(2)
+    return time.time() - t0
 
 
 def danlu_sweep(n: int, env: Dict[str, str], shim_log: Path, cwd: Path = REPO) -> tuple:
@@ -322,11 +336,13 @@ def bench_submit(n: int, n_loop: int, n_hydra: int, reps: int, hydra_reps: int, 
     calls: Dict[str, List[int]] = {"d": [], "h": [], "l": []}
     danlu_wall: List[float] = []
     for rep in range(reps):
+        settle()
         accepted, wall, ncalls, _ids = danlu_sweep(n, private_env("submit-danlu", shim=shim), shim_log)
         rd.samples.append(accepted)
         danlu_wall.append(wall)
         calls["d"].append(ncalls)
         if before is not None and rep == 0:
+            settle()
             benv = private_env("submit-before", shim=shim)
             benv["PYTHONPATH"] = str(before)
             t0 = time.time()
@@ -338,6 +354,7 @@ def bench_submit(n: int, n_loop: int, n_hydra: int, reps: int, hydra_reps: int, 
             _n, last_end = shim_calls(shim_log)
             cancel(ids, arrays=True)
             rb.samples.append(last_end - t0)
+        log(f"   waited {settle():.0f}s for the controller to digest the cancelled jobs")
         lw, lc, hw, hc = _loop_and_hydra(n_loop, n_hydra, rep < hydra_reps, shim, shim_log)
         rl.samples.append(lw * k_loop)
         calls["l"].append(int(lc * k_loop))

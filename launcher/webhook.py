@@ -14,8 +14,6 @@ import os
 import re
 import stat
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Dict, Mapping, Optional
 
@@ -97,6 +95,9 @@ def deliver(ref: str, fmt: str, message: Mapping[str, Any], say: Callable[[str],
     except WebhookError as e:
         say(f"notify: not sent: {e.message}")
         return False
+    import urllib.error  # here, not at the top: every submit validates notify.url, few send (~15 ms)
+    import urllib.request
+
     data = json.dumps(body(fmt, message)).encode()
     for attempt in range(1, tries + 1):
         request = urllib.request.Request(url, data=data, method="POST",
