@@ -22,7 +22,6 @@ def entry() -> None:
     What teardown would still do is done first: threads that are not daemons joined, atexit handlers run, the
     standard streams flushed. In-process callers (tests) use main(), which returns."""
     import atexit
-    import threading
 
     try:
         code = main()
@@ -32,7 +31,8 @@ def entry() -> None:
         else:
             print(e.code, file=sys.stderr)
             code = 1
-    for thread in threading.enumerate():
+    threading = sys.modules.get("threading")  # not imported: no thread to wait for (and `--help` stays light)
+    for thread in threading.enumerate() if threading else ():
         if thread is not threading.main_thread() and not thread.daemon:
             thread.join()
     atexit._run_exitfuncs()
@@ -56,7 +56,9 @@ def main(argv: list[str] | tuple[str, ...] | None = None) -> int:  # no typing i
         return complete(argv[1:])
     from .parser import build_parser
 
-    parser = build_parser()
+    first = next((a for a in argv if not a.startswith("-")), None)
+    # only the arguments of the verb asked for (--help: none); an unknown verb gets the whole parser's error
+    parser = build_parser("" if first is None else first if first in VERBS else None)
     args, extra = parser.parse_known_args(argv)
     # overrides may come after options (danlu submit --name x a=1 b=2): argparse leaves those over
     if extra and hasattr(args, "overrides") and not any(e.startswith("-") and "=" not in e for e in extra):
