@@ -112,11 +112,15 @@ class SweepLayout:
         return self.scripts_dir / (tag.replace(":", "-") + ".sbatch")
 
     def pickle_stem(self, tag: str) -> Path:
-        """`<stem>.<array task>.pkl` are the job's pickled node agents, written before sbatch."""
+        """`<stem>.<array task>.pkl` are the job's pickled node agents, written before sbatch; `<stem>.pkl` the one
+        agent every task of the job shares when they are all alike (job_pickle)."""
         return self.submitit_dir / tag.replace(":", "-")
 
     def pickle(self, tag: str, task: int) -> Path:
         return Path(f"{self.pickle_stem(tag)}.{task}.pkl")
+
+    def job_pickle(self, tag: str) -> Path:
+        return Path(f"{self.pickle_stem(tag)}.pkl")
 
     def submitit_folder(self) -> Path:
         """submitit's folder pattern (%j: the job id, array tasks as <array id>_<task>)."""

@@ -3,8 +3,9 @@
     python -u -m launcher.job <submitit folder>/%j <pickle stem>
 
 danlu writes each array task's pickle as `<pickle stem>.<task>.pkl` before sbatch (so that a job Slurm
-accepted runs even if danlu died right after); here it is linked to where submitit's runner looks for it
-(submitit's own `JobPaths`), then submitit runs it.
+accepted runs even if danlu died right after), or one `<pickle stem>.pkl` for all tasks when their agents are
+alike but for the run (which the batch script exports as DANLU_RUN_ID); here it is linked to where submitit's
+runner looks for it (submitit's own `JobPaths`), then submitit runs it.
 
 submitit imports numpy, when it is installed, before unpickling (so that pickles holding arrays load
 cleanly). The node agent holds no arrays and never uses numpy, which would add ~50-80 ms to the start of
@@ -29,6 +30,8 @@ def place_pickle(folder: str, stem: str) -> Path:
     if target.exists():
         return target
     source = Path(f"{stem}.{os.environ.get('SLURM_ARRAY_TASK_ID') or 0}.pkl")
+    if not source.exists():  # one agent for every task of the job (backend.pickle_agents): its run from the env
+        source = Path(f"{stem}.pkl")
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.link(source, target)

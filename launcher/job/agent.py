@@ -54,7 +54,7 @@ STARTUP_SILENCE_S = 300.0
 
 @dataclass
 class NodeAgent:
-    run_id: str
+    run_id: str  # "" in the one agent all tasks of an array share: each task's run is DANLU_RUN_ID
     launch_kind: str
     procs_per_node: int
     tasks_per_node: int
@@ -117,7 +117,7 @@ class NodeAgent:
                     except (OSError, ValueError):
                         pass
 
-            say(f"run {self.run_id} attempt {attempt} restart {restart}: node {ids['node']}/{ids['nodes']} "
+            say(f"run {self.run_id or os.environ.get('DANLU_RUN_ID', '?')} attempt {attempt} restart {restart}: node {ids['node']}/{ids['nodes']} "
                 f"task {ids['rank']}/{ids['ntasks']} head {head} port {port}")
             say("command: " + shlex.join(argv))
             say("launcher: " + _describe_executable(argv[0], env.get("PATH")))

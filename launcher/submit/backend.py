@@ -10,27 +10,34 @@ submitit's runner (`process_job`) looks for it. tests/test_submitit_contract.py 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
-from typing import Any, List, Sequence
+from typing import Any, List, Optional, Sequence
 
 from .. import slurm
 from ..timings import phase
 
 
-def pickle_agents(agents: Sequence[Any], paths: Sequence[Path], timeout_min: int) -> None:
-    """Pickle each node agent with submitit (cloudpickle), as its job side will load it."""
+def pickle_agents(agents: Sequence[Any], paths: Sequence[Path], timeout_min: int, shared: Optional[Path] = None) -> None:
+    """Pickle each node agent with submitit (cloudpickle), as its job side will load it. `shared`: where to write
+    one agent for all tasks instead, when they differ only in their run (a 1,000-task array: one file, not 1,000;
+    the job side takes its run from DANLU_RUN_ID)."""
     from submitit.core.utils import DelayedSubmission
 
+    alike = [dataclasses.replace(a, run_id="") for a in agents] if shared is not None else []
+    if alike and all(a == alike[0] for a in alike):
+        agents, paths = alike[:1], [shared]
     for agent, path in zip(agents, paths):
         delayed = DelayedSubmission(agent)
         delayed.set_timeout(timeout_min, 0)  # danlu's agent handles time limits itself: no submitit requeue
         delayed.dump(path)
 
 
-def submit_slurm(script: Path, agents: Sequence[Any], pickles: Sequence[Path], timeout_min: int) -> str:
+def submit_slurm(script: Path, agents: Sequence[Any], pickles: Sequence[Path], timeout_min: int,
+                 shared: Optional[Path] = None) -> str:
     """One sbatch call for one job (an array when there are several agents); returns the (array) job id."""
     with phase("pickles"):
-        pickle_agents(agents, pickles, timeout_min)
+        pickle_agents(agents, pickles, timeout_min, shared)
     with phase("sbatch"):
         return slurm.sbatch(script)
 

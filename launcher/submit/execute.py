@@ -128,7 +128,8 @@ def execute(job: PlannedJob, folders_ready: Optional[Callable[[], None]] = None)
     path.write_text(job.script)
     path.chmod(0o600)
     return backend.submit_slurm(path, [r.agent() for r in job.runs],
-                                [sweep.pickle(job.tag, i) for i in range(len(job.runs))], first.shape.time_minutes)
+                                [sweep.pickle(job.tag, i) for i in range(len(job.runs))], first.shape.time_minutes,
+                                shared=sweep.job_pickle(job.tag) if job.is_array else None)
 
 
 def execute_all(store: Any, sweep: str, token: str, jobs: Sequence[PlannedJob]) -> Dict[str, str]:
