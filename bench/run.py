@@ -665,6 +665,7 @@ def bench_startup(reps: int, with_run: Optional[Dict[str, str]], before: Optiona
                     f"{h.median / p.median:.2f}x ({fmt(h.median)} vs {fmt(p.median)} s, medians)",
                     h.median <= 2.5 * p.median))
     FIGURES["help"], FIGURES["pass"] = h.median, p.median
+    FIGURES["status_empty"], FIGURES["squeue"] = rows["`danlu status` (empty store)"].median, q.median
     if before is not None:
         FIGURES["help_m_before"] = rows[cases[-2][0]].median
         FIGURES["help_m_now"] = rows[cases[-1][0]].median
@@ -1111,12 +1112,11 @@ def findings() -> str:
         ratio = f["status10000_steady"] / f["status10000_sacct"]
         text = (f"- **With 10,000 runs** status takes {ratio:.1f}x one raw sacct ({fmt(f['status10000_steady'])} vs "
                 f"{fmt(f['status10000_sacct'])} s)")
-        if ratio > 2:
-            text += (f": the target (2x) is missed. The floor of any danlu command is its start-up "
-                     f"({fmt(f.get('help', float('nan')))} s for `--help`), already "
-                     f"{f.get('help', float('nan')) / f['status10000_sacct']:.1f}x a sacct that answers from the local "
-                     "slurmdbd in milliseconds; what status adds on top is reading 10,000 rows from SQLite and printing "
-                     "10,000 lines")
+        if ratio > 2 and "status_empty" in f:
+            text += (f": the target (2x) is missed. `danlu status` on an empty store takes {fmt(f['status_empty'])} s "
+                     f"(section 4), already {f['status_empty'] / f['status10000_sacct']:.1f}x this sacct, which answers "
+                     "from the local slurmdbd in milliseconds: the interpreter, and the imports of the store (sqlite3), "
+                     "the state machine and the table. Reading 10,000 rows and printing 10,000 lines come on top")
         out.append(text + ".")
     if "report_cold" in f:
         out.append(f"- **`danlu report`** over 100 runs x 10,000 steps: {fmt(f['report_cold'])} s the first time "
