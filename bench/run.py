@@ -46,7 +46,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
@@ -101,7 +101,7 @@ ROWS: List[Row] = []
 RATIOS: List[tuple] = []  # (section, text)
 TARGETS: List[tuple] = []  # (target, measured, met)
 NOTES: List[str] = []
-FIGURES: Dict[str, float] = {}  # measured numbers the findings are written from
+FIGURES: Dict[str, Any] = {}  # measured numbers (and breakdowns) the findings are written from
 VERSION = "22.05"  # the Slurm version the rows being added were measured on (use_slurm)
 SLURM_SEEN: Dict[str, str] = {}  # version -> what its sinfo --version said
 
@@ -529,6 +529,22 @@ def bench_status(sizes: Sequence[int], reps: int, small_only: bool = False) -> N
             TARGETS.append((f"`danlu status --all` with 10,000 runs <= 2x one raw sacct ({VERSION})",
                             f"steady {r2.median / raw.median:.1f}x ({fmt(r2.median)} vs {fmt(raw.median)} s), first "
                             f"look {r1.median / raw.median:.1f}x", r2.median <= 2 * raw.median))
+        # where one first look and one steady status of this size spend their time (DANLU_TIMINGS)
+        timings = Path(env["DANLU_BENCH_ROOT"]) / "timings.json"
+        for label, fresh in (("first look", True), ("steady", False)):
+            if fresh:
+                for suffix in ("", "-wal", "-shm"):
+                    Path(str(store) + suffix).unlink(missing_ok=True)
+                shutil.copy(snap, store)
+            t0 = time.time()
+            sh(danlu, env=dict(env, DANLU_TIMINGS=str(timings)))
+            t = json.loads(timings.read_text())
+            parts = dict(t["phases"], **{"start (interpreter, imports)": t["entered"] - t0})
+            text = ", ".join(f"{k} {fmt(v)}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1]))
+            add(Row("1", "", f"  where one {label} of {size:,} runs goes", samples=[time.time() - t0],
+                    note=text))
+            FIGURES[f"status{size}_{'first' if fresh else 'steady'}_parts"] = text  # type: ignore[assignment]
+        slurm_calls(env)
         FIGURES[f"status{size}_first"], FIGURES[f"status{size}_steady"] = r1.median, r2.median
         FIGURES[f"status{size}_sacct"] = raw.median
         log(f"   {size:,}: first look {r1.median:.2f}s ({r1.calls}), steady {r2.median:.2f}s ({r2.calls}), "
@@ -1107,7 +1123,10 @@ def findings() -> str:
                    "what status reads has covering indexes of its own (store migration 4: runs_brief in the table's "
                    "order, attempts_brief), squeue and sacct are asked about the active jobs (attempts_active) while "
                    "the rows are read (state/reconcile.py EarlyAsk), and column widths are measured without a "
-                   "transposed copy. What is left is SQLite decoding 100,000 rows and Python formatting 100,000 lines.")
+                   "transposed copy. What is left is SQLite decoding 100,000 rows and Python formatting 100,000 "
+                   f"lines: steady, {f.get('status100000_steady_parts', '')}; first look, "
+                   f"{f.get('status100000_first_parts', '')} (the state machine steps every run, the store writes "
+                   "every run's new state and reads them all again).")
     if "status10000_steady" in f:
         ratio = f["status10000_steady"] / f["status10000_sacct"]
         text = (f"- **With 10,000 runs** status takes {ratio:.1f}x one raw sacct ({fmt(f['status10000_steady'])} vs "

@@ -8,6 +8,7 @@ from argparse import Namespace
 
 from ..errors import UserError
 from ..state.names import unknown_states
+from ..timings import phase
 from .common import open_store, store_errors
 from .output import err
 
@@ -35,15 +36,16 @@ def run(args: Namespace) -> int:
         # squeue and sacct answer while the store is read and the table made (every active job: not when names
         # narrow the table, whose refresh asks about theirs only)
         asked = None if args.names else EarlyAsk(store)
-        selected = select(store, args.names)
+        with phase("store read"):
+            selected = select(store, args.names)
         early = None if args.no_metrics else Prefetch(selected)  # log tails read while squeue and sacct answer
         rows, notes = refresh(store, selected, asked)
-        shown = filter_items(items(rows), args.names, args.all, args.state)
-        metric = None if args.no_metrics else add_progress(shown, early)
-        if args.json:
-            print(json.dumps(shown), flush=True)
-        else:
-            print(render_plain(shown, metric))
+        with phase("table"):
+            shown = filter_items(items(rows), args.names, args.all, args.state)
+            metric = None if args.no_metrics else add_progress(shown, early)
+            text = json.dumps(shown) if args.json else render_plain(shown, metric)
+        with phase("print"):
+            print(text, flush=args.json)
         for note in notes:
             err(f"warning: {note}")
         if not args.watch:

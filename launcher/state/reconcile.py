@@ -23,6 +23,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from .. import slurm
 from ..store import Store
+from ..timings import phase
 from .machine import SlurmAnswers, finish, step
 from .names import TERMINAL
 
@@ -65,22 +66,26 @@ def refresh(store: Store, rows: List[Any], early: Optional[EarlyAsk] = None) -> 
     if not active:
         return Reconciled(rows, [])
     ids = [r["job_id"] for r in active if not r["job_id"].startswith("local-")]
-    answers, notes = (early and early.answers(ids)) or _ask_slurm(ids)
+    with phase("waiting for squeue and sacct"):
+        answers, notes = (early and early.answers(ids)) or _ask_slurm(ids)
     updates = []
-    for r in active:
-        upd = step(r, answers)
-        if upd:
-            upd.update(run=r["run"], attempt=r["attempt"])
-            updates.append(upd)
-    store.update_attempts(updates)
+    with phase("state machine"):
+        for r in active:
+            upd = step(r, answers)
+            if upd:
+                upd.update(run=r["run"], attempt=r["attempt"])
+                updates.append(upd)
+    with phase("store update"):
+        store.update_attempts(updates)
     # re-read the runs that may have changed (final states never do), as the caller read them
     changed = [r["run"] for r in rows if not r["final"]]
     brief = "config" not in rows[0].keys()
-    if len(changed) < 900:
-        fresh = store.latest(runs=changed, brief=brief)
-    else:
-        wanted = set(changed)
-        fresh = [r for r in store.latest(brief=brief) if r["run"] in wanted]
+    with phase("store read again (changed runs)"):
+        if len(changed) < 900:
+            fresh = store.latest(runs=changed, brief=brief)
+        else:
+            wanted = set(changed)
+            fresh = [r for r in store.latest(brief=brief) if r["run"] in wanted]
     by_run = {r["run"]: r for r in fresh}
     return Reconciled([by_run.get(r["run"], r) for r in rows], notes)
 

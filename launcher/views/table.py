@@ -49,6 +49,7 @@ def items(rows: Sequence[Any]) -> List[Dict[str, Any]]:
 def table_rows(shown: List[Dict[str, Any]], metric: Optional[str] = None) -> List[List[str]]:
     out = []
     short, terminal = SHORT, TERMINAL
+    times: Dict[Any, str] = {}  # elapsed -> its text: 100,000 finished runs share few distinct values
     for it in shown:
         state = it["state"]
         if state == "COMPLETED":  # most rows of a big store
@@ -62,8 +63,14 @@ def table_rows(shown: List[Dict[str, Any]], metric: Optional[str] = None) -> Lis
         else:
             last = it["nodelist"]
         elapsed = it["elapsed"]
+        if elapsed is None:
+            shown_time = "-" if state in terminal else "0:00"
+        else:
+            shown_time = times.get(elapsed)
+            if shown_time is None:
+                shown_time = times[elapsed] = fmt_elapsed(elapsed)
         row = [it["run"], it["job_id"] or "-", it["partition"] or "-", it["name"][:12], short.get(state) or state[:3],
-               ("-" if state in terminal else "0:00") if elapsed is None else fmt_elapsed(elapsed),
+               shown_time,
                str(it["nodes"]), str(it["attempt"]), last or ""]
         if metric:
             step, values = it.get("step"), it.get("metrics") or {}
