@@ -65,6 +65,10 @@ def refresh(store: Store, rows: List[Any], early: Optional[EarlyAsk] = None) -> 
     active = [r for r in rows if not r[fin] and r[job]]
     if not active:
         return Reconciled(rows, [])
+    view = "full" if "config" in names else "brief" if "submitted" in names else "table"
+    if view == "table":  # the table's columns: the brief ones of the runs to reconcile (store.VIEWS)
+        with phase("store read (runs to reconcile)"):
+            active = [r for r in _latest(store, [r["run"] for r in active], "brief") if not r["final"] and r["job_id"]]
     ids = [r["job_id"] for r in active if not r["job_id"].startswith("local-")]
     with phase("waiting for squeue and sacct"):
         answers, notes = (early and early.answers(ids)) or _ask_slurm(ids)
@@ -78,16 +82,21 @@ def refresh(store: Store, rows: List[Any], early: Optional[EarlyAsk] = None) -> 
     with phase("store update"):
         store.update_attempts(updates)
     # re-read the runs that may have changed (final states never do), as the caller read them
-    changed = [r["run"] for r in rows if not r["final"]]
-    brief = "config" not in rows[0].keys()
+    run = names.index("run")
     with phase("store read again (changed runs)"):
-        if len(changed) < 900:
-            fresh = store.latest(runs=changed, brief=brief)
-        else:
-            wanted = set(changed)
-            fresh = [r for r in store.latest(brief=brief) if r["run"] in wanted]
-    by_run = {r["run"]: r for r in fresh}
-    return Reconciled([by_run.get(r["run"], r) for r in rows], notes)
+        fresh = _latest(store, [r[run] for r in rows if not r[fin]], view)
+    by_run = {r[run]: r for r in fresh}
+    get = by_run.get
+    return Reconciled([get(r[run], r) for r in rows], notes)
+
+
+def _latest(store: Store, runs: List[str], view: str) -> List[Any]:
+    """The latest attempt of these runs: by name when they are few, else every run's, filtered here (a long IN
+    list is slower than reading the index whole)."""
+    if len(runs) < 900:
+        return store.latest(runs=runs, view=view)
+    wanted = set(runs)
+    return [r for r in store.latest(view=view) if r["run"] in wanted]
 
 
 def _ask_slurm(slurm_ids: List[str]) -> Tuple[SlurmAnswers, List[str]]:

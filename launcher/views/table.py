@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from operator import itemgetter
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..state.names import SHORT, TERMINAL, parse_states
 
@@ -38,7 +39,7 @@ def items(rows: Sequence[Any]) -> List[Dict[str, Any]]:
     k = {name: i for i, name in enumerate(rows[0].keys())}
     run, sweep, job, state, reason, nodes, nodelist, a_part, part, elapsed, attempt, restarts, code, exp, rdir, fin = (
         k["run"], k["sweep"], k["job_id"], k["state"], k["reason"], k["nodes"], k["nodelist"], k["a_partition"],
-        k["partition"], k["elapsed"], k["attempt"], k["restarts"], k["exit_code"], k["experiment"], k["run_dir"],
+        k.get("partition", k["a_partition"]), k["elapsed"], k["attempt"], k["restarts"], k["exit_code"], k["experiment"], k["run_dir"],
         k["final"])
     return [{"run": r[run], "sweep": r[sweep], "job_id": r[job], "state": r[state], "reason": r[reason] or "",
              "nodes": r[nodes], "nodelist": r[nodelist] or "", "partition": r[a_part] or r[part] or "",
@@ -46,57 +47,80 @@ def items(rows: Sequence[Any]) -> List[Dict[str, Any]]:
              "name": r[exp], "run_dir": r[rdir], "final": bool(r[fin])} for r in rows]
 
 
+def _last(state: str, reason: str, nodelist: str) -> str:
+    """squeue's NODELIST(REASON) cell."""
+    if state == "COMPLETED":
+        return nodelist
+    if state == "PENDING":
+        return f"({reason or 'None'})"
+    if state in TERMINAL:
+        return f"{nodelist} ({reason})" if nodelist and reason else (reason or nodelist)
+    if state == "UNKNOWN":
+        return f"({reason})" if reason else ""
+    return nodelist
+
+
+def _time(state: str, elapsed: Optional[float]) -> str:
+    """The TIME cell."""
+    if elapsed is None:
+        return "-" if state in TERMINAL else "0:00"
+    return fmt_elapsed(elapsed)
+
+
+# what a row's cells after RUN and JOBID are made of; 100,000 runs share few distinct values of it (states, reasons,
+# partitions, times of finished runs), so those cells are made once per distinct value
+_REST = itemgetter("partition", "name", "state", "elapsed", "nodes", "attempt", "reason", "nodelist")
+
+
+def _rest(partition: str, name: str, state: str, elapsed: Optional[float], nodes: int, attempt: int, reason: str,
+          nodelist: str, progress: Optional[Tuple[Optional[int], Optional[float]]] = None) -> Tuple[str, ...]:
+    """The cells after RUN and JOBID; progress: (step, the metric's value) when the table shows them."""
+    cells = (partition or "-", name[:12], SHORT.get(state) or state[:3], _time(state, elapsed), str(nodes),
+             str(attempt))
+    if progress is not None:
+        cells += ("-" if progress[0] is None else str(progress[0]), _value(progress[1]))
+    return cells + (_last(state, reason, nodelist) or "",)
+
+
+def _cells(shown: List[Dict[str, Any]], metric: Optional[str]) -> Tuple[List[str], List[str], List[Tuple[str, ...]]]:
+    """RUN, JOBID and the other cells (a tuple per row, shared by the rows that have the same)."""
+    keys: List[Any] = list(map(_REST, shown))
+    if metric:
+        keys = [(k, (it.get("step"), (it.get("metrics") or {}).get(metric))) for k, it in zip(keys, shown)]
+        memo = {k: _rest(*k[0], k[1]) for k in set(keys)}
+    else:
+        memo = {k: _rest(*k) for k in set(keys)}
+    return (list(map(itemgetter("run"), shown)), [j or "-" for j in map(itemgetter("job_id"), shown)],
+            list(map(memo.__getitem__, keys)))
+
+
 def table_rows(shown: List[Dict[str, Any]], metric: Optional[str] = None) -> List[List[str]]:
-    out = []
-    short, terminal = SHORT, TERMINAL
-    times: Dict[Any, str] = {}  # elapsed -> its text: 100,000 finished runs share few distinct values
-    for it in shown:
-        state = it["state"]
-        if state == "COMPLETED":  # most rows of a big store
-            last = it["nodelist"]
-        elif state == "PENDING":
-            last = f"({it['reason'] or 'None'})"
-        elif state in terminal:
-            last = f"{it['nodelist']} ({it['reason']})" if it["nodelist"] and it["reason"] else (it["reason"] or it["nodelist"])
-        elif state == "UNKNOWN":
-            last = f"({it['reason']})" if it["reason"] else ""
-        else:
-            last = it["nodelist"]
-        elapsed = it["elapsed"]
-        if elapsed is None:
-            shown_time = "-" if state in terminal else "0:00"
-        else:
-            shown_time = times.get(elapsed)
-            if shown_time is None:
-                shown_time = times[elapsed] = fmt_elapsed(elapsed)
-        row = [it["run"], it["job_id"] or "-", it["partition"] or "-", it["name"][:12], short.get(state) or state[:3],
-               shown_time,
-               str(it["nodes"]), str(it["attempt"]), last or ""]
-        if metric:
-            step, values = it.get("step"), it.get("metrics") or {}
-            row[-1:-1] = ["-" if step is None else str(step), _value(values.get(metric))]
-        out.append(row)
-    return out
+    runs, jobs, rest = _cells(shown, metric)
+    return [[r, j, *x] for r, j, x in zip(runs, jobs, rest)]
 
 
 def render_plain(shown: List[Dict[str, Any]], metric: Optional[str] = None) -> str:
-    rows = table_rows(shown, metric)
+    runs, jobs, rest = _cells(shown, metric)
     heads = columns(metric)
-    widths = [max(len(c), max(map(len, map(itemgetter(k), rows)), default=0)) for k, c in enumerate(heads)]
+    distinct = set(rest)
+    widths = [max(len(heads[0]), max(map(len, runs), default=0)), max(len(heads[1]), max(map(len, jobs), default=0))]
+    widths += [max(len(h), max((len(x[k]) for x in distinct), default=0)) for k, h in enumerate(heads[2:])]
     lines = []
     for sweep, counts in sweep_counts(shown).items():
         lines.append(f"# {sweep}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
-    line = "  ".join(f"{{:<{w}}}" for w in widths).format  # one format call per row (10,000 rows: ~50 ms)
-    lines.append(line(*heads).rstrip())
-    lines.extend(line(*r).rstrip() for r in rows)
+    rest_line = "  ".join(f"{{:<{w}}}" for w in widths[2:]).format
+    text = {x: rest_line(*x).rstrip() for x in distinct}  # the end of a line, once per distinct one
+    line = f"{{:<{widths[0]}}}  {{:<{widths[1]}}}  {{}}".format
+    lines.append(line(*heads[:2], rest_line(*heads[2:]).rstrip()))
+    lines.extend(map(line, runs, jobs, map(text.__getitem__, rest)))
     return "\n".join(lines)
 
 
 def sweep_counts(shown: List[Dict[str, Any]]) -> Dict[str, Dict[str, int]]:
+    """Runs per state of each sweep, sweeps and states in the order they first appear."""
     counts: Dict[str, Dict[str, int]] = {}
-    for it in shown:
-        c = counts.setdefault(it["sweep"], {})
-        c[it["state"]] = c.get(it["state"], 0) + 1
+    for (sweep, state), n in Counter(map(itemgetter("sweep", "state"), shown)).items():
+        counts.setdefault(sweep, {})[state] = n
     return counts
 
 
@@ -114,4 +138,4 @@ def filter_items(every: List[Dict[str, Any]], names: Sequence[str], show_all: bo
 def select(store: Any, names: Sequence[str]) -> List[Any]:
     """The latest attempt of every run named (sweeps or runs), or of every run; the columns status needs."""
     sweeps, runs = store.resolve(names) if names else ([], [])
-    return store.latest(sweeps=sweeps, runs=runs, brief=True)
+    return store.latest(sweeps=sweeps, runs=runs, view="table")
