@@ -162,6 +162,7 @@ class RunLayout:
         return self.root / LOGS
 
     def dirs(self) -> List[Path]:
+        """The folders the run's node agents make when it starts (a submit makes only its sweep's)."""
         return [self.root, self.output_dir]
 
     def attempt(self, attempt: int) -> "AttemptLayout":

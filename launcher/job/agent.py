@@ -78,7 +78,10 @@ class NodeAgent:
         ids = self._ids()
         attempt = int(os.environ.get("DANLU_ATTEMPT", "1"))
         restart = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
-        files = RunLayout(Path(os.environ["DANLU_RUN_DIR"])).attempt(attempt)
+        run_files = RunLayout(Path(os.environ["DANLU_RUN_DIR"]))
+        for folder in run_files.dirs():  # every node's agent: whichever starts first
+            folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        files = run_files.attempt(attempt)
         logs = files.restart(restart)
         logs.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         tag = logs.tag(log_per_task(self.launch_kind, self.tasks_per_node), ids["rank"], ids["node"])

@@ -3,7 +3,7 @@
 Order of events, so that a crash anywhere leaves the store and the queue consistent:
   1. (planner) compose, validate and render every job: bad input stops there, nothing written;
   2. record runs and attempts as SUBMITTING under a fresh token, holding the token's lock (recovery.py);
-  3. per job: folders, script and pickles written, then sbatch with `--comment=danlu:<token>:<n>`, then
+  3. per job: the sweep's folders, script and pickles written, then sbatch with `--comment=danlu:<token>:<n>`, then
      the job id recorded. A danlu killed between sbatch and its record leaves SUBMITTING attempts that
      the next command finds by their comment (recovery.reconcile_submitting);
   4. sbatch fails: the jobs not sent yet are forgotten; the failed job's attempts too when the controller clearly
@@ -16,9 +16,7 @@ import os
 import secrets
 import subprocess
 import sys
-import threading
-from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .. import slurm
 from ..plan.planner import PlannedJob
@@ -52,69 +50,18 @@ def git_state(workdir: str) -> Tuple[Optional[str], Optional[bool]]:
         return None, None
 
 
-def _mkdirs(dirs: Sequence[Path]) -> None:
-    """Each folder in order, parents first, as Path.mkdir(parents=True, exist_ok=True) makes them; by os.mkdir while
-    that works (a 10,000-run sweep makes 20,000 folders: pathlib's own steps cost as much as the system calls)."""
-    for k, d in enumerate(dirs):
-        try:
-            os.mkdir(d, 0o700)
-        except FileExistsError:
-            if not os.path.isdir(d):
-                raise
-        except FileNotFoundError:
-            for rest in dirs[k:]:
-                rest.mkdir(parents=True, exist_ok=True, mode=0o700)
-            return
-
-
 def make_folders(job: PlannedJob) -> None:
-    """The sweep's and every run's folders of one job."""
+    """The sweep's folders (scripts, pickles, Slurm's output). A run's own folders are made by its node agent when
+    it starts (launcher/job/agent.py): a 10,000-run sweep's 20,000 folders took longer than everything else of the
+    submit that touches the disk."""
     for d in job.sweep_layout.dirs():
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for r in job.runs:
-        _mkdirs(r.layout.dirs())
 
 
-class Folders:
-    """The jobs' folders made in a thread, in job order, while the main thread pickles and submits (a 10,000-run
-    sweep's 20,000 folders take as long as its pickles: the file system does both at once). `ready(k)` waits for
-    job k's folders (and raises what making them raised): a job is never submitted before its folders exist."""
-
-    def __init__(self, jobs: Sequence[PlannedJob]) -> None:
-        self._jobs = list(jobs)
-        self._done = [threading.Event() for _ in self._jobs]
-        self._error: Optional[BaseException] = None
-        self.stopped = False  # a job failed: the folders of the jobs after it are not made
-        self._thread = threading.Thread(target=self._make, name="danlu-folders", daemon=True)
-        self._thread.start()
-
-    def _make(self) -> None:
-        try:
-            for k, job in enumerate(self._jobs):
-                if self.stopped:
-                    return
-                make_folders(job)
-                self._done[k].set()
-        except BaseException as e:  # noqa: BLE001 -- handed to the main thread by ready()
-            self._error = e
-            for event in self._done:
-                event.set()
-
-    def ready(self, k: int) -> None:
-        with phase("folders (waited for)"):
-            self._done[k].wait()
-        if self._error is not None:
-            raise self._error
-
-
-def execute(job: PlannedJob, folders_ready: Optional[Callable[[], None]] = None) -> str:
-    """Submit one planned job (one sbatch call, or one local process); returns its job id. `folders_ready`: waits
-    until another thread has made the job's folders (Folders); without it they are made here."""
-    if folders_ready is None:
-        with phase("folders"):
-            make_folders(job)
-    else:
-        folders_ready()
+def execute(job: PlannedJob) -> str:
+    """Submit one planned job (one sbatch call, or one local process); returns its job id."""
+    with phase("folders"):
+        make_folders(job)
     sweep = job.sweep_layout
     path = job.script_path
     first = job.runs[0]
@@ -137,11 +84,10 @@ def execute_all(store: Any, sweep: str, token: str, jobs: Sequence[PlannedJob]) 
     results: Dict[str, str] = {}
     progress = len(jobs) > 3 and sys.stderr.isatty()
     sending: List[PlannedJob] = []
-    folders = Folders(jobs) if len(jobs) > 1 or (jobs and len(jobs[0].runs) > 100) else None
     try:
         for k, job in enumerate(jobs):
             sending[:] = [job]
-            job_id = execute(job, (lambda k=k: folders.ready(k)) if folders is not None else None)
+            job_id = execute(job)
             with phase("store"):
                 store.record_job(job.tag, job_id, job.is_array)
             for i, r in enumerate(job.runs):
@@ -149,8 +95,6 @@ def execute_all(store: Any, sweep: str, token: str, jobs: Sequence[PlannedJob]) 
             if progress:
                 print(f"\rsubmitted {k + 1}/{len(jobs)} jobs", end="", file=sys.stderr, flush=True)
     except Exception as e:
-        if folders is not None:
-            folders.stopped = True
         detail = " ".join(str(e).split())[:400]
         lost = sending and isinstance(e, slurm.SlurmUnavailable) and not slurm.sbatch_refused(str(e))
         store.drop_unsubmitted(token, keep=[sending[0].tag] if lost else [])
