@@ -113,3 +113,33 @@ def test_the_status_fast_path_names_the_same_files_as_the_layout(tmp_path):
     assert latest_restart_dirs(str(tmp_path / "0"), 2, count=5)[-1] == str(files.restart(0).root)
     restart = files.restart(0)
     assert RANK0_LOGS == (restart.rank_log(0).name, restart.node_log(0).name)
+
+
+def test_a_run_folder_is_missing_until_the_run_starts_and_gone_after(tmp_path):
+    """A submit makes only its sweep's folders; the node agents make the run's when it starts. `danlu logs` of a run
+    that has not started says so (exit 0); once it has started, a missing run folder was moved or deleted (exit 2)."""
+    import os
+    import subprocess
+    import sys
+
+    from launcher.store import NewRun, Store
+
+    sweep = SweepLayout(tmp_path / "s")
+    sweep.root.mkdir()
+    store = Store(tmp_path / "store.sqlite")
+    run = NewRun(run="s/0", idx=0, overrides=[], config={}, run_dir=str(sweep.run(0).root), workdir=str(tmp_path),
+                 git_commit=None, git_dirty=None, partition="debug-4090-01", nodes=1, cluster_kind="slurm",
+                 script=str(sweep.script("t:0")), command="python train.py", tag="t:0")
+    assert store.create_sweep("s", "tiny_dpo", "testcluster", [], [], str(sweep.root), [run])
+    store.record_job("t:0", "999999", False)
+    env = dict(os.environ, DANLU_STORE=str(tmp_path / "store.sqlite"), DANLU_HOME=str(tmp_path / "home"))
+
+    def logs() -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "launcher.cli", "logs", "s/0"], env=env, capture_output=True,
+                              text=True, timeout=60)
+
+    pending = logs()
+    assert pending.returncode == 0 and "no logs yet for s/0" in pending.stdout + pending.stderr, pending
+    store.update_attempts([{"run": "s/0", "attempt": 1, "state": "FAILED", "started": 1.0, "final": True}])
+    gone = logs()
+    assert gone.returncode == 2 and "is gone" in gone.stderr and "hint:" in gone.stderr, gone

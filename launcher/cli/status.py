@@ -36,8 +36,11 @@ def run(args: Namespace) -> int:
         # squeue and sacct answer while the store is read and the table made (every active job: not when names
         # narrow the table, whose refresh asks about theirs only)
         asked = None if args.names else EarlyAsk(store)
+        # the table's columns; with many runs to reconcile (the first look after a sweep ended), the state
+        # machine's as well, in the same read (store.VIEWS)
+        view = "brief" if asked is not None and len(asked.ids) >= 900 else "table"
         with phase("store read"):
-            selected = select(store, args.names)
+            selected = select(store, args.names, view)
         early = None if args.no_metrics else Prefetch(selected)  # log tails read while squeue and sacct answer
         rows, notes = refresh(store, selected, asked)
         with phase("table"):

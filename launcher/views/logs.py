@@ -157,13 +157,16 @@ def show_logs(store: Any, args: Namespace) -> int:
     if args.attempt is not None and not any(a["attempt"] == args.attempt for a in attempts):
         raise UserError(f"run {args.run!r} has no attempt {args.attempt}", f"it has attempts 1-{latest['attempt']}")
     run_dir = Path(row["run_dir"])
-    if not run_dir.is_dir():
+    shown = next(a for a in attempts if a["attempt"] == number)
+    # a run's folder is made by its node agents when it starts (the sweep's, by the submit): missing before that
+    not_yet = shown["started"] is None and RunLayout(run_dir).sweep.root.is_dir() and not run_dir.exists()
+    if not run_dir.is_dir() and not not_yet:
         what = "is not a directory" if run_dir.exists() else "is gone"
         raise UserError(f"the run directory {str(run_dir)!r} {what}",
                         "it was moved or deleted; `danlu show RUN` still has the config and script")
     if args.tail is not None and args.tail < 0:
         raise UserError(f"--tail {args.tail}: must be 0 or more", "e.g. --tail 50 for the last 50 lines")
-    merged = dict(row) | {"job_id": next(a["job_id"] for a in attempts if a["attempt"] == number)}
+    merged = dict(row) | {"job_id": shown["job_id"]}
     attempt = RunLayout(run_dir).attempt(number)
     lay = layout(row) if not args.err else Layout()
     ppn = lay.ppn

@@ -135,7 +135,8 @@ def filter_items(every: List[Dict[str, Any]], names: Sequence[str], show_all: bo
     return [i for i in every if not i["final"]]
 
 
-def select(store: Any, names: Sequence[str]) -> List[Any]:
-    """The latest attempt of every run named (sweeps or runs), or of every run; the columns status needs."""
+def select(store: Any, names: Sequence[str], view: str = "table") -> List[Any]:
+    """The latest attempt of every run named (sweeps or runs), or of every run; the columns status shows (or those
+    of another of store.VIEWS that has them)."""
     sweeps, runs = store.resolve(names) if names else ([], [])
-    return store.latest(sweeps=sweeps, runs=runs, view="table")
+    return store.latest(sweeps=sweeps, runs=runs, view=view)
