@@ -83,11 +83,14 @@ def refresh(store: Store, rows: List[Any], early: Optional[EarlyAsk] = None) -> 
         store.update_attempts(updates)
     # re-read the runs that may have changed (final states never do), as the caller read them
     run = names.index("run")
+    changed = [k for k, r in enumerate(rows) if not r[fin]]
     with phase("store read again (changed runs)"):
-        fresh = _latest(store, [r[run] for r in rows if not r[fin]], view)
+        fresh = _latest(store, [rows[k][run] for k in changed], view)
     by_run = {r[run]: r for r in fresh}
-    get = by_run.get
-    return Reconciled([get(r[run], r) for r in rows], notes)
+    out = list(rows)
+    for k in changed:
+        out[k] = by_run.get(out[k][run], out[k])
+    return Reconciled(out, notes)
 
 
 def _latest(store: Store, runs: List[str], view: str) -> List[Any]:

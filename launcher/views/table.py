@@ -67,9 +67,26 @@ def _time(state: str, elapsed: Optional[float]) -> str:
     return fmt_elapsed(elapsed)
 
 
-# what a row's cells after RUN and JOBID are made of; 100,000 runs share few distinct values of it (states, reasons,
-# partitions, times of finished runs), so those cells are made once per distinct value
-_REST = itemgetter("partition", "name", "state", "elapsed", "nodes", "attempt", "reason", "nodelist")
+class Fields:
+    """Where the values of a table line are in the rows of a source: JSON items (by name) or the store's rows of
+    views "table" and "brief" (store.VIEWS, by position: no item is built for a row only printed)."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        k = {name: i for i, name in enumerate(names)}
+        if "job_id" in k and "experiment" in k:  # a store row
+            run, job, part, name, sweep = k["run"], k["job_id"], k["a_partition"], k["experiment"], k["sweep"]
+        else:
+            run, job, part, name, sweep = "run", "job_id", "partition", "name", "sweep"
+            k = {n: n for n in ("state", "elapsed", "nodes", "attempt", "reason", "nodelist", "final")}
+        self.run, self.job, self.final, self.state = itemgetter(run), itemgetter(job), itemgetter(k["final"]), itemgetter(k["state"])
+        # what a line's cells after RUN and JOBID are made of; 100,000 runs share few distinct values of it
+        # (states, reasons, partitions, times of finished runs), so those cells are made once per distinct value
+        self.rest = itemgetter(part, name, k["state"], k["elapsed"], k["nodes"], k["attempt"], k["reason"], k["nodelist"])
+        self.sweep_state = itemgetter(sweep, k["state"])
+
+
+ITEM_FIELDS = Fields([])
+Progress = Dict[str, Tuple[Optional[int], Optional[float]]]  # run -> (step, the shown metric's value)
 
 
 def _rest(partition: str, name: str, state: str, elapsed: Optional[float], nodes: int, attempt: int, reason: str,
@@ -79,34 +96,49 @@ def _rest(partition: str, name: str, state: str, elapsed: Optional[float], nodes
              str(attempt))
     if progress is not None:
         cells += ("-" if progress[0] is None else str(progress[0]), _value(progress[1]))
-    return cells + (_last(state, reason, nodelist) or "",)
+    return cells + (_last(state, reason or "", nodelist or "") or "",)
 
 
-def _cells(shown: List[Dict[str, Any]], metric: Optional[str]) -> Tuple[List[str], List[str], List[Tuple[str, ...]]]:
+def _cells(src: Sequence[Any], fields: Fields, progress: Optional[Progress]) -> Tuple[List[str], List[str], List[Tuple[str, ...]]]:
     """RUN, JOBID and the other cells (a tuple per row, shared by the rows that have the same)."""
-    keys: List[Any] = list(map(_REST, shown))
-    if metric:
-        keys = [(k, (it.get("step"), (it.get("metrics") or {}).get(metric))) for k, it in zip(keys, shown)]
+    runs = list(map(fields.run, src))
+    keys: List[Any] = list(map(fields.rest, src))
+    if progress is not None:
+        none = (None, None)
+        keys = list(zip(keys, [progress.get(r, none) for r in runs]))
         memo = {k: _rest(*k[0], k[1]) for k in set(keys)}
     else:
         memo = {k: _rest(*k) for k in set(keys)}
-    return (list(map(itemgetter("run"), shown)), [j or "-" for j in map(itemgetter("job_id"), shown)],
-            list(map(memo.__getitem__, keys)))
+    return runs, [j or "-" for j in map(fields.job, src)], list(map(memo.__getitem__, keys))
+
+
+def item_progress(shown: List[Dict[str, Any]], metric: Optional[str]) -> Optional[Progress]:
+    """The progress cells of items that add_progress gave a step and metrics (None: the table shows none)."""
+    if not metric:
+        return None
+    return {it["run"]: (it.get("step"), (it.get("metrics") or {}).get(metric)) for it in shown
+            if it.get("step") is not None or it.get("metrics")}
 
 
 def table_rows(shown: List[Dict[str, Any]], metric: Optional[str] = None) -> List[List[str]]:
-    runs, jobs, rest = _cells(shown, metric)
+    runs, jobs, rest = _cells(shown, ITEM_FIELDS, item_progress(shown, metric))
     return [[r, j, *x] for r, j, x in zip(runs, jobs, rest)]
 
 
 def render_plain(shown: List[Dict[str, Any]], metric: Optional[str] = None) -> str:
-    runs, jobs, rest = _cells(shown, metric)
+    """The table of JSON items (add_progress gave the running ones their step and metrics)."""
+    return render(shown, ITEM_FIELDS, metric, item_progress(shown, metric))
+
+
+def render(src: Sequence[Any], fields: Fields, metric: Optional[str] = None, progress: Optional[Progress] = None) -> str:
+    """The table: a line of counts per sweep, the heads, a line per row of `src` (items or store rows: `fields`)."""
+    runs, jobs, rest = _cells(src, fields, progress if metric else None)
     heads = columns(metric)
     distinct = set(rest)
     widths = [max(len(heads[0]), max(map(len, runs), default=0)), max(len(heads[1]), max(map(len, jobs), default=0))]
     widths += [max(len(h), max((len(x[k]) for x in distinct), default=0)) for k, h in enumerate(heads[2:])]
     lines = []
-    for sweep, counts in sweep_counts(shown).items():
+    for sweep, counts in sweep_counts(src, fields).items():
         lines.append(f"# {sweep}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     rest_line = "  ".join(f"{{:<{w}}}" for w in widths[2:]).format
     text = {x: rest_line(*x).rstrip() for x in distinct}  # the end of a line, once per distinct one
@@ -116,23 +148,24 @@ def render_plain(shown: List[Dict[str, Any]], metric: Optional[str] = None) -> s
     return "\n".join(lines)
 
 
-def sweep_counts(shown: List[Dict[str, Any]]) -> Dict[str, Dict[str, int]]:
+def sweep_counts(src: Sequence[Any], fields: Fields = ITEM_FIELDS) -> Dict[str, Dict[str, int]]:
     """Runs per state of each sweep, sweeps and states in the order they first appear."""
     counts: Dict[str, Dict[str, int]] = {}
-    for (sweep, state), n in Counter(map(itemgetter("sweep", "state"), shown)).items():
+    for (sweep, state), n in Counter(map(fields.sweep_state, src)).items():
         counts.setdefault(sweep, {})[state] = n
     return counts
 
 
-def filter_items(every: List[Dict[str, Any]], names: Sequence[str], show_all: bool, states: Optional[str]) -> List[Dict[str, Any]]:
+def filter_items(every: List[Any], names: Sequence[str], show_all: bool, states: Optional[str],
+                 fields: Fields = ITEM_FIELDS) -> List[Any]:
     """What `status` lists: the given states; else everything named (or --all); else the runs not final yet
-    (a PREEMPTED run that Slurm may start again included)."""
+    (a PREEMPTED run that Slurm may start again included). Items, or store rows with their `fields`."""
     if states:
         wanted = parse_states(states)
-        return [i for i in every if i["state"] in wanted]
+        return [i for i in every if fields.state(i) in wanted]
     if show_all or names:
         return every
-    return [i for i in every if not i["final"]]
+    return [i for i in every if not fields.final(i)]
 
 
 def select(store: Any, names: Sequence[str], view: str = "table") -> List[Any]:
