@@ -123,6 +123,11 @@ def _use_wal(db: sqlite3.Connection, patience_s: float = 30.0) -> None:
         time.sleep(0.05)
 
 
+# the type a value written into an attempt's column comes back with (SQLite's column affinity): REAL makes 3 into
+# 3.0, INTEGER makes 2.0 into 2, TEXT makes numbers text
+_AFFINITY: Dict[str, Any] = {"started": float, "ended": float, "elapsed": float, "restarts": int, "final": int}
+
+
 class Store:
     def __init__(self, path: Optional[Path] = None) -> None:
         self.path = Path(path) if path else default_path()
@@ -299,20 +304,54 @@ class Store:
             db.execute("DELETE FROM runs WHERE run NOT IN (SELECT run FROM attempts)")
             db.execute("DELETE FROM sweeps WHERE sweep NOT IN (SELECT sweep FROM runs)")
 
-    def update_attempts(self, rows: Iterable[Dict[str, Any]]) -> None:
-        """Each row: run, attempt, `final` (state/machine.py) and the columns that changed (None: unchanged)."""
-        cols = ("state", "reason", "exit_code", "nodelist", "started", "ended", "elapsed", "restarts", "partition",
-                "accounting")
+    UPDATED = ("state", "reason", "exit_code", "nodelist", "started", "ended", "elapsed", "restarts", "partition",
+               "accounting")  # what a refresh may change of an attempt (besides `final`)
+
+    def update_attempts(self, rows: Iterable[Dict[str, Any]]) -> int:
+        """Each row: run, attempt, `final` (state/machine.py) and the columns that changed (None: unchanged).
+        Returns how many attempts were changed (a final one never is)."""
+        cols = self.UPDATED
         now = time.time()
         batch = [tuple(r.get(c) for c in cols) + (int(bool(r["final"])), now, r["run"], r["attempt"]) for r in rows]
         if not batch:
-            return
+            return 0
         with self.tx() as db:
             # a final state is never overwritten: two status processes may answer out of order, and the
             # older answer (RUNNING) must not undo the newer one (COMPLETED) or a `danlu cancel`
-            db.executemany(
+            cur = db.executemany(
                 "UPDATE attempts SET " + ", ".join(f"{c}=COALESCE(?, {c})" for c in cols) +
                 ", final=?, updated=? WHERE run=? AND attempt=? AND final=0", batch)
+            return cur.rowcount
+
+    def updated_rows(self, rows: Sequence[sqlite3.Row], updates: Dict[str, Dict[str, Any]]) -> Optional[List[sqlite3.Row]]:
+        """`rows` (of the "brief" or "table" view) as the store has them after update_attempts applied every one of
+        `updates` (run -> update), made here as the store made them (None keeps a column; a_partition: the
+        attempt's partition, else the run's), instead of reading them all again. None when a run's row is not of
+        the attempt its update is for."""
+        if not rows:
+            return list(rows)
+        names = list(rows[0].keys())
+        pos = {n: i for i, n in enumerate(names)}
+        column = {"partition": "a_partition"}
+        targets = [(pos[column.get(c, c)], c) for c in self.UPDATED + ("final",) if column.get(c, c) in pos]
+        run, attempt = pos["run"], pos["attempt"]
+        with self._use() as db:  # a cursor of the rows' columns: sqlite3.Row takes its names from it
+            cur = db.execute("SELECT " + ", ".join(f'NULL AS "{n}"' for n in names) + " LIMIT 0")
+        out = []
+        for r in rows:
+            upd = updates.get(r[run])
+            if upd is None:
+                out.append(r)
+                continue
+            if upd["attempt"] != r[attempt]:
+                return None
+            values = list(r)
+            for i, c in targets:
+                value = int(bool(upd["final"])) if c == "final" else upd.get(c)
+                if value is not None:
+                    values[i] = _AFFINITY.get(c, str)(value)
+            out.append(sqlite3.Row(cur, tuple(values)))
+        return out
 
     def record_accounting(self, run: str, records: Dict[int, str]) -> None:
         """sacct's raw records of attempts of `run` (attempt -> lines): a record of what Slurm said, kept even

@@ -229,3 +229,37 @@ def test_opening_a_new_store_while_another_process_creates_it_waits(tmp_path):
     finally:
         store.close()
         holder.close()
+
+
+def test_rows_made_from_updates_are_the_rows_the_store_then_has(tmp_path):
+    """After a refresh that changed thousands of runs, status makes their rows from the updates (store.updated_rows)
+    instead of reading them again: for every view it uses they must be exactly what a read gives, value types
+    included (SQLite stores 3 in a REAL column as 3.0); a final attempt is never changed, and then the rows are read."""
+    store = Store(tmp_path / "s.sqlite")
+    runs = _runs("s", 4, "t:0")
+    assert store.create_sweep("s", "tiny_dpo", "testcluster", [], [], str(tmp_path / "s"), runs)
+    store.record_job("t:0", "100", True)
+    updates = [
+        {"run": "s/0", "attempt": 1, "state": "COMPLETED", "reason": "", "exit_code": "0:0", "nodelist": "node1",
+         "started": 5, "ended": 9, "elapsed": 4, "restarts": 0, "partition": "debug-A10-01", "final": True,
+         "accounting": "100_0|COMPLETED"},
+        {"run": "s/1", "attempt": 1, "state": "RUNNING", "reason": "", "nodelist": "node2", "elapsed": 3,
+         "partition": None, "restarts": None, "started": None, "final": False},
+        {"run": "s/3", "attempt": 1, "state": "PENDING", "reason": "Priority", "nodelist": None, "elapsed": 0,
+         "partition": None, "final": False},
+    ]
+    for view in ("table", "brief"):
+        before = store.latest(view=view)
+        if view == "brief":  # the second round: s/0 is final now, its update is refused, and s/1's is taken
+            updates = [dict(updates[0], state="FAILED"), dict(updates[1], elapsed=7.5, restarts=1)]
+        applied = store.update_attempts(updates)
+        after = store.latest(view=view)
+        made = store.updated_rows(before, {u["run"]: u for u in updates})
+        if applied == len(updates):
+            assert [tuple(r) for r in made] == [tuple(r) for r in after]
+            assert [[type(v) for v in r] for r in made] == [[type(v) for v in r] for r in after]
+            assert made[0].keys() == after[0].keys() and made[1]["state"] == "RUNNING"
+            assert made[3]["a_partition"] == "debug-4090-01"  # none of its own: the run's partition
+        else:  # refresh reads the rows again when the store refused an update
+            assert view == "brief" and applied == 1 and after[0]["state"] == "COMPLETED"
+    assert store.updated_rows(store.latest(view="table"), {"s/2": {"run": "s/2", "attempt": 2, "final": False}}) is None

@@ -80,10 +80,17 @@ def refresh(store: Store, rows: List[Any], early: Optional[EarlyAsk] = None) -> 
                 upd.update(run=r["run"], attempt=r["attempt"])
                 updates.append(upd)
     with phase("store update"):
-        store.update_attempts(updates)
-    # re-read the runs that may have changed (final states never do), as the caller read them
+        applied = store.update_attempts(updates)
     run = names.index("run")
     changed = [k for k, r in enumerate(rows) if not r[fin]]
+    if len(changed) >= 900 and view != "full" and applied == len(updates):
+        # thousands of runs changed (the first look after a sweep ended) and the store took every update: the rows
+        # as it has them now are made from the updates, not read again (store.updated_rows)
+        with phase("updates applied to the rows read"):
+            merged = store.updated_rows(rows, {u["run"]: u for u in updates})
+        if merged is not None:
+            return Reconciled(merged, notes)
+    # re-read the runs that may have changed (final states never do), as the caller read them
     with phase("store read again (changed runs)"):
         fresh = _latest(store, [rows[k][run] for k in changed], view)
     by_run = {r[run]: r for r in fresh}
