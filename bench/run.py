@@ -1142,14 +1142,26 @@ def findings() -> str:
                    "latest attempt was found by a correlated MAX per run, and the rows were sorted in Python. Now "
                    "what status reads has covering indexes of its own (store migration 4: runs_brief in the table's "
                    "order, attempts_brief), squeue and sacct are asked about the active jobs (attempts_active) while "
-                   "the rows are read (state/reconcile.py EarlyAsk). Then the columns: status reads only those it "
-                   "shows (store.VIEWS \"table\"; the refresh reads what the state machine needs for the runs still "
-                   "active), and the table's cells after RUN and JOBID are made once per distinct value and a line's "
-                   "end formatted once per distinct one (100,000 finished runs share a few states, reasons and "
-                   "times). What is left is SQLite decoding 100,000 rows (about 0.03 s per column here) and Python "
-                   f"building 100,000 items and lines: steady, {f.get('status100000_steady_parts', '')}; first look, "
-                   f"{f.get('status100000_first_parts', '')} (the state machine steps every run, the store writes "
-                   "every run's new state and reads them all again).")
+                   "the rows are read (state/reconcile.py EarlyAsk). Then: status reads only the columns it shows "
+                   "(store.VIEWS \"table\"; the refresh reads what the state machine needs for the runs still active "
+                   "only), the table is made from the store's rows by position with no item per row "
+                   "(views/table.py Fields), the cells after RUN and JOBID once per distinct value and a line's end "
+                   "once per distinct one (100,000 finished runs share a few states, reasons and times), and a "
+                   "one-shot status runs without the cycle collector (each of its passes walked all 100,000 rows). "
+                   "And one fault: `danlu` ends with os._exit, which left the store's SQLite connection open, so the "
+                   "write-ahead log was never checkpointed and removed; every later command rebuilt its index from "
+                   "the whole file (56 MB after a first look of 100,000 runs) and copied it all into the database "
+                   "again; the connection is now closed at exit (launcher/store.py). After a refresh that changed "
+                   "thousands of runs their rows are made from the updates the store took, not read again "
+                   "(store.updated_rows). What is left is SQLite decoding 100,000 rows (about 0.03 s per column "
+                   f"here) and Python making 100,000 lines: steady, {f.get('status100000_steady_parts', '')}; first "
+                   f"look, {f.get('status100000_first_parts', '')}")
+        if f["status100000_first"] >= 2:
+            out[-1] += (". The first look misses its target (2 s): SQLite writes 100,000 attempts' new states "
+                        "(each update also moves the attempt's entries in two indexes), and the state machine steps "
+                        "every run; a design that did not write what Slurm's accounting keeps anyway would be "
+                        "needed to go below")
+        out[-1] += "."
     if "status10000_steady" in f:
         ratio = f["status10000_steady"] / f["status10000_sacct"]
         text = (f"- **With 10,000 runs** status takes {ratio:.1f}x one raw sacct ({fmt(f['status10000_steady'])} vs "
