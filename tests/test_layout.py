@@ -140,6 +140,12 @@ def test_a_run_folder_is_missing_until_the_run_starts_and_gone_after(tmp_path):
 
     pending = logs()
     assert pending.returncode == 0 and "no logs yet for s/0" in pending.stdout + pending.stderr, pending
-    store.update_attempts([{"run": "s/0", "attempt": 1, "state": "FAILED", "started": 1.0, "final": True}])
-    gone = logs()
-    assert gone.returncode == 2 and "is gone" in gone.stderr and "hint:" in gone.stderr, gone
+    with store.tx() as db:  # cancelled while pending: it never started, its folder was never made
+        db.execute("UPDATE attempts SET state='CANCELLED', nodelist='None assigned', final=1")
+    never = logs()
+    assert never.returncode == 0 and "no logs yet for s/0" in never.stdout + never.stderr, never
+    for ran in ("nodelist='localhost'", "started=1.0, nodelist='node1'"):  # a local run has no start time
+        with store.tx() as db:
+            db.execute(f"UPDATE attempts SET state='COMPLETED', {ran}")
+        gone = logs()
+        assert gone.returncode == 2 and "is gone" in gone.stderr and "hint:" in gone.stderr, (ran, gone)

@@ -158,8 +158,12 @@ def show_logs(store: Any, args: Namespace) -> int:
         raise UserError(f"run {args.run!r} has no attempt {args.attempt}", f"it has attempts 1-{latest['attempt']}")
     run_dir = Path(row["run_dir"])
     shown = next(a for a in attempts if a["attempt"] == number)
-    # a run's folder is made by its node agents when it starts (the sweep's, by the submit): missing before that
-    not_yet = shown["started"] is None and RunLayout(run_dir).sweep.root.is_dir() and not run_dir.exists()
+    # a run's folder is made by its node agents when they start (the sweep's, by the submit): missing while the
+    # attempt is not final (queued, or its job just started), and for good when it ended without ever starting
+    # (cancelled while pending)
+    never_ran = not shown["final"] or (
+        shown["started"] is None and (shown["nodelist"] or "None assigned") == "None assigned")
+    not_yet = never_ran and RunLayout(run_dir).sweep.root.is_dir() and not run_dir.exists()
     if not run_dir.is_dir() and not not_yet:
         what = "is not a directory" if run_dir.exists() else "is gone"
         raise UserError(f"the run directory {str(run_dir)!r} {what}",
