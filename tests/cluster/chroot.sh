@@ -66,6 +66,7 @@ build_root() {
     mv "$ROOT.new" "$ROOT"
 }
 
+REBOUND=0  # bind() bound a path again: daemons already running still see the older directory
 bind() { # bind PATH: the host's PATH at the same place inside the root
     local src=$1
     if mountpoint -q "$ROOT$src"; then
@@ -74,6 +75,7 @@ bind() { # bind PATH: the host's PATH at the same place inside the root
         [[ $(stat -c %d:%i "$src") == "$(stat -c %d:%i "$ROOT$src")" ]] && return 0
         say "$src: the root holds a mount of an older directory at that path; binding the current one"
         umount -l "$ROOT$src"
+        REBOUND=1
     fi
     mkdir -p "$ROOT$src"
     mount --rbind "$src" "$ROOT$src"
@@ -139,6 +141,13 @@ up)
     namespace
     mounts
     write_clients
+    if ((REBOUND)); then
+        # each daemon lives in the mount namespace `ip netns exec` made when it started, a copy of the mounts of
+        # that moment: a slurmd started before sees the older directory, and so do the jobs it starts (their
+        # python and workdir are gone). They are started again, and see the current one.
+        say "restarting the cluster's daemons, which see the older directory"
+        inside /bin/bash "$REPO/tests/cluster/down.sh" || true
+    fi
     inside /bin/bash "$REPO/tests/cluster/up.sh"
     say "clients: $BIN (first in PATH: danlu and the tests talk to this cluster)"
     ;;
