@@ -141,6 +141,14 @@ def _expand_array(job_id: str) -> List[str]:
     return out
 
 
+NO_NODES = ("None assigned", "(null)")  # sacct's NodeList of a job that never had nodes (cancelled while pending)
+
+
+def assigned_nodes(nodelist: Optional[str]) -> str:
+    """A node list as Slurm printed it or the store keeps it, "" when the job never had nodes."""
+    return "" if not nodelist or nodelist in NO_NODES else nodelist
+
+
 def parse_sacct(text: str) -> Dict[str, JobInfo]:
     """Parse `sacct -X -D -n -P -o SACCT_FORMAT`. With -D, a requeued job shows each run; the last wins
     and the earlier ones are counted as restarts."""
@@ -154,7 +162,7 @@ def parse_sacct(text: str) -> Dict[str, JobInfo]:
         for one in _expand_array(jid):
             prev = jobs.get(one)
             info = JobInfo(job_id=one, state=state, reason="" if reason == "None" else reason, exit_code=exit_code,
-                           nodelist="" if nodelist in ("None assigned", "(null)") else nodelist, partition=partition,
+                           nodelist=assigned_nodes(nodelist), partition=partition,
                            start=None if start in ("Unknown", "None", "") else start,
                            end=None if end in ("Unknown", "None", "") else end,
                            elapsed=int(elapsed) if elapsed.isdigit() else None, comment=comment, source="sacct",

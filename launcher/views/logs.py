@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import UserError
+from ..slurm import assigned_nodes
 from ..layout import AttemptLayout, RestartLayout, RunLayout, launcher_rank_logs, log_per_task, natural_key, time_index
 from ..state.reconcile import refresh
 
@@ -161,8 +162,7 @@ def show_logs(store: Any, args: Namespace) -> int:
     # a run's folder is made by its node agents when they start (the sweep's, by the submit): missing while the
     # attempt is not final (queued, or its job just started), and for good when it ended without ever starting
     # (cancelled while pending)
-    never_ran = not shown["final"] or (
-        shown["started"] is None and (shown["nodelist"] or "None assigned") == "None assigned")
+    never_ran = not shown["final"] or (shown["started"] is None and not assigned_nodes(shown["nodelist"]))
     not_yet = never_ran and RunLayout(run_dir).sweep.root.is_dir() and not run_dir.exists()
     if not run_dir.is_dir() and not not_yet:
         what = "is not a directory" if run_dir.exists() else "is gone"
