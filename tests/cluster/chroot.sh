@@ -61,9 +61,25 @@ build_root() {
     printf '127.0.0.1 localhost %s\n' "$(hostname)" >"$ROOT.new/etc/hosts"
     # MariaDB's client library 3.4 (trixie, sid) breaks slurmdbd ("Number of columns in result ... exceeds");
     # bookworm's 3.3 works against the newer server: up.sh starts slurmdbd with it (DANLU_SLURMDBD_LIBS)
-    mkdir -p "$ROOT.new/opt/danlu/libmariadb"
-    cp -L /usr/lib/x86_64-linux-gnu/libmariadb.so.3 "$ROOT.new/opt/danlu/libmariadb/"
+    bookworm_libmariadb "$ROOT.new/opt/danlu/libmariadb"
     mv "$ROOT.new" "$ROOT"
+}
+
+bookworm_libmariadb() { # bookworm_libmariadb DIR: libmariadb.so.3 from bookworm's libmariadb3 package into DIR
+    # taken from the package, not from the host's /usr/lib: nothing else may have installed it yet
+    local dir=$1 tmp
+    tmp=$(mktemp -d)
+    # apt-get download writes into the current directory
+    if ! (cd "$tmp" && { apt-get download -q libmariadb3 || { apt-get update -q && apt-get download -q libmariadb3; }; }) \
+        >"$BASE/libmariadb.log" 2>&1; then
+        tail -20 "$BASE/libmariadb.log" >&2
+        rm -rf "$tmp"
+        exit 1
+    fi
+    dpkg-deb -x "$tmp"/libmariadb3_*.deb "$tmp/x"
+    mkdir -p "$dir"
+    cp -L "$(find "$tmp/x" -name libmariadb.so.3 | head -n 1)" "$dir/"
+    rm -rf "$tmp"
 }
 
 REBOUND=0  # bind() bound a path again: daemons already running still see the older directory
