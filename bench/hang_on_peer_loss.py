@@ -21,8 +21,10 @@ if __name__ == "__main__":
     except BaseException as e:  # noqa: BLE001 -- any failed collective
         if "injected crash" in str(e):
             raise
-        sys.stderr.write(f"[nccl-like] rank {os.environ.get('RANK', '?')}: collective failed "
-                         f"({type(e).__name__}); blocking like an NCCL rank whose peer died\n")
+        sys.stderr.write(
+            f"[nccl-like] rank {os.environ.get('RANK', '?')}: collective failed "
+            f"({type(e).__name__}); blocking like an NCCL rank whose peer died\n"
+        )
         sys.stderr.flush()
         while True:
             time.sleep(3600)

@@ -33,14 +33,32 @@ from typing import Dict, List, Optional
 
 REPO = Path(__file__).resolve().parent.parent
 VENV_BIN = REPO / ".venv" / "bin"
-SRUN_RPCS = {"REQUEST_JOB_STEP_CREATE", "REQUEST_STEP_COMPLETE", "REQUEST_HET_JOB_ALLOC_INFO",
-             "REQUEST_JOB_ALLOCATION_INFO", "REQUEST_CANCEL_JOB_STEP", "REQUEST_STEP_LAYOUT", "REQUEST_JOB_READY",
-             "REQUEST_JOB_SBCAST_CRED"}
-SLURMD_RPCS = {"REQUEST_COMPLETE_BATCH_SCRIPT", "MESSAGE_EPILOG_COMPLETE", "MESSAGE_NODE_REGISTRATION_STATUS",
-               "REQUEST_COMPLETE_PROLOG", "REQUEST_COMPLETE_JOB_ALLOCATION"}
+SRUN_RPCS = {
+    "REQUEST_JOB_STEP_CREATE",
+    "REQUEST_STEP_COMPLETE",
+    "REQUEST_HET_JOB_ALLOC_INFO",
+    "REQUEST_JOB_ALLOCATION_INFO",
+    "REQUEST_CANCEL_JOB_STEP",
+    "REQUEST_STEP_LAYOUT",
+    "REQUEST_JOB_READY",
+    "REQUEST_JOB_SBCAST_CRED",
+}
+SLURMD_RPCS = {
+    "REQUEST_COMPLETE_BATCH_SCRIPT",
+    "MESSAGE_EPILOG_COMPLETE",
+    "MESSAGE_NODE_REGISTRATION_STATUS",
+    "REQUEST_COMPLETE_PROLOG",
+    "REQUEST_COMPLETE_JOB_ALLOCATION",
+}
 JOB_ARGS = {"max_train_steps": 6, "sleep_per_step": 0.2, "checkpointing_steps": 3}
-OVERRIDES = ["experiment=tiny_dpo", "cluster=testcluster", "resources.nodes=2", "resources.gpus_per_node=2",
-             "+args.pretrain_steps=20", "resources.extra_sbatch=[--hold]"] + [f"args.{k}={v}" for k, v in JOB_ARGS.items()]
+OVERRIDES = [
+    "experiment=tiny_dpo",
+    "cluster=testcluster",
+    "resources.nodes=2",
+    "resources.gpus_per_node=2",
+    "+args.pretrain_steps=20",
+    "resources.extra_sbatch=[--hold]",
+] + [f"args.{k}={v}" for k, v in JOB_ARGS.items()]
 _TMP: List[Path] = []
 
 
@@ -67,8 +85,9 @@ def rpc_counts() -> Dict[str, int]:
 
 def accounting_state(job_id: str) -> str:
     """The job's state from slurmdbd (sacct asks slurmdbd, never slurmctld)."""
-    out = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "State", "-j", job_id], capture_output=True,
-                         text=True).stdout.split()
+    out = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-o", "State", "-j", job_id], capture_output=True, text=True
+    ).stdout.split()
     return out[0] if out else ""
 
 
@@ -80,8 +99,11 @@ def measure(job_id: str, done_file: Optional[Path] = None, timeout: float = 600)
     deadline = time.time() + timeout
     while True:
         state = accounting_state(job_id)
-        if state and state not in ("PENDING", "RUNNING", "REQUEUED", "COMPLETING") and \
-                (done_file is None or done_file.exists()):
+        if (
+            state
+            and state not in ("PENDING", "RUNNING", "REQUEUED", "COMPLETING")
+            and (done_file is None or done_file.exists())
+        ):
             break
         if time.time() > deadline:
             subprocess.run(["scancel", job_id])
@@ -99,11 +121,18 @@ def measure(job_id: str, done_file: Optional[Path] = None, timeout: float = 600)
 
 def danlu_job(src: Path, label: str) -> Dict[str, int]:
     root = Path(tempfile.mkdtemp(prefix=f"{label}-", dir=tmp()))
-    env = dict(os.environ, DANLU_HOME=str(root / "home"), DANLU_STORE=str(root / "home" / "store.sqlite"),
-               DANLU_RUNS_DIR=str(root / "runs"), NO_COLOR="1", PYTHONPATH=str(src))
+    env = dict(
+        os.environ,
+        DANLU_HOME=str(root / "home"),
+        DANLU_STORE=str(root / "home" / "store.sqlite"),
+        DANLU_RUNS_DIR=str(root / "runs"),
+        NO_COLOR="1",
+        PYTHONPATH=str(src),
+    )
     env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
-    out = json.loads(sh([str(VENV_BIN / "python"), "-m", "launcher.cli", "submit", *OVERRIDES, "--json"], env=env,
-                        cwd=src))
+    out = json.loads(
+        sh([str(VENV_BIN / "python"), "-m", "launcher.cli", "submit", *OVERRIDES, "--json"], env=env, cwd=src)
+    )
     return measure(out["runs"][0]["job_id"])
 
 
@@ -111,9 +140,15 @@ def handwritten_job() -> Dict[str, int]:
     d = Path(tempfile.mkdtemp(prefix="hand-", dir=tmp()))
     args = " ".join(f"--{k}={v}" for k, v in JOB_ARGS.items()) + f" --pretrain_steps=20 --output_dir={d / 'out'}"
     text = (REPO / "bench" / "handwritten.sbatch").read_text()
-    for key, value in {"@TIME@": "10", "@WORKDIR@": str(REPO / "examples" / "tiny_dpo"), "@LOGDIR@": str(d),
-                       "@VENV@": str(REPO / ".venv"), "@PORT@": "29415", "@PROGRAM@": "train.py",
-                       "@ARGS@": args}.items():
+    for key, value in {
+        "@TIME@": "10",
+        "@WORKDIR@": str(REPO / "examples" / "tiny_dpo"),
+        "@LOGDIR@": str(d),
+        "@VENV@": str(REPO / ".venv"),
+        "@PORT@": "29415",
+        "@PROGRAM@": "train.py",
+        "@ARGS@": args,
+    }.items():
         text = text.replace(key, value)
     (d / "job.sbatch").write_text(text)
     env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ.get('PATH', '')}", ACCELERATE_USE_CPU="true")
@@ -143,15 +178,18 @@ def main() -> int:
         print("error: no sdiag on PATH\nhint: bash tests/cluster/up.sh", file=sys.stderr)
         return 2
     if sh(["squeue", "-h", "-o", "%i"]).split():
-        print("error: the cluster has queued jobs: the counts would include theirs\nhint: wait for them, or "
-              "measure on a quiet test cluster", file=sys.stderr)
+        print(
+            "error: the cluster has queued jobs: the counts would include theirs\nhint: wait for them, or "
+            "measure on a quiet test cluster",
+            file=sys.stderr,
+        )
         return 2
     tools = {"danlu (this checkout)": lambda: danlu_job(REPO, "head")}
     trees = []
     for commit in a.at:
         tree = worktree(commit)
         trees.append(tree)
-        tools[f"danlu at {commit[:10]}"] = (lambda t=tree, c=commit: danlu_job(t, c[:10]))
+        tools[f"danlu at {commit[:10]}"] = lambda t=tree, c=commit: danlu_job(t, c[:10])
     tools["hand-written sbatch"] = handwritten_job
     results: Dict[str, List[Dict[str, int]]] = {name: [] for name in tools}
     try:
@@ -164,8 +202,10 @@ def main() -> int:
         for tree in trees:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], capture_output=True)
     version = sh(["sinfo", "--version"]).strip()
-    print(f"# slurmctld RPCs of one 2-node x 2-rank job (tiny_dpo via accelerate, {JOB_ARGS['max_train_steps']} steps), "
-          f"{version}, median of {a.reps}\n")
+    print(
+        f"# slurmctld RPCs of one 2-node x 2-rank job (tiny_dpo via accelerate, {JOB_ARGS['max_train_steps']} steps), "
+        f"{version}, median of {a.reps}\n"
+    )
     cols = ["job's own", "srun", "slurmd", "total"]
     print("| | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols))
     base = None

@@ -29,12 +29,20 @@ def program(lines: int, readable: bool, flags: int = 300) -> str:
     out.append("def parse_args():")
     out.append("    parser = argparse.ArgumentParser()" if readable else "    parser = make_parser()")
     # the flags tiny_dpo's experiment sets, then filler flags
-    for name, kind, default in [("output_dir", "str", "None"), ("max_train_steps", "int", "60"),
-                                ("train_batch_size", "int", "32"), ("learning_rate", "float", "1e-5"),
-                                ("beta_dpo", "float", "5000"), ("seed", "int", "0"),
-                                ("checkpointing_steps", "int", "10"), ("crash_at_step", "int", "-1"),
-                                ("crash_rank", "int", "0"), ("hang_at_step", "int", "-1"), ("hang_rank", "int", "0"),
-                                ("sleep_per_step", "float", "0.0")]:
+    for name, kind, default in [
+        ("output_dir", "str", "None"),
+        ("max_train_steps", "int", "60"),
+        ("train_batch_size", "int", "32"),
+        ("learning_rate", "float", "1e-5"),
+        ("beta_dpo", "float", "5000"),
+        ("seed", "int", "0"),
+        ("checkpointing_steps", "int", "10"),
+        ("crash_at_step", "int", "-1"),
+        ("crash_rank", "int", "0"),
+        ("hang_at_step", "int", "-1"),
+        ("hang_rank", "int", "0"),
+        ("sleep_per_step", "float", "0.0"),
+    ]:
         out.append(f"    parser.add_argument('--{name}', type={kind}, default={default}, help='the {name}')")
     for k in range(flags - 12):
         out.append(f"    parser.add_argument('--option_{k}', type=float, default={k}.5,")
@@ -46,7 +54,9 @@ def program(lines: int, readable: bool, flags: int = 300) -> str:
     out += ["", "if __name__ == '__main__':", "    parse_args()"]
     text = "\n".join(out) + "\n"
     # the same size, but optparse-style: danlu does not parse it at all
-    return text if readable else text.replace("import argparse", "import optparse").replace("add_argument", "add_option")
+    return (
+        text if readable else text.replace("import argparse", "import optparse").replace("add_argument", "add_option")
+    )
 
 
 def medians(a: list, b: list, repeat: int, cwd: Path) -> tuple:
@@ -65,7 +75,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lines", type=int, default=1500)
     ap.add_argument("--repeat", type=int, default=10)
-    ap.add_argument("--flags", type=int, default=300, help="flags declared (DiffusionDPO's train.py: 51 in 1,500 lines)")
+    ap.add_argument(
+        "--flags", type=int, default=300, help="flags declared (DiffusionDPO's train.py: 51 in 1,500 lines)"
+    )
     args = ap.parse_args()
     sys.path.insert(0, str(REPO))
     from launcher.spec.program_flags import parse_source
@@ -87,17 +99,24 @@ def main() -> int:
         base = [sys.executable, "-m", "launcher.cli", "submit", "experiment=tiny_dpo", "cluster=local", "--dry-run"]
         import os
 
-        os.environ.update(DANLU_HOME=str(env_home), DANLU_RUNS_DIR=str(Path(tmp) / "runs"),
-                          DANLU_STORE=str(env_home / "store.sqlite"), NO_COLOR="1")
-        with_check, without = medians(base + [f"workdir={readable}"], base + [f"workdir={unreadable}"],
-                                      args.repeat, REPO)
+        os.environ.update(
+            DANLU_HOME=str(env_home),
+            DANLU_RUNS_DIR=str(Path(tmp) / "runs"),
+            DANLU_STORE=str(env_home / "store.sqlite"),
+            NO_COLOR="1",
+        )
+        with_check, without = medians(
+            base + [f"workdir={readable}"], base + [f"workdir={unreadable}"], args.repeat, REPO
+        )
     print(f"program: {n_lines} lines, {len(flags.flags)} argparse flags; median of {args.repeat} runs")
     print(f"{'measure':<52} {'seconds':>9}")
     print(f"{'read the flags in-process (cold, ast)':<52} {statistics.median(cold):>9.4f}")
     print(f"{'danlu submit --dry-run, flags read and checked':<52} {with_check:>9.3f}")
     print(f"{'danlu submit --dry-run, flags not readable':<52} {without:>9.3f}")
-    print(f"{'what the check adds to submit':<52} {with_check - without:>9.3f}  "
-          f"({(with_check - without) * 1000:.0f} ms; budget 50 ms)")
+    print(
+        f"{'what the check adds to submit':<52} {with_check - without:>9.3f}  "
+        f"({(with_check - without) * 1000:.0f} ms; budget 50 ms)"
+    )
     return 0
 
 

@@ -45,8 +45,10 @@ def write_logs(root: Path, runs: int, steps: int, start: int = 1) -> List[Path]:
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "a") as f:
             for s in range(start, start + steps):
-                f.write(f"step={s} loss={1 / (s + 1) + rng.random() * 0.01:.5f} implicit_acc={rng.random():.3f} "
-                        f"lr={1e-5 * (1 - s / 1e6):.4g} rank=0 world_size=2\n")
+                f.write(
+                    f"step={s} loss={1 / (s + 1) + rng.random() * 0.01:.5f} implicit_acc={rng.random():.3f} "
+                    f"lr={1e-5 * (1 - s / 1e6):.4g} rank=0 world_size=2\n"
+                )
         dirs.append(run_dir)
     return dirs
 
@@ -57,16 +59,37 @@ def record(env: Dict[str, str], dirs: List[Path], state: str = "COMPLETED") -> N
     from launcher.store import NewRun, Store
 
     store = Store(Path(env["DANLU_STORE"]))
-    runs = [NewRun(run=f"bench/{i}", idx=i, overrides=[f"args.seed={i}"], config={"args": {"seed": i}},
-                   run_dir=str(d), workdir=str(REPO), git_commit="0" * 40, git_dirty=False, partition="local",
-                   nodes=1, cluster_kind="local", script=str(d / "x.sh"), command="python train.py", tag="t:0",
-                   array_task=None) for i, d in enumerate(dirs)]
-    assert store.create_sweep("bench", "tiny_dpo", "local", ["args.seed=..."], ["danlu", "submit"],
-                              str(dirs[0].parent), runs)
+    runs = [
+        NewRun(
+            run=f"bench/{i}",
+            idx=i,
+            overrides=[f"args.seed={i}"],
+            config={"args": {"seed": i}},
+            run_dir=str(d),
+            workdir=str(REPO),
+            git_commit="0" * 40,
+            git_dirty=False,
+            partition="local",
+            nodes=1,
+            cluster_kind="local",
+            script=str(d / "x.sh"),
+            command="python train.py",
+            tag="t:0",
+            array_task=None,
+        )
+        for i, d in enumerate(dirs)
+    ]
+    assert store.create_sweep(
+        "bench", "tiny_dpo", "local", ["args.seed=..."], ["danlu", "submit"], str(dirs[0].parent), runs
+    )
     store.record_job("t:0", "local-1", False)
     final = state != "RUNNING"
-    store.update_attempts([{"run": f"bench/{i}", "attempt": 1, "state": state, "final": final, "nodelist": "node1"}
-                           for i in range(len(dirs))])
+    store.update_attempts(
+        [
+            {"run": f"bench/{i}", "attempt": 1, "state": state, "final": final, "nodelist": "node1"}
+            for i in range(len(dirs))
+        ]
+    )
     store.close()
 
 
@@ -147,13 +170,18 @@ def main() -> int:
     ap.add_argument("--markdown", metavar="FILE", help="also write what is printed into FILE (bench/REPORT.md)")
     args = ap.parse_args()
     if args.markdown:
-        return _into_markdown(Path(args.markdown), [a for a in sys.argv[1:] if not a.startswith("--markdown")
-                                                    and a != args.markdown])
+        return _into_markdown(
+            Path(args.markdown), [a for a in sys.argv[1:] if not a.startswith("--markdown") and a != args.markdown]
+        )
     runs, steps, status_runs = (20, 2000, 200) if args.quick else (100, 10000, 1000)
     root = Path(tempfile.mkdtemp(prefix="danlu-bench-report-"))
     try:
-        env = {"DANLU_HOME": str(root / "home"), "DANLU_STORE": str(root / "home" / "store.sqlite"),
-               "DANLU_RUNS_DIR": str(root / "runs"), "NO_COLOR": "1"}
+        env = {
+            "DANLU_HOME": str(root / "home"),
+            "DANLU_STORE": str(root / "home" / "store.sqlite"),
+            "DANLU_RUNS_DIR": str(root / "runs"),
+            "NO_COLOR": "1",
+        }
         dirs = write_logs(root, runs, steps)
         record(env, dirs)
         size = sum(p.stat().st_size for d in dirs for p in d.rglob("rank0.log"))
@@ -169,8 +197,11 @@ def main() -> int:
         t = time.perf_counter()
         best = notebook_loop(dirs)
         loop = [time.perf_counter() - t]
-        report = json.loads(subprocess.run([*cmd, "--json"], env=dict(os.environ, **env), capture_output=True,
-                                           text=True, check=True).stdout)
+        report = json.loads(
+            subprocess.run(
+                [*cmd, "--json"], env=dict(os.environ, **env), capture_output=True, text=True, check=True
+            ).stdout
+        )
         assert len(report["runs"]) == runs and all(r["steps"] == steps + 100 for r in report["runs"])
         assert len(best) == runs
         floor = timed([DANLU, "--help"], env, args.reps)
@@ -179,9 +210,11 @@ def main() -> int:
         print(f"report, after 100 more steps per run {fmt(grown)}")
         print(f"notebook loop (regex per line, in-process, no table) {fmt(loop)}")
         print(f"danlu --help (the command's floor)   {fmt(floor)}")
-        print(f"ratios: first look {statistics.median(cold) / loop[0]:.2f}x the notebook loop; again "
-              f"{statistics.median(warm) / loop[0]:.2f}x; target: again < 2 s: "
-              f"{'met' if statistics.median(warm) < 2 else 'MISSED'}")
+        print(
+            f"ratios: first look {statistics.median(cold) / loop[0]:.2f}x the notebook loop; again "
+            f"{statistics.median(warm) / loop[0]:.2f}x; target: again < 2 s: "
+            f"{'met' if statistics.median(warm) < 2 else 'MISSED'}"
+        )
 
         # status: N running runs, each with a log of 1,000 steps
         senv = dict(env, DANLU_HOME=str(root / "shome"), DANLU_STORE=str(root / "shome" / "store.sqlite"))
@@ -190,15 +223,21 @@ def main() -> int:
         ask = slurm_reachable()
         without = status_rows(senv, False, args.reps, ask)
         with_m = status_rows(senv, True, args.reps, ask)
-        print(f"\n# danlu status: one refresh of {status_runs:,} running runs, each with a log of 1,000 steps "
-              f"({'one real squeue + sacct for ' + format(status_runs, ',') + ' job ids' if ask else 'no Slurm reachable: without squeue and sacct'})")
+        print(
+            f"\n# danlu status: one refresh of {status_runs:,} running runs, each with a log of 1,000 steps "
+            f"({'one real squeue + sacct for ' + format(status_runs, ',') + ' job ids' if ask else 'no Slurm reachable: without squeue and sacct'})"
+        )
         print(f"without metrics {fmt(without)}")
-        print(f"with STEP, LOSS {fmt(with_m)} (+{(statistics.median(with_m) - statistics.median(without)) * 1e3:.0f} "
-              f"ms: {status_runs:,} log tails, read while Slurm answers)")
+        print(
+            f"with STEP, LOSS {fmt(with_m)} (+{(statistics.median(with_m) - statistics.median(without)) * 1e3:.0f} "
+            f"ms: {status_runs:,} log tails, read while Slurm answers)"
+        )
         cmd_floor = statistics.median(floor)
         ratio = (cmd_floor + statistics.median(with_m)) / (cmd_floor + statistics.median(without))
-        print(f"whole command (its start-up, danlu --help, added to both): {ratio:.2f}x without (target <= 1.2x: "
-              f"{'met' if ratio <= 1.2 else 'MISSED'})")
+        print(
+            f"whole command (its start-up, danlu --help, added to both): {ratio:.2f}x without (target <= 1.2x: "
+            f"{'met' if ratio <= 1.2 else 'MISSED'})"
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0
@@ -211,12 +250,15 @@ def _into_markdown(path: Path, argv: List[str]) -> int:
     sys.stderr.write(done.stderr)
     if done.returncode != 0:
         return done.returncode
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    path.write_text(f"# `danlu report` and `danlu status` with metrics: one run of `python bench/report.py "
-                    f"{' '.join(argv)}`\n\nAt commit {commit}, {time.strftime('%Y-%m-%d')}, on {os.cpu_count()} "
-                    f"CPUs; written by the script itself (`--markdown`), nothing typed by hand.\n\n```\n"
-                    f"{done.stdout}```\n")
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
+    path.write_text(
+        f"# `danlu report` and `danlu status` with metrics: one run of `python bench/report.py "
+        f"{' '.join(argv)}`\n\nAt commit {commit}, {time.strftime('%Y-%m-%d')}, on {os.cpu_count()} "
+        f"CPUs; written by the script itself (`--markdown`), nothing typed by hand.\n\n```\n"
+        f"{done.stdout}```\n"
+    )
     return 0
 
 

@@ -57,10 +57,29 @@ def measure(runs: int, watch_s: float, danlu: str, tmp: Path) -> List[tuple]:
     watch_s is 0) --watch, `watch squeue --me` and submitit polling the same jobs, each for watch_s seconds and
     given per minute. The runs are submitted here and cancelled."""
     trace = tmp / "trace"
-    env = dict(os.environ, DANLU_HOME=str(tmp / "home"), DANLU_STORE=str(tmp / "home" / "store.sqlite"),
-               DANLU_RUNS_DIR=str(tmp / "runs"), NO_COLOR="1", DANLU_TRACE_SLURM=str(trace))
-    out = sh([danlu, "submit", "experiment=tiny_dpo", "cluster=testcluster", "resources.extra_sbatch=[--hold]",
-              "-m", f"args.seed=range(0,{runs})", "--name", "rpcs", "--json"], env=env)
+    env = dict(
+        os.environ,
+        DANLU_HOME=str(tmp / "home"),
+        DANLU_STORE=str(tmp / "home" / "store.sqlite"),
+        DANLU_RUNS_DIR=str(tmp / "runs"),
+        NO_COLOR="1",
+        DANLU_TRACE_SLURM=str(trace),
+    )
+    out = sh(
+        [
+            danlu,
+            "submit",
+            "experiment=tiny_dpo",
+            "cluster=testcluster",
+            "resources.extra_sbatch=[--hold]",
+            "-m",
+            f"args.seed=range(0,{runs})",
+            "--name",
+            "rpcs",
+            "--json",
+        ],
+        env=env,
+    )
     ids = sorted({r["job_id"].split("_")[0] for r in json.loads(out)["runs"]})
     trace_calls(trace)
     rows: List[tuple] = []
@@ -69,21 +88,29 @@ def measure(runs: int, watch_s: float, danlu: str, tmp: Path) -> List[tuple]:
         sh([danlu, "status", "rpcs"], env=env)  # the first look records every run's pending state
         trace_calls(trace)
         once = counted(lambda: sh([danlu, "status", "rpcs"], env=env))
-        rows.append((f"`danlu status` refresh, {runs:,} active runs", sum(once.values()), what(once),
-                     what(trace_calls(trace))))
+        rows.append(
+            (f"`danlu status` refresh, {runs:,} active runs", sum(once.values()), what(once), what(trace_calls(trace)))
+        )
         if not watch_s:
             return rows
 
         def watch() -> None:
-            p = subprocess.Popen([danlu, "status", "rpcs", "--watch"], env=env, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
+            p = subprocess.Popen(
+                [danlu, "status", "rpcs", "--watch"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
             time.sleep(watch_s)
             p.terminate()
             p.wait()
 
         watched = counted(watch)
-        rows.append((f"`danlu status --watch`, per minute ({watch_s:.0f} s measured)",
-                     round(sum(watched.values()) * 60 / watch_s), what(watched), what(trace_calls(trace))))
+        rows.append(
+            (
+                f"`danlu status --watch`, per minute ({watch_s:.0f} s measured)",
+                round(sum(watched.values()) * 60 / watch_s),
+                what(watched),
+                what(trace_calls(trace)),
+            )
+        )
 
         def squeue_loop() -> None:
             end = time.monotonic() + watch_s
@@ -92,22 +119,35 @@ def measure(runs: int, watch_s: float, danlu: str, tmp: Path) -> List[tuple]:
                 time.sleep(2.0)  # watch(1)'s default interval
 
         looped = counted(squeue_loop)
-        rows.append(("`watch squeue --me` (every 2 s), per minute", round(sum(looped.values()) * 60 / watch_s),
-                     what(looped), "squeue (one per refresh)"))
+        rows.append(
+            (
+                "`watch squeue --me` (every 2 s), per minute",
+                round(sum(looped.values()) * 60 / watch_s),
+                what(looped),
+                "squeue (one per refresh)",
+            )
+        )
 
         def submitit_poll() -> None:
             import submitit
 
-            jobs = [submitit.SlurmJob(folder=tmp / "submitit", job_id=f"{j}_{k}") for j in ids
-                    for k in range(runs)][:runs]
+            jobs = [submitit.SlurmJob(folder=tmp / "submitit", job_id=f"{j}_{k}") for j in ids for k in range(runs)][
+                :runs
+            ]
             end = time.monotonic() + watch_s
             while time.monotonic() < end:
                 [job.state for job in jobs]  # noqa: B018 - what a script waiting on its jobs calls
                 time.sleep(2.0)
 
         polled = counted(submitit_poll)
-        rows.append((f"submitit: `.state` of {runs:,} jobs every 2 s, per minute",
-                     round(sum(polled.values()) * 60 / watch_s), what(polled), "sacct (its watcher, throttled)"))
+        rows.append(
+            (
+                f"submitit: `.state` of {runs:,} jobs every 2 s, per minute",
+                round(sum(polled.values()) * 60 / watch_s),
+                what(polled),
+                "sacct (its watcher, throttled)",
+            )
+        )
     finally:
         subprocess.run(["scancel", *ids], capture_output=True)
     return rows
@@ -125,13 +165,17 @@ def main() -> int:
         return 2
     rows = measure(args.runs, args.watch_s, DANLU, Path(tempfile.mkdtemp(prefix="danlu-status-rpcs-")))
     head = ["what", "slurmctld RPCs", "by type (sdiag)", "client commands run"]
-    table = "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] +
-                      ["| " + " | ".join(map(str, r)) + " |" for r in rows])
+    table = "\n".join(
+        ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        + ["| " + " | ".join(map(str, r)) + " |" for r in rows]
+    )
     version = sh(["sinfo", "--version"]).strip()
-    text = (f"# slurmctld load of `danlu status` ({version}, {args.runs:,} held jobs, one array)\n\n"
-            f"One run of `python bench/status_rpcs.py --runs {args.runs} --watch-s {args.watch_s:.0f}`; written by "
-            f"the script (`--out`).\n\n{table}\n\nTargets (issue 18): <= 2 per refresh whatever the number of runs; "
-            f"<= 1 per second (60 per minute) for --watch.\n")
+    text = (
+        f"# slurmctld load of `danlu status` ({version}, {args.runs:,} held jobs, one array)\n\n"
+        f"One run of `python bench/status_rpcs.py --runs {args.runs} --watch-s {args.watch_s:.0f}`; written by "
+        f"the script (`--out`).\n\n{table}\n\nTargets (issue 18): <= 2 per refresh whatever the number of runs; "
+        f"<= 1 per second (60 per minute) for --watch.\n"
+    )
     print(text)
     if args.out:
         Path(args.out).write_text(text)

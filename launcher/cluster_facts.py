@@ -68,10 +68,13 @@ def parse_partitions(text: str) -> Dict[str, PartitionFacts]:
             continue
         max_time = kv.get("MaxTime", "UNLIMITED")
         grace = slurm.duration_seconds(kv.get("GraceTime", "0")) or 0
-        parts[name] = PartitionFacts(name=name, nodes=slurm.expand_hostlist(kv.get("Nodes", "")),
-                                     default=kv.get("Default") == "YES",
-                                     max_time=None if max_time in ("UNLIMITED", "INFINITE", "") else max_time,
-                                     grace_time=grace)
+        parts[name] = PartitionFacts(
+            name=name,
+            nodes=slurm.expand_hostlist(kv.get("Nodes", "")),
+            default=kv.get("Default") == "YES",
+            max_time=None if max_time in ("UNLIMITED", "INFINITE", "") else max_time,
+            grace_time=grace,
+        )
     return parts
 
 
@@ -133,8 +136,9 @@ def grp_tres_problem(tres: Dict[str, int], gpus: int, gpu_type: Optional[str], c
     return None
 
 
-def stop_graces(places: Iterable[Tuple[Optional[str], Optional[str]]],
-                facts: Optional[ClusterFacts]) -> Dict[Tuple[Optional[str], Optional[str]], Optional[int]]:
+def stop_graces(
+    places: Iterable[Tuple[Optional[str], Optional[str]]], facts: Optional[ClusterFacts]
+) -> Dict[Tuple[Optional[str], Optional[str]], Optional[int]]:
     """slurm.stop_graces of a submission's (partition, qos) places, from the cached facts (KillWait, the partitions'
     GraceTime) where they say it all: no scontrol call at submit. A QOS's GraceTime is not among the facts."""
     distinct = set(places)
@@ -149,8 +153,9 @@ def read() -> ClusterFacts:
     parts = parse_partitions(slurm.run(["scontrol", "show", "partition", "-o"]))
     add_nodes(parts, slurm.run(SINFO_NODES))
     try:
-        limits, tres = parse_assoc(slurm.run(["sacctmgr", "-n", "-P", "show", "assoc", f"user={getpass.getuser()}",
-                                              ASSOC_FORMAT]))
+        limits, tres = parse_assoc(
+            slurm.run(["sacctmgr", "-n", "-P", "show", "assoc", f"user={getpass.getuser()}", ASSOC_FORMAT])
+        )
     except slurm.SlurmUnavailable:
         limits, tres = {"max_submit_jobs": None, "max_jobs": None}, {}
 
@@ -158,42 +163,66 @@ def read() -> ClusterFacts:
         value = config.get(key, "").split()[0] if config.get(key) else ""
         return int(value) if value.isdigit() else None
 
-    return ClusterFacts(version=config.get("SLURM_VERSION", "?"), max_array_size=number("MaxArraySize"),
-                        max_job_count=number("MaxJobCount"), kill_wait=number("KillWait"), partitions=parts,
-                        limits=limits, grp_tres=tres)
+    return ClusterFacts(
+        version=config.get("SLURM_VERSION", "?"),
+        max_array_size=number("MaxArraySize"),
+        max_job_count=number("MaxJobCount"),
+        kill_wait=number("KillWait"),
+        partitions=parts,
+        limits=limits,
+        grp_tres=tres,
+    )
 
 
 def profile_yaml(name: str, facts: ClusterFacts) -> str:
     """A cluster profile (jobs/cluster/NAME.yaml) from the facts, with comments saying where each value came from."""
     q = json.dumps  # JSON strings are YAML strings: any partition or GPU type name stays one scalar
     default = next((p.name for p in facts.partitions.values() if p.default), next(iter(facts.partitions), None))
-    lines = [f"# Written by `danlu cluster init {name}` from the live cluster (Slurm {facts.version}) on "
-             f"{time.strftime('%Y-%m-%d', time.localtime(facts.read_at))}.",
-             f"# Read it again with `danlu cluster init {name} --force`; edit what the cluster cannot say "
-             "(shared_fs, account, qos).",
-             f"name: {q(name)}", "kind: slurm",
-             "shared_fs: true              # home/project dirs are mounted on the compute nodes (not checked here)",
-             f"default_partition: {q(default) if default else 'null'}",
-             f"max_array_size: {facts.max_array_size or 1001}"
-             + ("          # MaxArraySize (scontrol show config)" if facts.max_array_size else "  # not readable"),
-             "gres_with_type: true         # --gres=gpu:TYPE:N with the types as gres.conf names them",
-             "account: null", "qos: null", "partitions:"]
+    lines = [
+        f"# Written by `danlu cluster init {name}` from the live cluster (Slurm {facts.version}) on "
+        f"{time.strftime('%Y-%m-%d', time.localtime(facts.read_at))}.",
+        f"# Read it again with `danlu cluster init {name} --force`; edit what the cluster cannot say "
+        "(shared_fs, account, qos).",
+        f"name: {q(name)}",
+        "kind: slurm",
+        "shared_fs: true              # home/project dirs are mounted on the compute nodes (not checked here)",
+        f"default_partition: {q(default) if default else 'null'}",
+        f"max_array_size: {facts.max_array_size or 1001}"
+        + ("          # MaxArraySize (scontrol show config)" if facts.max_array_size else "  # not readable"),
+        "gres_with_type: true         # --gres=gpu:TYPE:N with the types as gres.conf names them",
+        "account: null",
+        "qos: null",
+        "partitions:",
+    ]
     for p in facts.partitions.values():
-        entry = {"nodes": len(p.nodes), "gpus_per_node": p.gpus_per_node, "gpu_type": p.gpu_type,
-                 "cpus_per_node": p.cpus_per_node, "mem_per_node": f"{p.mem_per_node_mb}M" if p.mem_per_node_mb else None,
-                 "max_time": p.max_time}
-        body = ", ".join(f"{k}: {q(v) if isinstance(v, str) else ('null' if v is None else v)}" for k, v in entry.items())
+        entry = {
+            "nodes": len(p.nodes),
+            "gpus_per_node": p.gpus_per_node,
+            "gpu_type": p.gpu_type,
+            "cpus_per_node": p.cpus_per_node,
+            "mem_per_node": f"{p.mem_per_node_mb}M" if p.mem_per_node_mb else None,
+            "max_time": p.max_time,
+        }
+        body = ", ".join(
+            f"{k}: {q(v) if isinstance(v, str) else ('null' if v is None else v)}" for k, v in entry.items()
+        )
         shown = " ".join(p.nodes[:4]) + (f" ... ({len(p.nodes)} nodes)" if len(p.nodes) > 4 else "")
-        notes = [shown or "no nodes", f"GraceTime {p.grace_time} s"] + ([f"also GPUs of type {', '.join(p.other_gpu_types)}"]
-                                                    if p.other_gpu_types else [])
+        notes = [shown or "no nodes", f"GraceTime {p.grace_time} s"] + (
+            [f"also GPUs of type {', '.join(p.other_gpu_types)}"] if p.other_gpu_types else []
+        )
         lines.append(f"  {q(p.name)}: {{{body}}}  # {'; '.join(notes)}")
-    limits = ", ".join(f"{k}={v}" for k, v in (("MaxJobCount", facts.max_job_count), ("KillWait", facts.kill_wait),
-                                                ("your MaxSubmitJobs", facts.limits.get("max_submit_jobs")),
-                                                ("your MaxJobs", facts.limits.get("max_jobs")),
-                                                ("your GrpTRES", ",".join(f"{k}={v}" for k, v in sorted(facts.grp_tres.items()))
-                                                 or None)) if v is not None)
-    lines += ["runs_dir: \"${oc.env:DANLU_RUNS_DIR,'~/danlu-runs'}\"",
-              f"# limits read: {limits or 'none'}"]
+    limits = ", ".join(
+        f"{k}={v}"
+        for k, v in (
+            ("MaxJobCount", facts.max_job_count),
+            ("KillWait", facts.kill_wait),
+            ("your MaxSubmitJobs", facts.limits.get("max_submit_jobs")),
+            ("your MaxJobs", facts.limits.get("max_jobs")),
+            ("your GrpTRES", ",".join(f"{k}={v}" for k, v in sorted(facts.grp_tres.items())) or None),
+        )
+        if v is not None
+    )
+    lines += ["runs_dir: \"${oc.env:DANLU_RUNS_DIR,'~/danlu-runs'}\"", f"# limits read: {limits or 'none'}"]
     return "\n".join(lines) + "\n"
 
 
@@ -255,28 +284,40 @@ def contradictions(profile: object, facts: ClusterFacts, used: Sequence[str]) ->
     out: List[str] = []
     size = getattr(profile, "max_array_size", None)
     if facts.max_array_size and size and size > facts.max_array_size:
-        out.append(f"cluster {name}: max_array_size is {size} in the profile but MaxArraySize is "
-                   f"{facts.max_array_size} on the live cluster; arrays are split at {facts.max_array_size}")
+        out.append(
+            f"cluster {name}: max_array_size is {size} in the profile but MaxArraySize is "
+            f"{facts.max_array_size} on the live cluster; arrays are split at {facts.max_array_size}"
+        )
     partitions = getattr(profile, "partitions", {}) or {}
     for part in dict.fromkeys(used):
         mine, live = partitions.get(part), facts.partitions.get(part)
         if live is None:
-            out.append(f"cluster {name}: partition {part!r} is not on the live cluster (it has "
-                       f"{', '.join(facts.partitions) or 'none'}); `danlu cluster init {name} --force` reads it again")
+            out.append(
+                f"cluster {name}: partition {part!r} is not on the live cluster (it has "
+                f"{', '.join(facts.partitions) or 'none'}); `danlu cluster init {name} --force` reads it again"
+            )
             continue
         if mine is None:
             continue
-        pairs = [("nodes", mine.nodes, len(live.nodes)), ("gpus_per_node", mine.gpus_per_node, live.gpus_per_node),
-                 ("cpus_per_node", mine.cpus_per_node, live.cpus_per_node)]
-        if mine.gpu_type and live.gpu_type and mine.gpu_type != live.gpu_type \
-                and mine.gpu_type not in live.other_gpu_types:
+        pairs = [
+            ("nodes", mine.nodes, len(live.nodes)),
+            ("gpus_per_node", mine.gpus_per_node, live.gpus_per_node),
+            ("cpus_per_node", mine.cpus_per_node, live.cpus_per_node),
+        ]
+        if (
+            mine.gpu_type
+            and live.gpu_type
+            and mine.gpu_type != live.gpu_type
+            and mine.gpu_type not in live.other_gpu_types
+        ):
             pairs.append(("gpu_type", mine.gpu_type, f"{live.gpu_type} (as gres.conf names it)"))
         if _mb(mine.mem_per_node) and live.mem_per_node_mb and _mb(mine.mem_per_node) != live.mem_per_node_mb:
             pairs.append(("mem_per_node", mine.mem_per_node, f"{live.mem_per_node_mb}M"))
         for key, said, real in pairs:
             if said != real:
-                out.append(f"cluster {name}: partition {part}: {key} is {said} in the profile, {real} on the live "
-                           f"cluster")
+                out.append(
+                    f"cluster {name}: partition {part}: {key} is {said} in the profile, {real} on the live cluster"
+                )
     return out
 
 
@@ -309,6 +350,5 @@ def submit_limit(facts: ClusterFacts, qos: Optional[str], new_jobs: int) -> Opti
             held = 0
         if held + new_jobs > limit:
             whose = "in the queue" if "--all" in where else "of yours already queued"
-            return (f"{new_jobs} new job(s) (each run is one, array tasks too) and {held} {whose} "
-                    f"exceed {why}, {limit}")
+            return f"{new_jobs} new job(s) (each run is one, array tasks too) and {held} {whose} exceed {why}, {limit}"
     return None

@@ -84,8 +84,9 @@ class DirLock:
 
     def _sweep(self) -> None:
         """Remove what earlier releases and breaks could not (held under the lock: no one else sweeps now)."""
-        for left in list(self.path.parent.glob(f"{self.path.name}.gone-*")) + \
-                list(self.path.parent.glob(f"{self.path.name}.broken-*")):
+        for left in list(self.path.parent.glob(f"{self.path.name}.gone-*")) + list(
+            self.path.parent.glob(f"{self.path.name}.broken-*")
+        ):
             _remove(left)
 
     def _owner(self) -> Tuple[str, Optional[float]]:

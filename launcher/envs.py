@@ -20,7 +20,6 @@ from .errors import UserError
 from .layout import safe_name
 
 
-
 def roots() -> List[Path]:
     from .paths import envs_dir
 
@@ -47,8 +46,10 @@ def find(name: str) -> Path:
     envs = available()
     if name not in envs:
         listed = ", ".join(sorted(envs)) or "none yet"
-        raise UserError(f"no environment named {name!r} (no envs/{name}/pyproject.toml)",
-                        f"environments: {listed}; `danlu env list` shows them, or create envs/{name}/pyproject.toml")
+        raise UserError(
+            f"no environment named {name!r} (no envs/{name}/pyproject.toml)",
+            f"environments: {listed}; `danlu env list` shows them, or create envs/{name}/pyproject.toml",
+        )
     return envs[name]
 
 
@@ -97,10 +98,24 @@ def sync(name: str) -> Dict[str, object]:
     seconds = time.monotonic() - start
     if done.returncode != 0:
         raise RuntimeError(f"uv sync of envs/{name} failed (exit {done.returncode}); uv's messages are above")
-    return {"name": name, "dir": str(env), "venv": str(env / ".venv"), "python": str(venv_python(env)),
-            "python_version": venv_version(env), "seconds": round(seconds, 2)}
+    return {
+        "name": name,
+        "dir": str(env),
+        "venv": str(env / ".venv"),
+        "python": str(venv_python(env)),
+        "python_version": venv_version(env),
+        "seconds": round(seconds, 2),
+    }
 
 
 def listing() -> List[Dict[str, object]]:
-    return [{"name": name, "dir": str(env), "synced": synced(env), "python_version": venv_version(env),
-             "venv": str(env / ".venv")} for name, env in sorted(available().items())]
+    return [
+        {
+            "name": name,
+            "dir": str(env),
+            "synced": synced(env),
+            "python_version": venv_version(env),
+            "venv": str(env / ".venv"),
+        }
+        for name, env in sorted(available().items())
+    ]

@@ -36,6 +36,8 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 def safe_name(name: Optional[str]) -> bool:
     """Can `name` be a sweep's (or an environment's) folder name: letters, digits, '.', '_', '-', at most 64?"""
     return bool(name) and _SAFE_NAME.match(name or "") is not None
+
+
 _RESTART = re.compile(r"^restart-(\d+)$")
 LOGS = "logs"
 
@@ -61,6 +63,8 @@ def latest_restart_dirs(run_dir: str, attempt: int, count: int = 2) -> List[str]
     except OSError:
         return []
     return [os.path.join(root, restart_name(k)) for k in found[:count]]
+
+
 _NUMBERS = re.compile(r"(\d+)")
 
 
@@ -273,7 +277,7 @@ class RestartLayout:
 
     def failed_tags(self) -> List[str]:
         """The tasks (agent tags) that recorded a failure, in name order."""
-        return sorted(p.name[len("failed-"):] for p in self.root.glob("failed-*")) if self.root.is_dir() else []
+        return sorted(p.name[len("failed-") :] for p in self.root.glob("failed-*")) if self.root.is_dir() else []
 
     def failed_count(self) -> int:
         return len(self.failed_tags())
@@ -304,4 +308,4 @@ class RestartLayout:
         """tag -> the agent's log, for every agent of this restart."""
         if not self.root.is_dir():
             return {}
-        return {p.stem[len("agent-"):]: p for p in sorted(self.root.glob("agent-*.log"), key=natural_key)}
+        return {p.stem[len("agent-") :]: p for p in sorted(self.root.glob("agent-*.log"), key=natural_key)}

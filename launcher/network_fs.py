@@ -13,15 +13,44 @@ import os
 import socket
 import tempfile
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import List, Tuple
 
 # fstype names as /proc/self/mountinfo spells them; a FUSE file system is "fuse.<name>"
-NETWORK_FS_TYPES = frozenset({
-    "nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "afs", "9p", "lustre", "gpfs", "beegfs", "ceph", "glusterfs",
-    "ocfs2", "gfs2", "panfs", "pvfs2", "orangefs", "wekafs", "davfs", "fuse.sshfs", "fuse.glusterfs",
-    "fuse.ceph-fuse", "fuse.cephfs", "fuse.gcsfuse", "fuse.s3fs", "fuse.rclone", "fuse.juicefs", "fuse.weka",
-    "fuse.lustre", "fuse.beegfs",
-})
+NETWORK_FS_TYPES = frozenset(
+    {
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb3",
+        "smbfs",
+        "ncpfs",
+        "afs",
+        "9p",
+        "lustre",
+        "gpfs",
+        "beegfs",
+        "ceph",
+        "glusterfs",
+        "ocfs2",
+        "gfs2",
+        "panfs",
+        "pvfs2",
+        "orangefs",
+        "wekafs",
+        "davfs",
+        "fuse.sshfs",
+        "fuse.glusterfs",
+        "fuse.ceph-fuse",
+        "fuse.cephfs",
+        "fuse.gcsfuse",
+        "fuse.s3fs",
+        "fuse.rclone",
+        "fuse.juicefs",
+        "fuse.weka",
+        "fuse.lustre",
+        "fuse.beegfs",
+    }
+)
 
 MODES = ("auto", "local", "network")
 ENV = "DANLU_STORE_FS"  # auto (default): from the mount table; local / network: as said (e.g. on the NFS server)
@@ -31,7 +60,7 @@ def _unescape(field: str) -> str:
     """mountinfo escapes space, tab, newline and backslash as octal (\\040 ...)."""
     out, i = [], 0
     while i < len(field):
-        code = field[i + 1:i + 4]
+        code = field[i + 1 : i + 4]
         if field[i] == "\\" and len(code) == 3 and code.isdigit():
             out.append(chr(int(code, 8)))
             i += 4
@@ -88,8 +117,10 @@ def store_mode(path: Path) -> Tuple[str, str]:
     if forced not in MODES:
         from .errors import UserError
 
-        raise UserError(f"{ENV}={forced!r} is not one of {', '.join(MODES)}",
-                        f"unset {ENV} to detect the file system, or set it to local or network")
+        raise UserError(
+            f"{ENV}={forced!r} is not one of {', '.join(MODES)}",
+            f"unset {ENV} to detect the file system, or set it to local or network",
+        )
     if forced != "auto":
         return forced, f"{ENV}={forced}"
     fstype, point = filesystem_of(path)

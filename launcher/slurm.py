@@ -28,7 +28,7 @@ def job_comment(tag: str) -> str:
 
 def tag_of(comment: str) -> str:
     """The <token>:<n> tag of a danlu job's comment ('' for other jobs)."""
-    return comment[len(COMMENT_PREFIX):] if comment.startswith(COMMENT_PREFIX) else ""
+    return comment[len(COMMENT_PREFIX) :] if comment.startswith(COMMENT_PREFIX) else ""
 
 
 def job_name(run_ids: List[str], array: bool) -> str:
@@ -81,8 +81,19 @@ def parse_time(text: Optional[str]) -> Optional[float]:
     try:
         if len(text) != 19 or text[10] != "T":
             raise ValueError(text)
-        return time.mktime((int(text[0:4]), int(text[5:7]), int(text[8:10]), int(text[11:13]), int(text[14:16]),
-                            int(text[17:19]), 0, 1, -1))
+        return time.mktime(
+            (
+                int(text[0:4]),
+                int(text[5:7]),
+                int(text[8:10]),
+                int(text[11:13]),
+                int(text[14:16]),
+                int(text[17:19]),
+                0,
+                1,
+                -1,
+            )
+        )
     except (ValueError, OverflowError):
         return None
 
@@ -161,12 +172,21 @@ def parse_sacct(text: str) -> Dict[str, JobInfo]:
         submit = parts[11] if len(parts) > 11 and parts[11] not in ("Unknown", "None", "") else None
         for one in _expand_array(jid):
             prev = jobs.get(one)
-            info = JobInfo(job_id=one, state=state, reason="" if reason == "None" else reason, exit_code=exit_code,
-                           nodelist=assigned_nodes(nodelist), partition=partition,
-                           start=None if start in ("Unknown", "None", "") else start,
-                           end=None if end in ("Unknown", "None", "") else end,
-                           elapsed=int(elapsed) if elapsed.isdigit() else None, comment=comment, source="sacct",
-                           name=name.strip(), submit=submit)
+            info = JobInfo(
+                job_id=one,
+                state=state,
+                reason="" if reason == "None" else reason,
+                exit_code=exit_code,
+                nodelist=assigned_nodes(nodelist),
+                partition=partition,
+                start=None if start in ("Unknown", "None", "") else start,
+                end=None if end in ("Unknown", "None", "") else end,
+                elapsed=int(elapsed) if elapsed.isdigit() else None,
+                comment=comment,
+                source="sacct",
+                name=name.strip(),
+                submit=submit,
+            )
             info.raw = line
             if prev is not None:
                 info.restarts = prev.restarts + 1
@@ -183,8 +203,16 @@ def parse_squeue(text: str) -> Dict[str, JobInfo]:
             continue
         jid, state, reason, nodelist, partition, elapsed, _nodes, comment, _array = parts[:9]
         for one in _expand_array(jid):
-            jobs[one] = JobInfo(job_id=one, state=state, reason="" if reason == "None" else reason, nodelist=nodelist,
-                                partition=partition, elapsed=parse_elapsed(elapsed), comment=comment, source="squeue")
+            jobs[one] = JobInfo(
+                job_id=one,
+                state=state,
+                reason="" if reason == "None" else reason,
+                nodelist=nodelist,
+                partition=partition,
+                elapsed=parse_elapsed(elapsed),
+                comment=comment,
+                source="squeue",
+            )
     return jobs
 
 
@@ -224,8 +252,9 @@ def squeue(job_ids: Iterable[str]) -> Dict[str, JobInfo]:
         # REQUEST_FED_INFO first (squeue asks for it before a single job id), so one refresh costs slurmctld two
         # RPCs (the jobs, the partitions) whatever the number of runs (bench/RESULTS.md, section 2); danlu's jobs are
         # submitted to this cluster, never to a federation's siblings
-        return parse_squeue(run(["squeue", "-h", "-r", "-t", "all", "--local", "-o", SQUEUE_FORMAT, "-j",
-                                 ",".join(ids)]))
+        return parse_squeue(
+            run(["squeue", "-h", "-r", "-t", "all", "--local", "-o", SQUEUE_FORMAT, "-j", ",".join(ids)])
+        )
     except SlurmUnavailable as e:
         if "Invalid job id" in str(e):  # every id already gone from the controller
             return {}
@@ -245,13 +274,39 @@ def sacct_by_comment(days: int = 7) -> Dict[str, JobInfo]:
 
     # every state named: without -s a time window leaves out jobs that never became eligible (held,
     # then cancelled); CF/CG are not accounted states and make sacct fail
-    return parse_sacct(run(["sacct", "-X", "-n", "-P", "-u", getpass.getuser(), "-S", f"now-{days}days", "-E", "now",
-                            "-s", "BF,CA,CD,DL,F,NF,OOM,PD,PR,R,RQ,RS,RV,S,TO", "-o", SACCT_FORMAT + ",Submit"]))
+    return parse_sacct(
+        run(
+            [
+                "sacct",
+                "-X",
+                "-n",
+                "-P",
+                "-u",
+                getpass.getuser(),
+                "-S",
+                f"now-{days}days",
+                "-E",
+                "now",
+                "-s",
+                "BF,CA,CD,DL,F,NF,OOM,PD,PR,R,RQ,RS,RV,S,TO",
+                "-o",
+                SACCT_FORMAT + ",Submit",
+            ]
+        )
+    )
 
 
 # sbatch failures after which the controller may have queued the job all the same: its answer was lost on the way
-_ANSWER_LOST = ("timed out", "Timed out", "Zero Bytes were transmitted", "Connection reset", "Broken pipe",
-                "unexpected answer", "Unexpected message", "Socket")
+_ANSWER_LOST = (
+    "timed out",
+    "Timed out",
+    "Zero Bytes were transmitted",
+    "Connection reset",
+    "Broken pipe",
+    "unexpected answer",
+    "Unexpected message",
+    "Socket",
+)
 # ...and the ones that say it did not: the controller refused it, or sbatch never reached the controller
 _REFUSED = ("Batch job submission failed", "sbatch: error:", "connect failure", "sbatch not found")
 

@@ -20,9 +20,9 @@ import sqlite3
 import time
 import urllib.parse
 import weakref
-from operator import eq, itemgetter
 from contextlib import contextmanager
 from dataclasses import dataclass
+from operator import eq, itemgetter
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
 
@@ -69,7 +69,8 @@ MIGRATIONS: List[str] = [
     ALTER TABLE attempts ADD COLUMN accounting TEXT;
     ALTER TABLE sweeps ADD COLUMN sources TEXT;
     UPDATE attempts SET final = 1 WHERE state IN (%s);
-    """ % ",".join(f"'{s}'" for s in sorted(TERMINAL)),
+    """
+    % ",".join(f"'{s}'" for s in sorted(TERMINAL)),
     # 4: what `danlu status` reads of every run, in indexes of their own: a run's row holds its whole config (~2 KB),
     # and reading 100,000 of those to show 8 short columns read the whole store
     """
@@ -146,8 +147,10 @@ class Store:
                 weakref.finalize(self, self.db.close)
             self._migrate()
         except sqlite3.DatabaseError as e:
-            raise UserError(f"the run store {str(self.path)!r} is unreadable: {e}",
-                            "move the file aside (it may be corrupted) or point DANLU_STORE at another store") from None
+            raise UserError(
+                f"the run store {str(self.path)!r} is unreadable: {e}",
+                "move the file aside (it may be corrupted) or point DANLU_STORE at another store",
+            ) from None
         try:
             os.chmod(self.path, 0o600)
         except OSError:
@@ -157,8 +160,12 @@ class Store:
         if self.shared:
             # no SQLite locking (the lock directory is the lock); exclusive locking mode also opens a store a
             # local-disk danlu left in WAL mode, which becomes a rollback-journal store here
-            db = sqlite3.connect("file:" + urllib.parse.quote(str(self.path)) + "?vfs=unix-none", uri=True,
-                                 timeout=60, isolation_level=None)
+            db = sqlite3.connect(
+                "file:" + urllib.parse.quote(str(self.path)) + "?vfs=unix-none",
+                uri=True,
+                timeout=60,
+                isolation_level=None,
+            )
             db.execute("PRAGMA locking_mode=EXCLUSIVE")
             if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "delete":
                 db.execute("PRAGMA journal_mode=DELETE")
@@ -190,9 +197,11 @@ class Store:
         try:
             self.lock.acquire()
         except LockTimeout as e:
-            raise UserError(f"the run store {str(self.path)!r} stays locked by {e.owner or 'another process'} "
-                            f"({self.lock.patience_s:.0f}s waited)",
-                            f"if no danlu of that host runs any more, remove the directory {str(e.path)!r}") from None
+            raise UserError(
+                f"the run store {str(self.path)!r} stays locked by {e.owner or 'another process'} "
+                f"({self.lock.patience_s:.0f}s waited)",
+                f"if no danlu of that host runs any more, remove the directory {str(e.path)!r}",
+            ) from None
         try:
             self._held = self._connect()
             try:
@@ -235,8 +244,17 @@ class Store:
             self.db.close()
 
     # ---- writing -------------------------------------------------------------------------------
-    def create_sweep(self, name: str, experiment: str, cluster: str, overrides: Sequence[str], argv: Sequence[str],
-                     sweep_dir: str, runs: Sequence[NewRun], sources: Optional[Dict[str, Any]] = None) -> bool:
+    def create_sweep(
+        self,
+        name: str,
+        experiment: str,
+        cluster: str,
+        overrides: Sequence[str],
+        argv: Sequence[str],
+        sweep_dir: str,
+        runs: Sequence[NewRun],
+        sources: Optional[Dict[str, Any]] = None,
+    ) -> bool:
         """Insert a sweep with its runs and their first attempts (SUBMITTING) in one transaction. sources: the
         config dirs and template dir the runs were composed and rendered from (a rerun uses the same).
 
@@ -244,19 +262,46 @@ class Store:
         now = time.time()
         try:
             with self.tx() as db:
-                db.execute("INSERT INTO sweeps (sweep, experiment, cluster, created, overrides, argv, sweep_dir, sources) "
-                           "VALUES (?,?,?,?,?,?,?,?)",
-                           (name, experiment, cluster, now, json.dumps(list(overrides)), json.dumps(list(argv)), sweep_dir,
-                            json.dumps(sources) if sources is not None else None))
+                db.execute(
+                    "INSERT INTO sweeps (sweep, experiment, cluster, created, overrides, argv, sweep_dir, sources) "
+                    "VALUES (?,?,?,?,?,?,?,?)",
+                    (
+                        name,
+                        experiment,
+                        cluster,
+                        now,
+                        json.dumps(list(overrides)),
+                        json.dumps(list(argv)),
+                        sweep_dir,
+                        json.dumps(sources) if sources is not None else None,
+                    ),
+                )
                 db.executemany(
                     "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    [(r.run, name, r.idx, json.dumps(r.overrides), json.dumps(r.config), r.run_dir, r.workdir,
-                      r.git_commit, None if r.git_dirty is None else int(r.git_dirty), r.partition, r.nodes,
-                      r.cluster_kind, now) for r in runs])
+                    [
+                        (
+                            r.run,
+                            name,
+                            r.idx,
+                            json.dumps(r.overrides),
+                            json.dumps(r.config),
+                            r.run_dir,
+                            r.workdir,
+                            r.git_commit,
+                            None if r.git_dirty is None else int(r.git_dirty),
+                            r.partition,
+                            r.nodes,
+                            r.cluster_kind,
+                            now,
+                        )
+                        for r in runs
+                    ],
+                )
                 db.executemany(
                     "INSERT INTO attempts (run, attempt, token, array_task, script, command, state, partition, overrides, updated) "
                     "VALUES (?,1,?,?,?,?,'SUBMITTING',?,'[]',?)",
-                    [(r.run, r.tag, r.array_task, r.script, r.command, r.partition, now) for r in runs])
+                    [(r.run, r.tag, r.array_task, r.script, r.command, r.partition, now) for r in runs],
+                )
         except sqlite3.IntegrityError:
             return False
         return True
@@ -278,8 +323,21 @@ class Store:
             db.executemany(
                 "INSERT INTO attempts (run, attempt, token, array_task, script, command, state, partition, overrides, updated) "
                 "VALUES (?,?,?,?,?,?,'SUBMITTING',?,?,?)",
-                [(r.run, expect[r.run] + 1, r.tag, r.array_task, r.script, r.command, r.partition,
-                  json.dumps(list(overrides)), now) for r in runs])
+                [
+                    (
+                        r.run,
+                        expect[r.run] + 1,
+                        r.tag,
+                        r.array_task,
+                        r.script,
+                        r.command,
+                        r.partition,
+                        json.dumps(list(overrides)),
+                        now,
+                    )
+                    for r in runs
+                ],
+            )
         return True
 
     def record_job(self, tag: str, job_id: str, array: bool, submitted: Optional[float] = None) -> None:
@@ -287,25 +345,43 @@ class Store:
         now = time.time()
         with self.tx() as db:
             if array:
-                db.execute("UPDATE attempts SET job_id=? || '_' || array_task, array_job_id=?, state='PENDING', "
-                           "submitted=?, updated=? WHERE token=? AND state='SUBMITTING'",
-                           (job_id, job_id, submitted or now, now, tag))
+                db.execute(
+                    "UPDATE attempts SET job_id=? || '_' || array_task, array_job_id=?, state='PENDING', "
+                    "submitted=?, updated=? WHERE token=? AND state='SUBMITTING'",
+                    (job_id, job_id, submitted or now, now, tag),
+                )
             else:
-                db.execute("UPDATE attempts SET job_id=?, state='PENDING', submitted=?, updated=? "
-                           "WHERE token=? AND state='SUBMITTING'", (job_id, submitted or now, now, tag))
+                db.execute(
+                    "UPDATE attempts SET job_id=?, state='PENDING', submitted=?, updated=? "
+                    "WHERE token=? AND state='SUBMITTING'",
+                    (job_id, submitted or now, now, tag),
+                )
 
     def drop_unsubmitted(self, token: str, keep: Sequence[str] = ()) -> None:
         """Forget attempts that never reached Slurm (and runs left with no attempt); `keep`: tags (<token>:<n>) of
         jobs that may have reached it, left SUBMITTING for recovery to look up (submit/recovery.py)."""
         kept = ",".join("?" * len(keep))
         with self.tx() as db:
-            db.execute("DELETE FROM attempts WHERE (token=? OR token LIKE ?) AND state='SUBMITTING'"
-                       + (f" AND token NOT IN ({kept})" if keep else ""), (token, token + ":%", *keep))
+            db.execute(
+                "DELETE FROM attempts WHERE (token=? OR token LIKE ?) AND state='SUBMITTING'"
+                + (f" AND token NOT IN ({kept})" if keep else ""),
+                (token, token + ":%", *keep),
+            )
             db.execute("DELETE FROM runs WHERE run NOT IN (SELECT run FROM attempts)")
             db.execute("DELETE FROM sweeps WHERE sweep NOT IN (SELECT sweep FROM runs)")
 
-    UPDATED = ("state", "reason", "exit_code", "nodelist", "started", "ended", "elapsed", "restarts", "partition",
-               "accounting")  # what a refresh may change of an attempt (besides `final`)
+    UPDATED = (
+        "state",
+        "reason",
+        "exit_code",
+        "nodelist",
+        "started",
+        "ended",
+        "elapsed",
+        "restarts",
+        "partition",
+        "accounting",
+    )  # what a refresh may change of an attempt (besides `final`)
 
     def update_attempts(self, rows: Iterable[Dict[str, Any]]) -> int:
         """Each row: run, attempt, `final` (state/machine.py) and the columns that changed (None: unchanged).
@@ -319,11 +395,16 @@ class Store:
             # a final state is never overwritten: two status processes may answer out of order, and the
             # older answer (RUNNING) must not undo the newer one (COMPLETED) or a `danlu cancel`
             cur = db.executemany(
-                "UPDATE attempts SET " + ", ".join(f"{c}=COALESCE(?, {c})" for c in cols) +
-                ", final=?, updated=? WHERE run=? AND attempt=? AND final=0", batch)
+                "UPDATE attempts SET "
+                + ", ".join(f"{c}=COALESCE(?, {c})" for c in cols)
+                + ", final=?, updated=? WHERE run=? AND attempt=? AND final=0",
+                batch,
+            )
             return cur.rowcount
 
-    def updated_rows(self, rows: Sequence[sqlite3.Row], updates: Dict[str, Dict[str, Any]]) -> Optional[List[sqlite3.Row]]:
+    def updated_rows(
+        self, rows: Sequence[sqlite3.Row], updates: Dict[str, Dict[str, Any]]
+    ) -> Optional[List[sqlite3.Row]]:
         """`rows` (of the "brief" or "table" view) as the store has them after update_attempts applied every one of
         `updates` (run -> update), made here as the store made them (None keeps a column; a_partition: the
         attempt's partition, else the run's), instead of reading them all again. None when a run's row is not of
@@ -358,8 +439,10 @@ class Store:
         for final states."""
         if records:
             with self.tx() as db:
-                db.executemany("UPDATE attempts SET accounting=? WHERE run=? AND attempt=?",
-                               [(raw, run, n) for n, raw in records.items()])
+                db.executemany(
+                    "UPDATE attempts SET accounting=? WHERE run=? AND attempt=?",
+                    [(raw, run, n) for n, raw in records.items()],
+                )
 
     # ---- reading -------------------------------------------------------------------------------
     # The columns of each view of `latest`. "brief": what a refresh reconciles (state/machine.py step), not the
@@ -368,16 +451,22 @@ class Store:
     # columns of the few runs still active itself. Each value read costs: 100,000 runs x 8 columns ~ 0.15 s.
     # a_partition in both: the partition the attempt ran in, else the run's (what the table shows).
     VIEWS = {
-        "brief": ("r.run, r.sweep, r.idx, r.run_dir, r.nodes, r.partition, r.cluster_kind, r.created, a.attempt, "
-                  "a.job_id, a.array_job_id, a.array_task, a.state, a.reason, a.exit_code, a.nodelist, "
-                  "coalesce(a.partition, r.partition) AS a_partition, a.submitted, a.started, a.ended, a.elapsed, "
-                  "a.restarts, a.final, s.experiment"),
-        "table": ("r.run, r.sweep, r.run_dir, r.nodes, a.attempt, a.job_id, a.state, a.reason, a.exit_code, "
-                  "a.nodelist, coalesce(a.partition, r.partition) AS a_partition, a.elapsed, a.restarts, a.final, "
-                  "s.experiment"),
-        "full": ("r.*, a.attempt, a.token, a.job_id, a.array_job_id, a.array_task, a.script, a.command, a.state, "
-                 "a.reason, a.exit_code, a.nodelist, a.partition AS a_partition, a.submitted, a.started, a.ended, "
-                 "a.elapsed, a.restarts, a.final, a.overrides AS a_overrides, s.experiment"),
+        "brief": (
+            "r.run, r.sweep, r.idx, r.run_dir, r.nodes, r.partition, r.cluster_kind, r.created, a.attempt, "
+            "a.job_id, a.array_job_id, a.array_task, a.state, a.reason, a.exit_code, a.nodelist, "
+            "coalesce(a.partition, r.partition) AS a_partition, a.submitted, a.started, a.ended, a.elapsed, "
+            "a.restarts, a.final, s.experiment"
+        ),
+        "table": (
+            "r.run, r.sweep, r.run_dir, r.nodes, a.attempt, a.job_id, a.state, a.reason, a.exit_code, "
+            "a.nodelist, coalesce(a.partition, r.partition) AS a_partition, a.elapsed, a.restarts, a.final, "
+            "s.experiment"
+        ),
+        "full": (
+            "r.*, a.attempt, a.token, a.job_id, a.array_job_id, a.array_task, a.script, a.command, a.state, "
+            "a.reason, a.exit_code, a.nodelist, a.partition AS a_partition, a.submitted, a.started, a.ended, "
+            "a.elapsed, a.restarts, a.final, a.overrides AS a_overrides, s.experiment"
+        ),
     }
 
     def latest(self, sweeps: Sequence[str] = (), runs: Sequence[str] = (), view: str = "full") -> List[sqlite3.Row]:
@@ -397,14 +486,20 @@ class Store:
         cols = self.VIEWS[view] + (", r.created, r.idx " if where and view == "table" else " ")  # sorted below
         if brief:  # every attempt from the covering indexes (no correlated MAX per run), the latest kept below;
             # all runs: in runs_brief's order, which is the table's (created, sweep, idx): no sort
-            sql = ("SELECT " + cols + "FROM runs r " + ("" if where else "INDEXED BY runs_brief ")
-                   + "JOIN attempts a ON a.run = r.run JOIN sweeps s ON s.sweep = r.sweep "
-                   + ("WHERE " + " AND ".join(where) if where else "ORDER BY r.created, r.sweep, r.idx"))
+            sql = (
+                "SELECT "
+                + cols
+                + "FROM runs r "
+                + ("" if where else "INDEXED BY runs_brief ")
+                + "JOIN attempts a ON a.run = r.run JOIN sweeps s ON s.sweep = r.sweep "
+                + ("WHERE " + " AND ".join(where) if where else "ORDER BY r.created, r.sweep, r.idx")
+            )
         else:
-            sql = ("SELECT " + cols +
-                   "FROM runs r JOIN sweeps s ON s.sweep = r.sweep JOIN attempts a ON a.run = r.run "
-                   "AND a.attempt = (SELECT MAX(attempt) FROM attempts WHERE run = r.run) "
-                   + ("WHERE " + " AND ".join(where) if where else ""))
+            sql = (
+                "SELECT " + cols + "FROM runs r JOIN sweeps s ON s.sweep = r.sweep JOIN attempts a ON a.run = r.run "
+                "AND a.attempt = (SELECT MAX(attempt) FROM attempts WHERE run = r.run) "
+                + ("WHERE " + " AND ".join(where) if where else "")
+            )
         # sorted here, not by ORDER BY: SQLite's sort of 10,000 wide rows takes longer than the query
         with self._use() as db:
             cur = db.execute(sql, params)
@@ -429,8 +524,13 @@ class Store:
     def active_job_ids(self) -> List[str]:
         """The Slurm job ids of every attempt not final yet (what a refresh will ask Slurm about), from an index."""
         with self._use() as db:
-            return [r[0] for r in db.execute("SELECT DISTINCT job_id FROM attempts WHERE final = 0 AND job_id IS NOT "
-                                             "NULL AND job_id NOT LIKE 'local-%'")]
+            return [
+                r[0]
+                for r in db.execute(
+                    "SELECT DISTINCT job_id FROM attempts WHERE final = 0 AND job_id IS NOT "
+                    "NULL AND job_id NOT LIKE 'local-%'"
+                )
+            ]
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> List[sqlite3.Row]:
         with self._use() as db:
@@ -460,15 +560,20 @@ class Store:
 
     def job_ids(self) -> set[str]:
         """Every Slurm job id (and array job id) the store knows."""
-        rows = self.query("SELECT job_id FROM attempts WHERE job_id IS NOT NULL UNION "
-                         "SELECT array_job_id FROM attempts WHERE array_job_id IS NOT NULL")
+        rows = self.query(
+            "SELECT job_id FROM attempts WHERE job_id IS NOT NULL UNION "
+            "SELECT array_job_id FROM attempts WHERE array_job_id IS NOT NULL"
+        )
         return {str(r[0]) for r in rows}
 
     def output_owner(self, path: str) -> Optional[str]:
         """The run whose output dir `path` is: its run dir's output/, or the output dir its config names."""
         p = os.path.normpath(path)
-        row = self._one("SELECT run FROM runs WHERE ? = run_dir || '/output' OR ? LIKE run_dir || '/output/%' "
-                        "ORDER BY created DESC LIMIT 1", (p, p))
+        row = self._one(
+            "SELECT run FROM runs WHERE ? = run_dir || '/output' OR ? LIKE run_dir || '/output/%' "
+            "ORDER BY created DESC LIMIT 1",
+            (p, p),
+        )
         if row:
             return str(row[0])
         for row in self.query("SELECT run, config FROM runs WHERE instr(config, ?) > 0 ORDER BY created DESC", (p,)):
@@ -487,6 +592,8 @@ class Store:
             elif self.run(name):
                 runs.append(name)
             else:
-                raise UserError(f"no sweep or run named {name!r}", "`danlu status --all` lists sweeps and runs (ids look like sweep/3)")
+                raise UserError(
+                    f"no sweep or run named {name!r}",
+                    "`danlu status --all` lists sweeps and runs (ids look like sweep/3)",
+                )
         return sweeps, runs
-

@@ -34,17 +34,21 @@ class WebhookError(Exception):
 def reference_problem(ref: str) -> Optional[WebhookError]:
     """What is wrong with the form of a notify.url value (None when it is env:NAME or file:PATH)."""
     if re.match(r"^[a-z][a-z0-9+.-]*://", ref, re.IGNORECASE):
-        return WebhookError("notify.url holds the webhook URL itself: it would be written into the store and "
-                            "the job scripts", "keep it in a variable or a file and name that: export "
-                            "DANLU_WEBHOOK=<url>, then notify.url=env:DANLU_WEBHOOK (or notify.url=file:~/.webhook, "
-                            "chmod 600)")
+        return WebhookError(
+            "notify.url holds the webhook URL itself: it would be written into the store and the job scripts",
+            "keep it in a variable or a file and name that: export "
+            "DANLU_WEBHOOK=<url>, then notify.url=env:DANLU_WEBHOOK (or notify.url=file:~/.webhook, "
+            "chmod 600)",
+        )
     kind, _, rest = ref.partition(":")
     if kind == "env" and _ENV_NAME.match(rest):
         return None
     if kind == "file" and rest:
         return None
-    return WebhookError(f"notify.url={ref!r} is neither env:NAME nor file:PATH",
-                        "e.g. notify.url=env:DANLU_WEBHOOK or notify.url=file:~/.config/danlu/webhook")
+    return WebhookError(
+        f"notify.url={ref!r} is neither env:NAME nor file:PATH",
+        "e.g. notify.url=env:DANLU_WEBHOOK or notify.url=file:~/.config/danlu/webhook",
+    )
 
 
 def resolve(ref: str, environ: Mapping[str, str] = os.environ) -> str:
@@ -56,19 +60,26 @@ def resolve(ref: str, environ: Mapping[str, str] = os.environ) -> str:
     if kind == "env":
         url = environ.get(rest, "").strip()
         if not url:
-            raise WebhookError(f"notify.url={ref}: ${rest} is not set", f"export {rest}=<the webhook URL> in the "
-                               "shell you submit from; the job inherits it and danlu never writes it down")
+            raise WebhookError(
+                f"notify.url={ref}: ${rest} is not set",
+                f"export {rest}=<the webhook URL> in the "
+                "shell you submit from; the job inherits it and danlu never writes it down",
+            )
     else:
         path = Path(rest).expanduser()
         try:
             info = path.stat()
             text = path.read_text()
         except OSError as e:
-            raise WebhookError(f"notify.url={ref}: cannot read {path} ({e.strerror})",
-                               f"write the URL into it: install -m 600 /dev/null {path}; then edit it") from None
+            raise WebhookError(
+                f"notify.url={ref}: cannot read {path} ({e.strerror})",
+                f"write the URL into it: install -m 600 /dev/null {path}; then edit it",
+            ) from None
         if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise WebhookError(f"notify.url={ref}: {path} may be read by others (mode {stat.S_IMODE(info.st_mode):o})",
-                               f"chmod 600 {path}: the URL is a secret")
+            raise WebhookError(
+                f"notify.url={ref}: {path} may be read by others (mode {stat.S_IMODE(info.st_mode):o})",
+                f"chmod 600 {path}: the URL is a secret",
+            )
         url = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
     if not re.match(r"^https?://\S+$", url):
         raise WebhookError(f"notify.url={ref} does not hold an http(s) URL", "it should hold one line: https://...")
@@ -87,8 +98,15 @@ def body(fmt: str, message: Mapping[str, Any]) -> Dict[str, Any]:
     return dict(message)
 
 
-def deliver(ref: str, fmt: str, message: Mapping[str, Any], say: Callable[[str], None],
-            tries: int = TRIES, backoff_s: float = 2.0, environ: Mapping[str, str] = os.environ) -> bool:
+def deliver(
+    ref: str,
+    fmt: str,
+    message: Mapping[str, Any],
+    say: Callable[[str], None],
+    tries: int = TRIES,
+    backoff_s: float = 2.0,
+    environ: Mapping[str, str] = os.environ,
+) -> bool:
     """POST the message; retried on errors; every failure is said (never the URL), none is raised."""
     try:
         url = resolve(ref, environ)
@@ -100,8 +118,9 @@ def deliver(ref: str, fmt: str, message: Mapping[str, Any], say: Callable[[str],
 
     data = json.dumps(body(fmt, message)).encode()
     for attempt in range(1, tries + 1):
-        request = urllib.request.Request(url, data=data, method="POST",
-                                         headers={"Content-Type": "application/json; charset=utf-8"})
+        request = urllib.request.Request(
+            url, data=data, method="POST", headers={"Content-Type": "application/json; charset=utf-8"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310 - http(s) only
                 response.read()

@@ -17,9 +17,20 @@ from typing import Dict, List, Optional, Tuple
 import pytest
 
 # as root, in a closed network: no sandbox, no GPU, none of the background connections that this machine refuses
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-default-apps", "--hide-scrollbars", "--enable-logging=stderr", "--v=0"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--hide-scrollbars",
+    "--enable-logging=stderr",
+    "--v=0",
+]
 # console lines chromium logs (every level as INFO; older builds wrote CONSOLE(12)):
 #   [...:INFO:CONSOLE:12] "Uncaught ReferenceError: ...", source: file:///... (12)
 _CONSOLE = re.compile(r':(INFO|WARNING|ERROR|VERBOSE\d*):CONSOLE(?:\(\d+\)|:\d+)?\] "(.*)", source: ')
@@ -46,8 +57,10 @@ class Element:
         return self.attrs.get("class", "").split()
 
     def within(self, tag: str = "", id: str = "", cls: str = "") -> bool:
-        return any((not tag or p.tag == tag) and (not id or p.attrs.get("id") == id) and
-                   (not cls or cls in p.classes) for p in self.parents)
+        return any(
+            (not tag or p.tag == tag) and (not id or p.attrs.get("id") == id) and (not cls or cls in p.classes)
+            for p in self.parents
+        )
 
 
 class _Tree(HTMLParser):
@@ -85,21 +98,29 @@ class Rendered:
     elements: List[Element]
 
     def find(self, tag: str = "", id: str = "", cls: str = "") -> List[Element]:
-        return [e for e in self.elements if (not tag or e.tag == tag) and (not id or e.attrs.get("id") == id)
-                and (not cls or cls in e.classes)]
+        return [
+            e
+            for e in self.elements
+            if (not tag or e.tag == tag) and (not id or e.attrs.get("id") == id) and (not cls or cls in e.classes)
+        ]
 
     def errors(self) -> List[str]:
         """Console messages that are errors: uncaught exceptions, failed loads (chromium logs console.error at the
         same level as console.log: a page that must be quiet is checked with `console == []`)."""
-        return [m for level, m in self.console
-                if level == "ERROR" or re.search(r"Uncaught|Error|Failed to load|Refused", m)]
+        return [
+            m for level, m in self.console if level == "ERROR" or re.search(r"Uncaught|Error|Failed to load|Refused", m)
+        ]
 
 
 def render(page: Path, profile: Path, fragment: str = "", budget_ms: int = 8000) -> Rendered:
     """The DOM of `page` (a file) once its scripts ran, with the console's messages."""
     url = page.resolve().as_uri() + fragment
-    done = subprocess.run([chromium(), *FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}",
-                           "--dump-dom", url], capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [chromium(), *FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}", "--dump-dom", url],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     tree = _Tree()
     tree.feed(done.stdout)
@@ -107,12 +128,24 @@ def render(page: Path, profile: Path, fragment: str = "", budget_ms: int = 8000)
     return Rendered(done.stdout, console, tree.all)
 
 
-def screenshot(page: Path, profile: Path, out: Path, size: Tuple[int, int] = (1280, 1600),
-               budget_ms: int = 8000) -> Tuple[int, int, List[Tuple[int, int, int]]]:
+def screenshot(
+    page: Path, profile: Path, out: Path, size: Tuple[int, int] = (1280, 1600), budget_ms: int = 8000
+) -> Tuple[int, int, List[Tuple[int, int, int]]]:
     """A screenshot of `page`: (width, height, RGB pixels row by row)."""
-    done = subprocess.run([chromium(), *FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={budget_ms}",
-                           f"--window-size={size[0]},{size[1]}", f"--screenshot={out}", page.resolve().as_uri()],
-                          capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [
+            chromium(),
+            *FLAGS,
+            f"--user-data-dir={profile}",
+            f"--virtual-time-budget={budget_ms}",
+            f"--window-size={size[0]},{size[1]}",
+            f"--screenshot={out}",
+            page.resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0 and out.exists(), done.stderr[-3000:]
     return read_png(out.read_bytes())
 
@@ -123,8 +156,8 @@ def read_png(data: bytes) -> Tuple[int, int, List[Tuple[int, int, int]]]:
     pos, idat, width = 8, b"", 0
     height = depth = colour = interlace = 0
     while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
         pos += 12 + length
         if kind == b"IHDR":
             width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", body)
@@ -138,7 +171,7 @@ def read_png(data: bytes) -> Tuple[int, int, List[Tuple[int, int, int]]]:
     pixels: List[Tuple[int, int, int]] = []
     i = 0
     for _ in range(height):
-        kind, line = raw[i], bytearray(raw[i + 1:i + 1 + stride])
+        kind, line = raw[i], bytearray(raw[i + 1 : i + 1 + stride])
         i += 1 + stride
         for x in range(stride):
             a = line[x - bpp] if x >= bpp else 0
@@ -160,5 +193,5 @@ def read_png(data: bytes) -> Tuple[int, int, List[Tuple[int, int, int]]]:
 
 
 def near(pixel: Tuple[int, int, int], colour: str, tolerance: int = 24) -> bool:
-    want = tuple(int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    want = tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
     return all(abs(p - w) <= tolerance for p, w in zip(pixel, want))

@@ -25,17 +25,27 @@ UP_TIMEOUT_S = 300
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "slurm: needs the project's test Slurm cluster (tests/cluster/up.sh)"
-    )
+    config.addinivalue_line("markers", "slurm: needs the project's test Slurm cluster (tests/cluster/up.sh)")
 
 
 # The longest test files first, longest first (one worker's seconds in a full run: tests/run.sh prints them):
 # with `--dist loadfile --no-loadscope-reorder` the workers take them first and end together, instead of one worker
 # starting a three-minute file when the others are nearly done. Files not named keep their order, after these.
-LONGEST_FIRST = ("test_examples.py", "test_bad_input.py", "test_signals.py", "test_launch.py", "test_status.py",
-                 "test_resilience.py", "test_sweeps.py", "test_requeue.py", "test_completion.py", "test_envs.py",
-                 "test_continue.py", "test_program_flags.py", "test_world.py")
+LONGEST_FIRST = (
+    "test_examples.py",
+    "test_bad_input.py",
+    "test_signals.py",
+    "test_launch.py",
+    "test_status.py",
+    "test_resilience.py",
+    "test_sweeps.py",
+    "test_requeue.py",
+    "test_completion.py",
+    "test_envs.py",
+    "test_continue.py",
+    "test_program_flags.py",
+    "test_world.py",
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -79,8 +89,11 @@ class SlurmCluster:
     def script(self, name: str, *args: str) -> list[str]:
         """argv of one of tests/cluster's scripts for this cluster (inside its root for a newer version)."""
         argv = ["bash", str(self.cluster_dir / name), *args]
-        return argv if self.version == "22.05" else ["bash", str(self.cluster_dir / "chroot.sh"), "run", self.version,
-                                                     *argv]
+        return (
+            argv
+            if self.version == "22.05"
+            else ["bash", str(self.cluster_dir / "chroot.sh"), "run", self.version, *argv]
+        )
 
     def node(self, action: str, node: str) -> None:
         """Stop/kill/start one node's slurmd: action in stop|kill|start|status."""
@@ -167,7 +180,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
         reporter.ensure_newline()
-        reporter.write_line(f"bad-input catalogue: {len(ran)} submit cases ran, {len(passed)} passed"
-                            + (f" -- FAILED: {problem}" if problem else ""))
+        reporter.write_line(
+            f"bad-input catalogue: {len(ran)} submit cases ran, {len(passed)} passed"
+            + (f" -- FAILED: {problem}" if problem else "")
+        )
     if problem:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -13,15 +13,26 @@ from typing import Dict, Iterator, List, Optional, Sequence
 REPO = Path(__file__).resolve().parent.parent
 
 
-def danlu(*args: str, env: Optional[Dict[str, str]] = None, check: bool = False, timeout: float = 300,
-          cwd: Optional[Path] = None) -> subprocess.CompletedProcess:
+def danlu(
+    *args: str,
+    env: Optional[Dict[str, str]] = None,
+    check: bool = False,
+    timeout: float = 300,
+    cwd: Optional[Path] = None,
+) -> subprocess.CompletedProcess:
     """Run `danlu ARGS` as a user would (a fresh process), returning the completed process."""
     full_env = dict(os.environ)
     full_env.update(env or {})
     # the job inherits this PATH (sbatch --export=ALL): the venv's accelerate/python come first
     full_env["PATH"] = f"{Path(sys.executable).parent}:{full_env.get('PATH', '')}"
-    done = subprocess.run([sys.executable, "-m", "launcher.cli", *args], capture_output=True, text=True,
-                          env=full_env, timeout=timeout, cwd=str(cwd or REPO))
+    done = subprocess.run(
+        [sys.executable, "-m", "launcher.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        cwd=str(cwd or REPO),
+    )
     if check and done.returncode != 0:
         raise AssertionError(f"danlu {' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
     return done
@@ -37,8 +48,12 @@ def status_json(*names: str, env: Optional[Dict[str, str]] = None) -> List[dict]
     return json.loads(done.stdout)
 
 
-GOLDEN_ENV = {"DANLU_RUNS_DIR": "/runs", "DIFFUSIONDPO_DIR": "/code/DiffusionDPO", "IBQ_DIR": "/code/SEED-Voken",
-              "TAMING_DIR": "/code/taming-transformers"}
+GOLDEN_ENV = {
+    "DANLU_RUNS_DIR": "/runs",
+    "DIFFUSIONDPO_DIR": "/code/DiffusionDPO",
+    "IBQ_DIR": "/code/SEED-Voken",
+    "TAMING_DIR": "/code/taming-transformers",
+}
 
 
 @contextlib.contextmanager
@@ -78,8 +93,9 @@ def render_experiment(overrides: Sequence[str], sweep: str = "golden", multirun:
     jobs = plan_experiment(overrides, sweep, multirun)
     scripts = [j.script for j in jobs]
     if jobs and notify_job.wanted(jobs[0].spec):
-        scripts[0] += "# ==== the summary job ====\n" + notify_job.preview(jobs[0].spec, sweep, jobs[0].sweep_layout,
-                                                                          jobs[0].runs[0].shape.partition)
+        scripts[0] += "# ==== the summary job ====\n" + notify_job.preview(
+            jobs[0].spec, sweep, jobs[0].sweep_layout, jobs[0].runs[0].shape.partition
+        )
     return [s.replace(sys.executable, "<python>").replace(str(REPO), "<repo>") for s in scripts]
 
 
@@ -91,8 +107,12 @@ def private_env(root: Path) -> Dict[str, str]:
 
     Runs dirs live under the test's tmp dir, which the test cluster's nodes share (same machine)."""
     home = root / "danlu-home"
-    return {"DANLU_HOME": str(home), "DANLU_RUNS_DIR": str(root / "runs"), "DANLU_STORE": str(home / "store.sqlite"),
-            "NO_COLOR": "1"}
+    return {
+        "DANLU_HOME": str(home),
+        "DANLU_RUNS_DIR": str(root / "runs"),
+        "DANLU_STORE": str(home / "store.sqlite"),
+        "NO_COLOR": "1",
+    }
 
 
 @pytest.fixture
@@ -115,7 +135,8 @@ def _slurm_jobs(sweep_or_run: str, env: Dict[str, str]) -> Optional[List[str]]:
             rows = db.execute(
                 "SELECT a.job_id FROM attempts a JOIN runs r ON r.run = a.run WHERE (r.sweep = ? OR r.run = ?) "
                 "AND a.attempt = (SELECT MAX(b.attempt) FROM attempts b WHERE b.run = a.run)",
-                (sweep_or_run, sweep_or_run)).fetchall()
+                (sweep_or_run, sweep_or_run),
+            ).fetchall()
         finally:
             db.close()
     except sqlite3.Error:
@@ -126,8 +147,9 @@ def _slurm_jobs(sweep_or_run: str, env: Dict[str, str]) -> Optional[List[str]]:
     return ids
 
 
-def wait_status(sweep_or_run: str, env: Dict[str, str], timeout: float = 180, poll: float = 3.0,
-                done=None, started: bool = False) -> List[dict]:
+def wait_status(
+    sweep_or_run: str, env: Dict[str, str], timeout: float = 180, poll: float = 3.0, done=None, started: bool = False
+) -> List[dict]:
     """Poll `danlu status --json` until `done(items)` (by default: every state final, launcher/state/machine.py;
     with started=True: no run PENDING); returns the items (AssertionError on timeout).
 
@@ -139,14 +161,18 @@ def wait_status(sweep_or_run: str, env: Dict[str, str], timeout: float = 180, po
 
     gate = done is None  # a predicate of the caller's own: no squeue can stand in for it
     if done is None:
-        done = (lambda items: all(i["state"] != "PENDING" for i in items)) if started else \
-            (lambda items: all(i["final"] for i in items))
+        done = (
+            (lambda items: all(i["state"] != "PENDING" for i in items))
+            if started
+            else (lambda items: all(i["final"] for i in items))
+        )
     end = time.time() + timeout
     items: List[dict] = []
     while time.time() < end:
         ids = _slurm_jobs(sweep_or_run, env) if gate else None
-        states = queue_states(ids, dict(os.environ, PATH=env.get("PATH") or os.environ.get("PATH", ""))) \
-            if ids else None
+        states = (
+            queue_states(ids, dict(os.environ, PATH=env.get("PATH") or os.environ.get("PATH", ""))) if ids else None
+        )
         if states and (not started or "PENDING" in states):
             time.sleep(poll)
             continue

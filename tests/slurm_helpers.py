@@ -52,8 +52,19 @@ def is_terminal(state: str) -> bool:
 
 # squeue states of a job that is not finished yet (e.g. requeued after preemption/node failure).
 _ACTIVE_STATES = {
-    "PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED",
-    "RESIZING", "SUSPENDED", "SIGNALING", "STAGE_OUT", "STOPPED", "SPECIAL_EXIT",
+    "PENDING",
+    "RUNNING",
+    "CONFIGURING",
+    "COMPLETING",
+    "REQUEUED",
+    "REQUEUE_HOLD",
+    "REQUEUE_FED",
+    "RESIZING",
+    "SUSPENDED",
+    "SIGNALING",
+    "STAGE_OUT",
+    "STOPPED",
+    "SPECIAL_EXIT",
 }
 
 
@@ -61,8 +72,13 @@ def queue_states(job_ids: list[str], env: dict[str, str] | None = None) -> list[
     """squeue's states of those jobs (or array tasks) still in the queue: [] when none is, None when squeue could
     not say (a failure other than "Invalid job id", which means already purged from slurmctld)."""
     try:
-        proc = subprocess.run(["squeue", "-h", "-j", ",".join(map(str, job_ids)), "-o", "%T"], capture_output=True,
-                              text=True, timeout=30, env=env)
+        proc = subprocess.run(
+            ["squeue", "-h", "-j", ",".join(map(str, job_ids)), "-o", "%T"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=env,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if proc.returncode != 0:
@@ -75,9 +91,7 @@ def in_queue(job_id: str | int) -> bool:
     return any(state in _ACTIVE_STATES for state in queue_states([str(job_id)]) or [])
 
 
-def wait_for_job(
-    job_id: str | int, timeout: float = 120, poll: float = 0.5, final: bool = True
-) -> str:
+def wait_for_job(job_id: str | int, timeout: float = 120, poll: float = 0.5, final: bool = True) -> str:
     """Poll sacct until the job reaches a terminal state; return it (e.g. 'COMPLETED').
 
     final=True (default): a terminal sacct state only counts once squeue no longer has the job
@@ -180,7 +194,9 @@ def node_processes(node: str, job_ids: list[str], with_step_daemons: bool = Fals
     found: set[int] = set()
     for environ in Path("/proc").glob("[0-9]*/environ"):
         try:
-            env = dict(kv.split("=", 1) for kv in environ.read_bytes().decode(errors="replace").split("\0") if "=" in kv)
+            env = dict(
+                kv.split("=", 1) for kv in environ.read_bytes().decode(errors="replace").split("\0") if "=" in kv
+            )
         except OSError:
             continue
         if env.get("SLURMD_NODENAME") != node or env.get("SLURM_JOB_ID") not in job_ids:

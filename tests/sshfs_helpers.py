@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Sequence
 
-
 # Names are looked up on the server, not in sshfs's own 20 s directory cache or the kernel's 1 s one: an NFS client
 # revalidates a name on every exclusive create (the lock directory's mkdir) and a file's data on every open
 # (close-to-open), which sshfs does too once these caches are off (its page cache is dropped on open by default).
@@ -40,8 +39,12 @@ class SharedDir:
 
 
 def missing_tools() -> List[str]:
-    need = {"sshd": "/usr/sbin/sshd", "sshfs": shutil.which("sshfs"), "unshare": shutil.which("unshare"),
-            "fusermount3": shutil.which("fusermount3")}
+    need = {
+        "sshd": "/usr/sbin/sshd",
+        "sshfs": shutil.which("sshfs"),
+        "unshare": shutil.which("unshare"),
+        "fusermount3": shutil.which("fusermount3"),
+    }
     gone = [name for name, where in need.items() if not where or not Path(where).exists()]
     if not Path("/dev/fuse").exists():
         gone.append("/dev/fuse")
@@ -62,15 +65,31 @@ def start(root: Path, clients: int = 2) -> SharedDir:
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(keys / name)], check=True)
     port = _free_port()
     config = root / "sshd_config"
-    config.write_text("\n".join([
-        f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {keys / 'host'}",
-        f"AuthorizedKeysFile {keys / 'client.pub'}", "PermitRootLogin prohibit-password", "PasswordAuthentication no",
-        "StrictModes no", "Subsystem sftp internal-sftp", "UsePAM no", f"PidFile {root / 'sshd.pid'}", ""]))
+    config.write_text(
+        "\n".join(
+            [
+                f"Port {port}",
+                "ListenAddress 127.0.0.1",
+                f"HostKey {keys / 'host'}",
+                f"AuthorizedKeysFile {keys / 'client.pub'}",
+                "PermitRootLogin prohibit-password",
+                "PasswordAuthentication no",
+                "StrictModes no",
+                "Subsystem sftp internal-sftp",
+                "UsePAM no",
+                f"PidFile {root / 'sshd.pid'}",
+                "",
+            ]
+        )
+    )
     Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
     shared = SharedDir(root=root, export=root / "export")
     shared.export.mkdir()
-    shared.sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
-                                   stdout=subprocess.DEVNULL, stderr=open(root / "sshd.log", "wb"))
+    shared.sshd = subprocess.Popen(
+        ["/usr/sbin/sshd", "-D", "-e", "-f", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=open(root / "sshd.log", "wb"),
+    )
     deadline = time.time() + 15
     while True:
         try:
@@ -85,9 +104,20 @@ def start(root: Path, clients: int = 2) -> SharedDir:
         mount = root / f"client{k + 1}"
         mount.mkdir()
         done = subprocess.run(
-            ["sshfs", "-p", str(port), "-o", f"IdentityFile={keys / 'client'},StrictHostKeyChecking=no,"
-             "UserKnownHostsFile=/dev/null,LogLevel=ERROR," + NFS_LIKE, f"{os.environ.get('USER') or 'root'}@127.0.0.1:{shared.export}",
-             str(mount)], capture_output=True, text=True, timeout=30)
+            [
+                "sshfs",
+                "-p",
+                str(port),
+                "-o",
+                f"IdentityFile={keys / 'client'},StrictHostKeyChecking=no,"
+                "UserKnownHostsFile=/dev/null,LogLevel=ERROR," + NFS_LIKE,
+                f"{os.environ.get('USER') or 'root'}@127.0.0.1:{shared.export}",
+                str(mount),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         if done.returncode != 0:
             shared.stop()
             raise RuntimeError(f"sshfs mount failed: {done.stderr.strip()}")

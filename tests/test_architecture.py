@@ -13,7 +13,13 @@ from danlu_helpers import REPO
 
 PKG = REPO / "launcher"
 JOB_SIDE = "launcher.job"
-SHARED = {"launcher", "launcher.layout", "launcher.webhook", "launcher.state", "launcher.state.reasons"}  # standard library only: what the job side may import besides itself
+SHARED = {
+    "launcher",
+    "launcher.layout",
+    "launcher.webhook",
+    "launcher.state",
+    "launcher.state.reasons",
+}  # standard library only: what the job side may import besides itself
 
 
 def _module_name(path: Path) -> str:
@@ -46,7 +52,7 @@ def imports(modules: Dict[str, Path]) -> Dict[str, Set[Tuple[str, str, int]]]:
             elif isinstance(node, ast.ImportFrom):
                 if node.level:
                     base = package.split(".")
-                    base = base[:len(base) - node.level + 1]
+                    base = base[: len(base) - node.level + 1]
                     target = ".".join(base + ([node.module] if node.module else []))
                 else:
                     target = node.module or ""
@@ -116,8 +122,12 @@ def test_job_side_imports_nothing_of_the_login_side():
     modules = _modules()
     job = {m for m in modules if m == JOB_SIDE or m.startswith(JOB_SIDE + ".")}
     assert {"launcher.job.agent", "launcher.job.port", "launcher.job.__main__"} <= job
-    bad = [(m, t, line) for m in sorted(job) for t, _, line in imports(modules)[m]
-           if t not in SHARED and not (t == JOB_SIDE or t.startswith(JOB_SIDE + "."))]
+    bad = [
+        (m, t, line)
+        for m in sorted(job)
+        for t, _, line in imports(modules)[m]
+        if t not in SHARED and not (t == JOB_SIDE or t.startswith(JOB_SIDE + "."))
+    ]
     assert bad == [], "the job side imports the login side"
     for shared in sorted(SHARED - {"launcher", "launcher.state"}):
         assert imports(modules)[shared] == set(), f"{shared} is shared by both sides: it imports nothing of danlu"
@@ -125,8 +135,12 @@ def test_job_side_imports_nothing_of_the_login_side():
 
 def test_no_module_uses_another_modules_private_names():
     modules = _modules()
-    bad = [(m, t, n, line) for m, deps in imports(modules).items() for t, n, line in deps
-           if n.startswith("_") and not n.startswith("__") and t != m]
+    bad = [
+        (m, t, n, line)
+        for m, deps in imports(modules).items()
+        for t, n, line in deps
+        if n.startswith("_") and not n.startswith("__") and t != m
+    ]
     assert bad == [], "private names imported across modules"
 
 
@@ -145,18 +159,21 @@ def test_every_cli_verb_has_a_thin_module():
 
 
 def _imported_by(code: str) -> Set[str]:
-    done = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, check=True,
-                          cwd=REPO)
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
     return {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines() if "|" in line}
 
 
 def test_help_and_status_paths_stay_light():
     heavy = {"torch", "accelerate", "lightning", "hydra", "jinja2", "submitit", "numpy", "omegaconf"}
     assert not heavy & _imported_by("import launcher.cli; launcher.cli.main(['--help'])")
-    assert not heavy & _imported_by("import launcher.cli.status, launcher.state.reconcile, launcher.views.table, "
-                                    "launcher.submit.recovery")
+    assert not heavy & _imported_by(
+        "import launcher.cli.status, launcher.state.reconcile, launcher.views.table, launcher.submit.recovery"
+    )
 
 
 def test_job_side_agent_imports_no_torch():
     assert not {"torch", "accelerate", "hydra", "jinja2", "omegaconf"} & _imported_by(
-        "import launcher.job.agent, launcher.job.port")
+        "import launcher.job.agent, launcher.job.port"
+    )

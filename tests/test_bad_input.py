@@ -9,7 +9,6 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-
 from danlu_helpers import danlu, danlu_env, danlu_inprocess  # noqa: F401
 
 T = ["experiment=tiny_dpo", "cluster=testcluster"]
@@ -39,8 +38,12 @@ SUBMIT_CASES = {
     "time -1": T + ["resources.time=-1"],
     "time text": T + ["resources.time=soon"],
     "time zero": T + ["resources.time=0"],
-    "time over partition limit": ["experiment=tiny_dpo", "cluster=example", "resources.partition=debug-4090-01",
-                                  "resources.time=3-00:00:00"],
+    "time over partition limit": [
+        "experiment=tiny_dpo",
+        "cluster=example",
+        "resources.partition=debug-4090-01",
+        "resources.time=3-00:00:00",
+    ],
     "too many cpus": T + ["resources.gpus_per_node=1", "resources.cpus_per_task=64"],
     "missing program": T + ["program=nope.py"],
     "missing workdir": T + ["workdir=/nonexistent/checkout"],
@@ -63,10 +66,18 @@ SUBMIT_CASES = {
     "missing config dir": T + ["--config-dir", "/nonexistent/jobs"],
     "missing template dir": T + ["--template-dir", "/nonexistent/templates"],
     "no program": ["cluster=testcluster"],
-    "lightning ranks disagree with the job (args)": ["experiment=tiny_lightning", "cluster=testcluster",
-                                                     "resources.nodes=2", "resources.gpus_per_node=2"],
-    "lightning ranks disagree with the job (config file)": ["experiment=tiny_lightning", "cluster=testcluster",
-                                                            "resources.gpus_per_node=2", "args.trainer.devices=null"],
+    "lightning ranks disagree with the job (args)": [
+        "experiment=tiny_lightning",
+        "cluster=testcluster",
+        "resources.nodes=2",
+        "resources.gpus_per_node=2",
+    ],
+    "lightning ranks disagree with the job (config file)": [
+        "experiment=tiny_lightning",
+        "cluster=testcluster",
+        "resources.gpus_per_node=2",
+        "args.trainer.devices=null",
+    ],
     # the program's own flags (read from its source: launcher/spec/program_flags.py)
     "unknown program flag (typo)": T + ["+args.beta_dop=2500"],
     "program flag prefix argparse would expand": T + ["args.max_train_step=3"],
@@ -89,7 +100,7 @@ def guard(tmp_path, danlu_env):
     shim = tmp_path / "shim"
     shim.mkdir()
     calls = tmp_path / "sbatch.calls"
-    (shim / "sbatch").write_text(f"#!/bin/bash\necho \"$@\" >> {calls}\nexit 1\n")
+    (shim / "sbatch").write_text(f'#!/bin/bash\necho "$@" >> {calls}\nexit 1\n')
     (shim / "sbatch").chmod(0o755)
     danlu_env["PATH"] = f"{shim}:{os.environ['PATH']}"
 
@@ -154,8 +165,16 @@ def test_unknown_template_variable(tmp_path, guard, danlu_env):
 
 
 def test_duplicate_sweep_name(tmp_path, danlu_env):
-    first = danlu("submit", "experiment=tiny_ibq", "cluster=local", "args.max_train_steps=1", "--name", "dup", "--wait",
-                  env=danlu_env)
+    first = danlu(
+        "submit",
+        "experiment=tiny_ibq",
+        "cluster=local",
+        "args.max_train_steps=1",
+        "--name",
+        "dup",
+        "--wait",
+        env=danlu_env,
+    )
     assert first.returncode == 0, first.stderr
     err = assert_one_line_error(danlu("submit", "experiment=tiny_ibq", "cluster=local", "--name", "dup", env=danlu_env))
     assert "dup" in err
@@ -164,8 +183,9 @@ def test_duplicate_sweep_name(tmp_path, danlu_env):
 
 
 def _finished_run(env):
-    done = danlu("submit", "experiment=tiny_ibq", "cluster=local", "args.max_train_steps=1", "--name", "fin", "--wait",
-                 env=env)
+    done = danlu(
+        "submit", "experiment=tiny_ibq", "cluster=local", "args.max_train_steps=1", "--name", "fin", "--wait", env=env
+    )
     assert done.returncode == 0, done.stderr
     return "fin/0"
 
@@ -174,8 +194,12 @@ def _finished_run(env):
 def shared_env(tmp_path_factory):
     """One store with one finished local run, shared by the read-only cases below."""
     home = tmp_path_factory.mktemp("shared")
-    env = {"DANLU_HOME": str(home / "h"), "DANLU_RUNS_DIR": str(home / "runs"),
-           "DANLU_STORE": str(home / "h" / "store.sqlite"), "NO_COLOR": "1"}
+    env = {
+        "DANLU_HOME": str(home / "h"),
+        "DANLU_RUNS_DIR": str(home / "runs"),
+        "DANLU_STORE": str(home / "h" / "store.sqlite"),
+        "NO_COLOR": "1",
+    }
     _finished_run(env)
     return env
 
@@ -185,12 +209,24 @@ def finished_local_run(danlu_env):
     return _finished_run(danlu_env)
 
 
-@pytest.mark.parametrize("argv", [
-    ["status", "nope/0"], ["status", "--state", "BOGUS"], ["logs", "nope/0"], ["show", "nope/0"],
-    ["cancel", "nope"], ["rerun", "nope"], ["rerun", "fin", "--state", "COMPLETED"], ["rerun", "fin", "--state", "BOGUS"],
-    ["logs", "fin/0", "--rank", "7"], ["logs", "fin/0", "--node", "3"], ["logs", "fin/0", "--attempt", "5"],
-    ["frobnicate"], ["submit", "--bogus-flag"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["status", "nope/0"],
+        ["status", "--state", "BOGUS"],
+        ["logs", "nope/0"],
+        ["show", "nope/0"],
+        ["cancel", "nope"],
+        ["rerun", "nope"],
+        ["rerun", "fin", "--state", "COMPLETED"],
+        ["rerun", "fin", "--state", "BOGUS"],
+        ["logs", "fin/0", "--rank", "7"],
+        ["logs", "fin/0", "--node", "3"],
+        ["logs", "fin/0", "--attempt", "5"],
+        ["frobnicate"],
+        ["submit", "--bogus-flag"],
+    ],
+)
 def test_bad_command_arguments(argv, shared_env, monkeypatch, capsys):
     assert_one_line_error(danlu_inprocess(argv, shared_env, monkeypatch, capsys))
 
@@ -257,8 +293,20 @@ def test_env_messages_name_the_env_actually_chosen(guard, danlu_env, monkeypatch
 
 
 def test_env_vars_are_exported_exactly_as_written(danlu_env, monkeypatch, capsys):
-    done = danlu_inprocess(["submit", *T, "+env.vars.FLAG=true", "+env.vars.ZEROS=007", "+env.vars.SCI=1e3",
-                            "+env.vars.TEXT='a b'", "--dry-run"], danlu_env, monkeypatch, capsys)
+    done = danlu_inprocess(
+        [
+            "submit",
+            *T,
+            "+env.vars.FLAG=true",
+            "+env.vars.ZEROS=007",
+            "+env.vars.SCI=1e3",
+            "+env.vars.TEXT='a b'",
+            "--dry-run",
+        ],
+        danlu_env,
+        monkeypatch,
+        capsys,
+    )
     assert done.returncode == 0, done.stderr
     for line in ("export FLAG=true\n", "export ZEROS=007\n", "export SCI=1e3\n", "export TEXT='a b'\n"):
         assert line in done.stdout, done.stdout

@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from slurm_helpers import job_state, wait_for_job
 
 pytestmark = pytest.mark.slurm
@@ -62,8 +61,15 @@ def test_two_node_gpu_job_sees_its_gpus(slurm_cluster, tmp_path: Path):
         " cvd=$CUDA_VISIBLE_DEVICES user=$(id -un)\"'\n"
     )
     job = sbatch(
-        "-p", "debug-4090-01", "-N", "2", "--ntasks-per-node=1", "--gres=gpu:rtx4090:2",
-        "-o", str(out), str(script),
+        "-p",
+        "debug-4090-01",
+        "-N",
+        "2",
+        "--ntasks-per-node=1",
+        "--gres=gpu:rtx4090:2",
+        "-o",
+        str(out),
+        str(script),
     )
     assert wait_for_job(job, timeout=90) == "COMPLETED", out.read_text() if out.exists() else ""
 
@@ -81,8 +87,15 @@ def test_two_node_gpu_job_sees_its_gpus(slurm_cluster, tmp_path: Path):
 def test_two_jobs_share_one_node_with_distinct_gpus(slurm_cluster, tmp_path: Path):
     jobs = [
         sbatch(
-            "-p", "debug-A10-01", "-N", "1", "--gres=gpu:a10:1", "-o", str(tmp_path / f"{i}.txt"),
-            "--wrap", "echo cvd=$CUDA_VISIBLE_DEVICES; sleep 4",
+            "-p",
+            "debug-A10-01",
+            "-N",
+            "1",
+            "--gres=gpu:a10:1",
+            "-o",
+            str(tmp_path / f"{i}.txt"),
+            "--wrap",
+            "echo cvd=$CUDA_VISIBLE_DEVICES; sleep 4",
         )
         for i in range(2)
     ]
@@ -101,8 +114,14 @@ def test_urgent_partition_preempts_and_requeues(slurm_cluster, tmp_path: Path):
     out = tmp_path / "low.txt"
     gpus = ["-w", "node2", "-N", "1", "--gres=gpu:rtx4090:4"]
     low = sbatch(
-        "-p", "debug-4090-01", *gpus, "--open-mode=append", "-o", str(out),
-        "--wrap", "echo run restart=${SLURM_RESTART_COUNT:-0}; sleep 6",
+        "-p",
+        "debug-4090-01",
+        *gpus,
+        "--open-mode=append",
+        "-o",
+        str(out),
+        "--wrap",
+        "echo run restart=${SLURM_RESTART_COUNT:-0}; sleep 6",
     )
     wait_running([low], timeout=90)
     urgent = sbatch("-p", "urgent-4090", *gpus, "-o", "/dev/null", "--wrap", "sleep 2")

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 import pytest
-
 from danlu_helpers import danlu, danlu_env  # noqa: F401 (a fixture)
+
 from launcher.views import cluster as clusterview
 from launcher.views.cluster import node_unavailable, parse_gres, parse_sinfo, parse_squeue, split_top, summarize
 
@@ -32,8 +32,12 @@ def by_name(views):
 def test_parse_sinfo_busy(version):
     rows = parse_sinfo(captured("cluster_sinfo_busy.txt", version))
     assert sorted({(r.node, r.partition) for r in rows}) == [
-        ("node1", "debug-4090-01"), ("node1", "urgent-4090"), ("node2", "debug-4090-01"), ("node2", "urgent-4090"),
-        ("node3", "debug-A10-01")]
+        ("node1", "debug-4090-01"),
+        ("node1", "urgent-4090"),
+        ("node2", "debug-4090-01"),
+        ("node2", "urgent-4090"),
+        ("node3", "debug-A10-01"),
+    ]
     assert {r.partition for r in rows if r.default} == {"debug-4090-01"}
     node1 = next(r for r in rows if r.node == "node1")
     assert node1.gres == {"rtx4090": 4} and node1.used == {"rtx4090": 2}  # gpu:rtx4090:2(IDX:0-1)
@@ -45,21 +49,29 @@ def test_parse_sinfo_busy(version):
 @every_version
 def test_parse_squeue_busy(version):
     rows = parse_squeue(captured("cluster_squeue_busy.txt", version))
-    jobs = dict(line.split("#")[0].strip().split("=") for line in captured("cluster_jobs.txt", version).splitlines()
-                if "=" in line and not line.startswith("#"))
+    jobs = dict(
+        line.split("#")[0].strip().split("=")
+        for line in captured("cluster_jobs.txt", version).splitlines()
+        if "=" in line and not line.startswith("#")
+    )
     by_id = {r.job_id: r for r in rows}
     assert by_id[jobs["two"]].gpus == 2 and by_id[jobs["two"]].state == "RUNNING"
     assert by_id[jobs["a10"]].gpus == 3 and by_id[jobs["a10"]].partitions == ["debug-A10-01"]
     assert by_id[jobs["held"]].state == "PENDING"
-    assert [r.job_id for r in rows if r.job_id.startswith(jobs["array"] + "_")] == [f"{jobs['array']}_{i}" for i in range(3)]
+    assert [r.job_id for r in rows if r.job_id.startswith(jobs["array"] + "_")] == [
+        f"{jobs['array']}_{i}" for i in range(3)
+    ]
     assert by_id[jobs["both"]].partitions == ["debug-4090-01", "debug-A10-01"]
     assert by_id[jobs["both"]].gpus == 1  # untyped --gres=gpu:1: gres/gpu=1 only
 
 
 @every_version
 def test_summary_busy(version):
-    views, totals = summarize(parse_sinfo(captured("cluster_sinfo_busy.txt", version)),
-                              parse_squeue(captured("cluster_squeue_busy.txt", version)), user="root")
+    views, totals = summarize(
+        parse_sinfo(captured("cluster_sinfo_busy.txt", version)),
+        parse_squeue(captured("cluster_squeue_busy.txt", version)),
+        user="root",
+    )
     assert [v.partition for v in views][0] == "debug-4090-01"  # the default partition first
     v = by_name(views)
     d = v["debug-4090-01"]
@@ -71,11 +83,16 @@ def test_summary_busy(version):
     u = v["urgent-4090"]  # same nodes as debug-4090-01, no jobs of its own
     assert (u.gpus_total, u.gpus_allocated, u.gpus_free, u.pending_jobs, u.my_gpus) == (8, 2, 6, 0, 0)
     # cluster-wide totals count each node once (node1/node2 are in two partitions)
-    assert totals == {"a10": {"total": 8, "allocated": 3, "free": 5, "unavailable": 0},
-                      "rtx4090": {"total": 8, "allocated": 2, "free": 6, "unavailable": 0}}
+    assert totals == {
+        "a10": {"total": 8, "allocated": 3, "free": 5, "unavailable": 0},
+        "rtx4090": {"total": 8, "allocated": 2, "free": 6, "unavailable": 0},
+    }
     # another user holds nothing
-    views2, _ = summarize(parse_sinfo(captured("cluster_sinfo_busy.txt", version)),
-                          parse_squeue(captured("cluster_squeue_busy.txt", version)), user="alice")
+    views2, _ = summarize(
+        parse_sinfo(captured("cluster_sinfo_busy.txt", version)),
+        parse_squeue(captured("cluster_squeue_busy.txt", version)),
+        user="alice",
+    )
     assert all(x.my_gpus == 0 for x in views2)
 
 
@@ -93,7 +110,10 @@ def test_summary_drained_node(version):
 
 @every_version
 def test_render_plain_captured(version):
-    nodes, queue = parse_sinfo(captured("cluster_sinfo_drained.txt", version)), parse_squeue(captured("cluster_squeue_busy.txt", version))
+    nodes, queue = (
+        parse_sinfo(captured("cluster_sinfo_drained.txt", version)),
+        parse_squeue(captured("cluster_squeue_busy.txt", version)),
+    )
     views, totals = summarize(nodes, queue, user="root")
     from dataclasses import asdict
 
@@ -117,8 +137,21 @@ def test_gres_fields():
     assert parse_gres("gpu:a100:2(S:0),gpu:v100:1(S:1),mps:200") == {"a100": 2, "v100": 1}
     assert parse_gres("gpu:a100:3(IDX:0-1,3)") == {"a100": 3}
     assert split_top("gpu:a:3(IDX:0-1,3),mps:100") == ["gpu:a:3(IDX:0-1,3)", "mps:100"]
-    assert [node_unavailable(s) for s in ("idle", "mixed", "allocated", "idle~", "down*", "drained", "draining",
-                                          "idle*", "mixed+drain", "inval")] == [False] * 4 + [True] * 6
+    assert [
+        node_unavailable(s)
+        for s in (
+            "idle",
+            "mixed",
+            "allocated",
+            "idle~",
+            "down*",
+            "drained",
+            "draining",
+            "idle*",
+            "mixed+drain",
+            "inval",
+        )
+    ] == [False] * 4 + [True] * 6
 
 
 # ---- the command on the test cluster ---------------------------------------------------------
@@ -132,16 +165,39 @@ def cluster_json(env=None, trace: Path | None = None) -> dict:
 
 def running_on(nodes=("node1", "node2")) -> set:
     """Ids of jobs running (or completing) on these nodes, whatever their partition."""
-    out = subprocess.run(["squeue", "-h", "-t", "R,CG,CF", "-w", ",".join(nodes), "-o", "%i"], capture_output=True,
-                         text=True, check=True, timeout=30).stdout
+    out = subprocess.run(
+        ["squeue", "-h", "-t", "R,CG,CF", "-w", ",".join(nodes), "-o", "%i"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout
     return set(out.split())
 
 
 def hold_two_gpus() -> str:
     """A job holding 2 rtx4090 GPUs on node1 for a few minutes (cancelled by the test)."""
-    out = subprocess.run(["sbatch", "--parsable", "-p", "debug-4090-01", "-w", "node1", "--gres=gpu:rtx4090:2",
-                          "--time=5", "-o", "/dev/null", "-J", "danlu-cluster-view", "--wrap", "sleep 240"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "sbatch",
+            "--parsable",
+            "-p",
+            "debug-4090-01",
+            "-w",
+            "node1",
+            "--gres=gpu:rtx4090:2",
+            "--time=5",
+            "-o",
+            "/dev/null",
+            "-J",
+            "danlu-cluster-view",
+            "--wrap",
+            "sleep 240",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return out.strip().split(";")[0]
 
 
@@ -169,34 +225,58 @@ def test_cluster_facts_from_captured_text(version):
     limits, tres = cf.parse_assoc(captured("facts_assoc_grptres.txt", version))  # a user with limits (facts_capture.sh)
     assert (limits, tres) == ({"max_submit_jobs": 30, "max_jobs": None}, {"cpu": 8, "gres/gpu": 4})
     assert cf.parse_assoc("100|20|gres/gpu=8\n50||gres/gpu=4,cpu=64\n") == (
-        {"max_submit_jobs": 50, "max_jobs": 20}, {"gres/gpu": 4, "cpu": 64})  # the tightest of each
+        {"max_submit_jobs": 50, "max_jobs": 20},
+        {"gres/gpu": 4, "cpu": 64},
+    )  # the tightest of each
     # a job that can never start under it is named (it would pend for ever: AssocGrpGRES)
     assert cf.grp_tres_problem(tres, gpus=8, gpu_type="rtx4090", cpus=8) == (
-        "one job asks for 8 GPU(s); your association's GrpTRES allows gres/gpu=4 at once")
+        "one job asks for 8 GPU(s); your association's GrpTRES allows gres/gpu=4 at once"
+    )
     assert cf.grp_tres_problem(tres, gpus=4, gpu_type=None, cpus=16) == (
-        "one job asks for 16 CPU(s); your association's GrpTRES allows cpu=8 at once")
+        "one job asks for 16 CPU(s); your association's GrpTRES allows cpu=8 at once"
+    )
     assert cf.grp_tres_problem({"gres/gpu:a10": 2}, gpus=4, gpu_type="a10", cpus=1).startswith(
-        "one job asks for 4 a10 GPU(s)")
+        "one job asks for 4 a10 GPU(s)"
+    )
     assert cf.grp_tres_problem(tres, gpus=4, gpu_type="rtx4090", cpus=8) is None
     # a site's names as they are (AutoDetect: nvidia_geforce_rtx_4090), nodes of two GPU types in one partition
-    mixed = cf.parse_partitions("PartitionName=gpu:big Default=NO MaxTime=2-00:00:00 GraceTime=00:01:00 "
-                                "Nodes=g[01-03]\n")
-    cf.add_nodes(mixed, "g01|gpu:big|64|500000|gpu:nvidia_geforce_rtx_4090:8(S:0-1)|\n"
-                        "g02|gpu:big|64|500000|gpu:nvidia_geforce_rtx_4090:8(S:0-1)|\n"
-                        "g03|gpu:big|48|250000|gpu:a100:4|\n")
+    mixed = cf.parse_partitions(
+        "PartitionName=gpu:big Default=NO MaxTime=2-00:00:00 GraceTime=00:01:00 Nodes=g[01-03]\n"
+    )
+    cf.add_nodes(
+        mixed,
+        "g01|gpu:big|64|500000|gpu:nvidia_geforce_rtx_4090:8(S:0-1)|\n"
+        "g02|gpu:big|64|500000|gpu:nvidia_geforce_rtx_4090:8(S:0-1)|\n"
+        "g03|gpu:big|48|250000|gpu:a100:4|\n",
+    )
     big = mixed["gpu:big"]
     assert (big.nodes, big.max_time, big.grace_time) == (["g01", "g02", "g03"], "2-00:00:00", 60)
     assert (big.gpu_type, big.other_gpu_types, big.gpus_per_node, big.cpus_per_node) == (
-        "nvidia_geforce_rtx_4090", ["a100"], 4, 48)
-    facts = cf.ClusterFacts(version="24.11.5", max_array_size=5001, max_job_count=10000, kill_wait=30,
-                            partitions=mixed, limits={"max_submit_jobs": 500, "max_jobs": None},
-                            grp_tres={"gres/gpu": 16, "cpu": 256})
+        "nvidia_geforce_rtx_4090",
+        ["a100"],
+        4,
+        48,
+    )
+    facts = cf.ClusterFacts(
+        version="24.11.5",
+        max_array_size=5001,
+        max_job_count=10000,
+        kill_wait=30,
+        partitions=mixed,
+        limits={"max_submit_jobs": 500, "max_jobs": None},
+        grp_tres={"gres/gpu": 16, "cpu": 256},
+    )
     text = cf.profile_yaml("site", facts)
     assert "your GrpTRES=cpu=256,gres/gpu=16" in text
     profile = yaml.safe_load(text)
-    assert profile["partitions"]["gpu:big"] == {"nodes": 3, "gpus_per_node": 4, "gpu_type": "nvidia_geforce_rtx_4090",
-                                                "cpus_per_node": 48, "mem_per_node": "250000M",
-                                                "max_time": "2-00:00:00"}
+    assert profile["partitions"]["gpu:big"] == {
+        "nodes": 3,
+        "gpus_per_node": 4,
+        "gpu_type": "nvidia_geforce_rtx_4090",
+        "cpus_per_node": 48,
+        "mem_per_node": "250000M",
+        "max_time": "2-00:00:00",
+    }
     assert profile["default_partition"] == "gpu:big" and profile["max_array_size"] == 5001
     assert "also GPUs of type a100" in text and "your MaxSubmitJobs=500" in text and "Slurm 24.11.5" in text
 
@@ -204,10 +284,17 @@ def test_cluster_facts_from_captured_text(version):
 def test_a_sweep_over_the_controllers_max_job_count_is_refused_without_asking_squeue():
     from launcher import cluster_facts as cf
 
-    facts = cf.ClusterFacts(version="24.11.5", max_array_size=1001, max_job_count=1000, kill_wait=30, partitions={},
-                            limits={"max_submit_jobs": None, "max_jobs": None})
-    assert cf.submit_limit(facts, None, 1500) == ("1500 new job(s) (each run is one, array tasks too) exceed the "
-                                                  "cluster's MaxJobCount (all users' jobs), 1000")
+    facts = cf.ClusterFacts(
+        version="24.11.5",
+        max_array_size=1001,
+        max_job_count=1000,
+        kill_wait=30,
+        partitions={},
+        limits={"max_submit_jobs": None, "max_jobs": None},
+    )
+    assert cf.submit_limit(facts, None, 1500) == (
+        "1500 new job(s) (each run is one, array tasks too) exceed the cluster's MaxJobCount (all users' jobs), 1000"
+    )
     assert cf.submit_limit(facts, None, 10) is None  # small next to it: the whole queue is not counted
 
 
@@ -217,22 +304,46 @@ def test_profile_contradicting_the_live_cluster_is_named_with_both_values():
 
     parts = cf.parse_partitions(captured("facts_partitions.txt"))
     cf.add_nodes(parts, captured("facts_sinfo.txt"))
-    facts = cf.ClusterFacts(version="22.05.8", max_array_size=1001, max_job_count=200000, kill_wait=15,
-                            partitions=parts, limits={"max_submit_jobs": None, "max_jobs": None})
-    right = ClusterSpec(name="tc", kind="slurm", max_array_size=1001, partitions={
-        "debug-4090-01": PartitionSpec(nodes=2, gpus_per_node=4, gpu_type="rtx4090", cpus_per_node=32,
-                                       mem_per_node="64000M")})
+    facts = cf.ClusterFacts(
+        version="22.05.8",
+        max_array_size=1001,
+        max_job_count=200000,
+        kill_wait=15,
+        partitions=parts,
+        limits={"max_submit_jobs": None, "max_jobs": None},
+    )
+    right = ClusterSpec(
+        name="tc",
+        kind="slurm",
+        max_array_size=1001,
+        partitions={
+            "debug-4090-01": PartitionSpec(
+                nodes=2, gpus_per_node=4, gpu_type="rtx4090", cpus_per_node=32, mem_per_node="64000M"
+            )
+        },
+    )
     assert cf.contradictions(right, facts, ["debug-4090-01"]) == []
-    wrong = ClusterSpec(name="tc", kind="slurm", max_array_size=5000, partitions={
-        "debug-4090-01": PartitionSpec(nodes=4, gpus_per_node=4, gpu_type="4090", cpus_per_node=32,
-                                       mem_per_node="62.5G")})
+    wrong = ClusterSpec(
+        name="tc",
+        kind="slurm",
+        max_array_size=5000,
+        partitions={
+            "debug-4090-01": PartitionSpec(
+                nodes=4, gpus_per_node=4, gpu_type="4090", cpus_per_node=32, mem_per_node="62.5G"
+            )
+        },
+    )
     said = cf.contradictions(wrong, facts, ["debug-4090-01", "gpu-gone"])
-    assert said[0] == ("cluster tc: max_array_size is 5000 in the profile but MaxArraySize is 1001 on the live "
-                       "cluster; arrays are split at 1001")
+    assert said[0] == (
+        "cluster tc: max_array_size is 5000 in the profile but MaxArraySize is 1001 on the live "
+        "cluster; arrays are split at 1001"
+    )
     assert "partition debug-4090-01: nodes is 4 in the profile, 2 on the live cluster" in said[1]
     assert "gpu_type is 4090 in the profile, rtx4090 (as gres.conf names it) on the live cluster" in said[2]
-    assert "partition 'gpu-gone' is not on the live cluster (it has debug-4090-01, debug-A10-01, urgent-4090)" \
-        in said[-1] and len(said) == 4  # 62.5G is no whole number of MB: not compared
+    assert (
+        "partition 'gpu-gone' is not on the live cluster (it has debug-4090-01, debug-A10-01, urgent-4090)" in said[-1]
+        and len(said) == 4
+    )  # 62.5G is no whole number of MB: not compared
     assert cf._mb("64000M") == 64000 and cf._mb("250G") == 256000 and cf._mb("1T") == 1048576  # noqa: SLF001
 
 
@@ -281,7 +392,9 @@ def test_cluster_on_test_cluster(slurm_cluster, tmp_path):
         if exact is not None:
             d = part(exact, "debug-4090-01")
             assert (d["gpus_total"], d["gpus_allocated"], d["gpus_free"]) == (8, 2, 6), (
-                d, subprocess.getoutput("sinfo -N -O NodeList,StateLong,GresUsed; squeue"))
+                d,
+                subprocess.getoutput("sinfo -N -O NodeList,StateLong,GresUsed; squeue"),
+            )
             assert d["my_gpus"] == 2 and part(exact, "urgent-4090")["gpus_free"] == 6
             print("debug-4090-01 otherwise idle: 8 total, 2 allocated, 6 free")
             return
@@ -327,7 +440,6 @@ def test_cluster_init_writes_a_profile_the_experiments_validate_and_submit_with(
     limits) into ~/.config/danlu/jobs/cluster/NAME.yaml; the suite's experiments validate against it, one
     submits and completes; the profile agrees with the hand-written jobs/cluster/testcluster.yaml."""
     import yaml
-
     from danlu_helpers import wait_status
 
     env = dict(danlu_env, XDG_CONFIG_HOME=str(tmp_path / "config"))
@@ -342,15 +454,27 @@ def test_cluster_init_writes_a_profile_the_experiments_validate_and_submit_with(
         assert {k: profile["partitions"][name][k] for k in p} == p, (name, profile["partitions"][name])
     again = danlu("cluster", "init", "live", env=env)
     assert again.returncode == 2 and "exists already" in again.stderr and "hint: pass --force" in again.stderr
-    for experiment in (["experiment=tiny_dpo", "resources.gpus_per_node=2"], ["experiment=tiny_ibq"],
-                       ["experiment=tiny_lightning"], ["experiment=tiny_dpo", "resources.partition=debug-A10-01",
-                                                       "resources.gpus_per_node=8"]):
+    for experiment in (
+        ["experiment=tiny_dpo", "resources.gpus_per_node=2"],
+        ["experiment=tiny_ibq"],
+        ["experiment=tiny_lightning"],
+        ["experiment=tiny_dpo", "resources.partition=debug-A10-01", "resources.gpus_per_node=8"],
+    ):
         dry = danlu("submit", "cluster=live", *experiment, "--dry-run", env=env)
         assert dry.returncode == 0, (experiment, dry.stderr)
     too_many = danlu("submit", "cluster=live", "experiment=tiny_dpo", "resources.gpus_per_node=5", "--dry-run", env=env)
     assert too_many.returncode == 2 and "gpus" in too_many.stderr.lower(), too_many.stderr  # rtx4090 nodes have 4
-    danlu("submit", "cluster=live", "experiment=tiny_dpo", "launch=python", "args.max_train_steps=3", "--name",
-          "on-live", env=env, check=True)
+    danlu(
+        "submit",
+        "cluster=live",
+        "experiment=tiny_dpo",
+        "launch=python",
+        "args.max_train_steps=3",
+        "--name",
+        "on-live",
+        env=env,
+        check=True,
+    )
     (item,) = wait_status("on-live", env, timeout=240)
     assert item["state"] == "COMPLETED", item
 
@@ -362,14 +486,22 @@ def test_a_sweep_over_the_submit_limit_is_refused_before_anything_is_queued(slur
     qos = "danlu-two"
     subprocess.run(["sacctmgr", "-i", "add", "qos", qos, "MaxSubmitJobsPerUser=2"], capture_output=True)
     subprocess.run(["sacctmgr", "-i", "modify", "user", "root", "set", f"qos+={qos}"], capture_output=True, check=True)
-    sweep = ["submit", "-m", "experiment=tiny_dpo", "cluster=testcluster", f"cluster.qos={qos}",
-             "resources.extra_sbatch=[--hold]"]
+    sweep = [
+        "submit",
+        "-m",
+        "experiment=tiny_dpo",
+        "cluster=testcluster",
+        f"cluster.qos={qos}",
+        "resources.extra_sbatch=[--hold]",
+    ]
     try:
         for extra in ([], ["--dry-run"]):
             three = danlu(*sweep, "args.seed=0,1,2", "--name", "limited", *extra, env=danlu_env)
             assert three.returncode == 2, three.stderr
-            assert "error: 3 new job(s) (each run is one, array tasks too) exceed the " \
-                   f"MaxSubmitJobsPerUser of QOS {qos}, 2" in three.stderr, three.stderr
+            assert (
+                "error: 3 new job(s) (each run is one, array tasks too) exceed the "
+                f"MaxSubmitJobsPerUser of QOS {qos}, 2" in three.stderr
+            ), three.stderr
             assert "hint: submit fewer runs at once" in three.stderr
         assert json.loads(danlu("status", "--all", "--json", env=danlu_env, check=True).stdout) == []
         assert subprocess.run(["squeue", "-h", f"--qos={qos}"], capture_output=True, text=True).stdout == ""
@@ -389,14 +521,21 @@ def test_a_job_over_the_association_grptres_is_refused_before_anything_is_queued
     start (AssocGrpGRES); submit says so, with --dry-run too, and queues nothing; a job of 2 GPUs goes out."""
     limit = ["sacctmgr", "-i", "modify", "user", "root", "set"]
     subprocess.run(limit + ["GrpTRES=gres/gpu=2"], capture_output=True, check=True)
-    job = ["submit", "experiment=tiny_dpo", "cluster=testcluster", "resources.extra_sbatch=[--hold]",
-           "--refresh-cluster"]
+    job = [
+        "submit",
+        "experiment=tiny_dpo",
+        "cluster=testcluster",
+        "resources.extra_sbatch=[--hold]",
+        "--refresh-cluster",
+    ]
     try:
         for extra in (["--dry-run"], []):
             big = danlu(*job, "resources.gpus_per_node=4", *extra, env=danlu_env)
             assert big.returncode == 2, big.stderr
-            assert "error: one job asks for 4 GPU(s); your association's GrpTRES allows gres/gpu=2 at once: it " \
-                   "would pend for ever" in big.stderr, big.stderr
+            assert (
+                "error: one job asks for 4 GPU(s); your association's GrpTRES allows gres/gpu=2 at once: it "
+                "would pend for ever" in big.stderr
+            ), big.stderr
             assert "hint: ask for fewer GPUs/CPUs per job" in big.stderr
         assert json.loads(danlu("status", "--all", "--json", env=danlu_env, check=True).stdout) == []
         small = danlu(*job, "resources.gpus_per_node=2", "--name", "fits", env=danlu_env)
@@ -404,5 +543,9 @@ def test_a_job_over_the_association_grptres_is_refused_before_anything_is_queued
     finally:
         danlu("cancel", "fits", env=danlu_env)
         subprocess.run(limit + ["GrpTRES=gres/gpu=-1"], capture_output=True)
-    assert "gres/gpu" not in subprocess.run(["sacctmgr", "-n", "-P", "show", "assoc", "user=root", "format=GrpTRES"],
-                                            capture_output=True, text=True).stdout
+    assert (
+        "gres/gpu"
+        not in subprocess.run(
+            ["sacctmgr", "-n", "-P", "show", "assoc", "user=root", "format=GrpTRES"], capture_output=True, text=True
+        ).stdout
+    )

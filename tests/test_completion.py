@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from danlu_helpers import REPO, danlu
 
 VENV_BIN = str(Path(sys.executable).parent)
@@ -34,9 +33,25 @@ def store_env(tmp_path_factory) -> dict:
 
         store = Store()
         for sweep, n in (("dpo-beta-1127", 3), ("ibq-a10", 1)):
-            runs = [NewRun(run=f"{sweep}/{i}", idx=i, overrides=[], config={}, run_dir=str(home / sweep / str(i)),
-                           workdir=str(home), git_commit=None, git_dirty=None, partition="debug-4090-01", nodes=1,
-                           cluster_kind="slurm", script="", command="", tag=f"t:{sweep}") for i in range(n)]
+            runs = [
+                NewRun(
+                    run=f"{sweep}/{i}",
+                    idx=i,
+                    overrides=[],
+                    config={},
+                    run_dir=str(home / sweep / str(i)),
+                    workdir=str(home),
+                    git_commit=None,
+                    git_dirty=None,
+                    partition="debug-4090-01",
+                    nodes=1,
+                    cluster_kind="slurm",
+                    script="",
+                    command="",
+                    tag=f"t:{sweep}",
+                )
+                for i in range(n)
+            ]
             assert store.create_sweep(sweep, sweep.split("-")[0], "testcluster", [], [], str(home / sweep), runs)
         store.close()
     finally:
@@ -55,8 +70,20 @@ def complete(*words: str, env: dict | None = None, bash: str | None = None) -> l
 
 
 def test_commands_and_flags():
-    assert complete("") == ["submit", "status", "logs", "report", "notify", "cancel", "show", "rerun", "cluster", "env",
-                            "options", "completion"]
+    assert complete("") == [
+        "submit",
+        "status",
+        "logs",
+        "report",
+        "notify",
+        "cancel",
+        "show",
+        "rerun",
+        "cluster",
+        "env",
+        "options",
+        "completion",
+    ]
     assert complete("s") == ["submit", "status", "show"]
     assert "__complete" not in complete("_")
     assert complete("-") == ["--help", "--version"]
@@ -75,20 +102,29 @@ def test_config_names():
     experiments = sorted(p.stem for p in (REPO / "jobs" / "experiment").glob("*.yaml"))
     assert complete("submit", "experiment=") == [f"experiment={e}" for e in experiments]
     assert complete("submit", "cluster=") == ["cluster=example", "cluster=local", "cluster=testcluster"]
-    assert complete("submit", "-m", "experiment=tiny_dpo,tiny_") == ["experiment=tiny_dpo,tiny_dpo",
-                                                                      "experiment=tiny_dpo,tiny_ibq",
-                                                                      "experiment=tiny_dpo,tiny_lightning"]
+    assert complete("submit", "-m", "experiment=tiny_dpo,tiny_") == [
+        "experiment=tiny_dpo,tiny_dpo",
+        "experiment=tiny_dpo,tiny_ibq",
+        "experiment=tiny_dpo,tiny_lightning",
+    ]
     keys = complete("submit", "")
     assert {"experiment=", "cluster=", "resources=", "env=", "launch=", "resources.nodes=", "env.name="} <= set(keys)
     assert complete("submit", "res") == complete("submit", "resources")
     assert "+args.beta_dpo=" in complete("submit", "experiment=tiny_dpo", "+args.b")
     assert complete("submit", "cluster=testcluster", "resources.partition=d") == [
-        "resources.partition=debug-4090-01", "resources.partition=debug-A10-01"]
+        "resources.partition=debug-4090-01",
+        "resources.partition=debug-A10-01",
+    ]
     assert complete("submit", "env.name=t") == ["env.name=tiny"]
-    assert complete("submit", "launch.kind=") == [f"launch.kind={k}" for k in ("accelerate", "torchrun", "lightning", "python")]
+    assert complete("submit", "launch.kind=") == [
+        f"launch.kind={k}" for k in ("accelerate", "torchrun", "lightning", "python")
+    ]
     # rerun: the first word is a sweep or run, overrides after it
-    assert complete("rerun", "x", "experiment=ti") == ["experiment=tiny_dpo", "experiment=tiny_ibq",
-                                                           "experiment=tiny_lightning"]
+    assert complete("rerun", "x", "experiment=ti") == [
+        "experiment=tiny_dpo",
+        "experiment=tiny_ibq",
+        "experiment=tiny_lightning",
+    ]
 
 
 def test_own_config_dir(tmp_path):
@@ -98,8 +134,17 @@ def test_own_config_dir(tmp_path):
     (tmp_path / "other" / "cluster" / "lab.yaml").write_text("name: lab\nkind: slurm\npartitions: {gpu-a: {}}\n")
     done = danlu("__complete", "--", "danlu", "submit", "experiment=m", cwd=tmp_path, check=True)
     assert done.stdout.split() == ["experiment=mine"]
-    done = danlu("__complete", "--", "danlu", "submit", "--config-dir", str(tmp_path / "other"), "cluster=l",
-                 cwd=tmp_path, check=True)
+    done = danlu(
+        "__complete",
+        "--",
+        "danlu",
+        "submit",
+        "--config-dir",
+        str(tmp_path / "other"),
+        "cluster=l",
+        cwd=tmp_path,
+        check=True,
+    )
     assert done.stdout.split() == ["cluster=lab", "cluster=local"]
 
 
@@ -121,15 +166,32 @@ def test_run_ids(store_env):
 def test_bash_word_breaks():
     # bash splits `experiment=ti` into 'experiment' '=' 'ti': the reply replaces only bash's own word
     assert complete("submit", "experiment=ti", bash="ti") == ["tiny_dpo", "tiny_ibq", "tiny_lightning"]
-    assert complete("submit", "experiment=", bash="=") == [f"={p.stem}" for p in
-                                                           sorted((REPO / "jobs" / "experiment").glob("*.yaml"))]
+    assert complete("submit", "experiment=", bash="=") == [
+        f"={p.stem}" for p in sorted((REPO / "jobs" / "experiment").glob("*.yaml"))
+    ]
 
 
 def test_fast_and_light():
     start = time.monotonic()
-    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "launcher.cli", "__complete", "--", "danlu",
-                           "submit", "cluster=testcluster", "resources.partition="], capture_output=True, text=True,
-                          cwd=REPO, timeout=60)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "launcher.cli",
+            "__complete",
+            "--",
+            "danlu",
+            "submit",
+            "cluster=testcluster",
+            "resources.partition=",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
     wall = time.monotonic() - start
     assert done.returncode == 0 and "resources.partition=debug-A10-01" in done.stdout
     imported = {line.split("|")[-1].strip().split(".")[0] for line in done.stderr.splitlines() if "|" in line}
@@ -152,7 +214,9 @@ def test_scripts():
 def _bash_complete(line: str, env: dict | None = None) -> list[str]:
     """Call the generated bash function the way bash's programmable completion does."""
     script = danlu("completion", "bash", check=True).stdout
-    program = script + r'''
+    program = (
+        script
+        + r"""
 line="$1"
 COMP_LINE="$line"; COMP_POINT=${#line}
 # bash's own word splitting (COMP_WORDBREAKS has '=' and ':')
@@ -161,11 +225,13 @@ read -r -a COMP_WORDS <<<"$(sed -E 's/([=:])/ \1 /g' <<<"$line")"
 COMP_CWORD=$((${#COMP_WORDS[@]} - 1))
 _danlu_complete
 printf '%s\n' "${COMPREPLY[@]}"
-'''
+"""
+    )
     full = dict(os.environ, **(env or {}))
     full["PATH"] = f"{VENV_BIN}:{full['PATH']}"
-    done = subprocess.run(["bash", "-c", program, "bash", line], capture_output=True, text=True, env=full,
-                          timeout=60, cwd=REPO)
+    done = subprocess.run(
+        ["bash", "-c", program, "bash", line], capture_output=True, text=True, env=full, timeout=60, cwd=REPO
+    )
     assert done.returncode == 0, done.stderr
     return [c for c in done.stdout.splitlines() if c]
 
@@ -174,7 +240,8 @@ def test_bash_function(store_env):
     assert _bash_complete("danlu st") == ["status"]
     assert _bash_complete("danlu submit experiment=tiny_") == ["tiny_dpo", "tiny_ibq", "tiny_lightning"]
     assert _bash_complete("danlu submit experiment=") == [
-        f"={p.stem}" for p in sorted((REPO / "jobs" / "experiment").glob("*.yaml"))]
+        f"={p.stem}" for p in sorted((REPO / "jobs" / "experiment").glob("*.yaml"))
+    ]
     assert _bash_complete("danlu logs dpo-beta-1127/", env=store_env) == [f"dpo-beta-1127/{i}" for i in range(3)]
 
 
@@ -185,8 +252,12 @@ def _tmux(shell_cmd: list[str], typed: str, expect: str, env: dict, tabs: int = 
     full["PATH"] = f"{VENV_BIN}:{full['PATH']}"
     sockdir = tempfile.mkdtemp(prefix="danlu-tmux-")
     tmux = ["tmux", "-S", f"{sockdir}/s"]  # a private server: it starts with this environment (PATH, DANLU_STORE)
-    subprocess.run([*tmux, "-f", "/dev/null", "new-session", "-d", "-s", name, "-x", "160", "-y", "20", *shell_cmd],
-                   env=full, check=True, cwd=REPO)
+    subprocess.run(
+        [*tmux, "-f", "/dev/null", "new-session", "-d", "-s", name, "-x", "160", "-y", "20", *shell_cmd],
+        env=full,
+        check=True,
+        cwd=REPO,
+    )
     screen = ""
     try:
         time.sleep(1.0)  # the shell reads its rc file
@@ -226,11 +297,13 @@ def test_interactive_bash(store_env, tmp_path):
     assert "danlu submit experiment=Z" in screen, screen  # no space after a key
 
 
-@pytest.mark.skipif((shutil.which("tmux") is None or shutil.which("zsh") is None) and not IN_CI,
-                    reason="tmux or zsh is not installed")
+@pytest.mark.skipif(
+    (shutil.which("tmux") is None or shutil.which("zsh") is None) and not IN_CI, reason="tmux or zsh is not installed"
+)
 def test_interactive_zsh(store_env, tmp_path):
-    (tmp_path / ".zshrc").write_text('PS1="%% "\nautoload -Uz compinit && compinit -u\n'
-                                     'eval "$(danlu completion zsh)"\n')
+    (tmp_path / ".zshrc").write_text(
+        'PS1="%% "\nautoload -Uz compinit && compinit -u\neval "$(danlu completion zsh)"\n'
+    )
     env = dict(store_env, ZDOTDIR=str(tmp_path))
     screen = _tmux(["zsh", "-i"], "danlu submit cluster=testc", "cluster=testcluster Z", env)
     assert "danlu submit cluster=testcluster Z" in screen, screen

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from danlu_helpers import danlu, status_json, wait_status
+
 from launcher.layout import SweepLayout
 
 FIN = ["experiment=tiny_ibq", "cluster=local", "args.max_train_steps=3"]
@@ -20,8 +20,12 @@ def env(tmp_path_factory):
     """One store with one COMPLETED local run (3 steps), shared by the tests below in order; the last one
     continues it."""
     home = tmp_path_factory.mktemp("continue")
-    env = {"DANLU_HOME": str(home / "h"), "DANLU_RUNS_DIR": str(home / "runs"),
-           "DANLU_STORE": str(home / "h" / "store.sqlite"), "NO_COLOR": "1"}
+    env = {
+        "DANLU_HOME": str(home / "h"),
+        "DANLU_RUNS_DIR": str(home / "runs"),
+        "DANLU_STORE": str(home / "h" / "store.sqlite"),
+        "NO_COLOR": "1",
+    }
     done = danlu("submit", *FIN, "--name", "fin", "--wait", env=env)
     assert done.returncode == 0, done.stderr
     return env

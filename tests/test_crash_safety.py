@@ -10,7 +10,6 @@ import sqlite3
 import subprocess
 
 import pytest
-
 from danlu_helpers import danlu, danlu_env, status_json, wait_status  # noqa: F401
 
 pytestmark = pytest.mark.slurm
@@ -35,8 +34,15 @@ def _rows(env):
 
 def test_killed_after_sbatch_is_recovered(slurm_cluster, danlu_env, tmp_path):
     env = dict(danlu_env, PATH=_shim(tmp_path, "after"))
-    done = danlu("submit", "experiment=tiny_dpo", "cluster=testcluster", "--name", "crashy",
-                 "resources.extra_sbatch=[--hold]", env=env)
+    done = danlu(
+        "submit",
+        "experiment=tiny_dpo",
+        "cluster=testcluster",
+        "--name",
+        "crashy",
+        "resources.extra_sbatch=[--hold]",
+        env=env,
+    )
     assert done.returncode == -9, (done.returncode, done.stderr)
     job_id = re.search(r"^(\d+)", (tmp_path / "sbatch.out").read_text(), re.M).group(1)  # sbatch --parsable
     try:
@@ -70,8 +76,16 @@ def test_killed_before_sbatch_leaves_nothing(slurm_cluster, danlu_env, tmp_path)
 def test_sbatch_refusing_a_later_job_keeps_store_and_queue_in_step(slurm_cluster, danlu_env):
     """Two jobs (the runs differ in sbatch options); the real sbatch accepts the first and refuses the second.
     The accepted job is queued and recorded, the refused one is neither, and the error says so with a hint."""
-    done = danlu("submit", "-m", "experiment=tiny_dpo", "cluster=testcluster", "--name", "halfway",
-                 "resources.extra_sbatch=[--hold],[--hold,'--begin=not-a-time']", env=danlu_env)
+    done = danlu(
+        "submit",
+        "-m",
+        "experiment=tiny_dpo",
+        "cluster=testcluster",
+        "--name",
+        "halfway",
+        "resources.extra_sbatch=[--hold],[--hold,'--begin=not-a-time']",
+        env=danlu_env,
+    )
     rows = _rows(danlu_env)
     job_ids = [r[2] for r in rows]
     try:
@@ -81,8 +95,9 @@ def test_sbatch_refusing_a_later_job_keeps_store_and_queue_in_step(slurm_cluster
         assert "Invalid --begin specification" in err[0]  # sbatch's reason, once, in the error line
         assert err[-1].startswith("hint: the accepted runs stay queued under halfway"), err
         assert [(r[0], r[1]) for r in rows] == [("halfway/0", "PENDING")]
-        queued = subprocess.run(["squeue", "-h", "-o", "%i %k", "-j", job_ids[0]], capture_output=True, text=True,
-                                check=True).stdout.split()
+        queued = subprocess.run(
+            ["squeue", "-h", "-o", "%i %k", "-j", job_ids[0]], capture_output=True, text=True, check=True
+        ).stdout.split()
         assert queued[0] == job_ids[0] and queued[1].startswith("danlu:")
         items = status_json("halfway", env=danlu_env)
         assert [(i["run"], i["state"]) for i in items] == [("halfway/0", "PENDING")]
@@ -106,8 +121,13 @@ def test_sbatch_that_queued_the_job_but_timed_out_leaves_it_tracked(slurm_cluste
         (d / "sbatch").write_text("#!/bin/bash\n" + body)
         (d / "sbatch").chmod(0o755)
         paths[name] = f"{d}:{os.environ['PATH']}"
-    long_run = ["experiment=tiny_dpo", "cluster=testcluster", "launch=python", "args.max_train_steps=300",
-                "args.sleep_per_step=1"]
+    long_run = [
+        "experiment=tiny_dpo",
+        "cluster=testcluster",
+        "launch=python",
+        "args.max_train_steps=300",
+        "args.sleep_per_step=1",
+    ]
     job_id = None
     try:
         done = danlu("submit", *long_run, "--name", "lost-answer", env=dict(danlu_env, PATH=paths["queued"]))
@@ -117,8 +137,13 @@ def test_sbatch_that_queued_the_job_but_timed_out_leaves_it_tracked(slurm_cluste
         assert err[0].startswith("error: sbatch did not say whether it queued job 0 (1 run(s))"), err
         assert "Socket timed out" in err[0] and err[1].startswith("hint: its runs stay SUBMITTING"), err
         assert _rows(danlu_env) == [("lost-answer/0", "SUBMITTING", None)]
-        (item,) = wait_status("lost-answer", danlu_env, timeout=120, poll=2,  # the next commands: the real sbatch
-                              done=lambda items: items[0]["state"] == "RUNNING")
+        (item,) = wait_status(
+            "lost-answer",
+            danlu_env,
+            timeout=120,
+            poll=2,  # the next commands: the real sbatch
+            done=lambda items: items[0]["state"] == "RUNNING",
+        )
         assert (item["run"], item["job_id"], item["state"]) == ("lost-answer/0", job_id, "RUNNING"), item
         never = danlu("submit", *long_run, "--name", "not-queued", env=dict(danlu_env, PATH=paths["never"]))
         assert never.returncode == 1 and "did not say whether it queued" in never.stderr, never.stderr

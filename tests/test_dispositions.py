@@ -27,8 +27,7 @@ sys.stdin.readline()
 
 def _child(*sigs: str) -> subprocess.Popen:
     code = _CHILD % "".join(f"signal.{s}, " for s in sigs)
-    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, text=True)
+    p = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "ready"
     return p
 
@@ -39,9 +38,14 @@ def _step(p: subprocess.Popen) -> None:
     assert p.stdout.readline().strip() == "restored"
 
 
-@pytest.mark.parametrize("sigs, expected", [(("SIGUSR1", "SIGTERM"), signal.SIGUSR1),
-                                            (("SIGTERM",), signal.SIGTERM),  # Lightning's trainer
-                                            ((), signal.SIGTERM)])  # no handler at all: just stop it
+@pytest.mark.parametrize(
+    "sigs, expected",
+    [
+        (("SIGUSR1", "SIGTERM"), signal.SIGUSR1),
+        (("SIGTERM",), signal.SIGTERM),  # Lightning's trainer
+        ((), signal.SIGTERM),
+    ],
+)  # no handler at all: just stop it
 def test_signal_follows_the_programs_handlers_and_none_once_it_put_them_back(sigs, expected):
     p = _child(*sigs)
     try:

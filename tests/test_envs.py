@@ -15,11 +15,9 @@ import shlex
 import subprocess
 import sys
 import time
-import tomllib
-from pathlib import Path
 
 import pytest
-
+import tomllib
 from danlu_helpers import REPO, danlu, danlu_env, danlu_inprocess, wait_status  # noqa: F401
 
 ENVS = REPO / "envs"
@@ -27,8 +25,9 @@ ENVS = REPO / "envs"
 
 def pip_locations() -> dict:
     """find-links / index-url / extra-index-url from `pip config list` (pip's own view of its config)."""
-    out = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True,
-                         timeout=60).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, timeout=60
+    ).stdout
     found: dict = {}
     for line in out.splitlines():
         m = re.match(r"^[^.]*\.([\w-]+)='(.*)'$", line.strip())
@@ -48,9 +47,14 @@ def uv_env() -> dict:
         if os.environ.get("CI") == "true":
             pytest.fail("pip has no local wheel source configured (`pip config list`): a uv sync here would download")
         pytest.skip("pip has no local wheel source configured (`pip config list`): a uv sync here would download")
-    env = {"UV_NO_SOURCES": "1",  # envs/tiny takes torch from PyTorch's CPU index on real machines
-           "UV_OFFLINE": "1", "UV_PYTHON_DOWNLOADS": "never", "UV_PYTHON": sys.executable,
-           "UV_INDEX_STRATEGY": "unsafe-best-match", "UV_NO_PROGRESS": "1"}
+    env = {
+        "UV_NO_SOURCES": "1",  # envs/tiny takes torch from PyTorch's CPU index on real machines
+        "UV_OFFLINE": "1",
+        "UV_PYTHON_DOWNLOADS": "never",
+        "UV_PYTHON": sys.executable,
+        "UV_INDEX_STRATEGY": "unsafe-best-match",
+        "UV_NO_PROGRESS": "1",
+    }
     if pip.get("find-links"):
         env["UV_FIND_LINKS"] = pip["find-links"]
     if local:
@@ -78,8 +82,12 @@ def test_env_files_pin_torch_per_index():
     assert {"accelerate>=1.0", "numpy"} <= set(tiny["project"]["dependencies"])
     cpu = {i["name"]: i for i in tiny["tool"]["uv"]["index"]}["pytorch-cpu"]
     assert cpu["url"].endswith("/whl/cpu") and cpu["explicit"] is True
-    ignored = subprocess.run(["git", "check-ignore", "envs/tiny/.venv/bin/python", "envs/ibq/.venv/x"], cwd=REPO,
-                             capture_output=True, text=True).stdout.split()
+    ignored = subprocess.run(
+        ["git", "check-ignore", "envs/tiny/.venv/bin/python", "envs/ibq/.venv/x"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     assert ignored == ["envs/tiny/.venv/bin/python", "envs/ibq/.venv/x"]
 
 
@@ -104,8 +112,10 @@ def test_env_sync_bad_input(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(sys, "executable", str(tmp_path / "bin" / "python"))
     done = danlu_inprocess(["env", "sync", "tiny"], {"PATH": str(tmp_path)}, monkeypatch, capsys)
     assert done.returncode == 2, done.stderr
-    assert done.stderr.splitlines() == ["error: uv is not installed (`danlu env sync` runs `uv sync`)",
-                                        "hint: pip install uv"]
+    assert done.stderr.splitlines() == [
+        "error: uv is not installed (`danlu env sync` runs `uv sync`)",
+        "hint: pip install uv",
+    ]
 
 
 def test_submit_with_missing_env(tmp_path):
@@ -137,18 +147,39 @@ def test_env_sync_tiny_and_a_job_inside_it(slurm_cluster, danlu_env, tmp_path):
     print(f"danlu env sync tiny: {seconds:.1f} s ({info})")
     python = ENVS / "tiny" / ".venv" / "bin" / "python"
     assert info["python"] == str(python) and python.exists()
-    probe = subprocess.run([str(python), "-c", "import sys, torch, accelerate, numpy, importlib.metadata as m; "
-                            "print(sys.prefix, torch.__version__, "
-                            "any(d.metadata['Name'].startswith('nvidia') for d in m.distributions()))"],
-                           capture_output=True, text=True, timeout=400)  # 120 s was not enough under CI's load
+    probe = subprocess.run(
+        [
+            str(python),
+            "-c",
+            "import sys, torch, accelerate, numpy, importlib.metadata as m; "
+            "print(sys.prefix, torch.__version__, "
+            "any(d.metadata['Name'].startswith('nvidia') for d in m.distributions()))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )  # 120 s was not enough under CI's load
     assert probe.returncode == 0, probe.stderr
     prefix, version, has_nvidia = probe.stdout.split()
     assert prefix == str(ENVS / "tiny" / ".venv") and version == "2.13.0+cpu" and has_nvidia == "False"
 
     # a tiny_dpo job in that env: its agent log names the launcher and interpreter of envs/tiny/.venv
-    out = json.loads(danlu("submit", "experiment=tiny_dpo", "cluster=testcluster", "env=uv", "env.name=tiny",
-                           "args.max_train_steps=3", "+args.pretrain_steps=10", "--name", "in-env", "--json",
-                           env=danlu_env, check=True).stdout)
+    out = json.loads(
+        danlu(
+            "submit",
+            "experiment=tiny_dpo",
+            "cluster=testcluster",
+            "env=uv",
+            "env.name=tiny",
+            "args.max_train_steps=3",
+            "+args.pretrain_steps=10",
+            "--name",
+            "in-env",
+            "--json",
+            env=danlu_env,
+            check=True,
+        ).stdout
+    )
     (run,) = out["runs"]
     show = json.loads(danlu("show", run["run"], "--json", env=danlu_env, check=True).stdout)
     assert f"source {shlex.quote(str(ENVS / 'tiny' / '.venv' / 'bin' / 'activate'))}" in show["script"]

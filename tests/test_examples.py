@@ -25,8 +25,18 @@ START_RE = re.compile(r"^rank=(\d+) world_size=(\d+) local_rank=(\d+) node=(\S+)
 SIGNAL_RE = re.compile(r"^received signal (\w+) at step=(\d+); checkpoint saved; exiting for requeue$", re.M)
 
 # Variables that would make a child think it is part of an outer job.
-_LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
-                "GROUP_RANK", "ROLE_RANK", "TORCHELASTIC_RUN_ID", "ACCELERATE_USE_CPU")
+_LAUNCH_VARS = (
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "GROUP_RANK",
+    "ROLE_RANK",
+    "TORCHELASTIC_RUN_ID",
+    "ACCELERATE_USE_CPU",
+)
 
 
 def script(workload):
@@ -34,8 +44,11 @@ def script(workload):
 
 
 def clean_env(**extra):
-    env = {k: v for k, v in os.environ.items()
-           if k not in _LAUNCH_VARS and not k.startswith(("SLURM_", "ACCELERATE_", "TORCHELASTIC_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in _LAUNCH_VARS and not k.startswith(("SLURM_", "ACCELERATE_", "TORCHELASTIC_"))
+    }
     env["PYTHONUNBUFFERED"] = "1"
     env.update({k: str(v) for k, v in extra.items()})
     return env
@@ -145,9 +158,21 @@ def test_single_process_lifecycle(workload, tmp_path):
     #    a checkpoint at the current step and exit 0.
     logfile = tmp_path / "extend.log"
     with open(logfile, "w") as f:
-        p = subprocess.Popen([sys.executable, script(workload), "--output_dir", str(out),
-                              "--max_train_steps", "500", "--sleep_per_step", "0.1"],
-                             stdout=f, stderr=subprocess.STDOUT, env=clean_env())
+        p = subprocess.Popen(
+            [
+                sys.executable,
+                script(workload),
+                "--output_dir",
+                str(out),
+                "--max_train_steps",
+                "500",
+                "--sleep_per_step",
+                "0.1",
+            ],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            env=clean_env(),
+        )
     try:
         wait_for(logfile, r"^step=63 ", timeout=400, procs=[p])
         p.send_signal(signal.SIGTERM)
@@ -171,10 +196,29 @@ def test_single_process_lifecycle(workload, tmp_path):
 @pytest.mark.parametrize("workload", WORKLOADS)
 def test_accelerate_launch_two_processes(workload, tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_machines", "1",
-           "--num_processes", "2", "--main_process_port", str(free_port()), "--mixed_precision", "no",
-           "--dynamo_backend", "no",
-           script(workload), "--output_dir", str(out), "--max_train_steps", "6", "--checkpointing_steps", "3"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_machines",
+        "1",
+        "--num_processes",
+        "2",
+        "--main_process_port",
+        str(free_port()),
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        script(workload),
+        "--output_dir",
+        str(out),
+        "--max_train_steps",
+        "6",
+        "--checkpointing_steps",
+        "3",
+    ]
     r = run(cmd, timeout=600)
     both = r.stdout + r.stderr
     assert r.returncode == 0, both
@@ -197,14 +241,30 @@ def test_env_var_launch_two_processes_signal_to_one_rank(workload, tmp_path):
     procs, logs = [], []
     try:
         for rank in (0, 1):
-            env = clean_env(RANK=rank, WORLD_SIZE=2, LOCAL_RANK=rank, LOCAL_WORLD_SIZE=2,
-                            MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+            env = clean_env(
+                RANK=rank, WORLD_SIZE=2, LOCAL_RANK=rank, LOCAL_WORLD_SIZE=2, MASTER_ADDR="127.0.0.1", MASTER_PORT=port
+            )
             log = tmp_path / f"rank{rank}.log"
             with open(log, "w") as f:
-                procs.append(subprocess.Popen(
-                    [sys.executable, script(workload), "--output_dir", str(out), "--max_train_steps", "300",
-                     "--sleep_per_step", "0.1", "--checkpointing_steps", "1000"],
-                    stdout=f, stderr=subprocess.STDOUT, env=env))
+                procs.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            script(workload),
+                            "--output_dir",
+                            str(out),
+                            "--max_train_steps",
+                            "300",
+                            "--sleep_per_step",
+                            "0.1",
+                            "--checkpointing_steps",
+                            "1000",
+                        ],
+                        stdout=f,
+                        stderr=subprocess.STDOUT,
+                        env=env,
+                    )
+                )
             logs.append(log)
         wait_for(logs[1], r"^step=3 ", timeout=180, procs=procs)
         procs[1].send_signal(signal.SIGUSR1)

@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
 import pytest
-
 from danlu_helpers import danlu, danlu_env, status_json, submit_json  # noqa: F401
 from slurm_helpers import node_processes
 
@@ -61,28 +60,41 @@ ON_GPUS = {m: v + ["resources.gpus_per_node=2"] for m, v in MODES.items()}
 # side by side, all four at once (preemption, dead node): lightning/python run their 2 ranks per node as 2 tasks
 # without GPUs, so that the four jobs fit node1-2 together (accelerate/torchrun start one rank per GPU)
 NO_GPU_2_TASKS = ["resources.gpus_per_node=0", "launch.tasks_per_node=2"]
-TOGETHER = {m: v + (NO_GPU_2_TASKS if m in ("lightning", "python") else ["resources.gpus_per_node=2"])
-            for m, v in MODES.items()}
+TOGETHER = {
+    m: v + (NO_GPU_2_TASKS if m in ("lightning", "python") else ["resources.gpus_per_node=2"]) for m, v in MODES.items()
+}
 INTERVAL = 10  # checkpoint every 10 steps (the tiny programs' checkpointing_steps; tiny_lightning validates so)
 
 
 def _args(mode: str, **values: object) -> List[str]:
     """The programs' own option names for the same knobs."""
     if mode == "lightning":
-        names = {"steps": "args.trainer.max_steps", "sleep": "args.model.sleep_per_step",
-                 "crash_at": "args.model.crash_at_step", "crash_rank": "args.model.crash_rank",
-                 "hang_at": "args.model.hang_at_step", "hang_rank": "args.model.hang_rank"}
+        names = {
+            "steps": "args.trainer.max_steps",
+            "sleep": "args.model.sleep_per_step",
+            "crash_at": "args.model.crash_at_step",
+            "crash_rank": "args.model.crash_rank",
+            "hang_at": "args.model.hang_at_step",
+            "hang_rank": "args.model.hang_rank",
+        }
         extra = []
     else:
-        names = {"steps": "args.max_train_steps", "sleep": "args.sleep_per_step", "crash_at": "args.crash_at_step",
-                 "crash_rank": "args.crash_rank", "hang_at": "args.hang_at_step", "hang_rank": "args.hang_rank"}
+        names = {
+            "steps": "args.max_train_steps",
+            "sleep": "args.sleep_per_step",
+            "crash_at": "args.crash_at_step",
+            "crash_rank": "args.crash_rank",
+            "hang_at": "args.hang_at_step",
+            "hang_rank": "args.hang_rank",
+        }
         extra = [f"args.checkpointing_steps={INTERVAL}"] + (["+args.pretrain_steps=20"] if mode != "torchrun" else [])
     return [f"{names[k]}={v}" for k, v in values.items()] + extra
 
 
 FAULTS = {
-    "time limit": lambda m: ["resources.time=2", "requeue.grace_s=20", "requeue.max_requeues=6"]
-    + _args(m, steps=TL_STEPS, sleep=1.5),
+    "time limit": lambda m: (
+        ["resources.time=2", "requeue.grace_s=20", "requeue.max_requeues=6"] + _args(m, steps=TL_STEPS, sleep=1.5)
+    ),
     "scancel": lambda m: _args(m, steps=300, sleep=1),
     "raise": lambda m: _args(m, steps=30, sleep=0.5, crash_at=4, crash_rank=3),
     "hang": lambda m: ["launch.hang_timeout_s=15"] + _args(m, steps=30, sleep=0.5, hang_at=4, hang_rank=3),
@@ -159,13 +171,19 @@ def _restarts(runs_dir: Path, name: str) -> list:  # type: ignore[type-arg]
 
 def _check(case: Case, runs_dir: Path) -> None:
     every = _restarts(runs_dir, case.name)
-    restarts = every[case.first:case.last]
+    restarts = every[case.first : case.last]
     item = case.item
     state, reason = str(item.get("state")), str(item.get("reason") or "")
     starts = max(0, len(restarts) - 1)
     reruns = case.row.get("reruns")
-    case.row = {"state": state, "restarts": str(starts) + (f" ({reruns} by rerun)" if reruns else ""), "lost": "-",
-                "seconds": "-", "signal checkpoint": "-", "reason": reason or "-"}
+    case.row = {
+        "state": state,
+        "restarts": str(starts) + (f" ({reruns} by rerun)" if reruns else ""),
+        "lost": "-",
+        "seconds": "-",
+        "signal checkpoint": "-",
+        "reason": reason or "-",
+    }
     rank0 = [r.rank_log(0).read_text(errors="replace") if r.rank_log(0).exists() else "" for r in restarts]
     want = {"scancel": "CANCELLED", "raise": "FAILED", "hang": "FAILED"}.get(case.fault, "COMPLETED")
     if state != want:
@@ -178,40 +196,65 @@ def _check(case: Case, runs_dir: Path) -> None:
             case.problems.append("no checkpoint taken at the signal")
         # every rank of both nodes got the checkpoint signal itself (torch elastic forwards no SIGUSR1)
         first = [restarts[0].rank_log(k) for k in range(4)] if restarts else []
-        deaf = [k for k, f in enumerate(first) if not (f.exists() and re.search(
-            r"^signal SIG\w+ reached rank=%d" % k, f.read_text(errors="replace"), re.M))]
+        deaf = [
+            k
+            for k, f in enumerate(first)
+            if not (
+                f.exists() and re.search(r"^signal SIG\w+ reached rank=%d" % k, f.read_text(errors="replace"), re.M)
+            )
+        ]
         if deaf:
             case.problems.append(f"rank(s) {deaf} never got the signal")
     if case.fault in ("time limit", "preemption") and saved and len(restarts) > 1:
         # the next start resumes on every rank from the checkpoint taken at the signal: no step lost
         step = saved.group(1)
-        late = [k for k in range(4) if not (restarts[1].rank_log(k).exists() and re.search(
-            r"^resumed from checkpoint step=%s rank=%d" % (step, k),
-            restarts[1].rank_log(k).read_text(errors="replace"), re.M))]
+        late = [
+            k
+            for k in range(4)
+            if not (
+                restarts[1].rank_log(k).exists()
+                and re.search(
+                    r"^resumed from checkpoint step=%s rank=%d" % (step, k),
+                    restarts[1].rank_log(k).read_text(errors="replace"),
+                    re.M,
+                )
+            )
+        ]
         if late:
             case.problems.append(f"rank(s) {late} of start 2 did not resume from step {step}")
         agent0 = next(iter(a for t, a in sorted(restarts[0].agent_logs().items()) if t in ("node0", "rank0")), None)
         said = agent0.read_text(errors="replace") if agent0 is not None else ""
-        if case.fault == "time limit" and not re.search(r"^(\d+) of \1 task\(s\) stopped for the requeue$\n"
-                                                         r"^requeue of job \d+: ok$", said, re.M):
+        if case.fault == "time limit" and not re.search(
+            r"^(\d+) of \1 task\(s\) stopped for the requeue$\n"
+            r"^requeue of job \d+: ok$",
+            said,
+            re.M,
+        ):
             case.problems.append("task 0 did not requeue once every task had stopped")
         if case.fault == "time limit":
-            others = [t for t, a in restarts[0].agent_logs().items() if a != agent0 and
-                      "requeue of job" in a.read_text(errors="replace")]
+            others = [
+                t
+                for t, a in restarts[0].agent_logs().items()
+                if a != agent0 and "requeue of job" in a.read_text(errors="replace")
+            ]
             if others:
                 case.problems.append(f"{others} asked for a requeue too (only task 0 may)")
     if case.mode == "lightning" and restarts:
         # danlu owns the requeue: Lightning's SLURM auto-requeue never acted, wrote nothing into the output dir
         # (hpc_ckpt_*) nor the program's working directory
-        text = "\n".join(r.rank_log(k).read_text(errors="replace") for r in every for k in range(4)
-                         if r.rank_log(k).exists())
+        text = "\n".join(
+            r.rank_log(k).read_text(errors="replace") for r in every for k in range(4) if r.rank_log(k).exists()
+        )
         if "Handling auto-requeue signal" in text or "Requeued SLURM job" in text:
             case.problems.append("Lightning's auto-requeue acted")
         from launcher.layout import SweepLayout
 
         output = SweepLayout(runs_dir / case.name).run(0).output_dir
-        strays = list(output.rglob("hpc_ckpt_*")) + list(LIGHTNING_WORKDIR.glob("hpc_ckpt_*")) + \
-            list(LIGHTNING_WORKDIR.glob("lightning_logs"))
+        strays = (
+            list(output.rglob("hpc_ckpt_*"))
+            + list(LIGHTNING_WORKDIR.glob("hpc_ckpt_*"))
+            + list(LIGHTNING_WORKDIR.glob("lightning_logs"))
+        )
         if strays:
             case.problems.append(f"Lightning wrote {strays[0]}")
         if case.fault in ("time limit", "preemption") and not (output / "checkpoints" / "last.ckpt").exists():
@@ -275,18 +318,32 @@ def _write_table(cases: List[Case]) -> None:
     for c in cases:
         r = c.row
         rows[(c.mode, c.fault)] = [
-            c.mode, c.fault, r.get("state", "-"), r.get("restarts", "-"), r.get("lost", "-"), r.get("seconds", "-"),
-            r.get("signal checkpoint", "-"), r.get("reason", "-").replace("|", "/"),
-            "yes" if not c.problems else "NO: " + "; ".join(c.problems).replace("|", "/"), time.strftime("%Y-%m-%d")]
+            c.mode,
+            c.fault,
+            r.get("state", "-"),
+            r.get("restarts", "-"),
+            r.get("lost", "-"),
+            r.get("seconds", "-"),
+            r.get("signal checkpoint", "-"),
+            r.get("reason", "-").replace("|", "/"),
+            "yes" if not c.problems else "NO: " + "; ".join(c.problems).replace("|", "/"),
+            time.strftime("%Y-%m-%d"),
+        ]
     modes = list(MODES)
     order = sorted(rows, key=lambda k: (ORDER.index(k[1]), modes.index(k[0]) if k[0] in modes else 99))
-    lines = ["# Fault matrix", "",
-             "Written by `tests/test_fault_matrix.py` on the test cluster, each case on 2 nodes x 2 ranks; `run` is "
-             "the day of the run that wrote the row. The matrix runs after the other tests. Time limit, scancel, raise "
-             "and hang run side by side as the cluster's 8 GPUs allow (two at a time), every mode with 2 GPUs per "
-             "node. Preemption and dead node run the four modes at once, on the same four runs one fault after the other "
-             "(preempted, resumed, past the next checkpoint, then node2 dies); lightning and python then run their 2 "
-             "ranks per node as 2 tasks without GPUs.", "", "| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
+    lines = [
+        "# Fault matrix",
+        "",
+        "Written by `tests/test_fault_matrix.py` on the test cluster, each case on 2 nodes x 2 ranks; `run` is "
+        "the day of the run that wrote the row. The matrix runs after the other tests. Time limit, scancel, raise "
+        "and hang run side by side as the cluster's 8 GPUs allow (two at a time), every mode with 2 GPUs per "
+        "node. Preemption and dead node run the four modes at once, on the same four runs one fault after the other "
+        "(preempted, resumed, past the next checkpoint, then node2 dies); lightning and python then run their 2 "
+        "ranks per node as 2 tasks without GPUs.",
+        "",
+        "| " + " | ".join(HEAD) + " |",
+        "|" + "---|" * len(HEAD),
+    ]
     lines += ["| " + " | ".join(rows[k]) + " |" for k in order]
     TABLE.write_text("\n".join(lines) + "\n")
 
@@ -299,8 +356,9 @@ def _job_processes(markers: List[str]) -> List[str]:
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED")
 
 
-def _submit(cases: List[Case], modes: Dict[str, List[str]], faults: Dict[str, Callable[[str], List[str]]],
-            env: Dict[str, str]) -> None:
+def _submit(
+    cases: List[Case], modes: Dict[str, List[str]], faults: Dict[str, Callable[[str], List[str]]], env: Dict[str, str]
+) -> None:
     for c in cases:
         c.name = f"fm-{c.mode}-{c.fault.replace(' ', '')}"
         c.submitted = time.time()
@@ -308,9 +366,13 @@ def _submit(cases: List[Case], modes: Dict[str, List[str]], faults: Dict[str, Ca
         c.run = out["runs"][0]["run"]
 
 
-def _drive(cases: List[Case], env: Dict[str, str], timeout: float,
-           act: Optional[Callable[[Case, Dict[str, object]], None]] = None,
-           ended: Callable[[Case, Dict[str, object]], bool] = lambda c, item: item["state"] in TERMINAL) -> None:
+def _drive(
+    cases: List[Case],
+    env: Dict[str, str],
+    timeout: float,
+    act: Optional[Callable[[Case, Dict[str, object]], None]] = None,
+    ended: Callable[[Case, Dict[str, object]], bool] = lambda c, item: item["state"] in TERMINAL,
+) -> None:
     """Poll the cases' states until each has ended (or the time is up); `act` sees every running case's item."""
     deadline = time.time() + timeout
     pending = {c.name: c for c in cases if not c.item or not ended(c, c.item)}
@@ -356,8 +418,14 @@ def _rank0_step(runs_dir: Path, c: Case) -> int:
     return steps[-1] if steps else 0
 
 
-def _wait_all_past(cases: List[Case], env: Dict[str, str], runs_dir: Path, step: Callable[[Case], int],
-                   timeout: float, restart: int = 0) -> None:
+def _wait_all_past(
+    cases: List[Case],
+    env: Dict[str, str],
+    runs_dir: Path,
+    step: Callable[[Case], int],
+    timeout: float,
+    restart: int = 0,
+) -> None:
     """Until every case runs its start number `restart` (or a later one) and its rank 0 is past `step(case)`."""
     deadline = time.time() + timeout
 
@@ -371,8 +439,10 @@ def _wait_all_past(cases: List[Case], env: Dict[str, str], runs_dir: Path, step:
         ended = [f"{n}: {i['state']}" for n, i in items.items() if i["state"] in TERMINAL and i["state"] != "PREEMPTED"]
         assert not ended, f"ended before the fault: {ended}"
         time.sleep(1)
-    raise AssertionError(f"not all of start {restart} past their step within {timeout}s: "
-                         f"{ {c.name: (len(_restarts(runs_dir, c.name)), _rank0_step(runs_dir, c)) for c in cases} }")
+    raise AssertionError(
+        f"not all of start {restart} past their step within {timeout}s: "
+        f"{ {c.name: (len(_restarts(runs_dir, c.name)), _rank0_step(runs_dir, c)) for c in cases} }"
+    )
 
 
 @pytest.mark.disruptive  # holds the test cluster's 8 GPUs for minutes: the other tests' jobs would queue behind it
@@ -414,7 +484,7 @@ def _past_next_checkpoint(runs_dir: Path, c: Case) -> int:
     log = restarts[-1].rank_log(0) if restarts else None
     text = log.read_text(errors="replace") if log is not None and log.exists() else ""
     resumed = re.search(r"^resumed from checkpoint step=(\d+)", text, re.M)
-    return (int(resumed.group(1)) // INTERVAL + 1) * INTERVAL + 1 if resumed else 10 ** 6
+    return (int(resumed.group(1)) // INTERVAL + 1) * INTERVAL + 1 if resumed else 10**6
 
 
 def _never_final_while_held(runs: List[Case], env: Dict[str, str], tmp_path: Path) -> None:
@@ -423,8 +493,9 @@ def _never_final_while_held(runs: List[Case], env: Dict[str, str], tmp_path: Pat
     where every run shows PREEMPTED, not final, and `danlu rerun` refuses to start a second copy."""
     shim = tmp_path / "no-squeue"
     shim.mkdir()
-    (shim / "squeue").write_text("#!/bin/bash\necho 'squeue: error: Socket timed out on send/recv operation' >&2\n"
-                                 "exit 1\n")
+    (shim / "squeue").write_text(
+        "#!/bin/bash\necho 'squeue: error: Socket timed out on send/recv operation' >&2\nexit 1\n"
+    )
     (shim / "squeue").chmod(0o755)
     blind = dict(env, PATH=f"{shim}:{os.environ['PATH']}")
     names = [c.name for c in runs]
@@ -459,9 +530,28 @@ def test_fault_matrix_preemption_then_dead_node(slurm_cluster, danlu_env, tmp_pa
     _submit(runs, TOGETHER, DISRUPTIVE, danlu_env)
     _wait_all_past(runs, danlu_env, runs_dir, lambda c: INTERVAL + 1, 240)
     preempted = time.time()
-    urgent = subprocess.run(["sbatch", "--parsable", "-p", "urgent-4090", "-N", "2", "-w", "node[1-2]", "--exclusive",
-                             "-t", "2", "-o", "/dev/null", "--wrap", "sleep 10"],
-                            capture_output=True, text=True, check=True).stdout.strip()
+    urgent = subprocess.run(
+        [
+            "sbatch",
+            "--parsable",
+            "-p",
+            "urgent-4090",
+            "-N",
+            "2",
+            "-w",
+            "node[1-2]",
+            "--exclusive",
+            "-t",
+            "2",
+            "-o",
+            "/dev/null",
+            "--wrap",
+            "sleep 10",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     try:
         _never_final_while_held(runs, danlu_env, tmp_path)
         # every run preempted and started again (a restart), past the checkpoint after the one it resumed from

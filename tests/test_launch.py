@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 import uuid
 from datetime import datetime
@@ -23,10 +22,10 @@ from pathlib import Path
 from typing import Dict, List
 
 import pytest
-
 from danlu_helpers import danlu, danlu_env, private_env, status_json, submit_json, wait_status  # noqa: F401
-from launcher.layout import RunLayout, SweepLayout
 from slurm_helpers import next_job_ids_from
+
+from launcher.layout import RunLayout, SweepLayout
 
 # ---- the jobs of this module (submitted together, see `launched`) --------------------------------
 CRASH_STEPS, CRASH_SLEEP = 600, 0.5  # without fail fast: >= 5 minutes of training after the crash
@@ -34,28 +33,59 @@ CRASH_STEPS, CRASH_SLEEP = 600, 0.5  # without fail fast: >= 5 minutes of traini
 # fail fast and ports; this 2-core machine runs all of them at once
 LIGHT = "+args.pretrain_steps=30"
 # 5: two single-node jobs on node1 at the same time (each trains for >= 30 s), ids 17,000 apart
-PORT_JOB = ["experiment=tiny_dpo", "cluster=testcluster", "resources.partition=debug-4090-01",
-            "resources.exclude=node2", "args.sleep_per_step=1", "args.max_train_steps=30", LIGHT]
+PORT_JOB = [
+    "experiment=tiny_dpo",
+    "cluster=testcluster",
+    "resources.partition=debug-4090-01",
+    "resources.exclude=node2",
+    "args.sleep_per_step=1",
+    "args.max_train_steps=30",
+    LIGHT,
+]
 SCENARIOS: Dict[str, List[str]] = {
     # 1
     "single": ["experiment=tiny_dpo", "cluster=testcluster"],
     # 2
     "two_nodes": ["experiment=tiny_dpo", "cluster=testcluster", "resources.nodes=2", "resources.gpus_per_node=2"],
     # 3
-    "crash": ["experiment=tiny_dpo", "cluster=testcluster", "resources.nodes=2", "resources.gpus_per_node=2",
-              "args.crash_at_step=3", "args.crash_rank=3", f"args.sleep_per_step={CRASH_SLEEP}",
-              f"args.max_train_steps={CRASH_STEPS}", "resources.time=00:10:00", LIGHT],
+    "crash": [
+        "experiment=tiny_dpo",
+        "cluster=testcluster",
+        "resources.nodes=2",
+        "resources.gpus_per_node=2",
+        "args.crash_at_step=3",
+        "args.crash_rank=3",
+        f"args.sleep_per_step={CRASH_SLEEP}",
+        f"args.max_train_steps={CRASH_STEPS}",
+        "resources.time=00:10:00",
+        LIGHT,
+    ],
     # 4: one srun task per GPU; on the A10 node so they do not queue behind the 4090 jobs above
-    "lightning": ["experiment=tiny_ibq", "launch=lightning", "cluster=testcluster",
-                  "resources.partition=debug-A10-01", "resources.gpus_per_node=2"],
-    "python": ["experiment=tiny_ibq", "launch=python", "cluster=testcluster",
-               "resources.partition=debug-A10-01", "resources.gpus_per_node=2"],
+    "lightning": [
+        "experiment=tiny_ibq",
+        "launch=lightning",
+        "cluster=testcluster",
+        "resources.partition=debug-A10-01",
+        "resources.gpus_per_node=2",
+    ],
+    "python": [
+        "experiment=tiny_ibq",
+        "launch=python",
+        "cluster=testcluster",
+        "resources.partition=debug-A10-01",
+        "resources.gpus_per_node=2",
+    ],
     # 6: the batch script's first srun asks for a GPU count no node has: Slurm really refuses to create that step
     # (as it did once right after a preempting job left the nodes); the second srun is the script's own
-    "step_retry": ["experiment=tiny_dpo", "cluster=testcluster", "resources.partition=debug-A10-01",
-                   "args.max_train_steps=5", LIGHT,
-                   "env.setup=['danlu_test_first=1', 'srun() { if [ -n \"$danlu_test_first\" ]; then danlu_test_first=; "
-                   "command srun --gres=gpu:99 \"$@\"; else command srun \"$@\"; fi; }']"],
+    "step_retry": [
+        "experiment=tiny_dpo",
+        "cluster=testcluster",
+        "resources.partition=debug-A10-01",
+        "args.max_train_steps=5",
+        LIGHT,
+        "env.setup=['danlu_test_first=1', 'srun() { if [ -n \"$danlu_test_first\" ]; then danlu_test_first=; "
+        'command srun --gres=gpu:99 "$@"; else command srun "$@"; fi; }\']',
+    ],
 }
 WAIT_S = 240  # per job, generous: other sessions may be using the cluster too
 
@@ -107,8 +137,16 @@ def launched(slurm_cluster, tmp_path_factory) -> Dict[str, Launched]:
 
 # ---- helpers ---------------------------------------------------------------------------------------
 def sacct_times(job_id: str) -> Dict[str, object]:
-    out = subprocess.run(["sacct", "-j", job_id, "-X", "-n", "-P", "-o", "State,Start,End,NodeList,ExitCode"],
-                         capture_output=True, text=True, check=True).stdout.strip().splitlines()
+    out = (
+        subprocess.run(
+            ["sacct", "-j", job_id, "-X", "-n", "-P", "-o", "State,Start,End,NodeList,ExitCode"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()
+    )
     assert out, f"sacct does not know job {job_id}"
     state, start, end, nodes, code = out[-1].split("|")
     parse = datetime.fromisoformat
@@ -148,8 +186,12 @@ def rank_lines(text: str) -> Dict[int, tuple]:
 def jobs_named(name: str) -> List[str]:
     """Job ids Slurm knows (queue or accounting) whose job name starts with the sweep name."""
     q = subprocess.run(["squeue", "-h", "-o", "%i %j"], capture_output=True, text=True, check=True).stdout
-    a = subprocess.run(["sacct", "-X", "-n", "-P", "-a", "-S", "now-1hour", "-o", "JobID,JobName%200"],
-                       capture_output=True, text=True, check=True).stdout
+    a = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-a", "-S", "now-1hour", "-o", "JobID,JobName%200"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     ids = [ln.split()[0] for ln in q.splitlines() if len(ln.split()) > 1 and ln.split()[1].startswith(name)]
     ids += [ln.split("|")[0] for ln in a.splitlines() if "|" in ln and ln.split("|")[1].startswith(name)]
     return ids
@@ -168,7 +210,9 @@ def test_submit_returns_once_slurm_accepted_the_jobs(launched):
         assert not job.ended_at_return, job.name
         assert job.seconds < 150, f"{job.name}: submit took {job.seconds:.1f} s"
         known = subprocess.run(["squeue", "-h", "-j", job.job_id, "-o", "%i"], capture_output=True, text=True).stdout
-        known += subprocess.run(["sacct", "-n", "-X", "-j", job.job_id, "-o", "JobID"], capture_output=True, text=True).stdout
+        known += subprocess.run(
+            ["sacct", "-n", "-X", "-j", job.job_id, "-o", "JobID"], capture_output=True, text=True
+        ).stdout
         assert job.job_id in known.split(), (job.name, job.job_id)
     print("\nsubmit took " + ", ".join(f"{j.name} {j.seconds:.1f} s" for j in launched.values()))
 
@@ -182,7 +226,7 @@ def sbatch_trace(tmp_path, danlu_env) -> Path:
     trace = tmp_path / "sbatch.trace"
     real = shutil.which("sbatch")
     assert real, "the test cluster's sbatch is not on PATH"
-    (shim / "sbatch").write_text(f"#!/bin/bash\necho \"$*\" >> {trace}\nexec {real} \"$@\"\n")
+    (shim / "sbatch").write_text(f'#!/bin/bash\necho "$*" >> {trace}\nexec {real} "$@"\n')
     (shim / "sbatch").chmod(0o755)
     danlu_env["PATH"] = f"{shim}:{os.environ['PATH']}"
     return trace
@@ -197,8 +241,15 @@ def our_queue(name: str) -> List[str]:
 @pytest.mark.slurm
 def test_too_many_gpus_is_rejected_before_submitting(slurm_cluster, danlu_env, sbatch_trace):
     name = f"toomany-{uuid.uuid4().hex[:6]}"
-    done = danlu("submit", "experiment=tiny_dpo", "cluster=testcluster", "resources.gpus_per_node=9", "--name", name,
-                 env=danlu_env)
+    done = danlu(
+        "submit",
+        "experiment=tiny_dpo",
+        "cluster=testcluster",
+        "resources.gpus_per_node=9",
+        "--name",
+        name,
+        env=danlu_env,
+    )
     assert done.returncode == 2, (done.stdout, done.stderr)
     lines = done.stderr.strip().splitlines()
     errors = [ln for ln in lines if ln.startswith("error:")]
@@ -220,13 +271,30 @@ def test_dry_run_diffusion_dpo_prints_script_and_submits_nothing(slurm_cluster, 
 
     name = f"dry-{uuid.uuid4().hex[:6]}"
     queued_before = our_queue(name)
-    missing = danlu("submit", "experiment=diffusion_dpo", "cluster=testcluster", "workdir=/nonexistent/DiffusionDPO",
-                    "--dry-run", "--name", name, env=danlu_env)
+    missing = danlu(
+        "submit",
+        "experiment=diffusion_dpo",
+        "cluster=testcluster",
+        "workdir=/nonexistent/DiffusionDPO",
+        "--dry-run",
+        "--name",
+        name,
+        env=danlu_env,
+    )
     assert missing.returncode == 2 and "error: workdir '/nonexistent/DiffusionDPO' does not exist" in missing.stderr
     assert missing.stdout.startswith("#!/bin/bash")
     checkout = fake_checkout(tmp_path / "DiffusionDPO", "diffusion_dpo_train.json", "train.py")
-    done = danlu("submit", "experiment=diffusion_dpo", "cluster=testcluster", f"workdir={checkout}", "env=none",
-                 "--dry-run", "--name", name, env=danlu_env)
+    done = danlu(
+        "submit",
+        "experiment=diffusion_dpo",
+        "cluster=testcluster",
+        f"workdir={checkout}",
+        "env=none",
+        "--dry-run",
+        "--name",
+        name,
+        env=danlu_env,
+    )
     assert done.returncode == 0, done.stderr
     assert "program args checked against the 51 argparse flags of train.py" in done.stderr
     script = done.stdout
@@ -251,8 +319,26 @@ def test_dry_run_diffusion_dpo_prints_script_and_submits_nothing(slurm_cluster, 
 
 
 # ---- 8. the local default: no Slurm on this machine -----------------------------------------------------
-SLURM_COMMANDS = {"sbatch", "srun", "salloc", "squeue", "sacct", "scontrol", "scancel", "sinfo", "sattach",
-                  "sbcast", "sstat", "sshare", "sprio", "sreport", "sacctmgr", "sdiag", "strigger", "sview"}
+SLURM_COMMANDS = {
+    "sbatch",
+    "srun",
+    "salloc",
+    "squeue",
+    "sacct",
+    "scontrol",
+    "scancel",
+    "sinfo",
+    "sattach",
+    "sbcast",
+    "sstat",
+    "sshare",
+    "sprio",
+    "sreport",
+    "sacctmgr",
+    "sdiag",
+    "strigger",
+    "sview",
+}
 
 
 @pytest.fixture
@@ -332,7 +418,9 @@ def test_two_nodes_four_ranks(launched):
 
     merged = danlu("logs", job.run, env=job.env, check=True).stdout
     # node rank 0 is the head node (first of node[1-2]); accelerate numbers ranks node by node
-    assert rank_lines(merged) == {0: (4, 0, "node1"), 1: (4, 1, "node1"), 2: (4, 0, "node2"), 3: (4, 1, "node2")}, merged[-3000:]
+    assert rank_lines(merged) == {0: (4, 0, "node1"), 1: (4, 1, "node1"), 2: (4, 0, "node2"), 3: (4, 1, "node2")}, (
+        merged[-3000:]
+    )
     assert "done steps=30" in merged
 
     d = job.log_dir()
@@ -345,7 +433,7 @@ def test_two_nodes_four_ranks(launched):
     for r in range(4):
         text = (d / f"rank{r}.log").read_text()
         assert rank_lines(text) == {r: (4, r % 2, "node1" if r < 2 else "node2")}, (r, text[-1000:])
-        assert f"step=30 " in text and f"rank={r} world_size=4" in text
+        assert "step=30 " in text and f"rank={r} world_size=4" in text
 
     r3 = danlu("logs", job.run, "--rank", "3", env=job.env, check=True).stdout
     assert "rank=3 world_size=4 local_rank=1 node=node2" in r3
@@ -373,8 +461,10 @@ def test_crash_on_one_rank_ends_the_whole_job_fast(launched):
     crash_t = min(agent_ts(ln) for ln in failed)
     started = min(agent_ts(lines[0]) for lines in agents.values())
     to_end = acct["end"] - crash_t
-    print(f"\ncrash job {job.job_id}: crash {crash_t - started:.0f} s after the agents started; "
-          f"job end (sacct) {to_end:.0f} s after the crash; elapsed {acct['end'] - acct['start']:.0f} s")
+    print(
+        f"\ncrash job {job.job_id}: crash {crash_t - started:.0f} s after the agents started; "
+        f"job end (sacct) {to_end:.0f} s after the crash; elapsed {acct['end'] - acct['start']:.0f} s"
+    )
     assert to_end <= 60, f"job ended {to_end:.0f} s after the crash"
     d = job.log_dir()
     # the other ranks stopped where they were: none trained on for the minutes the rest of the run would take

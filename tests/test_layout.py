@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from argparse import Namespace
-from pathlib import Path
 
 from launcher.layout import RunLayout, SweepLayout, log_per_task, safe_name
 from launcher.views.logs import Layout, _read_new, sources
@@ -60,8 +59,13 @@ def test_logs_show_each_stream_restart_after_restart(tmp_path):
     assert [s.tag for s in srcs] == ["node0", "node1"]
     assert [p.parent.name for p in srcs[0].paths] == ["restart-0", "restart-1"]
     assert _read_new(srcs, {}, prefix=True) == [
-        "[node0 rank0] step=1", "[node0 rank0] step=2", "[node0 rank0] resumed from checkpoint step=2",
-        "[node0 rank0] step=3", "[node1 rank1] node1 restart 0", "[node1 rank1] node1 restart 1"]
+        "[node0 rank0] step=1",
+        "[node0 rank0] step=2",
+        "[node0 rank0] resumed from checkpoint step=2",
+        "[node0 rank0] step=3",
+        "[node1 rank1] node1 restart 0",
+        "[node1 rank1] node1 restart 1",
+    ]
     one = sources(row, attempt, Namespace(err=False, rank=1, node=None), Layout(ppn=1, per_task=False))
     assert _read_new(one, {}, prefix=False) == ["[default0]:node1 restart 0", "[default0]:node1 restart 1"]
     err = sources(row, attempt, Namespace(err=True, rank=None, node=None), Layout())
@@ -80,8 +84,10 @@ def test_merged_view_labels_host_and_rank_and_interleaves_by_time(tmp_path):
     r = attempt.restart(0)
     r.root.mkdir(parents=True)
     for n, host in ((0, "gpu-a"), (1, "gpu-b")):
-        r.agent_log(f"node{n}").write_text(f"2026-12-01T10:00:00 [danlu agent node{n} {host}] run s/0 attempt 1 "
-                                           f"restart 0: node {n}/2 task {n}/2 head gpu-a port 15000\n")
+        r.agent_log(f"node{n}").write_text(
+            f"2026-12-01T10:00:00 [danlu agent node{n} {host}] run s/0 attempt 1 "
+            f"restart 0: node {n}/2 task {n}/2 head gpu-a port 15000\n"
+        )
     logs = {k: TimedLog(r.rank_log(k)) for k in range(4)}
     with TimedLog(r.node_log(0)) as node0, TimedLog(r.node_log(1)):
         node0.write(b"launcher line\n[default0]:copied by the launcher\n")
@@ -93,11 +99,19 @@ def test_merged_view_labels_host_and_rank_and_interleaves_by_time(tmp_path):
                 order.append(f"[{'gpu-a' if k < 2 else 'gpu-b'} rank{k}] step={step} rank={k}")
     for log in logs.values():
         log.close()
-    srcs = sources({"run_dir": str(run.root), "job_id": "1"}, attempt, Namespace(err=False, rank=None, node=None),
-                   Layout(ppn=2, per_task=False))
+    srcs = sources(
+        {"run_dir": str(run.root), "job_id": "1"},
+        attempt,
+        Namespace(err=False, rank=None, node=None),
+        Layout(ppn=2, per_task=False),
+    )
     assert _read_new(srcs, {}, prefix=True) == ["[gpu-a] launcher line"] + order
-    one = sources({"run_dir": str(run.root), "job_id": "1"}, attempt, Namespace(err=False, rank=2, node=None),
-                  Layout(ppn=2, per_task=False))
+    one = sources(
+        {"run_dir": str(run.root), "job_id": "1"},
+        attempt,
+        Namespace(err=False, rank=2, node=None),
+        Layout(ppn=2, per_task=False),
+    )
     assert _read_new(one, {}, prefix=False) == ["step=0 rank=2", "step=1 rank=2"]
 
 
@@ -127,16 +141,30 @@ def test_a_run_folder_is_missing_until_the_run_starts_and_gone_after(tmp_path):
     sweep = SweepLayout(tmp_path / "s")
     sweep.root.mkdir()
     store = Store(tmp_path / "store.sqlite")
-    run = NewRun(run="s/0", idx=0, overrides=[], config={}, run_dir=str(sweep.run(0).root), workdir=str(tmp_path),
-                 git_commit=None, git_dirty=None, partition="debug-4090-01", nodes=1, cluster_kind="slurm",
-                 script=str(sweep.script("t:0")), command="python train.py", tag="t:0")
+    run = NewRun(
+        run="s/0",
+        idx=0,
+        overrides=[],
+        config={},
+        run_dir=str(sweep.run(0).root),
+        workdir=str(tmp_path),
+        git_commit=None,
+        git_dirty=None,
+        partition="debug-4090-01",
+        nodes=1,
+        cluster_kind="slurm",
+        script=str(sweep.script("t:0")),
+        command="python train.py",
+        tag="t:0",
+    )
     assert store.create_sweep("s", "tiny_dpo", "testcluster", [], [], str(sweep.root), [run])
     store.record_job("t:0", "999999", False)
     env = dict(os.environ, DANLU_STORE=str(tmp_path / "store.sqlite"), DANLU_HOME=str(tmp_path / "home"))
 
     def logs() -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, "-m", "launcher.cli", "logs", "s/0"], env=env, capture_output=True,
-                              text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "launcher.cli", "logs", "s/0"], env=env, capture_output=True, text=True, timeout=60
+        )
 
     pending = logs()
     assert pending.returncode == 0 and "no logs yet for s/0" in pending.stdout + pending.stderr, pending

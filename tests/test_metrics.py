@@ -26,9 +26,11 @@ def test_a_rank_log_gives_every_metric_of_every_step_with_the_time_it_was_writte
 
 
 def test_other_ranks_lines_and_lines_that_only_name_a_step_are_not_metrics():
-    got = parse(b"[default0]:step=3 loss=1.5 rank=1\n[default1]:step=3 loss=1.25 rank=0\npretrain step=3/20 x=1\n"
-                b"resumed from checkpoint step=10 rank=0\nreceived signal SIGUSR1 at step=12; stopping\n"
-                b"step=4 loss=nan? acc=0.5 epoch=2\n")
+    got = parse(
+        b"[default0]:step=3 loss=1.5 rank=1\n[default1]:step=3 loss=1.25 rank=0\npretrain step=3/20 x=1\n"
+        b"resumed from checkpoint step=10 rank=0\nreceived signal SIGUSR1 at step=12; stopping\n"
+        b"step=4 loss=nan? acc=0.5 epoch=2\n"
+    )
     assert got == {"loss": [(3, 1.25, None)], "acc": [(4, 0.5, None)]}
 
 
@@ -56,8 +58,13 @@ def test_the_metric_a_report_ranks_by_and_which_way_is_better():
     assert choose_metric(["acc", "train_loss", "val_loss"]) == "train_loss"
     assert choose_metric(["acc", "loss"], wanted="acc") == "acc"
     assert choose_metric([]) is None
-    assert [default_mode(n) for n in ("loss", "val_loss", "implicit_acc", "codebook_usage", "acc_loss")] == \
-        ["min", "min", "max", "max", "min"]
+    assert [default_mode(n) for n in ("loss", "val_loss", "implicit_acc", "codebook_usage", "acc_loss")] == [
+        "min",
+        "min",
+        "max",
+        "max",
+        "min",
+    ]
 
 
 def test_lightning_csv_logs_of_every_start_in_version_order():
@@ -94,9 +101,11 @@ def test_status_reads_a_running_runs_latest_start_and_falls_back_to_the_one_befo
     assert latest(str(run.root), 1) == want
     run.attempt(1).restart(3).root.mkdir()  # a start that has only just begun: no log yet
     assert latest(str(run.root), 1) == want
-    items = [{"state": "RUNNING", "run_dir": str(run.root), "attempt": 1},
-             {"state": "PENDING", "run_dir": str(run.root), "attempt": 1},
-             {"state": "RUNNING", "run_dir": str(tmp_path / "none"), "attempt": 1}]
+    items = [
+        {"state": "RUNNING", "run_dir": str(run.root), "attempt": 1},
+        {"state": "PENDING", "run_dir": str(run.root), "attempt": 1},
+        {"state": "RUNNING", "run_dir": str(tmp_path / "none"), "attempt": 1},
+    ]
     assert add_progress(items) == "loss"
     assert (items[0]["step"], items[0]["metrics"]) == want
     assert items[1]["step"] is None and items[2]["metrics"] is None
@@ -144,12 +153,23 @@ def test_a_line_read_by_its_layout_gives_what_the_token_reader_gives():
     captured logs and on lines built to differ from their layout in one token, the result is _step_line's."""
     from launcher.metrics.log_lines import _Shape, _step_line
 
-    lines = [ln for p in [CAPTURED / "tiny_dpo.rank0.log", *sorted(CAPTURED.glob("accelerate-preempted/*/*.log"))]
-             for ln in p.read_bytes().split(b"\n") if b"step=" in ln]
+    lines = [
+        ln
+        for p in [CAPTURED / "tiny_dpo.rank0.log", *sorted(CAPTURED.glob("accelerate-preempted/*/*.log"))]
+        for ln in p.read_bytes().split(b"\n")
+        if b"step=" in ln
+    ]
     base = b"[default0]:step=7 loss=0.25 acc=50% step_time=0.3s lr=1e-05, rank=0 world_size=4 phase train"
-    lines += [base, base.replace(b"rank=0", b"rank=1"), base.replace(b"loss=0.25", b"loss=n/a"),
-              base.replace(b"step=7", b"step=7/9"), base.replace(b"phase train", b"phase x=1"),
-              base.replace(b"[default0]:", b"[default1]:"), base + b" step=8", base.replace(b"acc=50%", b"acc=")]
+    lines += [
+        base,
+        base.replace(b"rank=0", b"rank=1"),
+        base.replace(b"loss=0.25", b"loss=n/a"),
+        base.replace(b"step=7", b"step=7/9"),
+        base.replace(b"phase train", b"phase x=1"),
+        base.replace(b"[default0]:", b"[default1]:"),
+        base + b" step=8",
+        base.replace(b"acc=50%", b"acc="),
+    ]
     shapes = [_Shape(ln) for ln in lines if _step_line(ln) is not None]
     assert len(shapes) > 20
     for line in lines:
@@ -161,6 +181,6 @@ def test_a_line_read_by_its_layout_gives_what_the_token_reader_gives():
     by_token: dict = {}
     for line in lines:
         got = _step_line(line)
-        for name, value in (got[1] if got else []):
+        for name, value in got[1] if got else []:
             by_token.setdefault(name, []).append((got[0], value, None))
     assert parse(text) == by_token

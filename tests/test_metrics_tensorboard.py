@@ -67,9 +67,12 @@ def test_tensor_scalars_as_tf2_writes_them_are_read_and_others_are_not(tmp_path)
     w = EventFileWriter(str(tmp_path))
     for step in range(5):
         meta = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
-        values = [summary_pb2.Summary.Value(tag="acc", tensor=tensor_util.make_tensor_proto(0.5 + step / 10),
-                                            metadata=meta if step == 0 else None),
-                  summary_pb2.Summary.Value(tag="vec", tensor=tensor_util.make_tensor_proto([1.0, 2.0]))]
+        values = [
+            summary_pb2.Summary.Value(
+                tag="acc", tensor=tensor_util.make_tensor_proto(0.5 + step / 10), metadata=meta if step == 0 else None
+            ),
+            summary_pb2.Summary.Value(tag="vec", tensor=tensor_util.make_tensor_proto([1.0, 2.0])),
+        ]
         w.add_event(event_pb2.Event(step=step, wall_time=time.time(), summary=summary_pb2.Summary(value=values)))
     w.close()
     (path,) = tb_events.find([tmp_path])

@@ -12,11 +12,11 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
+from typing import Iterator, List, Tuple
 
 import pytest
-
 from danlu_helpers import danlu, private_env, status_json, wait_status
+
 from launcher.webhook import WebhookError, body, deliver, resolve
 
 
@@ -62,6 +62,7 @@ def hook() -> Iterator[Hook]:
 
 # ---- the URL's reference, the bodies, delivery ------------------------------------------------------------------
 
+
 def test_the_url_is_read_from_a_variable_or_a_private_file_never_given_itself(tmp_path):
     assert resolve("env:HOOK", {"HOOK": "https://x.example/a"}) == "https://x.example/a"
     with pytest.raises(WebhookError, match=r"\$HOOK is not set"):
@@ -86,9 +87,12 @@ def test_each_format_posts_the_body_its_bots_take(hook):
     said: List[str] = []
     for fmt in ("json", "slack", "feishu", "dingtalk"):
         assert deliver("env:H", fmt, message, said.append, environ={"H": hook.url})
-    assert hook.bodies() == [message, {"text": message["text"]},
-                             {"msg_type": "text", "content": {"text": message["text"]}},
-                             {"msgtype": "text", "text": {"content": message["text"]}}]
+    assert hook.bodies() == [
+        message,
+        {"text": message["text"]},
+        {"msg_type": "text", "content": {"text": message["text"]}},
+        {"msgtype": "text", "text": {"content": message["text"]}},
+    ]
     assert said == []
     assert body("slack", message) == {"text": message["text"]}
 
@@ -134,18 +138,35 @@ def _files_holding(root: Path, needle: bytes) -> List[str]:
 @pytest.mark.slurm
 def test_a_failed_run_and_the_end_of_the_sweep_each_send_one_message(slurm_cluster, hook, tmp_path):
     env = {**private_env(tmp_path), "DANLU_TEST_HOOK": hook.url}
-    done = danlu("submit", *TINY, "-m", "args.crash_at_step=-1,3", "notify.url=env:DANLU_TEST_HOOK",
-                 "notify.email=researcher@example.org", "--name", "hooked", "--json", env=env, check=True)
+    done = danlu(
+        "submit",
+        *TINY,
+        "-m",
+        "args.crash_at_step=-1,3",
+        "notify.url=env:DANLU_TEST_HOOK",
+        "notify.email=researcher@example.org",
+        "--name",
+        "hooked",
+        "--json",
+        env=env,
+        check=True,
+    )
     assert hook.url not in done.stderr + done.stdout
     array = json.loads(done.stdout)["runs"][0]["job_id"].split("_")[0]
     summary_job = re.search(r"summary job (\d+) runs once the jobs of hooked have ended", done.stderr).group(1)
     # Slurm's own mail: a failed task of the array, and the end of the summary job (that is, of the sweep)
-    jobs = {j: subprocess.run(["scontrol", "show", "job", j], capture_output=True, text=True).stdout
-            for j in (array, summary_job)}
-    mail = {j: (re.search(r"MailUser=(\S+)", t).group(1), set(re.search(r"MailType=(\S+)", t).group(1).split(",")))
-            for j, t in jobs.items()}
-    assert mail == {array: ("researcher@example.org", {"FAIL", "ARRAY_TASKS"}),
-                    summary_job: ("researcher@example.org", {"END"})}, jobs
+    jobs = {
+        j: subprocess.run(["scontrol", "show", "job", j], capture_output=True, text=True).stdout
+        for j in (array, summary_job)
+    }
+    mail = {
+        j: (re.search(r"MailUser=(\S+)", t).group(1), set(re.search(r"MailType=(\S+)", t).group(1).split(",")))
+        for j, t in jobs.items()
+    }
+    assert mail == {
+        array: ("researcher@example.org", {"FAIL", "ARRAY_TASKS"}),
+        summary_job: ("researcher@example.org", {"END"}),
+    }, jobs
     assert re.search(rf"Dependency=afterany:{array}(?:_\*)?[\s(]", jobs[summary_job]), jobs[summary_job]  # all tasks
     danlu("submit", *TINY, "args.crash_at_step=2", "--name", "quiet", env=env, check=True)  # notify unset
 

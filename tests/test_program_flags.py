@@ -7,15 +7,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from danlu_helpers import REPO, danlu_env, danlu_inprocess  # noqa: F401
 
-from launcher.errors import UserError
 from launcher.spec.program_flags import parse_source, read_flags
 
 UPSTREAM = Path(__file__).with_name("upstream")
 
-SOURCE = textwrap.dedent('''
+SOURCE = textwrap.dedent("""
     import argparse
     def parse_args():
         parser = argparse.ArgumentParser(description="x")
@@ -28,7 +26,7 @@ SOURCE = textwrap.dedent('''
         parser.add_argument("--cache_dir", default=os.environ.get("CACHE"))
         parser.add_argument("positional")
         return parser.parse_args()
-''')
+""")
 
 
 def test_argparse_flags_are_read_without_running_the_program():
@@ -36,8 +34,11 @@ def test_argparse_flags_are_read_without_running_the_program():
     assert flags.parser == "argparse" and flags.checkable and flags.abbrev
     by = {f.name: f for f in flags.flags}
     assert list(by) == ["max_train_steps", "max_grad_norm", "mixed_precision", "base", "use-ema", "cache_dir"]
-    assert (by["max_train_steps"].type, by["max_train_steps"].default, by["max_train_steps"].help) == \
-        ("int", 60, "Total optimizer steps.")
+    assert (by["max_train_steps"].type, by["max_train_steps"].default, by["max_train_steps"].help) == (
+        "int",
+        60,
+        "Total optimizer steps.",
+    )
     assert by["mixed_precision"].choices == ("no", "fp16", "bf16") and by["mixed_precision"].default == "fp16"
     assert by["base"].options == ("-b", "--base") and by["base"].nargs == "*" and by["base"].default_text == "list()"
     assert by["use-ema"].dest == "ema" and not by["use-ema"].takes_value
@@ -47,16 +48,22 @@ def test_argparse_flags_are_read_without_running_the_program():
     assert flags.similar("use_ema") == ["use-ema"] and flags.similar("mixed_precison") == ["mixed_precision"]
 
 
-@pytest.mark.parametrize("source, parser, checkable", [
-    ("import argparse\np = argparse.ArgumentParser()\np.add_argument('--a')\nargs, rest = p.parse_known_args()\n",
-     "argparse", False),
-    ("from lightning.pytorch.cli import LightningCLI\nLightningCLI(Model)\n", "lightningcli", False),
-    ("from jsonargparse import ArgumentParser\n", "jsonargparse", False),
-    ("import click\n@click.command()\ndef main(): pass\n", "click", False),
-    ("import hydra\n@hydra.main(config_path='c')\ndef main(cfg): pass\n", "hydra", False),
-    ("import sys\nprint(sys.argv)\n", "unknown", False),
-    ("import argparse\np = argparse.ArgumentParser()\np.add_argument('--a')\np.parse_args()\n", "argparse", True),
-])
+@pytest.mark.parametrize(
+    "source, parser, checkable",
+    [
+        (
+            "import argparse\np = argparse.ArgumentParser()\np.add_argument('--a')\nargs, rest = p.parse_known_args()\n",
+            "argparse",
+            False,
+        ),
+        ("from lightning.pytorch.cli import LightningCLI\nLightningCLI(Model)\n", "lightningcli", False),
+        ("from jsonargparse import ArgumentParser\n", "jsonargparse", False),
+        ("import click\n@click.command()\ndef main(): pass\n", "click", False),
+        ("import hydra\n@hydra.main(config_path='c')\ndef main(cfg): pass\n", "hydra", False),
+        ("import sys\nprint(sys.argv)\n", "unknown", False),
+        ("import argparse\np = argparse.ArgumentParser()\np.add_argument('--a')\np.parse_args()\n", "argparse", True),
+    ],
+)
 def test_what_cannot_be_checked_is_said(source, parser, checkable):
     flags = parse_source(source)
     assert (flags.parser, flags.checkable) == (parser, checkable)
@@ -65,8 +72,10 @@ def test_what_cannot_be_checked_is_said(source, parser, checkable):
 
 
 def test_allow_abbrev_false_means_no_prefix_expansion():
-    flags = parse_source("import argparse\np = argparse.ArgumentParser(allow_abbrev=False)\n"
-                         "p.add_argument('--max_train_steps')\np.parse_args()\n")
+    flags = parse_source(
+        "import argparse\np = argparse.ArgumentParser(allow_abbrev=False)\n"
+        "p.add_argument('--max_train_steps')\np.parse_args()\n"
+    )
     assert not flags.abbrev and flags.expansions("max_train") == []
 
 
@@ -115,8 +124,12 @@ def test_a_declared_flag_needs_no_plus_and_dry_run_says_what_was_checked(danlu_e
 
 
 def test_a_program_whose_flags_cannot_be_read_is_not_refused(danlu_env, monkeypatch, capsys):
-    done = danlu_inprocess(["submit", "experiment=tiny_lightning", "cluster=local", "+args.model.anything=1",
-                            "--dry-run"], danlu_env, monkeypatch, capsys)
+    done = danlu_inprocess(
+        ["submit", "experiment=tiny_lightning", "cluster=local", "+args.model.anything=1", "--dry-run"],
+        danlu_env,
+        monkeypatch,
+        capsys,
+    )
     assert done.returncode == 0, done.stderr
     assert "program args not checked: train.py builds its flags at run time (lightningcli)" in done.stderr
 
@@ -127,11 +140,16 @@ def test_launch_mixed_precision_reaches_a_program_with_its_own_flag(danlu_env, m
     done = danlu_inprocess(["submit", *T, "launch.mixed_precision=bf16", "--dry-run"], danlu_env, monkeypatch, capsys)
     assert done.returncode == 0, done.stderr
     assert "--mixed_precision bf16 " in done.stdout and "--mixed_precision=bf16" in done.stdout
-    done = danlu_inprocess(["submit", *T, "launch.mixed_precision=bf16", "args.mixed_precision=no"],
-                           danlu_env, monkeypatch, capsys)
+    done = danlu_inprocess(
+        ["submit", *T, "launch.mixed_precision=bf16", "args.mixed_precision=no"], danlu_env, monkeypatch, capsys
+    )
     assert done.returncode == 2 and "launch.mixed_precision=bf16 but args.mixed_precision=no" in done.stderr
-    done = danlu_inprocess(["submit", *T, "launch.mixed_precision=no", "args.mixed_precision=no", "--dry-run"],
-                           danlu_env, monkeypatch, capsys)
+    done = danlu_inprocess(
+        ["submit", *T, "launch.mixed_precision=no", "args.mixed_precision=no", "--dry-run"],
+        danlu_env,
+        monkeypatch,
+        capsys,
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -155,7 +173,9 @@ def fake_checkout(root: Path, data_file: str, program: str) -> Path:
         if f["required"]:
             kw.append("required=True")
         lines.append(f"parser.add_argument({', '.join(map(repr, f['options']))}, {', '.join(kw)})")
-    lines.append("args, unknown = parser.parse_known_args()" if data["parse_known_args"] else "args = parser.parse_args()")
+    lines.append(
+        "args, unknown = parser.parse_known_args()" if data["parse_known_args"] else "args = parser.parse_args()"
+    )
     root.mkdir(parents=True, exist_ok=True)
     (root / program).write_text("\n".join(lines) + "\n")
     return root
@@ -163,16 +183,20 @@ def fake_checkout(root: Path, data_file: str, program: str) -> Path:
 
 def test_options_lists_the_programs_flags_with_their_upstream_defaults(tmp_path, danlu_env, monkeypatch, capsys):
     checkout = fake_checkout(tmp_path / "DiffusionDPO", "diffusion_dpo_train.json", "train.py")
-    done = danlu_inprocess(["options", "experiment=diffusion_dpo", f"workdir={checkout}"], danlu_env, monkeypatch,
-                           capsys)
+    done = danlu_inprocess(
+        ["options", "experiment=diffusion_dpo", f"workdir={checkout}"], danlu_env, monkeypatch, capsys
+    )
     assert done.returncode == 0, done.stderr
     rows = {ln.split()[0]: ln for ln in done.stdout.splitlines() if ln.startswith("args.")}
     assert rows["args.resolution"].split()[1] == "None"
     assert rows["args.mixed_precision"].split()[1] == "fp16" and "one of no, fp16, bf16" in rows["args.mixed_precision"]
     assert rows["args.beta_dpo"].split()[1] == "5000" and "experiment sets 5000" in rows["args.beta_dpo"]
     assert "resources.nodes" in done.stdout  # danlu's own keys beside the program's
-    js = json.loads(danlu_inprocess(["options", "experiment=diffusion_dpo", f"workdir={checkout}", "--json"],
-                                    danlu_env, monkeypatch, capsys).stdout)
+    js = json.loads(
+        danlu_inprocess(
+            ["options", "experiment=diffusion_dpo", f"workdir={checkout}", "--json"], danlu_env, monkeypatch, capsys
+        ).stdout
+    )
     assert {r["key"] for r in js["program"]} >= {"args.resolution", "args.mixed_precision", "args.beta_dpo"}
 
 
@@ -186,12 +210,24 @@ def test_a_typo_never_reaches_the_queue(slurm_cluster, danlu_env):
     name = f"typo-{uuid.uuid4().hex[:6]}"
     from danlu_helpers import danlu
 
-    done = danlu("submit", "experiment=tiny_dpo", "cluster=testcluster", "resources.nodes=2", "+args.beta_dop=2500",
-                 "--name", name, env=danlu_env)
+    done = danlu(
+        "submit",
+        "experiment=tiny_dpo",
+        "cluster=testcluster",
+        "resources.nodes=2",
+        "+args.beta_dop=2500",
+        "--name",
+        name,
+        env=danlu_env,
+    )
     assert done.returncode == 2 and "hint: did you mean --beta_dpo?" in done.stderr, done.stderr
     queue = subprocess.run(["squeue", "-h", "-o", "%j"], capture_output=True, text=True, check=True).stdout
-    acct = subprocess.run(["sacct", "-X", "-n", "-P", "-a", "-S", "now-10minutes", "-o", "JobName%200"],
-                          capture_output=True, text=True, check=True).stdout
+    acct = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-a", "-S", "now-10minutes", "-o", "JobName%200"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert name not in queue and name not in acct
     assert not Path(danlu_env["DANLU_RUNS_DIR"]).exists() and not Path(danlu_env["DANLU_STORE"]).exists()
 
@@ -204,11 +240,20 @@ def test_a_usage_error_in_the_job_is_the_reason_and_ends_both_nodes_fast(slurm_c
     import time
 
     from danlu_helpers import status_json, submit_json, wait_status
+
     from launcher.layout import SweepLayout, time_index
 
     name = "usage-error"
-    out = submit_json("experiment=tiny_lightning", "cluster=testcluster", "resources.nodes=2",
-                      "args.trainer.num_nodes=2", "+args.trainer.bogus=1", "--name", name, env=danlu_env)
+    out = submit_json(
+        "experiment=tiny_lightning",
+        "cluster=testcluster",
+        "resources.nodes=2",
+        "args.trainer.num_nodes=2",
+        "+args.trainer.bogus=1",
+        "--name",
+        name,
+        env=danlu_env,
+    )
     assert out["runs"][0]["job_id"]
     (item,) = wait_status(name, danlu_env, timeout=400, poll=2)
     assert item["state"] == "FAILED", item
@@ -236,12 +281,22 @@ def test_a_usage_error_in_the_job_is_the_reason_and_ends_both_nodes_fast(slurm_c
 def test_a_lightningcli_run_with_two_config_files_completes(tmp_path, danlu_env):
     """LightningCLI merges several --config files in order: danlu renders one --config per file."""
     from danlu_helpers import danlu
+
     from launcher.layout import SweepLayout
 
     second = tmp_path / "short.yaml"
     second.write_text("trainer:\n  max_steps: 6\n  val_check_interval: 3\n")
-    done = danlu("submit", "experiment=tiny_lightning", "cluster=local", f"args.config=[config.yaml,{second}]",
-                 "args.trainer.max_steps=null", "--name", "two-configs", "--wait", env=danlu_env)
+    done = danlu(
+        "submit",
+        "experiment=tiny_lightning",
+        "cluster=local",
+        f"args.config=[config.yaml,{second}]",
+        "args.trainer.max_steps=null",
+        "--name",
+        "two-configs",
+        "--wait",
+        env=danlu_env,
+    )
     assert done.returncode == 0, done.stderr
     restart = SweepLayout(Path(danlu_env["DANLU_RUNS_DIR"]) / "two-configs").run(0).attempt(1).restart(0)
     agent = "".join(p.read_text() for p in restart.agent_logs().values())

@@ -6,7 +6,6 @@ import shlex
 from pathlib import Path
 
 import pytest
-
 from danlu_helpers import GOLDEN_ENV, REPO, plan_experiment, render_experiment
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -17,9 +16,19 @@ CASES = {
     "ibq": ["experiment=ibq", "cluster=example"],
     "vqgan": ["experiment=vqgan", "cluster=example"],
     "tiny_dpo": ["experiment=tiny_dpo", "cluster=testcluster", "resources.nodes=2", "resources.gpus_per_node=2"],
-    "tiny_ibq_lightning": ["experiment=tiny_ibq", "cluster=testcluster", "launch=lightning", "resources.gpus_per_node=2"],
-    "tiny_dpo_notify": ["experiment=tiny_dpo", "cluster=testcluster", "notify.url=env:DANLU_WEBHOOK",
-                        "notify.format=slack", "notify.email=me@example.org"],
+    "tiny_ibq_lightning": [
+        "experiment=tiny_ibq",
+        "cluster=testcluster",
+        "launch=lightning",
+        "resources.gpus_per_node=2",
+    ],
+    "tiny_dpo_notify": [
+        "experiment=tiny_dpo",
+        "cluster=testcluster",
+        "notify.url=env:DANLU_WEBHOOK",
+        "notify.format=slack",
+        "notify.email=me@example.org",
+    ],
     "tiny_dpo_torchrun": ["experiment=tiny_dpo", "cluster=testcluster", "launch=torchrun", "resources.gpus_per_node=2"],
 }
 
@@ -40,7 +49,9 @@ def golden_mismatch(name: str, golden_dir: Path = GOLDEN) -> str:
     if not path.exists():
         return f"golden file {path} is missing (regenerate with: python tests/update_golden.py {name})"
     if scripts[0] != path.read_text():
-        return f"rendered script differs from {path} (if intended: python tests/update_golden.py {name}; review git diff)"
+        return (
+            f"rendered script differs from {path} (if intended: python tests/update_golden.py {name}; review git diff)"
+        )
     return ""
 
 
@@ -131,8 +142,9 @@ def test_every_group_option_composes(group):
 
 
 def test_values_reaching_the_shell_are_quoted():
-    script = render_experiment(["experiment=tiny_dpo", "cluster=testcluster", "+args.name='x; rm -rf ~ $(id)'",
-                                "+env.vars.NOTE='a b;c'"])[0]
+    script = render_experiment(
+        ["experiment=tiny_dpo", "cluster=testcluster", "+args.name='x; rm -rf ~ $(id)'", "+env.vars.NOTE='a b;c'"]
+    )[0]
     assert "export NOTE='a b;c'" in script
     line = script.split("export DANLU_COMMAND=", 1)[1].splitlines()[0]
     (command,) = shlex.split(line)
@@ -140,8 +152,9 @@ def test_values_reaching_the_shell_are_quoted():
 
 
 def test_sweep_with_two_shapes_gives_two_arrays():
-    scripts = render_experiment(["experiment=tiny_dpo", "cluster=testcluster", "resources.nodes=1,2", "args.seed=1,2,3"],
-                                multirun=True)
+    scripts = render_experiment(
+        ["experiment=tiny_dpo", "cluster=testcluster", "resources.nodes=1,2", "args.seed=1,2,3"], multirun=True
+    )
     assert len(scripts) == 2
     assert all("#SBATCH --array=0-2" in s for s in scripts)
 
@@ -151,25 +164,34 @@ def test_runs_share_an_array_exactly_when_their_job_text_agrees():
     # with a GPU type the two settings render different --gres lines: two arrays
     jobs = plan_experiment(base + ["cluster.gres_with_type=true,false", "args.seed=1,2"], multirun=True)
     assert sorted(len(j.runs) for j in jobs) == [2, 2]
-    assert sorted(line for j in jobs for line in j.script.splitlines() if "--gres" in line) == \
-        ["#SBATCH --gres=gpu:1", "#SBATCH --gres=gpu:rtx4090:1"]
+    assert sorted(line for j in jobs for line in j.script.splitlines() if "--gres" in line) == [
+        "#SBATCH --gres=gpu:1",
+        "#SBATCH --gres=gpu:rtx4090:1",
+    ]
     # an option the job text does not show (the GPU type is known either way on a CPU job) does not split it
-    jobs = plan_experiment(["experiment=tiny_dpo", "cluster=testcluster", "cluster.gres_with_type=true,false"],
-                           multirun=True)
+    jobs = plan_experiment(
+        ["experiment=tiny_dpo", "cluster=testcluster", "cluster.gres_with_type=true,false"], multirun=True
+    )
     assert [len(j.runs) for j in jobs] == [2]
     # what runs (program args, launcher) is per run, inside one array
     jobs = plan_experiment(base + ["args.seed=1,2", "launch.mixed_precision=no,fp16"], multirun=True)
     assert [len(j.runs) for j in jobs] == [4]
     # environment, time and sbatch options are the job's
-    for sweep in (["resources.time=00:10:00,00:20:00"], ["+env.vars.X=a,b"], ["sweep.max_parallel=1,2"],
-                  ["resources.extra_sbatch=[--hold],[]"]):
+    for sweep in (
+        ["resources.time=00:10:00,00:20:00"],
+        ["+env.vars.X=a,b"],
+        ["sweep.max_parallel=1,2"],
+        ["resources.extra_sbatch=[--hold],[]"],
+    ):
         jobs = plan_experiment(base + sweep, multirun=True)
         assert [len(j.runs) for j in jobs] == [1, 1], sweep
 
 
 def test_arrays_split_at_the_clusters_max_array_size():
-    jobs = plan_experiment(["experiment=tiny_dpo", "cluster=testcluster", "cluster.max_array_size=4",
-                            "+args.point=range(0,9)"], multirun=True)
+    jobs = plan_experiment(
+        ["experiment=tiny_dpo", "cluster=testcluster", "cluster.max_array_size=4", "+args.point=range(0,9)"],
+        multirun=True,
+    )
     assert [len(j.runs) for j in jobs] == [4, 4, 1]
     assert [j.plan.array for j in jobs] == ["0-3", "0-3", None]
     assert [r.run_id for j in jobs for r in j.runs] == [f"golden/{i}" for i in range(9)]
@@ -178,13 +200,25 @@ def test_arrays_split_at_the_clusters_max_array_size():
 def test_sweep_over_lists_with_quoted_elements_gives_plain_strings():
     from launcher.spec.compose import Composer
 
-    cfgs = Composer().runs(["experiment=tiny_dpo", "resources.extra_sbatch=[--hold],[--hold,'--begin=now+1hour']",
-                            "+args.note='a=b',plain"], True)
+    cfgs = Composer().runs(
+        [
+            "experiment=tiny_dpo",
+            "resources.extra_sbatch=[--hold],[--hold,'--begin=now+1hour']",
+            "+args.note='a=b',plain",
+        ],
+        True,
+    )
     got = sorted((tuple(c.spec.resources.extra_sbatch), c.spec.args["note"]) for c in cfgs)
-    assert got == [(("--hold",), "a=b"), (("--hold",), "plain"),
-                   (("--hold", "--begin=now+1hour"), "a=b"), (("--hold", "--begin=now+1hour"), "plain")]
-    assert "resources.extra_sbatch=[--hold,--begin\\=now+1hour]" in cfgs[-1].overrides or \
-        "resources.extra_sbatch=[--hold,--begin\\=now+1hour]" in cfgs[-2].overrides
+    assert got == [
+        (("--hold",), "a=b"),
+        (("--hold",), "plain"),
+        (("--hold", "--begin=now+1hour"), "a=b"),
+        (("--hold", "--begin=now+1hour"), "plain"),
+    ]
+    assert (
+        "resources.extra_sbatch=[--hold,--begin\\=now+1hour]" in cfgs[-1].overrides
+        or "resources.extra_sbatch=[--hold,--begin\\=now+1hour]" in cfgs[-2].overrides
+    )
 
 
 def test_interpolations_take_the_overridden_values(tmp_path):
@@ -197,14 +231,18 @@ def test_interpolations_take_the_overridden_values(tmp_path):
     (tmp_path / "experiment" / "tagged.yaml").write_text(
         "# @package _global_\nexperiment: tagged\nworkdir: ${danlu_examples:}/tiny_dpo\nprogram: train.py\n"
         "args:\n  learning_rate: 1e-5\n  seed: 0\n"
-        "env:\n  vars:\n    RUN_TAG: lr${args.learning_rate}\n    SEED: ${args.seed}\n    BOTH: ${env.vars.RUN_TAG}-s${args.seed}\n")
+        "env:\n  vars:\n    RUN_TAG: lr${args.learning_rate}\n    SEED: ${args.seed}\n    BOTH: ${env.vars.RUN_TAG}-s${args.seed}\n"
+    )
     composer = Composer(str(tmp_path))
     (base,) = composer.runs(["experiment=tagged", "cluster=testcluster"])
     assert base.spec.env.vars == {"RUN_TAG": "lr1e-05", "SEED": "0", "BOTH": "lr1e-05-s0"}
-    runs = composer.runs(["experiment=tagged", "cluster=testcluster", "args.learning_rate=0.1,0.2", "args.seed=7"],
-                         multirun=True)
-    assert [r.spec.env.vars for r in runs] == [{"RUN_TAG": "lr0.1", "SEED": "7", "BOTH": "lr0.1-s7"},
-                                                {"RUN_TAG": "lr0.2", "SEED": "7", "BOTH": "lr0.2-s7"}]
+    runs = composer.runs(
+        ["experiment=tagged", "cluster=testcluster", "args.learning_rate=0.1,0.2", "args.seed=7"], multirun=True
+    )
+    assert [r.spec.env.vars for r in runs] == [
+        {"RUN_TAG": "lr0.1", "SEED": "7", "BOTH": "lr0.1-s7"},
+        {"RUN_TAG": "lr0.2", "SEED": "7", "BOTH": "lr0.2-s7"},
+    ]
     (own,) = composer.runs(["experiment=tagged", "cluster=testcluster", "env.vars.RUN_TAG=mine", "args.seed=3"])
     assert own.spec.env.vars == {"RUN_TAG": "mine", "SEED": "3", "BOTH": "mine-s3"}  # a value set outright stays
     assert own.spec.workdir.endswith("/examples/tiny_dpo")  # resolvers untouched

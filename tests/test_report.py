@@ -10,19 +10,27 @@ import statistics
 from pathlib import Path
 from typing import Dict
 
-import pytest
-
 import browser_helpers
+import pytest
 from danlu_helpers import danlu, private_env, status_json, wait_status
 
 STEPS = 6
-SWEEP = ("experiment=tiny_dpo", "-m", "args.beta_dpo=500,5000", "args.seed=0,1", f"args.max_train_steps={STEPS}",
-         "+args.pretrain_steps=5")
+SWEEP = (
+    "experiment=tiny_dpo",
+    "-m",
+    "args.beta_dpo=500,5000",
+    "args.seed=0,1",
+    f"args.max_train_steps={STEPS}",
+    "+args.pretrain_steps=5",
+)
 
 
 def _losses(run_dir: Path) -> dict:
-    text = "".join(p.read_text() for p in sorted(run_dir.glob("logs/attempt-*/restart-*/rank0.log")) +
-                   sorted(run_dir.glob("logs/attempt-*/restart-*/node0.log")))
+    text = "".join(
+        p.read_text()
+        for p in sorted(run_dir.glob("logs/attempt-*/restart-*/rank0.log"))
+        + sorted(run_dir.glob("logs/attempt-*/restart-*/node0.log"))
+    )
     line = re.compile(r"^step=(\d+) loss=([\d.]+) .*rank=0\b", re.M)
     return {int(m.group(1)): float(m.group(2)) for m in line.finditer(text)}
 
@@ -114,8 +122,10 @@ def test_report_page_renders_in_a_browser(swept, tmp_path):
 def test_the_browser_check_sees_a_broken_page(tmp_path):
     """The console check above can fail: a page whose script throws is caught by it."""
     page = tmp_path / "broken.html"
-    page.write_text("<!DOCTYPE html><html><body><div id=x></div><script>console.error('boom');"
-                    "Plotly.newPlot('x', [])</script></body></html>")
+    page.write_text(
+        "<!DOCTYPE html><html><body><div id=x></div><script>console.error('boom');"
+        "Plotly.newPlot('x', [])</script></body></html>"
+    )
     shown = browser_helpers.render(page, tmp_path / "profile", budget_ms=2000)
     assert [m for _, m in shown.console] == ["boom", "Uncaught ReferenceError: Plotly is not defined"], shown.console
     assert shown.errors() == ["Uncaught ReferenceError: Plotly is not defined"]
@@ -148,13 +158,25 @@ def test_report_of_lightning_runs_reads_their_csv_logs_and_their_tensorboard_eve
     import csv
 
     env = private_env(tmp_path)
-    danlu("submit", "experiment=tiny_lightning", "cluster=testcluster", "-m", "+args.loggers=csv,tensorboard",
-          "args.trainer.max_steps=20", "--name", "lit", env=env, check=True)
+    danlu(
+        "submit",
+        "experiment=tiny_lightning",
+        "cluster=testcluster",
+        "-m",
+        "+args.loggers=csv,tensorboard",
+        "args.trainer.max_steps=20",
+        "--name",
+        "lit",
+        env=env,
+        check=True,
+    )
     items = wait_status("lit", env, timeout=600, poll=5)
     assert [i["state"] for i in items] == ["COMPLETED"] * 2, items
     report = json.loads(danlu("report", "lit", "--metric", "val_loss", "--json", env=env, check=True).stdout)
-    runs = {r["values"]["+args.loggers"] if "+args.loggers" in r["values"] else r["values"]["args.loggers"]: r
-            for r in report["runs"]}
+    runs = {
+        r["values"]["+args.loggers"] if "+args.loggers" in r["values"] else r["values"]["args.loggers"]: r
+        for r in report["runs"]
+    }
     assert set(runs) == {"csv", "tensorboard"}, report["runs"]
     by_source = {}
     for logger, r in runs.items():

@@ -7,11 +7,11 @@ import re
 from pathlib import Path
 
 import pytest
-
 from danlu_helpers import danlu_env, submit_json, wait_status  # noqa: F401
 from test_signals import _job_processes
 
 pytestmark = pytest.mark.slurm
+
 
 def test_max_requeues_is_honoured_with_a_reason(slurm_cluster, danlu_env):
     """requeue.max_requeues=1 and far more work than two 2-minute starts: one requeue, then the run ends FAILED
@@ -20,9 +20,21 @@ def test_max_requeues_is_honoured_with_a_reason(slurm_cluster, danlu_env):
     from launcher.layout import SweepLayout
 
     name = "tl-max1"
-    submit_json("experiment=tiny_dpo", "cluster=testcluster", "resources.gpus_per_node=2", "resources.time=2",
-                "requeue.grace_s=30", "requeue.max_requeues=1", "args.sleep_per_step=1.0", "args.max_train_steps=500",
-                "args.checkpointing_steps=1000", "+args.pretrain_steps=20", "--name", name, env=danlu_env)
+    submit_json(
+        "experiment=tiny_dpo",
+        "cluster=testcluster",
+        "resources.gpus_per_node=2",
+        "resources.time=2",
+        "requeue.grace_s=30",
+        "requeue.max_requeues=1",
+        "args.sleep_per_step=1.0",
+        "args.max_train_steps=500",
+        "args.checkpointing_steps=1000",
+        "+args.pretrain_steps=20",
+        "--name",
+        name,
+        env=danlu_env,
+    )
     (item,) = wait_status(name, danlu_env, timeout=900, poll=5)
     assert item["state"] == "FAILED", item
     assert item["reason"] == "stopped at the time limit after 1 requeues (requeue.max_requeues=1)", item

@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from danlu_helpers import danlu, danlu_env, submit_json, wait_status  # noqa: F401
 
 pytestmark = pytest.mark.slurm
@@ -46,9 +45,19 @@ def test_time_limit_requeues_and_resumes_until_done(slurm_cluster, danlu_env):
     after tiny_dpo's imports and reference pretraining. The launch modes on 2 nodes x 2 ranks:
     tests/test_fault_matrix.py.)"""
     interval = 5
-    out = submit_json("experiment=tiny_dpo", "cluster=testcluster", "resources.time=2", "requeue.grace_s=30",
-                      "requeue.max_requeues=8", "args.sleep_per_step=1.0", "args.max_train_steps=100",
-                      f"args.checkpointing_steps={interval}", "--name", "timelimit", env=danlu_env)
+    out = submit_json(
+        "experiment=tiny_dpo",
+        "cluster=testcluster",
+        "resources.time=2",
+        "requeue.grace_s=30",
+        "requeue.max_requeues=8",
+        "args.sleep_per_step=1.0",
+        "args.max_train_steps=100",
+        f"args.checkpointing_steps={interval}",
+        "--name",
+        "timelimit",
+        env=danlu_env,
+    )
     run = out["runs"][0]["run"]
     (item,) = wait_status("timelimit", danlu_env, timeout=600, poll=5)
     assert item["state"] == "COMPLETED", item
@@ -71,4 +80,3 @@ def test_time_limit_requeues_and_resumes_until_done(slurm_cluster, danlu_env):
     assert "done steps=100" in restarts[-1].node_log(0).read_text()
     assert all("done steps=100" not in r.node_log(0).read_text() for r in restarts[:-1])
     assert sum(len(r.node_log(0).read_text().splitlines()) for r in restarts) <= len(log.splitlines())
-

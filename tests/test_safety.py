@@ -8,7 +8,6 @@ import stat
 from pathlib import Path
 
 import pytest
-
 from danlu_helpers import REPO, danlu, danlu_env, submit_json, wait_status  # noqa: F401
 
 pytestmark = pytest.mark.slurm
@@ -36,8 +35,16 @@ def test_injection_reaches_argv_verbatim(slurm_cluster, danlu_env, tmp_path):
     markers.mkdir()
     values = {k: v.replace("{m}", str(markers)) for k, v in NASTY.items()}
     overrides = [f"+args.{k}={_hydra_quote(v)}" for k, v in values.items()]
-    out = submit_json("cluster=testcluster", "launch=python", f"workdir={REPO / 'tests' / 'programs'}",
-                      "program=print_argv.py", "--name", "inject", *overrides, env=danlu_env)
+    out = submit_json(
+        "cluster=testcluster",
+        "launch=python",
+        f"workdir={REPO / 'tests' / 'programs'}",
+        "program=print_argv.py",
+        "--name",
+        "inject",
+        *overrides,
+        env=danlu_env,
+    )
     (run,) = out["runs"]
     (item,) = wait_status("inject", danlu_env, timeout=180)
     assert item["state"] == "COMPLETED", item
@@ -50,8 +57,15 @@ def test_injection_reaches_argv_verbatim(slurm_cluster, danlu_env, tmp_path):
 def test_secrets_passed_by_name_never_written(slurm_cluster, danlu_env, tmp_path):
     secret, wandb = "hf_SECRET_do_not_write_4242", "wandb_SECRET_do_not_write_1717"
     env = dict(danlu_env, HF_TOKEN=secret, WANDB_API_KEY=wandb)
-    out = submit_json("cluster=testcluster", "launch=python", f"workdir={REPO / 'tests' / 'programs'}",
-                      "program=print_argv.py", "--name", "secrets", env=env)
+    out = submit_json(
+        "cluster=testcluster",
+        "launch=python",
+        f"workdir={REPO / 'tests' / 'programs'}",
+        "program=print_argv.py",
+        "--name",
+        "secrets",
+        env=env,
+    )
     (run,) = out["runs"]
     (item,) = wait_status("secrets", danlu_env, timeout=180)
     assert item["state"] == "COMPLETED", item

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from danlu_helpers import danlu, danlu_env, submit_json, wait_status  # noqa: F401
 
 pytestmark = pytest.mark.slurm
@@ -32,9 +31,19 @@ def test_cancel_gives_the_ranks_the_clusters_grace_to_checkpoint(slurm_cluster, 
     grace = slurm.stop_grace("debug-4090-01")
     assert grace is not None and grace >= 10, grace  # the cluster's, not a constant of danlu's
     name = "cancel-grace"
-    out = submit_json("experiment=tiny_dpo", "cluster=testcluster", "resources.gpus_per_node=2",
-                      "args.sleep_per_step=1.0", "args.max_train_steps=300", "args.checkpointing_steps=1000",
-                      "+args.checkpoint_seconds=6", "+args.pretrain_steps=20", "--name", name, env=danlu_env)
+    out = submit_json(
+        "experiment=tiny_dpo",
+        "cluster=testcluster",
+        "resources.gpus_per_node=2",
+        "args.sleep_per_step=1.0",
+        "args.max_train_steps=300",
+        "args.checkpointing_steps=1000",
+        "+args.checkpoint_seconds=6",
+        "+args.pretrain_steps=20",
+        "--name",
+        name,
+        env=danlu_env,
+    )
     run = out["runs"][0]["run"]
     layout = SweepLayout(Path(danlu_env["DANLU_RUNS_DIR"]) / name).run(0)
     log = layout.attempt(1).restart(0).node_log(0)
@@ -71,7 +80,6 @@ def test_cancel_gives_the_ranks_the_clusters_grace_to_checkpoint(slurm_cluster, 
     assert _job_processes(str(layout.output_dir)) == []
 
 
-
 def test_warning_while_the_program_tears_down_after_its_last_step_is_ignored(slurm_cluster, danlu_env):
     """The last step is done and the program takes 110 s to end (a slow teardown or upload) when the time-limit
     warning comes: the program has put its signal handlers back (as Lightning does when fit returns), the
@@ -82,17 +90,27 @@ def test_warning_while_the_program_tears_down_after_its_last_step_is_ignored(slu
     from launcher.layout import SweepLayout
 
     name = "teardown-warn"
-    submit_json("experiment=tiny_dpo", "cluster=testcluster", "resources.time=4", "requeue.grace_s=130",
-                "args.max_train_steps=3", "+args.pretrain_steps=20", "+args.teardown_seconds=110",
-                "--name", name, env=danlu_env)
+    submit_json(
+        "experiment=tiny_dpo",
+        "cluster=testcluster",
+        "resources.time=4",
+        "requeue.grace_s=130",
+        "args.max_train_steps=3",
+        "+args.pretrain_steps=20",
+        "+args.teardown_seconds=110",
+        "--name",
+        name,
+        env=danlu_env,
+    )
     # it may wait behind other tests' jobs for the GPUs: the clock starts when it starts
     wait_status(name, danlu_env, timeout=600, poll=2, started=True)
     (item,) = wait_status(name, danlu_env, timeout=420, poll=3)
     restarts = SweepLayout(Path(danlu_env["DANLU_RUNS_DIR"]) / name).run(0).attempt(1).restarts()
     agent = restarts[0].agent_log("node0").read_text()
     assert item["state"] == "COMPLETED" and item["restarts"] == 0 and len(restarts) == 1, (item, agent)
-    assert "ignored, the program is finishing (its training processes have put back their signal handlers)" \
-        in agent, agent
+    assert "ignored, the program is finishing (its training processes have put back their signal handlers)" in agent, (
+        agent
+    )
     assert "sending SIG" not in agent, agent
     assert "done steps=3" in restarts[0].node_log(0).read_text()
 
@@ -106,13 +124,24 @@ def test_a_stop_signal_that_reaches_one_node_only_requeues_the_run(slurm_cluster
     import os
     import signal
 
-    from launcher.layout import SweepLayout
     from slurm_helpers import node_processes
 
+    from launcher.layout import SweepLayout
+
     name = "stray-stop"
-    out = submit_json("experiment=tiny_dpo", "launch=python", "cluster=testcluster", "resources.nodes=2",
-                      "args.sleep_per_step=0.5", "args.max_train_steps=40", "args.checkpointing_steps=10",
-                      "+args.pretrain_steps=20", "--name", name, env=danlu_env)
+    out = submit_json(
+        "experiment=tiny_dpo",
+        "launch=python",
+        "cluster=testcluster",
+        "resources.nodes=2",
+        "args.sleep_per_step=0.5",
+        "args.max_train_steps=40",
+        "args.checkpointing_steps=10",
+        "+args.pretrain_steps=20",
+        "--name",
+        name,
+        env=danlu_env,
+    )
     job = out["runs"][0]["job_id"]
     attempt = SweepLayout(Path(danlu_env["DANLU_RUNS_DIR"]) / name).run(0).attempt(1)
     wait_status(name, danlu_env, timeout=600, poll=2, started=True)
@@ -135,8 +164,9 @@ def test_a_stop_signal_that_reaches_one_node_only_requeues_the_run(slurm_cluster
     assert item["state"] == "COMPLETED" and item["restarts"] == 1 and len(restarts) == 2, (item, agent0)
     # task 0 finds the stop once its own ranks have stopped at the agreed step, or (first) in node2's stopped-*
     # file, and then stops them itself: either way it asks Slurm, finds the job RUNNING, and requeues it
-    assert ("while Slurm kept the job running" in agent0 and "requeueing it" in agent0) or \
-        "another task's ranks were stopped by a signal" in agent0, agent0
+    assert (
+        "while Slurm kept the job running" in agent0 and "requeueing it" in agent0
+    ) or "another task's ranks were stopped by a signal" in agent0, agent0
     assert re.search(r"^requeue of job \d+: ok$", agent0, re.M), agent0
     first, second = (r.rank_log(0).read_text() for r in restarts)
     saved = re.search(r"received signal SIG\w+ at step=(\d+); checkpoint saved", first)

@@ -12,13 +12,14 @@ import pytest
 from launcher import slurm
 from launcher.cluster_facts import parse_config as slurm_config
 from launcher.layout import RunLayout
-from launcher.state.reasons import classify, tail_lines
 from launcher.state.machine import SlurmAnswers, step
+from launcher.state.reasons import classify, tail_lines
 from launcher.views.table import fmt_elapsed
 
 
 def _new_state(row, acct, queue, acct_ok, queue_ok=True):
     return step(row, SlurmAnswers(acct, queue, acct_ok, queue_ok))
+
 
 CAPTURED = Path(__file__).resolve().parent / "captured"
 VERSIONS = ["22.05", "24.11", "26.05"]  # the Slurm versions of the test clusters (tests/cluster/up.sh VERSION)
@@ -41,10 +42,22 @@ def newer(version: str) -> bool:
 
 def test_every_version_has_its_captures():
     for version in VERSIONS:
-        for name in ("status_jobs.txt", "sacct_states.txt", "sacct_early.txt", "sacct_after_cancel.txt",
-                     "sacct_preempted_requeued.txt", "squeue_preempted_requeued.txt", "squeue_states.txt",
-                     "squeue_array_unexpanded.txt", "cluster_sinfo_busy.txt", "cluster_squeue_busy.txt",
-                     "facts_config.txt", "facts_partitions.txt", "facts_sinfo.txt", "facts_assoc.txt"):
+        for name in (
+            "status_jobs.txt",
+            "sacct_states.txt",
+            "sacct_early.txt",
+            "sacct_after_cancel.txt",
+            "sacct_preempted_requeued.txt",
+            "squeue_preempted_requeued.txt",
+            "squeue_states.txt",
+            "squeue_array_unexpanded.txt",
+            "cluster_sinfo_busy.txt",
+            "cluster_squeue_busy.txt",
+            "facts_config.txt",
+            "facts_partitions.txt",
+            "facts_sinfo.txt",
+            "facts_assoc.txt",
+        ):
             assert (CAPTURED / version / name).stat().st_size > 0, (version, name)
         config = slurm_config(captured("facts_config.txt", version))
         assert config["SLURM_VERSION"].startswith(version + "."), (version, config["SLURM_VERSION"])
@@ -81,8 +94,9 @@ def test_sacct_pending_array_is_expanded_with_its_throttle(version):
     assert "_[0-4%2]" in captured("sacct_states.txt", version)  # what sacct really prints for a pending array
     tasks = sorted(k for k in acct if k.startswith(j["array"] + "_"))
     assert tasks == [f"{j['array']}_{i}" for i in range(5)]
-    assert all(acct[t].state == "PENDING" and acct[t].reason == ("" if newer(version) else "JobHeldUser")
-               for t in tasks)
+    assert all(
+        acct[t].state == "PENDING" and acct[t].reason == ("" if newer(version) else "JobHeldUser") for t in tasks
+    )
 
 
 @every_version
@@ -149,8 +163,9 @@ def test_squeue_unexpanded_array(version):
     assert sorted(k for k in q if k.startswith(j["array"] + "_")) == [f"{j['array']}_{i}" for i in range(5)]
 
 
-@pytest.mark.parametrize("text,seconds", [("0:00", 0), ("0:04", 4), ("1:02:03", 3723), ("2-01:00:00", 176400),
-                                          ("INVALID", None), ("", None)])
+@pytest.mark.parametrize(
+    "text,seconds", [("0:00", 0), ("0:04", 4), ("1:02:03", 3723), ("2-01:00:00", 176400), ("INVALID", None), ("", None)]
+)
 def test_squeue_elapsed(text, seconds):
     assert slurm.parse_elapsed(text) == seconds
 
@@ -208,10 +223,14 @@ def test_without_sacct_squeue_and_result_files_only_never_a_guess(version, tmp_p
     unknown = _new_state(_row(gone + "1", tmp_path, "RUNNING"), {}, queue, False)
     assert unknown["state"] == "UNKNOWN" and "sacct is unavailable" in unknown["reason"]
     # an interrupted (requeued) run's result says nothing about how the job ended
-    requeued = _new_state(_row(gone + "2", tmp_path, "RUNNING", {"exit_code": 0, "interrupted": True}), {}, queue, False)
+    requeued = _new_state(
+        _row(gone + "2", tmp_path, "RUNNING", {"exit_code": 0, "interrupted": True}), {}, queue, False
+    )
     assert requeued["state"] == "UNKNOWN"
     # neither sacct nor squeue answered: nothing is known
-    assert _new_state(_row(gone + "3", tmp_path, "RUNNING", {"exit_code": 0}), {}, {}, False, False)["state"] == "UNKNOWN"
+    assert (
+        _new_state(_row(gone + "3", tmp_path, "RUNNING", {"exit_code": 0}), {}, {}, False, False)["state"] == "UNKNOWN"
+    )
     # with sacct working, a job it does not know yet keeps its last state (accounting lags)
     assert _new_state(_row(gone + "4", tmp_path, "PENDING"), {}, {}, True) is None
 
@@ -227,8 +246,9 @@ def test_requeued_job_follows_the_controller_not_an_old_sacct_record(version, tm
     assert upd["state"] == "PENDING" and upd["reason"] == "BeginTime"
     assert upd["final"] is False
     # squeue answered and no longer lists the job: Slurm will not start it again, the PREEMPTED record is final
-    gone = _new_state(_row(jid + "9", tmp_path, "RUNNING"), slurm.parse_sacct(first.replace(jid, jid + "9", 1)), {},
-                      True)
+    gone = _new_state(
+        _row(jid + "9", tmp_path, "RUNNING"), slurm.parse_sacct(first.replace(jid, jid + "9", 1)), {}, True
+    )
     assert gone["state"] == "PREEMPTED" and gone["final"] is True
 
 
@@ -244,17 +264,25 @@ def test_a_requeueable_end_is_final_only_once_squeue_answered_without_the_job(ve
     assert failed_squeue["state"] == "PREEMPTED" and failed_squeue["final"] is False
     assert failed_squeue["accounting"] == first  # the raw record, for `danlu show`
     listed = slurm.parse_squeue(f"{jid}|PREEMPTED|None|node1|debug-4090-01|0:40|1|danlu:x:0|{jid}\n")
-    still = _new_state(_row(jid + "1", tmp_path, "RUNNING"), slurm.parse_sacct(first.replace(jid, jid + "1", 1)),
-                       {jid + "1": listed[jid]}, True)
+    still = _new_state(
+        _row(jid + "1", tmp_path, "RUNNING"),
+        slurm.parse_sacct(first.replace(jid, jid + "1", 1)),
+        {jid + "1": listed[jid]},
+        True,
+    )
     assert still["state"] == "PREEMPTED" and still["final"] is False
     for end in ("NODE_FAIL", "TIMEOUT"):
         line = first.replace("PREEMPTED", end)
-        assert _new_state(_row(jid, tmp_path / end, "RUNNING"), slurm.parse_sacct(line), {}, True,
-                          queue_ok=False)["final"] is False
+        assert (
+            _new_state(_row(jid, tmp_path / end, "RUNNING"), slurm.parse_sacct(line), {}, True, queue_ok=False)["final"]
+            is False
+        )
     # a COMPLETED or FAILED record is final even when squeue failed: Slurm never requeues those by itself
     done = first.replace("PREEMPTED", "COMPLETED")
-    assert _new_state(_row(jid, tmp_path / "done", "RUNNING"), slurm.parse_sacct(done), {}, True,
-                      queue_ok=False)["final"] is True
+    assert (
+        _new_state(_row(jid, tmp_path / "done", "RUNNING"), slurm.parse_sacct(done), {}, True, queue_ok=False)["final"]
+        is True
+    )
     # sacct lists every start of a requeued job (-D): `danlu show` keeps all of them
     two = slurm.parse_sacct(first.replace("PREEMPTED", "REQUEUED") + "\n" + done)
     assert two[jid].raw.count("\n") == 1 and two[jid].restarts == 1
@@ -287,53 +315,95 @@ TRACEBACK = """Traceback (most recent call last):
 {last}"""
 
 
-@pytest.mark.parametrize("state,exit_code,log,expected", [
-    # CUDA out of memory (torch >= 2.1 and older spellings)
-    ("FAILED", "1:0", TRACEBACK.format(last="torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB "
-                                            "(GPU 0; 23.65 GiB total capacity; 21.90 GiB already allocated)"),
-     "CUDA out of memory"),
-    ("FAILED", "1:0", "[default0]:[rank0]: RuntimeError: CUDA error: out of memory", "CUDA out of memory"),
-    # host out of memory: Slurm's cgroup OOM killer, or the state itself
-    ("OUT_OF_MEMORY", "0:125", "slurmstepd: error: Detected 1 oom-kill event(s) in StepId=52.0. Some of your processes "
-                               "may have been killed by the cgroup out-of-memory handler.", "host out of memory"),
-    ("OUT_OF_MEMORY", "0:125", "", "host out of memory"),
-    ("FAILED", "1:0", TRACEBACK.format(last="MemoryError"), "host out of memory"),
-    # NCCL / gloo errors with no other cause
-    ("FAILED", "1:0", "[rank1]: torch.distributed.DistBackendError: NCCL error in: ../torch/csrc/distributed/c10d/"
-                      "ProcessGroupNCCL.cpp:1970, unhandled system error (run with NCCL_DEBUG=INFO for details), "
-                      "NCCL version 2.19.3\nncclSystemError: System call (e.g. socket, malloc) or external library "
-                      "call failed or device error.",
-     "communication error (NCCL/gloo): torch.distributed.DistBackendError: NCCL error in: *"),
-    ("FAILED", "1:0", "[E ProcessGroupNCCL.cpp:475] [Rank 3] Watchdog caught collective operation timeout: "
-                      "WorkNCCL(SeqNum=12, OpType=ALLREDUCE, Timeout(ms)=600000) ran for 600523 milliseconds",
-     "communication error (NCCL/gloo): [E ProcessGroupNCCL.cpp:475] [Rank 3] Watchdog caught collective operation *"),
-    # a Python exception: its last line, chained tracebacks give the first cause in the logs
-    ("FAILED", "1:0", TRACEBACK.format(last="ValueError: bad learning rate -1"), "ValueError: bad learning rate -1"),
-    ("FAILED", "1:0", TRACEBACK.format(last="KeyError: 'image'") + "\n\nDuring handling of the above exception, another "
-     "exception occurred:\n\n" + TRACEBACK.format(last="subprocess.CalledProcessError: Command '['python', 'train.py']' "
-                                                      "returned non-zero exit status 1."), "KeyError: 'image'"),
-    # a mention of the backend is not a communication error
-    ("FAILED", "2:0", "using gloo backend\nstep=1 loss=0.3", "non-zero exit (2)"),
-    # Slurm's own verdicts
-    ("TIMEOUT", "0:0", "step=9 loss=0.1", "time limit reached"),
-    ("PREEMPTED", "0:0", "", "preempted"),
-    ("NODE_FAIL", "0:0", "", "node failure (node[1-2])"),
-    ("CANCELLED by 0", "0:15", "RuntimeError: whatever the ranks said when killed", "cancelled by root"),
-    ("CANCELLED", "0:0", "", "cancelled"),
-    # no log to go by
-    ("FAILED", "3:0", "", "non-zero exit (3)"),
-    ("FAILED", "0:9", "", "killed by signal 9"),
-    # the agent could not start the launcher
-    ("FAILED", "127:0", "[danlu agent node0 node1] cannot start 'accelerate': [Errno 2] No such file or directory",
-     "command not found: accelerate (is its environment activated? see env=)"),
-    # srun could not start the step on a node (captured when another test took node2's slurmd down)
-    ("FAILED", "105:0", "srun: Job 188 step creation temporarily disabled, retrying (Requested nodes are busy)\n"
-                        "srun: error: Task launch for StepId=188.0 failed on node node2: Communication connection failure\n"
-                        "srun: error: Application launch failed: Communication connection failure\n"
-                        "slurmstepd-node1: error: *** STEP 188.0 ON node1 CANCELLED AT 2026-11-22T08:29:53 ***",
-     "task launch failed on node2: Communication connection failure"),
-    ("COMPLETED", "0:0", "RuntimeError: a handled one", None),
-])
+@pytest.mark.parametrize(
+    "state,exit_code,log,expected",
+    [
+        # CUDA out of memory (torch >= 2.1 and older spellings)
+        (
+            "FAILED",
+            "1:0",
+            TRACEBACK.format(
+                last="torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB "
+                "(GPU 0; 23.65 GiB total capacity; 21.90 GiB already allocated)"
+            ),
+            "CUDA out of memory",
+        ),
+        ("FAILED", "1:0", "[default0]:[rank0]: RuntimeError: CUDA error: out of memory", "CUDA out of memory"),
+        # host out of memory: Slurm's cgroup OOM killer, or the state itself
+        (
+            "OUT_OF_MEMORY",
+            "0:125",
+            "slurmstepd: error: Detected 1 oom-kill event(s) in StepId=52.0. Some of your processes "
+            "may have been killed by the cgroup out-of-memory handler.",
+            "host out of memory",
+        ),
+        ("OUT_OF_MEMORY", "0:125", "", "host out of memory"),
+        ("FAILED", "1:0", TRACEBACK.format(last="MemoryError"), "host out of memory"),
+        # NCCL / gloo errors with no other cause
+        (
+            "FAILED",
+            "1:0",
+            "[rank1]: torch.distributed.DistBackendError: NCCL error in: ../torch/csrc/distributed/c10d/"
+            "ProcessGroupNCCL.cpp:1970, unhandled system error (run with NCCL_DEBUG=INFO for details), "
+            "NCCL version 2.19.3\nncclSystemError: System call (e.g. socket, malloc) or external library "
+            "call failed or device error.",
+            "communication error (NCCL/gloo): torch.distributed.DistBackendError: NCCL error in: *",
+        ),
+        (
+            "FAILED",
+            "1:0",
+            "[E ProcessGroupNCCL.cpp:475] [Rank 3] Watchdog caught collective operation timeout: "
+            "WorkNCCL(SeqNum=12, OpType=ALLREDUCE, Timeout(ms)=600000) ran for 600523 milliseconds",
+            "communication error (NCCL/gloo): [E ProcessGroupNCCL.cpp:475] [Rank 3] Watchdog caught collective operation *",
+        ),
+        # a Python exception: its last line, chained tracebacks give the first cause in the logs
+        (
+            "FAILED",
+            "1:0",
+            TRACEBACK.format(last="ValueError: bad learning rate -1"),
+            "ValueError: bad learning rate -1",
+        ),
+        (
+            "FAILED",
+            "1:0",
+            TRACEBACK.format(last="KeyError: 'image'") + "\n\nDuring handling of the above exception, another "
+            "exception occurred:\n\n"
+            + TRACEBACK.format(
+                last="subprocess.CalledProcessError: Command '['python', 'train.py']' returned non-zero exit status 1."
+            ),
+            "KeyError: 'image'",
+        ),
+        # a mention of the backend is not a communication error
+        ("FAILED", "2:0", "using gloo backend\nstep=1 loss=0.3", "non-zero exit (2)"),
+        # Slurm's own verdicts
+        ("TIMEOUT", "0:0", "step=9 loss=0.1", "time limit reached"),
+        ("PREEMPTED", "0:0", "", "preempted"),
+        ("NODE_FAIL", "0:0", "", "node failure (node[1-2])"),
+        ("CANCELLED by 0", "0:15", "RuntimeError: whatever the ranks said when killed", "cancelled by root"),
+        ("CANCELLED", "0:0", "", "cancelled"),
+        # no log to go by
+        ("FAILED", "3:0", "", "non-zero exit (3)"),
+        ("FAILED", "0:9", "", "killed by signal 9"),
+        # the agent could not start the launcher
+        (
+            "FAILED",
+            "127:0",
+            "[danlu agent node0 node1] cannot start 'accelerate': [Errno 2] No such file or directory",
+            "command not found: accelerate (is its environment activated? see env=)",
+        ),
+        # srun could not start the step on a node (captured when another test took node2's slurmd down)
+        (
+            "FAILED",
+            "105:0",
+            "srun: Job 188 step creation temporarily disabled, retrying (Requested nodes are busy)\n"
+            "srun: error: Task launch for StepId=188.0 failed on node node2: Communication connection failure\n"
+            "srun: error: Application launch failed: Communication connection failure\n"
+            "slurmstepd-node1: error: *** STEP 188.0 ON node1 CANCELLED AT 2026-11-22T08:29:53 ***",
+            "task launch failed on node2: Communication connection failure",
+        ),
+        ("COMPLETED", "0:0", "RuntimeError: a handled one", None),
+    ],
+)
 def test_classify(state, exit_code, log, expected):
     """`expected` ending in '*' is a prefix (the reason is cut at 160 characters)."""
     got = classify(state, exit_code, "node[1-2]", log.splitlines())
@@ -356,42 +426,65 @@ def test_tail_lines_reads_only_the_end_of_big_logs(tmp_path):
 
 def test_reason_when_requeues_ran_out():
     lines = ["step=7 loss=0.1", "[danlu agent] not requeued: 3 requeues already (requeue.max_requeues=3)"]
-    assert classify("FAILED", "1:0", "node1", lines) == "stopped at the time limit after 3 requeues (requeue.max_requeues=3)"
+    assert (
+        classify("FAILED", "1:0", "node1", lines)
+        == "stopped at the time limit after 3 requeues (requeue.max_requeues=3)"
+    )
 
 
 def test_reason_when_the_agent_ended_a_hung_job():
     """The agent's line wins over the peers' communication errors that its kill causes."""
-    lines = ["step=3 loss=0.2", "[danlu agent] hung: no output from the training processes on node2 for 15s "
-             "(launch.hang_timeout_s=15); ending the job", "RuntimeError: [../gloo/transport/tcp/pair.cc:534] "
-             "Connection closed by peer [127.0.0.1]:40000"]
-    assert classify("FAILED", "137:0", "node[1-2]", lines) == \
-        "hung: no output from the training processes on node2 for 15s (launch.hang_timeout_s=15)"
+    lines = [
+        "step=3 loss=0.2",
+        "[danlu agent] hung: no output from the training processes on node2 for 15s "
+        "(launch.hang_timeout_s=15); ending the job",
+        "RuntimeError: [../gloo/transport/tcp/pair.cc:534] Connection closed by peer [127.0.0.1]:40000",
+    ]
+    assert (
+        classify("FAILED", "137:0", "node[1-2]", lines)
+        == "hung: no output from the training processes on node2 for 15s (launch.hang_timeout_s=15)"
+    )
 
 
 def test_reason_when_ranks_trained_alone():
-    lines = ["done steps=6", "[danlu agent] 2 of 2 training process(es) on this node trained alone, not in one world "
-             "of 2 (no process group: pids 11 12); the run is not complete"]
-    assert classify("FAILED", "3:0", "node1", lines).startswith("the ranks trained as independent copies, not one world of 2")
+    lines = [
+        "done steps=6",
+        "[danlu agent] 2 of 2 training process(es) on this node trained alone, not in one world "
+        "of 2 (no process group: pids 11 12); the run is not complete",
+    ]
+    assert classify("FAILED", "3:0", "node1", lines).startswith(
+        "the ranks trained as independent copies, not one world of 2"
+    )
 
 
-@pytest.mark.parametrize("text,hosts", [
-    ("node[1-2]", ["node1", "node2"]), ("node2", ["node2"]), ("", []),
-    ("gpu-a[08-10],cpu7", ["gpu-a08", "gpu-a09", "gpu-a10", "cpu7"]),
-    ("n[1,3-4]x", ["n1x", "n3x", "n4x"])])
+@pytest.mark.parametrize(
+    "text,hosts",
+    [
+        ("node[1-2]", ["node1", "node2"]),
+        ("node2", ["node2"]),
+        ("", []),
+        ("gpu-a[08-10],cpu7", ["gpu-a08", "gpu-a09", "gpu-a10", "cpu7"]),
+        ("n[1,3-4]x", ["n1x", "n3x", "n4x"]),
+    ],
+)
 def test_hostlist_expands_like_scontrol_show_hostnames(text, hosts):
     assert slurm.expand_hostlist(text) == hosts
 
 
-@pytest.mark.parametrize("message,refused", [
-    ("sbatch: error: Batch job submission failed: Invalid partition name specified", True),
-    ("sbatch: error: Invalid --begin specification", True),
-    ("sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)", True),
-    ("sbatch not found", True),
-    # the controller may have queued the job: its answer was lost
-    ("sbatch: error: Batch job submission failed: Socket timed out on send/recv operation", False),
-    ("sbatch: Command '['sbatch', '--parsable', 'x']' timed out after 120 seconds", False),
-    ("sbatch: error: Batch job submission failed: Zero Bytes were transmitted or received", False),
-    ("sbatch: unexpected answer 'Submitted batch job'", False),
-    ("sbatch: ", False)])
+@pytest.mark.parametrize(
+    "message,refused",
+    [
+        ("sbatch: error: Batch job submission failed: Invalid partition name specified", True),
+        ("sbatch: error: Invalid --begin specification", True),
+        ("sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)", True),
+        ("sbatch not found", True),
+        # the controller may have queued the job: its answer was lost
+        ("sbatch: error: Batch job submission failed: Socket timed out on send/recv operation", False),
+        ("sbatch: Command '['sbatch', '--parsable', 'x']' timed out after 120 seconds", False),
+        ("sbatch: error: Batch job submission failed: Zero Bytes were transmitted or received", False),
+        ("sbatch: unexpected answer 'Submitted batch job'", False),
+        ("sbatch: ", False),
+    ],
+)
 def test_which_sbatch_failures_mean_no_job_was_queued(message, refused):
     assert slurm.sbatch_refused(message) is refused

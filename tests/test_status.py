@@ -10,12 +10,10 @@ import os
 import re
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-
 from danlu_helpers import danlu, danlu_env, status_json, submit_json, wait_status  # noqa: F401
 
 pytestmark = pytest.mark.slurm
@@ -37,8 +35,9 @@ def calls(trace: Path) -> list[str]:
 def in_squeue(job_ids: list[str]) -> list[str]:
     """Which of these jobs (or array tasks) squeue still lists, in any state."""
     ids = sorted({j.split("_")[0] for j in job_ids})
-    done = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-o", "%i", "-j", ",".join(ids)],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["squeue", "-h", "-r", "-t", "all", "-o", "%i", "-j", ",".join(ids)], capture_output=True, text=True
+    )
     listed = set(done.stdout.split()) if done.returncode == 0 else set()
     return [j for j in job_ids if j in listed]
 
@@ -50,15 +49,21 @@ def aged(slurm_cluster, tmp_path_factory):
     the finished ones have left the controller (MinJobAge): their store rows still say PENDING,
     as for a researcher who did not look while they ran."""
     home = tmp_path_factory.mktemp("aged")
-    env = {"DANLU_HOME": str(home / "h"), "DANLU_RUNS_DIR": str(home / "runs"),
-           "DANLU_STORE": str(home / "h" / "store.sqlite"), "NO_COLOR": "1"}
+    env = {
+        "DANLU_HOME": str(home / "h"),
+        "DANLU_RUNS_DIR": str(home / "runs"),
+        "DANLU_STORE": str(home / "h" / "store.sqlite"),
+        "NO_COLOR": "1",
+    }
     fast = ["experiment=tiny_dpo", "cluster=testcluster", "launch=python", "args.max_train_steps=2"]
-    held = submit_json("experiment=tiny_dpo", "cluster=testcluster", "resources.extra_sbatch=[--hold]",
-                       "--name", "aged-held", env=env)
+    held = submit_json(
+        "experiment=tiny_dpo", "cluster=testcluster", "resources.extra_sbatch=[--hold]", "--name", "aged-held", env=env
+    )
     ok = submit_json(*fast, "--name", "aged-ok", env=env)
     crash = submit_json(*fast, "args.crash_at_step=1", "--name", "aged-crash", env=env)
-    gone = submit_json("experiment=tiny_dpo", "cluster=testcluster", "resources.extra_sbatch=[--hold]",
-                       "--name", "aged-gone", env=env)
+    gone = submit_json(
+        "experiment=tiny_dpo", "cluster=testcluster", "resources.extra_sbatch=[--hold]", "--name", "aged-gone", env=env
+    )
     subprocess.run(["scancel", gone["runs"][0]["job_id"]], check=True)  # cancelled behind danlu's back
     # a danlu killed right after sbatch accepted its job: the store only knows it was submitting
     real = subprocess.run(["bash", "-c", "command -v sbatch"], capture_output=True, text=True).stdout.strip()
@@ -66,22 +71,50 @@ def aged(slurm_cluster, tmp_path_factory):
     shim.mkdir()
     (shim / "sbatch").write_text(f'#!/bin/bash\n"{real}" "$@" | tee {home}/sbatch.out\nkill -9 $PPID\n')
     (shim / "sbatch").chmod(0o755)
-    killed = danlu("submit", "experiment=tiny_dpo", "cluster=testcluster", "resources.extra_sbatch=[--hold]",
-                   "--name", "aged-lost", env=dict(env, PATH=f"{shim}:{os.environ['PATH']}"))
+    killed = danlu(
+        "submit",
+        "experiment=tiny_dpo",
+        "cluster=testcluster",
+        "resources.extra_sbatch=[--hold]",
+        "--name",
+        "aged-lost",
+        env=dict(env, PATH=f"{shim}:{os.environ['PATH']}"),
+    )
     assert killed.returncode == -9, killed.stderr
     lost = re.search(r"^(\d+)", (home / "sbatch.out").read_text(), re.M).group(1)  # sbatch --parsable
     subprocess.run(["scancel", lost], check=True)  # and it ended before anyone looked
-    yield {"env": env, "held": held["runs"][0], "ok": ok["runs"][0], "crash": crash["runs"][0], "gone": gone["runs"][0],
-           "lost": lost, "started": time.time()}
+    yield {
+        "env": env,
+        "held": held["runs"][0],
+        "ok": ok["runs"][0],
+        "crash": crash["runs"][0],
+        "gone": gone["runs"][0],
+        "lost": lost,
+        "started": time.time(),
+    }
     danlu("cancel", "aged-held", env=env)
 
 
 # ---- status: table, filters, json, pending reasons; cancel of pending runs -----------------------
 def test_status_pending_reasons_filters_json_and_cancel(danlu_env, tmp_path):
-    held = submit_json("-m", "experiment=tiny_dpo", "cluster=testcluster", "args.seed=0,1",
-                       "resources.extra_sbatch=[--hold]", "--name", "held", env=danlu_env)
-    later = submit_json("experiment=tiny_dpo", "cluster=testcluster", "resources.extra_sbatch=['--begin=now+1hour']",
-                        "--name", "later", env=danlu_env)
+    held = submit_json(
+        "-m",
+        "experiment=tiny_dpo",
+        "cluster=testcluster",
+        "args.seed=0,1",
+        "resources.extra_sbatch=[--hold]",
+        "--name",
+        "held",
+        env=danlu_env,
+    )
+    later = submit_json(
+        "experiment=tiny_dpo",
+        "cluster=testcluster",
+        "resources.extra_sbatch=['--begin=now+1hour']",
+        "--name",
+        "later",
+        env=danlu_env,
+    )
     try:
         items = status_json(env=danlu_env)
         by_run = {i["run"]: i for i in items}
@@ -98,15 +131,27 @@ def test_status_pending_reasons_filters_json_and_cancel(danlu_env, tmp_path):
         header = next(line for line in table if line.startswith("RUN"))
         assert header.split() == HEADER
         row = next(line for line in table if line.startswith("later/0"))
-        assert row.split() == ["later/0", later["runs"][0]["job_id"], "debug-4090-01", "tiny_dpo", "PD", "0:00", "1",
-                               "1", "(BeginTime)"]
+        assert row.split() == [
+            "later/0",
+            later["runs"][0]["job_id"],
+            "debug-4090-01",
+            "tiny_dpo",
+            "PD",
+            "0:00",
+            "1",
+            "1",
+            "(BeginTime)",
+        ]
         assert "# held: 2 PENDING" in table
 
         # filters: by sweep, by run, by state
-        assert [i["run"] for i in json.loads(danlu("status", "held", "--json", env=danlu_env, check=True).stdout)] == \
-            ["held/0", "held/1"]
-        assert [i["run"] for i in json.loads(danlu("status", "held/1", "later", "--json", env=danlu_env,
-                                                   check=True).stdout)] == ["held/1", "later/0"]
+        assert [i["run"] for i in json.loads(danlu("status", "held", "--json", env=danlu_env, check=True).stdout)] == [
+            "held/0",
+            "held/1",
+        ]
+        assert [
+            i["run"] for i in json.loads(danlu("status", "held/1", "later", "--json", env=danlu_env, check=True).stdout)
+        ] == ["held/1", "later/0"]
         assert json.loads(danlu("status", "--state", "RUNNING", "--json", env=danlu_env, check=True).stdout) == []
         bad = danlu("status", "nosuch/7", env=danlu_env)
         assert bad.returncode == 2 and "hint:" in bad.stderr
@@ -119,8 +164,8 @@ def test_status_pending_reasons_filters_json_and_cancel(danlu_env, tmp_path):
         assert calls(trace).count("scancel") == 1
         assert done.stdout.split() == ["held/0", held["runs"][0]["job_id"], "CANCELLED"]
         assert in_squeue([held["runs"][0]["job_id"]]) == [] or subprocess.run(
-            ["squeue", "-h", "-t", "all", "-o", "%T", "-j", held["runs"][0]["job_id"]], capture_output=True,
-            text=True).stdout.split() == ["CANCELLED"]
+            ["squeue", "-h", "-t", "all", "-o", "%T", "-j", held["runs"][0]["job_id"]], capture_output=True, text=True
+        ).stdout.split() == ["CANCELLED"]
         store = __import__("sqlite3").connect(danlu_env["DANLU_STORE"])
         assert store.execute("SELECT state FROM attempts WHERE run='held/0'").fetchone()[0] == "CANCELLED"
         by_run = {i["run"]: i for i in status_json(env=danlu_env)}
@@ -129,10 +174,14 @@ def test_status_pending_reasons_filters_json_and_cancel(danlu_env, tmp_path):
         # active runs by default, finished ones with --all or --state
         default = json.loads(danlu("status", "--json", env=danlu_env, check=True).stdout)
         assert sorted(i["run"] for i in default) == ["held/1", "later/0"]
-        assert [i["run"] for i in json.loads(danlu("status", "--state", "CANCELLED", "--json", env=danlu_env,
-                                                   check=True).stdout)] == ["held/0"]
-        assert [i["run"] for i in json.loads(danlu("status", "--state", "CA,PD", "--json", env=danlu_env,
-                                                   check=True).stdout)] == ["held/0", "held/1", "later/0"]
+        assert [
+            i["run"]
+            for i in json.loads(danlu("status", "--state", "CANCELLED", "--json", env=danlu_env, check=True).stdout)
+        ] == ["held/0"]
+        assert [
+            i["run"]
+            for i in json.loads(danlu("status", "--state", "CA,PD", "--json", env=danlu_env, check=True).stdout)
+        ] == ["held/0", "held/1", "later/0"]
 
         # cancelling what already ended: exit 0, a message, and no scancel at all
         env, trace = traced(danlu_env, tmp_path, "again")
@@ -150,9 +199,19 @@ INFRA = ("task launch failed", "node failure")  # other sessions stop nodes on p
 
 def test_failed_two_node_run_reason_logs_and_show(danlu_env):
     for name in ("crash", "crash-again"):
-        out = submit_json("experiment=tiny_dpo", "cluster=testcluster", "resources.nodes=2", "resources.gpus_per_node=2",
-                          "args.crash_at_step=3", "args.crash_rank=1", "args.max_train_steps=8",
-                          "args.sleep_per_step=0.3", "--name", name, env=danlu_env)
+        out = submit_json(
+            "experiment=tiny_dpo",
+            "cluster=testcluster",
+            "resources.nodes=2",
+            "resources.gpus_per_node=2",
+            "args.crash_at_step=3",
+            "args.crash_rank=1",
+            "args.max_train_steps=8",
+            "args.sleep_per_step=0.3",
+            "--name",
+            name,
+            env=danlu_env,
+        )
         run, job_id = out["runs"][0]["run"], out["runs"][0]["job_id"]
         # --follow streams the merged logs and ends by itself when the run ends
         follow = danlu("logs", run, "--follow", env=danlu_env, timeout=300)
@@ -221,8 +280,18 @@ def has_rank(text: str, rank: int) -> bool:
 
 # ---- cancel of running runs: by danlu, and by scancel behind danlu's back -----------------------
 def test_cancel_running_runs(danlu_env):
-    out = submit_json("-m", "experiment=tiny_dpo", "cluster=testcluster", "launch=python", "args.sleep_per_step=2",
-                      "args.max_train_steps=200", "args.seed=0,1", "--name", "long", env=danlu_env)
+    out = submit_json(
+        "-m",
+        "experiment=tiny_dpo",
+        "cluster=testcluster",
+        "launch=python",
+        "args.sleep_per_step=2",
+        "args.max_train_steps=200",
+        "args.seed=0,1",
+        "--name",
+        "long",
+        env=danlu_env,
+    )
     try:
         wait_status("long", danlu_env, timeout=180, done=lambda items: all(i["state"] == "RUNNING" for i in items))
         done = danlu("cancel", "long/0", env=danlu_env, check=True)
@@ -236,8 +305,9 @@ def test_cancel_running_runs(danlu_env):
         for r in out["runs"]:
             deadline = time.time() + 60
             while time.time() < deadline:
-                state = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "State", "-j", r["job_id"]],
-                                       capture_output=True, text=True).stdout.split("\n")[0]
+                state = subprocess.run(
+                    ["sacct", "-X", "-n", "-P", "-o", "State", "-j", r["job_id"]], capture_output=True, text=True
+                ).stdout.split("\n")[0]
                 if state.startswith("CANCELLED"):
                     break
                 time.sleep(1)
@@ -248,8 +318,16 @@ def test_cancel_running_runs(danlu_env):
 
 # ---- one sacct and at most one squeue per refresh, with 200 runs -------------------------------
 def test_status_of_200_runs_makes_one_sacct_and_at_most_one_squeue(danlu_env, tmp_path):
-    out = submit_json("-m", "experiment=tiny_dpo", "cluster=testcluster", "args.seed=range(0,200)",
-                      "resources.extra_sbatch=[--hold]", "--name", "many", env=danlu_env)
+    out = submit_json(
+        "-m",
+        "experiment=tiny_dpo",
+        "cluster=testcluster",
+        "args.seed=range(0,200)",
+        "resources.extra_sbatch=[--hold]",
+        "--name",
+        "many",
+        env=danlu_env,
+    )
     try:
         assert len(out["runs"]) == 200 and len({r["job_id"].split("_")[0] for r in out["runs"]}) == 1
         env, trace = traced(danlu_env, tmp_path, "status200")
@@ -269,9 +347,14 @@ def test_status_of_200_runs_makes_one_sacct_and_at_most_one_squeue(danlu_env, tm
         env, trace = traced(danlu_env, tmp_path, "cancel200")
         danlu("cancel", "many", env=env, check=True)
         assert calls(trace).count("scancel") == 1
-        assert in_squeue([r["job_id"] for r in out["runs"]]) == [] or {s for s in subprocess.run(
-            ["squeue", "-h", "-r", "-t", "all", "-o", "%T", "-j", out["runs"][0]["job_id"].split("_")[0]],
-            capture_output=True, text=True).stdout.split()} == {"CANCELLED"}
+        assert in_squeue([r["job_id"] for r in out["runs"]]) == [] or {
+            s
+            for s in subprocess.run(
+                ["squeue", "-h", "-r", "-t", "all", "-o", "%T", "-j", out["runs"][0]["job_id"].split("_")[0]],
+                capture_output=True,
+                text=True,
+            ).stdout.split()
+        } == {"CANCELLED"}
         env, trace = traced(danlu_env, tmp_path, "final200")
         items = status_json("many", env=env)
         assert {i["state"] for i in items} == {"CANCELLED"} and len(items) == 200
@@ -296,8 +379,9 @@ def test_job_of_a_killed_submit_is_found_in_accounting_after_it_left_the_queue(a
     wait_left_queue([aged["lost"]], aged["started"])
     db = __import__("sqlite3").connect(env["DANLU_STORE"])
     assert db.execute("SELECT state, job_id FROM attempts WHERE run='aged-lost/0'").fetchone() == ("SUBMITTING", None)
-    comment = subprocess.run(["sacct", "-X", "-n", "-P", "-o", "Comment", "-j", aged["lost"]], capture_output=True,
-                             text=True, check=True).stdout.strip()
+    comment = subprocess.run(
+        ["sacct", "-X", "-n", "-P", "-o", "Comment", "-j", aged["lost"]], capture_output=True, text=True, check=True
+    ).stdout.strip()
     (item,) = status_json("aged-lost", env=env)
     assert item["job_id"] == aged["lost"], (item, f"sacct comment: {comment!r}")
     assert item["state"] == "CANCELLED" and item["reason"] == "cancelled by root"
@@ -324,8 +408,12 @@ def test_status_without_slurmdbd(slurm_cluster, aged, tmp_path):
             tenv, trace = traced(env, tmp_path, "nodbd")
             # the killed submit ("aged-lost") may still wait for recovery, whose lookup is one more
             # squeue + sacct; it has been recovered already when earlier tests ran status on this store
-            recovering = sqlite3.connect(env["DANLU_STORE"]).execute(
-                "SELECT count(*) FROM attempts WHERE state='SUBMITTING'").fetchone()[0] > 0
+            recovering = (
+                sqlite3.connect(env["DANLU_STORE"])
+                .execute("SELECT count(*) FROM attempts WHERE state='SUBMITTING'")
+                .fetchone()[0]
+                > 0
+            )
             done = danlu("status", "--all", "--json", env=tenv)
             table = danlu("status", "--all", env=env)
             assert not _sacct_answers()  # nobody restarted it meanwhile: the answers above had no sacct
@@ -340,8 +428,9 @@ def test_status_without_slurmdbd(slurm_cluster, aged, tmp_path):
     assert done.returncode == 0, done.stderr
     assert "sacct is unavailable" in done.stderr and "Connection refused" in done.stderr
     # the recovery's lookup asks sacct only for a job squeue no longer shows (it may still be queued)
-    assert 1 <= calls(trace).count("sacct") <= 1 + recovering and calls(trace).count("squeue") == 1 + recovering, \
-        calls(trace)
+    assert 1 <= calls(trace).count("sacct") <= 1 + recovering and calls(trace).count("squeue") == 1 + recovering, calls(
+        trace
+    )
     by_run = {i["sweep"]: i for i in json.loads(done.stdout)}
     assert by_run["aged-held"]["state"] == "PENDING" and by_run["aged-held"]["reason"] == "JobHeldUser"  # squeue
     assert by_run["aged-ok"]["state"] == "COMPLETED"  # the run's own result file

@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from danlu_helpers import danlu, danlu_env, status_json, submit_json, wait_status  # noqa: F401
 from test_watch import VENV_BIN
 
@@ -34,9 +33,17 @@ def _logged(run_dir: str, step: int) -> float:
 
 
 def test_status_shows_a_running_runs_step_and_loss(slurm_cluster, danlu_env):
-    out = submit_json("experiment=tiny_dpo", "cluster=testcluster", "resources.gpus_per_node=2",
-                      "args.max_train_steps=60",
-                      "args.sleep_per_step=1.0", "+args.pretrain_steps=5", "--name", "live", env=danlu_env)
+    out = submit_json(
+        "experiment=tiny_dpo",
+        "cluster=testcluster",
+        "resources.gpus_per_node=2",
+        "args.max_train_steps=60",
+        "args.sleep_per_step=1.0",
+        "+args.pretrain_steps=5",
+        "--name",
+        "live",
+        env=danlu_env,
+    )
     run = out["runs"][0]["run"]
     try:
         deadline = time.time() + 400
@@ -57,8 +64,12 @@ def test_status_shows_a_running_runs_step_and_loss(slurm_cluster, danlu_env):
         assert "STEP" not in danlu("status", "live", "--no-metrics", env=danlu_env, check=True).stdout
 
         # --watch (piped: a plain block per refresh) shows the steps going up
-        watch = subprocess.Popen([f"{VENV_BIN}/danlu", "status", "--watch", "live", "--interval", "1"],
-                                 env=dict(os.environ, **danlu_env), stdout=subprocess.PIPE, text=True)
+        watch = subprocess.Popen(
+            [f"{VENV_BIN}/danlu", "status", "--watch", "live", "--interval", "1"],
+            env=dict(os.environ, **danlu_env),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         steps, head = [], ""
         try:
             assert watch.stdout is not None

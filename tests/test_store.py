@@ -15,17 +15,33 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from danlu_helpers import danlu, danlu_env  # noqa: F401
+
 from launcher.errors import UserError
 from launcher.store import MIGRATIONS, TERMINAL, NewRun, Store
 
 
 def _runs(sweep: str, n: int, tag: str) -> list[NewRun]:
-    return [NewRun(run=f"{sweep}/{i}", idx=i, overrides=[f"args.i={i}"], config={"args": {"i": i}},
-                   run_dir=f"/tmp/{sweep}/{i}", workdir="/tmp", git_commit="abc", git_dirty=False,
-                   partition="debug-4090-01", nodes=1, cluster_kind="slurm", script="/tmp/s.sbatch",
-                   command="python train.py", tag=tag, array_task=i if n > 1 else None) for i in range(n)]
+    return [
+        NewRun(
+            run=f"{sweep}/{i}",
+            idx=i,
+            overrides=[f"args.i={i}"],
+            config={"args": {"i": i}},
+            run_dir=f"/tmp/{sweep}/{i}",
+            workdir="/tmp",
+            git_commit="abc",
+            git_dirty=False,
+            partition="debug-4090-01",
+            nodes=1,
+            cluster_kind="slurm",
+            script="/tmp/s.sbatch",
+            command="python train.py",
+            tag=tag,
+            array_task=i if n > 1 else None,
+        )
+        for i in range(n)
+    ]
 
 
 def test_fresh_store_is_wal_and_at_the_latest_schema(tmp_path):
@@ -44,9 +60,13 @@ def test_old_store_is_migrated_forward_keeping_its_data(tmp_path):
     db.execute("PRAGMA user_version=1")
     db.execute("INSERT INTO sweeps VALUES ('s','tiny_dpo','testcluster',0,'[]','[]','/tmp/s')")
     db.execute("INSERT INTO runs VALUES ('s/0','s',0,'[]','{}','/tmp/s/0','/tmp',NULL,NULL,NULL,1,'slurm',0)")
-    db.execute("INSERT INTO attempts (run, attempt, token, job_id, state, updated) VALUES ('s/0',1,'t','17','PENDING',0)")
+    db.execute(
+        "INSERT INTO attempts (run, attempt, token, job_id, state, updated) VALUES ('s/0',1,'t','17','PENDING',0)"
+    )
     db.execute("INSERT INTO runs VALUES ('s/1','s',1,'[]','{}','/tmp/s/1','/tmp',NULL,NULL,NULL,1,'slurm',0)")
-    db.execute("INSERT INTO attempts (run, attempt, token, job_id, state, updated) VALUES ('s/1',1,'t','18','FAILED',0)")
+    db.execute(
+        "INSERT INTO attempts (run, attempt, token, job_id, state, updated) VALUES ('s/1',1,'t','18','FAILED',0)"
+    )
     db.close()
     store = Store(path)
     assert store.query("PRAGMA user_version")[0][0] == len(MIGRATIONS)
@@ -74,11 +94,19 @@ def test_final_states_are_never_overwritten(tmp_path):
     assert store.create_sweep("s", "tiny_dpo", "testcluster", [], [], "/tmp/s", _runs("s", 2, "t:0"))
     store.record_job("t:0", "100", array=True)
     assert [r["job_id"] for r in store.latest()] == ["100_0", "100_1"]
-    store.update_attempts([{"run": "s/0", "attempt": 1, "state": "COMPLETED", "reason": "", "final": True},
-                           {"run": "s/1", "attempt": 1, "state": "PREEMPTED", "reason": "", "final": False}])
+    store.update_attempts(
+        [
+            {"run": "s/0", "attempt": 1, "state": "COMPLETED", "reason": "", "final": True},
+            {"run": "s/1", "attempt": 1, "state": "PREEMPTED", "reason": "", "final": False},
+        ]
+    )
     # an older answer from a slower concurrent `danlu status` arrives after the final one
-    store.update_attempts([{"run": "s/0", "attempt": 1, "state": "RUNNING", "nodelist": "node1", "final": False},
-                           {"run": "s/1", "attempt": 1, "state": "RUNNING", "nodelist": "node2", "final": False}])
+    store.update_attempts(
+        [
+            {"run": "s/0", "attempt": 1, "state": "RUNNING", "nodelist": "node1", "final": False},
+            {"run": "s/1", "attempt": 1, "state": "RUNNING", "nodelist": "node2", "final": False},
+        ]
+    )
     states = {r["run"]: (r["state"], r["nodelist"], r["final"]) for r in store.latest()}
     # a provisional PREEMPTED (Slurm may requeue it) does change: the job is running again
     assert states == {"s/0": ("COMPLETED", None, 1), "s/1": ("RUNNING", "node2", 0)}
@@ -157,17 +185,28 @@ def test_concurrent_submits_and_status_keep_every_run_exactly_once(slurm_cluster
     while `danlu status` runs over and over: every run is in the store exactly once, with the job
     id its submit printed, and squeue's comments name exactly those jobs."""
     env = dict(os.environ, **danlu_env, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
-    base = [sys.executable, "-m", "launcher.cli", "submit", "experiment=tiny_dpo", "cluster=testcluster",
-            "resources.extra_sbatch=[--hold]", "--json"]
+    base = [
+        sys.executable,
+        "-m",
+        "launcher.cli",
+        "submit",
+        "experiment=tiny_dpo",
+        "cluster=testcluster",
+        "resources.extra_sbatch=[--hold]",
+        "--json",
+    ]
     cmds = [base + (["-m", "args.seed=0,1"] if k % 2 else [f"args.seed={k}"]) for k in range(8)]
     status_cmd = [sys.executable, "-m", "launcher.cli", "status", "--all", "--json"]
     cwd = str(Path(__file__).resolve().parent.parent)
-    submits = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
-               for c in cmds]
+    submits = [
+        subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd) for c in cmds
+    ]
     status_results = []
     while any(p.poll() is None for p in submits):
-        pollers = [subprocess.Popen(status_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                                    cwd=cwd) for _ in range(2)]
+        pollers = [
+            subprocess.Popen(status_cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
+            for _ in range(2)
+        ]
         status_results += [(p.wait(120), *p.communicate()) for p in pollers]
     outs = [(p.returncode, *p.communicate()) for p in submits]
     printed = {}
@@ -194,9 +233,13 @@ def test_concurrent_submits_and_status_keep_every_run_exactly_once(slurm_cluster
         assert len(tokens) == 8
         # the queue agrees: the jobs commented with our tokens are exactly the printed ones
         q = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%k"], capture_output=True, text=True, check=True).stdout
-        ours = {line.split("|")[0] for line in q.splitlines()
-                if line.count("|") == 1 and line.split("|")[1].startswith("danlu:")
-                and line.split("|")[1].split(":")[1] in tokens}
+        ours = {
+            line.split("|")[0]
+            for line in q.splitlines()
+            if line.count("|") == 1
+            and line.split("|")[1].startswith("danlu:")
+            and line.split("|")[1].split(":")[1] in tokens
+        }
         assert ours == set(printed.values())
         final = json.loads(danlu("status", "--all", "--json", env=danlu_env, check=True).stdout)
         assert sorted(i["run"] for i in final) == sorted(printed)
@@ -240,13 +283,43 @@ def test_rows_made_from_updates_are_the_rows_the_store_then_has(tmp_path):
     assert store.create_sweep("s", "tiny_dpo", "testcluster", [], [], str(tmp_path / "s"), runs)
     store.record_job("t:0", "100", True)
     updates = [
-        {"run": "s/0", "attempt": 1, "state": "COMPLETED", "reason": "", "exit_code": "0:0", "nodelist": "node1",
-         "started": 5, "ended": 9, "elapsed": 4, "restarts": 0, "partition": "debug-A10-01", "final": True,
-         "accounting": "100_0|COMPLETED"},
-        {"run": "s/1", "attempt": 1, "state": "RUNNING", "reason": "", "nodelist": "node2", "elapsed": 3,
-         "partition": None, "restarts": None, "started": None, "final": False},
-        {"run": "s/3", "attempt": 1, "state": "PENDING", "reason": "Priority", "nodelist": None, "elapsed": 0,
-         "partition": None, "final": False},
+        {
+            "run": "s/0",
+            "attempt": 1,
+            "state": "COMPLETED",
+            "reason": "",
+            "exit_code": "0:0",
+            "nodelist": "node1",
+            "started": 5,
+            "ended": 9,
+            "elapsed": 4,
+            "restarts": 0,
+            "partition": "debug-A10-01",
+            "final": True,
+            "accounting": "100_0|COMPLETED",
+        },
+        {
+            "run": "s/1",
+            "attempt": 1,
+            "state": "RUNNING",
+            "reason": "",
+            "nodelist": "node2",
+            "elapsed": 3,
+            "partition": None,
+            "restarts": None,
+            "started": None,
+            "final": False,
+        },
+        {
+            "run": "s/3",
+            "attempt": 1,
+            "state": "PENDING",
+            "reason": "Priority",
+            "nodelist": None,
+            "elapsed": 0,
+            "partition": None,
+            "final": False,
+        },
     ]
     for view in ("table", "brief"):
         before = store.latest(view=view)

@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
+from sshfs_helpers import as_host, missing_tools, start
 
 from launcher.dir_lock import DirLock
 from launcher.network_fs import mount_of, parse_mountinfo, store_mode
 from launcher.store import Store
-from sshfs_helpers import as_host, missing_tools, start
 
 REPO = Path(__file__).resolve().parents[1]
 CAPTURED = Path(__file__).parent / "captured"
@@ -108,8 +108,14 @@ def test_two_hosts_writing_one_store_lose_nothing(shared):
     for host, mount in (("login1", shared.mounts[0]), ("login2", shared.mounts[1])):
         for k in range(2):
             path = mount / "two-hosts" / "store.sqlite"
-            procs.append(subprocess.Popen(as_host(host, [sys.executable, "-c", WRITER, str(path), f"{host}-{k}", str(SWEEPS)]),
-                                          env=_env(), stderr=subprocess.PIPE, text=True))
+            procs.append(
+                subprocess.Popen(
+                    as_host(host, [sys.executable, "-c", WRITER, str(path), f"{host}-{k}", str(SWEEPS)]),
+                    env=_env(),
+                    stderr=subprocess.PIPE,
+                    text=True,
+                )
+            )
     errors = [p.communicate(timeout=300)[1] for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, "\n".join(e[-1500:] for e in errors)
     seen = []
@@ -130,8 +136,10 @@ def test_two_hosts_writing_one_store_lose_nothing(shared):
     # of this machine keeps a file of the store open through either mount, and that nothing but deleted files
     # (.fuse_hidden*) is left beside the database.
     deadline = time.monotonic() + 60
-    while any(p.name.startswith(".fuse_hidden") for p in (shared.export / "two-hosts").iterdir()) \
-            and time.monotonic() < deadline:
+    while (
+        any(p.name.startswith(".fuse_hidden") for p in (shared.export / "two-hosts").iterdir())
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.2)
     assert _open_under([m / "two-hosts" for m in shared.mounts]) == []
     left = sorted(p.name for p in (shared.export / "two-hosts").iterdir() if not p.name.startswith(".fuse_hidden"))
@@ -157,8 +165,9 @@ def test_a_lock_left_by_a_killed_process_is_broken(shared):
     path = shared.mounts[0] / "killed" / "store.sqlite"
     path.parent.mkdir()
     Store(path).close()
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(path)], env=_env(), stdout=subprocess.PIPE,
-                              text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(path)], env=_env(), stdout=subprocess.PIPE, text=True
+    )
     assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
     lock = path.with_name("store.sqlite.lock")
     assert lock.is_dir()
@@ -197,8 +206,9 @@ def test_a_submit_on_the_other_host_is_alive_to_crash_recovery(shared):
             print("holding", flush=True)
             time.sleep(600)
     """)
-    holder = subprocess.Popen(as_host("login2", [sys.executable, "-c", hold, str(path)]), env=_env(),
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        as_host("login2", [sys.executable, "-c", hold, str(path)]), env=_env(), stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "holding"
         here = Store(shared.mounts[1] / "tokens" / "store.sqlite")

@@ -55,12 +55,28 @@ def test_job_side_runs_a_pickle_written_before_sbatch(tmp_path):
     sweep.submitit_dir.mkdir(parents=True)
     marker = tmp_path / "ran"
     DelayedSubmission(_write_marker, str(marker), "hello from task 3").dump(sweep.pickle("tok:0", 3))
-    env = dict(os.environ, SUBMITIT_EXECUTOR="slurm", SLURM_JOB_ID="15", SLURM_ARRAY_JOB_ID="12",
-               SLURM_ARRAY_TASK_ID="3", SLURM_PROCID="0", SLURM_NTASKS="1", SLURM_LOCALID="0", SLURM_NODEID="0",
-               SLURM_JOB_NUM_NODES="1", SLURM_JOB_NODELIST="node1", PYTHONPATH=f"{Path(__file__).parent}")
-    done = subprocess.run([sys.executable, "-m", "launcher.job", str(sweep.submitit_folder()),
-                           str(sweep.pickle_stem("tok:0"))], env=env, cwd=REPO, capture_output=True, text=True,
-                          timeout=60)
+    env = dict(
+        os.environ,
+        SUBMITIT_EXECUTOR="slurm",
+        SLURM_JOB_ID="15",
+        SLURM_ARRAY_JOB_ID="12",
+        SLURM_ARRAY_TASK_ID="3",
+        SLURM_PROCID="0",
+        SLURM_NTASKS="1",
+        SLURM_LOCALID="0",
+        SLURM_NODEID="0",
+        SLURM_JOB_NUM_NODES="1",
+        SLURM_JOB_NODELIST="node1",
+        PYTHONPATH=f"{Path(__file__).parent}",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "launcher.job", str(sweep.submitit_folder()), str(sweep.pickle_stem("tok:0"))],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert marker.read_text() == "hello from task 3"
     assert JobPaths(str(sweep.submitit_folder()), job_id="12_3").submitted_pickle.exists()

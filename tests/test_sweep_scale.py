@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from danlu_helpers import REPO, danlu, danlu_env  # noqa: F401 -- danlu_env: a fixture
+
 from launcher.errors import UserError
 from launcher.spec.compose import Composer
 
@@ -38,8 +38,16 @@ def test_a_bad_value_after_good_ones_of_the_same_key_is_still_refused():
 def test_danlu_timings_writes_where_a_submit_went(tmp_path, danlu_env):
     env = danlu_env
     out = tmp_path / "timings.json"
-    done = danlu("submit", "--dry-run", "-m", "experiment=tiny_dpo", "cluster=local", "args.seed=range(0,3)",
-                 env=dict(env, DANLU_TIMINGS=str(out)), cwd=REPO)
+    done = danlu(
+        "submit",
+        "--dry-run",
+        "-m",
+        "experiment=tiny_dpo",
+        "cluster=local",
+        "args.seed=range(0,3)",
+        env=dict(env, DANLU_TIMINGS=str(out)),
+        cwd=REPO,
+    )
     assert done.returncode == 0, done.stderr
     record = json.loads(out.read_text())
     phases = record["phases"]

@@ -8,7 +8,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from danlu_helpers import danlu, danlu_env, status_json, submit_json, wait_status  # noqa: F401
 
 pytestmark = pytest.mark.slurm
@@ -25,7 +24,7 @@ def sbatch_counter(tmp_path, danlu_env):
     shim.mkdir()
     trace = tmp_path / "sbatch.trace"
     real = subprocess.run(["bash", "-c", "command -v sbatch"], capture_output=True, text=True).stdout.strip()
-    (shim / "sbatch").write_text(f"#!/bin/bash\necho sbatch >> {trace}\nexec {real} \"$@\"\n")
+    (shim / "sbatch").write_text(f'#!/bin/bash\necho sbatch >> {trace}\nexec {real} "$@"\n')
     (shim / "sbatch").chmod(0o755)
     import os
 
@@ -34,8 +33,16 @@ def sbatch_counter(tmp_path, danlu_env):
 
 
 def test_sweep_two_crash_rerun_resumes_from_checkpoints(slurm_cluster, danlu_env, sbatch_counter):
-    out = submit_json("-m", "experiment=tiny_dpo", "cluster=testcluster", "args.seed=1,2", "args.crash_at_step=-1,7",
-                      "args.checkpointing_steps=2", "args.max_train_steps=12", env=danlu_env)
+    out = submit_json(
+        "-m",
+        "experiment=tiny_dpo",
+        "cluster=testcluster",
+        "args.seed=1,2",
+        "args.crash_at_step=-1,7",
+        "args.checkpointing_steps=2",
+        "args.max_train_steps=12",
+        env=danlu_env,
+    )
     sweep = out["sweep"]
     assert re.fullmatch(r"tiny_dpo-[0-9a-f]{4}", sweep)
     assert [r["run"] for r in out["runs"]] == [f"{sweep}/{i}" for i in range(4)]
@@ -82,8 +89,15 @@ def test_sweep_two_crash_rerun_resumes_from_checkpoints(slurm_cluster, danlu_env
 
 
 def test_sweep_runs_get_tracker_variables(slurm_cluster, danlu_env):
-    out = submit_json("experiment=tiny_ibq", "cluster=testcluster", "launch=python", "args.max_train_steps=2",
-                      "--name", "wandbvars", env=danlu_env)
+    out = submit_json(
+        "experiment=tiny_ibq",
+        "cluster=testcluster",
+        "launch=python",
+        "args.max_train_steps=2",
+        "--name",
+        "wandbvars",
+        env=danlu_env,
+    )
     (run,) = out["runs"]
     wait_status("wandbvars", danlu_env, timeout=180)
     script = json.loads(danlu("show", run["run"], "--json", env=danlu_env, check=True).stdout)["script"]
@@ -91,16 +105,24 @@ def test_sweep_runs_get_tracker_variables(slurm_cluster, danlu_env):
 
 
 def test_two_resource_shapes_make_two_arrays(slurm_cluster, danlu_env, sbatch_counter):
-    out = submit_json("-m", "experiment=tiny_dpo", "cluster=testcluster", "resources.nodes=1,2", "args.seed=1,2",
-                      "resources.extra_sbatch=[--hold]", env=danlu_env)
+    out = submit_json(
+        "-m",
+        "experiment=tiny_dpo",
+        "cluster=testcluster",
+        "resources.nodes=1,2",
+        "args.seed=1,2",
+        "resources.extra_sbatch=[--hold]",
+        env=danlu_env,
+    )
     try:
         assert _sbatch_calls(sbatch_counter) == 2
         arrays = {}
         for r in out["runs"]:
             arrays.setdefault(r["job_id"].split("_")[0], []).append(r["run"])
         assert len(arrays) == 2 and sorted(len(v) for v in arrays.values()) == [2, 2]
-        q = subprocess.run(["squeue", "-h", "-r", "-o", "%i %D", "-j", ",".join(arrays)], capture_output=True,
-                           text=True, check=True).stdout.split("\n")
+        q = subprocess.run(
+            ["squeue", "-h", "-r", "-o", "%i %D", "-j", ",".join(arrays)], capture_output=True, text=True, check=True
+        ).stdout.split("\n")
         nodes = {line.split()[0].split("_")[0]: line.split()[1] for line in q if line.strip()}
         assert sorted(nodes.values()) == ["1", "2"]
     finally:
@@ -114,8 +136,15 @@ def test_sweep_larger_than_max_array_size_is_split(slurm_cluster, danlu_env, sba
 
     limit, n = 4, 9
     assert limit != ClusterSpec().max_array_size
-    out = submit_json("-m", "experiment=tiny_dpo", "cluster=testcluster", f"cluster.max_array_size={limit}",
-                      f"args.seed=range(0,{n})", "resources.extra_sbatch=[--hold]", env=danlu_env)
+    out = submit_json(
+        "-m",
+        "experiment=tiny_dpo",
+        "cluster=testcluster",
+        f"cluster.max_array_size={limit}",
+        f"args.seed=range(0,{n})",
+        "resources.extra_sbatch=[--hold]",
+        env=danlu_env,
+    )
     try:
         assert len(out["runs"]) == n
         assert _sbatch_calls(sbatch_counter) == 3  # 4 + 4 + 1
@@ -125,8 +154,9 @@ def test_sweep_larger_than_max_array_size_is_split(slurm_cluster, danlu_env, sba
         for i in ids:
             arrays.setdefault(i.split("_")[0], []).append(i)
         assert sorted(len(v) for v in arrays.values()) == [1, 4, 4], arrays
-        q = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "-j", ",".join(arrays)], capture_output=True,
-                           text=True, check=True).stdout.split()
+        q = subprocess.run(
+            ["squeue", "-h", "-r", "-o", "%i", "-j", ",".join(arrays)], capture_output=True, text=True, check=True
+        ).stdout.split()
         assert sorted(q) == sorted(ids)
         items = status_json(out["sweep"], env=danlu_env)
         assert len(items) == n and all(i["state"] == "PENDING" for i in items)
@@ -140,9 +170,18 @@ def test_rerun_excluding_the_node_a_two_node_run_failed_on(slurm_cluster, danlu_
     completes on the other node. Slurm's compact node list (node[1-2]) never reaches Hydra as a list or a sweep."""
     from launcher.layout import SweepLayout
 
-    submit_json("experiment=tiny_dpo", "cluster=testcluster", "launch=python", "resources.nodes=2",
-                "args.max_train_steps=6", "args.crash_at_step=2", "args.crash_rank=1", "--name", "onenode",
-                env=danlu_env)
+    submit_json(
+        "experiment=tiny_dpo",
+        "cluster=testcluster",
+        "launch=python",
+        "resources.nodes=2",
+        "args.max_train_steps=6",
+        "args.crash_at_step=2",
+        "args.crash_rank=1",
+        "--name",
+        "onenode",
+        env=danlu_env,
+    )
     (item,) = wait_status("onenode", danlu_env, timeout=300)
     assert item["state"] == "FAILED" and item["nodelist"] == "node[1-2]", item
     restart = SweepLayout(Path(danlu_env["DANLU_RUNS_DIR"]) / "onenode").run(0).attempt(1).latest()
@@ -174,8 +213,7 @@ env:
 """
 
 
-def test_rerun_composes_from_the_original_configs_and_resolves_interpolations_anew(slurm_cluster, danlu_env,
-                                                                                   tmp_path):
+def test_rerun_composes_from_the_original_configs_and_resolves_interpolations_anew(slurm_cluster, danlu_env, tmp_path):
     """The sweep came from a --config-dir, submitted in another directory: `rerun` (run from elsewhere, without
     --config-dir) composes from the same files, and an interpolation (`RUN_TAG: lr${args.learning_rate}`) takes
     the rerun's new value, as Hydra resolves it after every override. A config dir that is gone is refused."""
@@ -185,15 +223,33 @@ def test_rerun_composes_from_the_original_configs_and_resolves_interpolations_an
     there, elsewhere = tmp_path / "there", tmp_path / "elsewhere"
     there.mkdir()
     elsewhere.mkdir()
-    first = danlu("submit", "--config-dir", str(configs), "experiment=tiny_tagged", "cluster=testcluster",
-                  "--name", "tagged", env=danlu_env, cwd=there, check=True)
+    first = danlu(
+        "submit",
+        "--config-dir",
+        str(configs),
+        "experiment=tiny_tagged",
+        "cluster=testcluster",
+        "--name",
+        "tagged",
+        env=danlu_env,
+        cwd=there,
+        check=True,
+    )
     assert "tagged/0" in first.stdout
     (item,) = wait_status("tagged", danlu_env, timeout=300)
     assert item["state"] == "FAILED", item
     shown = json.loads(danlu("show", "tagged/0", "--json", env=danlu_env, check=True).stdout)
     assert "export RUN_TAG=lr1e-05" in shown["script"], shown["script"]
-    dry = danlu("rerun", "tagged", "args.learning_rate=0.5", "args.crash_at_step=-1", "--dry-run", env=danlu_env,
-                cwd=elsewhere, check=True)
+    dry = danlu(
+        "rerun",
+        "tagged",
+        "args.learning_rate=0.5",
+        "args.crash_at_step=-1",
+        "--dry-run",
+        env=danlu_env,
+        cwd=elsewhere,
+        check=True,
+    )
     assert "export RUN_TAG=lr0.5" in dry.stdout and "--learning_rate=0.5" in dry.stdout, dry.stdout
     configs.rename(tmp_path / "moved")
     gone = danlu("rerun", "tagged", "--dry-run", env=danlu_env, cwd=elsewhere)

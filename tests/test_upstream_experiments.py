@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Dict, List
 
 import pytest
-
 from danlu_helpers import REPO
 from test_program_flags import UPSTREAM, fake_checkout
 
@@ -37,12 +36,16 @@ def _parsed(checkout: Path, program: str, argv: List[str]) -> Dict[str, object]:
     script = checkout / program
     text = script.read_text()
     if "print_namespace" not in text:
-        text = ("import json, sys\n"
-                "def str2bool(v):\n    return str(v).lower() in ('yes', 'true', 't', 'y', '1')\n" + text +
-                "\nprint(json.dumps(vars(args), default=str))  # print_namespace\n")
+        text = (
+            "import json, sys\n"
+            "def str2bool(v):\n    return str(v).lower() in ('yes', 'true', 't', 'y', '1')\n"
+            + text
+            + "\nprint(json.dumps(vars(args), default=str))  # print_namespace\n"
+        )
         script.write_text(text)
-    done = subprocess.run([sys.executable, program, *argv[1:]], cwd=checkout, capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, program, *argv[1:]], cwd=checkout, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1])
 
@@ -51,7 +54,9 @@ def _deps(env: str) -> set:
     import tomllib
 
     data = tomllib.loads((REPO / "envs" / env / "pyproject.toml").read_text())
-    return {re.split(r"[<>=!~\[ ;]", d, maxsplit=1)[0].lower().replace("_", "-") for d in data["project"]["dependencies"]}
+    return {
+        re.split(r"[<>=!~\[ ;]", d, maxsplit=1)[0].lower().replace("_", "-") for d in data["project"]["dependencies"]
+    }
 
 
 DISTRIBUTION = {"PIL": "pillow", "skimage": "scikit-image", "yaml": "pyyaml", "tensorboardX": "tensorboardx"}
@@ -62,7 +67,9 @@ def test_diffusion_dpo_runs_train_py_as_upstream(tmp_path):
     checkout = fake_checkout(tmp_path / "DiffusionDPO", "diffusion_dpo_train.json", "train.py")
     spec = _spec(["experiment=diffusion_dpo", f"workdir={checkout}"])
     problems, note = verdict(spec)
-    assert problems == [] and note == f"program args checked against the {len(data['flags'])} argparse flags of train.py"
+    assert (
+        problems == [] and note == f"program args checked against the {len(data['flags'])} argparse flags of train.py"
+    )
     parsed = _parsed(checkout, "train.py", program_argv(spec, "/runs/x/output"))
     sd15 = data["launcher_script"]["args"]
     for key, value in sd15.items():
@@ -104,7 +111,9 @@ def test_ibq_asks_lightning_for_the_jobs_own_world():
 @pytest.mark.parametrize("experiment, env", [("diffusion_dpo", "diffusion_dpo"), ("ibq", "ibq")])
 def test_each_env_lists_what_its_program_imports(experiment, env):
     facts = json.loads((UPSTREAM / "imports.json").read_text())[experiment]
-    needed = {DISTRIBUTION.get(m, m).lower().replace("_", "-") for m in facts["third_party"] + facts.get("run_time", [])}
+    needed = {
+        DISTRIBUTION.get(m, m).lower().replace("_", "-") for m in facts["third_party"] + facts.get("run_time", [])
+    }
     assert _spec([f"experiment={experiment}"]).env.name == env
     missing = needed - _deps(env)
     assert not missing, f"envs/{env}/pyproject.toml lacks {sorted(missing)} ({facts['repo']} @ {facts['commit'][:8]})"

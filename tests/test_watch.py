@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from danlu_helpers import REPO, danlu, danlu_env, submit_json  # noqa: F401
 
 VENV_BIN = str(Path(sys.executable).parent)
@@ -27,14 +26,19 @@ def tmux_watch(name: str, env: dict, args: list[str], timeout: float = 240) -> t
     sockdir = tempfile.mkdtemp(prefix="danlu-tmux-")
     tmux = ["tmux", "-S", f"{sockdir}/s"]  # a private server: it starts with this environment
     cmd = "danlu status --watch " + " ".join(args) + "; echo EXIT=$?; sleep 120"
-    subprocess.run([*tmux, "-f", "/dev/null", "new-session", "-d", "-s", name, "-x", "150", "-y", "30", "bash", "-c",
-                    cmd], env=full, check=True, cwd=REPO)
+    subprocess.run(
+        [*tmux, "-f", "/dev/null", "new-session", "-d", "-s", name, "-x", "150", "-y", "30", "bash", "-c", cmd],
+        env=full,
+        check=True,
+        cwd=REPO,
+    )
     screens: list[str] = []
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            screen = subprocess.run([*tmux, "capture-pane", "-p", "-e", "-t", name], capture_output=True,
-                                    text=True).stdout
+            screen = subprocess.run(
+                [*tmux, "capture-pane", "-p", "-e", "-t", name], capture_output=True, text=True
+            ).stdout
             if not screens or screens[-1] != screen:
                 screens.append(screen)
             if "EXIT=" in screen:
@@ -54,20 +58,33 @@ def plain(screen: str) -> str:
 @pytest.mark.timeout(400)
 def test_watch_live_plain_and_no_color(slurm_cluster, danlu_env, tmp_path):
     # runs of 8 s: the watch refreshes while they run
-    out = submit_json("-m", "cluster=testcluster", "launch=python", f"workdir={REPO / 'tests' / 'programs'}",
-                      "program=print_argv.py", "+args.x=1,2,3", "+env.vars.PRINT_ARGV_SLEEP=8",
-                      "--name", "watched", env=danlu_env)
+    out = submit_json(
+        "-m",
+        "cluster=testcluster",
+        "launch=python",
+        f"workdir={REPO / 'tests' / 'programs'}",
+        "program=print_argv.py",
+        "+args.x=1,2,3",
+        "+env.vars.PRINT_ARGV_SLEEP=8",
+        "--name",
+        "watched",
+        env=danlu_env,
+    )
     assert len(out["runs"]) == 3
     trace = tmp_path / "trace"
-    screens, last = tmux_watch("live", dict(danlu_env, DANLU_TRACE_SLURM=str(trace), NO_COLOR=""),
-                               ["--interval", "1", "watched"])
+    screens, last = tmux_watch(
+        "live", dict(danlu_env, DANLU_TRACE_SLURM=str(trace), NO_COLOR=""), ["--interval", "1", "watched"]
+    )
     text = plain(last)
     assert "EXIT=0" in text, text  # watching named runs ends by itself once they have all ended
     assert text.startswith("danlu status --watch: watched · every 1 s"), text
     bar = next(line for line in text.splitlines() if line.startswith("watched "))
     assert "█" * 24 in bar and "3/3" in bar and "3 CD" in bar, bar
     assert [line.split()[0] for line in text.splitlines() if line.startswith("watched/")] == [
-        "watched/0", "watched/1", "watched/2"]
+        "watched/0",
+        "watched/1",
+        "watched/2",
+    ]
     assert COLOR.search(last), "no colors on a terminal without NO_COLOR"
     calls = trace.read_text().split()
     refreshes = calls.count("sacct")
@@ -99,9 +116,13 @@ def test_the_progress_bar_counts_a_run_slurm_may_requeue_as_still_to_go():
     """PREEMPTED while Slurm holds the job (not final, issue 15) is not an ended run: no 'x' for it in the bar."""
     from launcher.views.watch import bar_text, sweep_progress
 
-    items = [{"sweep": "s", "state": "COMPLETED", "final": True}, {"sweep": "s", "state": "PREEMPTED", "final": False},
-             {"sweep": "s", "state": "FAILED", "final": True}, {"sweep": "s", "state": "RUNNING", "final": False},
-             {"sweep": "other", "state": "FAILED", "final": True}]
+    items = [
+        {"sweep": "s", "state": "COMPLETED", "final": True},
+        {"sweep": "s", "state": "PREEMPTED", "final": False},
+        {"sweep": "s", "state": "FAILED", "final": True},
+        {"sweep": "s", "state": "RUNNING", "final": False},
+        {"sweep": "other", "state": "FAILED", "final": True},
+    ]
     [(sweep, counts, total, completed, bad)] = sweep_progress(items, ["s"])
     assert (sweep, total, completed, bad) == ("s", 4, 1, 1)
     assert counts == {"COMPLETED": 1, "PREEMPTED": 1, "FAILED": 1, "RUNNING": 1}

@@ -7,13 +7,18 @@ import re
 from pathlib import Path
 
 import pytest
-
 from danlu_helpers import danlu, danlu_env, submit_json, wait_status  # noqa: F401
 
 pytestmark = pytest.mark.slurm
 
-TWO_RANKS = ("experiment=tiny_dpo", "cluster=testcluster", "resources.gpus_per_node=2", "args.max_train_steps=6",
-             "+args.pretrain_steps=20", "args.sleep_per_step=0.2")
+TWO_RANKS = (
+    "experiment=tiny_dpo",
+    "cluster=testcluster",
+    "resources.gpus_per_node=2",
+    "args.max_train_steps=6",
+    "+args.pretrain_steps=20",
+    "args.sleep_per_step=0.2",
+)
 
 
 def test_cpu_only_accelerate_ranks_form_one_world_without_cpu_in_the_program(slurm_cluster, danlu_env):

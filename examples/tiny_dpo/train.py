@@ -58,39 +58,71 @@ KEEP_CHECKPOINTS = 3
 # --------------------------------------------------------------------------
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Tiny Diffusion-DPO reference workload.")
-    p.add_argument("--output_dir", type=str, required=True,
-                   help="Where checkpoints are written (output_dir/checkpoints/step_<N>.pt).")
+    p.add_argument(
+        "--output_dir",
+        type=str,
+        required=True,
+        help="Where checkpoints are written (output_dir/checkpoints/step_<N>.pt).",
+    )
     p.add_argument("--max_train_steps", type=int, default=60, help="Total optimizer steps.")
-    p.add_argument("--train_batch_size", type=int, default=32,
-                   help="Preference pairs per process per micro-batch.")
+    p.add_argument("--train_batch_size", type=int, default=32, help="Preference pairs per process per micro-batch.")
     p.add_argument("--learning_rate", type=float, default=1e-5)
     p.add_argument("--beta_dpo", type=float, default=5000.0, help="KL-regularisation strength of Diffusion-DPO.")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpointing_steps", type=int, default=10, help="Save a checkpoint every N steps.")
     p.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    p.add_argument("--mixed_precision", type=str, default=None, choices=["no", "fp16", "bf16"],
-                   help="Passed to Accelerator; effectively a no-op on CPU.")
-    p.add_argument("--pretrain_steps", type=int, default=300,
-                   help="Steps of plain diffusion training that produce the reference model "
-                        "(stands in for a pretrained checkpoint; skipped when resuming).")
-    p.add_argument("--crash_at_step", type=int, default=-1,
-                   help="Raise RuntimeError at the start of this step (-1 = never).")
+    p.add_argument(
+        "--mixed_precision",
+        type=str,
+        default=None,
+        choices=["no", "fp16", "bf16"],
+        help="Passed to Accelerator; effectively a no-op on CPU.",
+    )
+    p.add_argument(
+        "--pretrain_steps",
+        type=int,
+        default=300,
+        help="Steps of plain diffusion training that produce the reference model "
+        "(stands in for a pretrained checkpoint; skipped when resuming).",
+    )
+    p.add_argument(
+        "--crash_at_step", type=int, default=-1, help="Raise RuntimeError at the start of this step (-1 = never)."
+    )
     p.add_argument("--crash_rank", type=int, default=0, help="Rank that raises the injected crash.")
-    p.add_argument("--hang_at_step", type=int, default=-1,
-                   help="Block forever at the start of this step (-1 = never); its peers then wait in the next "
-                        "all-reduce, as behind a rank stuck in a collective.")
+    p.add_argument(
+        "--hang_at_step",
+        type=int,
+        default=-1,
+        help="Block forever at the start of this step (-1 = never); its peers then wait in the next "
+        "all-reduce, as behind a rank stuck in a collective.",
+    )
     p.add_argument("--hang_rank", type=int, default=0, help="Rank that blocks.")
-    p.add_argument("--sleep_per_step", type=float, default=0.0,
-                   help="Sleep this many seconds per step (simulates long training).")
-    p.add_argument("--checkpoint_seconds", type=float, default=0.0,
-                   help="Take this many seconds longer to write each checkpoint (simulates a large model).")
-    p.add_argument("--plain_accelerator", action="store_true",
-                   help="Build Accelerator() without cpu=, as DiffusionDPO's train.py does (on a CPU-only node "
-                        "it then needs ACCELERATE_USE_CPU to form one world).")
-    p.add_argument("--independent_copies", action="store_true",
-                   help="Fault injection: ignore the distributed environment, every rank trains alone.")
-    p.add_argument("--teardown_seconds", type=float, default=0.0,
-                   help="Take this many seconds to end after the last step (simulates a slow teardown or upload).")
+    p.add_argument(
+        "--sleep_per_step", type=float, default=0.0, help="Sleep this many seconds per step (simulates long training)."
+    )
+    p.add_argument(
+        "--checkpoint_seconds",
+        type=float,
+        default=0.0,
+        help="Take this many seconds longer to write each checkpoint (simulates a large model).",
+    )
+    p.add_argument(
+        "--plain_accelerator",
+        action="store_true",
+        help="Build Accelerator() without cpu=, as DiffusionDPO's train.py does (on a CPU-only node "
+        "it then needs ACCELERATE_USE_CPU to form one world).",
+    )
+    p.add_argument(
+        "--independent_copies",
+        action="store_true",
+        help="Fault injection: ignore the distributed environment, every rank trains alone.",
+    )
+    p.add_argument(
+        "--teardown_seconds",
+        type=float,
+        default=0.0,
+        help="Take this many seconds to end after the last step (simulates a slow teardown or upload).",
+    )
     return p.parse_args(argv)
 
 
@@ -130,9 +162,7 @@ def make_accelerator(args):
     )
     world_env = int(os.environ.get("WORLD_SIZE", "1"))
     if accelerator.num_processes != world_env:
-        raise RuntimeError(
-            f"accelerate sees {accelerator.num_processes} processes but WORLD_SIZE={world_env}"
-        )
+        raise RuntimeError(f"accelerate sees {accelerator.num_processes} processes but WORLD_SIZE={world_env}")
     return accelerator
 
 
@@ -260,8 +290,10 @@ class TinyDenoiser(nn.Module):
         super().__init__()
         self.prompt_embed = nn.Embedding(NUM_PROMPTS, PROMPT_DIM)
         self.net = nn.Sequential(
-            nn.Linear(IMAGE_DIM + 16 + PROMPT_DIM, hidden), nn.SiLU(),
-            nn.Linear(hidden, hidden), nn.SiLU(),
+            nn.Linear(IMAGE_DIM + 16 + PROMPT_DIM, hidden),
+            nn.SiLU(),
+            nn.Linear(hidden, hidden),
+            nn.SiLU(),
             nn.Linear(hidden, IMAGE_DIM),
         )
 
@@ -369,8 +401,10 @@ def main(argv=None):
     rank, world = accelerator.process_index, accelerator.num_processes
     log = Logger(accelerator)
     node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
-    log(f"rank={rank} world_size={world} local_rank={accelerator.local_process_index} "
-        f"node={node} pid={os.getpid()}", all_ranks=True)
+    log(
+        f"rank={rank} world_size={world} local_rank={accelerator.local_process_index} node={node} pid={os.getpid()}",
+        all_ranks=True,
+    )
 
     data = PreferenceData(args.seed)
     alphas_cumprod = make_schedule()
@@ -402,9 +436,14 @@ def main(argv=None):
     accelerator.wait_for_everyone()
 
     def state(step):
-        return {"step": step, "model": accelerator.unwrap_model(model).state_dict(),
-                "ref_model": ref_model.state_dict(), "optimizer": optimizer.state_dict(),
-                "rng": rng_state(), "args": vars(args)}
+        return {
+            "step": step,
+            "model": accelerator.unwrap_model(model).state_dict(),
+            "ref_model": ref_model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "rng": rng_state(),
+            "args": vars(args),
+        }
 
     step = start_step
     for step in range(start_step + 1, args.max_train_steps + 1):
@@ -430,9 +469,12 @@ def main(argv=None):
             accs.append(acc.item())
         if args.sleep_per_step > 0:
             time.sleep(args.sleep_per_step)
-        log(f"step={step} loss={sum(losses) / len(losses):.5f} implicit_acc={sum(accs) / len(accs):.3f} "
+        log(
+            f"step={step} loss={sum(losses) / len(losses):.5f} implicit_acc={sum(accs) / len(accs):.3f} "
             f"mse_w={mse_w.item():.4f} mse_l={mse_l.item():.4f} step_time={time.time() - t0:.3f}s "
-            f"rank={rank} world_size={world}", all_ranks=True)
+            f"rank={rank} world_size={world}",
+            all_ranks=True,
+        )
 
         flag.report_once(log, rank)
         signum = flag.agreed(accelerator)
@@ -441,8 +483,7 @@ def main(argv=None):
         if signum:
             # the agreement may end while this rank waited in it: its own signal (Slurm's or the agent's) counts too
             flag.report_once(log, rank)
-            log(f"received signal {signal.Signals(signum).name} at step={step}; "
-                "checkpoint saved; exiting for requeue")
+            log(f"received signal {signal.Signals(signum).name} at step={step}; checkpoint saved; exiting for requeue")
             shutdown(accelerator)
             return 0
 

@@ -63,33 +63,57 @@ KEEP_CHECKPOINTS = 3
 # --------------------------------------------------------------------------
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Tiny IBQ (index backpropagation quantization) VQ autoencoder.")
-    p.add_argument("--output_dir", type=str, required=True,
-                   help="Where checkpoints are written (output_dir/checkpoints/step_<N>.pt).")
+    p.add_argument(
+        "--output_dir",
+        type=str,
+        required=True,
+        help="Where checkpoints are written (output_dir/checkpoints/step_<N>.pt).",
+    )
     p.add_argument("--max_train_steps", type=int, default=60, help="Total optimizer steps.")
     p.add_argument("--train_batch_size", type=int, default=32, help="Images per process per micro-batch.")
     p.add_argument("--learning_rate", type=float, default=5e-3)
     p.add_argument("--codebook_size", type=int, default=256)
     p.add_argument("--embed_dim", type=int, default=16, help="Dimension of latent vectors / codes.")
-    p.add_argument("--codebook_beta", type=float, default=0.25,
-                   help="Weight of the term pulling selected codes towards the encoder output.")
-    p.add_argument("--entropy_weight", type=float, default=0.1,
-                   help="Weight of the codebook-usage entropy regulariser (0 disables).")
-    p.add_argument("--entropy_temperature", type=float, default=0.1,
-                   help="Softmax temperature of the entropy regulariser.")
+    p.add_argument(
+        "--codebook_beta",
+        type=float,
+        default=0.25,
+        help="Weight of the term pulling selected codes towards the encoder output.",
+    )
+    p.add_argument(
+        "--entropy_weight",
+        type=float,
+        default=0.1,
+        help="Weight of the codebook-usage entropy regulariser (0 disables).",
+    )
+    p.add_argument(
+        "--entropy_temperature", type=float, default=0.1, help="Softmax temperature of the entropy regulariser."
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpointing_steps", type=int, default=10, help="Save a checkpoint every N steps.")
     p.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    p.add_argument("--mixed_precision", type=str, default=None, choices=["no", "fp16", "bf16"],
-                   help="Passed to Accelerator; effectively a no-op on CPU.")
-    p.add_argument("--crash_at_step", type=int, default=-1,
-                   help="Raise RuntimeError at the start of this step (-1 = never).")
+    p.add_argument(
+        "--mixed_precision",
+        type=str,
+        default=None,
+        choices=["no", "fp16", "bf16"],
+        help="Passed to Accelerator; effectively a no-op on CPU.",
+    )
+    p.add_argument(
+        "--crash_at_step", type=int, default=-1, help="Raise RuntimeError at the start of this step (-1 = never)."
+    )
     p.add_argument("--crash_rank", type=int, default=0, help="Rank that raises the injected crash.")
-    p.add_argument("--hang_at_step", type=int, default=-1,
-                   help="Block forever at the start of this step (-1 = never); its peers then wait in the next "
-                        "all-reduce, as behind a rank stuck in a collective.")
+    p.add_argument(
+        "--hang_at_step",
+        type=int,
+        default=-1,
+        help="Block forever at the start of this step (-1 = never); its peers then wait in the next "
+        "all-reduce, as behind a rank stuck in a collective.",
+    )
     p.add_argument("--hang_rank", type=int, default=0, help="Rank that blocks.")
-    p.add_argument("--sleep_per_step", type=float, default=0.0,
-                   help="Sleep this many seconds per step (simulates long training).")
+    p.add_argument(
+        "--sleep_per_step", type=float, default=0.0, help="Sleep this many seconds per step (simulates long training)."
+    )
     return p.parse_args(argv)
 
 
@@ -125,9 +149,7 @@ def make_accelerator(args):
     )
     world_env = int(os.environ.get("WORLD_SIZE", "1"))
     if accelerator.num_processes != world_env:
-        raise RuntimeError(
-            f"accelerate sees {accelerator.num_processes} processes but WORLD_SIZE={world_env}"
-        )
+        raise RuntimeError(f"accelerate sees {accelerator.num_processes} processes but WORLD_SIZE={world_env}")
     return accelerator
 
 
@@ -282,21 +304,24 @@ class IBQuantizer(nn.Module):
 
     def forward(self, z):
         b, d, h, w = z.shape
-        flat = z.permute(0, 2, 3, 1).reshape(-1, d)               # (tokens, d)
-        logits = flat @ self.codebook.weight.t()                   # (tokens, K): scores vs. the whole codebook
+        flat = z.permute(0, 2, 3, 1).reshape(-1, d)  # (tokens, d)
+        logits = flat @ self.codebook.weight.t()  # (tokens, K): scores vs. the whole codebook
         soft = logits.softmax(dim=1)
         indices = logits.argmax(dim=1)
         hard = F.one_hot(indices, logits.shape[1]).to(soft.dtype)
-        index = hard - soft.detach() + soft                        # forward: hard one-hot; backward: softmax
-        quantized = index @ self.codebook.weight                   # forward value == codebook[indices]
-        selected = self.codebook.weight[indices]                   # same value, gradient only to chosen codes
+        index = hard - soft.detach() + soft  # forward: hard one-hot; backward: softmax
+        quantized = index @ self.codebook.weight  # forward value == codebook[indices]
+        selected = self.codebook.weight[indices]  # same value, gradient only to chosen codes
 
         # Quantization loss:
         #   ||quantized - z||^2      index-backprop term; reaches the encoder and *every* code via softmax
         #   ||z - sg(selected)||^2   commitment of the encoder to its chosen code
         #   beta ||selected - sg(z)||^2  moves chosen codes towards the encoder output
-        quant_loss = (F.mse_loss(quantized, flat) + F.mse_loss(flat, selected.detach())
-                      + self.beta * F.mse_loss(selected, flat.detach()))
+        quant_loss = (
+            F.mse_loss(quantized, flat)
+            + F.mse_loss(flat, selected.detach())
+            + self.beta * F.mse_loss(selected, flat.detach())
+        )
 
         # Entropy regulariser: confident per-token assignment, diverse
         # assignment across the batch (raises codebook usage).
@@ -316,16 +341,22 @@ class TinyIBQAutoencoder(nn.Module):
     def __init__(self, codebook_size, embed_dim, beta, entropy_weight, entropy_temperature, ch=32):
         super().__init__()
         self.encoder = nn.Sequential(
-            nn.Conv2d(3, ch, 4, stride=2, padding=1), nn.SiLU(),            # 8x8
-            nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1), nn.SiLU(),       # 4x4
-            nn.Conv2d(2 * ch, 2 * ch, 3, padding=1), nn.SiLU(),
+            nn.Conv2d(3, ch, 4, stride=2, padding=1),
+            nn.SiLU(),  # 8x8
+            nn.Conv2d(ch, 2 * ch, 4, stride=2, padding=1),
+            nn.SiLU(),  # 4x4
+            nn.Conv2d(2 * ch, 2 * ch, 3, padding=1),
+            nn.SiLU(),
             nn.Conv2d(2 * ch, embed_dim, 1),
         )
         self.quantizer = IBQuantizer(codebook_size, embed_dim, beta, entropy_weight, entropy_temperature)
         self.decoder = nn.Sequential(
-            nn.Conv2d(embed_dim, 2 * ch, 3, padding=1), nn.SiLU(),
-            nn.ConvTranspose2d(2 * ch, ch, 4, stride=2, padding=1), nn.SiLU(),  # 8x8
-            nn.ConvTranspose2d(ch, ch, 4, stride=2, padding=1), nn.SiLU(),      # 16x16
+            nn.Conv2d(embed_dim, 2 * ch, 3, padding=1),
+            nn.SiLU(),
+            nn.ConvTranspose2d(2 * ch, ch, 4, stride=2, padding=1),
+            nn.SiLU(),  # 8x8
+            nn.ConvTranspose2d(ch, ch, 4, stride=2, padding=1),
+            nn.SiLU(),  # 16x16
             nn.Conv2d(ch, 3, 3, padding=1),
         )
 
@@ -353,12 +384,15 @@ def main(argv=None):
     rank, world = accelerator.process_index, accelerator.num_processes
     log = Logger(accelerator)
     node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
-    log(f"rank={rank} world_size={world} local_rank={accelerator.local_process_index} "
-        f"node={node} pid={os.getpid()}", all_ranks=True)
+    log(
+        f"rank={rank} world_size={world} local_rank={accelerator.local_process_index} node={node} pid={os.getpid()}",
+        all_ranks=True,
+    )
 
     torch.manual_seed(args.seed)  # same init on every rank (DDP also broadcasts rank 0's weights)
-    model = TinyIBQAutoencoder(args.codebook_size, args.embed_dim, args.codebook_beta,
-                               args.entropy_weight, args.entropy_temperature)
+    model = TinyIBQAutoencoder(
+        args.codebook_size, args.embed_dim, args.codebook_beta, args.entropy_weight, args.entropy_temperature
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=args.learning_rate)
 
     start_step = latest_checkpoint_step(accelerator, args.output_dir)
@@ -373,8 +407,13 @@ def main(argv=None):
     accelerator.wait_for_everyone()
 
     def state(step):
-        return {"step": step, "model": accelerator.unwrap_model(model).state_dict(),
-                "optimizer": optimizer.state_dict(), "rng": rng_state(), "args": vars(args)}
+        return {
+            "step": step,
+            "model": accelerator.unwrap_model(model).state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "rng": rng_state(),
+            "args": vars(args),
+        }
 
     step = start_step
     for step in range(start_step + 1, args.max_train_steps + 1):
@@ -407,10 +446,13 @@ def main(argv=None):
         usage, perplexity = codebook_stats(all_indices.cpu(), args.codebook_size)
         if args.sleep_per_step > 0:
             time.sleep(args.sleep_per_step)
-        log(f"step={step} loss={totals['loss']:.5f} rec={totals['rec']:.5f} quant={totals['quant']:.5f} "
+        log(
+            f"step={step} loss={totals['loss']:.5f} rec={totals['rec']:.5f} quant={totals['quant']:.5f} "
             f"entropy={totals['entropy']:.5f} "
             f"codebook_usage={usage:.3f} perplexity={perplexity:.1f} step_time={time.time() - t0:.3f}s "
-            f"rank={rank} world_size={world}", all_ranks=True)
+            f"rank={rank} world_size={world}",
+            all_ranks=True,
+        )
 
         flag.report_once(log, rank)
         signum = flag.agreed(accelerator)
@@ -419,8 +461,7 @@ def main(argv=None):
         if signum:
             # the agreement may end while this rank waited in it: its own signal (Slurm's or the agent's) counts too
             flag.report_once(log, rank)
-            log(f"received signal {signal.Signals(signum).name} at step={step}; "
-                "checkpoint saved; exiting for requeue")
+            log(f"received signal {signal.Signals(signum).name} at step={step}; checkpoint saved; exiting for requeue")
             shutdown(accelerator)
             return 0
 

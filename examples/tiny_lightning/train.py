@@ -33,10 +33,10 @@ import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # tiny models: one thread per rank is fastest
 
+import lightning.pytorch as pl  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-import lightning.pytorch as pl  # noqa: E402
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
@@ -45,8 +45,17 @@ DIM = 16
 
 
 class TinyAutoencoder(pl.LightningModule):
-    def __init__(self, hidden: int = 32, code: int = 4, lr: float = 1e-2, sleep_per_step: float = 0.0,
-                 crash_at_step: int = -1, crash_rank: int = 0, hang_at_step: int = -1, hang_rank: int = 0) -> None:
+    def __init__(
+        self,
+        hidden: int = 32,
+        code: int = 4,
+        lr: float = 1e-2,
+        sleep_per_step: float = 0.0,
+        crash_at_step: int = -1,
+        crash_rank: int = 0,
+        hang_at_step: int = -1,
+        hang_rank: int = 0,
+    ) -> None:
         """
         Args:
             hidden: width of the hidden layers.
@@ -110,8 +119,12 @@ class SyntheticData(pl.LightningDataModule):
         return TensorDataset(x)
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self._points(self.samples, self.seed + 1), batch_size=self.batch_size, shuffle=True,
-                          generator=torch.Generator().manual_seed(self.seed))
+        return DataLoader(
+            self._points(self.samples, self.seed + 1),
+            batch_size=self.batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(self.seed),
+        )
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self._points(self.samples // 4, self.seed + 2), batch_size=self.batch_size)
@@ -147,8 +160,14 @@ class StopOnSignal(Callback):
             self._reported = True
             print(f"signal {signal.Signals(self.signum).name} reached rank={trainer.global_rank}", flush=True)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,  # type: ignore[no-untyped-def]
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs,
+        batch,  # type: ignore[no-untyped-def]
+        batch_idx: int,
+    ) -> None:
         self._report(trainer)
         got = torch.tensor([self.signum], dtype=torch.int64, device=trainer.strategy.root_device)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
@@ -161,8 +180,10 @@ class StopOnSignal(Callback):
         trainer.should_stop = True
         if trainer.is_global_zero:
             name = signal.Signals(int(got.item())).name
-            print(f"received signal {name} at step={trainer.global_step}; checkpoint saved; exiting for requeue",
-                  flush=True)
+            print(
+                f"received signal {name} at step={trainer.global_step}; checkpoint saved; exiting for requeue",
+                flush=True,
+            )
 
 
 class ReportResume(Callback):
@@ -175,10 +196,14 @@ class CLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:  # type: ignore[no-untyped-def]
         parser.add_argument("--output_dir", type=str, required=True, help="Checkpoints and logs go here.")
         parser.link_arguments("output_dir", "trainer.default_root_dir")  # logs: never the working directory
-        parser.add_argument("--loggers", type=str, default="csv",
-                            help="Comma-separated: csv (<output_dir>/lightning_logs/version_N/metrics.csv) and/or "
-                                 "tensorboard (<output_dir>/tensorboard/version_N/events.out.tfevents.*); used when "
-                                 "the config gives no trainer.logger.")
+        parser.add_argument(
+            "--loggers",
+            type=str,
+            default="csv",
+            help="Comma-separated: csv (<output_dir>/lightning_logs/version_N/metrics.csv) and/or "
+            "tensorboard (<output_dir>/tensorboard/version_N/events.out.tfevents.*); used when "
+            "the config gives no trainer.logger.",
+        )
 
 
 def make_loggers(names: str, out: str) -> list:
@@ -186,8 +211,10 @@ def make_loggers(names: str, out: str) -> list:
     changes with what is installed (TensorBoard when tensorboard is, else CSV)."""
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-    kinds = {"csv": lambda: CSVLogger(out, name="lightning_logs"),
-             "tensorboard": lambda: TensorBoardLogger(out, name="tensorboard", default_hp_metric=False)}
+    kinds = {
+        "csv": lambda: CSVLogger(out, name="lightning_logs"),
+        "tensorboard": lambda: TensorBoardLogger(out, name="tensorboard", default_hp_metric=False),
+    }
     wanted = [n.strip() for n in names.split(",") if n.strip()]
     unknown = [n for n in wanted if n not in kinds]
     if unknown:
@@ -196,8 +223,14 @@ def make_loggers(names: str, out: str) -> list:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cli = CLI(TinyAutoencoder, SyntheticData, run=False, args=argv, save_config_callback=None,
-              trainer_defaults={"enable_progress_bar": False, "enable_model_summary": False})
+    cli = CLI(
+        TinyAutoencoder,
+        SyntheticData,
+        run=False,
+        args=argv,
+        save_config_callback=None,
+        trainer_defaults={"enable_progress_bar": False, "enable_model_summary": False},
+    )
     trainer, out = cli.trainer, cli.config["output_dir"]
     checkpoints = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
     if checkpoints is None:
@@ -209,8 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     stop = StopOnSignal(checkpoints)
     trainer.callbacks += [stop, ReportResume()]
     node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
-    print(f"rank={trainer.global_rank} world_size={trainer.world_size} local_rank={trainer.local_rank} "
-          f"node={node} pid={os.getpid()}", flush=True)
+    print(
+        f"rank={trainer.global_rank} world_size={trainer.world_size} local_rank={trainer.local_rank} "
+        f"node={node} pid={os.getpid()}",
+        flush=True,
+    )
     trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path="last")
     stop.restore()
     if trainer.is_global_zero and stop.stopped_at is None:

@@ -13,7 +13,20 @@ import sys
 from ..errors import UserError
 from .output import err
 
-VERBS = ("submit", "status", "report", "notify", "logs", "cancel", "show", "rerun", "cluster", "env", "options", "completion")
+VERBS = (
+    "submit",
+    "status",
+    "report",
+    "notify",
+    "logs",
+    "cancel",
+    "show",
+    "rerun",
+    "cluster",
+    "env",
+    "options",
+    "completion",
+)
 
 
 def entry() -> None:

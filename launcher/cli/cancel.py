@@ -17,7 +17,9 @@ def run(args: Namespace) -> int:
     sweeps, runs = store.resolve(args.names)
     rows = refresh(store, store.latest(sweeps=sweeps, runs=runs)).rows
     if not any(not r["final"] and r["job_id"] for r in rows):
-        raise NothingToDo(f"nothing to cancel: {', '.join(args.names)} already ended", "`danlu status --all` shows their states")
+        raise NothingToDo(
+            f"nothing to cancel: {', '.join(args.names)} already ended", "`danlu status --all` shows their states"
+        )
     done = cancel(store, rows)
     for r in done.cancelled:
         print(f"{r['run']}\t{r['job_id']}\tCANCELLED")

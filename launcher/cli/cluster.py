@@ -38,8 +38,10 @@ def init(args: Namespace) -> int:
         raise UserError(f"bad cluster name {args.name!r}", "use letters, digits, '.', '_' and '-' (at most 64)")
     path = (Path.cwd() / "jobs" if args.here else user_config_dir() / "jobs") / "cluster" / f"{args.name}.yaml"
     if path.exists() and not args.force and not args.dry_run:
-        raise UserError(f"a cluster profile {str(path)!r} exists already",
-                        "pass --force to write it again from the cluster, or choose another NAME")
+        raise UserError(
+            f"a cluster profile {str(path)!r} exists already",
+            "pass --force to write it again from the cluster, or choose another NAME",
+        )
     facts = _from_slurm(cluster_facts.read, "danlu cluster init")
     if not facts.partitions:
         raise UserError("the cluster shows no partitions to this user", "check `sinfo` on this login node")
@@ -52,8 +54,10 @@ def init(args: Namespace) -> int:
     tmp.write_text(text)
     tmp.replace(path)  # whole or not at all
     print(path)
-    err(f"wrote the profile of {args.name} ({len(facts.partitions)} partition(s), Slurm {facts.version}); "
-        f"use it with: danlu submit cluster={args.name} ...")
+    err(
+        f"wrote the profile of {args.name} ({len(facts.partitions)} partition(s), Slurm {facts.version}); "
+        f"use it with: danlu submit cluster={args.name} ..."
+    )
     return 0
 
 

@@ -34,8 +34,11 @@ def store_errors(fn: Callable[[Namespace], int]) -> Callable[[Namespace], int]:
         except sqlite3.DatabaseError as e:
             from ..store import default_path
 
-            raise UserError(f"the run store {str(default_path())!r} is unreadable: {e}",
-                            "move the file aside (it may be corrupted) or point DANLU_STORE at another store") from None
+            raise UserError(
+                f"the run store {str(default_path())!r} is unreadable: {e}",
+                "move the file aside (it may be corrupted) or point DANLU_STORE at another store",
+            ) from None
+
     return wrapper
 
 

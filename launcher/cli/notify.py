@@ -30,9 +30,11 @@ def run(args: Namespace) -> int:
     rows, runs = sweep_runs(store, args.sweep)
     notify = _notify_config(store, rows)
     if not notify.get("url") and not args.dry_run:
-        raise UserError(f"sweep {args.sweep} has no notify.url: there is nowhere to send its messages",
-                        "submit with notify.url=env:NAME (or file:PATH); `danlu notify "
-                        f"{args.sweep} --dry-run` prints the messages")
+        raise UserError(
+            f"sweep {args.sweep} has no notify.url: there is nowhere to send its messages",
+            "submit with notify.url=env:NAME (or file:PATH); `danlu notify "
+            f"{args.sweep} --dry-run` prints the messages",
+        )
     out = [messages.failure(r) for r in messages.to_announce(rows)] if notify.get("on_failure", True) else []
     if notify.get("summary", True) or args.dry_run:
         out.append(messages.summary(args.sweep, rows, build(runs)))

@@ -20,12 +20,27 @@ def _program_rows(args: Namespace) -> Tuple[List[Dict[str, Any]], str]:
     flags = flags_of(spec)
     if flags is None:
         return [], f"# program flags: {path} cannot be read here (set workdir=... to your checkout)"
-    rows = [{"key": f"args.{f.name}", "flag": "/".join(f.options), "default": f.shown_default,
-             "set": spec.args.get(f.name, spec.args.get(f.dest)), "type": f.type, "choices": list(f.choices or []),
-             "required": f.required, "help": f.help} for f in flags.flags]
+    rows = [
+        {
+            "key": f"args.{f.name}",
+            "flag": "/".join(f.options),
+            "default": f.shown_default,
+            "set": spec.args.get(f.name, spec.args.get(f.dest)),
+            "type": f.type,
+            "choices": list(f.choices or []),
+            "required": f.required,
+            "help": f.help,
+        }
+        for f in flags.flags
+    ]
     said = f"# program flags of {Path(str(path)).name} ({flags.parser}"
-    said += ", unknown flags passed on: not checked)" if flags.passes_unknown else \
-        ")" if flags.checkable else f": {flags.why_not_checked()})"
+    said += (
+        ", unknown flags passed on: not checked)"
+        if flags.passes_unknown
+        else ")"
+        if flags.checkable
+        else f": {flags.why_not_checked()})"
+    )
     return rows, said
 
 

@@ -57,96 +57,133 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     s = sub.add_parser("submit", help="submit a run or a sweep (returns once Slurm has accepted it)")
-    if want('submit'):
-        s.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="Hydra overrides: experiment=tiny_dpo args.beta_dpo=2500")
+    if want("submit"):
+        s.add_argument(
+            "overrides", nargs="*", metavar="OVERRIDE", help="Hydra overrides: experiment=tiny_dpo args.beta_dpo=2500"
+        )
         s.add_argument("-m", "--multirun", action="store_true", help="expand sweeps (key=a,b range() glob()) into runs")
-        s.add_argument("--dry-run", action="store_true", help="print the script(s) that would be submitted; submit nothing")
+        s.add_argument(
+            "--dry-run", action="store_true", help="print the script(s) that would be submitted; submit nothing"
+        )
         s.add_argument("--name", help="sweep name (default: <experiment>-<4 hex>)")
         s.add_argument("--config-dir", help="another folder of configs (<group>/<name>.yaml)")
         s.add_argument("--template-dir", help="a folder with your own copies of templates/*.j2")
         s.add_argument("--wait", action="store_true", help="block until the runs end; exit 1 if any failed")
         s.add_argument("--json", action="store_true", help="print {sweep, runs:[{run, job_id}]} on stdout")
-        s.add_argument("--refresh-cluster", action="store_true",
-                       help="read the live cluster's facts again now (else at most once an hour: limits, partitions)")
-        s.add_argument("--reuse-output", action="store_true",
-                       help="let runs write into an output dir another run owns (to train a run further: rerun --continue)")
+        s.add_argument(
+            "--refresh-cluster",
+            action="store_true",
+            help="read the live cluster's facts again now (else at most once an hour: limits, partitions)",
+        )
+        s.add_argument(
+            "--reuse-output",
+            action="store_true",
+            help="let runs write into an output dir another run owns (to train a run further: rerun --continue)",
+        )
 
     st = sub.add_parser("status", help="squeue-style table of your runs")
-    if want('status'):
+    if want("status"):
         st.add_argument("names", nargs="*", metavar="SWEEP|RUN")
         st.add_argument("--all", action="store_true", help="finished runs too")
         st.add_argument("--state", help="only these states, comma-separated (e.g. FAILED,TIMEOUT)")
         st.add_argument("--watch", action="store_true", help="refresh every few seconds")
         st.add_argument("--interval", type=float, default=3.0, help=argparse.SUPPRESS)
         st.add_argument("--json", action="store_true")
-        st.add_argument("--no-metrics", action="store_true",
-                        help="leave out running runs' latest step and metric (read from the tail of each one's log)")
+        st.add_argument(
+            "--no-metrics",
+            action="store_true",
+            help="leave out running runs' latest step and metric (read from the tail of each one's log)",
+        )
 
     lg = sub.add_parser("logs", help="a run's logs")
-    if want('logs'):
+    if want("logs"):
         lg.add_argument("run", metavar="RUN")
         lg.add_argument("--follow", "-f", action="store_true")
         g = lg.add_mutually_exclusive_group()
         g.add_argument("--node", type=int)
         g.add_argument("--rank", type=int)
-        lg.add_argument("--err", action="store_true", help="Slurm's own output of the batch script (errors before launch)")
+        lg.add_argument(
+            "--err", action="store_true", help="Slurm's own output of the batch script (errors before launch)"
+        )
         lg.add_argument("--tail", type=int, metavar="N")
         lg.add_argument("--attempt", type=int, help="an earlier attempt (default: the latest)")
 
     rp = sub.add_parser("report", help="which run won: a sweep's runs by a metric they wrote (loss by default)")
-    if want('report'):
+    if want("report"):
         rp.add_argument("sweep", metavar="SWEEP")
         rp.add_argument("--metric", help="the metric to rank by (default: loss, else the first loss-like one found)")
         rp.add_argument("--mode", choices=["min", "max"], help="better is lower or higher (default: from the name)")
-        rp.add_argument("--group-by-seed", action="store_true",
-                        help="mean +- std over seeds per sweep point (automatic when a seed is swept)")
+        rp.add_argument(
+            "--group-by-seed",
+            action="store_true",
+            help="mean +- std over seeds per sweep point (automatic when a seed is swept)",
+        )
         rp.add_argument("--json", action="store_true", help="every run's values, summary and series")
-        rp.add_argument("--html", metavar="FILE",
-                        help="also write the report as one self-contained page: sortable table, a plot per metric, "
-                             "each run's log (needs the report extra: plotly)")
+        rp.add_argument(
+            "--html",
+            metavar="FILE",
+            help="also write the report as one self-contained page: sortable table, a plot per metric, "
+            "each run's log (needs the report extra: plotly)",
+        )
 
-    nt = sub.add_parser("notify", help="send a sweep's messages now: each failed run not yet announced, then the "
-                                       "summary (the sweep's summary job runs this once its runs have ended)")
-    if want('notify'):
+    nt = sub.add_parser(
+        "notify",
+        help="send a sweep's messages now: each failed run not yet announced, then the "
+        "summary (the sweep's summary job runs this once its runs have ended)",
+    )
+    if want("notify"):
         nt.add_argument("sweep", metavar="SWEEP")
         nt.add_argument("--dry-run", action="store_true", help="print the messages (JSON, one per line); send nothing")
 
     c = sub.add_parser("cancel", help="cancel runs or whole sweeps")
-    if want('cancel'):
+    if want("cancel"):
         c.add_argument("names", nargs="+", metavar="SWEEP|RUN")
 
     sh = sub.add_parser("show", help="everything needed to reproduce a run")
-    if want('show'):
+    if want("show"):
         sh.add_argument("run", metavar="RUN")
         sh.add_argument("--json", action="store_true")
 
     r = sub.add_parser("rerun", help="resubmit the failed runs of a sweep (or one run)")
-    if want('rerun'):
+    if want("rerun"):
         r.add_argument("target", metavar="SWEEP|RUN")
         r.add_argument("overrides", nargs="*", metavar="OVERRIDE")
         r.add_argument("--state", help="rerun runs whose latest attempt ended in these states")
-        r.add_argument("--continue", dest="cont", action="store_true",
-                       help="a new attempt of COMPLETED runs with the OVERRIDES (e.g. args.max_train_steps=4000), "
-                            "resuming from their checkpoints")
+        r.add_argument(
+            "--continue",
+            dest="cont",
+            action="store_true",
+            help="a new attempt of COMPLETED runs with the OVERRIDES (e.g. args.max_train_steps=4000), "
+            "resuming from their checkpoints",
+        )
         r.add_argument("--dry-run", action="store_true")
-        r.add_argument("--exclude-failed-nodes", action="store_true", help="keep off the nodes the failed attempts ran on")
+        r.add_argument(
+            "--exclude-failed-nodes", action="store_true", help="keep off the nodes the failed attempts ran on"
+        )
         r.add_argument("--json", action="store_true")
 
-    cl = sub.add_parser("cluster", help="partitions, GPUs total/allocated/free, pending jobs; `init NAME` writes a "
-                                        "cluster profile from the live cluster")
-    if want('cluster'):
+    cl = sub.add_parser(
+        "cluster",
+        help="partitions, GPUs total/allocated/free, pending jobs; `init NAME` writes a "
+        "cluster profile from the live cluster",
+    )
+    if want("cluster"):
         cl.add_argument("--json", action="store_true")
         clsub = cl.add_subparsers(dest="cluster_command", metavar="ACTION", parser_class=_Parser)
-        ci = clsub.add_parser("init", help="write jobs/cluster/NAME.yaml from the live cluster (partitions, GPU types, "
-                                           "limits)")
+        ci = clsub.add_parser(
+            "init", help="write jobs/cluster/NAME.yaml from the live cluster (partitions, GPU types, limits)"
+        )
         ci.add_argument("name", metavar="NAME")
-        ci.add_argument("--here", action="store_true", help="write ./jobs/cluster/NAME.yaml (default: your own "
-                                                           "~/.config/danlu/jobs/cluster/NAME.yaml)")
+        ci.add_argument(
+            "--here",
+            action="store_true",
+            help="write ./jobs/cluster/NAME.yaml (default: your own ~/.config/danlu/jobs/cluster/NAME.yaml)",
+        )
         ci.add_argument("--force", action="store_true", help="replace an existing profile of that name")
         ci.add_argument("--dry-run", action="store_true", help="print the profile, write nothing")
 
     e = sub.add_parser("env", help="job environments (envs/NAME)")
-    if want('env'):
+    if want("env"):
         esub = e.add_subparsers(dest="env_command", metavar="ACTION", parser_class=_Parser)
         es = esub.add_parser("sync", help="uv sync envs/NAME into envs/NAME/.venv")
         es.add_argument("name", metavar="NAME")
@@ -154,14 +191,15 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
         el = esub.add_parser("list", help="list the environments")
         el.add_argument("--json", action="store_true")
 
-    o = sub.add_parser("options", help="every config key with its default and help; with experiment=NAME, the "
-                                       "program's own flags too")
-    if want('options'):
+    o = sub.add_parser(
+        "options", help="every config key with its default and help; with experiment=NAME, the program's own flags too"
+    )
+    if want("options"):
         o.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="e.g. experiment=diffusion_dpo workdir=...")
         o.add_argument("--config-dir", help="another folder of configs (<group>/<name>.yaml)")
         o.add_argument("--json", action="store_true")
 
-    cp = sub.add_parser("completion", help="print a shell completion script: eval \"$(danlu completion bash)\"")
-    if want('completion'):
+    cp = sub.add_parser("completion", help='print a shell completion script: eval "$(danlu completion bash)"')
+    if want("completion"):
         cp.add_argument("shell", choices=["bash", "zsh"])
     return p

@@ -29,8 +29,11 @@ def sweep_runs(store: Any, sweep: str) -> Tuple[List[Any], List[Any]]:
         values = point_values(json.loads(r["overrides"] or "[]") + json.loads(r["a_overrides"] or "[]"))
         runs.append(RunReport(r["run"], r["state"], values, run_series(r["run_dir"], int(r["attempt"]), unread)))
     if unread:
-        print(f"warning: {len(unread)} TensorBoard event file(s) not read: tensorboard is not installed here\n"
-              "hint: pip install 'danlu[report]'", file=sys.stderr)
+        print(
+            f"warning: {len(unread)} TensorBoard event file(s) not read: tensorboard is not installed here\n"
+            "hint: pip install 'danlu[report]'",
+            file=sys.stderr,
+        )
     return rows, runs
 
 
@@ -44,8 +47,10 @@ def run(args: Namespace) -> int:
     report = build(runs, args.metric, args.mode, True if args.group_by_seed else None)
     if args.metric and all(args.metric not in r.series for r in runs):
         found = sorted({n for r in runs for n in r.series})
-        raise UserError(f"no run of {args.sweep} wrote a metric named {args.metric!r}",
-                        f"metrics found: {', '.join(found) if found else 'none yet'}")
+        raise UserError(
+            f"no run of {args.sweep} wrote a metric named {args.metric!r}",
+            f"metrics found: {', '.join(found) if found else 'none yet'}",
+        )
     if html_path is not None:
         _write_html(html_path, report, args.sweep, rows)
     if args.json:
@@ -69,8 +74,9 @@ def _html_target(name: str) -> Path:
     try:
         import plotly.offline  # noqa: F401  (the page carries plotly.js inline)
     except ImportError:
-        raise UserError("--html needs plotly, which is not installed here",
-                        "pip install 'danlu[report]' (or: pip install plotly)") from None
+        raise UserError(
+            "--html needs plotly, which is not installed here", "pip install 'danlu[report]' (or: pip install plotly)"
+        ) from None
     return path
 
 
@@ -94,8 +100,7 @@ def _write_html(path: Path, report: Dict[str, Any], sweep: str, rows: List[Any])
     finally:
         tmp.unlink(missing_ok=True)
     metrics = len({n for r in report["runs"] for n in r["series"]})
-    print(f"wrote {path}: {len(rows)} run(s), {metrics} metric(s); it opens in any browser, offline",
-          file=sys.stderr)
+    print(f"wrote {path}: {len(rows)} run(s), {metrics} metric(s); it opens in any browser, offline", file=sys.stderr)
 
 
 LOG_TAIL_LINES = 80

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-BASH = r'''# danlu completion for bash: eval "$(danlu completion bash)" (e.g. in ~/.bashrc)
+BASH = r"""# danlu completion for bash: eval "$(danlu completion bash)" (e.g. in ~/.bashrc)
 _danlu_complete() {
     local line="${COMP_LINE:0:$COMP_POINT}" words
     read -r -a words <<<"$line"
@@ -25,9 +25,9 @@ _danlu_complete() {
     done
 }
 complete -o default -F _danlu_complete danlu
-'''
+"""
 
-ZSH = r'''#compdef danlu
+ZSH = r"""#compdef danlu
 # danlu completion for zsh: eval "$(danlu completion zsh)" (after compinit, e.g. in ~/.zshrc)
 _danlu() {
     local -a cands open closed
@@ -42,13 +42,36 @@ _danlu() {
     (( $#open + $#closed )) || _files
 }
 compdef _danlu danlu
-'''
+"""
 
 GROUPS = ("experiment", "cluster", "resources", "env", "launch")
-STATES = ("PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
-          "PREEMPTED", "BOOT_FAIL", "DEADLINE")
-VALUE_OPTIONS = {"--state", "--name", "--config-dir", "--template-dir", "--node", "--rank", "--tail", "--attempt",
-                 "--interval", "--metric", "--mode", "--html"}
+STATES = (
+    "PENDING",
+    "RUNNING",
+    "COMPLETED",
+    "FAILED",
+    "CANCELLED",
+    "TIMEOUT",
+    "OUT_OF_MEMORY",
+    "NODE_FAIL",
+    "PREEMPTED",
+    "BOOT_FAIL",
+    "DEADLINE",
+)
+VALUE_OPTIONS = {
+    "--state",
+    "--name",
+    "--config-dir",
+    "--template-dir",
+    "--node",
+    "--rank",
+    "--tail",
+    "--attempt",
+    "--interval",
+    "--metric",
+    "--mode",
+    "--html",
+}
 RUN_ONLY = ("logs", "show")  # take a run id, not a sweep
 LIMIT = 300
 
@@ -165,10 +188,16 @@ def _values(key: str, dirs: Sequence[Path], words: Sequence[str]) -> List[str]:
 
     if key in GROUPS:
         return _group_options(dirs, key)
-    fixed = {"env.kind": validate.ENV_KINDS, "launch.kind": validate.LAUNCH_KINDS, "cluster.kind": validate.CLUSTER_KINDS,
-             "requeue.signal": validate.SIGNALS, "launch.mixed_precision": ("no", "fp16", "bf16"),
-             "requeue.enabled": ("true", "false"), "cluster.shared_fs": ("true", "false"),
-             "cluster.gres_with_type": ("true", "false")}
+    fixed = {
+        "env.kind": validate.ENV_KINDS,
+        "launch.kind": validate.LAUNCH_KINDS,
+        "cluster.kind": validate.CLUSTER_KINDS,
+        "requeue.signal": validate.SIGNALS,
+        "launch.mixed_precision": ("no", "fp16", "bf16"),
+        "requeue.enabled": ("true", "false"),
+        "cluster.shared_fs": ("true", "false"),
+        "cluster.gres_with_type": ("true", "false"),
+    }
     if key in fixed:
         return list(fixed[key])
     if key == "env.name":
@@ -185,7 +214,7 @@ def _values(key: str, dirs: Sequence[Path], words: Sequence[str]) -> List[str]:
 def _overrides(cur: str, words: Sequence[str]) -> List[str]:
     dirs = _config_dirs(words)
     lead = cur[: len(cur) - len(cur.lstrip("+~"))]  # +key=, ++key=, ~key
-    body = cur[len(lead):]
+    body = cur[len(lead) :]
     if "=" not in body:
         keys = [f"{g}=" for g in GROUPS] + [f"{k}=" for k in _option_keys()]
         keys += [f"args.{a}=" for a in _experiment_args(dirs, words)]
@@ -215,11 +244,13 @@ def _names(cur: str, runs_only: bool) -> List[str]:
     like = cur.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     try:
         if "/" in cur or runs_only and _one_sweep(db, cur):
-            rows = db.execute("SELECT run FROM runs WHERE run LIKE ? ESCAPE '\\' ORDER BY created DESC, idx LIMIT ?",
-                              (like, LIMIT)).fetchall()
+            rows = db.execute(
+                "SELECT run FROM runs WHERE run LIKE ? ESCAPE '\\' ORDER BY created DESC, idx LIMIT ?", (like, LIMIT)
+            ).fetchall()
             return [r[0] for r in rows]
-        rows = db.execute("SELECT sweep FROM sweeps WHERE sweep LIKE ? ESCAPE '\\' ORDER BY created DESC LIMIT ?",
-                          (like, LIMIT)).fetchall()
+        rows = db.execute(
+            "SELECT sweep FROM sweeps WHERE sweep LIKE ? ESCAPE '\\' ORDER BY created DESC LIMIT ?", (like, LIMIT)
+        ).fetchall()
         return [f"{r[0]}/" if runs_only else r[0] for r in rows]
     except sqlite3.Error:
         return []
@@ -238,8 +269,9 @@ def candidates(words: Sequence[str]) -> List[str]:
     """Completions of the last word of `words` (words[0] is the program, the last is being typed)."""
     words = list(words[1:]) or [""]
     cur, before = words[-1], words[:-1]
-    positional = [w for i, w in enumerate(before) if not w.startswith("-")
-                  and not (i > 0 and before[i - 1] in VALUE_OPTIONS)]
+    positional = [
+        w for i, w in enumerate(before) if not w.startswith("-") and not (i > 0 and before[i - 1] in VALUE_OPTIONS)
+    ]
     if not positional:
         return ["--help", "--version"] if cur.startswith("-") else _commands()
     command, args = positional[0], positional[1:]

@@ -18,8 +18,10 @@ from .output import err
 def check_states(states: str | None) -> None:
     bad = unknown_states(states)
     if bad:
-        raise UserError(f"unknown state {bad[0]!r}",
-                        "use Slurm state names such as PENDING, RUNNING, COMPLETED, FAILED, TIMEOUT, CANCELLED")
+        raise UserError(
+            f"unknown state {bad[0]!r}",
+            "use Slurm state names such as PENDING, RUNNING, COMPLETED, FAILED, TIMEOUT, CANCELLED",
+        )
 
 
 @store_errors
@@ -58,7 +60,11 @@ def run(args: Namespace) -> int:
             else:  # from the store's rows: an item only for each running run (its progress)
                 fields = Fields(rows[0].keys() if rows else [])
                 listed = filter_items(rows, args.names, args.all, args.state, fields)
-                running = [] if args.no_metrics else items(list(compress(listed, map("RUNNING".__eq__, map(fields.state, listed)))))
+                running = (
+                    []
+                    if args.no_metrics
+                    else items(list(compress(listed, map("RUNNING".__eq__, map(fields.state, listed)))))
+                )
                 metric = add_progress(running, early) if running else None
                 text = render(listed, fields, metric, item_progress(running, metric))
         with phase("print"):

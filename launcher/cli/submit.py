@@ -14,7 +14,6 @@ from .output import err
 
 def run(args: Namespace) -> int:
     with phase("imports"):
-        from .. import slurm
         from ..plan.planner import new_runs, place, plan_jobs, sweep_layout
         from ..spec.compose import Composer
         from ..spec.validate import check
@@ -24,8 +23,10 @@ def run(args: Namespace) -> int:
     if args.name is not None and not safe_name(args.name):
         raise UserError(f"bad sweep name {args.name!r}", "use letters, digits, '.', '_' and '-' (at most 64)")
     if args.template_dir and not Path(args.template_dir).expanduser().is_dir():
-        raise UserError(f"template dir {args.template_dir!r} does not exist",
-                        "pass --template-dir a folder with your copies of templates/*.j2")
+        raise UserError(
+            f"template dir {args.template_dir!r} does not exist",
+            "pass --template-dir a folder with your copies of templates/*.j2",
+        )
     with phase("composition"):
         composer = Composer(args.config_dir)
         cfgs = composer.runs(args.overrides, args.multirun)
@@ -40,8 +41,9 @@ def run(args: Namespace) -> int:
     with phase("cluster facts"):
         from ..submit.live_checks import against_the_live_cluster
 
-        warnings, facts = against_the_live_cluster(cfgs, shapes, verdict.problems, getattr(args, "refresh_cluster", False),
-                                            keep=not args.dry_run)
+        warnings, facts = against_the_live_cluster(
+            cfgs, shapes, verdict.problems, getattr(args, "refresh_cluster", False), keep=not args.dry_run
+        )
     for line in warnings:
         err(f"warning: {line}")
     if not args.dry_run:
@@ -85,10 +87,23 @@ def run(args: Namespace) -> int:
 
     store = open_store()
     # a rerun composes and renders from these same files, wherever it is run from
-    sources = {"config_dirs": [str(d) for d in composer.dirs],
-               "template_dir": str(Path(args.template_dir).expanduser().resolve()) if args.template_dir else None}
-    name, results, njobs = submit_sweep(store, token, base, explicit, plan_for, spec0.experiment, spec0.cluster.name,
-                                        args.overrides, sys.argv, lambda n: str(sweep_layout(spec0, n).root), sources)
+    sources = {
+        "config_dirs": [str(d) for d in composer.dirs],
+        "template_dir": str(Path(args.template_dir).expanduser().resolve()) if args.template_dir else None,
+    }
+    name, results, njobs = submit_sweep(
+        store,
+        token,
+        base,
+        explicit,
+        plan_for,
+        spec0.experiment,
+        spec0.cluster.name,
+        args.overrides,
+        sys.argv,
+        lambda n: str(sweep_layout(spec0, n).root),
+        sources,
+    )
     report_submitted(args, name, results, njobs)
     if results:
         notify_job.submit_after(spec0, name, sweep_layout(spec0, name), shapes[0].partition, results.values(), err)

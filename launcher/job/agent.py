@@ -70,8 +70,9 @@ class NodeAgent:
         from submitit import JobEnvironment
 
         env = JobEnvironment()
-        return dict(node=env.node, nodes=env.num_nodes, rank=env.global_rank, local_rank=env.local_rank,
-                    ntasks=env.num_tasks)
+        return dict(
+            node=env.node, nodes=env.num_nodes, rank=env.global_rank, local_rank=env.local_rank, ntasks=env.num_tasks
+        )
 
     def __call__(self) -> int:
         _become_subreaper()  # ranks whose launcher died are re-parented here, so none is ever left behind
@@ -99,20 +100,29 @@ class NodeAgent:
         if not _gpu_driver():
             # without it accelerate (>=1.0) on a node without GPUs gives every rank DistributedType.NO: N copies
             env.setdefault("ACCELERATE_USE_CPU", "true")
-        self._world = ids["ntasks"] if self.launch_kind in ("lightning", "python") else \
-            ids["nodes"] * self.procs_per_node
+        self._world = (
+            ids["ntasks"] if self.launch_kind in ("lightning", "python") else ids["nodes"] * self.procs_per_node
+        )
         if self.launch_kind in ("lightning", "python"):
-            env.update(RANK=str(ids["rank"]), WORLD_SIZE=str(ids["ntasks"]), LOCAL_RANK=str(ids["local_rank"]),
-                       LOCAL_WORLD_SIZE=str(self.tasks_per_node), GROUP_RANK=str(ids["node"]))
+            env.update(
+                RANK=str(ids["rank"]),
+                WORLD_SIZE=str(ids["ntasks"]),
+                LOCAL_RANK=str(ids["local_rank"]),
+                LOCAL_WORLD_SIZE=str(self.tasks_per_node),
+                GROUP_RANK=str(ids["node"]),
+            )
 
         agent_log = logs.agent_log(tag)
         # unbuffered: the signal handlers say what they do, and may interrupt the main thread inside say(); a
         # buffered file (or print) entered twice raises "reentrant call" and would end the agent
         with open(agent_log, "ab", buffering=0) as alog, TimedLog(logs.log(tag)) as out:
+
             def say(msg: str) -> None:
                 now = time.time()  # milliseconds: a failure's seconds across nodes are read from these lines
-                line = f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.localtime(now))}.{int(now % 1 * 1000):03d} " \
-                       f"[danlu agent {tag} {node_name}] {msg}\n"
+                line = (
+                    f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.localtime(now))}.{int(now % 1 * 1000):03d} "
+                    f"[danlu agent {tag} {node_name}] {msg}\n"
+                )
                 data = line.encode(errors="replace")
                 for write in (alog.write, lambda b: os.write(sys.stderr.fileno(), b)):
                     try:  # a handler may run after the log was closed (a signal during the requeue): never fatal
@@ -120,8 +130,10 @@ class NodeAgent:
                     except (OSError, ValueError):
                         pass
 
-            say(f"run {self.run_id or os.environ.get('DANLU_RUN_ID', '?')} attempt {attempt} restart {restart}: node {ids['node']}/{ids['nodes']} "
-                f"task {ids['rank']}/{ids['ntasks']} head {head} port {port}")
+            say(
+                f"run {self.run_id or os.environ.get('DANLU_RUN_ID', '?')} attempt {attempt} restart {restart}: node {ids['node']}/{ids['nodes']} "
+                f"task {ids['rank']}/{ids['ntasks']} head {head} port {port}"
+            )
             say("command: " + shlex.join(argv))
             say("launcher: " + _describe_executable(argv[0], env.get("PATH")))
             ranks = RankFiles(rank_logs, logs.rank_log, ids["node"] * self.procs_per_node)
@@ -135,8 +147,9 @@ class NodeAgent:
                     say(f"{outside}: this start did not complete; requeueing it")
                     self._interrupted = True
             if ids["rank"] == 0:
-                files.write_result({"exit_code": code, "ended": time.time(), "restart": restart,
-                                    "interrupted": self._interrupted})
+                files.write_result(
+                    {"exit_code": code, "ended": time.time(), "restart": restart, "interrupted": self._interrupted}
+                )
             say(f"exit code {code}" if not self._peer_failed else f"exit code 0 (launcher {code}; another task failed)")
             if self._peer_failed:
                 pass  # the task that failed says how the job ended; srun ends the step when it exits
@@ -146,8 +159,11 @@ class NodeAgent:
                 logs.finished(tag).write_text("0\n")  # ended by itself: a late warning on another node is ignored
             else:
                 logs.failed(tag).write_text(f"{code}\n")  # failed first: what the other nodes see next is its doing
-        requeued = self._interrupted and ids["rank"] == 0 and \
-            self._requeue_when_all_stopped(restart, logs, ids["ntasks"], agent_log)
+        requeued = (
+            self._interrupted
+            and ids["rank"] == 0
+            and self._requeue_when_all_stopped(restart, logs, ids["ntasks"], agent_log)
+        )
         if (self._interrupted or self._stopped_by) and (requeued or ids["rank"] != 0):
             # stopped by a signal, whatever the launcher's own exit code: a non-zero exit here would make srun kill
             # the other nodes' tasks while they may still be writing their checkpoint (the tasks that were not
@@ -171,8 +187,14 @@ class NodeAgent:
     _kill_at: float = 0.0  # when what is left of the program is SIGKILLed after that signal
     _world: int = 1  # the planned world size (ranks of the whole job)
 
-    def _run(self, argv: List[str], env: Dict[str, str], out: TimedLog, say,  # type: ignore[no-untyped-def]
-             logs: RestartLayout) -> int:
+    def _run(
+        self,
+        argv: List[str],
+        env: Dict[str, str],
+        out: TimedLog,
+        say,  # type: ignore[no-untyped-def]
+        logs: RestartLayout,
+    ) -> int:
         warn_sig = getattr(signal, f"SIG{self.requeue_signal}")
         # Slurm delivers --signal to every process of the step. The training processes inherit an ignored warning
         # signal and an ignored SIGUSR1 (a rank without a handler yet never dies of it; Lightning then keeps its
@@ -180,52 +202,69 @@ class NodeAgent:
         signal.signal(warn_sig, signal.SIG_IGN)
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)
         try:
-            child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+            child = subprocess.Popen(
+                argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+            )
         except FileNotFoundError as e:
             say(f"cannot start {argv[0]!r}: {e}")
             return 127
         end = _job_end_time() if self.grace_s > 0 else None
         handlers = HandlerWatch(lambda: self._rank_pids(child), lambda: child.poll() is None)
         local = self.procs_per_node if self.launch_kind in ("accelerate", "torchrun") else 1
-        world = WorldWatch(lambda: self._rank_pids(child), lambda: child.poll() is None, local) \
-            if self._world > 1 and self.launch_kind != "python" else None
+        world = (
+            WorldWatch(lambda: self._rank_pids(child), lambda: child.poll() is None, local)
+            if self._world > 1 and self.launch_kind != "python"
+            else None
+        )
 
         def warn(why: str, peer: bool = False) -> None:
             if self._interrupted:
                 return
             ranks = self._rank_pids(child)
             expected = self.procs_per_node if self.launch_kind in ("accelerate", "torchrun") else 1
-            done_elsewhere = sorted(p.name[len("finished-"):] for p in logs.root.glob("finished-*"))
+            done_elsewhere = sorted(p.name[len("finished-") :] for p in logs.root.glob("finished-*"))
             sig = handlers.checkpoint_signal(ranks) if ranks else None
             if peer and ranks and child.poll() is None and not done_elsewhere:
                 # the ranks' peers are gone: they cannot finish, whatever their handlers say (ranks breaking in a
                 # collective put them back as they exit); what still runs after the checkpoint wait is killed
                 sig = sig or signal.SIGTERM
-                threading.Thread(target=_kill_later, args=(child, max(5.0, self.checkpoint_wait_s)),
-                                 daemon=True).start()
+                threading.Thread(
+                    target=_kill_later, args=(child, max(5.0, self.checkpoint_wait_s)), daemon=True
+                ).start()
             elif child.poll() is not None or len(ranks) < expected or done_elsewhere or sig is None:
                 # ranks end one by one only when the program is finishing (a failure ends the job at once), and a
                 # program that put its signal handlers back has ended its training: nothing to checkpoint, no requeue
-                why_done = (f"{expected - len(ranks)} of {expected} training process(es) here have ended"
-                            if len(ranks) < expected or child.poll() is not None else
-                            "its training processes have put back their signal handlers")
-                say(f"{why}: ignored, the program is finishing ({why_done}"
-                    + (f"; {', '.join(done_elsewhere)} ended" if done_elsewhere else "") + ")")
+                why_done = (
+                    f"{expected - len(ranks)} of {expected} training process(es) here have ended"
+                    if len(ranks) < expected or child.poll() is not None
+                    else "its training processes have put back their signal handlers"
+                )
+                say(
+                    f"{why}: ignored, the program is finishing ({why_done}"
+                    + (f"; {', '.join(done_elsewhere)} ended" if done_elsewhere else "")
+                    + ")"
+                )
                 return
             self._interrupted = True
-            how = ("checkpoint and exit for requeue" if sig == signal.SIGUSR1 else
-                   "they handle SIGTERM, not SIGUSR1" if handlers.ever_caught else
-                   "they have no checkpoint signal handler; they resume from their last checkpoint")
-            say(f"{why}: sending {sig.name} to each of the {len(ranks)} training process(es) "
-                f"(pids {' '.join(map(str, ranks))}): {how}")
+            how = (
+                "checkpoint and exit for requeue"
+                if sig == signal.SIGUSR1
+                else "they handle SIGTERM, not SIGUSR1"
+                if handlers.ever_caught
+                else "they have no checkpoint signal handler; they resume from their last checkpoint"
+            )
+            say(
+                f"{why}: sending {sig.name} to each of the {len(ranks)} training process(es) "
+                f"(pids {' '.join(map(str, ranks))}): {how}"
+            )
             for pid in ranks:  # each rank itself: launchers such as torch elastic do not forward SIGUSR1
                 _kill(pid, sig)
 
         if end is not None:
             # Slurm may deliver --signal up to a minute early; the agent keeps its own, exact clock
-            timer = threading.Timer(max(0.0, end - self.grace_s - time.time()), warn,
-                                    args=(f"time limit in {self.grace_s:.0f}s",))
+            timer = threading.Timer(
+                max(0.0, end - self.grace_s - time.time()), warn, args=(f"time limit in {self.grace_s:.0f}s",)
+            )
             timer.daemon = True
             timer.start()
 
@@ -237,8 +276,10 @@ class NodeAgent:
                     # every node's agent acts at the same moment, end - grace, on its own clock: Slurm delivers the
                     # signal to the nodes at different times, and ranks told seconds apart may disagree (Lightning
                     # broadcasts inside its SIGTERM handler)
-                    say(f"received {name} {left:.0f}s before the time limit (Slurm signals early): "
-                        f"checkpointing {self.grace_s:.0f}s before the end instead, with the other nodes")
+                    say(
+                        f"received {name} {left:.0f}s before the time limit (Slurm signals early): "
+                        f"checkpointing {self.grace_s:.0f}s before the end instead, with the other nodes"
+                    )
                     return
                 warn(f"received {name} (time limit or preemption)")
             elif self._peer_failed or self._end_for_failed_peer(child, logs, say, f"received {name}"):
@@ -252,11 +293,20 @@ class NodeAgent:
                 # a handler on SIGTERM may run collectives inside the handler (Lightning's, which deadlocks DDP)
                 own = any(catches(p, signal.SIGUSR1) for p in ranks)
                 send = signal.SIGUSR1 if own else signum
-                say(f"received {name}: " + (f"sending SIGUSR1 (their checkpoint signal) to each of the {len(ranks)}"
-                                             if own else f"forwarding it to each of the {len(ranks)}")
+                say(
+                    f"received {name}: "
+                    + (
+                        f"sending SIGUSR1 (their checkpoint signal) to each of the {len(ranks)}"
+                        if own
+                        else f"forwarding it to each of the {len(ranks)}"
+                    )
                     + " training process(es)"
-                    + (f"; SIGKILL for what is left in {kill_in:.0f}s (the cluster gives {self.stop_grace_s:.0f}s)"
-                       if first else ""))
+                    + (
+                        f"; SIGKILL for what is left in {kill_in:.0f}s (the cluster gives {self.stop_grace_s:.0f}s)"
+                        if first
+                        else ""
+                    )
+                )
                 for pid in ranks or [child.pid]:
                     _kill(pid, send)
                 if first:
@@ -273,37 +323,52 @@ class NodeAgent:
         reaping = signalled = False
         for chunk in iter(lambda: child.stdout.readline(), b""):  # type: ignore[union-attr]
             self._last_output = time.time()
-            if not self._ranks_spoke and (self.launch_kind not in ("accelerate", "torchrun")
-                                            or self.procs_per_node == 1 or _LOCAL_LINE.match(chunk)):
+            if not self._ranks_spoke and (
+                self.launch_kind not in ("accelerate", "torchrun")
+                or self.procs_per_node == 1
+                or _LOCAL_LINE.match(chunk)
+            ):
                 self._ranks_spoke = True  # the hang clock runs from the ranks' first line (imports can be slow)
             out.write(chunk)
             sys.stdout.buffer.write(chunk)
             sys.stdout.flush()
             if _ELASTIC_SIGNALLED.search(chunk):
                 signalled = True  # Slurm's signal reached the launcher: what it closes next is no failure
-            if not reaping and not signalled and not self._interrupted and not self._stopped_by \
-                    and _ELASTIC_CLOSING.search(chunk):
+            if (
+                not reaping
+                and not signalled
+                and not self._interrupted
+                and not self._stopped_by
+                and _ELASTIC_CLOSING.search(chunk)
+            ):
                 # (signalled: Slurm's signal reached this agent too; its handler stops the ranks, with the grace)
                 # torch elastic stops this node's other ranks after one failed, and waits 30 s before SIGKILL;
                 # a rank blocked in a collective whose peer died (NCCL) never ends by itself meanwhile
                 reaping = True
-                say(f"the launcher is stopping this node's ranks after a failure: SIGKILL for any still running "
-                    f"in {FAILED_PEER_KILL_S:.0f}s (not torch elastic's 30s)")
+                say(
+                    f"the launcher is stopping this node's ranks after a failure: SIGKILL for any still running "
+                    f"in {FAILED_PEER_KILL_S:.0f}s (not torch elastic's 30s)"
+                )
                 if not self._peer_failed and not logs.failed_count():
                     # on record now, not when the launcher has exited: the other nodes end their ranks at once
                     # (_watch_peers) rather than wait for them to break in a collective, or for srun
                     logs.failed(self._tag).write_text("launcher reported a failed rank\n")
-                threading.Thread(target=_kill_ranks_later, daemon=True,
-                                 args=(child, lambda: self._interrupted or bool(self._stopped_by))).start()
+                threading.Thread(
+                    target=_kill_ranks_later,
+                    daemon=True,
+                    args=(child, lambda: self._interrupted or bool(self._stopped_by)),
+                ).start()
         code = child.wait()
         handlers.close()
         if world is not None:
             world.close()
             alone = world.alone()
             if code == 0 and alone and not self._interrupted and not self._stopped_by:
-                line = (f"{len(alone)} of {len(world.seen)} training process(es) on this node trained alone, not in "
-                        f"one world of {self._world} (no process group: pids {' '.join(map(str, alone))}); "
-                        f"the run is not complete")
+                line = (
+                    f"{len(alone)} of {len(world.seen)} training process(es) on this node trained alone, not in "
+                    f"one world of {self._world} (no process group: pids {' '.join(map(str, alone))}); "
+                    f"the run is not complete"
+                )
                 say(line)
                 print(f"[danlu agent] {line}", file=sys.stderr, flush=True)  # Slurm's output: the run's reason
                 code = 3
@@ -324,7 +389,9 @@ class NodeAgent:
             say(f"the training processes stopped for the time limit/preemption (launcher exit {code})")
         elif code != 0 and self._stopped_by:
             # a consequence, not the cause: Slurm (a failed peer, scancel, the time limit) stopped this task
-            say(f"the launcher exited with code {code} after {self._stopped_by} (this task was stopped; it did not fail first)")
+            say(
+                f"the launcher exited with code {code} after {self._stopped_by} (this task was stopped; it did not fail first)"
+            )
         elif code != 0:
             # this task failed first (as far as it knows): say so, so the log shows where the job broke
             say(f"the launcher exited with code {code}: ending the job (the other nodes are stopped by srun)")
@@ -343,8 +410,10 @@ class NodeAgent:
             limit = self.hang_timeout_s if self._ranks_spoke else max(self.hang_timeout_s, STARTUP_SILENCE_S)
             if quiet < limit or self._interrupted or self._stopped_by:
                 continue
-            line = (f"hung: no output from the training processes on {self._node_name} "
-                    f"for {quiet:.0f}s (launch.hang_timeout_s={self.hang_timeout_s:.0f}); ending the job")
+            line = (
+                f"hung: no output from the training processes on {self._node_name} "
+                f"for {quiet:.0f}s (launch.hang_timeout_s={self.hang_timeout_s:.0f}); ending the job"
+            )
             say(line)
             print(f"[danlu agent] {line}", file=sys.stderr, flush=True)  # Slurm's output: the run's reason
             _kill_program(child)
@@ -363,8 +432,13 @@ class NodeAgent:
                 return
             time.sleep(0.5)
 
-    def _end_for_failed_peer(self, child: subprocess.Popen, logs: RestartLayout, say,  # type: ignore[type-arg,no-untyped-def]
-                             why: str = "") -> bool:
+    def _end_for_failed_peer(
+        self,
+        child: subprocess.Popen,
+        logs: RestartLayout,
+        say,  # type: ignore[type-arg,no-untyped-def]
+        why: str = "",
+    ) -> bool:
         """Another task failed first (its `failed-*` file): the job is failing, so nothing here is worth a checkpoint
         or a wait (the ranks would only break in their next collective). End this task's ranks at once; the task
         that failed reports why, and srun ends the step when it exits."""
@@ -418,7 +492,11 @@ class NodeAgent:
         if state != "RUNNING" or preempting:
             return None  # Slurm is ending it (cancelled, preempted, timed out, node failure), or cannot say
         self._slurm_keeps_it = True  # asked once: the requeue below need not ask again
-        who = f"{self._stopped_by} reached this task" if self._stopped_by else "another task's ranks were stopped by a signal"
+        who = (
+            f"{self._stopped_by} reached this task"
+            if self._stopped_by
+            else "another task's ranks were stopped by a signal"
+        )
         return f"{who} while Slurm kept the job running (no cancel, preemption, time limit or node failure)"
 
     def _requeue_when_all_stopped(self, restart: int, logs: RestartLayout, ntasks: int, say_file: Path) -> bool:
@@ -430,15 +508,21 @@ class NodeAgent:
             time.sleep(0.2)
         with open(say_file, "a") as log:
             stopped = logs.ended_count()
-            log.write(f"{stopped} of {ntasks} task(s) stopped for the requeue"
-                      + ("" if stopped >= ntasks else " (not waiting longer)") + "\n")
+            log.write(
+                f"{stopped} of {ntasks} task(s) stopped for the requeue"
+                + ("" if stopped >= ntasks else " (not waiting longer)")
+                + "\n"
+            )
             if not job:
                 return False
             if (self._peer_stopped or self._stopped_by) and not self._slurm_keeps_it:
                 state, preempting = _job_state()
                 if state != "RUNNING" or preempting:
-                    log.write(f"not requeued: Slurm is ending the job itself (state {state}"
-                              + (", selected for preemption" if preempting else "") + ")\n")
+                    log.write(
+                        f"not requeued: Slurm is ending the job itself (state {state}"
+                        + (", selected for preemption" if preempting else "")
+                        + ")\n"
+                    )
                     return False
             if restart >= self.max_requeues:
                 line = f"not requeued: {restart} requeues already (requeue.max_requeues={self.max_requeues})"
@@ -540,8 +624,16 @@ def _killpg(pid: int, sig: int) -> None:
 
 
 # a Slurm command's failure that a moment later may not recur (a busy or restarting controller)
-_TRANSIENT = ("timed out", "Timed out", "Unable to contact", "Zero Bytes", "Connection refused", "Connection reset",
-              "temporarily unavailable", "Resource temporarily")
+_TRANSIENT = (
+    "timed out",
+    "Timed out",
+    "Unable to contact",
+    "Zero Bytes",
+    "Connection refused",
+    "Connection reset",
+    "temporarily unavailable",
+    "Resource temporarily",
+)
 
 
 def _slurm(cmd: List[str], tries: int = 3) -> Optional["subprocess.CompletedProcess[str]"]:
@@ -588,8 +680,10 @@ def _job_state() -> Tuple[Optional[str], bool]:
         return None, False
     state = re.search(r"\bJobState=(\S+)", out.stdout)
     preempt = re.search(r"\bPreemptTime=(\S+)", out.stdout)
-    return (state.group(1) if state and out.returncode == 0 else None,
-            bool(preempt and preempt.group(1) not in ("None", "Unknown")))
+    return (
+        state.group(1) if state and out.returncode == 0 else None,
+        bool(preempt and preempt.group(1) not in ("None", "Unknown")),
+    )
 
 
 def _live_processes() -> Iterator[Tuple[int, int, int]]:

@@ -26,7 +26,7 @@ def log_tail(path: Optional[Path], lines: int = TAIL_LINES) -> List[str]:
     if path is None:
         return []
     found = [ln.rstrip() for ln in tail_lines([path], max_bytes=16_000) if ln.strip()]
-    return [ln if len(ln) <= LINE_CHARS else ln[:LINE_CHARS - 3] + "..." for ln in found[-lines:]]
+    return [ln if len(ln) <= LINE_CHARS else ln[: LINE_CHARS - 3] + "..." for ln in found[-lines:]]
 
 
 def failed_log(files: AttemptLayout) -> Optional[Path]:
@@ -41,8 +41,9 @@ def failed_log(files: AttemptLayout) -> Optional[Path]:
     return logs[0] if logs else None
 
 
-def failure_text(run: str, sweep: str, state: str, reason: str, where: str, log: Optional[Path],
-                 tail: List[str]) -> str:
+def failure_text(
+    run: str, sweep: str, state: str, reason: str, where: str, log: Optional[Path], tail: List[str]
+) -> str:
     head = f"danlu: run {run} of sweep {sweep} {state}{where}: {reason}"
     if not tail:
         return head
@@ -62,16 +63,29 @@ def message(exit_code: int, environ: Dict[str, str]) -> Dict[str, Any]:
     job_id = _job_id(environ)
     slurm_out = run_dir.slurm_output(job_id)
     node = environ.get("SLURMD_NODENAME", "")
-    reason = classify("FAILED", f"{exit_code}:0", node,
-                      lambda: tail_lines(files.log_files() + ([slurm_out] if slurm_out else []))) \
+    reason = (
+        classify(
+            "FAILED", f"{exit_code}:0", node, lambda: tail_lines(files.log_files() + ([slurm_out] if slurm_out else []))
+        )
         or f"exit code {exit_code}"
+    )
     log = failed_log(files) or slurm_out
     tail = log_tail(log)
     run, sweep = environ.get("DANLU_RUN_ID", ""), environ.get("DANLU_SWEEP", "")
     where = f" (attempt {attempt}, job {job_id})" if job_id else f" (attempt {attempt})"
-    return {"event": "run_failed", "sweep": sweep, "run": run, "attempt": attempt, "job_id": job_id,
-            "state": "FAILED", "exit_code": exit_code, "reason": reason, "log": str(log) if log else None,
-            "log_tail": tail, "text": failure_text(run, sweep, "FAILED", reason, where, log, tail)}
+    return {
+        "event": "run_failed",
+        "sweep": sweep,
+        "run": run,
+        "attempt": attempt,
+        "job_id": job_id,
+        "state": "FAILED",
+        "exit_code": exit_code,
+        "reason": reason,
+        "log": str(log) if log else None,
+        "log_tail": tail,
+        "text": failure_text(run, sweep, "FAILED", reason, where, log, tail),
+    }
 
 
 def main(argv: List[str]) -> int:

@@ -41,7 +41,7 @@ def _master_port(pid: int) -> Optional[int]:
         return None
     for item in environ:
         if item.startswith(b"MASTER_PORT="):
-            value = item[len(b"MASTER_PORT="):]
+            value = item[len(b"MASTER_PORT=") :]
             return int(value) if value.isdigit() else None
     return None
 
@@ -71,8 +71,9 @@ def in_a_world(pid: int) -> bool:
 class WorldWatch:
     """Remembers which of this node's training processes were ever seen in a world."""
 
-    def __init__(self, ranks: Callable[[], List[int]], running: Callable[[], bool], expected: int,
-                 every: float = 0.5) -> None:
+    def __init__(
+        self, ranks: Callable[[], List[int]], running: Callable[[], bool], expected: int, every: float = 0.5
+    ) -> None:
         self._ranks, self._running, self._expected, self._every = ranks, running, expected, every
         self.seen: Set[int] = set()
         self.joined: Set[int] = set()

@@ -40,8 +40,14 @@ def _load(path: Path, ino: int, size: int) -> Tuple[int, Columns]:
 def _save(path: Path, ino: int, offset: int, cols: Columns) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = marshal.dumps({"v": VERSION, "ino": ino, "offset": offset,
-                              "cols": {n: (s.tobytes(), v.tobytes(), t.tobytes()) for n, (s, v, t) in cols.items()}})
+        data = marshal.dumps(
+            {
+                "v": VERSION,
+                "ino": ino,
+                "offset": offset,
+                "cols": {n: (s.tobytes(), v.tobytes(), t.tobytes()) for n, (s, v, t) in cols.items()},
+            }
+        )
         tmp = path.with_name(f".{path.name}.{os.getpid()}")
         tmp.write_bytes(data)
         os.replace(tmp, path)

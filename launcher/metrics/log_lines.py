@@ -217,7 +217,7 @@ def run_points(attempts: Iterable[Iterable[RestartLayout]]) -> Points:
 def run_columns(attempts: Iterable[Iterable[RestartLayout]]) -> "Columns":
     """run_points as columns, each log read through the cache (metrics/cache.py): only what it gained since the
     last read is parsed."""
-    from .cache import Columns, read_columns
+    from .cache import read_columns
 
     out: Columns = {}
     for restarts in attempts:
@@ -226,7 +226,8 @@ def run_columns(attempts: Iterable[Iterable[RestartLayout]]) -> "Columns":
             if log is None:
                 continue
             for name, (steps, values, times) in read_columns(
-                    log, lambda data, start, log=log: parse(data, start, _line_times(log))).items():
+                log, lambda data, start, log=log: parse(data, start, _line_times(log))
+            ).items():
                 if name in out:
                     s, v, t = out[name]
                     s.extend(steps)

@@ -17,8 +17,9 @@ def run_series(run_dir: Path, attempts: int, unread: Optional[List[Path]] = None
     added to `unread` (when given) for the caller to say so."""
     layout = RunLayout(Path(run_dir))
     restarts = [layout.attempt(a).restarts() for a in range(1, attempts + 1)]
-    found: Dict[str, Series] = {name: from_columns(name, "log", *cols)
-                                for name, cols in log_lines.run_columns(restarts).items()}
+    found: Dict[str, Series] = {
+        name: from_columns(name, "log", *cols) for name, cols in log_lines.run_columns(restarts).items()
+    }
     files: Dict[str, list] = {"csv": [csv_logs.read(p) for p in csv_logs.find([layout.output_dir])]}
     events = tb_events.find([layout.output_dir])
     if events and tb_events.available():

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 # metrics where more is better; every other metric (losses above all) is better when lower
-_HIGHER_IS_BETTER = re.compile(r"acc|auc|f1|precision|recall|usage|score|reward|bleu|psnr|ssim|iou|map\b|margin",
-                               re.I)
+_HIGHER_IS_BETTER = re.compile(r"acc|auc|f1|precision|recall|usage|score|reward|bleu|psnr|ssim|iou|map\b|margin", re.I)
 
 
 def default_mode(name: str) -> str:
@@ -46,8 +45,13 @@ class Series:
         return self.steps[i], self.values[i]
 
     def as_dict(self) -> Dict[str, object]:
-        return {"name": self.name, "source": self.source, "steps": list(self.steps), "values": list(self.values),
-                "times": [None if t is None or t != t else t for t in self.times]}
+        return {
+            "name": self.name,
+            "source": self.source,
+            "steps": list(self.steps),
+            "values": list(self.values),
+            "times": [None if t is None or t != t else t for t in self.times],
+        }
 
 
 def from_points(name: str, source: str, points: Iterable[Tuple[int, float, Optional[float]]]) -> Series:
@@ -65,8 +69,9 @@ def from_points(name: str, source: str, points: Iterable[Tuple[int, float, Optio
     return s
 
 
-def from_columns(name: str, source: str, steps: Sequence[int], values: Sequence[float],
-                 times: Sequence[float]) -> Series:
+def from_columns(
+    name: str, source: str, steps: Sequence[int], values: Sequence[float], times: Sequence[float]
+) -> Series:
     """from_points for columns (times NaN where unknown): the common case, steps only ever going up (no restart
     trained a step again), needs no regrouping."""
     if all(a < b for a, b in zip(steps, steps[1:])):

@@ -74,9 +74,27 @@ def launch_command(spec: RunSpec, shape: Shape, output_dir: str) -> List[str]:
         cmd += list(launch.extra_args)
         return cmd + prog
     if launch.kind == "torchrun":
-        cmd = ["torchrun", "--nnodes", str(nodes), "--node_rank", NODE_RANK, "--nproc_per_node", str(procs),
-               "--rdzv_backend", "static", "--rdzv_endpoint", f"{HEAD_ADDR}:{PORT}", "--master_addr", HEAD_ADDR,
-               "--master_port", PORT, "--log-dir", LOG_DIR, "--tee", "3"]
+        cmd = [
+            "torchrun",
+            "--nnodes",
+            str(nodes),
+            "--node_rank",
+            NODE_RANK,
+            "--nproc_per_node",
+            str(procs),
+            "--rdzv_backend",
+            "static",
+            "--rdzv_endpoint",
+            f"{HEAD_ADDR}:{PORT}",
+            "--master_addr",
+            HEAD_ADDR,
+            "--master_port",
+            PORT,
+            "--log-dir",
+            LOG_DIR,
+            "--tee",
+            "3",
+        ]
         return cmd + list(launch.extra_args) + prog
     # lightning / python: one process per srun task, the program itself
     return [launch.python] + list(launch.extra_args) + prog

@@ -54,12 +54,18 @@ class PlannedRun:
     def agent(self) -> NodeAgent:
         """The callable every node (or task) of this run's job runs, pickled by submitit."""
         s = self.spec
-        return NodeAgent(run_id=self.run_id, launch_kind=s.launch.kind, procs_per_node=self.shape.procs_per_node,
-                         tasks_per_node=self.shape.tasks_per_node, max_requeues=s.requeue.max_requeues,
-                         requeue_signal=s.requeue.signal, checkpoint_wait_s=max(5.0, s.requeue.grace_s - 5.0),
-                         grace_s=float(s.requeue.grace_s) if s.requeue.enabled else 0.0,
-                         hang_timeout_s=float(s.launch.hang_timeout_s or 0),
-                         **({"stop_grace_s": float(self.stop_grace_s)} if self.stop_grace_s else {}))
+        return NodeAgent(
+            run_id=self.run_id,
+            launch_kind=s.launch.kind,
+            procs_per_node=self.shape.procs_per_node,
+            tasks_per_node=self.shape.tasks_per_node,
+            max_requeues=s.requeue.max_requeues,
+            requeue_signal=s.requeue.signal,
+            checkpoint_wait_s=max(5.0, s.requeue.grace_s - 5.0),
+            grace_s=float(s.requeue.grace_s) if s.requeue.enabled else 0.0,
+            hang_timeout_s=float(s.launch.hang_timeout_s or 0),
+            **({"stop_grace_s": float(self.stop_grace_s)} if self.stop_grace_s else {}),
+        )
 
 
 @dataclass(frozen=True)
@@ -101,8 +107,12 @@ def place(spec: RunSpec, shape: Shape) -> Tuple[Optional[str], Optional[str]]:
     return shape.partition, spec.cluster.qos
 
 
-def new_runs(sweep: str, cfgs: Sequence[RunConfig], shapes: Sequence[Shape],
-             graces: Optional[Dict[Tuple[Optional[str], Optional[str]], Optional[int]]] = None) -> List[PlannedRun]:
+def new_runs(
+    sweep: str,
+    cfgs: Sequence[RunConfig],
+    shapes: Sequence[Shape],
+    graces: Optional[Dict[Tuple[Optional[str], Optional[str]], Optional[int]]] = None,
+) -> List[PlannedRun]:
     """The runs of a new sweep: <sweep>/<index>, first attempts. `graces`: slurm.stop_graces of their places."""
     out = []
     sweeps: Dict[str, SweepLayout] = {}  # runs_dir -> layout; workdir as written -> resolved: once, not per run
@@ -115,8 +125,18 @@ def new_runs(sweep: str, cfgs: Sequence[RunConfig], shapes: Sequence[Shape],
         workdir = workdirs.get(spec.workdir)
         if workdir is None:
             workdir = workdirs[spec.workdir] = str(Path(spec.workdir).expanduser().resolve())
-        out.append(PlannedRun(run_id=f"{sweep}/{i}", sweep=sweep, idx=i, cfg=cfg, shape=shp, layout=layout.run(i),
-                              workdir=workdir, stop_grace_s=(graces or {}).get(place(spec, shp))))
+        out.append(
+            PlannedRun(
+                run_id=f"{sweep}/{i}",
+                sweep=sweep,
+                idx=i,
+                cfg=cfg,
+                shape=shp,
+                layout=layout.run(i),
+                workdir=workdir,
+                stop_grace_s=(graces or {}).get(place(spec, shp)),
+            )
+        )
     return out
 
 
@@ -124,8 +144,10 @@ _PORT_COMMAND = f"{shlex.quote(sys.executable)} -m launcher.job.port"
 
 
 def _agent_command(sweep: SweepLayout, tag: str) -> str:
-    return (f"{shlex.quote(sys.executable)} -u -m launcher.job {shlex.quote(str(sweep.submitit_folder()))} "
-            f"{shlex.quote(str(sweep.pickle_stem(tag)))}")
+    return (
+        f"{shlex.quote(sys.executable)} -u -m launcher.job {shlex.quote(str(sweep.submitit_folder()))} "
+        f"{shlex.quote(str(sweep.pickle_stem(tag)))}"
+    )
 
 
 def _notify_command(spec: RunSpec) -> str:
@@ -141,13 +163,30 @@ def _job_plan(runs: Sequence[PlannedRun], tag: str, array: Optional[str], templa
     sweep = first.layout.sweep
     name = slurm.job_name([r.run_id for r in runs], array is not None)
     return JobPlan(
-        spec=first.spec, shape=first.shape,
-        runs=tuple(RunPlan(run_id=r.run_id, sweep=r.sweep, attempt=r.attempt, run_dir=str(r.layout.root),
-                           workdir=r.workdir, command=r.command) for r in runs),
-        job_name=name, comment=slurm.job_comment(tag), output=str(sweep.slurm_output_pattern(array is not None)),
-        array=array, agent_command=_agent_command(sweep, tag),
-        port_command=_PORT_COMMAND, notify_command=_notify_command(first.spec),
-        template_dir=template_dir, submitit_dir=str(sweep.submitit_dir), pickle_stem=str(sweep.pickle_stem(tag)))
+        spec=first.spec,
+        shape=first.shape,
+        runs=tuple(
+            RunPlan(
+                run_id=r.run_id,
+                sweep=r.sweep,
+                attempt=r.attempt,
+                run_dir=str(r.layout.root),
+                workdir=r.workdir,
+                command=r.command,
+            )
+            for r in runs
+        ),
+        job_name=name,
+        comment=slurm.job_comment(tag),
+        output=str(sweep.slurm_output_pattern(array is not None)),
+        array=array,
+        agent_command=_agent_command(sweep, tag),
+        port_command=_PORT_COMMAND,
+        notify_command=_notify_command(first.spec),
+        template_dir=template_dir,
+        submitit_dir=str(sweep.submitit_dir),
+        pickle_stem=str(sweep.pickle_stem(tag)),
+    )
 
 
 def _job_text_key(run: PlannedRun, template_dir: Optional[str], memo: Dict[str, str]) -> str:
@@ -155,15 +194,36 @@ def _job_text_key(run: PlannedRun, template_dir: Optional[str], memo: Dict[str, 
     spec, sweep = run.spec, run.layout.sweep
     parallel = spec.sweep.max_parallel
     # the template sees nothing of the run but these (render._context): render once per distinct value
-    inputs = repr((spec.cluster, spec.resources, spec.env, spec.requeue, spec.launch.port, spec.notify, parallel, run.shape,
-                   str(sweep.root), template_dir))
+    inputs = repr(
+        (
+            spec.cluster,
+            spec.resources,
+            spec.env,
+            spec.requeue,
+            spec.launch.port,
+            spec.notify,
+            parallel,
+            run.shape,
+            str(sweep.root),
+            template_dir,
+        )
+    )
     if inputs not in memo:
-        plan = JobPlan(spec=spec, shape=run.shape, runs=(), job_name="@NAME@", comment="@COMMENT@",
-                       output=str(sweep.slurm_output_pattern(True)),
-                       array="@ARRAY@" + (f"%{parallel}" if parallel else ""),
-                       agent_command=_agent_command(sweep, "@TAG@"), port_command=_PORT_COMMAND,
-                       notify_command=_notify_command(spec), template_dir=template_dir,
-                       submitit_dir=str(sweep.submitit_dir), pickle_stem=str(sweep.pickle_stem("@TAG@")))
+        plan = JobPlan(
+            spec=spec,
+            shape=run.shape,
+            runs=(),
+            job_name="@NAME@",
+            comment="@COMMENT@",
+            output=str(sweep.slurm_output_pattern(True)),
+            array="@ARRAY@" + (f"%{parallel}" if parallel else ""),
+            agent_command=_agent_command(sweep, "@TAG@"),
+            port_command=_PORT_COMMAND,
+            notify_command=_notify_command(spec),
+            template_dir=template_dir,
+            submitit_dir=str(sweep.submitit_dir),
+            pickle_stem=str(sweep.pickle_stem("@TAG@")),
+        )
         memo[inputs] = render_script(plan)
     return memo[inputs]
 
@@ -180,7 +240,7 @@ def plan_jobs(token: str, runs: Sequence[PlannedRun], template_dir: Optional[str
     for members in groups.values():
         size = max(1, members[0].spec.cluster.max_array_size)
         for start in range(0, len(members), size):
-            chunk = tuple(members[start:start + size])
+            chunk = tuple(members[start : start + size])
             tag = f"{token}:{len(jobs)}"
             array = None
             if len(chunk) > 1:
@@ -201,9 +261,23 @@ def store_rows(jobs: Sequence[PlannedJob], git_state: Optional[Callable[[str], G
             if git_state is not None and r.workdir not in cache:
                 cache[r.workdir] = git_state(r.workdir)
             commit, dirty = cache.get(r.workdir, (None, None))
-            rows.append(NewRun(run=r.run_id, idx=r.idx, overrides=r.cfg.overrides, config=r.cfg.resolved,
-                               run_dir=str(r.layout.root), workdir=r.workdir, git_commit=commit, git_dirty=dirty,
-                               partition=r.shape.partition, nodes=r.shape.nodes, cluster_kind=r.spec.cluster.kind,
-                               script=str(job.script_path), command=rp.command, tag=job.tag,
-                               array_task=i if job.is_array else None))
+            rows.append(
+                NewRun(
+                    run=r.run_id,
+                    idx=r.idx,
+                    overrides=r.cfg.overrides,
+                    config=r.cfg.resolved,
+                    run_dir=str(r.layout.root),
+                    workdir=r.workdir,
+                    git_commit=commit,
+                    git_dirty=dirty,
+                    partition=r.shape.partition,
+                    nodes=r.shape.nodes,
+                    cluster_kind=r.spec.cluster.kind,
+                    script=str(job.script_path),
+                    command=rp.command,
+                    tag=job.tag,
+                    array_task=i if job.is_array else None,
+                )
+            )
     return rows

@@ -88,13 +88,29 @@ def _context(plan: JobPlan) -> Dict[str, Any]:
     ids = [r.run_id for r in plan.runs]
     summary = ", ".join(ids) if len(ids) <= 4 else f"{ids[0]} ... {ids[-1]} ({len(ids)} runs)"
     return dict(
-        version=__version__, shape=shape, cluster=spec.cluster, resources=spec.resources, env=spec.env,
-        venv=str(venv) if venv else "", job_name=plan.job_name, comment=plan.comment, output=plan.output,
-        gres=gres(shape, spec.cluster.gres_with_type), time=spec.resources.time, array=plan.array,
-        signal=f"{req.signal}@{req.grace_s}" if req.enabled else None, requeue=req.enabled,
-        port=spec.launch.port, port_command=plan.port_command, runs=plan.runs, run_ids_summary=summary,
-        agent_command=plan.agent_command, submitit_dir=plan.submitit_dir, pickle_stem=plan.pickle_stem,
-        notify_command=plan.notify_command, mail_user=spec.notify.email,
+        version=__version__,
+        shape=shape,
+        cluster=spec.cluster,
+        resources=spec.resources,
+        env=spec.env,
+        venv=str(venv) if venv else "",
+        job_name=plan.job_name,
+        comment=plan.comment,
+        output=plan.output,
+        gres=gres(shape, spec.cluster.gres_with_type),
+        time=spec.resources.time,
+        array=plan.array,
+        signal=f"{req.signal}@{req.grace_s}" if req.enabled else None,
+        requeue=req.enabled,
+        port=spec.launch.port,
+        port_command=plan.port_command,
+        runs=plan.runs,
+        run_ids_summary=summary,
+        agent_command=plan.agent_command,
+        submitit_dir=plan.submitit_dir,
+        pickle_stem=plan.pickle_stem,
+        notify_command=plan.notify_command,
+        mail_user=spec.notify.email,
     )
 
 
@@ -107,7 +123,9 @@ def render_script(plan: JobPlan) -> str:
         return re.sub(r"\n{3,}", "\n\n", text)
     except jinja2.TemplateError as e:
         where = f"{e.filename}:{e.lineno}" if getattr(e, "lineno", None) else "templates"
-        raise UserError(f"template error in {where}: {e.message}", "fix the template (see templates/ for the originals)") from None
+        raise UserError(
+            f"template error in {where}: {e.message}", "fix the template (see templates/ for the originals)"
+        ) from None
 
 
 def local_setup(spec: RunSpec, run: RunPlan) -> List[str]:
@@ -117,7 +135,10 @@ def local_setup(spec: RunSpec, run: RunPlan) -> List[str]:
     if spec.env.kind in ("uv", "venv") and venv:
         lines.append(f"source {shlex.quote(str(venv / 'bin' / 'activate'))}")
     elif spec.env.kind == "conda":
-        lines += ['eval "$(conda shell.bash hook)"', f"conda activate {shlex.quote(str(spec.env.path or spec.env.name))}"]
+        lines += [
+            'eval "$(conda shell.bash hook)"',
+            f"conda activate {shlex.quote(str(spec.env.path or spec.env.name))}",
+        ]
     for key, value in spec.env.vars.items():
         lines.append(f"export {key}={shlex.quote(str(value))}")
     lines.append("export " + " ".join(f"{k}={shlex.quote(v)}" for k, v in run.env.items()))
@@ -127,10 +148,15 @@ def local_setup(spec: RunSpec, run: RunPlan) -> List[str]:
 
 def run_environment(run: RunPlan) -> Dict[str, str]:
     return {
-        "DANLU_RUN_ID": run.run_id, "DANLU_SWEEP": run.sweep, "DANLU_ATTEMPT": str(run.attempt),
-        "DANLU_RUN_DIR": run.run_dir, "DANLU_WORKDIR": run.workdir,
+        "DANLU_RUN_ID": run.run_id,
+        "DANLU_SWEEP": run.sweep,
+        "DANLU_ATTEMPT": str(run.attempt),
+        "DANLU_RUN_DIR": run.run_dir,
+        "DANLU_WORKDIR": run.workdir,
         "DANLU_STEP_MARK": str(RunLayout(Path(run.run_dir)).attempt(run.attempt).step_started),
-        "WANDB_RUN_GROUP": run.sweep, "WANDB_NAME": run.run_id, "DANLU_COMMAND": run.command,
+        "WANDB_RUN_GROUP": run.sweep,
+        "WANDB_NAME": run.run_id,
+        "DANLU_COMMAND": run.command,
     }
 
 
@@ -150,8 +176,21 @@ def render_notify_script(plan: NotifyPlan) -> str:
     """The summary job's batch script. Pure: same plan, same text (golden-file tested)."""
     ids = sorted(dict.fromkeys(plan.job_ids), key=lambda j: (len(j), j))
     n = plan.spec.notify
-    return _environment(None).get_template("notify.sh.j2").render(
-        version=__version__, sweep=plan.sweep, job_name=f"{plan.sweep}-notify", comment=f"danlu-notify:{plan.sweep}",
-        partition=plan.partition, time=n.summary_time, output=plan.output, dependency="afterany:" + ":".join(ids),
-        cluster=plan.spec.cluster, mail_user=n.email, url_ref=n.url, command=plan.command)
-
+    return (
+        _environment(None)
+        .get_template("notify.sh.j2")
+        .render(
+            version=__version__,
+            sweep=plan.sweep,
+            job_name=f"{plan.sweep}-notify",
+            comment=f"danlu-notify:{plan.sweep}",
+            partition=plan.partition,
+            time=n.summary_time,
+            output=plan.output,
+            dependency="afterany:" + ":".join(ids),
+            cluster=plan.spec.cluster,
+            mail_user=n.email,
+            url_ref=n.url,
+            command=plan.command,
+        )
+    )

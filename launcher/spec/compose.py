@@ -39,7 +39,9 @@ def search_dirs(config_dir: Optional[str] = None) -> List[Path]:
         if extra is not None and extra.is_dir() and extra.resolve() not in dirs:
             dirs.append(extra.resolve())
     if config_dir and not Path(config_dir).is_dir():
-        raise UserError(f"config dir {config_dir!r} does not exist", "pass --config-dir a folder holding <group>/<name>.yaml files")
+        raise UserError(
+            f"config dir {config_dir!r} does not exist", "pass --config-dir a folder holding <group>/<name>.yaml files"
+        )
     return dirs
 
 
@@ -48,8 +50,10 @@ def _recorded_dirs(dirs: Sequence[str]) -> List[Path]:
     bundled jobs/ of this danlu if that one moved."""
     missing = [d for d in dirs[1:] if not Path(d).is_dir()]
     if missing:
-        raise UserError(f"config dir {missing[0]!r} of the original submit no longer exists",
-                        "put it back (the rerun composes from the same configs), or submit the runs anew")
+        raise UserError(
+            f"config dir {missing[0]!r} of the original submit no longer exists",
+            "put it back (the rerun composes from the same configs), or submit the runs anew",
+        )
     first = Path(dirs[0]) if dirs and Path(dirs[0]).is_dir() else jobs_dir().resolve()
     return [first] + [Path(d) for d in dirs[1:]]
 
@@ -138,8 +142,10 @@ def expand(overrides: Sequence[str], multirun: bool, dirs: Sequence[Path]) -> Li
                 options = group_options(dirs, ov.key_or_group)
                 values = ov._value.filter(options)
                 if not values:
-                    raise UserError(f"{ov.input_line!r} matches no option of {ov.key_or_group!r}",
-                                    f"options are: {', '.join(options) or '(none)'}")
+                    raise UserError(
+                        f"{ov.input_line!r} matches no option of {ov.key_or_group!r}",
+                        f"options are: {', '.join(options) or '(none)'}",
+                    )
             else:
                 values = list(ov.sweep_iterator())
             axes.append([(ov, _plain(v)) for v in values])
@@ -178,8 +184,10 @@ class Composer:
         sources = json.loads(sweep_row["sources"]) if sweep_row is not None and sweep_row["sources"] else {}
         template_dir = sources.get("template_dir")
         if template_dir and not Path(template_dir).is_dir():
-            raise UserError(f"template dir {template_dir!r} of the original submit no longer exists",
-                            "put it back (the rerun renders the same templates), or submit the runs anew")
+            raise UserError(
+                f"template dir {template_dir!r} of the original submit no longer exists",
+                "put it back (the rerun renders the same templates), or submit the runs anew",
+            )
         return (cls(dirs=sources["config_dirs"]) if sources.get("config_dirs") else cls()), template_dir
 
     def _is_group(self, ov: Any) -> bool:
@@ -205,7 +213,11 @@ class Composer:
             found = re.search(r"Could not find '([^/']+)/", str(e))
             group = found.group(1) if found else ""
             options = group_options(self.dirs, group) if group in self.groups else []
-            hint = f"options for {group!r}: {', '.join(options)}" if options else "run `danlu options` to list config groups"
+            hint = (
+                f"options for {group!r}: {', '.join(options)}"
+                if options
+                else "run `danlu options` to list config groups"
+            )
             raise UserError(_one_line(e).replace("In 'config': ", ""), hint) from None
         except (ConfigCompositionException, HydraException, OmegaConfBaseException) as e:
             cause = e.__cause__ or e
@@ -236,12 +248,22 @@ class Composer:
         texts: List[str] = []
         # the program, as this run will have it: `args.KEY=...` needs no `+` for a flag the program declares
         where = {k: plain.get(k) for k in ("workdir", "program")}
-        where.update({ov.key_or_group: value for ov, value in point
-                      if ov.key_or_group in where and not self._is_group(ov) and not ov.is_delete()})
+        where.update(
+            {
+                ov.key_or_group: value
+                for ov, value in point
+                if ov.key_or_group in where and not self._is_group(ov) and not ov.is_delete()
+            }
+        )
         program = (str(where["workdir"]), str(where["program"]))
         for ov, value in point:
-            if ov.key_or_group.startswith("env.vars.") and not ov.is_delete() and not ov.is_sweep_override() \
-                    and value is not None and not isinstance(value, str):
+            if (
+                ov.key_or_group.startswith("env.vars.")
+                and not ov.is_delete()
+                and not ov.is_sweep_override()
+                and value is not None
+                and not isinstance(value, str)
+            ):
                 value = ov.input_line.split("=", 1)[1]  # exported exactly as written: true, 01, 1e3 (not True, 1000.0)
             text = _override_text(ov, value)
             texts.append(text)
@@ -265,8 +287,9 @@ class Composer:
         settle(spec)
         return RunConfig(overrides=texts, spec=spec, resolved=cfg)
 
-    def _check(self, group_ovs: Tuple[str, ...], ov: Any, value: Any, text: str,
-               program: Tuple[str, str] = ("", "")) -> Tuple[str, str, Any]:
+    def _check(
+        self, group_ovs: Tuple[str, ...], ov: Any, value: Any, text: str, program: Tuple[str, str] = ("", "")
+    ) -> Tuple[str, str, Any]:
         """Validate one value override against the typed config (cached): returns the typed value."""
         cache_key = (group_ovs, text, program)
         if cache_key in self._checked:
@@ -287,16 +310,20 @@ class Composer:
         if kind == "CHANGE" and not exists and key.startswith("args.") and key.count(".") == 1:
             from .program_args import declares
 
-            if declares(program[0], program[1], key[len("args."):], plain.get("experiment")):
+            if declares(program[0], program[1], key[len("args.") :], plain.get("experiment")):
                 kind = "ADD"  # a flag of the program: args.KEY=... adds it like +args.KEY=...
         checked: Any = None
         try:
             if kind == "DEL":
                 if not exists:
-                    raise UserError(f"cannot delete {key!r}: no such key", "check the key with `danlu submit ... --dry-run`")
+                    raise UserError(
+                        f"cannot delete {key!r}: no such key", "check the key with `danlu submit ... --dry-run`"
+                    )
             elif kind == "CHANGE" and not exists:
-                raise UserError(f"unknown key {key!r} in override {text!r}",
-                                f"use +{key}=... to add a new key, or `danlu options` to list the known ones")
+                raise UserError(
+                    f"unknown key {key!r} in override {text!r}",
+                    f"use +{key}=... to add a new key, or `danlu options` to list the known ones",
+                )
             elif kind == "ADD" and exists:
                 raise UserError(f"{key!r} already exists; +{key} adds only new keys", f"use {key}=... to change it")
             else:
@@ -340,20 +367,31 @@ def _resolve_again(cfg: Dict[str, Any], interpolations: Dict[str, str], changed:
 
     keys, stale = list(changed), {}
     while True:
-        more = {k: text for k, text in interpolations.items() if k not in stale and k not in changed
-                and any(touches(ref, keys) for ref in _NODE_REF.findall(text))}
+        more = {
+            k: text
+            for k, text in interpolations.items()
+            if k not in stale and k not in changed and any(touches(ref, keys) for ref in _NODE_REF.findall(text))
+        }
         if not more:
             break
         stale.update(more)
         keys += list(more)
     if not stale:
         return
-    plain = {k: t for k, t in stale.items() if "\\${" not in t and t.count("${") == len(_NODE_REF.findall(t))
-             and all(ref not in stale and _dict_has(cfg, ref) for ref in _NODE_REF.findall(t))}
+    plain = {
+        k: t
+        for k, t in stale.items()
+        if "\\${" not in t
+        and t.count("${") == len(_NODE_REF.findall(t))
+        and all(ref not in stale and _dict_has(cfg, ref) for ref in _NODE_REF.findall(t))
+    }
     for key, text in plain.items():  # only references to keys with values: substituted here, as OmegaConf would
         whole = _NODE_REF.fullmatch(text)
-        value = copy.deepcopy(_get(cfg, whole.group(1))) if whole else \
-            _NODE_REF.sub(lambda m: str(_get(cfg, m.group(1))), text)
+        value = (
+            copy.deepcopy(_get(cfg, whole.group(1)))
+            if whole
+            else _NODE_REF.sub(lambda m: str(_get(cfg, m.group(1))), text)
+        )
         if isinstance(_get(cfg, key), str) and not isinstance(value, str):
             value = str(value)  # the key's type, as its first resolution had it (a str field: "7", not 7)
         _put(cfg, key, value)
@@ -442,16 +480,24 @@ def _config_error(e: Exception) -> UserError:
     key = getattr(e, "full_key", None) or ""
     msg = getattr(e, "msg", None) or _one_line(e)
     if isinstance(e, ConfigKeyError):
-        return UserError(f"unknown key {key!r}: {_one_line(msg)}", "`danlu options` lists every known key; add new program args with +args.NAME=...")
+        return UserError(
+            f"unknown key {key!r}: {_one_line(msg)}",
+            "`danlu options` lists every known key; add new program args with +args.NAME=...",
+        )
     if isinstance(e, ValidationError):
-        return UserError(f"bad value for {key!r}: {_one_line(msg)}", "`danlu options` shows each key's type and default")
+        return UserError(
+            f"bad value for {key!r}: {_one_line(msg)}", "`danlu options` shows each key's type and default"
+        )
     if isinstance(e, InterpolationResolutionError):
-        return UserError(f"cannot resolve {key!r}: {_one_line(msg)}", "set the environment variable or override the key")
+        return UserError(
+            f"cannot resolve {key!r}: {_one_line(msg)}", "set the environment variable or override the key"
+        )
     return UserError(f"bad config at {key!r}: {_one_line(msg)}", GROUPS_HINT)
 
 
 def merge_overrides(original: List[str], new: List[str]) -> List[str]:
     """Original overrides with the new ones applied on top (a key given again is replaced)."""
+
     def key(o: str) -> str:
         return o.split("=", 1)[0].lstrip("+~")
 

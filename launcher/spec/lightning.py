@@ -83,4 +83,5 @@ def world_problem(spec: RunSpec, nodes: int, tasks_per_node: int) -> Optional[Us
         f"the Lightning program would start {devices or '?'} x {num_nodes or '?'} ranks ({', '.join(said)}) but the "
         f"job has {nodes} node(s) x {tasks_per_node} task(s)",
         f"set args.trainer.devices={tasks_per_node} args.trainer.num_nodes={nodes}, or change resources.nodes / "
-        f"resources.gpus_per_node (launch=lightning starts one task per GPU)")
+        f"resources.gpus_per_node (launch=lightning starts one task per GPU)",
+    )

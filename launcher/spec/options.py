@@ -65,19 +65,28 @@ class EnvSpec:
         help="variables passed to the job by name only, never written down (secrets)",
         factory=lambda: ["HF_TOKEN", "WANDB_API_KEY", "HUGGING_FACE_HUB_TOKEN"],
     )
-    setup: List[str] = opt(help="shell lines run before activation, e.g. 'module load cuda/12.1' (not quoted)", factory=list)
+    setup: List[str] = opt(
+        help="shell lines run before activation, e.g. 'module load cuda/12.1' (not quoted)", factory=list
+    )
 
 
 @dataclass
 class LaunchSpec:
     kind: str = opt("accelerate", "accelerate, torchrun, lightning or python")
-    mixed_precision: Optional[str] = opt(None, "no, fp16 or bf16: accelerate launch --mixed_precision, and the program's own --mixed_precision where it declares one")
+    mixed_precision: Optional[str] = opt(
+        None,
+        "no, fp16 or bf16: accelerate launch --mixed_precision, and the program's own --mixed_precision where it declares one",
+    )
     extra_args: List[str] = opt(help="extra arguments for the launcher itself", factory=list)
     python: str = opt("python", "interpreter for lightning/python launch and for the program")
     port: Optional[int] = opt(None, "rendezvous port; null picks one per job from the job id")
-    tasks_per_node: Optional[int] = opt(None, "srun tasks per node; null: 1 for accelerate/torchrun, one per GPU otherwise")
-    hang_timeout_s: Optional[int] = opt(1800, "end the job as hung when no training process of a node has written a "
-                                               "line for this many seconds; null: never")
+    tasks_per_node: Optional[int] = opt(
+        None, "srun tasks per node; null: 1 for accelerate/torchrun, one per GPU otherwise"
+    )
+    hang_timeout_s: Optional[int] = opt(
+        1800,
+        "end the job as hung when no training process of a node has written a line for this many seconds; null: never",
+    )
 
 
 @dataclass
@@ -95,14 +104,19 @@ class SweepSpec:
 
 @dataclass
 class NotifySpec:
-    url: Optional[str] = opt(None, "where the webhook URL is, never the URL itself: env:NAME (a variable of the "
-                                   "submitting shell) or file:PATH (a file only you may read); null: no webhook")
-    format: str = opt("json", "body of the webhook's messages: json, slack (and Slack-compatible), feishu (Lark) or "
-                              "dingtalk")
+    url: Optional[str] = opt(
+        None,
+        "where the webhook URL is, never the URL itself: env:NAME (a variable of the "
+        "submitting shell) or file:PATH (a file only you may read); null: no webhook",
+    )
+    format: str = opt(
+        "json", "body of the webhook's messages: json, slack (and Slack-compatible), feishu (Lark) or dingtalk"
+    )
     on_failure: bool = opt(True, "a message for each run that fails (its reason and the last lines of its log)")
     summary: bool = opt(True, "a message when the whole sweep has ended, sent by a small job that depends on it")
-    email: Optional[str] = opt(None, "mail address for Slurm's own mail (sbatch --mail-user): a run that fails, "
-                                     "the sweep's end")
+    email: Optional[str] = opt(
+        None, "mail address for Slurm's own mail (sbatch --mail-user): a run that fails, the sweep's end"
+    )
     summary_time: str = opt("00:10:00", "time limit of the summary job")
 
 
@@ -114,14 +128,21 @@ class RunSpec:
     experiment: str = opt("none", "name of the experiment")
     program: Optional[str] = opt(None, "the training program, relative to workdir")
     program_args: List[str] = opt(help="positional arguments before args (e.g. ['fit'])", factory=list)
-    args: Dict[str, Any] = opt(help="program options rendered as --key=value (true: a bare flag; false, null: omitted; "
-                                    "a mapping: --key.sub=value, LightningCLI style)", factory=dict)
-    arg_lists: Dict[str, str] = opt(help="how a list in args.KEY is rendered: comma (--KEY=a,b), repeat (--KEY=a "
-                                         "--KEY=b) or spaced (--KEY a b); set from the program's flags when they are "
-                                         "read (nargs: spaced, append and LightningCLI's --config: repeat)",
-                                    factory=dict)
+    args: Dict[str, Any] = opt(
+        help="program options rendered as --key=value (true: a bare flag; false, null: omitted; "
+        "a mapping: --key.sub=value, LightningCLI style)",
+        factory=dict,
+    )
+    arg_lists: Dict[str, str] = opt(
+        help="how a list in args.KEY is rendered: comma (--KEY=a,b), repeat (--KEY=a "
+        "--KEY=b) or spaced (--KEY a b); set from the program's flags when they are "
+        "read (nargs: spaced, append and LightningCLI's --config: repeat)",
+        factory=dict,
+    )
     workdir: str = opt(".", "directory the program runs in")
-    output_arg: Optional[str] = opt(None, "name of the program's output-dir option; danlu points it at the run's output dir when unset")
+    output_arg: Optional[str] = opt(
+        None, "name of the program's output-dir option; danlu points it at the run's output dir when unset"
+    )
     cluster: ClusterSpec = opt(help="cluster profile", factory=ClusterSpec)
     resources: ResourcesSpec = opt(help="resources of each job", factory=ResourcesSpec)
     env: EnvSpec = opt(help="job environment", factory=EnvSpec)

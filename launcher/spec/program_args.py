@@ -79,15 +79,21 @@ def unknown_flag(flags: ProgramFlags, key: str, experiment: Optional[str]) -> Us
     prog = Path(flags.path).name
     longer = flags.expansions(key)
     if len(longer) == 1:
-        return UserError(f"args.{key}: {prog} has no --{key}; argparse would take it for --{longer[0].name}",
-                         f"write the full name: args.{longer[0].name}=...")
+        return UserError(
+            f"args.{key}: {prog} has no --{key}; argparse would take it for --{longer[0].name}",
+            f"write the full name: args.{longer[0].name}=...",
+        )
     if len(longer) > 1:
         names = ", ".join(f"--{f.name}" for f in longer[:4])
-        return UserError(f"args.{key}: {prog} has no --{key} (it begins {names})",
-                         "write the full name of the flag you mean")
+        return UserError(
+            f"args.{key}: {prog} has no --{key} (it begins {names})", "write the full name of the flag you mean"
+        )
     close = flags.similar(key)
-    hint = f"did you mean --{close[0]}? (args.{close[0]}=...)" if close else \
-        f"`danlu options experiment={experiment or 'NAME'}` lists {prog}'s flags"
+    hint = (
+        f"did you mean --{close[0]}? (args.{close[0]}=...)"
+        if close
+        else f"`danlu options experiment={experiment or 'NAME'}` lists {prog}'s flags"
+    )
     return UserError(f"args.{key}: {prog} has no flag --{key}", hint)
 
 
@@ -104,18 +110,26 @@ def check_args(spec: RunSpec, flags: ProgramFlags) -> List[UserError]:
             continue
         if value is None or value is False:
             continue  # left out of the command line
-        why = f"--{flag.name} takes one value, not a mapping" if isinstance(value, dict) and value else \
-            _bad_value_of(flag, value)
+        why = (
+            f"--{flag.name} takes one value, not a mapping"
+            if isinstance(value, dict) and value
+            else _bad_value_of(flag, value)
+        )
         if why is not None:
-            choices = f"one of {', '.join(map(str, flag.choices))}" if flag.choices else \
-                (flag.type or "a value") if flag.takes_value else "true or false"
-            problems.append(UserError(f"args.{key}={_show(value)} for {prog}: {why}",
-                                      f"set args.{key} to {choices}"))
+            choices = (
+                f"one of {', '.join(map(str, flag.choices))}"
+                if flag.choices
+                else (flag.type or "a value")
+                if flag.takes_value
+                else "true or false"
+            )
+            problems.append(UserError(f"args.{key}={_show(value)} for {prog}: {why}", f"set args.{key} to {choices}"))
     given = set(spec.args) | ({spec.output_arg} if spec.output_arg else set())
     for flag in flags.flags:
         if flag.required and not any(o.lstrip("-") in given for o in flag.options) and flag.dest not in given:
-            problems.append(UserError(f"{prog} requires --{flag.name}, which args does not set",
-                                      f"set args.{flag.name}=..."))
+            problems.append(
+                UserError(f"{prog} requires --{flag.name}, which args does not set", f"set args.{flag.name}=...")
+            )
     return problems
 
 
@@ -160,9 +174,11 @@ def _carry_precision(spec: RunSpec, flags: ProgramFlags) -> None:
     prog = Path(flags.path).name
     own = spec.args.get("mixed_precision")
     if own is not None and own is not False and str(own) != str(wanted):
-        raise UserError(f"launch.mixed_precision={wanted} but args.mixed_precision={own}: {prog} gives its own "
-                        "--mixed_precision to Accelerator, where it wins over the launcher's",
-                        "set launch.mixed_precision only: it reaches the launcher and the program")
+        raise UserError(
+            f"launch.mixed_precision={wanted} but args.mixed_precision={own}: {prog} gives its own "
+            "--mixed_precision to Accelerator, where it wins over the launcher's",
+            "set launch.mixed_precision only: it reaches the launcher and the program",
+        )
     spec.args["mixed_precision"] = wanted
 
 
@@ -188,8 +204,9 @@ def verdict(spec: RunSpec) -> Tuple[List[UserError], str]:
     if flags is None:
         return [], f"program args not checked: {name} cannot be read here"
     if flags.parser in RUN_TIME_PARSERS:
-        return config_files(spec), f"program args not checked: {name} {flags.why_not_checked()}; its --config " \
-            "files exist"
+        return config_files(
+            spec
+        ), f"program args not checked: {name} {flags.why_not_checked()}; its --config files exist"
     if not flags.checkable:
         return [], f"program args not checked: {name} {flags.why_not_checked()}"
     return check_args(spec, flags), f"program args checked against the {len(flags.flags)} argparse flags of {name}"
@@ -204,5 +221,9 @@ def config_files(spec: RunSpec) -> List[UserError]:
     missing = [str(v) for v in _values(value) if not (workdir / Path(str(v)).expanduser()).is_file()]
     if not missing:
         return []
-    return [UserError(f"config file {missing[0]!r} (args.config) not found in {str(workdir)!r}",
-                      "give the path relative to workdir; several files: args.config=[a.yaml,b.yaml]")]
+    return [
+        UserError(
+            f"config file {missing[0]!r} (args.config) not found in {str(workdir)!r}",
+            "give the path relative to workdir; several files: args.config=[a.yaml,b.yaml]",
+        )
+    ]

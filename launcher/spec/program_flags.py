@@ -141,20 +141,28 @@ def _flag(call: ast.Call) -> Optional[Flag]:
     if not isinstance(dest, str):
         dest = (longs[0] if longs else options[0]).lstrip("-").replace("-", "_")
     default = _literal(kw.get("default"))
-    default_text = "" if "default" not in kw else repr(default) if default is not _NO_DEFAULT else \
-        ast.unparse(kw["default"])  # computed at run time: shown as written
+    default_text = (
+        "" if "default" not in kw else repr(default) if default is not _NO_DEFAULT else ast.unparse(kw["default"])
+    )  # computed at run time: shown as written
     choices = _literal(kw.get("choices"))
     nargs = kw.get("nargs")
     helptext = _literal(kw.get("help"))
     required = _literal(kw.get("required"))
     action = _name(kw.get("action"))
-    return Flag(options=tuple(options), dest=dest,
-                default=None if default is _NO_DEFAULT else default, default_text=default_text,
-                type=_name(kw.get("type")),
-                choices=tuple(choices) if isinstance(choices, (list, tuple, set)) else None,
-                action=action, nargs=None if nargs is None else str(_literal(nargs) if _literal(nargs) is not _NO_DEFAULT
-                                                               else ast.unparse(nargs)),
-                required=required is True, help=" ".join(helptext.split()) if isinstance(helptext, str) else "")
+    return Flag(
+        options=tuple(options),
+        dest=dest,
+        default=None if default is _NO_DEFAULT else default,
+        default_text=default_text,
+        type=_name(kw.get("type")),
+        choices=tuple(choices) if isinstance(choices, (list, tuple, set)) else None,
+        action=action,
+        nargs=None
+        if nargs is None
+        else str(_literal(nargs) if _literal(nargs) is not _NO_DEFAULT else ast.unparse(nargs)),
+        required=required is True,
+        help=" ".join(helptext.split()) if isinstance(helptext, str) else "",
+    )
 
 
 def _parser_kind(text: str) -> str:
@@ -171,8 +179,10 @@ def _parser_kind(text: str) -> str:
     return "unknown"
 
 
-_CALL = re.compile(r"\.(add_argument|ArgumentParser|parse_known_args|parse_known_intermixed_args)\s*\(|"
-                   r"\b(ArgumentParser)\s*\(")
+_CALL = re.compile(
+    r"\.(add_argument|ArgumentParser|parse_known_args|parse_known_intermixed_args)\s*\(|"
+    r"\b(ArgumentParser)\s*\("
+)
 _TRIPLE = ("'" * 3, '"' * 3)
 
 
@@ -198,7 +208,7 @@ def _call_end(text: str, start: int) -> int:
             if i < 0:
                 return -1
         else:
-            quote = text[i:i + 3] if text[i:i + 3] in _TRIPLE else c
+            quote = text[i : i + 3] if text[i : i + 3] in _TRIPLE else c
             j = i + len(quote)
             while True:
                 j = text.find(quote, j)
@@ -220,7 +230,7 @@ def _calls_only(text: str) -> Optional[str]:
         end = _call_end(text, m.end() - 1)
         if end < 0:
             return None
-        parts.append("(_." + text[m.start() + (1 if text[m.start()] == "." else 0):end] + ")")
+        parts.append("(_." + text[m.start() + (1 if text[m.start()] == "." else 0) : end] + ")")
     return "\n".join(parts)
 
 
@@ -246,8 +256,10 @@ def parse_source(text: str, path: str = "<program>") -> ProgramFlags:
     for node in nodes:
         if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
             if isinstance(node, ast.Call) and _name(node.func) == "ArgumentParser":
-                abbrev = abbrev and _literal(next((k.value for k in node.keywords if k.arg == "allow_abbrev"),
-                                                  None)) is not False
+                abbrev = (
+                    abbrev
+                    and _literal(next((k.value for k in node.keywords if k.arg == "allow_abbrev"), None)) is not False
+                )
             continue
         attr = node.func.attr
         if attr == "add_argument":
@@ -257,8 +269,10 @@ def parse_source(text: str, path: str = "<program>") -> ProgramFlags:
         elif attr in ("parse_known_args", "parse_known_intermixed_args"):
             passes_unknown = True
         elif attr == "ArgumentParser":
-            abbrev = abbrev and _literal(next((k.value for k in node.keywords if k.arg == "allow_abbrev"),
-                                              None)) is not False
+            abbrev = (
+                abbrev
+                and _literal(next((k.value for k in node.keywords if k.arg == "allow_abbrev"), None)) is not False
+            )
     return ProgramFlags(path=path, parser=kind, flags=tuple(flags), passes_unknown=passes_unknown, abbrev=abbrev)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 from ..errors import UserError
 from .options import PartitionSpec, RunSpec
@@ -73,7 +73,9 @@ def parse_time(text: str, key: str = "resources.time") -> int:
 def parse_mem_mb(text: str) -> int:
     m = _MEM.match(str(text).strip())
     if not m:
-        raise UserError(f"bad memory {text!r}", "use a number with an optional unit K, M, G or T, e.g. resources.mem=64G")
+        raise UserError(
+            f"bad memory {text!r}", "use a number with an optional unit K, M, G or T, e.g. resources.mem=64G"
+        )
     mb = int(int(m.group("n")) * _MEM_MB[m.group("u").upper()])
     if mb <= 0:
         raise UserError(f"bad memory {text!r}: must be positive", "e.g. resources.mem=64G")
@@ -97,17 +99,27 @@ def shape(spec: RunSpec) -> Shape:
         _choice(style, LIST_STYLES, f"arg_lists.{key}")
     _notify_form(spec)
     if not spec.program:
-        raise UserError("no program to run (program is null)", "pick an experiment (experiment=tiny_dpo) or set program=train.py")
+        raise UserError(
+            "no program to run (program is null)", "pick an experiment (experiment=tiny_dpo) or set program=train.py"
+        )
     if r.nodes < 1:
         raise UserError(f"resources.nodes={r.nodes}: a job needs at least one node", "set resources.nodes=1 or more")
     if r.gpus_per_node < 0:
-        raise UserError(f"resources.gpus_per_node={r.gpus_per_node} is negative", "set resources.gpus_per_node=0 for a CPU job")
+        raise UserError(
+            f"resources.gpus_per_node={r.gpus_per_node} is negative", "set resources.gpus_per_node=0 for a CPU job"
+        )
     if r.cpus_per_gpu < 1 or (r.cpus_per_task is not None and r.cpus_per_task < 1):
-        raise UserError("CPUs per GPU and per task must be at least 1", "set resources.cpus_per_gpu=8 (or resources.cpus_per_task)")
+        raise UserError(
+            "CPUs per GPU and per task must be at least 1", "set resources.cpus_per_gpu=8 (or resources.cpus_per_task)"
+        )
     if spec.requeue.grace_s < 0 or spec.requeue.max_requeues < 0:
-        raise UserError("requeue.grace_s and requeue.max_requeues must be >= 0", "e.g. requeue.grace_s=120 requeue.max_requeues=3")
+        raise UserError(
+            "requeue.grace_s and requeue.max_requeues must be >= 0", "e.g. requeue.grace_s=120 requeue.max_requeues=3"
+        )
     if launch.hang_timeout_s is not None and launch.hang_timeout_s < 1:
-        raise UserError(f"launch.hang_timeout_s={launch.hang_timeout_s} must be >= 1", "or null to never end a silent job")
+        raise UserError(
+            f"launch.hang_timeout_s={launch.hang_timeout_s} must be >= 1", "or null to never end a silent job"
+        )
     if spec.sweep.max_parallel is not None and spec.sweep.max_parallel < 1:
         raise UserError(f"sweep.max_parallel={spec.sweep.max_parallel} must be >= 1", "or null for no limit")
     minutes = parse_time(r.time)
@@ -131,36 +143,54 @@ def shape(spec: RunSpec) -> Shape:
     gpu_type = r.gpu_type
     if c.kind == "local":
         if r.nodes != 1:
-            raise UserError(f"resources.nodes={r.nodes}: the local cluster has one node", "use cluster=<your slurm cluster> for multi-node runs")
+            raise UserError(
+                f"resources.nodes={r.nodes}: the local cluster has one node",
+                "use cluster=<your slurm cluster> for multi-node runs",
+            )
         return Shape(None, 1, r.gpus_per_node, gpu_type, tasks, cpus, procs, minutes, r.mem)
 
     if c.partitions:
         if partition is None:
-            raise UserError("no partition given and the cluster has no default_partition",
-                            f"set resources.partition to one of: {', '.join(c.partitions)}")
+            raise UserError(
+                "no partition given and the cluster has no default_partition",
+                f"set resources.partition to one of: {', '.join(c.partitions)}",
+            )
         if partition not in c.partitions:
-            raise UserError(f"unknown partition {partition!r} on cluster {c.name!r}",
-                            f"partitions: {', '.join(c.partitions)}")
+            raise UserError(
+                f"unknown partition {partition!r} on cluster {c.name!r}", f"partitions: {', '.join(c.partitions)}"
+            )
         p: PartitionSpec = c.partitions[partition]
         if gpu_type is not None and r.gpus_per_node > 0 and p.gpu_type is not None and gpu_type != p.gpu_type:
             types = sorted({q.gpu_type for q in c.partitions.values() if q.gpu_type})
-            raise UserError(f"unknown GPU type {gpu_type!r} on partition {partition!r} (it has {p.gpu_type})",
-                            f"GPU types on {c.name}: {', '.join(types)}; or set resources.gpu_type=null")
+            raise UserError(
+                f"unknown GPU type {gpu_type!r} on partition {partition!r} (it has {p.gpu_type})",
+                f"GPU types on {c.name}: {', '.join(types)}; or set resources.gpu_type=null",
+            )
         if r.gpus_per_node > p.gpus_per_node:
-            raise UserError(f"resources.gpus_per_node={r.gpus_per_node} but nodes of {partition!r} have {p.gpus_per_node} GPUs",
-                            f"ask for at most {p.gpus_per_node} GPUs per node and more nodes (resources.nodes)")
+            raise UserError(
+                f"resources.gpus_per_node={r.gpus_per_node} but nodes of {partition!r} have {p.gpus_per_node} GPUs",
+                f"ask for at most {p.gpus_per_node} GPUs per node and more nodes (resources.nodes)",
+            )
         if r.nodes > p.nodes:
-            raise UserError(f"resources.nodes={r.nodes} but partition {partition!r} has {p.nodes} nodes",
-                            f"ask for at most {p.nodes} nodes")
+            raise UserError(
+                f"resources.nodes={r.nodes} but partition {partition!r} has {p.nodes} nodes",
+                f"ask for at most {p.nodes} nodes",
+            )
         if cpus * tasks > p.cpus_per_node:
-            raise UserError(f"{tasks} tasks x {cpus} CPUs per node but nodes of {partition!r} have {p.cpus_per_node} CPUs",
-                            "lower resources.cpus_per_gpu or resources.cpus_per_task")
+            raise UserError(
+                f"{tasks} tasks x {cpus} CPUs per node but nodes of {partition!r} have {p.cpus_per_node} CPUs",
+                "lower resources.cpus_per_gpu or resources.cpus_per_task",
+            )
         if mem_mb and p.mem_per_node and mem_mb > parse_mem_mb(p.mem_per_node):
-            raise UserError(f"resources.mem={r.mem} but nodes of {partition!r} have {p.mem_per_node}",
-                            f"ask for at most {p.mem_per_node}")
+            raise UserError(
+                f"resources.mem={r.mem} but nodes of {partition!r} have {p.mem_per_node}",
+                f"ask for at most {p.mem_per_node}",
+            )
         if p.max_time and minutes > parse_time(p.max_time):
-            raise UserError(f"resources.time={r.time} exceeds the {p.max_time} limit of {partition!r}",
-                            "ask for less time; requeue and checkpoints carry long runs over several jobs")
+            raise UserError(
+                f"resources.time={r.time} exceeds the {p.max_time} limit of {partition!r}",
+                "ask for less time; requeue and checkpoints carry long runs over several jobs",
+            )
         if gpu_type is None and r.gpus_per_node > 0:
             gpu_type = p.gpu_type
     return Shape(partition, r.nodes, r.gpus_per_node, gpu_type, tasks, cpus, procs, minutes, r.mem)
@@ -179,9 +209,11 @@ def _notify_form(spec: RunSpec) -> None:
     if n.email is not None and not re.match(r"^[^@\s,]+@[^@\s,]+$", n.email):
         raise UserError(f"notify.email={n.email!r} is not one mail address", "e.g. notify.email=me@uni.edu")
     if (n.url or n.email) and spec.cluster.kind == "local":
-        raise UserError("notify needs a Slurm cluster: the local cluster has no summary job and no mail",
-                        "use cluster=<your slurm cluster>, or leave notify.url/notify.email unset and watch with "
-                        "danlu status --watch")
+        raise UserError(
+            "notify needs a Slurm cluster: the local cluster has no summary job and no mail",
+            "use cluster=<your slurm cluster>, or leave notify.url/notify.email unset and watch with "
+            "danlu status --watch",
+        )
     if n.url or n.email:
         parse_time(n.summary_time, "notify.summary_time")
 
@@ -208,23 +240,37 @@ def file_problems(spec: RunSpec) -> List[UserError]:
         return problems
     workdir = Path(spec.workdir).expanduser()
     if not workdir.is_dir():
-        problems.append(UserError(f"workdir {str(workdir)!r} does not exist", "set workdir=/path/to/your/checkout (or the env var the experiment names)"))
+        problems.append(
+            UserError(
+                f"workdir {str(workdir)!r} does not exist",
+                "set workdir=/path/to/your/checkout (or the env var the experiment names)",
+            )
+        )
     elif spec.program and not (workdir / Path(spec.program).expanduser()).exists():
-        problems.append(UserError(f"program {spec.program!r} not found in {str(workdir)!r}", "check program= and workdir="))
+        problems.append(
+            UserError(f"program {spec.program!r} not found in {str(workdir)!r}", "check program= and workdir=")
+        )
     e = spec.env
     if e.kind in ("uv", "venv"):
         venv = env_dir(spec)
         if venv is None:
-            problems.append(UserError(f"env.kind=venv needs env.path", "set env.path=/path/to/.venv")
-                            if e.kind == "venv" else
-                            UserError("env.kind=uv needs env.name or env.path",
-                                      "set env.name=NAME (envs/NAME) or env.path=/path/to/.venv"))
+            problems.append(
+                UserError("env.kind=venv needs env.path", "set env.path=/path/to/.venv")
+                if e.kind == "venv"
+                else UserError(
+                    "env.kind=uv needs env.name or env.path", "set env.name=NAME (envs/NAME) or env.path=/path/to/.venv"
+                )
+            )
         elif e.kind == "uv" and e.name and not e.path and not (venv.parent / "pyproject.toml").is_file():
             from ..envs import available
 
             names = ", ".join(sorted(available())) or "none yet"
-            problems.append(UserError(f"no environment named {e.name!r} (no envs/{e.name}/pyproject.toml)",
-                                      f"environments: {names} (`danlu env list`); or create envs/{e.name}/pyproject.toml"))
+            problems.append(
+                UserError(
+                    f"no environment named {e.name!r} (no envs/{e.name}/pyproject.toml)",
+                    f"environments: {names} (`danlu env list`); or create envs/{e.name}/pyproject.toml",
+                )
+            )
         elif not (venv / "bin" / "activate").exists():
             named = e.kind == "uv" and e.name and not e.path  # envs/NAME; otherwise the path is what was chosen
             hint = f"danlu env sync {e.name}" if named else f"create the virtualenv at {venv} (python -m venv {venv})"
@@ -234,13 +280,21 @@ def file_problems(spec: RunSpec) -> List[UserError]:
         problems.append(UserError("env.kind=conda needs env.name or env.path", "set env.name=myenv"))
     for key in e.vars:
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
-            problems.append(UserError(f"env.vars has an invalid variable name {key!r}", "names are letters, digits and _"))
+            problems.append(
+                UserError(f"env.vars has an invalid variable name {key!r}", "names are letters, digits and _")
+            )
     for key in sorted(set(e.vars) & set(e.pass_env)):
-        problems.append(UserError(f"env.vars.{key} would write a secret into the job script",
-                                  f"export {key} in your shell instead; it is passed to the job by name (env.pass_env)"))
+        problems.append(
+            UserError(
+                f"env.vars.{key} would write a secret into the job script",
+                f"export {key} in your shell instead; it is passed to the job by name (env.pass_env)",
+            )
+        )
     for key in e.pass_env:
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
-            problems.append(UserError(f"env.pass_env has an invalid variable name {key!r}", "names are letters, digits and _"))
+            problems.append(
+                UserError(f"env.pass_env has an invalid variable name {key!r}", "names are letters, digits and _")
+            )
     if spec.notify.url:
         from ..webhook import WebhookError, resolve
 

@@ -83,8 +83,12 @@ def step(r: Any, answers: SlurmAnswers) -> Optional[Dict[str, Any]]:
             return finish(r, done[0], done[1], "localhost", None)
         pid = int(jid.split("-", 1)[1]) if jid.split("-", 1)[1].isdigit() else -1
         if pid > 0 and pid_alive(pid):
-            return {"state": "RUNNING", "nodelist": "localhost", "final": False,
-                    "elapsed": time.time() - (r["submitted"] or time.time())}
+            return {
+                "state": "RUNNING",
+                "nodelist": "localhost",
+                "final": False,
+                "elapsed": time.time() - (r["submitted"] or time.time()),
+            }
         return finish(r, "FAILED", "", "localhost", "ended without a result (killed?)")
     q = answers.queue.get(jid)
     a = answers.acct.get(jid)
@@ -99,45 +103,96 @@ def step(r: Any, answers: SlurmAnswers) -> Optional[Dict[str, Any]]:
     record = {"accounting": a.raw} if a is not None and a.raw else {}
     if q is not None and q_state in ACTIVE:
         # the controller says it is queued or running (possibly again, after a requeue)
-        return record | {"state": q_state, "reason": (q.reason or "None") if q_state == "PENDING" else "",
-                         "nodelist": q.nodelist or None, "elapsed": q.elapsed, "partition": q.partition or None,
-                         "restarts": a.restarts if a else None, "started": a.started if a else None, "final": False}
+        return record | {
+            "state": q_state,
+            "reason": (q.reason or "None") if q_state == "PENDING" else "",
+            "nodelist": q.nodelist or None,
+            "elapsed": q.elapsed,
+            "partition": q.partition or None,
+            "restarts": a.restarts if a else None,
+            "started": a.started if a else None,
+            "final": False,
+        }
     if a is not None and a_state not in ACTIVE:
-        return record | finish(r, a.state, a.exit_code, a.nodelist, None, elapsed=a.elapsed, restarts=a.restarts,
-                               started=a.started, ended=a.ended, held=held)
+        return record | finish(
+            r,
+            a.state,
+            a.exit_code,
+            a.nodelist,
+            None,
+            elapsed=a.elapsed,
+            restarts=a.restarts,
+            started=a.started,
+            ended=a.ended,
+            held=held,
+        )
     if q is not None:
         # ended a moment ago: the controller knows how (sacct not yet, or not at all)
         done = _result_state(r)
-        return record | finish(r, q.state, done[1] if done else "", q.nodelist, None, elapsed=q.elapsed,
-                               restarts=a.restarts if a else None, held=True)
+        return record | finish(
+            r,
+            q.state,
+            done[1] if done else "",
+            q.nodelist,
+            None,
+            elapsed=q.elapsed,
+            restarts=a.restarts if a else None,
+            held=True,
+        )
     if a is not None:
         # sacct says queued/running but the controller no longer lists it: accounting lags; keep sacct's view
-        return record | {"state": a_state, "reason": (a.reason or "None") if a_state == "PENDING" else "",
-                         "nodelist": a.nodelist or None, "elapsed": a.elapsed, "restarts": a.restarts,
-                         "started": a.started, "final": False}
+        return record | {
+            "state": a_state,
+            "reason": (a.reason or "None") if a_state == "PENDING" else "",
+            "nodelist": a.nodelist or None,
+            "elapsed": a.elapsed,
+            "restarts": a.restarts,
+            "started": a.started,
+            "final": False,
+        }
     if not answers.acct_ok:
         # no accounting and gone from the controller: trust only what the job itself wrote; never guess
         done = _result_state(r)
         if done is not None and not done[2].get("interrupted") and answers.queue_ok:
             ended = done[2].get("ended")
             return finish(r, done[0], done[1], None, None, ended=ended if isinstance(ended, (int, float)) else None)
-        why = ("sacct is unavailable and squeue failed" if not answers.queue_ok
-               else "sacct is unavailable and squeue no longer lists the job")
+        why = (
+            "sacct is unavailable and squeue failed"
+            if not answers.queue_ok
+            else "sacct is unavailable and squeue no longer lists the job"
+        )
         return {"state": "UNKNOWN", "reason": why, "final": False}
     return None  # accounting has not caught up yet (just submitted): keep the last known state
 
 
-def finish(r: Any, state: str, exit_code: str, nodelist: Optional[str], reason: Optional[str],
-           elapsed: Optional[int] = None, restarts: Optional[int] = None, started: Optional[float] = None,
-           ended: Optional[float] = None, held: Optional[bool] = False) -> Dict[str, Any]:
+def finish(
+    r: Any,
+    state: str,
+    exit_code: str,
+    nodelist: Optional[str],
+    reason: Optional[str],
+    elapsed: Optional[int] = None,
+    restarts: Optional[int] = None,
+    started: Optional[float] = None,
+    ended: Optional[float] = None,
+    held: Optional[bool] = False,
+) -> Dict[str, Any]:
     """The store update of an attempt that ended (for now, if Slurm may still requeue it: `held`), and why (from
     its logs) unless it completed."""
     base = slurm.base_state(state)
     if reason is None and base != "COMPLETED":
         reason = classify(state, exit_code, nodelist or "", lambda: tail_lines(log_files(r)))
-    return {"state": base, "reason": reason or "", "exit_code": exit_code or None, "nodelist": nodelist or None,
-            "started": started, "ended": ended or time.time(), "elapsed": elapsed, "restarts": restarts,
-            "final": is_final(base, held)}
+    return {
+        "state": base,
+        "reason": reason or "",
+        "exit_code": exit_code or None,
+        "nodelist": nodelist or None,
+        "started": started,
+        "ended": ended or time.time(),
+        "elapsed": elapsed,
+        "restarts": restarts,
+        "final": is_final(base, held),
+    }
 
 
 def failed_nodes(attempt: Any, run: Any) -> List[str]:

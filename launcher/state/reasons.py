@@ -4,21 +4,31 @@ from __future__ import annotations
 
 import pwd
 import re
-from pathlib import Path
 from functools import lru_cache
+from pathlib import Path
 from typing import Callable, Iterable, List, Optional, Union
 
 _PY_EXC = re.compile(r"^(?:\[[\w-]+\]:\s*)*((?:[A-Za-z_][\w.]*)?(?:Error|Exception|Interrupt)(?::\s.*)?)\s*$")
-_COMM = re.compile(r"NCCL (?:error|WARN)|ncclInternalError|ncclSystemError|ncclRemoteError|ProcessGroupNCCL|"
-                   r"ProcessGroupGloo|gloo|Connection (?:closed|reset) by peer|DistNetworkError|DistBackendError|"
-                   r"RendezvousError|Watchdog caught collective operation timeout", re.IGNORECASE)
+_COMM = re.compile(
+    r"NCCL (?:error|WARN)|ncclInternalError|ncclSystemError|ncclRemoteError|ProcessGroupNCCL|"
+    r"ProcessGroupGloo|gloo|Connection (?:closed|reset) by peer|DistNetworkError|DistBackendError|"
+    r"RendezvousError|Watchdog caught collective operation timeout",
+    re.IGNORECASE,
+)
 # a log line that by itself says collective communication broke (not merely mentions a backend)
-_COMM_LINE = re.compile(r"NCCL (?:error|WARN)|ncclInternalError|ncclSystemError|ncclRemoteError|"
-                        r"Connection (?:closed|reset) by peer|DistNetworkError|DistBackendError|"
-                        r"Watchdog caught collective operation timeout", re.IGNORECASE)
-_CUDA_OOM = re.compile(r"CUDA out of memory|torch\.(?:cuda\.)?OutOfMemoryError|CUDA error: out of memory", re.IGNORECASE)
-_HOST_OOM = re.compile(r"oom[-_ ]kill|out-of-memory handler|Out Of Memory|^MemoryError|\bMemoryError\b|Killed process",
-                       re.IGNORECASE | re.MULTILINE)
+_COMM_LINE = re.compile(
+    r"NCCL (?:error|WARN)|ncclInternalError|ncclSystemError|ncclRemoteError|"
+    r"Connection (?:closed|reset) by peer|DistNetworkError|DistBackendError|"
+    r"Watchdog caught collective operation timeout",
+    re.IGNORECASE,
+)
+_CUDA_OOM = re.compile(
+    r"CUDA out of memory|torch\.(?:cuda\.)?OutOfMemoryError|CUDA error: out of memory", re.IGNORECASE
+)
+_HOST_OOM = re.compile(
+    r"oom[-_ ]kill|out-of-memory handler|Out Of Memory|^MemoryError|\bMemoryError\b|Killed process",
+    re.IGNORECASE | re.MULTILINE,
+)
 _HUNG = re.compile(r"(hung: no output from the training processes on \S+ for \d+s \(launch\.hang_timeout_s=\d+\))")
 _ALONE = re.compile(r"trained alone, not in one world of (\d+)")
 _MAX_REQUEUES = re.compile(r"not requeued: (\d+) requeues already \(requeue.max_requeues=(\d+)\)")
@@ -56,8 +66,9 @@ def _user(uid_text: str) -> str:
         return uid_text
 
 
-def classify(state: str, exit_code: str, nodelist: str,
-             log_lines: Union[List[str], Callable[[], List[str]]]) -> Optional[str]:
+def classify(
+    state: str, exit_code: str, nodelist: str, log_lines: Union[List[str], Callable[[], List[str]]]
+) -> Optional[str]:
     """A short reason for a finished run that did not complete (None when it completed).
 
     log_lines may be a function giving them: the logs are then read only when the state alone does not tell."""
@@ -88,8 +99,10 @@ def classify(state: str, exit_code: str, nodelist: str,
         return _cut(hung.group(1))
     alone = _ALONE.search(text)
     if alone:  # exit 0, but its ranks never formed one torch.distributed world
-        return (f"the ranks trained as independent copies, not one world of {alone.group(1)} (no process group; "
-                f"on CPU-only nodes accelerate needs ACCELERATE_USE_CPU or Accelerator(cpu=True))")
+        return (
+            f"the ranks trained as independent copies, not one world of {alone.group(1)} (no process group; "
+            f"on CPU-only nodes accelerate needs ACCELERATE_USE_CPU or Accelerator(cpu=True))"
+        )
     missing = re.search(r"cannot start '([^']+)'", text)
     if missing:
         return f"command not found: {missing.group(1)} (is its environment activated? see env=)"
@@ -128,7 +141,7 @@ def _usage_error(log_lines: List[str]) -> Optional[str]:
 
 def _cut(text: str, limit: int = 160) -> str:
     text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _exit_reason(base: str, exit_code: str) -> Optional[str]:

@@ -133,8 +133,10 @@ def _ask_slurm(slurm_ids: List[str]) -> Tuple[SlurmAnswers, List[str]]:
     answers.acct = asked.get("acct", {})
     if "error" in asked:
         answers.acct_ok = False
-        notes.append(f"sacct is unavailable ({_short(asked['error'])}): states come from squeue and the runs' "
-                     "result files; what neither knows is UNKNOWN")
+        notes.append(
+            f"sacct is unavailable ({_short(asked['error'])}): states come from squeue and the runs' "
+            "result files; what neither knows is UNKNOWN"
+        )
     if not answers.queue_ok:
         notes.append(queue_note)
     return answers, notes
@@ -205,7 +207,9 @@ def _scancel_ids(store: Store, rows: Sequence[Any]) -> List[str]:
 
 
 # ---- wait --------------------------------------------------------------------------------------
-def wait(store: Store, sweeps: Sequence[str], poll: float = 2.0, timeout: Optional[float] = None) -> Optional[List[Any]]:
+def wait(
+    store: Store, sweeps: Sequence[str], poll: float = 2.0, timeout: Optional[float] = None
+) -> Optional[List[Any]]:
     """Refresh until every run of `sweeps` has ended; their rows (None after `timeout` seconds)."""
     start = time.time()
     while True:

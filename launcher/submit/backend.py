@@ -18,7 +18,9 @@ from .. import slurm
 from ..timings import phase
 
 
-def pickle_agents(agents: Sequence[Any], paths: Sequence[Path], timeout_min: int, shared: Optional[Path] = None) -> None:
+def pickle_agents(
+    agents: Sequence[Any], paths: Sequence[Path], timeout_min: int, shared: Optional[Path] = None
+) -> None:
     """Pickle each node agent with submitit (cloudpickle), as its job side will load it. `shared`: where to write
     one agent for all tasks instead, when they differ only in their run (a 1,000-task array: one file, not 1,000;
     the job side takes its run from DANLU_RUN_ID)."""
@@ -33,8 +35,9 @@ def pickle_agents(agents: Sequence[Any], paths: Sequence[Path], timeout_min: int
         delayed.dump(path)
 
 
-def submit_slurm(script: Path, agents: Sequence[Any], pickles: Sequence[Path], timeout_min: int,
-                 shared: Optional[Path] = None) -> str:
+def submit_slurm(
+    script: Path, agents: Sequence[Any], pickles: Sequence[Path], timeout_min: int, shared: Optional[Path] = None
+) -> str:
     """One sbatch call for one job (an array when there are several agents); returns the (array) job id."""
     with phase("pickles"):
         pickle_agents(agents, pickles, timeout_min, shared)

@@ -12,7 +12,6 @@ Order of events, so that a crash anywhere leaves the store and the queue consist
 
 from __future__ import annotations
 
-import os
 import secrets
 import subprocess
 import sys
@@ -43,8 +42,12 @@ def git_state(workdir: str) -> Tuple[Optional[str], Optional[bool]]:
         commit = subprocess.run(["git", "-C", workdir, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
         if commit.returncode != 0:
             return None, None
-        dirty = subprocess.run(["git", "-C", workdir, "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=20)
+        dirty = subprocess.run(
+            ["git", "-C", workdir, "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
         return commit.stdout.strip(), bool(dirty.stdout.strip())
     except (OSError, subprocess.SubprocessError):
         return None, None
@@ -69,14 +72,23 @@ def execute(job: PlannedJob) -> str:
         setup = local_setup(job.spec, job.plan.runs[0])
         path.write_text("\n".join(setup) + "\n")
         path.chmod(0o600)
-        job_id = backend.submit_local(sweep.submitit_folder(), setup, first.agent(),
-                                      tasks=first.shape.tasks_per_node, timeout_min=first.shape.time_minutes)
+        job_id = backend.submit_local(
+            sweep.submitit_folder(),
+            setup,
+            first.agent(),
+            tasks=first.shape.tasks_per_node,
+            timeout_min=first.shape.time_minutes,
+        )
         return f"local-{job_id}"
     path.write_text(job.script)
     path.chmod(0o600)
-    return backend.submit_slurm(path, [r.agent() for r in job.runs],
-                                [sweep.pickle(job.tag, i) for i in range(len(job.runs))], first.shape.time_minutes,
-                                shared=sweep.job_pickle(job.tag) if job.is_array else None)
+    return backend.submit_slurm(
+        path,
+        [r.agent() for r in job.runs],
+        [sweep.pickle(job.tag, i) for i in range(len(job.runs))],
+        first.shape.time_minutes,
+        shared=sweep.job_pickle(job.tag) if job.is_array else None,
+    )
 
 
 def execute_all(store: Any, sweep: str, token: str, jobs: Sequence[PlannedJob]) -> Dict[str, str]:
@@ -104,9 +116,12 @@ def execute_all(store: Any, sweep: str, token: str, jobs: Sequence[PlannedJob]) 
                 f"sbatch did not say whether it queued job {job.tag.split(':')[-1]} ({len(job.runs)} run(s)) after "
                 f"{len(results)} run(s) were accepted: {detail}",
                 f"its runs stay SUBMITTING and the next danlu command (e.g. danlu status {sweep}) looks the job up by "
-                f"its comment: recorded if Slurm has it, forgotten if not; jobs after it were not sent") from None
-        raise SubmitFailed(f"submission failed after {len(results)} run(s) were accepted: {detail}",
-                           _hint(detail, sweep, bool(results))) from None
+                f"its comment: recorded if Slurm has it, forgotten if not; jobs after it were not sent",
+            ) from None
+        raise SubmitFailed(
+            f"submission failed after {len(results)} run(s) were accepted: {detail}",
+            _hint(detail, sweep, bool(results)),
+        ) from None
     finally:
         if progress:
             print(file=sys.stderr)
@@ -114,9 +129,14 @@ def execute_all(store: Any, sweep: str, token: str, jobs: Sequence[PlannedJob]) 
 
 
 def _hint(detail: str, sweep: str, some_accepted: bool) -> str:
-    kept = (f"the accepted runs stay queued under {sweep} (danlu status {sweep}); the others were not recorded"
-            if some_accepted else "nothing was queued or recorded")
+    kept = (
+        f"the accepted runs stay queued under {sweep} (danlu status {sweep}); the others were not recorded"
+        if some_accepted
+        else "nothing was queued or recorded"
+    )
     if "temporarily unavailable" in detail or "queue full" in detail:
-        return (f"the controller's job table is full (MaxJobCount counts every array task): "
-                f"wait for jobs to end, then submit again; {kept}")
+        return (
+            f"the controller's job table is full (MaxJobCount counts every array task): "
+            f"wait for jobs to end, then submit again; {kept}"
+        )
     return kept

@@ -8,8 +8,9 @@ from ..cluster_facts import ClusterFacts, cached, contradictions, grp_tres_probl
 from ..errors import UserError
 
 
-def against_the_live_cluster(cfgs: list, shapes: list, problems: list, refresh: bool,
-                             keep: bool = True) -> Tuple[List[str], Optional[ClusterFacts]]:
+def against_the_live_cluster(
+    cfgs: list, shapes: list, problems: list, refresh: bool, keep: bool = True
+) -> Tuple[List[str], Optional[ClusterFacts]]:
     """The runs checked against what the live cluster says (cluster_facts, cached an hour): where the profile
     contradicts it (warnings, returned with the facts), MaxArraySize (arrays split at the smaller), a job the
     association's GrpTRES never lets start and the submit limits (problems: nothing is queued)."""
@@ -28,15 +29,21 @@ def against_the_live_cluster(cfgs: list, shapes: list, problems: list, refresh: 
     for c, s in zip(cfgs, shapes):
         if c.spec.cluster.kind != "slurm":
             continue
-        never = grp_tres_problem(facts.grp_tres, s.nodes * s.gpus_per_node, s.gpu_type,
-                                 s.nodes * s.tasks_per_node * s.cpus_per_task)
+        never = grp_tres_problem(
+            facts.grp_tres, s.nodes * s.gpus_per_node, s.gpu_type, s.nodes * s.tasks_per_node * s.cpus_per_task
+        )
         if never:
-            problems.append(UserError(f"{never}: it would pend for ever",
-                                      "ask for fewer GPUs/CPUs per job (resources.nodes, resources.gpus_per_node), "
-                                      "or ask your admins to raise the limit"))
+            problems.append(
+                UserError(
+                    f"{never}: it would pend for ever",
+                    "ask for fewer GPUs/CPUs per job (resources.nodes, resources.gpus_per_node), "
+                    "or ask your admins to raise the limit",
+                )
+            )
             break
     why = submit_limit(facts, profile.qos, len(slurm_cfgs))
     if why:
-        problems.append(UserError(why, "submit fewer runs at once (a smaller sweep), or wait until some of your "
-                                       "jobs have ended"))
+        problems.append(
+            UserError(why, "submit fewer runs at once (a smaller sweep), or wait until some of your jobs have ended")
+        )
     return warnings, facts

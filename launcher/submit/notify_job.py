@@ -20,11 +20,19 @@ def wanted(spec: RunSpec) -> bool:
     return spec.cluster.kind == "slurm" and bool((n.url and n.summary) or n.email)
 
 
-def plan(spec: RunSpec, sweep: str, layout: SweepLayout, partition: Optional[str], job_ids: Iterable[str]) -> NotifyPlan:
+def plan(
+    spec: RunSpec, sweep: str, layout: SweepLayout, partition: Optional[str], job_ids: Iterable[str]
+) -> NotifyPlan:
     ids = [j.split("_")[0] for j in job_ids]  # an array task's id is <array id>_<task>: the array waits for all
     command = f"{shlex.quote(sys.executable)} -m launcher.cli notify {shlex.quote(sweep)}"
-    return NotifyPlan(spec=spec, sweep=sweep, partition=partition, job_ids=ids,
-                      output=str(layout.notify_output_pattern()), command=command)
+    return NotifyPlan(
+        spec=spec,
+        sweep=sweep,
+        partition=partition,
+        job_ids=ids,
+        output=str(layout.notify_output_pattern()),
+        command=command,
+    )
 
 
 def submit(notify: NotifyPlan, layout: SweepLayout) -> str:
@@ -35,8 +43,14 @@ def submit(notify: NotifyPlan, layout: SweepLayout) -> str:
     return slurm.sbatch(script)
 
 
-def submit_after(spec: RunSpec, sweep: str, layout: SweepLayout, partition: Optional[str], job_ids: Iterable[str],
-                 say: Callable[[str], None]) -> Optional[str]:
+def submit_after(
+    spec: RunSpec,
+    sweep: str,
+    layout: SweepLayout,
+    partition: Optional[str],
+    job_ids: Iterable[str],
+    say: Callable[[str], None],
+) -> Optional[str]:
     """Submit the summary job (if notify.* asks for one) after the sweep's jobs were; a failure is said, never
     raised: the runs are queued."""
     if not wanted(spec):
@@ -54,4 +68,3 @@ def submit_after(spec: RunSpec, sweep: str, layout: SweepLayout, partition: Opti
 def preview(spec: RunSpec, sweep: str, layout: SweepLayout, partition: Optional[str]) -> str:
     """The summary job's script as --dry-run prints it: the jobs it waits for are not known yet (@JOBS@)."""
     return render_notify_script(plan(spec, sweep, layout, partition, ["@JOBS@"]))
-

@@ -34,8 +34,12 @@ def output_problems(specs: Sequence[Any], store_path: Path) -> List[UserError]:
         if out is None:
             continue
         if out in first:
-            problems.append(UserError(f"runs {first[out]} and {k} of this sweep would write one output dir ({out})",
-                                      f"leave args.{spec.output_arg} unset (each run gets its own) or sweep it too"))
+            problems.append(
+                UserError(
+                    f"runs {first[out]} and {k} of this sweep would write one output dir ({out})",
+                    f"leave args.{spec.output_arg} unset (each run gets its own) or sweep it too",
+                )
+            )
             break
         first[out] = k
     if problems or not first or not store_path.exists():
@@ -47,10 +51,14 @@ def output_problems(specs: Sequence[Any], store_path: Path) -> List[UserError]:
         for out in first:
             owner = store.output_owner(out)
             if owner:
-                problems.append(UserError(
-                    f"output dir {out} belongs to run {owner}: this run would resume from its checkpoints and "
-                    f"overwrite them", f"to train {owner} further: danlu rerun {owner} --continue OVERRIDES; "
-                    f"to share it anyway: --reuse-output"))
+                problems.append(
+                    UserError(
+                        f"output dir {out} belongs to run {owner}: this run would resume from its checkpoints and "
+                        f"overwrite them",
+                        f"to train {owner} further: danlu rerun {owner} --continue OVERRIDES; "
+                        f"to share it anyway: --reuse-output",
+                    )
+                )
                 break
     finally:
         store.close()

@@ -12,9 +12,19 @@ from .execute import execute_all, git_state
 from .recovery import token_lock
 
 
-def submit_sweep(store: Any, token: str, base: str, explicit: bool, plan_for: Callable[[str], List[PlannedJob]],
-                 experiment: str, cluster: str, overrides: Sequence[str], argv: Sequence[str],
-                 sweep_dir: Callable[[str], str], sources: Dict[str, Any]) -> Tuple[str, Dict[str, str], int]:
+def submit_sweep(
+    store: Any,
+    token: str,
+    base: str,
+    explicit: bool,
+    plan_for: Callable[[str], List[PlannedJob]],
+    experiment: str,
+    cluster: str,
+    overrides: Sequence[str],
+    argv: Sequence[str],
+    sweep_dir: Callable[[str], str],
+    sources: Dict[str, Any],
+) -> Tuple[str, Dict[str, str], int]:
     """Reserve a sweep name (`base`, or `base-<4 hex>` unless explicit), record its runs as SUBMITTING, then submit
     exactly the plan made for that name. Returns (sweep, run id -> job id, number of jobs)."""
     with token_lock(store, token):  # held while this submission's SUBMITTING rows exist
@@ -22,8 +32,9 @@ def submit_sweep(store: Any, token: str, base: str, explicit: bool, plan_for: Ca
             name = base if explicit else f"{base}-{secrets.token_hex(2)}"
             if store.sweep_exists(name):
                 if explicit:
-                    raise UserError(f"a sweep named {name!r} exists already",
-                                    "pick another --name, or rerun it with `danlu rerun`")
+                    raise UserError(
+                        f"a sweep named {name!r} exists already", "pick another --name, or rerun it with `danlu rerun`"
+                    )
                 continue
             jobs = plan_for(name)
             with phase("git"):
@@ -39,11 +50,14 @@ def submit_sweep(store: Any, token: str, base: str, explicit: bool, plan_for: Ca
         return name, execute_all(store, name, token, jobs), len(jobs)
 
 
-def submit_rerun(store: Any, token: str, label: str, jobs: List[PlannedJob], overrides: Sequence[str],
-                 expect: Dict[str, int]) -> Dict[str, str]:
+def submit_rerun(
+    store: Any, token: str, label: str, jobs: List[PlannedJob], overrides: Sequence[str], expect: Dict[str, int]
+) -> Dict[str, str]:
     """New attempts of existing runs, if no other danlu got there first (each run's latest attempt is still
     `expect[run]`), then the plan executed."""
     with token_lock(store, token):
         if not store.add_attempts(store_rows(jobs), list(overrides), expect):
-            raise UserError("another danlu rerun of these runs got there first", "`danlu status` shows their new attempts")
+            raise UserError(
+                "another danlu rerun of these runs got there first", "`danlu status` shows their new attempts"
+            )
         return execute_all(store, label, token, jobs)

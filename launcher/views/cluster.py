@@ -21,9 +21,24 @@ SINFO_CMD = ["sinfo", "-h", "-N", "-O", "NodeList:0|,Partition:0|,Available:0|,S
 SQUEUE_CMD = ["squeue", "-h", "-r", "-O", "JobArrayID:0|,UserName:0|,State:0|,Partition:0|,tres-alloc:0"]
 
 # Node states (sinfo StateLong, lower case) whose GPUs cannot be given to new jobs.
-UNAVAILABLE = ("down", "drain", "drained", "draining", "fail", "failing", "inval", "unknown", "future",
-               "not_responding", "reboot_issued", "reboot_requested", "power_down", "powering_down",
-               "no_respond", "maint")
+UNAVAILABLE = (
+    "down",
+    "drain",
+    "drained",
+    "draining",
+    "fail",
+    "failing",
+    "inval",
+    "unknown",
+    "future",
+    "not_responding",
+    "reboot_issued",
+    "reboot_requested",
+    "power_down",
+    "powering_down",
+    "no_respond",
+    "maint",
+)
 _FLAGS = "*~#!%$@^-+"  # sinfo's one-character state suffixes (e.g. down*, idle~, mixed-)
 
 
@@ -114,7 +129,7 @@ def parse_gres(text: str) -> Dict[str, int]:
         m = re.match(r"^(\d+)([KMG]?)$", count_text)
         if not m:
             continue
-        count = int(m.group(1)) * {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}[m.group(2)]
+        count = int(m.group(1)) * {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}[m.group(2)]
         gtype = ":".join(parts[1:-1])
         if gtype == "(null)":
             gtype = ""
@@ -143,8 +158,17 @@ def parse_sinfo(text: str) -> List[NodeRow]:
             continue
         node, part, avail, state, gres, used = (p.strip() for p in parts[:6])
         default = part.endswith("*")
-        rows.append(NodeRow(node=node, partition=part.rstrip("*"), default=default, partition_state=avail,
-                            state=state, gres=parse_gres(gres), used=parse_gres(used)))
+        rows.append(
+            NodeRow(
+                node=node,
+                partition=part.rstrip("*"),
+                default=default,
+                partition_state=avail,
+                state=state,
+                gres=parse_gres(gres),
+                used=parse_gres(used),
+            )
+        )
     return rows
 
 
@@ -179,13 +203,22 @@ def parse_squeue(text: str) -> List[QueueRow]:
         if len(parts) < 5 or not parts[0].strip():
             continue
         jid, user, state, part, tres = (p.strip() for p in parts[:5])
-        rows.append(QueueRow(job_id=jid, user=user, state=state.upper(),
-                             partitions=[p for p in part.split(",") if p], gpus=tres_gpus(tres)))
+        rows.append(
+            QueueRow(
+                job_id=jid,
+                user=user,
+                state=state.upper(),
+                partitions=[p for p in part.split(",") if p],
+                gpus=tres_gpus(tres),
+            )
+        )
     return rows
 
 
 # ---- the view ----------------------------------------------------------------------------------
-def summarize(nodes: List[NodeRow], queue: List[QueueRow], user: str) -> Tuple[List[PartitionView], Dict[str, Dict[str, int]]]:
+def summarize(
+    nodes: List[NodeRow], queue: List[QueueRow], user: str
+) -> Tuple[List[PartitionView], Dict[str, Dict[str, int]]]:
     """Per-partition views (in sinfo's order) and per-GPU-type totals over distinct nodes."""
     views: Dict[str, PartitionView] = {}
     part_counts: Dict[str, Dict[str, Counts]] = {}
@@ -255,8 +288,19 @@ def table_rows(data: Dict[str, object]) -> List[List[str]]:
         if p["state"] and p["state"] != "up":
             name += f" ({p['state']})"
         nodes = str(p["nodes"]) + (f" ({p['nodes_unavailable']} down)" if p["nodes_unavailable"] else "")
-        rows.append([name, ",".join(p["gpu_types"]) or "-", str(p["gpus_total"]), str(p["gpus_allocated"]),
-                     str(p["gpus_free"]), str(p["gpus_unavailable"]), nodes, str(p["pending_jobs"]), str(p["my_gpus"])])
+        rows.append(
+            [
+                name,
+                ",".join(p["gpu_types"]) or "-",
+                str(p["gpus_total"]),
+                str(p["gpus_allocated"]),
+                str(p["gpus_free"]),
+                str(p["gpus_unavailable"]),
+                nodes,
+                str(p["pending_jobs"]),
+                str(p["my_gpus"]),
+            ]
+        )
     return rows
 
 
@@ -288,11 +332,17 @@ def render_rich(data: Dict[str, object]) -> None:
     for i, h in enumerate(HEADERS):
         table.add_column(h, justify="right" if i in (2, 3, 4, 5, 7, 8) else "left")
     for r, p in zip(table_rows(data), data["partitions"]):  # type: ignore[arg-type]
-        table.add_row(Text(r[0], style="bold"), r[1], r[2], r[3],
-                      Text(r[4], style="green" if p["gpus_free"] else "dim"),
-                      Text(r[5], style="red" if p["gpus_unavailable"] else "dim"), r[6],
-                      Text(r[7], style="yellow" if p["pending_jobs"] else "dim"),
-                      Text(r[8], style="cyan" if p["my_gpus"] else "dim"))
+        table.add_row(
+            Text(r[0], style="bold"),
+            r[1],
+            r[2],
+            r[3],
+            Text(r[4], style="green" if p["gpus_free"] else "dim"),
+            Text(r[5], style="red" if p["gpus_unavailable"] else "dim"),
+            r[6],
+            Text(r[7], style="yellow" if p["pending_jobs"] else "dim"),
+            Text(r[8], style="cyan" if p["my_gpus"] else "dim"),
+        )
     console = Console()
     console.print(table)
     console.print(summary_line(data), style="dim")

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import UserError
-from ..slurm import assigned_nodes
 from ..layout import AttemptLayout, RestartLayout, RunLayout, launcher_rank_logs, log_per_task, natural_key, time_index
+from ..slurm import assigned_nodes
 from ..state.reconcile import refresh
 
 _LOCAL = re.compile(rb"^\[default(\d+)\]:")
@@ -63,8 +63,11 @@ def layout(row: Any) -> Layout:
 
         spec = spec_from_dict(RunSpec, json.loads(row["config"]))
         shp = shape(spec)
-        return Layout(shp.procs_per_node, log_per_task(spec.launch.kind, shp.tasks_per_node),
-                      launcher_rank_logs(spec.launch.kind, shp.procs_per_node * shp.nodes))
+        return Layout(
+            shp.procs_per_node,
+            log_per_task(spec.launch.kind, shp.tasks_per_node),
+            launcher_rank_logs(spec.launch.kind, shp.procs_per_node * shp.nodes),
+        )
     except Exception:
         return Layout()
 
@@ -94,7 +97,10 @@ def hosts(restarts: List[RestartLayout]) -> Dict[int, str]:
 def sources(row: Any, attempt: AttemptLayout, args: Namespace, lay: Layout) -> List[Source]:
     d = attempt.root
     if d.exists() and not os.access(d, os.R_OK | os.X_OK):
-        raise UserError(f"the run directory {str(d)!r} is not readable", "check its permissions (danlu creates it readable by its owner only)")
+        raise UserError(
+            f"the run directory {str(d)!r} is not readable",
+            "check its permissions (danlu creates it readable by its owner only)",
+        )
     if args.err:
         out = RunLayout(Path(row["run_dir"])).slurm_output(row["job_id"])
         return [Source([out] if out else [])]
@@ -139,10 +145,17 @@ def sources(row: Any, attempt: AttemptLayout, args: Namespace, lay: Layout) -> L
     drop_tee = bool(ranks) or lay.rank_files
     out: List[Source] = []
     for name in nodes:
-        stem = name[:-len(".log")]
+        stem = name[: -len(".log")]
         n = int(stem[4:]) if stem[4:].isdigit() else None
-        out.append(Source([x.root / name for x in restarts], tag=host.get(n, stem) if n is not None else stem,
-                          node=n, ppn=ppn, drop_tee=drop_tee))
+        out.append(
+            Source(
+                [x.root / name for x in restarts],
+                tag=host.get(n, stem) if n is not None else stem,
+                node=n,
+                ppn=ppn,
+                drop_tee=drop_tee,
+            )
+        )
     for r in ranks:
         out.extend(rank_sources(r))
     return out
@@ -166,8 +179,10 @@ def show_logs(store: Any, args: Namespace) -> int:
     not_yet = never_ran and RunLayout(run_dir).sweep.root.is_dir() and not run_dir.exists()
     if not run_dir.is_dir() and not not_yet:
         what = "is not a directory" if run_dir.exists() else "is gone"
-        raise UserError(f"the run directory {str(run_dir)!r} {what}",
-                        "it was moved or deleted; `danlu show RUN` still has the config and script")
+        raise UserError(
+            f"the run directory {str(run_dir)!r} {what}",
+            "it was moved or deleted; `danlu show RUN` still has the config and script",
+        )
     if args.tail is not None and args.tail < 0:
         raise UserError(f"--tail {args.tail}: must be 0 or more", "e.g. --tail 50 for the last 50 lines")
     merged = dict(row) | {"job_id": shown["job_id"]}
@@ -182,17 +197,18 @@ def show_logs(store: Any, args: Namespace) -> int:
     follow = args.follow and number == latest["attempt"]
     if not follow and (args.rank is not None or args.node is not None) and not any(s.exists() for s in srcs):
         what = f"rank {args.rank}" if args.rank is not None else f"node {args.node}"
-        raise UserError(f"no log for {what} of {args.run} (attempt {number}) yet",
-                        "it may not have started; `danlu status` shows its state, `--follow` waits for it")
+        raise UserError(
+            f"no log for {what} of {args.run} (attempt {number}) yet",
+            "it may not have started; `danlu status` shows its state, `--follow` waits for it",
+        )
     offsets: Dict[Path, int] = {}
     # labels in the merged view of a run with several ranks, and on a node of one-task-per-rank runs; decided once,
     # from the run's shape, so that a --follow labels its lines the same from start to end
     world = (ppn or 0) * (row["nodes"] or 0)
-    prefix = args.rank is None and (args.node is None or bool(lay.per_task)) and \
-        (world > 1 if world else len(srcs) > 1)
+    prefix = args.rank is None and (args.node is None or bool(lay.per_task)) and (world > 1 if world else len(srcs) > 1)
     lines = _read_new(srcs, offsets, prefix)
     if args.tail is not None:
-        lines = lines[-args.tail:] if args.tail > 0 else []
+        lines = lines[-args.tail :] if args.tail > 0 else []
     _emit(lines)
     if not any(s.exists() for s in srcs):
         print(f"(no logs yet for {args.run}, attempt {number})", file=sys.stderr)
@@ -264,13 +280,13 @@ def _read_file(s: Source, f: Path, offsets: Dict[Path, int], prefix: bool) -> Li
         if s.only_local is not None:
             if m is None or int(m.group(1)) != s.only_local:
                 continue
-            raw = raw[m.end():]
+            raw = raw[m.end() :]
         if s.drop_tee and m is not None:
             continue  # shown from the rank's own log
         line = raw.decode("utf-8", "replace")
         if prefix:
             if m is not None and s.node is not None and s.ppn and s.only_local is None and s.tag:
-                line = f"[{s.tag} rank{s.node * s.ppn + int(m.group(1))}] {line[m.end():].lstrip()}"
+                line = f"[{s.tag} rank{s.node * s.ppn + int(m.group(1))}] {line[m.end() :].lstrip()}"
             elif s.node is not None and s.ppn == 1:
                 line = f"[{s.tag} rank{s.node}] {line}"  # one rank on this node: its launcher's lines are its own
             else:

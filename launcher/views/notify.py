@@ -27,9 +27,19 @@ def failure(row: Any) -> Dict[str, Any]:
     reason = row["reason"] or row["state"].lower()
     where = f" (attempt {row['attempt']}, job {row['job_id']})" if row["job_id"] else ""
     text = failure_text(row["run"], row["sweep"], row["state"], reason, where, log, tail)
-    return {"event": "run_failed", "sweep": row["sweep"], "run": row["run"], "attempt": int(row["attempt"]),
-            "job_id": row["job_id"], "state": row["state"], "exit_code": row["exit_code"], "reason": reason,
-            "log": str(log) if log else None, "log_tail": tail, "text": text}
+    return {
+        "event": "run_failed",
+        "sweep": row["sweep"],
+        "run": row["run"],
+        "attempt": int(row["attempt"]),
+        "job_id": row["job_id"],
+        "state": row["state"],
+        "exit_code": row["exit_code"],
+        "reason": reason,
+        "log": str(log) if log else None,
+        "log_tail": tail,
+        "text": text,
+    }
 
 
 def summary(sweep: str, rows: Sequence[Any], report: Dict[str, Any]) -> Dict[str, Any]:
@@ -38,19 +48,24 @@ def summary(sweep: str, rows: Sequence[Any], report: Dict[str, Any]) -> Dict[str
         counts[r["state"]] = counts.get(r["state"], 0) + 1
     active = sum(1 for r in rows if not r["final"])
     states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
-    lines = [f"danlu: sweep {sweep} ended: {len(rows)} run(s): {states}" +
-             (f" ({active} not ended yet)" if active else "")]
+    lines = [
+        f"danlu: sweep {sweep} ended: {len(rows)} run(s): {states}" + (f" ({active} not ended yet)" if active else "")
+    ]
     best = next((i for i in report["runs"] if i["best_run"]), None)
     top = next((p for p in report["points"] if p.get("best_point")), None)
     metric = report["metric"]
     if top is not None:
         point = " ".join(f"{k}={v}" for k, v in top["values"].items()) or "(one point)"
-        lines.append(f"best point: {point}: {metric} {number_text(top['mean'])} +- {number_text(top['std'])} "
-                     f"over seeds {','.join(str(s) for s in top['seeds'])}")
+        lines.append(
+            f"best point: {point}: {metric} {number_text(top['mean'])} +- {number_text(top['std'])} "
+            f"over seeds {','.join(str(s) for s in top['seeds'])}"
+        )
     if best is not None:
         point = " ".join(f"{k}={v}" for k, v in best["values"].items())
-        lines.append(f"best run: {best['run']}{' (' + point + ')' if point else ''}: {metric} "
-                     f"{number_text(best['best'])} at step {best['best_step']}")
+        lines.append(
+            f"best run: {best['run']}{' (' + point + ')' if point else ''}: {metric} "
+            f"{number_text(best['best'])} at step {best['best_step']}"
+        )
     bad = [r for r in rows if failed(r)]
     for r in bad[:MAX_LISTED]:
         lines.append(f"{r['state']}: {r['run']}: {r['reason'] or '-'}")
@@ -58,15 +73,35 @@ def summary(sweep: str, rows: Sequence[Any], report: Dict[str, Any]) -> Dict[str
         lines.append(f"... and {len(bad) - MAX_LISTED} more failed (danlu status {sweep} --state FAILED)")
     if metric:
         lines += ["", render(report, sparks=False)]
-    runs = [{"run": i["run"], "state": i["state"], "values": i["values"], "steps": i["steps"], "last": i["last"],
-             "best": i["best"], "best_step": i["best_step"],
-             "reason": next((r["reason"] for r in rows if r["run"] == i["run"]), "") or ""} for i in report["runs"]]
-    return {"event": "sweep_ended", "sweep": sweep, "counts": counts, "not_ended": active, "metric": metric,
-            "mode": report["mode"], "best_run": best["run"] if best else None,
-            "best_point": top["values"] if top else None, "runs": runs, "text": "\n".join(lines)}
+    runs = [
+        {
+            "run": i["run"],
+            "state": i["state"],
+            "values": i["values"],
+            "steps": i["steps"],
+            "last": i["last"],
+            "best": i["best"],
+            "best_step": i["best_step"],
+            "reason": next((r["reason"] for r in rows if r["run"] == i["run"]), "") or "",
+        }
+        for i in report["runs"]
+    ]
+    return {
+        "event": "sweep_ended",
+        "sweep": sweep,
+        "counts": counts,
+        "not_ended": active,
+        "metric": metric,
+        "mode": report["mode"],
+        "best_run": best["run"] if best else None,
+        "best_point": top["values"] if top else None,
+        "runs": runs,
+        "text": "\n".join(lines),
+    }
 
 
 def to_announce(rows: Sequence[Any]) -> List[Any]:
     """Failed runs whose failure was not sent yet (the batch script sends it as the job ends when it can)."""
-    return [r for r in rows if failed(r)
-            and not RunLayout(Path(r["run_dir"])).attempt(int(r["attempt"])).notified.exists()]
+    return [
+        r for r in rows if failed(r) and not RunLayout(Path(r["run_dir"])).attempt(int(r["attempt"])).notified.exists()
+    ]

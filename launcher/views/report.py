@@ -46,14 +46,18 @@ def sparkline(values: Sequence[float], width: int = 16) -> str:
         return ""
     if len(values) > width:  # the mean of each of `width` equal slices
         n = len(values)
-        values = [statistics.fmean(values[i * n // width:(i + 1) * n // width]) for i in range(width)]
+        values = [statistics.fmean(values[i * n // width : (i + 1) * n // width]) for i in range(width)]
     lo, hi = min(values), max(values)
     span = (hi - lo) or 1.0
     return "".join(SPARKS[min(len(SPARKS) - 1, int((v - lo) / span * len(SPARKS)))] for v in values)
 
 
-def build(runs: Sequence[RunReport], metric: Optional[str] = None, mode: Optional[str] = None,
-          group_by_seed: Optional[bool] = None) -> Dict[str, Any]:
+def build(
+    runs: Sequence[RunReport],
+    metric: Optional[str] = None,
+    mode: Optional[str] = None,
+    group_by_seed: Optional[bool] = None,
+) -> Dict[str, Any]:
     """The report as data (what --json prints and the table shows)."""
     keys = swept_keys(runs)
     chosen = choose_metric((n for r in runs for n in r.series), metric)
@@ -65,10 +69,18 @@ def build(runs: Sequence[RunReport], metric: Optional[str] = None, mode: Optiona
         s = r.series.get(chosen) if chosen else None
         last, best = (s.last(), s.best(how)) if s else (None, None)
         steps = max((x.steps[-1] for x in r.series.values() if x.steps), default=0)
-        items.append({"run": r.run, "state": r.state, "values": {k: r.values.get(k) for k in keys}, "steps": steps,
-                      "last": last[1] if last else None, "best": best[1] if best else None,
-                      "best_step": best[0] if best else None,
-                      "series": r.series})  # Series objects: as_json() makes them lists
+        items.append(
+            {
+                "run": r.run,
+                "state": r.state,
+                "values": {k: r.values.get(k) for k in keys},
+                "steps": steps,
+                "last": last[1] if last else None,
+                "best": best[1] if best else None,
+                "best_step": best[0] if best else None,
+                "series": r.series,
+            }
+        )  # Series objects: as_json() makes them lists
     better = min if how == "min" else max
     scored = [i for i in items if i["best"] is not None]
     winner = better(scored, key=lambda i: i["best"])["run"] if scored else None
@@ -82,16 +94,27 @@ def build(runs: Sequence[RunReport], metric: Optional[str] = None, mode: Optiona
             groups.setdefault(tuple(i["values"].get(k) for k in others), []).append(i)
         for vals, members in groups.items():
             bests = [m["best"] for m in members if m["best"] is not None]
-            points.append({"values": dict(zip(others, vals)), "runs": [m["run"] for m in members],
-                           "seeds": [m["values"].get(seed) for m in members],
-                           "mean": statistics.fmean(bests) if bests else None,
-                           "std": statistics.stdev(bests) if len(bests) > 1 else 0.0 if bests else None})
+            points.append(
+                {
+                    "values": dict(zip(others, vals)),
+                    "runs": [m["run"] for m in members],
+                    "seeds": [m["values"].get(seed) for m in members],
+                    "mean": statistics.fmean(bests) if bests else None,
+                    "std": statistics.stdev(bests) if len(bests) > 1 else 0.0 if bests else None,
+                }
+            )
         ranked = [p for p in points if p["mean"] is not None]
         top = better(ranked, key=lambda p: p["mean"]) if ranked else None
         for p in points:
             p["best_point"] = p is top
-    return {"metric": chosen, "mode": how, "keys": keys, "seed_key": seed if grouping else None, "runs": items,
-            "points": points}
+    return {
+        "metric": chosen,
+        "mode": how,
+        "keys": keys,
+        "seed_key": seed if grouping else None,
+        "runs": items,
+        "points": points,
+    }
 
 
 def as_json(report: Dict[str, Any]) -> Dict[str, Any]:
@@ -106,23 +129,42 @@ def number_text(v: Optional[float]) -> str:
 
 def render(report: Dict[str, Any], sparks: bool = True) -> str:
     keys, metric = report["keys"], report["metric"] or "-"
-    head = ["", "RUN"] + [column_label(keys, k) for k in keys] + \
-        ["ST", "STEPS", f"LAST({metric})", f"BEST({metric})", "AT"] + (["TREND"] if sparks else [])
+    head = (
+        ["", "RUN"]
+        + [column_label(keys, k) for k in keys]
+        + ["ST", "STEPS", f"LAST({metric})", f"BEST({metric})", "AT"]
+        + (["TREND"] if sparks else [])
+    )
     rows = []
     for i in report["runs"]:
         s = i["series"].get(report["metric"]) if report["metric"] else None
-        rows.append(["*" if i["best_run"] else "", i["run"]] + [str(i["values"].get(k, "")) for k in keys] +
-                    [i["state"], str(i["steps"]), number_text(i["last"]), number_text(i["best"]),
-                     "-" if i["best_step"] is None else str(i["best_step"])] +
-                    ([sparkline(s.values) if s else ""] if sparks else []))
+        rows.append(
+            ["*" if i["best_run"] else "", i["run"]]
+            + [str(i["values"].get(k, "")) for k in keys]
+            + [
+                i["state"],
+                str(i["steps"]),
+                number_text(i["last"]),
+                number_text(i["best"]),
+                "-" if i["best_step"] is None else str(i["best_step"]),
+            ]
+            + ([sparkline(s.values) if s else ""] if sparks else [])
+        )
     lines = [f"# {metric} ({report['mode']}): * marks the best run", _columns(head, rows)]
     if report["points"]:
         others = [k for k in keys if k != report["seed_key"]]
         phead = [""] + [column_label(keys, k) for k in others] + ["SEEDS", f"MEAN({metric})", "STD"]
-        prow = [["*" if p["best_point"] else ""] + [str(p["values"].get(k, "")) for k in others] +
-                [",".join(str(s) for s in p["seeds"]), number_text(p["mean"]), number_text(p["std"])] for p in report["points"]]
-        lines += ["", f"# over seeds ({report['seed_key']}): mean +- std of each run's best {metric}",
-                  _columns(phead, prow)]
+        prow = [
+            ["*" if p["best_point"] else ""]
+            + [str(p["values"].get(k, "")) for k in others]
+            + [",".join(str(s) for s in p["seeds"]), number_text(p["mean"]), number_text(p["std"])]
+            for p in report["points"]
+        ]
+        lines += [
+            "",
+            f"# over seeds ({report['seed_key']}): mean +- std of each run's best {metric}",
+            _columns(phead, prow),
+        ]
     return "\n".join(lines)
 
 

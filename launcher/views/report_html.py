@@ -14,8 +14,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 from .report import column_label, number_text
 
 # plotly's own qualitative palette (Plotly / D3 category10) for values that are not numbers
-PALETTE = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880", "#ff97ff",
-           "#fecb52"]
+PALETTE = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880", "#ff97ff", "#fecb52"]
 # Viridis at 8 stops (its last, light yellow, left out: it hardly shows on white), for numbers in their order
 VIRIDIS = ["#440154", "#472d7b", "#3b528b", "#2c728e", "#21918c", "#28ae80", "#5ec962", "#addc30"]
 
@@ -40,15 +39,20 @@ def colours(values: Sequence[Optional[str]]) -> Dict[Optional[str], str]:
     if distinct and all(number(v) is not None for v in distinct):
         ordered = sorted(distinct, key=lambda v: number(v) or 0.0)
         n = len(ordered)
-        return {v: VIRIDIS[round(i * (len(VIRIDIS) - 1) / (n - 1)) if n > 1 else len(VIRIDIS) // 2]
-                for i, v in enumerate(ordered)}
+        return {
+            v: VIRIDIS[round(i * (len(VIRIDIS) - 1) / (n - 1)) if n > 1 else len(VIRIDIS) // 2]
+            for i, v in enumerate(ordered)
+        }
     return {v: PALETTE[i % len(PALETTE)] for i, v in enumerate(distinct)}
 
 
 def figures(report: Mapping[str, Any]) -> List[Dict[str, Any]]:
     """One plotly figure (data + layout) per metric, the ranked metric first; a line per run that wrote it."""
-    names = list(dict.fromkeys(([report["metric"]] if report["metric"] else []) +
-                               [n for r in report["runs"] for n in r["series"]]))
+    names = list(
+        dict.fromkeys(
+            ([report["metric"]] if report["metric"] else []) + [n for r in report["runs"] for n in r["series"]]
+        )
+    )
     key = colour_key(report)
     palette = colours([r["values"].get(key) for r in report["runs"]]) if key else {}
     out = []
@@ -59,17 +63,34 @@ def figures(report: Mapping[str, Any]) -> List[Dict[str, Any]]:
             if not s or not len(s.steps):
                 continue
             value = r["values"].get(key) if key else None
-            traces.append({
-                "type": "scatter", "mode": "lines", "name": r["run"] + (f" ({column_label(report['keys'], key)}={value})"
-                                                                         if key else ""),
-                "x": list(s.steps), "y": list(s.values), "meta": r["run"],
-                "line": {"color": palette.get(value, PALETTE[0]), "width": 3 if r.get("best_run") else 1.5},
-                "hovertemplate": "run %{meta}<br>step %{x}<br>" + html.escape(name) + " %{y}<extra></extra>"})
+            traces.append(
+                {
+                    "type": "scatter",
+                    "mode": "lines",
+                    "name": r["run"] + (f" ({column_label(report['keys'], key)}={value})" if key else ""),
+                    "x": list(s.steps),
+                    "y": list(s.values),
+                    "meta": r["run"],
+                    "line": {"color": palette.get(value, PALETTE[0]), "width": 3 if r.get("best_run") else 1.5},
+                    "hovertemplate": "run %{meta}<br>step %{x}<br>" + html.escape(name) + " %{y}<extra></extra>",
+                }
+            )
         if traces:
-            out.append({"metric": name, "data": traces, "layout": {
-                "title": {"text": name}, "xaxis": {"title": {"text": "step"}}, "yaxis": {"title": {"text": name}},
-                "hovermode": "closest", "margin": {"t": 50, "r": 20, "b": 50, "l": 70}, "height": 380,
-                "legend": {"font": {"size": 10}}}})
+            out.append(
+                {
+                    "metric": name,
+                    "data": traces,
+                    "layout": {
+                        "title": {"text": name},
+                        "xaxis": {"title": {"text": "step"}},
+                        "yaxis": {"title": {"text": name}},
+                        "hovermode": "closest",
+                        "margin": {"t": 50, "r": 20, "b": 50, "l": 70},
+                        "height": 380,
+                        "legend": {"font": {"size": 10}},
+                    },
+                }
+            )
     return out
 
 
@@ -80,16 +101,21 @@ def _cell(text: str, sort: Optional[Any] = None) -> str:
 
 def _table(table_id: str, head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     heads = "".join(f'<th data-col="{html.escape(h.lower())}">{html.escape(h)}</th>' for h in head)
-    return (f'<table id="{table_id}" class="sortable"><thead><tr>{heads}</tr></thead><tbody>'
-            + "".join("<tr>" + "".join(r) + "</tr>" for r in rows) + "</tbody></table>")
+    return (
+        f'<table id="{table_id}" class="sortable"><thead><tr>{heads}</tr></thead><tbody>'
+        + "".join("<tr>" + "".join(r) + "</tr>" for r in rows)
+        + "</tbody></table>"
+    )
 
 
-def render_html(report: Mapping[str, Any], sweep: str, plotly_js: str, logs: Mapping[str, str],
-                generated: str) -> str:
+def render_html(report: Mapping[str, Any], sweep: str, plotly_js: str, logs: Mapping[str, str], generated: str) -> str:
     """The page. `logs`: run -> the tail of its log (embedded, linked from the run's row); `generated`: when."""
     keys, metric = list(report["keys"]), report["metric"] or "-"
-    head = ["best", "run"] + [column_label(keys, k) for k in keys] + \
-        ["state", "steps", f"last({metric})", f"best({metric})", "at", "logs"]
+    head = (
+        ["best", "run"]
+        + [column_label(keys, k) for k in keys]
+        + ["state", "steps", f"last({metric})", f"best({metric})", "at", "logs"]
+    )
     anchors = {r["run"]: f"log-{i}" for i, r in enumerate(report["runs"])}
     rows = []
     for r in report["runs"]:
@@ -101,29 +127,44 @@ def render_html(report: Mapping[str, Any], sweep: str, plotly_js: str, logs: Map
             except ValueError:
                 sort = v
             cells.append(_cell("" if v is None else str(v), sort))
-        cells += [_cell(r["state"], r["state"]), _cell(str(r["steps"]), r["steps"]), _cell(number_text(r["last"]), r["last"]),
-                  _cell(number_text(r["best"]), r["best"]), _cell("-" if r["best_step"] is None else str(r["best_step"]),
-                                                           r["best_step"]),
-                  f'<td><a href="#{anchors[r["run"]]}">logs</a></td>']
+        cells += [
+            _cell(r["state"], r["state"]),
+            _cell(str(r["steps"]), r["steps"]),
+            _cell(number_text(r["last"]), r["last"]),
+            _cell(number_text(r["best"]), r["best"]),
+            _cell("-" if r["best_step"] is None else str(r["best_step"]), r["best_step"]),
+            f'<td><a href="#{anchors[r["run"]]}">logs</a></td>',
+        ]
         rows.append(cells)
     parts = [_table("runs", head, rows)]
     if report["points"]:
         others = [k for k in keys if k != report["seed_key"]]
         phead = ["best"] + [column_label(keys, k) for k in others] + ["seeds", f"mean({metric})", "std"]
-        prows = [[_cell("*" if p["best_point"] else "", 1 if p["best_point"] else 0)]
-                 + [_cell(str(p["values"].get(k, "")), p["values"].get(k)) for k in others]
-                 + [_cell(",".join(str(s) for s in p["seeds"])), _cell(number_text(p["mean"]), p["mean"]),
-                    _cell(number_text(p["std"]), p["std"])] for p in report["points"]]
-        parts += [f"<h2>Over seeds ({html.escape(str(report['seed_key']))}): mean &plusmn; std of each run's best "
-                  f"{html.escape(metric)}</h2>", _table("points", phead, prows)]
+        prows = [
+            [_cell("*" if p["best_point"] else "", 1 if p["best_point"] else 0)]
+            + [_cell(str(p["values"].get(k, "")), p["values"].get(k)) for k in others]
+            + [
+                _cell(",".join(str(s) for s in p["seeds"])),
+                _cell(number_text(p["mean"]), p["mean"]),
+                _cell(number_text(p["std"]), p["std"]),
+            ]
+            for p in report["points"]
+        ]
+        parts += [
+            f"<h2>Over seeds ({html.escape(str(report['seed_key']))}): mean &plusmn; std of each run's best "
+            f"{html.escape(metric)}</h2>",
+            _table("points", phead, prows),
+        ]
     figs = figures(report)
-    plots = "".join(f'<div class="plot" id="plot-{i}" data-metric="{html.escape(f["metric"])}"></div>'
-                    for i, f in enumerate(figs))
+    plots = "".join(
+        f'<div class="plot" id="plot-{i}" data-metric="{html.escape(f["metric"])}"></div>' for i, f in enumerate(figs)
+    )
     log_parts = "".join(
         f'<details id="{anchors[r["run"]]}"><summary>{html.escape(r["run"])} ({html.escape(r["state"])}): '
-        f'the end of its log (<code>danlu logs {html.escape(r["run"])}</code> has all of it)</summary>'
-        f'<pre>{html.escape(logs.get(r["run"], "") or "(no log yet)")}</pre></details>'
-        for r in report["runs"])
+        f"the end of its log (<code>danlu logs {html.escape(r['run'])}</code> has all of it)</summary>"
+        f"<pre>{html.escape(logs.get(r['run'], '') or '(no log yet)')}</pre></details>"
+        for r in report["runs"]
+    )
     data = json.dumps([{"data": f["data"], "layout": f["layout"]} for f in figs]).replace("</", "<\\/")
     title = f"danlu report: {sweep}"
     library = plotly_js.replace("</script", "<\\/script")

@@ -11,8 +11,23 @@ from ..errors import UserError
 from ..layout import RunLayout
 from ..state.reconcile import refresh
 
-ATTEMPT_FIELDS = ("attempt", "job_id", "state", "final", "reason", "exit_code", "nodelist", "partition", "submitted",
-                  "started", "ended", "elapsed", "restarts", "script", "command")
+ATTEMPT_FIELDS = (
+    "attempt",
+    "job_id",
+    "state",
+    "final",
+    "reason",
+    "exit_code",
+    "nodelist",
+    "partition",
+    "submitted",
+    "started",
+    "ended",
+    "elapsed",
+    "restarts",
+    "script",
+    "command",
+)
 
 
 def accounting_records(raw: str | None) -> List[Dict[str, str]]:
@@ -48,8 +63,9 @@ def _fetch_accounting(store: Any, run: str, attempts: List[Any]) -> None:
         acct = slurm.sacct(ids) if ids else {}
     except slurm.SlurmUnavailable:
         return
-    store.record_accounting(run, {a["attempt"]: acct[a["job_id"]].raw for a in attempts
-                                  if a["job_id"] in acct and acct[a["job_id"]].raw})
+    store.record_accounting(
+        run, {a["attempt"]: acct[a["job_id"]].raw for a in attempts if a["job_id"] in acct and acct[a["job_id"]].raw}
+    )
 
 
 def show_data(store: Any, run: str) -> Dict[str, Any]:
@@ -68,17 +84,28 @@ def show_data(store: Any, run: str) -> Dict[str, Any]:
         except OSError as e:
             script = f"(script unreadable: {e})"
     return {
-        "run": row["run"], "sweep": row["sweep"], "experiment": sweep["experiment"] if sweep else None,
-        "cluster": sweep["cluster"] if sweep else None, "overrides": json.loads(row["overrides"]),
-        "config": json.loads(row["config"]), "run_dir": row["run_dir"], "workdir": row["workdir"],
+        "run": row["run"],
+        "sweep": row["sweep"],
+        "experiment": sweep["experiment"] if sweep else None,
+        "cluster": sweep["cluster"] if sweep else None,
+        "overrides": json.loads(row["overrides"]),
+        "config": json.loads(row["config"]),
+        "run_dir": row["run_dir"],
+        "workdir": row["workdir"],
         "git": {"commit": row["git_commit"], "dirty": None if row["git_dirty"] is None else bool(row["git_dirty"])},
-        "command": latest["command"], "script_path": latest["script"],
+        "command": latest["command"],
+        "script_path": latest["script"],
         "submitted_with": json.loads(sweep["argv"]) if sweep else None,
         "launched": launched_commands(row["run_dir"], latest["attempt"]),
-        "attempts": [{k: a[k] for k in ATTEMPT_FIELDS} | {"final": bool(a["final"]),
-                                                          "overrides": json.loads(a["overrides"] or "[]"),
-                                                          "accounting": accounting_records(a["accounting"])}
-                     for a in attempts],
+        "attempts": [
+            {k: a[k] for k in ATTEMPT_FIELDS}
+            | {
+                "final": bool(a["final"]),
+                "overrides": json.loads(a["overrides"] or "[]"),
+                "accounting": accounting_records(a["accounting"]),
+            }
+            for a in attempts
+        ],
         "script": script,
     }
 
@@ -86,8 +113,12 @@ def show_data(store: Any, run: str) -> Dict[str, Any]:
 def render_text(data: Dict[str, Any]) -> str:
     import yaml
 
-    lines = [f"run:       {data['run']}", f"overrides: {' '.join(data['overrides'])}", f"run dir:   {data['run_dir']}",
-             f"workdir:   {data['workdir']}"]
+    lines = [
+        f"run:       {data['run']}",
+        f"overrides: {' '.join(data['overrides'])}",
+        f"run dir:   {data['run_dir']}",
+        f"workdir:   {data['workdir']}",
+    ]
     git = data["git"]
     lines.append(f"git:       {git['commit'] or '(not a git checkout)'}{' (dirty)' if git['dirty'] else ''}")
     lines.append(f"command:   {data['command']}")
@@ -97,9 +128,11 @@ def render_text(data: Dict[str, Any]) -> str:
     for a in data["attempts"]:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(a["submitted"])) if a["submitted"] else "-"
         extra = f"  overrides: {' '.join(a['overrides'])}" if a["overrides"] else ""
-        lines.append(f"  {a['attempt']}: job {a['job_id'] or '-'}  {a['state']}{'' if a['final'] else ' (not final)'}"
-                     f"  {a['reason'] or ''}  submitted {when}  nodes {a['nodelist'] or '-'}"
-                     f"  requeues {a['restarts'] or 0}{extra}")
+        lines.append(
+            f"  {a['attempt']}: job {a['job_id'] or '-'}  {a['state']}{'' if a['final'] else ' (not final)'}"
+            f"  {a['reason'] or ''}  submitted {when}  nodes {a['nodelist'] or '-'}"
+            f"  requeues {a['restarts'] or 0}{extra}"
+        )
         for record in a["accounting"]:  # sacct's own words, one record per start
             lines.append("     sacct: " + " ".join(f"{k}={v}" for k, v in record.items() if v not in ("", "Unknown")))
     lines.append("config:")

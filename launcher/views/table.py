@@ -38,13 +38,43 @@ def items(rows: Sequence[Any]) -> List[Dict[str, Any]]:
         return []
     k = {name: i for i, name in enumerate(rows[0].keys())}
     run, sweep, job, state, reason, nodes, nodelist, a_part, part, elapsed, attempt, restarts, code, exp, rdir, fin = (
-        k["run"], k["sweep"], k["job_id"], k["state"], k["reason"], k["nodes"], k["nodelist"], k["a_partition"],
-        k.get("partition", k["a_partition"]), k["elapsed"], k["attempt"], k["restarts"], k["exit_code"], k["experiment"], k["run_dir"],
-        k["final"])
-    return [{"run": r[run], "sweep": r[sweep], "job_id": r[job], "state": r[state], "reason": r[reason] or "",
-             "nodes": r[nodes], "nodelist": r[nodelist] or "", "partition": r[a_part] or r[part] or "",
-             "elapsed": r[elapsed], "attempt": r[attempt], "restarts": r[restarts] or 0, "exit_code": r[code],
-             "name": r[exp], "run_dir": r[rdir], "final": bool(r[fin])} for r in rows]
+        k["run"],
+        k["sweep"],
+        k["job_id"],
+        k["state"],
+        k["reason"],
+        k["nodes"],
+        k["nodelist"],
+        k["a_partition"],
+        k.get("partition", k["a_partition"]),
+        k["elapsed"],
+        k["attempt"],
+        k["restarts"],
+        k["exit_code"],
+        k["experiment"],
+        k["run_dir"],
+        k["final"],
+    )
+    return [
+        {
+            "run": r[run],
+            "sweep": r[sweep],
+            "job_id": r[job],
+            "state": r[state],
+            "reason": r[reason] or "",
+            "nodes": r[nodes],
+            "nodelist": r[nodelist] or "",
+            "partition": r[a_part] or r[part] or "",
+            "elapsed": r[elapsed],
+            "attempt": r[attempt],
+            "restarts": r[restarts] or 0,
+            "exit_code": r[code],
+            "name": r[exp],
+            "run_dir": r[rdir],
+            "final": bool(r[fin]),
+        }
+        for r in rows
+    ]
 
 
 def _last(state: str, reason: str, nodelist: str) -> str:
@@ -78,10 +108,17 @@ class Fields:
         else:
             run, job, part, name, sweep = "run", "job_id", "partition", "name", "sweep"
             k = {n: n for n in ("state", "elapsed", "nodes", "attempt", "reason", "nodelist", "final")}
-        self.run, self.job, self.final, self.state = itemgetter(run), itemgetter(job), itemgetter(k["final"]), itemgetter(k["state"])
+        self.run, self.job, self.final, self.state = (
+            itemgetter(run),
+            itemgetter(job),
+            itemgetter(k["final"]),
+            itemgetter(k["state"]),
+        )
         # what a line's cells after RUN and JOBID are made of; 100,000 runs share few distinct values of it
         # (states, reasons, partitions, times of finished runs), so those cells are made once per distinct value
-        self.rest = itemgetter(part, name, k["state"], k["elapsed"], k["nodes"], k["attempt"], k["reason"], k["nodelist"])
+        self.rest = itemgetter(
+            part, name, k["state"], k["elapsed"], k["nodes"], k["attempt"], k["reason"], k["nodelist"]
+        )
         self.sweep_state = itemgetter(sweep, k["state"])
 
 
@@ -89,17 +126,34 @@ ITEM_FIELDS = Fields([])
 Progress = Dict[str, Tuple[Optional[int], Optional[float]]]  # run -> (step, the shown metric's value)
 
 
-def _rest(partition: str, name: str, state: str, elapsed: Optional[float], nodes: int, attempt: int, reason: str,
-          nodelist: str, progress: Optional[Tuple[Optional[int], Optional[float]]] = None) -> Tuple[str, ...]:
+def _rest(
+    partition: str,
+    name: str,
+    state: str,
+    elapsed: Optional[float],
+    nodes: int,
+    attempt: int,
+    reason: str,
+    nodelist: str,
+    progress: Optional[Tuple[Optional[int], Optional[float]]] = None,
+) -> Tuple[str, ...]:
     """The cells after RUN and JOBID; progress: (step, the metric's value) when the table shows them."""
-    cells = (partition or "-", name[:12], SHORT.get(state) or state[:3], _time(state, elapsed), str(nodes),
-             str(attempt))
+    cells = (
+        partition or "-",
+        name[:12],
+        SHORT.get(state) or state[:3],
+        _time(state, elapsed),
+        str(nodes),
+        str(attempt),
+    )
     if progress is not None:
         cells += ("-" if progress[0] is None else str(progress[0]), _value(progress[1]))
     return cells + (_last(state, reason or "", nodelist or "") or "",)
 
 
-def _cells(src: Sequence[Any], fields: Fields, progress: Optional[Progress]) -> Tuple[List[str], List[str], List[Tuple[str, ...]]]:
+def _cells(
+    src: Sequence[Any], fields: Fields, progress: Optional[Progress]
+) -> Tuple[List[str], List[str], List[Tuple[str, ...]]]:
     """RUN, JOBID and the other cells (a tuple per row, shared by the rows that have the same)."""
     runs = list(map(fields.run, src))
     keys: List[Any] = list(map(fields.rest, src))
@@ -116,8 +170,11 @@ def item_progress(shown: List[Dict[str, Any]], metric: Optional[str]) -> Optiona
     """The progress cells of items that add_progress gave a step and metrics (None: the table shows none)."""
     if not metric:
         return None
-    return {it["run"]: (it.get("step"), (it.get("metrics") or {}).get(metric)) for it in shown
-            if it.get("step") is not None or it.get("metrics")}
+    return {
+        it["run"]: (it.get("step"), (it.get("metrics") or {}).get(metric))
+        for it in shown
+        if it.get("step") is not None or it.get("metrics")
+    }
 
 
 def table_rows(shown: List[Dict[str, Any]], metric: Optional[str] = None) -> List[List[str]]:
@@ -130,7 +187,9 @@ def render_plain(shown: List[Dict[str, Any]], metric: Optional[str] = None) -> s
     return render(shown, ITEM_FIELDS, metric, item_progress(shown, metric))
 
 
-def render(src: Sequence[Any], fields: Fields, metric: Optional[str] = None, progress: Optional[Progress] = None) -> str:
+def render(
+    src: Sequence[Any], fields: Fields, metric: Optional[str] = None, progress: Optional[Progress] = None
+) -> str:
     """The table: a line of counts per sweep, the heads, a line per row of `src` (items or store rows: `fields`)."""
     runs, jobs, rest = _cells(src, fields, progress if metric else None)
     heads = columns(metric)
@@ -156,8 +215,9 @@ def sweep_counts(src: Sequence[Any], fields: Fields = ITEM_FIELDS) -> Dict[str, 
     return counts
 
 
-def filter_items(every: List[Any], names: Sequence[str], show_all: bool, states: Optional[str],
-                 fields: Fields = ITEM_FIELDS) -> List[Any]:
+def filter_items(
+    every: List[Any], names: Sequence[str], show_all: bool, states: Optional[str], fields: Fields = ITEM_FIELDS
+) -> List[Any]:
     """What `status` lists: the given states; else everything named (or --all); else the runs not final yet
     (a PREEMPTED run that Slurm may start again included). Items, or store rows with their `fields`."""
     if states:

@@ -18,12 +18,27 @@ from ..state.names import SHORT, TERMINAL
 from ..state.reconcile import refresh
 from .table import columns, filter_items, items, render_plain, select, table_rows
 
-COLORS = {"R": "green", "CD": "bright_green", "PD": "yellow", "F": "red", "TO": "red", "OOM": "red", "NF": "red",
-          "BF": "red", "DL": "red", "CA": "magenta", "PR": "cyan", "RQ": "cyan", "?": "red"}
+COLORS = {
+    "R": "green",
+    "CD": "bright_green",
+    "PD": "yellow",
+    "F": "red",
+    "TO": "red",
+    "OOM": "red",
+    "NF": "red",
+    "BF": "red",
+    "DL": "red",
+    "CA": "magenta",
+    "PR": "cyan",
+    "RQ": "cyan",
+    "?": "red",
+}
 BAR_WIDTH = 24
 
 
-def sweep_progress(all_items: List[Dict[str, Any]], sweeps: List[str]) -> List[Tuple[str, Dict[str, int], int, int, int]]:
+def sweep_progress(
+    all_items: List[Dict[str, Any]], sweeps: List[str]
+) -> List[Tuple[str, Dict[str, int], int, int, int]]:
     """(sweep, counts by state, total, completed, ended otherwise) for each sweep, over ALL its runs
     (finished ones too, so the bar measures the whole sweep even when only active runs are listed)."""
     out = []
@@ -53,12 +68,15 @@ def bar_text(total: int, completed: int, bad: int, width: int = BAR_WIDTH, ascii
 
 def counts_text(counts: Dict[str, int]) -> str:
     order = list(SHORT)
-    return ", ".join(f"{n} {SHORT.get(s, s)}" for s, n in sorted(counts.items(), key=lambda kv: order.index(kv[0])
-                                                                  if kv[0] in order else len(order)))
+    return ", ".join(
+        f"{n} {SHORT.get(s, s)}"
+        for s, n in sorted(counts.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order))
+    )
 
 
-def _snapshot(store: Any, args: Namespace) -> Tuple[List[Dict[str, Any]], List[Tuple[str, Dict[str, int], int, int, int]],
-                                                    List[str], Optional[str]]:
+def _snapshot(
+    store: Any, args: Namespace
+) -> Tuple[List[Dict[str, Any]], List[Tuple[str, Dict[str, int], int, int, int]], List[str], Optional[str]]:
     """One refresh: the store reconciled with Slurm (one sacct + one squeue for the active runs)."""
     selected = select(store, args.names)
     early = None if args.no_metrics else Prefetch(selected)  # log tails read while squeue and sacct answer
@@ -93,10 +111,12 @@ def render_rich(shown, progress, notes, args, metric=None) -> Any:  # type: igno
             ok, ko = text.count("█"), text.count("▓")
             bar = Text()
             bar.append(text[:ok], style="green")
-            bar.append(text[ok:ok + ko], style="red")
-            bar.append(text[ok + ko:], style="bright_black")
+            bar.append(text[ok : ok + ko], style="red")
+            bar.append(text[ok + ko :], style="bright_black")
             label = Text()
-            for i, (s, n) in enumerate(sorted(counts.items(), key=lambda kv: list(SHORT).index(kv[0]) if kv[0] in SHORT else 99)):
+            for i, (s, n) in enumerate(
+                sorted(counts.items(), key=lambda kv: list(SHORT).index(kv[0]) if kv[0] in SHORT else 99)
+            ):
                 short = SHORT.get(s, s)
                 label.append(("" if i == 0 else ", ") + f"{n} {short}", style=COLORS.get(short, ""))
             grid.add_row(Text(sweep, style="bold"), bar, Text(f"{completed + bad}/{total}"), label)
@@ -109,8 +129,12 @@ def render_rich(shown, progress, notes, args, metric=None) -> Any:  # type: igno
             table.add_row(*row[:4], Text(row[4], style=COLORS.get(row[4], "")), *row[5:])
         parts.append(table)
     else:
-        parts.append(Text("no active runs (`danlu status --all` lists finished ones)" if not args.names
-                          else "no runs match", style="dim"))
+        parts.append(
+            Text(
+                "no active runs (`danlu status --all` lists finished ones)" if not args.names else "no runs match",
+                style="dim",
+            )
+        )
     for note in notes:
         parts.append(Text(f"warning: {note}", style="yellow"))
     return Group(*parts)
@@ -119,8 +143,10 @@ def render_rich(shown, progress, notes, args, metric=None) -> Any:  # type: igno
 def render_text(shown, progress, notes, args, metric=None) -> str:  # type: ignore[no-untyped-def]
     lines = [_header(args)]
     for sweep, counts, total, completed, bad in progress:
-        lines.append(f"{sweep}  [{bar_text(total, completed, bad, ascii_only=True)}] {completed + bad}/{total}  "
-                     f"{counts_text(counts)}")
+        lines.append(
+            f"{sweep}  [{bar_text(total, completed, bad, ascii_only=True)}] {completed + bad}/{total}  "
+            f"{counts_text(counts)}"
+        )
     table = [ln for ln in render_plain(shown, metric).splitlines() if not ln.startswith("# ")]  # counts above
     lines.extend(table if shown else ["no active runs" if not args.names else "no runs match"])
     lines.extend(f"warning: {n}" for n in notes)
