@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """danlu against the alternatives, side by side, measured in one run on the project's test Slurm clusters.
 
-    .venv/bin/pip install -e '.[bench]'   # once: hydra-submitit-launcher, the alternative of section 1
-    python bench/run.py            # everything (~30 min), writes bench/RESULTS.md
+    python bench/run.py            # everything (~30 min), writes bench/RESULTS.md; installs .venv and the bench
+                                   # extra (hydra-submitit-launcher, the alternative of section 1) when missing
     python bench/run.py --quick    # the headline rows only (under 3 minutes; 22.05, no hydra-submitit-launcher)
     python bench/run.py --only startup,submit [--out FILE]
 
@@ -29,7 +29,6 @@ of RESULTS.md are written from the numbers of the same run.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -1864,11 +1863,10 @@ def report(args: argparse.Namespace, started: float, info: Dict[str, str], befor
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:  # its parent package is missing
-        return False
+def _in_venv(module: str) -> bool:
+    """Whether the project's .venv can import `module`."""
+    probe = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({module!r}) is None)"
+    return subprocess.run([str(VENV_BIN / "python"), "-c", probe], capture_output=True).returncode == 0
 
 
 def worktree(commit: str) -> Optional[Path]:
@@ -1894,13 +1892,10 @@ def main() -> int:
     quick = args.quick
     only = set((args.only or ("startup,submit,sweep,status,report,load" if quick else ",".join(SECTIONS))).split(","))
     hydra = "sweep" in only and not quick
-    if hydra and not _installed("hydra_plugins.hydra_submitit_launcher"):
-        print("error: hydra-submitit-launcher is not installed (section 1 measures danlu against it)", file=sys.stderr)
-        print(
-            "hint: .venv/bin/pip install -e '.[bench]', or run with --quick (no hydra-submitit-launcher)",
-            file=sys.stderr,
-        )
-        return 2
+    sh(["bash", str(REPO / "scripts" / "setup.sh")], timeout=900)  # .venv with danlu, as the tests use it
+    if hydra and not _in_venv("hydra_plugins.hydra_submitit_launcher"):
+        log("installing the bench extra into .venv (hydra-submitit-launcher, the alternative of section 1)")
+        sh([str(VENV_BIN / "pip"), "install", "-q", "--disable-pip-version-check", "-e", f"{REPO}[bench]"], timeout=900)
     started = time.time()
     load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     log("starting the test cluster (tests/cluster/up.sh)")

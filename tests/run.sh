@@ -13,9 +13,16 @@ command -v zsh >/dev/null || need+=(zsh)
 command -v sshfs >/dev/null || need+=(sshfs)
 # a real browser for the HTML report's test (tests/test_report.py, tests/browser_helpers.py)
 command -v chromium >/dev/null || need+=(chromium)
-if [ ${#need[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"; } >/dev/null 2>&1 \
-    || echo "warning: could not install ${need[*]}" >&2
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    echo "error: the tests need ${need[*]}, and only root with apt-get can install them here" >&2
+    echo "hint: install them (Debian: apt-get install ${need[*]}), or run tests/run.sh as root" >&2
+    exit 2
+  fi
+  apt_log=$(mktemp)
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"; } >"$apt_log" 2>&1 \
+    || { tail -n 20 "$apt_log" >&2; echo "error: could not install ${need[*]}" >&2; exit 1; }
+  rm -f "$apt_log"
 fi
 source .venv/bin/activate
 # Most tests share the test cluster happily and run on 3 workers (one file per worker); the few that
