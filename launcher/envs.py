@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, TypedDict
 
 from .errors import UserError
 from .layout import safe_name
@@ -108,7 +108,17 @@ def sync(name: str) -> Dict[str, object]:
     }
 
 
-def listing() -> List[Dict[str, object]]:
+class EnvRow(TypedDict):
+    """An environment as `danlu env list` shows it (--json: these keys)."""
+
+    name: str
+    dir: str
+    synced: bool
+    python_version: Optional[str]
+    venv: str
+
+
+def listing() -> List[EnvRow]:
     return [
         {
             "name": name,

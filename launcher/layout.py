@@ -27,7 +27,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 RESULT = "result.json"
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -201,8 +201,8 @@ class AttemptLayout:
     def mark_notified(self, reason: str) -> None:
         self.notified.write_text(json.dumps({"sent": time.time(), "reason": reason}))
 
-    def read_result(self) -> Optional[Dict[str, object]]:
-        """What task 0's agent wrote when the program ended (None if nothing yet)."""
+    def read_result(self) -> Optional[Dict[str, Any]]:
+        """What task 0's agent wrote when the program ended (None if nothing yet): JSON, values of any JSON type."""
         try:
             data = json.loads(self.result.read_text())
         except (OSError, ValueError):

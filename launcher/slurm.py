@@ -13,7 +13,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional, Tuple
 
 SACCT_FORMAT = "JobID,JobName%60,State,ExitCode,Reason,NodeList,Partition,Start,End,ElapsedRaw,Comment%80"
 SQUEUE_FORMAT = "%i|%T|%r|%N|%P|%M|%D|%k|%F"
@@ -369,7 +369,10 @@ def stop_grace(partition: Optional[str], qos: Optional[str] = None, killwait: Op
     return max(known) if known else None
 
 
-def stop_graces(places: Iterable[tuple]) -> Dict[tuple, Optional[int]]:
+Place = Tuple[Optional[str], Optional[str]]  # (partition, qos)
+
+
+def stop_graces(places: Iterable[Place]) -> Dict[Place, Optional[int]]:
     """stop_grace of every distinct (partition, qos) of a submission; KillWait read once for all of them."""
     distinct = set(places)
     killwait = kill_wait() if distinct else None

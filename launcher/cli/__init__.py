@@ -45,9 +45,10 @@ def entry() -> None:
             print(e.code, file=sys.stderr)
             code = 1
     threading = sys.modules.get("threading")  # not imported: no thread to wait for (and `--help` stays light)
-    for thread in threading.enumerate() if threading else ():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
+    if threading is not None:
+        for thread in threading.enumerate():
+            if thread is not threading.main_thread() and not thread.daemon:
+                thread.join()
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -99,6 +100,7 @@ def main(argv: list[str] | tuple[str, ...] | None = None) -> int:  # no typing i
         if os.environ.get("DANLU_DEBUG"):
             raise
         err(f"error: {' '.join(str(e).split()) or type(e).__name__}")
-        if getattr(e, "hint", None):
-            err(f"hint: {e.hint}")
+        hint = getattr(e, "hint", None)
+        if hint:
+            err(f"hint: {hint}")
         return 1

@@ -42,7 +42,7 @@ def store_errors(fn: Callable[[Namespace], int]) -> Callable[[Namespace], int]:
     return wrapper
 
 
-def report_submitted(args: Namespace, sweep: str, results: dict, njobs: int) -> None:
+def report_submitted(args: Namespace, sweep: str, results: dict[str, str], njobs: int) -> None:
     """run<TAB>job id per run on stdout (or --json), a summary on stderr."""
     import json
 

@@ -37,8 +37,7 @@ def run(args: Namespace) -> int:
         width = max(len(r["name"]) for r in rows)
         print(f"{'NAME':<{width}}  SYNCED  PYTHON    DIR")
         for r in rows:
-            print(
-                f"{r['name']:<{width}}  {'yes' if r['synced'] else 'no':<6}  {r['python_version'] or '-':<8}  {r['dir']}"
-            )
+            synced = "yes" if r["synced"] else "no"
+            print(f"{r['name']:<{width}}  {synced:<6}  {r['python_version'] or '-':<8}  {r['dir']}")
         return 0
     raise UserError("`danlu env` needs an action", "danlu env sync NAME | danlu env list")

@@ -86,7 +86,7 @@ def run(args: Namespace) -> int:
     composer, template_dir = Composer.of_sweep(store.sweep(chosen[0]["sweep"]))  # the same configs and templates
     planned: List[PlannedRun] = []
     expect: Dict[str, int] = {}
-    graces: Dict[tuple, Optional[int]] = {}
+    graces: Dict[slurm.Place, Optional[int]] = {}
     for r in chosen:
         overrides = merge_overrides(json.loads(r["overrides"]), list(args.overrides))
         if args.exclude_failed_nodes:
@@ -114,7 +114,8 @@ def run(args: Namespace) -> int:
             )
         )
         expect[r["run"]] = r["attempt"]
-    problems: list = []  # the live cluster's word on these runs: the profile's contradictions, the submit limit
+    # the live cluster's word on these runs: the profile's contradictions, the submit limit
+    problems: List[UserError] = []
     warnings, _facts = against_the_live_cluster(
         [p.cfg for p in planned], [p.shape for p in planned], problems, False, keep=not args.dry_run
     )

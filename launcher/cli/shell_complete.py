@@ -10,7 +10,10 @@ from __future__ import annotations
 import sqlite3
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
+
+if TYPE_CHECKING:
+    import argparse  # imported where used: TAB must answer fast
 
 BASH = r"""# danlu completion for bash: eval "$(danlu completion bash)" (e.g. in ~/.bashrc)
 _danlu_complete() {
@@ -81,7 +84,7 @@ def script(shell: str) -> str:
 
 
 # ---- what the parser knows (argparse only: cheap) ----------------------------------------------
-def _subparsers() -> Dict[str, object]:
+def _subparsers() -> Dict[str, argparse.ArgumentParser]:
     import argparse
 
     from .parser import build_parser
@@ -104,9 +107,9 @@ def _commands() -> List[str]:
     return []
 
 
-def _flags(parser: object) -> List[str]:
+def _flags(parser: argparse.ArgumentParser) -> List[str]:
     out: List[str] = []
-    for action in parser._actions:  # type: ignore[attr-defined]  # noqa: SLF001
+    for action in parser._actions:  # noqa: SLF001
         if action.help == "==SUPPRESS==":
             continue
         out.extend(o for o in action.option_strings if o.startswith("--"))
@@ -135,7 +138,7 @@ def _group_options(dirs: Sequence[Path], group: str) -> List[str]:
     return group_options(dirs, group)
 
 
-def _load_yaml(path: Path) -> dict:
+def _load_yaml(path: Path) -> Dict[str, Any]:
     import yaml
 
     try:
@@ -152,10 +155,10 @@ def _chosen(words: Sequence[str], group: str) -> Optional[str]:
     return None
 
 
-def _cluster_partitions(dirs: Sequence[Path], words: Sequence[str]) -> Dict[str, dict]:
+def _cluster_partitions(dirs: Sequence[Path], words: Sequence[str]) -> Dict[str, Dict[str, Any]]:
     name = _chosen(words, "cluster")
     names = [name] if name else _group_options(dirs, "cluster")
-    parts: Dict[str, dict] = {}
+    parts: Dict[str, Dict[str, Any]] = {}
     for d in dirs:
         for n in names:
             f = d / "cluster" / f"{n}.yaml"
@@ -288,7 +291,7 @@ def candidates(words: Sequence[str]) -> List[str]:
         return []
     if cur.startswith("-"):
         if command in ("env", "cluster") and args:
-            for action in subs[command]._actions:  # type: ignore[attr-defined]  # noqa: SLF001
+            for action in subs[command]._actions:  # noqa: SLF001
                 choices = getattr(action, "choices", None)
                 if isinstance(choices, dict) and args[0] in choices:
                     return _flags(choices[args[0]])

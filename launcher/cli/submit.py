@@ -11,6 +11,10 @@ from ..layout import safe_name
 from ..timings import phase
 from .output import err
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from ..plan.planner import PlannedJob
+
 
 def run(args: Namespace) -> int:
     with phase("imports"):
@@ -54,13 +58,13 @@ def run(args: Namespace) -> int:
         raise UserError(f"bad sweep name {base!r}", "set --name with letters, digits, '.', '_' and '-'")
     explicit = bool(args.name or spec0.name)
     token = new_token()
-    slurm_runs = [(c.spec, s) for c, s in zip(cfgs, shapes) if c.spec.cluster.kind == "slurm"]
+    slurm_runs = [(c.spec, s) for c, s in zip(cfgs, shapes, strict=True) if c.spec.cluster.kind == "slurm"]
     with phase("cluster facts"):
         from ..cluster_facts import stop_graces
 
         graces = stop_graces((place(spec, shp) for spec, shp in slurm_runs), facts) if slurm_runs else {}
 
-    def plan_for(name: str) -> list:
+    def plan_for(name: str) -> list[PlannedJob]:
         with phase("planning and rendering"):
             return plan_jobs(token, new_runs(name, cfgs, shapes, graces), args.template_dir)
 
@@ -117,7 +121,7 @@ def run(args: Namespace) -> int:
     return 0
 
 
-def print_plan(jobs: list) -> None:
+def print_plan(jobs: list[PlannedJob]) -> None:
     """The scripts of a plan, exactly as they would go to sbatch."""
     for k, job in enumerate(jobs):
         if len(jobs) > 1:

@@ -57,7 +57,8 @@ def drop_stale_result(folder: str) -> None:
 
 
 def main() -> None:
-    sys.modules.setdefault("numpy", None)  # type: ignore[arg-type]  # `import numpy` now raises ImportError
+    # None in sys.modules blocks an import (`import numpy` now raises ImportError); typeshed allows modules only
+    sys.modules.setdefault("numpy", None)  # type: ignore[arg-type]  # the import system's documented marker
     from submitit.core.submission import process_job
 
     if len(sys.argv) != 3:

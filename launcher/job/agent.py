@@ -31,7 +31,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Protocol, Tuple
 
 from ..layout import RestartLayout, RunLayout, log_per_task
 from .dispositions import HandlerWatch, catches
@@ -48,6 +48,15 @@ FAILED_PEER_KILL_S = 3.0
 # after SIGTERM the program has the cluster's grace (KillWait / GraceTime, slurm.stop_grace) less this margin,
 # in which the agent kills what is left, collects the logs and writes the result before Slurm's SIGKILL
 STOP_MARGIN_S = 2.0
+
+Child = subprocess.Popen[bytes]  # the program the agent started (its output read as bytes)
+Say = Callable[[str], None]  # a line of the agent's own in this node's log
+
+
+class Warn(Protocol):
+    """Stop this task's ranks as for the time-limit warning (`peer`: another task was stopped by a signal)."""
+
+    def __call__(self, why: str, peer: bool = False) -> None: ...
 # before the ranks' first line the hang watchdog waits at least this long (imports, data, rendezvous)
 STARTUP_SILENCE_S = 300.0
 
@@ -192,7 +201,7 @@ class NodeAgent:
         argv: List[str],
         env: Dict[str, str],
         out: TimedLog,
-        say,  # type: ignore[no-untyped-def]
+        say: Say,
         logs: RestartLayout,
     ) -> int:
         warn_sig = getattr(signal, f"SIG{self.requeue_signal}")
@@ -321,7 +330,8 @@ class NodeAgent:
         threading.Thread(target=self._watch_peers, args=(child, logs, warn, say), daemon=True).start()
         assert child.stdout is not None
         reaping = signalled = False
-        for chunk in iter(lambda: child.stdout.readline(), b""):  # type: ignore[union-attr]
+        stdout = child.stdout
+        for chunk in iter(stdout.readline, b""):
             self._last_output = time.time()
             if not self._ranks_spoke and (
                 self.launch_kind not in ("accelerate", "torchrun")
@@ -401,7 +411,7 @@ class NodeAgent:
     _ranks_spoke = False
     _node_name: str = ""
 
-    def _watch_silence(self, child: subprocess.Popen, say) -> None:  # type: ignore[type-arg,no-untyped-def]
+    def _watch_silence(self, child: Child, say: Say) -> None:
         """A rank blocked in a collective whose peer hangs never ends by itself (gloo/NCCL wait up to 30 min):
         when no training process of this node has written a line for hang_timeout_s, end the job as hung."""
         while child.poll() is None:
@@ -419,7 +429,7 @@ class NodeAgent:
             _kill_program(child)
             return
 
-    def _watch_peers(self, child: subprocess.Popen, logs: RestartLayout, warn, say) -> None:  # type: ignore[type-arg,no-untyped-def]
+    def _watch_peers(self, child: Child, logs: RestartLayout, warn: Warn, say: Say) -> None:
         """Another task stopped for a signal this one was not sent (its `stopped-*` file): stop this task's ranks
         as for the time limit, checkpoint and all, rather than leave them waiting for their peers in a collective
         or have srun kill them. Task 0 then asks Slurm to requeue the job (unless Slurm is ending it)."""
@@ -434,9 +444,9 @@ class NodeAgent:
 
     def _end_for_failed_peer(
         self,
-        child: subprocess.Popen,
+        child: Child,
         logs: RestartLayout,
-        say,  # type: ignore[type-arg,no-untyped-def]
+        say: Say,
         why: str = "",
     ) -> bool:
         """Another task failed first (its `failed-*` file): the job is failing, so nothing here is worth a checkpoint
@@ -457,7 +467,7 @@ class NodeAgent:
     _tag = ""
     _slurm_keeps_it = False  # _stopped_from_outside found the job RUNNING and not being preempted
 
-    def _rank_pids(self, child: subprocess.Popen) -> List[int]:  # type: ignore[type-arg]
+    def _rank_pids(self, child: Child) -> List[int]:
         """The training processes: a per-node launcher's children (torch elastic starts each rank in a session of
         its own), else the program the agent started (one per task). Never the process group: it holds data
         loader workers, which SIGUSR1 would kill."""
@@ -610,7 +620,7 @@ def _kill_descendants() -> None:
         _kill(pid, signal.SIGKILL)
 
 
-def _kill_program(child: subprocess.Popen) -> None:  # type: ignore[type-arg]
+def _kill_program(child: Child) -> None:
     """SIGKILL the launcher's process group and every descendant of this agent (ranks in sessions of their own)."""
     _killpg(child.pid, signal.SIGKILL)
     _kill_descendants()
@@ -705,7 +715,7 @@ _ELASTIC_CLOSING = re.compile(rb"Sending process \d+ closing signal SIG|Closing 
 _ELASTIC_SIGNALLED = re.compile(rb"Received \d+ death signal")
 
 
-def _kill_ranks_later(child: subprocess.Popen, stopped: Callable[[], bool]) -> None:  # type: ignore[type-arg]
+def _kill_ranks_later(child: Child, stopped: Callable[[], bool]) -> None:
     """SIGKILL the launcher's ranks still alive after the grace (torch elastic starts each rank in a
     session of its own: the rank's whole group goes). The launcher itself is left to notice, report
     which rank failed first, and exit with its own code. Not when the agent was told to stop meanwhile:
@@ -732,7 +742,7 @@ def _children(ppid: int) -> List[int]:
     return [pid for pid, parent, _ in _live_processes() if parent == ppid]
 
 
-def _kill_later(child: subprocess.Popen, after: float) -> None:  # type: ignore[type-arg]
+def _kill_later(child: Child, after: float) -> None:
     """SIGKILL whatever of the program still runs `after` seconds from now (its group and every descendant)."""
     try:
         child.wait(timeout=after)

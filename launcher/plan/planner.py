@@ -64,7 +64,7 @@ class PlannedRun:
             checkpoint_wait_s=max(5.0, s.requeue.grace_s - 5.0),
             grace_s=float(s.requeue.grace_s) if s.requeue.enabled else 0.0,
             hang_timeout_s=float(s.launch.hang_timeout_s or 0),
-            **({"stop_grace_s": float(self.stop_grace_s)} if self.stop_grace_s else {}),
+            stop_grace_s=float(self.stop_grace_s) if self.stop_grace_s else NodeAgent.stop_grace_s,
         )
 
 

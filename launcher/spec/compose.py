@@ -460,7 +460,7 @@ def _copy(data: Any) -> Any:
 _DATACLASS_FIELDS: Dict[Tuple[Any, str], Any] = {}
 for _cls in (RunSpec,):
     for _f in fields(_cls):
-        _default = _f.default_factory() if callable(_f.default_factory) else None  # type: ignore[misc]
+        _default = _f.default_factory() if callable(_f.default_factory) else None
         if is_dataclass(_default):
             _DATACLASS_FIELDS[(_cls, _f.name)] = type(_default)
 

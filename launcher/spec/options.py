@@ -158,7 +158,7 @@ def describe(cls: type, prefix: str = "") -> List[tuple[str, str, str]]:
     for f in fields(cls):
         key = f"{prefix}{f.name}"
         inner = f.type if isinstance(f.type, type) else None
-        default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
+        default = f.default_factory() if callable(f.default_factory) else f.default
         if is_dataclass(default):
             rows.extend(describe(type(default), key + "."))
             continue

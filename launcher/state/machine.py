@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from .. import slurm
-from ..layout import RunLayout
+from ..layout import AttemptLayout, RunLayout
 from ..procs import pid_alive
 from .names import ACTIVE, TERMINAL
 from .reasons import classify, tail_lines
@@ -52,7 +52,7 @@ def is_final(state: str, held: Optional[bool]) -> bool:
     return state in TERMINAL
 
 
-def attempt_files(row: Any) -> Any:
+def attempt_files(row: Any) -> AttemptLayout:
     """The AttemptLayout of a store row (run_dir + attempt)."""
     return RunLayout(Path(row["run_dir"])).attempt(int(row["attempt"]))
 
@@ -69,7 +69,7 @@ def _result_state(r: Any) -> Optional[Tuple[str, str, Dict[str, Any]]]:
     res = attempt_files(r).read_result()
     if res is None:
         return None
-    code = int(res.get("exit_code", 1))  # type: ignore[call-overload]
+    code = int(res.get("exit_code", 1))
     return ("COMPLETED" if code == 0 else "FAILED"), f"{code}:0", res
 
 
@@ -204,7 +204,7 @@ def failed_nodes(attempt: Any, run: Any) -> List[str]:
     if latest is None:
         return hosts
     host_of: Dict[str, str] = {}  # agent tag -> the host it ran on: "[danlu agent node1 gpu-07] ..."
-    ended: set = set()
+    ended: set[str] = set()
     for tag, log in latest.agent_logs().items():
         try:
             text = log.read_text(errors="replace")

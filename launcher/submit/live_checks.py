@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 from ..cluster_facts import ClusterFacts, cached, contradictions, grp_tres_problem, submit_limit
 from ..errors import UserError
 
+if TYPE_CHECKING:
+    from ..spec.compose import RunConfig
+    from ..spec.validate import Shape
+
 
 def against_the_live_cluster(
-    cfgs: list, shapes: list, problems: list, refresh: bool, keep: bool = True
+    cfgs: Sequence[RunConfig], shapes: Sequence[Shape], problems: List[UserError], refresh: bool, keep: bool = True
 ) -> Tuple[List[str], Optional[ClusterFacts]]:
     """The runs checked against what the live cluster says (cluster_facts, cached an hour): where the profile
     contradicts it (warnings, returned with the facts), MaxArraySize (arrays split at the smaller), a job the
@@ -21,12 +25,12 @@ def against_the_live_cluster(
     facts = cached(profile.name, refresh=refresh, keep=keep)
     if facts is None:
         return [], None
-    used = [s.partition for c, s in zip(cfgs, shapes) if c.spec.cluster.kind == "slurm" and s.partition]
+    used = [s.partition for c, s in zip(cfgs, shapes, strict=True) if c.spec.cluster.kind == "slurm" and s.partition]
     warnings = contradictions(profile, facts, used)
     if facts.max_array_size:
         for c in slurm_cfgs:
             c.spec.cluster.max_array_size = min(c.spec.cluster.max_array_size, facts.max_array_size)
-    for c, s in zip(cfgs, shapes):
+    for c, s in zip(cfgs, shapes, strict=True):
         if c.spec.cluster.kind != "slurm":
             continue
         never = grp_tres_problem(
