@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from . import slurm
 
@@ -82,7 +82,7 @@ def add_nodes(parts: Dict[str, PartitionFacts], sinfo_text: str) -> None:
     """CPUs, memory and GPUs of each partition's nodes from `sinfo -N` (SINFO_NODES)."""
     from .views.cluster import parse_gres
 
-    nodes: Dict[str, tuple] = {}
+    nodes: Dict[str, Tuple[int, int, Dict[str, int]]] = {}  # node -> (CPUs, memory MB, GPUs per type)
     for line in sinfo_text.splitlines():
         cells = [c.strip() for c in line.split("|")]
         if len(cells) < 5 or not cells[0]:
@@ -113,10 +113,10 @@ def parse_assoc(text: str) -> Tuple[Dict[str, Optional[int]], Dict[str, int]]:
     tres: Dict[str, int] = {}
     for line in text.splitlines():
         cells = line.split("|")
-        for key, cell in zip(("max_submit_jobs", "max_jobs"), cells):
+        for key, cell in zip(("max_submit_jobs", "max_jobs"), cells, strict=False):  # then GrpTRES, or no more
             if cell.strip().isdigit():
-                value = int(cell)
-                limits[key] = value if limits[key] is None else min(limits[key], value)  # type: ignore[type-var]
+                value, tightest = int(cell), limits[key]
+                limits[key] = value if tightest is None else min(tightest, value)
         for item in (cells[2] if len(cells) > 2 else "").split(","):
             name, _, count = item.strip().partition("=")
             if name and count.isdigit():
@@ -236,9 +236,9 @@ def _cache_file(cluster: str) -> Path:
     return data_home() / "clusters" / f"{cluster}.json"
 
 
-def _from_json(data: Dict[str, object]) -> ClusterFacts:
-    parts = {k: PartitionFacts(**v) for k, v in data["partitions"].items()}  # type: ignore[union-attr]
-    return ClusterFacts(**{**data, "partitions": parts})  # type: ignore[arg-type]
+def _from_json(data: Dict[str, Any]) -> ClusterFacts:
+    parts = {k: PartitionFacts(**v) for k, v in data["partitions"].items()}
+    return ClusterFacts(**{**data, "partitions": parts})
 
 
 def cached(cluster: str, refresh: bool = False, ttl: float = TTL_S, keep: bool = True) -> Optional[ClusterFacts]:
@@ -299,7 +299,7 @@ def contradictions(profile: object, facts: ClusterFacts, used: Sequence[str]) ->
             continue
         if mine is None:
             continue
-        pairs = [
+        pairs: List[Tuple[str, object, object]] = [  # (key, the profile's value, the live cluster's)
             ("nodes", mine.nodes, len(live.nodes)),
             ("gpus_per_node", mine.gpus_per_node, live.gpus_per_node),
             ("cpus_per_node", mine.cpus_per_node, live.cpus_per_node),
@@ -326,7 +326,9 @@ def submit_limit(facts: ClusterFacts, qos: Optional[str], new_jobs: int) -> Opti
     MaxSubmitJobs (over all of the user's jobs Slurm holds now) or the QOS's MaxSubmitJobsPerUser (over the user's
     jobs in that QOS), or the controller's MaxJobCount (over everyone's, for a sweep of a quarter of it or more);
     None when they fit, or when no limit is known."""
-    checks = [(facts.limits.get("max_submit_jobs"), "your association's MaxSubmitJobs", [])]
+    checks: List[Tuple[Optional[int], str, List[str]]] = [  # (limit, whose, squeue's options to count against it)
+        (facts.limits.get("max_submit_jobs"), "your association's MaxSubmitJobs", [])
+    ]
     if qos:
         try:
             cells = slurm.run(["sacctmgr", "-n", "-P", "show", "qos", qos, "format=MaxSubmitJobsPU"]).split()

@@ -86,7 +86,7 @@ def time_index(log: Path) -> Path:
     return log.with_name(log.name + ".times")
 
 
-def natural_key(path: Path) -> tuple:
+def natural_key(path: Path) -> tuple[int | str, ...]:
     """node2.log before node10.log."""
     return tuple(int(x) if x.isdigit() else x for x in _NUMBERS.split(path.name))
 

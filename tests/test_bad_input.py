@@ -89,7 +89,7 @@ SUBMIT_CASES = {
     "webhook variable not set": T + ["notify.url=env:DANLU_TEST_NO_SUCH_HOOK"],
     "webhook file readable by others": T + ["notify.url=file:/etc/hostname"],
     "unknown notify format": T + ["notify.url=env:HOME", "notify.format=teams"],
-    "notify on the local cluster": ["experiment=tiny_dpo", "notify.email=me@example.org"],
+    "notify on the local cluster": ["experiment=tiny_dpo", "cluster=local", "notify.email=me@example.org"],
 }
 CATALOGUE_FLOOR = 55  # tests/conftest.py fails the session when fewer catalogue cases ran and passed
 

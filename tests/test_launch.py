@@ -377,6 +377,7 @@ def test_tiny_ibq_runs_on_the_local_default_without_slurm(danlu_env, path_withou
 
 
 def test_default_cluster_is_local_without_sbatch_and_the_users_choice_with_it(tmp_path, monkeypatch):
+    from launcher.errors import UserError
     from launcher.spec.compose import Composer
 
     user = tmp_path / "jobs"
@@ -388,7 +389,8 @@ def test_default_cluster_is_local_without_sbatch_and_the_users_choice_with_it(tm
     assert Composer(str(user)).runs(["experiment=tiny_ibq"])[0].spec.cluster.name == "local"  # no sbatch: always
 
     monkeypatch.setattr(shutil, "which", lambda name, *a, **k: f"/usr/bin/{name}")
-    assert Composer().runs(["experiment=tiny_ibq"])[0].spec.cluster.name == "local"  # the embedded default
+    with pytest.raises(UserError, match="no cluster chosen"):  # the embedded default: not on a login node
+        Composer().runs(["experiment=tiny_ibq"])
     assert Composer(str(user)).runs(["experiment=tiny_ibq"])[0].spec.cluster.name == "testcluster"  # the user's
     assert Composer(str(user)).runs(["experiment=tiny_ibq", "cluster=local"])[0].spec.cluster.name == "local"
 

@@ -203,6 +203,7 @@ def test_sweep_over_lists_with_quoted_elements_gives_plain_strings():
     cfgs = Composer().runs(
         [
             "experiment=tiny_dpo",
+            "cluster=local",
             "resources.extra_sbatch=[--hold],[--hold,'--begin=now+1hour']",
             "+args.note='a=b',plain",
         ],

@@ -58,6 +58,9 @@ def init(args: Namespace) -> int:
         f"wrote the profile of {args.name} ({len(facts.partitions)} partition(s), Slurm {facts.version}); "
         f"use it with: danlu submit cluster={args.name} ..."
     )
+    default = path.parent.parent / "local" / "default.yaml"
+    err(f"make it your default: {default} with these lines (the first one is needed)")
+    err(f"  # @package _global_\n  defaults:\n    - override /cluster: {args.name}")
     return 0
 
 

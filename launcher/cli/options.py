@@ -14,7 +14,7 @@ def _program_rows(args: Namespace) -> Tuple[List[Dict[str, Any]], str]:
     from ..spec.compose import Composer
     from ..spec.program_args import flags_of, program_path
 
-    (cfg,) = Composer(getattr(args, "config_dir", None)).runs(list(args.overrides), multirun=False)
+    (cfg,) = Composer(getattr(args, "config_dir", None)).runs(list(args.overrides), multirun=False, to_run=False)
     spec = cfg.spec
     path = program_path(spec.workdir, spec.program)
     flags = flags_of(spec)

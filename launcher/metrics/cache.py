@@ -16,7 +16,8 @@ from typing import Callable, Dict, List, Optional, Tuple
 from ..paths import cache_dir
 
 VERSION = 1
-Columns = Dict[str, Tuple[array, array, array]]  # metric -> steps (q), values (d), times (d, NaN: unknown)
+# metric -> steps (q), values (d), times (d, NaN: unknown)
+Columns = Dict[str, Tuple["array[int]", "array[float]", "array[float]"]]
 
 
 def cache_file(log: Path) -> Path:

@@ -30,7 +30,7 @@ class Prefetch:
         rows = list(rows)
         if rows:  # by position: sqlite3.Row's lookup by name, 100,000 times, is slow
             names = list(rows[0].keys())
-            st, rd, at = names.index("state"), names.index("run_dir"), names.index("attempt")
+            st, rd = names.index("state"), names.index("run_dir")
             rows = [r for r in rows if r[st] == "RUNNING" and r[rd]]
         self._wanted = [(r["run_dir"], int(r["attempt"])) for r in rows]
         self.read: Dict[Tuple[str, int], Optional[Tuple[int, Dict[str, float]]]] = {}

@@ -132,7 +132,7 @@ class _Shape:
             return None
         groups = m.groups()
         try:
-            return int(groups[0]), [(name, float(value)) for name, value in zip(self.names, groups[1:])]
+            return int(groups[0]), [(name, float(value)) for name, value in zip(self.names, groups[1:], strict=True)]
         except ValueError:  # a value that is no number on this line: the token reader decides
             return _step_line(line)
 
@@ -225,9 +225,11 @@ def run_columns(attempts: Iterable[Iterable[RestartLayout]]) -> "Columns":
             log = rank0_log(r)
             if log is None:
                 continue
-            for name, (steps, values, times) in read_columns(
-                log, lambda data, start, log=log: parse(data, start, _line_times(log))
-            ).items():
+
+            def parse_log(data: bytes, start: int, log: Path = log) -> Points:
+                return parse(data, start, _line_times(log))
+
+            for name, (steps, values, times) in read_columns(log, parse_log).items():
                 if name in out:
                     s, v, t = out[name]
                     s.extend(steps)

@@ -20,7 +20,7 @@ def run_series(run_dir: Path, attempts: int, unread: Optional[List[Path]] = None
     found: Dict[str, Series] = {
         name: from_columns(name, "log", *cols) for name, cols in log_lines.run_columns(restarts).items()
     }
-    files: Dict[str, list] = {"csv": [csv_logs.read(p) for p in csv_logs.find([layout.output_dir])]}
+    files: Dict[str, List[log_lines.Points]] = {"csv": [csv_logs.read(p) for p in csv_logs.find([layout.output_dir])]}
     events = tb_events.find([layout.output_dir])
     if events and tb_events.available():
         files["tensorboard"] = [tb_events.read(p) for p in events]

@@ -60,13 +60,8 @@ def from_points(name: str, source: str, points: Iterable[Tuple[int, float, Optio
     by_step: Dict[int, Tuple[float, Optional[float]]] = {}
     for step, value, when in points:
         by_step[step] = (value, when)
-    s = Series(name, source)
-    for step in sorted(by_step):
-        value, when = by_step[step]
-        s.steps.append(step)
-        s.values.append(value)
-        s.times.append(when)
-    return s
+    steps = sorted(by_step)
+    return Series(name, source, steps, [by_step[k][0] for k in steps], [by_step[k][1] for k in steps])
 
 
 def from_columns(
@@ -74,9 +69,9 @@ def from_columns(
 ) -> Series:
     """from_points for columns (times NaN where unknown): the common case, steps only ever going up (no restart
     trained a step again), needs no regrouping."""
-    if all(a < b for a, b in zip(steps, steps[1:])):
+    if all(a < b for a, b in zip(steps, steps[1:], strict=False)):  # each step with the next
         return Series(name, source, steps, values, times)
-    return from_points(name, source, zip(steps, values, (None if t != t else t for t in times)))
+    return from_points(name, source, zip(steps, values, (None if t != t else t for t in times), strict=True))
 
 
 def choose_metric(names: Iterable[str], wanted: Optional[str] = None) -> Optional[str]:

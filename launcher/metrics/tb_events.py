@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from .log_lines import NOT_METRICS, Points
 
@@ -41,7 +41,7 @@ def find(roots: Iterable[Path], max_depth: int = MAX_DEPTH) -> List[Path]:
     return sorted(found, key=_start_key)
 
 
-def _start_key(path: Path) -> tuple:
+def _start_key(path: Path) -> Tuple[float, str]:
     m = _STARTED.search(path.name)
     return (float(m.group(1)) if m else float("inf"), str(path))
 
@@ -70,7 +70,7 @@ def read(path: Path) -> Points:
     return out
 
 
-def _scalar(v, plugin: Optional[str], tensor_util) -> Optional[float]:  # type: ignore[no-untyped-def]
+def _scalar(v: Any, plugin: Optional[str], tensor_util: Any) -> Optional[float]:  # tensorboard: no stubs
     kind = v.WhichOneof("value")
     if kind == "simple_value":
         return float(v.simple_value)

@@ -117,7 +117,7 @@ def new_runs(
     out = []
     sweeps: Dict[str, SweepLayout] = {}  # runs_dir -> layout; workdir as written -> resolved: once, not per run
     workdirs: Dict[str, str] = {}
-    for i, (cfg, shp) in enumerate(zip(cfgs, shapes)):
+    for i, (cfg, shp) in enumerate(zip(cfgs, shapes, strict=True)):
         spec = cfg.spec
         layout = sweeps.get(spec.cluster.runs_dir)
         if layout is None:
@@ -257,7 +257,7 @@ def store_rows(jobs: Sequence[PlannedJob], git_state: Optional[Callable[[str], G
     cache: Dict[str, GitState] = {}
     rows = []
     for job in jobs:
-        for i, (r, rp) in enumerate(zip(job.runs, job.plan.runs)):
+        for i, (r, rp) in enumerate(zip(job.runs, job.plan.runs, strict=True)):
             if git_state is not None and r.workdir not in cache:
                 cache[r.workdir] = git_state(r.workdir)
             commit, dirty = cache.get(r.workdir, (None, None))

@@ -11,13 +11,16 @@ import shlex
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from .. import __version__
 from ..errors import UserError
 from ..layout import RunLayout
 from ..spec.options import RunSpec
 from ..spec.validate import Shape, env_dir
+
+if TYPE_CHECKING:
+    import jinja2  # imported where used: the status path never renders
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ def gres(shape: Shape, with_type: bool) -> str:
 
 
 @lru_cache(maxsize=16)
-def _environment(template_dir: Optional[str]) -> Any:
+def _environment(template_dir: Optional[str]) -> jinja2.Environment:
     """The Jinja environment (templates compiled once per process and template dir)."""
     import jinja2
 
@@ -122,7 +125,7 @@ def render_script(plan: JobPlan) -> str:
         text = _environment(plan.template_dir).get_template("sbatch.sh.j2").render(**_context(plan))
         return re.sub(r"\n{3,}", "\n\n", text)
     except jinja2.TemplateError as e:
-        where = f"{e.filename}:{e.lineno}" if getattr(e, "lineno", None) else "templates"
+        where = f"{e.filename}:{e.lineno}" if isinstance(e, jinja2.TemplateSyntaxError) and e.lineno else "templates"
         raise UserError(
             f"template error in {where}: {e.message}", "fix the template (see templates/ for the originals)"
         ) from None

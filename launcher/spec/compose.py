@@ -23,6 +23,14 @@ from .options import PartitionSpec, RunSpec
 GROUPS_HINT = "Hydra override syntax: key=value, group=option, +new.key=value, ~key; sweep with -m key=a,b"
 
 
+def default_cluster_hint(name: str = "NAME") -> str:
+    """How to make a cluster the default, as one line: the file and its exact lines."""
+    return (
+        "make it your default with jobs/local/default.yaml (or ~/.config/danlu/jobs/local/default.yaml) whose "
+        f"lines are `# @package _global_` (the first line), `defaults:` and, indented, `- override /cluster: {name}`"
+    )
+
+
 @dataclass
 class RunConfig:
     """One run of a sweep: its overrides (as typed) and its validated spec."""
@@ -173,6 +181,7 @@ class Composer:
         self._interpolations: Dict[Tuple[str, ...], Dict[str, str]] = {}  # per group choice: key -> "${...}" text
         self._checked: Dict[Tuple[Tuple[str, ...], str, Tuple[str, str]], Tuple[str, str, Any]] = {}
         self._passthrough: Dict[Tuple[Any, ...], str] = {}  # (groups, key, override type, program, value type) -> kind
+        self._chosen: Dict[Tuple[str, ...], bool] = {}  # per group choice: did a config file choose the cluster
         _register_resolvers()
 
     @classmethod
@@ -221,7 +230,9 @@ class Composer:
             raise UserError(_one_line(e).replace("In 'config': ", ""), hint) from None
         except (ConfigCompositionException, HydraException, OmegaConfBaseException) as e:
             cause = e.__cause__ or e
-            raise UserError(f"cannot compose the config: {_one_line(cause) or _one_line(e)}", GROUPS_HINT) from None
+            said = _one_line(cause) or _one_line(e)
+            hint = default_cluster_hint() if "'local/default'" in said and "@local." in said else GROUPS_HINT
+            raise UserError(f"cannot compose the config: {said}", hint) from None
         finally:
             GlobalHydra.instance().clear()
         try:
@@ -234,12 +245,49 @@ class Composer:
         self._interpolations[group_overrides] = dict(_interpolated(OmegaConf.to_container(typed, resolve=False)))
         return typed, plain
 
-    def runs(self, overrides: Sequence[str], multirun: bool = False) -> List[RunConfig]:
+    def runs(self, overrides: Sequence[str], multirun: bool = False, to_run: bool = True) -> List[RunConfig]:
+        """The runs of a request. Where they run (local or Slurm) is decided here: without sbatch on this machine
+        the built-in default cluster=local; with sbatch, a local run nobody chose (neither the command line nor a
+        config file such as jobs/local/default.yaml) is refused when the runs are `to_run` (submit, rerun): it
+        would train on the login node."""
         overrides = list(overrides)
-        if not any(o.split("=", 1)[0].lstrip("+~") == "cluster" for o in overrides) and shutil.which("sbatch") is None:
+        named = any(o.split("=", 1)[0].lstrip("+~") in ("cluster", "cluster.kind") for o in overrides)
+        slurm_here = shutil.which("sbatch") is not None
+        if not named and not slurm_here:
             overrides.insert(0, "cluster=local")  # no Slurm here: the embedded default
         points = expand(overrides, multirun, self.dirs)
-        return [self._build(point) for point in points]
+        cfgs = [self._build(point) for point in points]
+        if to_run and not named and slurm_here:
+            for point, cfg in zip(points, cfgs, strict=True):
+                group_ovs = tuple(_override_text(ov, v) for ov, v in point if self._is_group(ov))
+                if cfg.spec.cluster.kind == "local" and not self._cluster_chosen(group_ovs):
+                    raise UserError(
+                        "no cluster chosen: Slurm is here (sbatch), but the built-in default cluster=local would "
+                        "train on this login node",
+                        "pass cluster=local to run here on purpose, or cluster=NAME (`danlu cluster init NAME` "
+                        "writes its profile); " + default_cluster_hint(),
+                    )
+        return cfgs
+
+    def _cluster_chosen(self, group_ovs: Tuple[str, ...]) -> bool:
+        """Whether a config file chose the cluster (jobs/local/default.yaml, an experiment's `override /cluster`),
+        rather than the root config's built-in default."""
+        if group_ovs not in self._chosen:
+            from hydra import initialize_config_dir
+            from hydra.core.global_hydra import GlobalHydra
+            from hydra.types import RunMode
+
+            searchpath = ",".join(f"'file://{d}'" for d in self.dirs[1:])
+            overrides = list(group_ovs) + ([f"hydra.searchpath=[{searchpath}]"] if searchpath else [])
+            GlobalHydra.instance().clear()
+            try:
+                with initialize_config_dir(config_dir=str(self.dirs[0]), version_base=None):
+                    loader = GlobalHydra.instance().config_loader()
+                    found = loader.compute_defaults_list("config", overrides, RunMode.RUN)
+            finally:
+                GlobalHydra.instance().clear()
+            self._chosen[group_ovs] = "cluster" in found.overrides.override_metadata
+        return self._chosen[group_ovs]
 
     def _build(self, point: List[Tuple[Any, Any]]) -> RunConfig:
         group_ovs = tuple(_override_text(ov, v) for ov, v in point if self._is_group(ov))
