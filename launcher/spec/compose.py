@@ -14,11 +14,15 @@ import re
 import shutil
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple, cast
 
 from ..errors import UserError
 from ..paths import examples_dir, jobs_dir, user_config_dir
 from .options import PartitionSpec, RunSpec
+
+if TYPE_CHECKING:
+    # hydra is imported where used: status never composes
+    from hydra.core.override_parser.types import Glob, Override
 
 GROUPS_HINT = "Hydra override syntax: key=value, group=option, +new.key=value, ~key; sweep with -m key=a,b"
 
@@ -76,7 +80,7 @@ def group_names(dirs: Sequence[Path]) -> set[str]:
 
 
 def group_options(dirs: Sequence[Path], group: str) -> List[str]:
-    opts = set()
+    opts: set[str] = set()
     for d in dirs:
         g = d / group
         if g.is_dir():
@@ -91,17 +95,17 @@ def _register_resolvers() -> None:
         OmegaConf.register_new_resolver("danlu_examples", lambda: str(examples_dir()))
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: object) -> str:
     first = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
     return first[0] if first else str(text)
 
 
-def _parse(overrides: Sequence[str]) -> list:
+def _parse(overrides: Sequence[str]) -> List[Override]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException
 
     parser = OverridesParser.create()
-    parsed = []
+    parsed: List[Override] = []
     for text in overrides:
         try:
             parsed.extend(parser.parse_overrides([text]))
@@ -148,7 +152,8 @@ def expand(overrides: Sequence[str], multirun: bool, dirs: Sequence[Path]) -> Li
                 )
             if "GLOB" in str(ov.value_type):
                 options = group_options(dirs, ov.key_or_group)
-                values = ov._value.filter(options)
+                # a glob() sweep's value is a Glob, which hydra's union of value types leaves out
+                values: List[Any] = cast("Glob", ov._value).filter(options)
                 if not values:
                     raise UserError(
                         f"{ov.input_line!r} matches no option of {ov.key_or_group!r}",

@@ -75,7 +75,8 @@ class LaunchSpec:
     kind: str = opt("accelerate", "accelerate, torchrun, lightning or python")
     mixed_precision: Optional[str] = opt(
         None,
-        "no, fp16 or bf16: accelerate launch --mixed_precision, and the program's own --mixed_precision where it declares one",
+        "no, fp16 or bf16: accelerate launch --mixed_precision, "
+        "and the program's own --mixed_precision where it declares one",
     )
     extra_args: List[str] = opt(help="extra arguments for the launcher itself", factory=list)
     python: str = opt("python", "interpreter for lightning/python launch and for the program")

@@ -242,7 +242,8 @@ def parse_source(text: str, path: str = "<program>") -> ProgramFlags:
     calls = _calls_only(text)
     nodes: Iterable[ast.AST]
     try:  # the calls alone: each is one expression statement, no walk through the tree needed
-        nodes = [stmt.value for stmt in ast.parse(calls, filename=path).body] if calls is not None else ()
+        body = ast.parse(calls, filename=path).body if calls is not None else []
+        nodes = [stmt.value for stmt in body if isinstance(stmt, ast.Expr)]
     except (SyntaxError, ValueError):
         calls = None
     if calls is None:

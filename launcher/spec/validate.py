@@ -82,7 +82,7 @@ def parse_mem_mb(text: str) -> int:
     return mb
 
 
-def _choice(value: str, allowed: tuple, key: str) -> None:
+def _choice(value: str, allowed: tuple[str, ...], key: str) -> None:
     if value not in allowed:
         raise UserError(f"unknown {key} {value!r}", f"choose one of: {', '.join(allowed)}")
 
@@ -327,7 +327,7 @@ def check(specs: Sequence[RunSpec]) -> Verdict:
     shapes = [shape(s) for s in specs]
     problems: List[UserError] = []
     notes: List[str] = []
-    seen = set()
+    seen: set[str] = set()
 
     def add(p: UserError) -> None:
         if p.message not in seen:
@@ -335,7 +335,7 @@ def check(specs: Sequence[RunSpec]) -> Verdict:
             problems.append(p)
 
     files: Dict[str, List[UserError]] = {}  # what file_problems reads, as text -> its problems: once per distinct
-    for s, sh in zip(specs, shapes):
+    for s, sh in zip(specs, shapes, strict=True):
         problem = world_problem(s, sh.nodes, sh.tasks_per_node)
         if problem is not None:
             add(problem)

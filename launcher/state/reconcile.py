@@ -111,7 +111,7 @@ def _latest(store: Store, runs: List[str], view: str) -> List[Any]:
 
 def _ask_slurm(slurm_ids: List[str]) -> Tuple[SlurmAnswers, List[str]]:
     """sacct and squeue at once: a busy controller or slurmdbd answers each in a fraction of a second or more."""
-    answers, notes = SlurmAnswers(), []
+    answers, notes = SlurmAnswers(), list[str]()
     if not slurm_ids:
         return answers, notes
     asked: Dict[str, Any] = {}

@@ -27,9 +27,9 @@ def pickle_agents(
     from submitit.core.utils import DelayedSubmission
 
     alike = [dataclasses.replace(a, run_id="") for a in agents] if shared is not None else []
-    if alike and all(a == alike[0] for a in alike):
+    if shared is not None and alike and all(a == alike[0] for a in alike):
         agents, paths = alike[:1], [shared]
-    for agent, path in zip(agents, paths):
+    for agent, path in zip(agents, paths, strict=True):
         delayed = DelayedSubmission(agent)
         delayed.set_timeout(timeout_min, 0)  # danlu's agent handles time limits itself: no submitit requeue
         delayed.dump(path)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, List
+from typing import Dict, Iterator, List, Set, Tuple
 
 from .. import slurm
 from ..network_fs import host, server_now
@@ -88,14 +89,14 @@ def reconcile_submitting(store: Store) -> Dict[str, str]:
     written, that no attempt in the store has, is taken. Attempts are dropped only when both
     lookups answered and neither knows the job: a Slurm outage never makes danlu forget a job."""
     rows = store.submitting()
-    tags: Dict[str, List] = {}
+    tags: Dict[str, List[sqlite3.Row]] = {}
     for row in rows:
         tags.setdefault(row["token"], []).append(row)
     orphan = {t: r for t, r in tags.items() if not _owner_alive(store, t.split(":")[0])}
     if not orphan:
         return {}
     found: Dict[str, str] = {}
-    unsure: set = set()  # several jobs could be it: keep the attempt, look again next time
+    unsure: Set[str] = set()  # several jobs could be it: keep the attempt, look again next time
     answered = True
     for source in (slurm.squeue_by_comment, slurm.sacct_by_comment):
         missing = set(orphan) - set(found)
@@ -123,12 +124,14 @@ def reconcile_submitting(store: Store) -> Dict[str, str]:
     return found
 
 
-def _match_by_name(store: Store, orphan: Dict[str, List], jobs: Dict[str, slurm.JobInfo]) -> tuple:
+def _match_by_name(
+    store: Store, orphan: Dict[str, List[sqlite3.Row]], jobs: Dict[str, slurm.JobInfo]
+) -> Tuple[Dict[str, str], Set[str]]:
     """(tag -> job id where exactly one unclaimed job fits, tags where several do)."""
     if not orphan:
         return {}, set()
     known = store.job_ids()
-    by_name: Dict[str, set] = {}
+    by_name: Dict[str, Set[Tuple[str, float]]] = {}  # job name -> (job id, submitted)
     for info in jobs.values():
         if info.comment:  # accounting keeps comments: the comment lookup above was authoritative
             continue
@@ -137,8 +140,8 @@ def _match_by_name(store: Store, orphan: Dict[str, List], jobs: Dict[str, slurm.
         if base not in known and submitted is not None:
             by_name.setdefault(info.name, set()).add((base, submitted))
     found: Dict[str, str] = {}
-    unsure: set = set()
-    taken: set = set()
+    unsure: Set[str] = set()
+    taken: Set[str] = set()
     for tag, rows in orphan.items():
         since = min(r["updated"] for r in rows) - 2  # the job was submitted after its attempt was written
         name = slurm.job_name([r["run"] for r in rows], any(r["array_task"] is not None for r in rows))
