@@ -12,7 +12,7 @@ import os
 import pwd
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Tuple
+from typing import Any, Dict, List, Tuple, TypedDict
 
 from .. import slurm
 
@@ -96,7 +96,9 @@ class PartitionView:
 # ---- parsing -----------------------------------------------------------------------------------
 def split_top(text: str, sep: str = ",") -> List[str]:
     """Split on `sep` outside parentheses: 'gpu:a:3(IDX:0-1,3),mps:100' -> ['gpu:a:3(IDX:0-1,3)', 'mps:100']."""
-    out, depth, cur = [], 0, []
+    out: List[str] = []
+    cur: List[str] = []
+    depth = 0
     for ch in text:
         if ch == "(":
             depth += 1
@@ -223,7 +225,7 @@ def summarize(
     views: Dict[str, PartitionView] = {}
     part_counts: Dict[str, Dict[str, Counts]] = {}
     node_counts: Dict[str, Counts] = {}
-    seen_nodes: set = set()
+    seen_nodes: set[str] = set()
     for n in nodes:
         v = views.setdefault(n.partition, PartitionView(partition=n.partition))
         v.default = v.default or n.default
@@ -246,16 +248,16 @@ def summarize(
         v.gpus_unavailable = sum(c.unavailable for c in types.values())
     for q in queue:
         for p in q.partitions:
-            v = views.get(p)
-            if v is None:
+            view = views.get(p)
+            if view is None:
                 continue
             if q.state == "PENDING":
-                v.pending_jobs += 1
+                view.pending_jobs += 1
             elif q.state in ("RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED"):
-                v.running_jobs += 1
+                view.running_jobs += 1
                 if q.user == user:
-                    v.my_jobs += 1
-                    v.my_gpus += q.gpus
+                    view.my_jobs += 1
+                    view.my_gpus += q.gpus
     totals = {(t or "gpu"): asdict(c) for t, c in sorted(node_counts.items())}
     ordered = sorted(views.values(), key=lambda v: (not v.default, v.partition.lower()))  # default first
     return ordered, totals
@@ -268,7 +270,15 @@ def current_user() -> str:
         return os.environ.get("USER", "")
 
 
-def collect() -> Dict[str, object]:
+class ClusterData(TypedDict):
+    """What `danlu cluster` shows (and prints with --json)."""
+
+    user: str
+    partitions: List[Dict[str, Any]]  # asdict(PartitionView) of each, the default first
+    gpu_types: Dict[str, Dict[str, int]]  # GPU type -> asdict(Counts), over distinct nodes
+
+
+def collect() -> ClusterData:
     """One sinfo + one squeue call -> {'user', 'partitions': [...], 'gpu_types': {...}}."""
     nodes = parse_sinfo(slurm.run(SINFO_CMD))
     queue = parse_squeue(slurm.run(SQUEUE_CMD))
@@ -281,9 +291,9 @@ def collect() -> Dict[str, object]:
 HEADERS = ["PARTITION", "GPU", "TOTAL", "ALLOC", "FREE", "DOWN", "NODES", "PENDING", "MINE"]
 
 
-def table_rows(data: Dict[str, object]) -> List[List[str]]:
+def table_rows(data: ClusterData) -> List[List[str]]:
     rows = []
-    for p in data["partitions"]:  # type: ignore[union-attr]
+    for p in data["partitions"]:
         name = p["partition"] + ("*" if p["default"] else "")
         if p["state"] and p["state"] != "up":
             name += f" ({p['state']})"
@@ -304,15 +314,15 @@ def table_rows(data: Dict[str, object]) -> List[List[str]]:
     return rows
 
 
-def summary_line(data: Dict[str, object]) -> str:
-    types = data["gpu_types"]  # type: ignore[assignment]
+def summary_line(data: ClusterData) -> str:
+    types = data["gpu_types"]
     if not types:
         return "no GPUs on this cluster"
-    parts = [f"{c['total']} {t} ({c['free']} free)" for t, c in types.items()]  # type: ignore[union-attr]
+    parts = [f"{c['total']} {t} ({c['free']} free)" for t, c in types.items()]
     return "GPUs: " + ", ".join(parts)
 
 
-def render_plain(data: Dict[str, object]) -> str:
+def render_plain(data: ClusterData) -> str:
     rows = table_rows(data)
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(HEADERS)]
     right = {2, 3, 4, 5, 7, 8}
@@ -323,7 +333,7 @@ def render_plain(data: Dict[str, object]) -> str:
     return "\n".join([fmt(HEADERS)] + [fmt(r) for r in rows] + [summary_line(data)])
 
 
-def render_rich(data: Dict[str, object]) -> None:
+def render_rich(data: ClusterData) -> None:
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
@@ -331,7 +341,7 @@ def render_rich(data: Dict[str, object]) -> None:
     table = Table(box=None, header_style="bold", pad_edge=False)
     for i, h in enumerate(HEADERS):
         table.add_column(h, justify="right" if i in (2, 3, 4, 5, 7, 8) else "left")
-    for r, p in zip(table_rows(data), data["partitions"]):  # type: ignore[arg-type]
+    for r, p in zip(table_rows(data), data["partitions"], strict=True):  # a row per partition
         table.add_row(
             Text(r[0], style="bold"),
             r[1],

@@ -102,8 +102,8 @@ def sources(row: Any, attempt: AttemptLayout, args: Namespace, lay: Layout) -> L
             "check its permissions (danlu creates it readable by its owner only)",
         )
     if args.err:
-        out = RunLayout(Path(row["run_dir"])).slurm_output(row["job_id"])
-        return [Source([out] if out else [])]
+        batch_out = RunLayout(Path(row["run_dir"])).slurm_output(row["job_id"])
+        return [Source([batch_out] if batch_out else [])]
     restarts = attempt.restarts()
     nodes = sorted({p.name for r in restarts for p in r.node_logs()}, key=lambda n: natural_key(Path(n)))
     ranks = sorted({int(p.stem[4:]) for r in restarts for p in r.rank_logs() if p.stem[4:].isdigit()})

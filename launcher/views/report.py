@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..metrics.series import Series, choose_metric, default_mode
 
@@ -64,7 +64,7 @@ def build(
     how = mode or (default_mode(chosen) if chosen else "min")
     seed = seed_key(keys)
     grouping = bool(seed) if group_by_seed is None else group_by_seed and seed is not None
-    items = []
+    items: List[Dict[str, Any]] = []
     for r in runs:
         s = r.series.get(chosen) if chosen else None
         last, best = (s.last(), s.best(how)) if s else (None, None)
@@ -89,14 +89,14 @@ def build(
     points: List[Dict[str, Any]] = []
     if grouping and seed:
         others = [k for k in keys if k != seed]
-        groups: Dict[tuple, List[Dict[str, Any]]] = {}
+        groups: Dict[Tuple[Any, ...], List[Dict[str, Any]]] = {}  # the other keys' values -> runs
         for i in items:
             groups.setdefault(tuple(i["values"].get(k) for k in others), []).append(i)
         for vals, members in groups.items():
             bests = [m["best"] for m in members if m["best"] is not None]
             points.append(
                 {
-                    "values": dict(zip(others, vals)),
+                    "values": dict(zip(others, vals, strict=True)),
                     "runs": [m["run"] for m in members],
                     "seeds": [m["values"].get(seed) for m in members],
                     "mean": statistics.fmean(bests) if bests else None,
@@ -175,5 +175,5 @@ def column_label(keys: Sequence[str], key: str) -> str:
 
 
 def _columns(head: List[str], rows: List[List[str]]) -> str:
-    widths = [max(len(c) for c in col) for col in zip(head, *rows)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in [head] + rows)
+    widths = [max(len(c) for c in col) for col in zip(head, *rows, strict=True)]  # a cell per column in every row
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [head] + rows)
