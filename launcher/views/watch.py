@@ -11,12 +11,18 @@ import os
 import sys
 import time
 from argparse import Namespace
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from ..metrics.live import Prefetch, add_progress
 from ..state.names import SHORT, TERMINAL
 from ..state.reconcile import refresh
 from .table import columns, filter_items, items, render_plain, select, table_rows
+
+if TYPE_CHECKING:
+    from rich.console import Group
+
+SweepBars = List[Tuple[str, Dict[str, int], int, int, int]]  # (sweep, runs per state, total, completed, failed)
+Snapshot = Tuple[List[Dict[str, Any]], SweepBars, List[str], Optional[str]]  # shown, bars, notes, metric
 
 COLORS = {
     "R": "green",
@@ -74,9 +80,7 @@ def counts_text(counts: Dict[str, int]) -> str:
     )
 
 
-def _snapshot(
-    store: Any, args: Namespace
-) -> Tuple[List[Dict[str, Any]], List[Tuple[str, Dict[str, int], int, int, int]], List[str], Optional[str]]:
+def _snapshot(store: Any, args: Namespace) -> Snapshot:
     """One refresh: the store reconciled with Slurm (one sacct + one squeue for the active runs)."""
     selected = select(store, args.names)
     early = None if args.no_metrics else Prefetch(selected)  # log tails read while squeue and sacct answer
@@ -98,7 +102,9 @@ def _header(args: Namespace) -> str:
     return f"danlu status --watch: {what} · every {args.interval:g} s · {time.strftime('%H:%M:%S')} · {end}"
 
 
-def render_rich(shown, progress, notes, args, metric=None) -> Any:  # type: ignore[no-untyped-def]
+def render_rich(
+    shown: List[Dict[str, Any]], progress: SweepBars, notes: List[str], args: Namespace, metric: Optional[str] = None
+) -> Group:
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
@@ -140,7 +146,9 @@ def render_rich(shown, progress, notes, args, metric=None) -> Any:  # type: igno
     return Group(*parts)
 
 
-def render_text(shown, progress, notes, args, metric=None) -> str:  # type: ignore[no-untyped-def]
+def render_text(
+    shown: List[Dict[str, Any]], progress: SweepBars, notes: List[str], args: Namespace, metric: Optional[str] = None
+) -> str:
     lines = [_header(args)]
     for sweep, counts, total, completed, bad in progress:
         lines.append(
@@ -172,7 +180,7 @@ def _watch_live(store: Any, args: Namespace) -> int:
     from rich.live import Live
 
     console = Console(no_color=bool(os.environ.get("NO_COLOR")))
-    first = _snapshot(store, args)  # bad names fail here, before the screen is taken over
+    first: Optional[Snapshot] = _snapshot(store, args)  # bad names fail here, before the screen is taken over
     try:
         with Live(console=console, auto_refresh=False, transient=False, redirect_stderr=False) as live:
             while True:
