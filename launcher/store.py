@@ -75,8 +75,9 @@ MIGRATIONS: List[str] = [
     # and reading 100,000 of those to show 8 short columns read the whole store
     """
     CREATE INDEX IF NOT EXISTS runs_brief ON runs(created, sweep, idx, run, run_dir, nodes, partition, cluster_kind);
-    CREATE INDEX IF NOT EXISTS attempts_brief ON attempts(run, attempt, job_id, array_job_id, array_task, state, reason, exit_code,
-                                            nodelist, partition, submitted, started, ended, elapsed, restarts, final);
+    CREATE INDEX IF NOT EXISTS attempts_brief ON attempts(run, attempt, job_id, array_job_id, array_task, state, reason,
+                                            exit_code, nodelist, partition, submitted, started, ended, elapsed,
+                                            restarts, final);
     CREATE INDEX IF NOT EXISTS attempts_active ON attempts(final, job_id);
     """,
 ]
@@ -298,7 +299,8 @@ class Store:
                     ],
                 )
                 db.executemany(
-                    "INSERT INTO attempts (run, attempt, token, array_task, script, command, state, partition, overrides, updated) "
+                    "INSERT INTO attempts "
+                    "(run, attempt, token, array_task, script, command, state, partition, overrides, updated) "
                     "VALUES (?,1,?,?,?,?,'SUBMITTING',?,'[]',?)",
                     [(r.run, r.tag, r.array_task, r.script, r.command, r.partition, now) for r in runs],
                 )
@@ -321,7 +323,8 @@ class Store:
                 if n != expect[r.run]:
                     return False
             db.executemany(
-                "INSERT INTO attempts (run, attempt, token, array_task, script, command, state, partition, overrides, updated) "
+                "INSERT INTO attempts "
+                "(run, attempt, token, array_task, script, command, state, partition, overrides, updated) "
                 "VALUES (?,?,?,?,?,?,'SUBMITTING',?,?,?)",
                 [
                     (

@@ -57,6 +57,8 @@ class Warn(Protocol):
     """Stop this task's ranks as for the time-limit warning (`peer`: another task was stopped by a signal)."""
 
     def __call__(self, why: str, peer: bool = False) -> None: ...
+
+
 # before the ranks' first line the hang watchdog waits at least this long (imports, data, rendezvous)
 STARTUP_SILENCE_S = 300.0
 
@@ -140,8 +142,8 @@ class NodeAgent:
                         pass
 
             say(
-                f"run {self.run_id or os.environ.get('DANLU_RUN_ID', '?')} attempt {attempt} restart {restart}: node {ids['node']}/{ids['nodes']} "
-                f"task {ids['rank']}/{ids['ntasks']} head {head} port {port}"
+                f"run {self.run_id or os.environ.get('DANLU_RUN_ID', '?')} attempt {attempt} restart {restart}: "
+                f"node {ids['node']}/{ids['nodes']} task {ids['rank']}/{ids['ntasks']} head {head} port {port}"
             )
             say("command: " + shlex.join(argv))
             say("launcher: " + _describe_executable(argv[0], env.get("PATH")))
@@ -400,7 +402,8 @@ class NodeAgent:
         elif code != 0 and self._stopped_by:
             # a consequence, not the cause: Slurm (a failed peer, scancel, the time limit) stopped this task
             say(
-                f"the launcher exited with code {code} after {self._stopped_by} (this task was stopped; it did not fail first)"
+                f"the launcher exited with code {code} after {self._stopped_by} "
+                "(this task was stopped; it did not fail first)"
             )
         elif code != 0:
             # this task failed first (as far as it knows): say so, so the log shows where the job broke
