@@ -225,7 +225,11 @@ def main() -> int:
         with_m = status_rows(senv, True, args.reps, ask)
         print(
             f"\n# danlu status: one refresh of {status_runs:,} running runs, each with a log of 1,000 steps "
-            f"({'one real squeue + sacct for ' + format(status_runs, ',') + ' job ids' if ask else 'no Slurm reachable: without squeue and sacct'})"
+            + (
+                f"(one real squeue + sacct for {status_runs:,} job ids)"
+                if ask
+                else "(no Slurm reachable: without squeue and sacct)"
+            )
         )
         print(f"without metrics {fmt(without)}")
         print(

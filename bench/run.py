@@ -478,7 +478,7 @@ def bench_submit(n: int, n_loop: int, n_hydra: int, reps: int, hydra_reps: int, 
     mid = sorted(range(len(rd.samples)), key=lambda k: rd.samples[k])[len(rd.samples) // 2]  # the median rep's
     where = PHASES_OF_SWEEP[-len(rd.samples) :][mid]
     add(Row("1", "", f"  where the median danlu submit of {n:,} runs goes", samples=[rd.samples[mid]], note=where))
-    FIGURES[f"sweep{n}_parts"] = where  # type: ignore[assignment]
+    FIGURES[f"sweep{n}_parts"] = where
     if rb is not None:
         rb.calls = ""
     rh.calls = f"{max(calls['h'])} sbatch" if calls["h"] else ""
@@ -501,7 +501,7 @@ def bench_submit(n: int, n_loop: int, n_hydra: int, reps: int, hydra_reps: int, 
         )
     )
     FIGURES[f"sweep{n}"] = rd.median
-    FIGURES[f"sweep{n}_samples"] = list(rd.samples)  # type: ignore[assignment]
+    FIGURES[f"sweep{n}_samples"] = list(rd.samples)
     FIGURES[f"sweep{n}_loop"], FIGURES["loop_n"] = rl.median, n_loop
     if rh.samples:
         FIGURES[f"sweep{n}_hydra"], FIGURES["hydra_n"] = rh.median, n_hydra
@@ -723,7 +723,7 @@ def bench_status(sizes: Sequence[int], reps: int, small_only: bool = False) -> N
             parts = dict(t["phases"], **{"start (interpreter, imports)": t["entered"] - t0})
             text = ", ".join(f"{k} {fmt(v)}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1]))
             add(Row("1", "", f"  where one {label} of {size:,} runs goes", samples=[time.time() - t0], note=text))
-            FIGURES[f"status{size}_{'first' if fresh else 'steady'}_parts"] = text  # type: ignore[assignment]
+            FIGURES[f"status{size}_{'first' if fresh else 'steady'}_parts"] = text
         slurm_calls(env)
         FIGURES[f"status{size}_first"], FIGURES[f"status{size}_steady"] = r1.median, r2.median
         FIGURES[f"status{size}_sacct"] = raw.median
@@ -1300,7 +1300,8 @@ def run_handwritten_job(nccl_like: bool, cap: float, job_args: Optional[Dict[str
 
 def bench_crash(reps: int, hang_reps: int, cap: float) -> None:
     log(
-        f"4. 2-node tiny_dpo, rank 3 dies at step 3: {reps} run(s) each as is, {hang_reps} with NCCL-like ranks; cap {cap:.0f} s"
+        f"4. 2-node tiny_dpo, rank 3 dies at step 3: {reps} run(s) each as is, {hang_reps} with NCCL-like ranks; "
+        f"cap {cap:.0f} s"
     )
     results: Dict[tuple, List[JobTimes]] = {}
     plan = []
@@ -1317,7 +1318,8 @@ def bench_crash(reps: int, hang_reps: int, cap: float) -> None:
         c2e = (jt.ended - jt.crash) if jt.crash and jt.ended else float("nan")
         log(
             f"   {tool}{' nccl-like' if nccl else ''}: job {jt.job_id} {jt.state}; submit->step1 "
-            f"{(jt.first_step or float('nan')) - jt.submitted:.1f}s; crash->end {c2e:.1f}s{' (capped)' if jt.capped else ''}"
+            f"{(jt.first_step or float('nan')) - jt.submitted:.1f}s; "
+            f"crash->end {c2e:.1f}s{' (capped)' if jt.capped else ''}"
         )
     for nccl in (False, True):
         label = (
@@ -1442,7 +1444,8 @@ def bench_launch(pairs: int) -> None:
         )
     d, h = rows["danlu"], rows["hand-written"]
     paired = [
-        a.first_step - a.submitted - (b.first_step - b.submitted) for a, b in zip(runs["danlu"], runs["hand-written"])
+        a.first_step - a.submitted - (b.first_step - b.submitted)
+        for a, b in zip(runs["danlu"], runs["hand-written"], strict=True)
     ]
     ratio = d.median / h.median
     FIGURES["launch"], FIGURES["launch_hand"] = d.median, h.median
@@ -1555,14 +1558,16 @@ def findings() -> str:
     if "submit_one run" in f:
         line = (
             f"- **`danlu submit` of one run**: {fmt(f['submit_one run'])} s median, of which "
-            f"{fmt(f['submit_one run_start'])} s the interpreter and the CLI and {fmt(f['submit_one run_composition'])} s "
+            f"{fmt(f['submit_one run_start'])} s the interpreter and the CLI "
+            f"and {fmt(f['submit_one run_composition'])} s "
             "Hydra (its import, the override parser, one composition); the breakdown is in section 3 "
             "(DANLU_TIMINGS, launcher/timings.py). Every submit also ran `scontrol show config` and `scontrol show "
             "partition` for the stop grace (KillWait, GraceTime): they now come from the cluster facts cached "
             "for an hour (launcher/cluster_facts.py stop_graces), so a submit asks slurmctld only for the sbatch"
         )
         line += (
-            ". Its process also spent a good part of its time after its last line, in the interpreter's teardown (clearing the "
+            ". Its process also spent a good part of its time after its last line, "
+            "in the interpreter's teardown (clearing the "
             "modules of Hydra, OmegaConf, jinja and submitit): `danlu` now ends with os._exit after joining its "
             "threads, running atexit and flushing (launcher/cli/__init__.py entry)"
         )
@@ -1617,7 +1622,8 @@ def findings() -> str:
             "one-shot status runs without the cycle collector (each of its passes walked all 100,000 rows). "
             "And one fault: `danlu` ends with os._exit, which left the store's SQLite connection open, so the "
             "write-ahead log was never checkpointed and removed; every later command rebuilt its index from "
-            "the whole file and copied it all into the database again; the connection is now closed at exit (launcher/store.py). After a refresh that changed "
+            "the whole file and copied it all into the database again; the connection is now closed at exit "
+            "(launcher/store.py). After a refresh that changed "
             "thousands of runs their rows are made from the updates the store took, not read again "
             "(store.updated_rows). What is left is SQLite decoding 100,000 rows "
             f"and Python making 100,000 lines: steady, {f.get('status100000_steady_parts', '')}; first "
@@ -1945,7 +1951,7 @@ def main() -> int:
             use_slurm("22.05")
             if "sweep10000" in FIGURES:
                 figures["sweep10000_newer"] = FIGURES["sweep10000"]
-                figures["newer"] = newer  # type: ignore[assignment]
+                figures["newer"] = newer
             FIGURES.clear()
             FIGURES.update(figures)
     finally:

@@ -3,13 +3,14 @@
 counted by `sdiag`, next to what a researcher runs instead (`squeue --me` in a loop, as `watch squeue` does) and
 submitit's own polling of the same jobs (issue 18, controller load).
 
-    python bench/status_rpcs.py [--runs 1000] [--watch-s 60] [--out FILE]   (bench/run.py runs it too: RESULTS.md section 2)
+    python bench/status_rpcs.py [--runs 1000] [--watch-s 60] [--out FILE]
+    (bench/run.py runs it too: RESULTS.md section 2)
 
 The N runs are one danlu sweep of held jobs (tiny_dpo, `--hold`: they stay PENDING, active, for the whole
 measurement) on the test cluster (tests/cluster/up.sh); the script refuses to measure while other jobs are queued
 and cancels its own at the end. Between `sdiag -r` and the reading only the command measured runs (sdiag's own
-REQUEST_STATS_INFO and the nodes' periodic registrations are left out). sacct asks slurmdbd, not slurmctld: its calls are counted apart, by the commands
-danlu ran (DANLU_TRACE_SLURM) and by submitit's watcher.
+REQUEST_STATS_INFO and the nodes' periodic registrations are left out). sacct asks slurmdbd, not slurmctld: its
+calls are counted apart, by the commands danlu ran (DANLU_TRACE_SLURM) and by submitit's watcher.
 """
 
 from __future__ import annotations

@@ -196,7 +196,7 @@ class SignalFlag:
         self.signum = signum
 
     def report_once(self, log, rank):
-        """Each rank says when a signal reached it itself (asked before the ranks agree on stopping, and again after)."""
+        """Each rank says when a signal reached it (asked before the ranks agree on stopping, and again after)."""
         if self.signum and not getattr(self, "_reported", False):
             self._reported = True
             log(f"signal {signal.Signals(self.signum).name} reached rank={rank}", all_ranks=True)
