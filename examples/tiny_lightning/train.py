@@ -38,7 +38,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint  # noqa: E402
-from lightning.pytorch.cli import LightningCLI  # noqa: E402
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 DIM = 16
@@ -75,7 +75,7 @@ class TinyAutoencoder(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
 
-    def training_step(self, batch, batch_idx):  # type: ignore[no-untyped-def]
+    def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
         step, rank = self.global_step + 1, self.global_rank
         h = self.hparams
         if step == h.crash_at_step and rank == h.crash_rank:
@@ -93,11 +93,11 @@ class TinyAutoencoder(pl.LightningModule):
         sys.stdout.flush()
         return loss
 
-    def validation_step(self, batch, batch_idx):  # type: ignore[no-untyped-def]
+    def validation_step(self, batch: list[torch.Tensor], batch_idx: int) -> None:
         (x,) = batch
         self.log("val_loss", F.mse_loss(self(x), x), sync_dist=True)
 
-    def configure_optimizers(self):  # type: ignore[no-untyped-def]
+    def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
 
 
@@ -164,8 +164,8 @@ class StopOnSignal(Callback):
         self,
         trainer: pl.Trainer,
         pl_module: pl.LightningModule,
-        outputs,
-        batch,  # type: ignore[no-untyped-def]
+        outputs: object,
+        batch: object,
         batch_idx: int,
     ) -> None:
         self._report(trainer)
@@ -193,7 +193,7 @@ class ReportResume(Callback):
 
 
 class CLI(LightningCLI):
-    def add_arguments_to_parser(self, parser) -> None:  # type: ignore[no-untyped-def]
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_argument("--output_dir", type=str, required=True, help="Checkpoints and logs go here.")
         parser.link_arguments("output_dir", "trainer.default_root_dir")  # logs: never the working directory
         parser.add_argument(
