@@ -8,6 +8,7 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
 from danlu_helpers import danlu, danlu_env, danlu_inprocess  # noqa: F401
 from test_bad_input import assert_one_line_error, guard  # noqa: F401
 
@@ -83,3 +84,92 @@ def test_options_of_an_experiment_need_no_cluster(guard, danlu_env, monkeypatch,
     """`danlu options experiment=...` runs nothing: it lists the program's flags wherever it is asked."""
     done = danlu_inprocess(["options", *TINY], danlu_env, monkeypatch, capsys)
     assert done.returncode == 0 and "args.beta_dpo" in done.stdout, done.stderr
+
+
+# ---- danlu's own keys: a misspelled one is refused, with what it may mean --------------------------------------
+@pytest.mark.parametrize(
+    "override, meant",
+    [
+        ("resources.gpu=2", "resources.gpus_per_node"),
+        ("+resources.gpu=2", "resources.gpus_per_node"),
+        ("++resources.gpu=2", "resources.gpus_per_node"),
+        ("resource.nodes=2", "resources"),
+        ("+resource.nodes=2", "resources"),
+        ("resource=a10x16", "resources"),
+        ("+launch.pot=29500", "launch.port"),
+        ("+requeue.max_requeue=1", "requeue.max_requeues"),
+        ("notify.on_fail=false", "notify.on_failure"),
+        ("env.varz.X=1", "env.vars"),
+        ("cluster.partitions.debug-4090-01.gpus=2", "cluster.partitions.debug-4090-01.gpus_per_node"),
+    ],
+)
+def test_a_misspelled_danlu_key_is_refused_with_what_it_may_mean(
+    override,
+    meant,
+    guard,  # noqa: F811
+    danlu_env,  # noqa: F811
+    monkeypatch,
+    capsys,
+):
+    """danlu's own options are the dataclasses of spec/options.py: a key none of them has would be ignored, so
+    `key=` and `+key=` alike are refused, naming the close key instead of suggesting `+key=` to add it."""
+    for extra in ([], ["--dry-run"]):
+        done = danlu_inprocess(
+            ["submit", *TINY, "cluster=testcluster", override, *extra], danlu_env, monkeypatch, capsys
+        )
+        err = assert_one_line_error(done)
+        bad = override.lstrip("+").split("=")[0]
+        assert "unknown key" in err and (bad in err or bad.split(".")[0] in err), err
+        hint = hint_of(done)
+        assert f"did you mean {meant}" in hint and "to add a new key" not in hint, hint
+    guard()
+
+
+def test_keys_under_the_users_own_mappings_keep_their_rules(guard, danlu_env, monkeypatch, capsys):  # noqa: F811
+    """args.* (the program's flags, checked against its source), env.vars.*: added with `+` as before."""
+    base = ["submit", *TINY, "cluster=local", "--dry-run"]
+    done = danlu_inprocess([*base, "+env.vars.MY_FLAG=1", "resources.gpus_per_node=1"], danlu_env, monkeypatch, capsys)
+    assert done.returncode == 0, done.stderr
+    assert "export MY_FLAG=1" in done.stdout or "MY_FLAG=1" in done.stdout, done.stdout
+    done = danlu_inprocess([*base, "+args.beta_dop=1"], danlu_env, monkeypatch, capsys)
+    assert "has no flag --beta_dop" in assert_one_line_error(done) and "--beta_dpo" in hint_of(done)
+    done = danlu_inprocess([*base, "args.nope=1"], danlu_env, monkeypatch, capsys)
+    assert "has no flag --nope" in assert_one_line_error(done)  # the program's rule, not danlu's
+    guard()
+
+
+# ---- an override's interpolation reads the final config --------------------------------------------------------
+def flags(stdout: str, name: str):
+    return re.findall(rf"--{name}=([^ '\n]+)", stdout)
+
+
+def test_an_overrides_interpolation_reads_the_other_overrides(guard, danlu_env, monkeypatch, capsys):  # noqa: F811
+    """As in Hydra, `args.output_dir=/tmp/lr${args.learning_rate}` resolves after every override: it reads the
+    learning rate this run has, given before or after it, in a single run and in each run of a sweep."""
+    interpolated = "args.output_dir=/tmp/lr${args.learning_rate}"
+    for order in ([interpolated, "args.learning_rate=0.0003"], ["args.learning_rate=0.0003", interpolated]):
+        done = danlu_inprocess(["submit", *TINY, "cluster=local", *order, "--dry-run"], danlu_env, monkeypatch, capsys)
+        assert done.returncode == 0, done.stderr
+        assert flags(done.stdout, "learning_rate") == ["0.0003"], done.stdout
+        assert flags(done.stdout, "output_dir") == ["/tmp/lr0.0003"], done.stdout
+    sweep = ["-m", *TINY, "cluster=local", interpolated, "args.learning_rate=1e-4,2e-4", "--dry-run"]
+    done = danlu_inprocess(["submit", *sweep], danlu_env, monkeypatch, capsys)
+    assert done.returncode == 0, done.stderr
+    assert sorted(flags(done.stdout, "output_dir")) == ["/tmp/lr0.0001", "/tmp/lr0.0002"], done.stdout
+    guard()
+
+
+def test_an_interpolated_override_takes_its_keys_type_and_a_missing_reference_is_refused(guard, danlu_env):  # noqa: F811
+    from launcher.errors import UserError
+    from launcher.spec.compose import Composer
+
+    base = [*TINY, "cluster=local"]
+    (run,) = Composer().runs([*base, "resources.gpus_per_node=${args.seed}", "args.seed=2"])
+    assert run.spec.resources.gpus_per_node == 2 and type(run.spec.resources.gpus_per_node) is int
+    (run,) = Composer().runs([*base, "+args.lr_copy=${args.learning_rate}", "args.learning_rate=0.5"])
+    assert run.spec.args["lr_copy"] == 0.5
+    runs = Composer().runs([*base, "+env.vars.TAG=s${args.seed}", "args.seed=1,2"], multirun=True)
+    assert [r.spec.env.vars["TAG"] for r in runs] == ["s1", "s2"]
+    with pytest.raises(UserError, match="cannot resolve|unknown key|bad"):
+        Composer().runs([*base, "args.output_dir=/tmp/${args.no_such_key}"])
+    guard()

@@ -299,6 +299,7 @@ class Composer:
         _, plain = self._compose(group_ovs)
         cfg = _copy(plain)
         texts: List[str] = []
+        given: Dict[str, str] = {}  # overrides whose values interpolate: key -> "${...}" text
         # the program, as this run will have it: `args.KEY=...` needs no `+` for a flag the program declares
         where = {k: plain.get(k) for k in ("workdir", "program")}
         where.update(
@@ -331,14 +332,37 @@ class Composer:
                 parent.pop(leaf, None)
             else:
                 parent[leaf] = checked
+            if kind != "DEL" and isinstance(checked, str) and _NODE_REF.search(checked):
+                given[key] = checked
+            else:
+                given.pop(key, None)
         changed = [ov.key_or_group for ov, _ in point if not self._is_group(ov)]
-        if changed and self._interpolations.get(group_ovs):
-            _resolve_again(cfg, self._interpolations[group_ovs], changed)
+        if given or (changed and self._interpolations.get(group_ovs)):
+            _resolve_again(cfg, self._interpolations.get(group_ovs) or {}, changed, given)
+            for key in given:  # as the key's type holds the resolved value (an int field: 7, not "7")
+                _put(cfg, key, self._typed(group_ovs, key, _get(cfg, key)))
         spec = spec_from_dict(RunSpec, cfg)
         from .program_args import settle
 
         settle(spec)
         return RunConfig(overrides=texts, spec=spec, resolved=cfg)
+
+    def _typed(self, group_ovs: Tuple[str, ...], key: str, value: Any) -> Any:
+        """`value` as the typed config holds it at `key` (OmegaConf's conversion and check)."""
+        from omegaconf import OmegaConf, open_dict
+        from omegaconf.errors import OmegaConfBaseException
+
+        typed, _ = self._compose(group_ovs)
+        cfg = self._scratch.get(group_ovs)
+        if cfg is None:
+            cfg = self._scratch[group_ovs] = copy.deepcopy(typed)
+        try:
+            with open_dict(cfg):
+                OmegaConf.update(cfg, key, value, merge=False, force_add=True)
+            node = OmegaConf.select(cfg, key)
+            return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+        except OmegaConfBaseException as e:
+            raise _config_error(e) from None
 
     def _check(
         self, group_ovs: Tuple[str, ...], ov: Any, value: Any, text: str, program: Tuple[str, str] = ("", "")
@@ -366,6 +390,10 @@ class Composer:
             if declares(program[0], program[1], key[len("args.") :], plain.get("experiment")):
                 kind = "ADD"  # a flag of the program: args.KEY=... adds it like +args.KEY=...
         checked: Any = None
+        if kind != "DEL" and not exists:
+            unknown = _unknown_option(typed, key, text)
+            if unknown is not None:
+                raise unknown
         try:
             if kind == "DEL":
                 if not exists:
@@ -385,8 +413,11 @@ class Composer:
                 else:
                     with open_dict(cfg):
                         OmegaConf.update(cfg, key, value, merge=True, force_add=True)
-                node = OmegaConf.select(cfg, key)
-                checked = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+                if isinstance(value, str) and _NODE_REF.search(value):
+                    checked = value  # resolved against the run's final config, after all its overrides (_build)
+                else:
+                    node = OmegaConf.select(cfg, key)
+                    checked = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
         except OmegaConfBaseException as e:
             raise _config_error(e) from None
         self._checked[cache_key] = (kind, key, checked)
@@ -395,6 +426,40 @@ class Composer:
             # same check with another value of the type gives that value back
             self._passthrough[like] = kind
         return self._checked[cache_key]
+
+
+def _unknown_option(typed: Any, key: str, text: str) -> Optional[UserError]:
+    """A key (not in the config) that leaves danlu's own options: a name no dataclass of spec/options.py has, where
+    neither `key=` nor `+key=` could mean anything (danlu would ignore it). None for a key under a mapping whose
+    keys are the user's (args, arg_lists, env.vars, a new cluster.partitions entry): the usual rules apply there."""
+    from omegaconf import DictConfig, OmegaConf
+
+    node: Any = typed
+    done: List[str] = []
+    for part in key.split("."):
+        if not isinstance(node, DictConfig):
+            return None
+        if part not in node:
+            if not is_dataclass(OmegaConf.get_type(node)):
+                return None  # a mapping of the user's keys
+            names = [str(k) for k in node.keys()]
+            where = ".".join(done)
+            known = [f"{where}.{n}" if where else n for n in _similar(part, names)]
+            bad = f"{where}.{part}" if where else part
+            hint = f"did you mean {' or '.join(known)}? " if known else ""
+            listed = f"`danlu options` lists every key{' of ' + where if where else ''}"
+            return UserError(f"unknown key {bad!r} in override {text!r}: danlu has no such option", hint + listed)
+        node = node._get_node(part)
+        done.append(part)
+    return None
+
+
+def _similar(name: str, names: Sequence[str]) -> List[str]:
+    """The names a misspelled `name` may have meant: close ones (difflib), else those it begins (gpu: gpu_type)."""
+    import difflib
+
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    return close or [n for n in names if n.startswith(name)][:3]
 
 
 _NODE_REF = re.compile(r"\$\{\s*([A-Za-z_][\w.]*)\s*\}")  # ${args.lr}; not a resolver such as ${oc.env:X}
@@ -409,16 +474,20 @@ def _interpolated(node: Any, prefix: str = "") -> Iterator[Tuple[str, str]]:
         yield prefix[:-1], node
 
 
-def _resolve_again(cfg: Dict[str, Any], interpolations: Dict[str, str], changed: Sequence[str]) -> None:
+def _resolve_again(
+    cfg: Dict[str, Any], interpolations: Dict[str, str], changed: Sequence[str], given: Optional[Dict[str, str]] = None
+) -> None:
     """Hydra's semantics for value overrides: interpolations are resolved after them. The config was resolved once
     per choice of groups (fast for big sweeps); a value that interpolates a key this run overrides (directly, or
-    through another such value) is resolved again, against this run's values."""
+    through another such value) is resolved again, against this run's values. `given`: the overrides whose own
+    values interpolate (key -> "${...}" text), resolved here against the run's final values too."""
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
     def touches(ref: str, keys: Sequence[str]) -> bool:
         return any(ref == k or ref.startswith(k + ".") or k.startswith(ref + ".") for k in keys)
 
-    keys, stale = list(changed), {}
+    keys, stale = list(changed), dict(given or {})
     while True:
         more = {
             k: text
@@ -445,7 +514,7 @@ def _resolve_again(cfg: Dict[str, Any], interpolations: Dict[str, str], changed:
             if whole
             else _NODE_REF.sub(lambda m: str(_get(cfg, m.group(1))), text)
         )
-        if isinstance(_get(cfg, key), str) and not isinstance(value, str):
+        if key not in (given or {}) and isinstance(_get(cfg, key), str) and not isinstance(value, str):
             value = str(value)  # the key's type, as its first resolution had it (a str field: "7", not 7)
         _put(cfg, key, value)
     stale = {k: t for k, t in stale.items() if k not in plain}
@@ -461,8 +530,11 @@ def _resolve_again(cfg: Dict[str, Any], interpolations: Dict[str, str], changed:
         _put(small, key, text)
     conf = OmegaConf.create(small)
     for key in stale:
-        value = OmegaConf.select(conf, key)
-        _put(cfg, key, OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value)
+        try:
+            value = OmegaConf.select(conf, key)
+            _put(cfg, key, OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value)
+        except OmegaConfBaseException as e:
+            raise _config_error(e) from None
 
 
 def _get(data: Dict[str, Any], dotted: str) -> Any:
