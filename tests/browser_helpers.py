@@ -194,4 +194,4 @@ def read_png(data: bytes) -> Tuple[int, int, List[Tuple[int, int, int]]]:
 
 def near(pixel: Tuple[int, int, int], colour: str, tolerance: int = 24) -> bool:
     want = tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
-    return all(abs(p - w) <= tolerance for p, w in zip(pixel, want))
+    return all(abs(p - w) <= tolerance for p, w in zip(pixel, want, strict=True))

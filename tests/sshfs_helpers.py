@@ -98,7 +98,7 @@ def start(root: Path, clients: int = 2) -> SharedDir:
         except OSError:
             if time.time() > deadline or shared.sshd.poll() is not None:
                 shared.stop()
-                raise RuntimeError(f"sshd did not start: {(root / 'sshd.log').read_text()[-500:]}")
+                raise RuntimeError(f"sshd did not start: {(root / 'sshd.log').read_text()[-500:]}") from None
             time.sleep(0.1)
     for k in range(clients):
         mount = root / f"client{k + 1}"

@@ -32,11 +32,14 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional
 
 import pytest
 from danlu_helpers import danlu, danlu_env, status_json, submit_json  # noqa: F401
 from slurm_helpers import node_processes
+
+if TYPE_CHECKING:
+    from launcher.layout import RestartLayout
 
 pytestmark = pytest.mark.slurm
 
@@ -141,7 +144,7 @@ def _line_time(log: Path, pattern: str) -> Optional[float]:
     return float(entries[k][1]) if k >= 0 else None
 
 
-def _agent_end(restart) -> Optional[float]:  # type: ignore[no-untyped-def]
+def _agent_end(restart: RestartLayout) -> Optional[float]:
     """When the last agent of this restart logged its exit code (its lines carry milliseconds)."""
     ends = []
     for path in restart.agent_logs().values():
@@ -156,12 +159,12 @@ def _steps(text: str) -> List[int]:
     return [int(s) for s in re.findall(r"^step=(\d+) .*rank=0 ", text, re.M)]
 
 
-def _restarts(runs_dir: Path, name: str) -> list:  # type: ignore[type-arg]
+def _restarts(runs_dir: Path, name: str) -> List[RestartLayout]:
     """Every start of the run in order: the restarts of attempt 1, then of a rerun's attempt 2, ..."""
     from launcher.layout import SweepLayout
 
     run = SweepLayout(runs_dir / name).run(0)
-    out = []
+    out: List[RestartLayout] = []
     for n in range(1, 10):
         if not run.attempt(n).root.exists():
             break

@@ -52,7 +52,8 @@ def test_argparse_flags_are_read_without_running_the_program():
     "source, parser, checkable",
     [
         (
-            "import argparse\np = argparse.ArgumentParser()\np.add_argument('--a')\nargs, rest = p.parse_known_args()\n",
+            "import argparse\np = argparse.ArgumentParser()\np.add_argument('--a')\n"
+            "args, rest = p.parse_known_args()\n",
             "argparse",
             False,
         ),

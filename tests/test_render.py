@@ -232,7 +232,8 @@ def test_interpolations_take_the_overridden_values(tmp_path):
     (tmp_path / "experiment" / "tagged.yaml").write_text(
         "# @package _global_\nexperiment: tagged\nworkdir: ${danlu_examples:}/tiny_dpo\nprogram: train.py\n"
         "args:\n  learning_rate: 1e-5\n  seed: 0\n"
-        "env:\n  vars:\n    RUN_TAG: lr${args.learning_rate}\n    SEED: ${args.seed}\n    BOTH: ${env.vars.RUN_TAG}-s${args.seed}\n"
+        "env:\n  vars:\n    RUN_TAG: lr${args.learning_rate}\n    SEED: ${args.seed}\n"
+        "    BOTH: ${env.vars.RUN_TAG}-s${args.seed}\n"
     )
     composer = Composer(str(tmp_path))
     (base,) = composer.runs(["experiment=tagged", "cluster=testcluster"])

@@ -92,7 +92,7 @@ def test_report_page_renders_in_a_browser(swept, tmp_path):
     shown = browser_helpers.render(page, tmp_path / "profile", "#sort=-best(loss)")
     assert shown.console == [], shown.console  # no error, no warning, nothing at all
     rows = [e for e in shown.find("tr") if e.within("table", id="runs") and e.within("tbody")]
-    order = [re.search(r"rep/\d", e.text).group(0) for e in rows]  # type: ignore[union-attr]
+    order = [re.findall(r"rep/\d", e.text)[0] for e in rows]  # the row's run
     by_best = sorted(report["runs"], key=lambda r: r["best"], reverse=True)
     assert order == [r["run"] for r in by_best], (order, by_best)
     assert rows[-1].text.startswith("*") and not any(e.text.startswith("*") for e in rows[:-1])

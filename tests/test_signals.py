@@ -23,8 +23,9 @@ def _job_processes(marker: str) -> list[str]:
 
 
 def test_cancel_gives_the_ranks_the_clusters_grace_to_checkpoint(slurm_cluster, danlu_env):
-    """scancel: the stop reaches each rank behind torch elastic (as its checkpoint signal), and the program may use the cluster's KillWait
-    (15 s on the test cluster, read at submit) to write a checkpoint that takes 6 s; nothing is left running."""
+    """scancel: the stop reaches each rank behind torch elastic (as its checkpoint signal), and the program may use the
+    cluster's KillWait (15 s on the test cluster, read at submit) to write a checkpoint that takes 6 s; nothing is left
+    running."""
     from launcher import slurm
     from launcher.layout import SweepLayout
 

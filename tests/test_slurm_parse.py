@@ -354,7 +354,8 @@ TRACEBACK = """Traceback (most recent call last):
             "1:0",
             "[E ProcessGroupNCCL.cpp:475] [Rank 3] Watchdog caught collective operation timeout: "
             "WorkNCCL(SeqNum=12, OpType=ALLREDUCE, Timeout(ms)=600000) ran for 600523 milliseconds",
-            "communication error (NCCL/gloo): [E ProcessGroupNCCL.cpp:475] [Rank 3] Watchdog caught collective operation *",
+            "communication error (NCCL/gloo): "
+            "[E ProcessGroupNCCL.cpp:475] [Rank 3] Watchdog caught collective operation *",
         ),
         # a Python exception: its last line, chained tracebacks give the first cause in the logs
         (

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slurm
 def _columns(table: str, run: str) -> dict:
     lines = [ln for ln in table.splitlines() if not ln.startswith("#")]
     head, row = lines[0].split(), next(ln for ln in lines if ln.startswith(run + " ")).split()
-    return dict(zip(head, row))
+    return dict(zip(head, row, strict=False))  # a cell with spaces in it: the columns before it still line up
 
 
 def _logged(run_dir: str, step: int) -> float:
