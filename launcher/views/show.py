@@ -138,4 +138,5 @@ def render_text(data: Dict[str, Any]) -> str:
     lines.append("config:")
     lines.append("  " + yaml.safe_dump(data["config"], sort_keys=False).replace("\n", "\n  ").rstrip())
     lines.append(f"script ({data['script_path']}):")
-    return "\n".join(lines) + "\n" + data["script"]
+    script: str = data["script"]  # the batch script's text, as submitted
+    return "\n".join(lines) + "\n" + script

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 from operator import itemgetter
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 from ..state.names import SHORT, TERMINAL, parse_states
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 COLUMNS = ["RUN", "JOBID", "PARTITION", "NAME", "ST", "TIME", "NODES", "ATT", "NODELIST(REASON)"]
 
@@ -102,7 +105,7 @@ class Fields:
     views "table" and "brief" (store.VIEWS, by position: no item is built for a row only printed)."""
 
     def __init__(self, names: Sequence[str]) -> None:
-        k = {name: i for i, name in enumerate(names)}
+        k: Dict[str, Any] = {name: i for i, name in enumerate(names)}  # a row's position, or an item's key
         if "job_id" in k and "experiment" in k:  # a store row
             run, job, part, name, sweep = k["run"], k["job_id"], k["a_partition"], k["experiment"], k["sweep"]
         else:
@@ -138,7 +141,7 @@ def _rest(
     progress: Optional[Tuple[Optional[int], Optional[float]]] = None,
 ) -> Tuple[str, ...]:
     """The cells after RUN and JOBID; progress: (step, the metric's value) when the table shows them."""
-    cells = (
+    cells: Tuple[str, ...] = (
         partition or "-",
         name[:12],
         SHORT.get(state) or state[:3],
@@ -160,7 +163,7 @@ def _cells(
     if progress is not None:
         none = (None, None)
         keys = list(zip(keys, [progress.get(r, none) for r in runs]))
-        memo = {k: _rest(*k[0], k[1]) for k in set(keys)}
+        memo = {k: _rest(*(*k[0], k[1])) for k in set(keys)}  # the cells, then the progress
     else:
         memo = {k: _rest(*k) for k in set(keys)}
     return runs, [j or "-" for j in map(fields.job, src)], list(map(memo.__getitem__, keys))
@@ -228,7 +231,7 @@ def filter_items(
     return [i for i in every if not fields.final(i)]
 
 
-def select(store: Any, names: Sequence[str], view: str = "table") -> List[Any]:
+def select(store: Store, names: Sequence[str], view: str = "table") -> List[Any]:
     """The latest attempt of every run named (sweeps or runs), or of every run; the columns status shows (or those
     of another of store.VIEWS that has them)."""
     sweeps, runs = store.resolve(names) if names else ([], [])
