@@ -34,6 +34,11 @@ class PartitionFacts:
     gpus_per_node: int = 0
     gpu_type: Optional[str] = None  # the most common type, as gres.conf names it
     other_gpu_types: List[str] = field(default_factory=list)
+    # the largest node's, so that what fits no node is known: its CPUs, memory, and GPUs by type ('' for any type);
+    # most_gpus is {} where the nodes were not read (facts cached by an older danlu)
+    most_cpus: int = 0
+    most_mem_mb: int = 0
+    most_gpus: Dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -101,6 +106,10 @@ def add_nodes(parts: Dict[str, PartitionFacts], sinfo_text: str) -> None:
         if types:
             p.gpu_type = types.most_common(1)[0][0]
             p.other_gpu_types = sorted(set(types) - {p.gpu_type})
+        p.most_cpus = max(c for c, _, _ in mine)
+        p.most_mem_mb = max(m for _, m, _ in mine)
+        p.most_gpus = {"": max(sum(g.values()) for _, _, g in mine)}
+        p.most_gpus.update({t: max(g.get(t, 0) for _, _, g in mine) for t in types})
 
 
 ASSOC_FORMAT = "format=MaxSubmitJobs,MaxJobs,GrpTRES"

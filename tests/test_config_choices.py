@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from danlu_helpers import danlu, danlu_env, danlu_inprocess  # noqa: F401
+from danlu_helpers import REPO, danlu, danlu_env, danlu_inprocess  # noqa: F401
 from test_bad_input import assert_one_line_error, guard  # noqa: F401
 
 TINY = ["experiment=tiny_dpo"]
@@ -173,3 +173,68 @@ def test_an_interpolated_override_takes_its_keys_type_and_a_missing_reference_is
     with pytest.raises(UserError, match="cannot resolve|unknown key|bad"):
         Composer().runs([*base, "args.output_dir=/tmp/${args.no_such_key}"])
     guard()
+
+
+# ---- what the live cluster can hold: a stale profile is not left for sbatch to reject --------------------------
+@pytest.mark.slurm
+def test_a_request_the_live_cluster_cannot_hold_is_refused_though_the_profile_allows_it(
+    slurm_cluster,
+    guard,  # noqa: F811
+    danlu_env,  # noqa: F811
+    tmp_path,
+):
+    """A profile claiming 8 GPUs per node on debug-4090-01, whose live nodes have 4: 6 GPUs per node passes the
+    profile, and sbatch would answer 'Requested node configuration is not available'. danlu refuses it (submit and
+    --dry-run alike), naming the live value and the profile to update; 4 GPUs per node still go."""
+    text = (REPO / "jobs" / "cluster" / "testcluster.yaml").read_text()
+    stale = text.replace("name: testcluster", "name: stale").replace(
+        "debug-4090-01: {nodes: 2, gpus_per_node: 4,", "debug-4090-01: {nodes: 2, gpus_per_node: 8,"
+    )
+    assert stale.count("gpus_per_node: 8") == 2, stale  # debug-4090-01 now, and debug-A10-01 as before
+    configs = tmp_path / "configs"
+    (configs / "cluster").mkdir(parents=True)
+    (configs / "cluster" / "stale.yaml").write_text(stale)
+    argv = ["submit", *TINY, "cluster=stale", "--config-dir", str(configs), "resources.partition=debug-4090-01"]
+    for extra in ([], ["--dry-run"]):
+        done = danlu(*argv, "resources.gpus_per_node=6", *extra, env=danlu_env)
+        err = assert_one_line_error(done)
+        assert "resources.gpus_per_node=6" in err and "have 4 GPUs on the live cluster" in err, err
+        hint = hint_of(done)
+        assert "at most 4 GPUs per node" in hint and "cluster/stale.yaml" in hint, hint
+        assert "danlu cluster init stale --force" in hint, hint
+    guard()
+    done = danlu(*argv, "resources.gpus_per_node=4", "--dry-run", env=danlu_env)
+    assert done.returncode == 0, done.stderr
+    assert "gpus_per_node is 8 in the profile, 4 on the live cluster" in done.stderr  # still said, as a warning
+
+
+def test_a_partition_of_mixed_nodes_takes_what_its_largest_node_holds():
+    """The live check refuses only what no node can hold: debug-A10-01 (8x a10 on 2 nodes in the `example` profile)
+    with live nodes of 4 and 8 a10s takes 8 GPUs on one node, not on two; a GPU type it lacks, a partition that is
+    gone and more nodes than it has are refused."""
+    from launcher import cluster_facts as cf
+    from launcher.spec.compose import Composer
+    from launcher.spec.validate import shape
+    from launcher.submit.live_checks import beyond_the_live_cluster
+
+    def facts(gres: str, partition: str = "debug-A10-01", nodes: str = "n[1-2]"):
+        parts = cf.parse_partitions(f"PartitionName={partition} Nodes={nodes} MaxTime=2-00:00:00 GraceTime=0\n")
+        cf.add_nodes(parts, f"n1|{partition}|64|512000|gpu:{gres}:4|\nn2|{partition}|64|512000|gpu:{gres}:8|\n")
+        return cf.ClusterFacts("22.05", 1001, 10000, 30, parts, {"max_submit_jobs": None, "max_jobs": None})
+
+    def problem(live, *overrides: str) -> str:
+        (run,) = Composer().runs([*TINY, "cluster=example", "resources.partition=debug-A10-01", *overrides])
+        found = beyond_the_live_cluster(run.spec, shape(run.spec), live)
+        return "" if found is None else f"{found.message} | {found.hint}"
+
+    assert problem(facts("a10"), "resources.gpus_per_node=8") == ""  # n2 holds it
+    assert problem(facts("a10"), "resources.gpus_per_node=8", "resources.nodes=2") == ""  # not checked per node
+    said = problem(facts("a10", nodes="n1"), "resources.nodes=2")
+    assert "has 1 node" in said and "on the live cluster" in said and "cluster/example.yaml" in said, said
+    said = problem(facts("a100"), "resources.gpus_per_node=2")
+    assert "unknown GPU type 'a10' on partition 'debug-A10-01' (it has a100) on the live cluster" in said, said
+    said = problem(facts("a10", partition="gpu"), "resources.gpus_per_node=2")
+    assert "unknown partition 'debug-A10-01'" in said and "partitions: gpu" in said, said
+    old = facts("a100")
+    old.partitions["debug-A10-01"].most_gpus = {}  # cached by a danlu that did not read the largest node
+    assert problem(old, "resources.gpus_per_node=2") == ""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 from ..cluster_facts import ClusterFacts, cached, contradictions, grp_tres_problem, submit_limit
 from ..errors import UserError
 
 if TYPE_CHECKING:
     from ..spec.compose import RunConfig
+    from ..spec.options import RunSpec
     from ..spec.validate import Shape
 
 
@@ -17,7 +18,8 @@ def against_the_live_cluster(
 ) -> Tuple[List[str], Optional[ClusterFacts]]:
     """The runs checked against what the live cluster says (cluster_facts, cached an hour): where the profile
     contradicts it (warnings, returned with the facts), MaxArraySize (arrays split at the smaller), a job the
-    association's GrpTRES never lets start and the submit limits (problems: nothing is queued)."""
+    association's GrpTRES never lets start and the submit limits (problems: nothing is queued); a request the profile
+    allows but the live cluster cannot hold is a problem too (beyond_the_live_cluster)."""
     slurm_cfgs = [c for c in cfgs if c.spec.cluster.kind == "slurm"]
     if not slurm_cfgs:
         return [], None
@@ -30,6 +32,13 @@ def against_the_live_cluster(
     if facts.max_array_size:
         for c in slurm_cfgs:
             c.spec.cluster.max_array_size = min(c.spec.cluster.max_array_size, facts.max_array_size)
+    beyond: Dict[Shape, Optional[UserError]] = {}
+    for c, s in zip(cfgs, shapes, strict=True):
+        if c.spec.cluster.kind == "slurm" and s not in beyond:  # once per distinct shape: a sweep's runs share few
+            beyond[s] = beyond_the_live_cluster(c.spec, s, facts)
+            if beyond[s] is not None:
+                problems.append(beyond[s])
+                break
     for c, s in zip(cfgs, shapes, strict=True):
         if c.spec.cluster.kind != "slurm":
             continue
@@ -51,3 +60,47 @@ def against_the_live_cluster(
             UserError(why, "submit fewer runs at once (a smaller sweep), or wait until some of your jobs have ended")
         )
     return warnings, facts
+
+
+def beyond_the_live_cluster(spec: RunSpec, shp: Shape, facts: ClusterFacts) -> Optional[UserError]:
+    """A request the cluster profile allows but the live cluster cannot hold (a profile out of date: it claims 8 GPUs
+    per node where the nodes have 4, a partition or GPU type that is gone): the profile's own checks
+    (validate.shape) run again with the live partitions in its place, so the same request gets the same refusal,
+    saying it is the live cluster's and which profile to update. What no live node has is refused (the largest node
+    counts: a partition of mixed nodes takes a job one of them can hold); None where it fits, or where the facts
+    do not say (cached by an older danlu)."""
+    from dataclasses import replace
+
+    from ..spec.options import PartitionSpec
+    from ..spec.validate import shape
+
+    if any(not p.most_gpus for p in facts.partitions.values() if p.nodes):
+        return None
+    wanted = shp.gpu_type if shp.gpus_per_node > 0 else None  # the type the script asks for (the profile's, if unset)
+    live: Dict[str, PartitionSpec] = {}
+    for name, p in facts.partitions.items():
+        typed = wanted if wanted in p.most_gpus else p.gpu_type
+        live[name] = PartitionSpec(
+            nodes=len(p.nodes),
+            gpus_per_node=p.most_gpus.get(typed or "", p.most_gpus.get("", 0)),
+            gpu_type=typed,
+            cpus_per_node=p.most_cpus,
+            mem_per_node=f"{p.most_mem_mb}M" if p.most_mem_mb else None,
+            max_time=p.max_time,
+        )
+    profile = spec.cluster
+    try:
+        shape(
+            replace(
+                spec,
+                cluster=replace(profile, partitions=live),
+                resources=replace(spec.resources, gpu_type=wanted),
+            )
+        )
+    except UserError as e:
+        return UserError(
+            f"{e.message} on the live cluster; the profile {profile.name} is out of date",
+            f"{e.hint}; update the profile cluster/{profile.name}.yaml "
+            f"(`danlu cluster init {profile.name} --force` reads the live cluster)",
+        )
+    return None
