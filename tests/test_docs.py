@@ -3,17 +3,22 @@ config file they show composes, and the examples that need no cluster run as sho
 
 from __future__ import annotations
 
+import argparse
 import re
 import shlex
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Set, Tuple
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from danlu_helpers import REPO, danlu, private_env  # noqa: E402
+
+if TYPE_CHECKING:
+    from launcher.spec.options import RunSpec
 
 PAGES = [REPO / "README.md", REPO / "CONTRIBUTING.md", *sorted((REPO / "docs").glob("*.md"))]
 README_LIMIT = 12_000  # bytes: the README is read in five minutes; the rest belongs in docs/
@@ -224,22 +229,20 @@ def synopsis_lines(block: Block) -> List[str]:
     return [ln for ln in block.lines if ln.startswith("danlu ")]
 
 
-def _parser():  # type: ignore[no-untyped-def]
+def _parser() -> argparse.ArgumentParser:
     from launcher.cli.parser import build_parser
 
     return build_parser()
 
 
-def _subparsers(parser) -> Dict[str, object]:  # type: ignore[no-untyped-def]
-    import argparse
-
+def _subparsers(parser: argparse.ArgumentParser) -> Dict[str, argparse.ArgumentParser]:
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             return dict(action.choices)
     return {}
 
 
-def _options(parser) -> set:  # type: ignore[no-untyped-def]
+def _options(parser: argparse.ArgumentParser) -> Set[str]:
     return {o for action in parser._actions for o in action.option_strings}
 
 
@@ -357,7 +360,7 @@ def config_snippets(pages: List[Path] = PAGES) -> List[Snippet]:
 SNIPPETS = config_snippets()
 
 
-def _compose(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, snippet: Snippet) -> object:
+def _compose(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, snippet: Snippet) -> RunSpec:
     """Compose the run a user would get with this file in their config dir (beside the other files the docs show),
     as `danlu submit --config-dir DIR` does; returns its RunSpec."""
     from launcher.spec.compose import Composer
@@ -390,11 +393,11 @@ def _compose(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, snippet: Snippet) 
 def test_every_config_file_shown_composes(snippet: Snippet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     spec = _compose(tmp_path, monkeypatch, snippet)
     if snippet.group == "cluster":
-        assert spec.cluster.name == snippet.name, "a profile's name: is the name of its file"  # type: ignore[attr-defined]
+        assert spec.cluster.name == snippet.name, "a profile's name: is the name of its file"
     if snippet.group == "local":
         chosen = re.search(r"override /cluster:\s*(\S+)", snippet.text)
         if chosen:
-            assert spec.cluster.name == chosen.group(1), "the default cluster shown is the one a submit gets"  # type: ignore[attr-defined]
+            assert spec.cluster.name == chosen.group(1), "the default cluster shown is the one a submit gets"
 
 
 def test_the_shown_default_cluster_file_needs_its_package_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -446,7 +449,8 @@ def examples(pages: List[Path] = PAGES) -> List[Example]:
             for command, output in block_commands(block):
                 segments = shell_segments(command)
                 if len(segments) == 1 and segments[0].startswith("export "):
-                    env += [tuple(w.split("=", 1)) for w in shlex.split(segments[0])[1:] if "=" in w]  # type: ignore[misc]
+                    exported = [w.partition("=") for w in shlex.split(segments[0])[1:] if "=" in w]
+                    env += [(name, value) for name, _, value in exported]
                     continue
                 for segment in segments:
                     argv = danlu_argv(segment)
@@ -462,7 +466,7 @@ def examples(pages: List[Path] = PAGES) -> List[Example]:
 EXAMPLES = examples()
 
 
-def _run(example: Example, tmp_path: Path):  # type: ignore[no-untyped-def]
+def _run(example: Example, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     """Run a shown command as a user would, with a store, home and configs of its own."""
     env = private_env(tmp_path)
     env.update(HOME=str(tmp_path / "home"), XDG_CONFIG_HOME=str(tmp_path / "xdg"), COLUMNS="120")
