@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from argparse import Namespace
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, List, Tuple
 
 from ..errors import UserError
+from ..words import counted
 from .common import open_store, store_errors
 
 
@@ -30,7 +30,7 @@ def sweep_runs(store: Any, sweep: str) -> Tuple[List[Any], List[Any]]:
         runs.append(RunReport(r["run"], r["state"], values, run_series(r["run_dir"], int(r["attempt"]), unread)))
     if unread:
         print(
-            f"warning: {len(unread)} TensorBoard event file(s) not read: tensorboard is not installed here\n"
+            f"warning: {counted(len(unread), 'TensorBoard event file')} not read: tensorboard is not installed here\n"
             "hint: pip install 'danlu[report]'",
             file=sys.stderr,
         )
@@ -52,7 +52,9 @@ def run(args: Namespace) -> int:
             f"metrics found: {', '.join(found) if found else 'none yet'}",
         )
     if html_path is not None:
-        _write_html(html_path, report, args.sweep, rows)
+        from ..views.report_page import write_page
+
+        write_page(html_path, report, args.sweep, rows)
     if args.json:
         print(json.dumps(as_json(report)))
     else:
@@ -78,40 +80,3 @@ def _html_target(name: str) -> Path:
             "--html needs plotly, which is not installed here", "pip install 'danlu[report]' (or: pip install plotly)"
         ) from None
     return path
-
-
-def _write_html(path: Path, report: Dict[str, Any], sweep: str, rows: List[Any]) -> None:
-    from plotly.offline import get_plotlyjs
-
-    from ..layout import RunLayout
-    from ..metrics.log_lines import rank0_log
-    from ..views.report_html import render_html
-
-    logs = {}
-    for r in rows:
-        restarts = RunLayout(Path(r["run_dir"])).attempt(int(r["attempt"])).restarts()
-        log = rank0_log(restarts[-1]) if restarts else None
-        logs[r["run"]] = _tail(log, LOG_TAIL_LINES) if log else ""
-    page = render_html(report, sweep, get_plotlyjs(), logs, time.strftime("%Y-%m-%d %H:%M:%S %Z"))
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    metrics = len({n for r in report["runs"] for n in r["series"]})
-    print(f"wrote {path}: {len(rows)} run(s), {metrics} metric(s); it opens in any browser, offline", file=sys.stderr)
-
-
-LOG_TAIL_LINES = 80
-
-
-def _tail(path: Path, lines: int) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, 2)
-            f.seek(max(0, f.tell() - 64 * 1024))
-            data = f.read()
-    except OSError:
-        return ""
-    return "\n".join(data.decode(errors="replace").splitlines()[-lines:])

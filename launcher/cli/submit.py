@@ -9,6 +9,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..layout import safe_name
 from ..timings import phase
+from .common import check_template_dir, in_jobs
 from .output import err
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
@@ -23,14 +24,11 @@ def run(args: Namespace) -> int:
         from ..spec.validate import check
         from ..submit import notify_job
         from ..submit.execute import new_token
+        from ..views.plan import print_plan
 
     if args.name is not None and not safe_name(args.name):
         raise UserError(f"bad sweep name {args.name!r}", "use letters, digits, '.', '_' and '-' (at most 64)")
-    if args.template_dir and not Path(args.template_dir).expanduser().is_dir():
-        raise UserError(
-            f"template dir {args.template_dir!r} does not exist",
-            "pass --template-dir a folder with your copies of templates/*.j2",
-        )
+    check_template_dir(args.template_dir)
     with phase("composition"):
         composer = Composer(args.config_dir)
         cfgs = composer.runs(args.overrides, args.multirun)
@@ -57,6 +55,7 @@ def run(args: Namespace) -> int:
     if not safe_name(base):
         raise UserError(f"bad sweep name {base!r}", "set --name with letters, digits, '.', '_' and '-'")
     explicit = bool(args.name or spec0.name)
+    local = all(c.spec.cluster.kind == "local" for c in cfgs)
     token = new_token()
     slurm_runs = [(c.spec, s) for c, s in zip(cfgs, shapes, strict=True) if c.spec.cluster.kind == "slurm"]
     with phase("cluster facts"):
@@ -83,11 +82,11 @@ def run(args: Namespace) -> int:
         for note in verdict.notes:
             err(note)
         verdict.refuse()
-        err(f"dry run: {len(cfgs)} run(s) in {len(jobs)} job(s); nothing submitted")
+        err(f"dry run: {in_jobs(len(cfgs), len(jobs), local)}; nothing submitted")
         return 0
 
     from ..submit.sweep import submit_sweep
-    from .common import open_store, report_submitted
+    from .common import open_store, report_submitted, wait_until_ended
 
     store = open_store()
     # a rerun composes and renders from these same files, wherever it is run from
@@ -108,22 +107,8 @@ def run(args: Namespace) -> int:
         lambda n: str(sweep_layout(spec0, n).root),
         sources,
     )
-    report_submitted(args, name, results, njobs)
+    report_submitted(args, name, results, njobs, local)
     if results:
         notify_job.submit_after(spec0, name, sweep_layout(spec0, name), shapes[0].partition, results.values(), err)
-    if getattr(args, "wait", False):
-        from ..state.reconcile import wait
-        from ..views.table import items, render_plain
+    return wait_until_ended(store, [name]) if args.wait else 0
 
-        rows = wait(store, [name]) or []
-        err(render_plain(items(rows)))
-        return 0 if all(r["state"] == "COMPLETED" for r in rows) else 1
-    return 0
-
-
-def print_plan(jobs: list[PlannedJob]) -> None:
-    """The scripts of a plan, exactly as they would go to sbatch."""
-    for k, job in enumerate(jobs):
-        if len(jobs) > 1:
-            print(f"# ==== job {k + 1} of {len(jobs)}: {len(job.runs)} run(s) ====")
-        print(job.script, end="")

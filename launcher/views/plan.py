@@ -1,0 +1,17 @@
+"""A plan's scripts as `--dry-run` prints them."""
+
+from __future__ import annotations
+
+from ..words import counted
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from ..plan.planner import PlannedJob
+
+
+def print_plan(jobs: list[PlannedJob]) -> None:
+    """The scripts of a plan, exactly as they would go to sbatch."""
+    for k, job in enumerate(jobs):
+        if len(jobs) > 1:
+            print(f"# ==== job {k + 1} of {len(jobs)}: {counted(len(job.runs), 'run')} ====")
+        print(job.script, end="")
