@@ -70,6 +70,25 @@ def test_a_local_run_chosen_on_purpose_runs_here_where_sbatch_is(guard, danlu_en
     guard()
 
 
+@pytest.mark.slurm
+def test_cluster_init_shows_a_default_file_that_works(slurm_cluster, danlu_env, tmp_path):  # noqa: F811
+    """`danlu cluster init NAME` says how to make NAME the default: the file and its lines, `# @package _global_`
+    first. Written as shown, a submit naming no cluster uses NAME."""
+    env = dict(danlu_env, XDG_CONFIG_HOME=str(tmp_path / "config"))
+    done = danlu("cluster", "init", "mine", env=env, check=True)
+    said = done.stderr.splitlines()
+    where = next(ln for ln in said if ln.startswith("make it your default: "))
+    path = Path(where.split(": ", 1)[1].split(" with ")[0])
+    assert path == tmp_path / "config" / "danlu" / "jobs" / "local" / "default.yaml", where
+    lines = said[said.index(where) + 1 :]
+    assert lines[:3] == ["  # @package _global_", "  defaults:", "    - override /cluster: mine"], said
+    path.parent.mkdir(parents=True)
+    path.write_text("".join(ln[2:] + "\n" for ln in lines[:3]))
+    done = danlu("submit", *TINY, "--dry-run", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "#SBATCH --partition=debug-4090-01" in done.stdout, done.stdout
+
+
 def test_without_sbatch_the_local_default_stays_silent(danlu_env, tmp_path):  # noqa: F811
     """A laptop (no sbatch on PATH): no cluster named is the local cluster, without a word."""
     empty = tmp_path / "no-slurm"
