@@ -35,9 +35,9 @@ def against_the_live_cluster(
     beyond: Dict[Shape, Optional[UserError]] = {}
     for c, s in zip(cfgs, shapes, strict=True):
         if c.spec.cluster.kind == "slurm" and s not in beyond:  # once per distinct shape: a sweep's runs share few
-            beyond[s] = beyond_the_live_cluster(c.spec, s, facts)
-            if beyond[s] is not None:
-                problems.append(beyond[s])
+            problem = beyond[s] = beyond_the_live_cluster(c.spec, s, facts)
+            if problem is not None:
+                problems.append(problem)
                 break
     for c, s in zip(cfgs, shapes, strict=True):
         if c.spec.cluster.kind != "slurm":
