@@ -349,6 +349,10 @@ class Composer:
 
     def _typed(self, group_ovs: Tuple[str, ...], key: str, value: Any) -> Any:
         """`value` as the typed config holds it at `key` (OmegaConf's conversion and check)."""
+        scalar = type(value) in (int, float, bool, str) and not (isinstance(value, str) and "$" in value)
+        like = (group_ovs, key, "TYPED", ("", ""), type(value))
+        if scalar and like in self._passthrough:  # the key's node takes this type's values as they are
+            return value
         from omegaconf import OmegaConf, open_dict
         from omegaconf.errors import OmegaConfBaseException
 
@@ -360,9 +364,12 @@ class Composer:
             with open_dict(cfg):
                 OmegaConf.update(cfg, key, value, merge=False, force_add=True)
             node = OmegaConf.select(cfg, key)
-            return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+            checked = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
         except OmegaConfBaseException as e:
             raise _config_error(e) from None
+        if scalar and type(checked) is type(value) and checked == value:
+            self._passthrough[like] = "TYPED"
+        return checked
 
     def _check(
         self, group_ovs: Tuple[str, ...], ov: Any, value: Any, text: str, program: Tuple[str, str] = ("", "")
