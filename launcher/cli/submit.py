@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 def run(args: Namespace) -> int:
     with phase("imports"):
-        from ..plan.planner import new_runs, place, plan_jobs, sweep_layout
+        from ..plan.planner import PlannedJob, new_runs, place, plan_jobs, sweep_layout
         from ..spec.compose import Composer
         from ..spec.validate import check
         from ..submit import notify_job
@@ -111,4 +111,3 @@ def run(args: Namespace) -> int:
     if results:
         notify_job.submit_after(spec0, name, sweep_layout(spec0, name), shapes[0].partition, results.values(), err)
     return wait_until_ended(store, [name]) if args.wait else 0
-
