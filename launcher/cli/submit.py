@@ -12,10 +12,6 @@ from ..timings import phase
 from .common import check_template_dir, in_jobs
 from .output import err
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
-if TYPE_CHECKING:
-    from ..plan.planner import PlannedJob
-
 
 def run(args: Namespace) -> int:
     with phase("imports"):
