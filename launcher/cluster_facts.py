@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from . import slurm
+from .words import counted
 
 SINFO_NODES = ["sinfo", "-h", "-N", "-O", "NodeList:0|,Partition:0|,CPUs:0|,Memory:0|,Gres:0|"]
 
@@ -136,9 +137,9 @@ def parse_assoc(text: str) -> Tuple[Dict[str, Optional[int]], Dict[str, int]]:
 def grp_tres_problem(tres: Dict[str, int], gpus: int, gpu_type: Optional[str], cpus: int) -> Optional[str]:
     """Why one job of `gpus` GPUs (of `gpu_type`) and `cpus` CPUs can never start under the association's GrpTRES
     (it would pend for ever, reason AssocGrpGRES / AssocGrpCpuLimit); None when it fits."""
-    asks = [("gres/gpu", gpus, f"{gpus} GPU(s)"), ("cpu", cpus, f"{cpus} CPU(s)")]
+    asks = [("gres/gpu", gpus, counted(gpus, "GPU")), ("cpu", cpus, counted(cpus, "CPU"))]
     if gpu_type:
-        asks.insert(1, (f"gres/gpu:{gpu_type}", gpus, f"{gpus} {gpu_type} GPU(s)"))
+        asks.insert(1, (f"gres/gpu:{gpu_type}", gpus, counted(gpus, f"{gpu_type} GPU")))
     for name, n, what in asks:
         if name in tres and n > tres[name]:
             return f"one job asks for {what}; your association's GrpTRES allows {name}={tres[name]} at once"
@@ -351,7 +352,7 @@ def submit_limit(facts: ClusterFacts, qos: Optional[str], new_jobs: int) -> Opti
         if limit is None:
             continue
         if new_jobs > limit:
-            return f"{new_jobs} new job(s) (each run is one, array tasks too) exceed {why}, {limit}"
+            return f"{counted(new_jobs, 'new job')} (each run is one, array tasks too) exceed {why}, {limit}"
         if "--all" in where and new_jobs * 4 <= limit:
             continue  # everyone's jobs are counted (one squeue of the whole queue) only for a sweep that big
         try:
@@ -361,5 +362,8 @@ def submit_limit(facts: ClusterFacts, qos: Optional[str], new_jobs: int) -> Opti
             held = 0
         if held + new_jobs > limit:
             whose = "in the queue" if "--all" in where else "of yours already queued"
-            return f"{new_jobs} new job(s) (each run is one, array tasks too) and {held} {whose} exceed {why}, {limit}"
+            return (
+                f"{counted(new_jobs, 'new job')} (each run is one, array tasks too) and {held} {whose} exceed {why}, "
+                f"{limit}"
+            )
     return None

@@ -341,6 +341,12 @@ class Store:
                     for r in runs
                 ],
             )
+            # the run row holds the run as its latest attempt runs it: a rerun's overrides reach its config (what
+            # show, logs and notify read) and the next rerun composes from them
+            db.executemany(
+                "UPDATE runs SET overrides=?, config=?, workdir=?, partition=?, nodes=? WHERE run=?",
+                [(json.dumps(r.overrides), json.dumps(r.config), r.workdir, r.partition, r.nodes, r.run) for r in runs],
+            )
         return True
 
     def record_job(self, tag: str, job_id: str, array: bool, submitted: Optional[float] = None) -> None:

@@ -275,7 +275,7 @@ def test_lightning_world_is_read_from_the_programs_config_file(guard, danlu_env)
     case = SUBMIT_CASES["lightning ranks disagree with the job (config file)"]
     for extra in ([], ["--dry-run"]):
         err = assert_one_line_error(danlu("submit", *case, *extra, env=danlu_env))
-        assert "trainer.devices=1 (config.yaml)" in err and "1 node(s) x 2 task(s)" in err, err
+        assert "trainer.devices=1 (config.yaml)" in err and "1 node x 2 tasks" in err, err
     guard()
     ok = danlu("submit", *case, "args.trainer.devices=2", "--dry-run", env=danlu_env)
     assert ok.returncode == 0, ok.stderr

@@ -230,13 +230,13 @@ def test_cluster_facts_from_captured_text(version):
     )  # the tightest of each
     # a job that can never start under it is named (it would pend for ever: AssocGrpGRES)
     assert cf.grp_tres_problem(tres, gpus=8, gpu_type="rtx4090", cpus=8) == (
-        "one job asks for 8 GPU(s); your association's GrpTRES allows gres/gpu=4 at once"
+        "one job asks for 8 GPUs; your association's GrpTRES allows gres/gpu=4 at once"
     )
     assert cf.grp_tres_problem(tres, gpus=4, gpu_type=None, cpus=16) == (
-        "one job asks for 16 CPU(s); your association's GrpTRES allows cpu=8 at once"
+        "one job asks for 16 CPUs; your association's GrpTRES allows cpu=8 at once"
     )
     assert cf.grp_tres_problem({"gres/gpu:a10": 2}, gpus=4, gpu_type="a10", cpus=1).startswith(
-        "one job asks for 4 a10 GPU(s)"
+        "one job asks for 4 a10 GPUs"
     )
     assert cf.grp_tres_problem(tres, gpus=4, gpu_type="rtx4090", cpus=8) is None
     # a site's names as they are (AutoDetect: nvidia_geforce_rtx_4090), nodes of two GPU types in one partition
@@ -293,7 +293,7 @@ def test_a_sweep_over_the_controllers_max_job_count_is_refused_without_asking_sq
         limits={"max_submit_jobs": None, "max_jobs": None},
     )
     assert cf.submit_limit(facts, None, 1500) == (
-        "1500 new job(s) (each run is one, array tasks too) exceed the cluster's MaxJobCount (all users' jobs), 1000"
+        "1500 new jobs (each run is one, array tasks too) exceed the cluster's MaxJobCount (all users' jobs), 1000"
     )
     assert cf.submit_limit(facts, None, 10) is None  # small next to it: the whole queue is not counted
 
@@ -499,7 +499,7 @@ def test_a_sweep_over_the_submit_limit_is_refused_before_anything_is_queued(slur
             three = danlu(*sweep, "args.seed=0,1,2", "--name", "limited", *extra, env=danlu_env)
             assert three.returncode == 2, three.stderr
             assert (
-                "error: 3 new job(s) (each run is one, array tasks too) exceed the "
+                "error: 3 new jobs (each run is one, array tasks too) exceed the "
                 f"MaxSubmitJobsPerUser of QOS {qos}, 2" in three.stderr
             ), three.stderr
             assert "hint: submit fewer runs at once" in three.stderr
@@ -533,7 +533,7 @@ def test_a_job_over_the_association_grptres_is_refused_before_anything_is_queued
             big = danlu(*job, "resources.gpus_per_node=4", *extra, env=danlu_env)
             assert big.returncode == 2, big.stderr
             assert (
-                "error: one job asks for 4 GPU(s); your association's GrpTRES allows gres/gpu=2 at once: it "
+                "error: one job asks for 4 GPUs; your association's GrpTRES allows gres/gpu=2 at once: it "
                 "would pend for ever" in big.stderr
             ), big.stderr
             assert "hint: ask for fewer GPUs/CPUs per job" in big.stderr

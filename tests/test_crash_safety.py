@@ -91,7 +91,7 @@ def test_sbatch_refusing_a_later_job_keeps_store_and_queue_in_step(slurm_cluster
     try:
         assert done.returncode == 1, (done.returncode, done.stderr)
         err = done.stderr.strip().splitlines()
-        assert len(err) == 2 and err[0].startswith("error: submission failed after 1 run(s) were accepted"), err
+        assert len(err) == 2 and err[0].startswith("error: submission failed after 1 run was accepted"), err
         assert "Invalid --begin specification" in err[0]  # sbatch's reason, once, in the error line
         assert err[-1].startswith("hint: the accepted runs stay queued under halfway"), err
         assert [(r[0], r[1]) for r in rows] == [("halfway/0", "PENDING")]
@@ -134,7 +134,7 @@ def test_sbatch_that_queued_the_job_but_timed_out_leaves_it_tracked(slurm_cluste
         job_id = re.search(r"^(\d+)", (tmp_path / "sbatch.out").read_text(), re.M).group(1)  # sbatch --parsable
         assert done.returncode == 1, (done.returncode, done.stderr)
         err = done.stderr.strip().splitlines()
-        assert err[0].startswith("error: sbatch did not say whether it queued job 0 (1 run(s))"), err
+        assert err[0].startswith("error: sbatch did not say whether it queued job 0 (1 run)"), err
         assert "Socket timed out" in err[0] and err[1].startswith("hint: its runs stay SUBMITTING"), err
         assert _rows(danlu_env) == [("lost-answer/0", "SUBMITTING", None)]
         (item,) = wait_status(

@@ -228,7 +228,7 @@ def _check(case: Case, runs_dir: Path) -> None:
         agent0 = next(iter(a for t, a in sorted(restarts[0].agent_logs().items()) if t in ("node0", "rank0")), None)
         said = agent0.read_text(errors="replace") if agent0 is not None else ""
         if case.fault == "time limit" and not re.search(
-            r"^(\d+) of \1 task\(s\) stopped for the requeue$\n"
+            r"^(\d+) of \1 tasks? stopped for the requeue$\n"
             r"^requeue of job \d+: ok$",
             said,
             re.M,
@@ -594,6 +594,6 @@ def test_fault_matrix_preemption_then_dead_node(slurm_cluster, danlu_env, tmp_pa
         _drive(dead, danlu_env, 420, ended=lambda c, item: item["state"] in TERMINAL and item["state"] != "PREEMPTED")
         if all(c.item.get("state") == "COMPLETED" for c in dead):
             break
-    for p, d in zip(runs, dead):
+    for p, d in zip(runs, dead, strict=False):
         p.item, p.ended = d.item, d.ended
     _finish(runs + dead, runs_dir)

@@ -197,7 +197,7 @@ def test_a_failed_run_and_the_end_of_the_sweep_each_send_one_message(slurm_clust
     run_dir = Path(status["hooked/1"]["run_dir"])
     assert (run_dir / "logs" / "attempt-1" / "notified").exists()
     outputs = list((run_dir.parent / ".slurm").glob("notify-*.out"))
-    assert len(outputs) == 1 and "notify: 1 message(s) for hooked" in outputs[0].read_text()
+    assert len(outputs) == 1 and "notify: 1 message for hooked" in outputs[0].read_text()
     assert not list((tmp_path / "runs" / "quiet").rglob("notify*")), "a summary job for a sweep without notify"
 
     # the secret: in no script, pickle, log, result or the store (its journal too)

@@ -68,17 +68,22 @@ def main(argv: list[str] | tuple[str, ...] | None = None) -> int:  # no typing i
         from .shell_complete import complete
 
         return complete(argv[1:])
-    from .parser import build_parser
+    from .parser import build_parser, verb_parser
 
     first = next((a for a in argv if not a.startswith("-")), None)
     # only the arguments of the verb asked for (--help: none); an unknown verb gets the whole parser's error
     parser = build_parser("" if first is None else first if first in VERBS else None)
     args, extra = parser.parse_known_args(argv)
-    # overrides may come after options (danlu submit --name x a=1 b=2): argparse leaves those over
-    if extra and hasattr(args, "overrides") and not any(e.startswith("-") and "=" not in e for e in extra):
+    # overrides may come after options (danlu submit --name x a=1 b=2): argparse leaves those over; an override
+    # never starts with '-', so what does is an unknown option, named alone and answered by the verb's own --help
+    unknown = [e for e in extra if e.startswith("-")] if hasattr(args, "overrides") else extra
+    if unknown:
+        verb_parser(parser, args).error(
+            f"unrecognized {'option' if all(e.startswith('-') for e in unknown) else 'argument'}"
+            f"{'s' if len(unknown) > 1 else ''}: {' '.join(unknown)}"
+        )
+    if extra:
         args.overrides = list(args.overrides) + extra
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not args.command:
         parser.print_help()
         return 0

@@ -9,6 +9,7 @@ from argparse import Namespace
 from typing import Callable, TypeVar
 
 from ..errors import UserError
+from ..words import counted
 
 T = TypeVar("T")
 
@@ -55,7 +56,7 @@ def init(args: Namespace) -> int:
     tmp.replace(path)  # whole or not at all
     print(path)
     err(
-        f"wrote the profile of {args.name} ({len(facts.partitions)} partition(s), Slurm {facts.version}); "
+        f"wrote the profile of {args.name} ({counted(len(facts.partitions), 'partition')}, Slurm {facts.version}); "
         f"use it with: danlu submit cluster={args.name} ..."
     )
     default = path.parent.parent / "local" / "default.yaml"

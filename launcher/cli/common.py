@@ -42,7 +42,16 @@ def store_errors(fn: Callable[[Namespace], int]) -> Callable[[Namespace], int]:
     return wrapper
 
 
-def report_submitted(args: Namespace, sweep: str, results: dict[str, str], njobs: int) -> None:
+def in_jobs(nruns: int, njobs: int, local: bool) -> str:
+    """ "3 runs in 2 Slurm jobs"; runs on the local cluster are processes on this machine, not Slurm jobs."""
+    from ..words import counted
+
+    if local:
+        return f"{counted(nruns, 'run')} on this machine (cluster.kind=local: processes here, no Slurm jobs)"
+    return f"{counted(nruns, 'run')} in {counted(njobs, 'Slurm job')}"
+
+
+def report_submitted(args: Namespace, sweep: str, results: dict[str, str], njobs: int, local: bool) -> None:
     """run<TAB>job id per run on stdout (or --json), a summary on stderr."""
     import json
 
@@ -52,4 +61,26 @@ def report_submitted(args: Namespace, sweep: str, results: dict[str, str], njobs
     else:
         for r in runs:
             print(f"{r['run']}\t{r['job_id']}")
-    err(f"submitted {sweep}: {len(runs)} run(s) in {njobs} job(s)")
+    err(f"{'started' if local else 'submitted'} {sweep}: {in_jobs(len(runs), njobs, local)}")
+
+
+def wait_until_ended(store: Any, sweeps: list[str], runs: list[str] | None = None) -> int:
+    """--wait (submit, rerun): block until the latest attempts of these sweeps and runs have ended, print their table
+    on stderr; 0 when every one completed, else 1."""
+    from ..state.reconcile import wait
+    from ..views.table import items, render_plain
+
+    rows = wait(store, sweeps, runs=runs or ()) or []
+    err(render_plain(items(rows)))
+    return 0 if all(r["state"] == "COMPLETED" for r in rows) else 1
+
+
+def check_template_dir(template_dir: str | None) -> None:
+    """--template-dir (submit, rerun) names a folder that exists."""
+    from pathlib import Path
+
+    if template_dir and not Path(template_dir).expanduser().is_dir():
+        raise UserError(
+            f"template dir {template_dir!r} does not exist",
+            "pass --template-dir a folder with your copies of templates/*.j2",
+        )

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Dict
 
 from ..errors import UserError
+from ..words import counted
 from .common import open_store, store_errors
 from .output import err
 
@@ -47,7 +48,7 @@ def run(args: Namespace) -> int:
         if deliver(notify["url"], notify.get("format", "json"), m, err) and m["event"] == "run_failed":
             row = next(r for r in rows if r["run"] == m["run"])
             RunLayout(Path(row["run_dir"])).attempt(int(row["attempt"])).mark_notified(m["reason"])
-    err(f"notify: {len(out)} message(s) for {args.sweep}")
+    err(f"notify: {counted(len(out), 'message')} for {args.sweep}")
     return 0
 
 

@@ -5,17 +5,41 @@ from __future__ import annotations
 
 import json
 from argparse import Namespace
+from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
 
-def _program_rows(args: Namespace) -> Tuple[List[Dict[str, Any]], str]:
+def _types(cls: type, prefix: str = "") -> Dict[str, str]:
+    """key -> its type in a word (int, str|null, list, map ...), from the dataclasses of spec/options.py."""
+    out: Dict[str, str] = {}
+    for f in fields(cls):
+        default = f.default_factory() if callable(f.default_factory) else f.default
+        if is_dataclass(default):
+            out.update(_types(type(default), f"{prefix}{f.name}."))
+            continue
+        text = str(f.type)
+        inner = text[len("Optional[") : -1] if text.startswith("Optional[") else text
+        word = {"List": "list", "Dict": "map", "Any": "any"}.get(inner.split("[")[0], inner)
+        out[f"{prefix}{f.name}"] = word + ("|null" if inner != text else "")
+    return out
+
+
+def _value(spec: Any, key: str) -> str:
+    """The composed value of a dotted key, as `danlu options` shows a default (a map of profiles: its names)."""
+    for part in key.split("."):
+        spec = getattr(spec, part)
+    if isinstance(spec, dict) and any(is_dataclass(v) for v in spec.values()):
+        return "{" + ", ".join(spec) + "}"
+    if isinstance(spec, dict) and len(repr(spec)) > 40:  # args: each one on a line of its own below
+        return f"{{{len(spec)} keys}}"
+    return repr(spec)
+
+
+def _program_rows(spec: Any) -> Tuple[List[Dict[str, Any]], str]:
     """The program's flags as rows, and one line saying where they come from (or why there are none)."""
-    from ..spec.compose import Composer
     from ..spec.program_args import flags_of, program_path
 
-    (cfg,) = Composer(getattr(args, "config_dir", None)).runs(list(args.overrides), multirun=False, to_run=False)
-    spec = cfg.spec
     path = program_path(spec.workdir, spec.program)
     flags = flags_of(spec)
     if flags is None:
@@ -47,20 +71,28 @@ def _program_rows(args: Namespace) -> Tuple[List[Dict[str, Any]], str]:
 def run(args: Namespace) -> int:
     from ..spec.options import RunSpec, describe
 
-    rows = describe(RunSpec)
+    rows, types = describe(RunSpec), _types(RunSpec)
     program: List[Dict[str, Any]] = []
     said = ""
+    values = {k: d for k, d, _ in rows}  # without overrides, the defaults; with them, the composed config's values
     if getattr(args, "overrides", None):
-        program, said = _program_rows(args)
+        from ..spec.compose import Composer
+
+        (cfg,) = Composer(getattr(args, "config_dir", None)).runs(list(args.overrides), multirun=False, to_run=False)
+        values = {k: _value(cfg.spec, k) for k in values}
+        program, said = _program_rows(cfg.spec)
     if args.json:
-        out: Any = [{"key": k, "default": d, "help": h} for k, d, h in rows]
+        out: Any = [{"key": k, "value": values[k], "default": d, "type": types[k], "help": h} for k, d, h in rows]
         if getattr(args, "overrides", None):
             out = {"options": out, "program": program, "program_note": said.lstrip("# ")}
         print(json.dumps(out, indent=1))
         return 0
-    width = max(len(k) for k, _, _ in rows)
-    for k, d, h in rows:
-        print(f"{k:<{width}}  {d:<14} {h}")
+    if getattr(args, "overrides", None):
+        print(f"# danlu's keys as {' '.join(args.overrides)} sets them (without overrides: the defaults)")
+    width, vw = max(len(k) for k, _, _ in rows), min(24, max(len(v) for v in values.values()))
+    tw = max(map(len, types.values()))
+    for k, _, h in rows:
+        print(f"{k:<{width}}  {values[k]:<{vw}} {types[k]:<{tw}}  {h}")
     if said:
         print()
         print(said)

@@ -47,6 +47,17 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def verb_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the (sub)command `args` were parsed for (`danlu env sync`'s, `danlu submit`'s), or `parser`
+    itself: its errors' hint then names that command's --help."""
+    while True:
+        sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)  # noqa: SLF001
+        chosen = getattr(args, sub.dest, None) if sub is not None else None
+        if sub is None or chosen not in sub.choices:
+            return parser
+        parser = sub.choices[chosen]
+
+
 def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     """The whole parser; with `verb`, only that verb's arguments (every verb is still listed): `danlu --help` and
     each command build what they use ("" builds none)."""
@@ -144,11 +155,17 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     c = sub.add_parser("cancel", help="cancel runs or whole sweeps")
     if want("cancel"):
         c.add_argument("names", nargs="+", metavar="SWEEP|RUN")
+        c.add_argument("--state", help="only runs in these states, comma-separated (e.g. PENDING)")
+        c.add_argument("--dry-run", action="store_true", help="print the runs that would be cancelled; cancel nothing")
+        c.add_argument("--json", action="store_true", help="print [{run, job_id, state}] on stdout")
 
     sh = sub.add_parser("show", help="everything needed to reproduce a run")
     if want("show"):
         sh.add_argument("run", metavar="RUN")
-        sh.add_argument("--json", action="store_true")
+        sh.add_argument(
+            "--full", action="store_true", help="also the whole resolved config and the batch script (at the end)"
+        )
+        sh.add_argument("--json", action="store_true", help="everything, the whole config and script included")
 
     r = sub.add_parser("rerun", help="resubmit the failed runs of a sweep (or one run)")
     if want("rerun"):
@@ -162,11 +179,23 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
             help="a new attempt of COMPLETED runs with the OVERRIDES (e.g. args.max_train_steps=4000), "
             "resuming from their checkpoints",
         )
-        r.add_argument("--dry-run", action="store_true")
+        r.add_argument(
+            "--dry-run", action="store_true", help="print the script(s) that would be submitted; submit nothing"
+        )
         r.add_argument(
             "--exclude-failed-nodes", action="store_true", help="keep off the nodes the failed attempts ran on"
         )
-        r.add_argument("--json", action="store_true")
+        r.add_argument(
+            "--config-dir", help="compose from this folder of configs (and ./jobs), not the original submit's"
+        )
+        r.add_argument("--template-dir", help="render with your copies of templates/*.j2, not the original submit's")
+        r.add_argument("--wait", action="store_true", help="block until the runs end; exit 1 if any failed")
+        r.add_argument("--json", action="store_true", help="print {sweep, runs:[{run, job_id}]} on stdout")
+        r.add_argument(
+            "--refresh-cluster",
+            action="store_true",
+            help="read the live cluster's facts again now (else at most once an hour: limits, partitions)",
+        )
 
     cl = sub.add_parser(
         "cluster",

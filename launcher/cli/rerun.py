@@ -2,29 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from argparse import Namespace
-from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 from ..errors import NothingToDo, UserError
 from .output import err
 
 
 def run(args: Namespace) -> int:
-    from .. import slurm
-    from ..layout import RunLayout
-    from ..plan.planner import PlannedRun, place, plan_jobs
-    from ..spec.compose import Composer, merge_overrides
-    from ..spec.validate import check
-    from ..state.machine import failed_nodes
+    from ..plan.planner import plan_jobs
+    from ..spec.compose import Composer
     from ..state.names import ACTIVE, RERUNNABLE
     from ..state.reconcile import refresh
     from ..submit import notify_job
     from ..submit.execute import new_token
     from ..submit.live_checks import against_the_live_cluster
-    from .common import open_store
-    from .submit import print_plan
+    from ..submit.rerun import plan_attempts
+    from ..views.plan import print_plan
+    from .common import check_template_dir, in_jobs, open_store, report_submitted, wait_until_ended
 
     choices = RERUNNABLE + ("CANCELLED",)
     cont = getattr(args, "cont", False)
@@ -83,41 +78,16 @@ def run(args: Namespace) -> int:
             f"nothing to rerun in {args.target}: {summary}",
             "only runs whose latest attempt ended " + "/".join(states) + " are rerun (see --state)",
         )
-    composer, template_dir = Composer.of_sweep(store.sweep(chosen[0]["sweep"]))  # the same configs and templates
-    planned: List[PlannedRun] = []
-    expect: Dict[str, int] = {}
-    graces: Dict[slurm.Place, Optional[int]] = {}
-    for r in chosen:
-        overrides = merge_overrides(json.loads(r["overrides"]), list(args.overrides))
-        if args.exclude_failed_nodes:
-            bad = sorted({n for a in store.attempts(r["run"]) if a["state"] in RERUNNABLE for n in failed_nodes(a, r)})
-            if bad:  # quoted: a plain node1,node2 would be a sweep to Hydra, and node[1-2] a list
-                overrides = merge_overrides(overrides, [f"resources.exclude='{','.join(bad)}'"])
-        (cfg,) = composer.runs(overrides, multirun=False)
-        verdict = check([cfg.spec])
-        verdict.refuse()  # the same verdict with --dry-run
-        (shp,) = verdict.shapes
-        where = place(cfg.spec, shp)
-        if cfg.spec.cluster.kind == "slurm" and where not in graces:
-            graces.update(slurm.stop_graces([where]))  # once per partition and QOS
-        planned.append(
-            PlannedRun(
-                run_id=r["run"],
-                sweep=r["sweep"],
-                idx=r["idx"],
-                cfg=cfg,
-                shape=shp,
-                layout=RunLayout(Path(r["run_dir"])),
-                attempt=r["attempt"] + 1,
-                workdir=str(Path(cfg.spec.workdir).expanduser().resolve()),
-                stop_grace_s=graces.get(where),
-            )
-        )
-        expect[r["run"]] = r["attempt"]
+    # the original submit's configs and templates, unless this rerun names its own
+    check_template_dir(args.template_dir)
+    own = (Composer(args.config_dir) if args.config_dir else None), args.template_dir
+    recorded = Composer.of_sweep(store.sweep(chosen[0]["sweep"])) if not all(own) else own
+    composer, template_dir = own[0] or recorded[0], own[1] or recorded[1]
+    planned, expect = plan_attempts(store, chosen, composer, args.overrides, args.exclude_failed_nodes)
     # the live cluster's word on these runs: the profile's contradictions, the submit limit
     problems: List[UserError] = []
     warnings, _facts = against_the_live_cluster(
-        [p.cfg for p in planned], [p.shape for p in planned], problems, False, keep=not args.dry_run
+        [p.cfg for p in planned], [p.shape for p in planned], problems, args.refresh_cluster, keep=not args.dry_run
     )
     for line in warnings:
         err(f"warning: {line}")
@@ -128,15 +98,14 @@ def run(args: Namespace) -> int:
     jobs = plan_jobs(token, planned, template_dir)
     if args.dry_run:
         print_plan(jobs)
-        err(f"dry run: would rerun {len(planned)} run(s) in {len(jobs)} job(s); nothing submitted")
+        err(f"dry run: would rerun {in_jobs(len(planned), len(jobs), all(j.local for j in jobs))}; nothing submitted")
         return 0
     from ..submit.sweep import submit_rerun
-    from .common import report_submitted
 
     results = submit_rerun(store, token, label, jobs, args.overrides, expect)
-    report_submitted(args, label, results, len(jobs))
+    report_submitted(args, label, results, len(jobs), all(j.local for j in jobs))
     if label != "rerun":  # the sweep's summary (notify.*) once more, after these
         notify_job.submit_after(
             jobs[0].spec, label, jobs[0].sweep_layout, jobs[0].runs[0].shape.partition, results.values(), err
         )
-    return 0
+    return wait_until_ended(store, [], list(results)) if args.wait else 0

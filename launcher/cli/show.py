@@ -16,5 +16,5 @@ def run(args: Namespace) -> int:
     if args.json:
         print(json.dumps(data, indent=1))
     else:
-        print(render_text(data), end="")
+        print(render_text(data, args.full), end="")
     return 0

@@ -522,7 +522,7 @@ class NodeAgent:
         with open(say_file, "a") as log:
             stopped = logs.ended_count()
             log.write(
-                f"{stopped} of {ntasks} task(s) stopped for the requeue"
+                f"{stopped} of {ntasks} task{'' if ntasks == 1 else 's'} stopped for the requeue"
                 + ("" if stopped >= ntasks else " (not waiting longer)")
                 + "\n"
             )
@@ -538,7 +538,10 @@ class NodeAgent:
                     )
                     return False
             if restart >= self.max_requeues:
-                line = f"not requeued: {restart} requeues already (requeue.max_requeues={self.max_requeues})"
+                line = (
+                    f"not requeued: {restart} requeue{'' if restart == 1 else 's'} already "
+                    f"(requeue.max_requeues={self.max_requeues})"
+                )
                 log.write(line + "\n")
                 print(f"[danlu agent] {line}", file=sys.stderr, flush=True)  # Slurm's output: the run's reason
                 return False

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import UserError
+from ..words import counted
 from .options import RunSpec
 
 
@@ -81,7 +82,7 @@ def world_problem(spec: RunSpec, nodes: int, tasks_per_node: int) -> Optional[Us
         return None
     return UserError(
         f"the Lightning program would start {devices or '?'} x {num_nodes or '?'} ranks ({', '.join(said)}) but the "
-        f"job has {nodes} node(s) x {tasks_per_node} task(s)",
+        f"job has {counted(nodes, 'node')} x {counted(tasks_per_node, 'task')}",
         f"set args.trainer.devices={tasks_per_node} args.trainer.num_nodes={nodes}, or change resources.nodes / "
         f"resources.gpus_per_node (launch=lightning starts one task per GPU)",
     )

@@ -80,7 +80,11 @@ class LaunchSpec:
     )
     extra_args: List[str] = opt(help="extra arguments for the launcher itself", factory=list)
     python: str = opt("python", "interpreter for lightning/python launch and for the program")
-    port: Optional[int] = opt(None, "rendezvous port; null picks one per job from the job id")
+    port: Optional[int] = opt(
+        None,
+        "rendezvous port; null: a free one picked at random (15000-31999, tried with a real bind) on the head node "
+        "when the job starts; a number: that port for every Slurm job (a local run always picks a free one)",
+    )
     tasks_per_node: Optional[int] = opt(
         None, "srun tasks per node; null: 1 for accelerate/torchrun, one per GPU otherwise"
     )

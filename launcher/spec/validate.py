@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from ..errors import UserError
+from ..words import counted
 from .options import PartitionSpec, RunSpec
 
 LAUNCH_KINDS = ("accelerate", "torchrun", "lightning", "python")
@@ -168,17 +169,19 @@ def shape(spec: RunSpec) -> Shape:
             )
         if r.gpus_per_node > p.gpus_per_node:
             raise UserError(
-                f"resources.gpus_per_node={r.gpus_per_node} but nodes of {partition!r} have {p.gpus_per_node} GPUs",
-                f"ask for at most {p.gpus_per_node} GPUs per node and more nodes (resources.nodes)",
+                f"resources.gpus_per_node={r.gpus_per_node} but nodes of {partition!r} have "
+                f"{counted(p.gpus_per_node, 'GPU')}",
+                f"ask for at most {counted(p.gpus_per_node, 'GPU')} per node and more nodes (resources.nodes)",
             )
         if r.nodes > p.nodes:
             raise UserError(
-                f"resources.nodes={r.nodes} but partition {partition!r} has {p.nodes} nodes",
-                f"ask for at most {p.nodes} nodes",
+                f"resources.nodes={r.nodes} but partition {partition!r} has {counted(p.nodes, 'node')}",
+                f"ask for at most {counted(p.nodes, 'node')}",
             )
         if cpus * tasks > p.cpus_per_node:
             raise UserError(
-                f"{tasks} tasks x {cpus} CPUs per node but nodes of {partition!r} have {p.cpus_per_node} CPUs",
+                f"{counted(tasks, 'task')} x {counted(cpus, 'CPU')} per node but nodes of {partition!r} have "
+                f"{counted(p.cpus_per_node, 'CPU')}",
                 "lower resources.cpus_per_gpu or resources.cpus_per_task",
             )
         if mem_mb and p.mem_per_node and mem_mb > parse_mem_mb(p.mem_per_node):
@@ -233,6 +236,34 @@ def env_dir(spec: RunSpec) -> Optional[Path]:
     return None
 
 
+_ENV_WORKDIR = re.compile(r"""^workdir:\s*["']?\$\{oc\.env:([A-Za-z_][A-Za-z0-9_]*)(?:,\s*["']?([^'"}]*))?""", re.M)
+
+
+def _workdir_hint(experiment: str, workdir: Path) -> str:
+    """What to set for a missing workdir: the environment variable the experiment's config reads it from
+    (workdir: ${oc.env:NAME,default}), when that is where this workdir came from; else workdir=."""
+    import os
+
+    from .compose import search_dirs
+
+    for d in reversed(search_dirs()):  # the last dir wins, as in composition
+        f = d / "experiment" / f"{experiment}.yaml"
+        if not f.is_file():
+            continue
+        found = _ENV_WORKDIR.search(f.read_text(errors="replace"))
+        if not found:
+            break
+        name, default = found.group(1), found.group(2) or ""
+        if Path(os.environ.get(name) or default).expanduser() != workdir:
+            break  # workdir=... was given: the variable is not where this one came from
+        said = f"{name}={os.environ[name]} is not a folder" if os.environ.get(name) else f"{name} is not set"
+        return (
+            f"experiment {experiment} takes its workdir from ${name} ({said}): export {name}=/path/to/your/checkout, "
+            "or set workdir=/path/to/your/checkout"
+        )
+    return "set workdir=/path/to/your/checkout"
+
+
 def file_problems(spec: RunSpec) -> List[UserError]:
     """Things missing on a shared filesystem: workdir, program, environment."""
     problems: List[UserError] = []
@@ -243,7 +274,7 @@ def file_problems(spec: RunSpec) -> List[UserError]:
         problems.append(
             UserError(
                 f"workdir {str(workdir)!r} does not exist",
-                "set workdir=/path/to/your/checkout (or the env var the experiment names)",
+                _workdir_hint(spec.experiment, workdir),
             )
         )
     elif spec.program and not (workdir / Path(spec.program).expanduser()).exists():

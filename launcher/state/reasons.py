@@ -93,7 +93,10 @@ def classify(
     text = "\n".join(log_lines)
     limit = _MAX_REQUEUES.search(text)
     if limit:  # stopped for the time limit (or preemption) once more than danlu may requeue
-        return f"stopped at the time limit after {limit.group(1)} requeues (requeue.max_requeues={limit.group(2)})"
+        return (
+            f"stopped at the time limit after {limit.group(1)} requeue{'' if limit.group(1) == '1' else 's'} "
+            f"(requeue.max_requeues={limit.group(2)})"
+        )
     hung = _HUNG.search(text)
     if hung:  # the agent ended a silent job (launch.hang_timeout_s)
         return _cut(hung.group(1))

@@ -208,12 +208,13 @@ def _scancel_ids(store: Store, rows: Sequence[Any]) -> List[str]:
 
 # ---- wait --------------------------------------------------------------------------------------
 def wait(
-    store: Store, sweeps: Sequence[str], poll: float = 2.0, timeout: Optional[float] = None
+    store: Store, sweeps: Sequence[str], poll: float = 2.0, timeout: Optional[float] = None, runs: Sequence[str] = ()
 ) -> Optional[List[Any]]:
-    """Refresh until every run of `sweeps` has ended; their rows (None after `timeout` seconds)."""
+    """Refresh until every run of `sweeps` (and the `runs` named) has ended; their rows (None after `timeout`
+    seconds)."""
     start = time.time()
     while True:
-        rows = refresh(store, store.latest(sweeps=sweeps)).rows
+        rows = refresh(store, store.latest(sweeps=sweeps, runs=runs)).rows
         if all(r["final"] for r in rows):
             return rows
         if timeout is not None and time.time() - start > timeout:

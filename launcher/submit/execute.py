@@ -21,6 +21,7 @@ from .. import slurm
 from ..plan.planner import PlannedJob
 from ..plan.render import local_setup
 from ..timings import phase
+from ..words import counted
 from . import backend
 
 
@@ -113,19 +114,23 @@ def execute_all(store: Any, sweep: str, token: str, jobs: Sequence[PlannedJob]) 
         if lost:
             job = sending[0]
             raise SubmitFailed(
-                f"sbatch did not say whether it queued job {job.tag.split(':')[-1]} ({len(job.runs)} run(s)) after "
-                f"{len(results)} run(s) were accepted: {detail}",
+                f"sbatch did not say whether it queued job {job.tag.split(':')[-1]} ({counted(len(job.runs), 'run')}) "
+                f"after {accepted(len(results))}: {detail}",
                 f"its runs stay SUBMITTING and the next danlu command (e.g. danlu status {sweep}) looks the job up by "
                 f"its comment: recorded if Slurm has it, forgotten if not; jobs after it were not sent",
             ) from None
         raise SubmitFailed(
-            f"submission failed after {len(results)} run(s) were accepted: {detail}",
+            f"submission failed after {accepted(len(results))}: {detail}",
             _hint(detail, sweep, bool(results)),
         ) from None
     finally:
         if progress:
             print(file=sys.stderr)
     return results
+
+
+def accepted(n: int) -> str:
+    return f"{counted(n, 'run')} {'was' if n == 1 else 'were'} accepted"
 
 
 def _hint(detail: str, sweep: str, some_accepted: bool) -> str:

@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Sequence
 
 from ..job.notify import failed_log, failure_text, log_tail
 from ..layout import RunLayout
+from ..words import counted
 from .report import number_text, render
 
 NOT_FAILED = ("COMPLETED", "CANCELLED")
@@ -49,7 +50,8 @@ def summary(sweep: str, rows: Sequence[Any], report: Dict[str, Any]) -> Dict[str
     active = sum(1 for r in rows if not r["final"])
     states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
     lines = [
-        f"danlu: sweep {sweep} ended: {len(rows)} run(s): {states}" + (f" ({active} not ended yet)" if active else "")
+        f"danlu: sweep {sweep} ended: {counted(len(rows), 'run')}: {states}"
+        + (f" ({active} not ended yet)" if active else "")
     ]
     best = next((i for i in report["runs"] if i["best_run"]), None)
     top = next((p for p in report["points"] if p.get("best_point")), None)

@@ -35,7 +35,7 @@ def accounting_records(raw: str | None) -> List[Dict[str, str]]:
     from ..slurm import SACCT_FORMAT
 
     names = [f.split("%")[0] for f in SACCT_FORMAT.split(",")]
-    return [dict(zip(names, line.split("|"))) for line in (raw or "").splitlines() if line.strip()]
+    return [dict(zip(names, line.split("|"), strict=False)) for line in (raw or "").splitlines() if line.strip()]
 
 
 def launched_commands(run_dir: str, attempt: int) -> Dict[str, str]:
@@ -68,9 +68,44 @@ def _fetch_accounting(store: Any, run: str, attempts: List[Any]) -> None:
     )
 
 
+def effective_overrides(run_overrides: List[str], attempt_overrides: List[str]) -> List[str]:
+    """The overrides the latest attempt ran with: the run's, with a rerun's given again replacing them (a store
+    written before reruns recorded them into the run's row keeps them apart)."""
+
+    def key(o: str) -> str:
+        return o.split("=", 1)[0].lstrip("+~")
+
+    again = {key(o) for o in attempt_overrides}
+    return [o for o in run_overrides if key(o) not in again] + attempt_overrides
+
+
+def set_by_overrides(overrides: List[str], config: Dict[str, Any]) -> List[List[Any]]:
+    """[key, value] of every key the overrides set, the value as the run's config has it (config groups such as
+    experiment=... as chosen; a deleted key as None): what differs from the experiment's own config."""
+    out: List[List[Any]] = []
+    for o in overrides:
+        key, eq, given = o.partition("=")
+        key = key.lstrip("+~")
+        if key.startswith("hydra."):
+            continue
+        node: Any = config
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        # a group's choice (experiment=tiny_dpo, resources=big) is a name, not the key's value in the config
+        out.append([key, given if eq and "." not in key and isinstance(node, dict) else node])
+    return out
+
+
 def show_data(store: Any, run: str) -> Dict[str, Any]:
     row = store.run(run)
     if row is None:
+        runs = [r["run"] for r in store.latest(sweeps=[run])] if store.sweep(run) else []
+        if runs:  # a sweep's name where one run is wanted
+            shown = ", ".join(runs[:3]) + (", ..." if len(runs) > 3 else "")
+            raise UserError(
+                f"{run!r} is a sweep, not a run: show takes one of its runs ({shown})",
+                f"danlu show {runs[0]}  (`danlu status {run}` lists its runs)",
+            )
         raise UserError(f"no run named {run!r}", "`danlu status --all` lists runs (ids look like sweep/3)")
     refresh(store, store.latest(runs=[run]))  # the latest attempt's state as Slurm has it now
     sweep = store.sweep(row["sweep"])
@@ -83,18 +118,32 @@ def show_data(store: Any, run: str) -> Dict[str, Any]:
             script = Path(latest["script"]).read_text()
         except OSError as e:
             script = f"(script unreadable: {e})"
+    config = json.loads(row["config"])
+    overrides = effective_overrides(json.loads(row["overrides"]), json.loads(latest["overrides"] or "[]"))
+    layout = RunLayout(Path(row["run_dir"]))
+    output = (config.get("args") or {}).get(config.get("output_arg") or "") or layout.output_dir
     return {
         "run": row["run"],
         "sweep": row["sweep"],
         "experiment": sweep["experiment"] if sweep else None,
         "cluster": sweep["cluster"] if sweep else None,
-        "overrides": json.loads(row["overrides"]),
-        "config": json.loads(row["config"]),
+        "state": latest["state"],
+        "final": bool(latest["final"]),
+        "overrides": overrides,
+        "set_by_overrides": set_by_overrides(overrides, config),
+        "config": config,
         "run_dir": row["run_dir"],
         "workdir": row["workdir"],
         "git": {"commit": row["git_commit"], "dirty": None if row["git_dirty"] is None else bool(row["git_dirty"])},
         "command": latest["command"],
         "script_path": latest["script"],
+        "paths": {
+            "run_dir": row["run_dir"],
+            "logs": str(layout.attempt(latest["attempt"]).root),
+            "output": str(output),
+            "script": latest["script"],
+            "slurm_output": str(layout.slurm_output(latest["job_id"]) or "") or None,
+        },
         "submitted_with": json.loads(sweep["argv"]) if sweep else None,
         "launched": launched_commands(row["run_dir"], latest["attempt"]),
         "attempts": [
@@ -110,32 +159,71 @@ def show_data(store: Any, run: str) -> Dict[str, Any]:
     }
 
 
-def render_text(data: Dict[str, Any]) -> str:
+def _value(v: Any) -> str:
+    return "(deleted)" if v is None else v if isinstance(v, str) else json.dumps(v)
+
+
+def render_text(data: Dict[str, Any], full: bool = False) -> str:
+    """What a researcher reads first: the run and its state, each attempt and why it ended, the command, what the
+    overrides set, the git state and where the files are. `full`: also each node's launched command, sacct's
+    records, the whole config (with the cluster profile) and the batch script, at the end."""
+    last = data["attempts"][-1]
+    where = ", ".join(f"{k} {data[k]}" for k in ("sweep", "experiment", "cluster") if data.get(k))
+    lines = [
+        f"run        {data['run']}" + (f"  ({where})" if where else ""),
+        f"state      {data['state']}{'' if data['final'] else ' (not final)'}"
+        f"  attempt {last['attempt']} of {len(data['attempts'])}",
+        "attempts",
+    ]
+    table = [
+        [
+            f"{a['attempt']}",
+            a["job_id"] or "-",
+            a["state"],
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(a["submitted"])) if a["submitted"] else "-",
+            a["nodelist"] or "-",
+        ]
+        for a in data["attempts"]
+    ]
+    widths = [max(len(cells[k]) for cells in table) for k in range(5)]
+    for a, cells in zip(data["attempts"], table, strict=True):
+        cells = [c.ljust(w) for c, w in zip(cells, widths, strict=True)]
+        if a["restarts"]:
+            cells.append(f"requeued {a['restarts']}x")
+        if a["reason"]:
+            cells.append(a["reason"])
+        if a["overrides"]:
+            cells.append("rerun with " + " ".join(a["overrides"]))
+        lines.append("  " + "  ".join(cells).rstrip())
+        for record in a["accounting"] if full else ():  # sacct's own words, one record per start
+            lines.append("     sacct: " + " ".join(f"{k}={v}" for k, v in record.items() if v not in ("", "Unknown")))
+    lines.append(f"command    {data['command']}")
+    for node, cmd in sorted(data["launched"].items()) if full else ():
+        lines.append(f"  {node}: {cmd}")
+    lines.append("config     set by the overrides (the whole config: --full, --json)")
+    width = max((len(k) for k, _ in data["set_by_overrides"]), default=0)
+    lines.extend(f"  {k + ':':<{width + 1}} {_value(v)}" for k, v in data["set_by_overrides"])
+    git = data["git"]
+    lines.append(
+        f"git        {git['commit'][:12] if git['commit'] else '(not a git checkout)'}"
+        f"{' (dirty)' if git['dirty'] else ''}  {data['workdir']}"
+    )
+    paths = data["paths"]
+    lines.append("paths")
+    for label, key in (
+        ("run dir", "run_dir"),
+        ("logs", "logs"),
+        ("output", "output"),
+        ("script", "script"),
+        ("slurm out", "slurm_output"),
+    ):
+        if paths.get(key):
+            lines.append(f"  {label:<9}  {paths[key]}")
+    if not full:
+        return "\n".join(lines) + "\n"
     import yaml
 
-    lines = [
-        f"run:       {data['run']}",
-        f"overrides: {' '.join(data['overrides'])}",
-        f"run dir:   {data['run_dir']}",
-        f"workdir:   {data['workdir']}",
-    ]
-    git = data["git"]
-    lines.append(f"git:       {git['commit'] or '(not a git checkout)'}{' (dirty)' if git['dirty'] else ''}")
-    lines.append(f"command:   {data['command']}")
-    for node, cmd in sorted(data["launched"].items()):
-        lines.append(f"  {node}: {cmd}")
-    lines.append("attempts:")
-    for a in data["attempts"]:
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(a["submitted"])) if a["submitted"] else "-"
-        extra = f"  overrides: {' '.join(a['overrides'])}" if a["overrides"] else ""
-        lines.append(
-            f"  {a['attempt']}: job {a['job_id'] or '-'}  {a['state']}{'' if a['final'] else ' (not final)'}"
-            f"  {a['reason'] or ''}  submitted {when}  nodes {a['nodelist'] or '-'}"
-            f"  requeues {a['restarts'] or 0}{extra}"
-        )
-        for record in a["accounting"]:  # sacct's own words, one record per start
-            lines.append("     sacct: " + " ".join(f"{k}={v}" for k, v in record.items() if v not in ("", "Unknown")))
-    lines.append("config:")
+    lines.append("config (whole, resolved):")
     lines.append("  " + yaml.safe_dump(data["config"], sort_keys=False).replace("\n", "\n  ").rstrip())
     lines.append(f"script ({data['script_path']}):")
     script: str = data["script"]  # the batch script's text, as submitted

@@ -72,12 +72,19 @@ def items(rows: Sequence[Any]) -> List[Dict[str, Any]]:
             "attempt": r[attempt],
             "restarts": r[restarts] or 0,
             "exit_code": r[code],
-            "name": r[exp],
+            "name": job_name(r[run], r[sweep], r[job]),
+            "experiment": r[exp],
             "run_dir": r[rdir],
             "final": bool(r[fin]),
         }
         for r in rows
     ]
+
+
+def job_name(run: str, sweep: str, job_id: Optional[str]) -> str:
+    """The name squeue shows for the run's job (slurm.job_name): its sweep for an array task (job id 12_3) or a job
+    not submitted yet, else the run id (a job of one run; a local run is named the same way)."""
+    return sweep if not job_id or "_" in job_id else run
 
 
 def _last(state: str, reason: str, nodelist: str) -> str:
@@ -107,9 +114,9 @@ class Fields:
     def __init__(self, names: Sequence[str]) -> None:
         k: Dict[str, Any] = {name: i for i, name in enumerate(names)}  # a row's position, or an item's key
         if "job_id" in k and "experiment" in k:  # a store row
-            run, job, part, name, sweep = k["run"], k["job_id"], k["a_partition"], k["experiment"], k["sweep"]
+            run, job, part, sweep = k["run"], k["job_id"], k["a_partition"], k["sweep"]
         else:
-            run, job, part, name, sweep = "run", "job_id", "partition", "name", "sweep"
+            run, job, part, sweep = "run", "job_id", "partition", "sweep"
             k = {n: n for n in ("state", "elapsed", "nodes", "attempt", "reason", "nodelist", "final")}
         self.run, self.job, self.final, self.state = (
             itemgetter(run),
@@ -118,9 +125,10 @@ class Fields:
             itemgetter(k["state"]),
         )
         # what a line's cells after RUN and JOBID are made of; 100,000 runs share few distinct values of it
-        # (states, reasons, partitions, times of finished runs), so those cells are made once per distinct value
+        # (states, reasons, partitions, times of finished runs), so those cells are made once per distinct value;
+        # NAME is the sweep here, the run id where the job is one run's (_cells: job_name)
         self.rest = itemgetter(
-            part, name, k["state"], k["elapsed"], k["nodes"], k["attempt"], k["reason"], k["nodelist"]
+            part, sweep, k["state"], k["elapsed"], k["nodes"], k["attempt"], k["reason"], k["nodelist"]
         )
         self.sweep_state = itemgetter(sweep, k["state"])
 
@@ -143,7 +151,7 @@ def _rest(
     """The cells after RUN and JOBID; progress: (step, the metric's value) when the table shows them."""
     cells: Tuple[str, ...] = (
         partition or "-",
-        name[:12],
+        name,
         SHORT.get(state) or state[:3],
         _time(state, elapsed),
         str(nodes),
@@ -159,14 +167,17 @@ def _cells(
 ) -> Tuple[List[str], List[str], List[Tuple[str, ...]]]:
     """RUN, JOBID and the other cells (a tuple per row, shared by the rows that have the same)."""
     runs = list(map(fields.run, src))
+    jobs = [j or "-" for j in map(fields.job, src)]
     keys: List[Any] = list(map(fields.rest, src))
+    if not all("_" in j or j == "-" for j in jobs):  # jobs of one run each: squeue names them by the run (job_name)
+        keys = [k if "_" in j or j == "-" else (k[0], r, *k[2:]) for k, j, r in zip(keys, jobs, runs, strict=True)]
     if progress is not None:
         none = (None, None)
-        keys = list(zip(keys, [progress.get(r, none) for r in runs]))
+        keys = list(zip(keys, [progress.get(r, none) for r in runs], strict=True))
         memo = {k: _rest(*(*k[0], k[1])) for k in set(keys)}  # the cells, then the progress
     else:
         memo = {k: _rest(*k) for k in set(keys)}
-    return runs, [j or "-" for j in map(fields.job, src)], list(map(memo.__getitem__, keys))
+    return runs, jobs, list(map(memo.__getitem__, keys))
 
 
 def item_progress(shown: List[Dict[str, Any]], metric: Optional[str]) -> Optional[Progress]:
@@ -182,7 +193,7 @@ def item_progress(shown: List[Dict[str, Any]], metric: Optional[str]) -> Optiona
 
 def table_rows(shown: List[Dict[str, Any]], metric: Optional[str] = None) -> List[List[str]]:
     runs, jobs, rest = _cells(shown, ITEM_FIELDS, item_progress(shown, metric))
-    return [[r, j, *x] for r, j, x in zip(runs, jobs, rest)]
+    return [[r, j, *x] for r, j, x in zip(runs, jobs, rest, strict=True)]
 
 
 def render_plain(shown: List[Dict[str, Any]], metric: Optional[str] = None) -> str:
