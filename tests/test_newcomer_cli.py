@@ -12,9 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from danlu_helpers import REPO, danlu, danlu_env, danlu_inprocess, private_env  # noqa: F401
-
-from launcher.words import counted
+from danlu_helpers import REPO, danlu, danlu_env, danlu_inprocess, private_env, wait_status  # noqa: F401
 
 TINY = ["experiment=tiny_dpo", "cluster=local", "args.max_train_steps=3", "args.pretrain_steps=5"]
 
@@ -26,14 +24,15 @@ def rows_of(stdout: str) -> dict:
 
 # ---- danlu options ------------------------------------------------------------------------------------------
 def test_options_of_an_experiment_shows_what_the_experiment_sets(danlu_env, monkeypatch, capsys):
-    base = danlu_inprocess(["options"], danlu_env, monkeypatch, capsys)
-    assert base.returncode == 0, base.stderr
-    assert rows_of(base.stdout)["resources.time"][1:3] == ["'01:00:00'", "str"]
     done = danlu_inprocess(["options", "experiment=tiny_dpo"], danlu_env, monkeypatch, capsys)
     assert done.returncode == 0, done.stderr
     rows = rows_of(done.stdout)
+    assert rows["resources.time"][1] == "'00:15:00'"  # tiny_dpo's, not RunSpec's 01:00:00
     key, value, kind, help_text = rows["resources.time"]
-    assert (value, kind) == ("'00:15:00'", "str") and help_text.startswith("time limit")
+    assert kind == "str" and help_text.startswith("time limit")
+    base = danlu_inprocess(["options"], danlu_env, monkeypatch, capsys)
+    assert base.returncode == 0, base.stderr
+    assert rows_of(base.stdout)["resources.time"][1:3] == ["'01:00:00'", "str"]  # no overrides: the defaults
     assert rows["experiment"][1] == "'tiny_dpo'" and rows["resources.cpus_per_task"][2] == "int|null"
     js = json.loads(
         danlu_inprocess(["options", "experiment=tiny_dpo", "--json"], danlu_env, monkeypatch, capsys).stdout
@@ -57,26 +56,15 @@ def test_the_port_option_says_how_the_job_picks_its_port(danlu_env, monkeypatch,
 # ---- one local run, failed, rerun with an override, then continued ------------------------------------------
 @pytest.fixture(scope="module")
 def reran(tmp_path_factory):
-    """A local tiny_dpo run that crashed at step 2, rerun with args.crash_at_step=-1 --wait (completed)."""
+    """A local tiny_dpo run that crashed at step 2, rerun with args.crash_at_step=-1 (completed)."""
     env = private_env(tmp_path_factory.mktemp("newcomer"))
     failed = danlu("submit", *TINY, "args.crash_at_step=2", "--name", "nc", "--wait", env=env)
     assert failed.returncode == 1, failed.stderr
-    done = danlu("rerun", "nc/0", "args.crash_at_step=-1", "--wait", env=env)
+    done = danlu("rerun", "nc/0", "args.crash_at_step=-1", env=env)
     assert done.returncode == 0, done.stderr
+    (item,) = wait_status("nc/0", env, timeout=240, poll=1)
+    assert item["state"] == "COMPLETED", item
     return env
-
-
-def test_rerun_waits_like_submit_and_exits_by_the_runs_outcome(reran):
-    shown = json.loads(danlu("show", "nc/0", "--json", env=reran, check=True).stdout)
-    assert [a["state"] for a in shown["attempts"]] == ["FAILED", "COMPLETED"]  # --wait returned once it ended
-    done = danlu("rerun", "nc/0", "--continue", "args.max_train_steps=4", "--wait", env=reran)
-    assert done.returncode == 0, done.stderr
-    assert "# nc: 1 COMPLETED" in done.stderr  # the table of the runs waited for
-    shown = json.loads(danlu("show", "nc/0", "--json", env=reran, check=True).stdout)
-    assert [a["state"] for a in shown["attempts"]] == ["FAILED", "COMPLETED", "COMPLETED"]
-    # a rerun starts from the latest attempt's overrides: the crash stays switched off
-    assert "--crash_at_step=-1" in shown["command"] and "--max_train_steps=4" in shown["command"]
-    assert shown["config"]["args"]["crash_at_step"] == -1 and shown["config"]["args"]["max_train_steps"] == 4
 
 
 def test_show_after_a_rerun_with_an_override_agrees_with_its_command(reran):
@@ -130,13 +118,22 @@ def test_status_names_jobs_as_squeue_does(reran):
     assert [ln.split()[3] for ln in lines[2:]] == ["tiny_lightning-3f2a"] * 2  # an array: its sweep, uncut
 
 
+def test_rerun_waits_like_submit_and_exits_by_the_runs_outcome(reran):
+    done = danlu("rerun", "nc/0", "--continue", "args.max_train_steps=4", "--wait", env=reran)
+    assert done.returncode == 0, done.stderr
+    assert "# nc: 1 COMPLETED" in done.stderr  # the table of the runs waited for
+    shown = json.loads(danlu("show", "nc/0", "--json", env=reran, check=True).stdout)
+    assert [a["state"] for a in shown["attempts"]] == ["FAILED", "COMPLETED", "COMPLETED"]
+    # a rerun starts from the latest attempt's overrides: the crash stays switched off
+    assert "--crash_at_step=-1" in shown["command"] and "--max_train_steps=4" in shown["command"]
+    assert shown["config"]["args"]["crash_at_step"] == -1 and shown["config"]["args"]["max_train_steps"] == 4
+    failed = danlu("rerun", "nc/0", "--continue", "args.max_train_steps=6", "args.crash_at_step=5", "--wait", env=reran)
+    assert failed.returncode == 1, failed.stderr  # as submit --wait: 1 when a run failed
+    assert "# nc: 1 FAILED" in failed.stderr
+
+
 # ---- messages -------------------------------------------------------------------------------------------------
 def test_counts_in_messages_agree_with_their_nouns(danlu_env, monkeypatch, capsys):
-    assert (counted(1, "node"), counted(2, "node"), counted(1, "process", "processes")) == (
-        "1 node",
-        "2 nodes",
-        "1 process",
-    )
     done = danlu_inprocess(
         ["submit", "experiment=tiny_dpo", "cluster=testcluster", "resources.partition=debug-A10-01",
          "resources.nodes=2", "--dry-run"],
@@ -150,6 +147,13 @@ def test_counts_in_messages_agree_with_their_nouns(danlu_env, monkeypatch, capsy
         danlu_env, monkeypatch, capsys,
     )  # fmt: skip
     assert "1 node x 2 tasks" in done.stderr and "(s)" not in done.stderr, done.stderr
+    from launcher.words import counted
+
+    assert [counted(1, "node"), counted(2, "node"), counted(1, "process", "processes")] == [
+        "1 node",
+        "2 nodes",
+        "1 process",
+    ]
 
 
 def test_a_local_sweep_is_not_said_to_be_slurm_jobs(danlu_env, monkeypatch, capsys):
@@ -196,14 +200,15 @@ def test_an_unknown_option_is_named_alone_with_the_verbs_help(argv, verb, danlu_
 
 
 def test_the_same_flag_means_the_same_on_every_verb():
-    from launcher.cli.parser import build_parser, verb_parser
+    import argparse
+
+    from launcher.cli.parser import build_parser
     from launcher.cli.shell_complete import VALUE_OPTIONS
 
-    parser = build_parser()
+    (verbs,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]  # noqa: SLF001
 
     def flags(verb: str) -> dict:
-        p = verb_parser(parser, parser.parse_known_args([verb, "x"])[0])
-        return {o: a for a in p._actions for o in a.option_strings}  # noqa: SLF001
+        return {o: a for a in verbs.choices[verb]._actions for o in a.option_strings}  # noqa: SLF001
 
     submit, rerun, cancel, show = flags("submit"), flags("rerun"), flags("cancel"), flags("show")
     for flag in ("--wait", "--dry-run", "--json", "--config-dir", "--template-dir", "--refresh-cluster"):
@@ -219,12 +224,12 @@ def test_rerun_takes_its_own_config_and_template_dirs(reran, tmp_path):
     templates.mkdir()
     for t in (Path(__file__).resolve().parent.parent / "templates").glob("*.j2"):
         (templates / t.name).write_text(("# my own template\n" if t.name == "header.sh.j2" else "") + t.read_text())
-    done = danlu("rerun", "nc/0", "--continue", "args.max_train_steps=5", "--template-dir", str(templates),
-                 "--dry-run", env=reran)  # fmt: skip
+    (item,) = json.loads(danlu("status", "--all", "--json", "nc/0", env=reran, check=True).stdout)
+    how = ["--continue", "args.max_train_steps=9"] if item["state"] == "COMPLETED" else []  # a new attempt either way
+    done = danlu("rerun", "nc/0", *how, "--template-dir", str(templates), "--dry-run", env=reran)
     assert done.returncode == 0, done.stderr
     assert "# my own template" in done.stdout
-    missing = danlu("rerun", "nc/0", "--continue", "args.max_train_steps=5", "--config-dir", str(tmp_path / "no"),
-                    "--dry-run", env=reran)  # fmt: skip
+    missing = danlu("rerun", "nc/0", *how, "--config-dir", str(tmp_path / "no"), "--dry-run", env=reran)
     assert missing.returncode == 2 and "config dir" in missing.stderr and "hint: " in missing.stderr
 
 
