@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import os
 import re
 import subprocess
 import time
@@ -189,10 +190,20 @@ def _replace(path: Path, text: str) -> None:
 
 
 def node_processes(node: str, job_ids: list[str], with_step_daemons: bool = False) -> set[int]:
-    """Pids of what the jobs run on one test node (all test nodes share this host: found by SLURMD_NODENAME and
-    SLURM_JOB_ID in their environment), and optionally the slurmstepd parents of those tasks."""
+    """Pids of what the jobs run on one test node of the cluster the tests talk to, and optionally the slurmstepd
+    parents of those tasks. All test nodes share this host: a process is found by SLURMD_NODENAME and SLURM_JOB_ID
+    in its environment, and by its root directory. The three versions' clusters number their jobs alike, so the
+    same job id on another version's node2 is another job."""
+    from conftest import cluster_root
+
+    root = str(cluster_root())
     found: set[int] = set()
     for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if os.readlink(environ.parent / "root") != root:
+                continue
+        except OSError:
+            continue
         try:
             env = dict(
                 kv.split("=", 1) for kv in environ.read_bytes().decode(errors="replace").split("\0") if "=" in kv
