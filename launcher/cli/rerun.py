@@ -80,9 +80,10 @@ def run(args: Namespace) -> int:
         )
     # the original submit's configs and templates, unless this rerun names its own
     check_template_dir(args.template_dir)
-    own = (Composer(args.config_dir) if args.config_dir else None), args.template_dir
-    recorded = Composer.of_sweep(store.sweep(chosen[0]["sweep"])) if not all(own) else own
-    composer, template_dir = own[0] or recorded[0], own[1] or recorded[1]
+    composer, template_dir = (Composer(args.config_dir) if args.config_dir else None), args.template_dir
+    if composer is None or not template_dir:
+        recorded = Composer.of_sweep(store.sweep(chosen[0]["sweep"]))
+        composer, template_dir = composer or recorded[0], template_dir or recorded[1]
     planned, expect = plan_attempts(store, chosen, composer, args.overrides, args.exclude_failed_nodes)
     # the live cluster's word on these runs: the profile's contradictions, the submit limit
     problems: List[UserError] = []
