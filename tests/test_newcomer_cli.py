@@ -255,3 +255,29 @@ def test_cancel_dry_run_and_json(tmp_path):
     assert json.loads(done.stdout) == [{"run": "long/0", "job_id": json.loads(dry.stdout)[0]["job_id"],
                                         "state": "CANCELLED"}]  # fmt: skip
     assert "cancelled 1 run" in done.stderr and "(s)" not in done.stderr
+
+
+def test_rerun_names_its_own_dirs_when_the_original_ones_are_gone(tmp_path):
+    env = private_env(tmp_path)
+    dirs = {}
+    for name in ("configs", "templates", "configs2", "templates2"):
+        dirs[name] = tmp_path / name
+        (dirs[name] / "resources").mkdir(parents=True)
+        (dirs[name] / "resources" / "tiny.yaml").write_text("nodes: 1\n")
+        for t in (REPO / "templates").glob("*.j2"):
+            (dirs[name] / t.name).write_text(t.read_text())
+    failed = danlu("submit", *TINY, "args.crash_at_step=1", "--name", "gone", "--config-dir", str(dirs["configs"]),
+                   "--template-dir", str(dirs["templates"]), "--wait", env=env)  # fmt: skip
+    assert failed.returncode == 1, failed.stderr
+    for name in ("configs", "templates"):
+        for f in sorted(dirs[name].rglob("*"), reverse=True):
+            f.rmdir() if f.is_dir() else f.unlink()
+        dirs[name].rmdir()
+    lost = danlu("rerun", "gone/0", "--dry-run", env=env)
+    assert lost.returncode == 2 and "danlu rerun --template-dir" in lost.stderr, lost.stderr
+    lost = danlu("rerun", "gone/0", "--template-dir", str(dirs["templates2"]), "--dry-run", env=env)
+    assert lost.returncode == 2 and "danlu rerun --config-dir" in lost.stderr, lost.stderr
+    found = danlu("rerun", "gone/0", "--config-dir", str(dirs["configs2"]), "--template-dir", str(dirs["templates2"]),
+                  "--dry-run", env=env)  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    assert "would rerun 1 run" in found.stderr

@@ -80,10 +80,7 @@ def run(args: Namespace) -> int:
         )
     # the original submit's configs and templates, unless this rerun names its own
     check_template_dir(args.template_dir)
-    composer, template_dir = (Composer(args.config_dir) if args.config_dir else None), args.template_dir
-    if composer is None or not template_dir:
-        recorded = Composer.of_sweep(store.sweep(chosen[0]["sweep"]))
-        composer, template_dir = composer or recorded[0], template_dir or recorded[1]
+    composer, template_dir = Composer.of_sweep(store.sweep(chosen[0]["sweep"]), args.config_dir, args.template_dir)
     planned, expect = plan_attempts(store, chosen, composer, args.overrides, args.exclude_failed_nodes)
     # the live cluster's word on these runs: the profile's contradictions, the submit limit
     problems: List[UserError] = []

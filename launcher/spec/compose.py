@@ -64,7 +64,8 @@ def _recorded_dirs(dirs: Sequence[str]) -> List[Path]:
     if missing:
         raise UserError(
             f"config dir {missing[0]!r} of the original submit no longer exists",
-            "put it back (the rerun composes from the same configs), or submit the runs anew",
+            "put it back (the rerun composes from the same configs), or name where they are now: danlu rerun "
+            "--config-dir DIR",
         )
     first = Path(dirs[0]) if dirs and Path(dirs[0]).is_dir() else jobs_dir().resolve()
     return [first] + [Path(d) for d in dirs[1:]]
@@ -93,6 +94,22 @@ def _register_resolvers() -> None:
 
     if not OmegaConf.has_resolver("danlu_examples"):
         OmegaConf.register_new_resolver("danlu_examples", lambda: str(examples_dir()))
+    if not OmegaConf.has_resolver("danlu_ranks_per_node"):
+        # ${danlu_ranks_per_node:${launch.tasks_per_node},${resources.gpus_per_node}}: the tasks per node that
+        # launch=lightning starts (spec/validate.shape): launch.tasks_per_node, else one per GPU, 1 without GPUs
+        OmegaConf.register_new_resolver("danlu_ranks_per_node", _ranks_per_node)
+    if not OmegaConf.has_resolver("danlu_gpu_ids"):
+        # ${danlu_gpu_ids:${resources.gpus_per_node}}: "0,1,2,3," (pytorch-lightning 1.x --gpus: these GPUs; the
+        # trailing comma makes "0," one GPU, not none); null without GPUs
+        OmegaConf.register_new_resolver("danlu_gpu_ids", _gpu_ids)
+
+
+def _ranks_per_node(tasks_per_node: Optional[int], gpus_per_node: int) -> int:
+    return int(tasks_per_node) if tasks_per_node is not None else max(1, int(gpus_per_node))
+
+
+def _gpu_ids(gpus_per_node: int) -> Optional[str]:
+    return "".join(f"{g}," for g in range(int(gpus_per_node))) or None
 
 
 def _one_line(text: object) -> str:
@@ -190,18 +207,25 @@ class Composer:
         _register_resolvers()
 
     @classmethod
-    def of_sweep(cls, sweep_row: Any) -> Tuple["Composer", Optional[str]]:
+    def of_sweep(
+        cls, sweep_row: Any, config_dir: Optional[str] = None, template_dir: Optional[str] = None
+    ) -> Tuple["Composer", Optional[str]]:
         """(composer, template dir) of an earlier submit, as the store recorded them: a rerun composes and renders
-        from the same files (its --config-dir, the ./jobs where it was submitted, --template-dir) wherever it runs."""
+        from the same files (its --config-dir, the ./jobs where it was submitted, --template-dir) wherever it runs;
+        unless the rerun names its own (config_dir: as submit's --config-dir; template_dir)."""
         import json
 
         sources = json.loads(sweep_row["sources"]) if sweep_row is not None and sweep_row["sources"] else {}
-        template_dir = sources.get("template_dir")
-        if template_dir and not Path(template_dir).is_dir():
-            raise UserError(
-                f"template dir {template_dir!r} of the original submit no longer exists",
-                "put it back (the rerun renders the same templates), or submit the runs anew",
-            )
+        if template_dir is None and sources.get("template_dir"):
+            template_dir = sources["template_dir"]
+            if not Path(template_dir).is_dir():
+                raise UserError(
+                    f"template dir {template_dir!r} of the original submit no longer exists",
+                    "put it back (the rerun renders the same templates), or name where they are now: danlu rerun "
+                    "--template-dir DIR",
+                )
+        if config_dir is not None:
+            return cls(config_dir), template_dir
         return (cls(dirs=sources["config_dirs"]) if sources.get("config_dirs") else cls()), template_dir
 
     def _is_group(self, ov: Any) -> bool:
