@@ -71,6 +71,8 @@ SUBMIT_CASES = {
         "cluster=testcluster",
         "resources.nodes=2",
         "resources.gpus_per_node=2",
+        "args.trainer.devices=1",
+        "args.trainer.num_nodes=1",
     ],
     "lightning ranks disagree with the job (config file)": [
         "experiment=tiny_lightning",
