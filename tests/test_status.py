@@ -135,7 +135,7 @@ def test_status_pending_reasons_filters_json_and_cancel(danlu_env, tmp_path):
             "later/0",
             later["runs"][0]["job_id"],
             "debug-4090-01",
-            "tiny_dpo",
+            "later/0",  # the job's name, as squeue shows it (a job of one run: the run id)
             "PD",
             "0:00",
             "1",
@@ -143,6 +143,12 @@ def test_status_pending_reasons_filters_json_and_cancel(danlu_env, tmp_path):
             "(BeginTime)",
         ]
         assert "# held: 2 PENDING" in table
+        held_row = next(line for line in table if line.startswith("held/1"))
+        assert held_row.split()[3] == "held"  # an array's tasks: its sweep
+        squeue = subprocess.run(
+            ["squeue", "-h", "-j", later["runs"][0]["job_id"], "-o", "%j"], capture_output=True, text=True
+        )
+        assert squeue.stdout.strip() in ("", "later/0"), squeue.stdout  # the name Slurm has for the job
 
         # filters: by sweep, by run, by state
         assert [i["run"] for i in json.loads(danlu("status", "held", "--json", env=danlu_env, check=True).stdout)] == [
