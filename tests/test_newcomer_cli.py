@@ -162,6 +162,7 @@ def test_a_local_sweep_is_not_said_to_be_slurm_jobs(danlu_env, monkeypatch, caps
     last = done.stderr.splitlines()[-1]
     assert last.startswith("dry run: 2 runs on this machine") and "job" not in last.split("(")[0], last
     assert "(s)" not in last
+    assert "# ==== local process 2 of 2: 1 run ====" in done.stdout and "# ==== job" not in done.stdout
 
 
 def test_a_missing_workdir_names_the_variable_the_experiment_reads(danlu_env, monkeypatch, capsys):

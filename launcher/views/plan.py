@@ -10,8 +10,9 @@ if TYPE_CHECKING:
 
 
 def print_plan(jobs: list[PlannedJob]) -> None:
-    """The scripts of a plan, exactly as they would go to sbatch."""
+    """The scripts of a plan, exactly as they would go to sbatch (or run here, as local processes)."""
     for k, job in enumerate(jobs):
         if len(jobs) > 1:
-            print(f"# ==== job {k + 1} of {len(jobs)}: {counted(len(job.runs), 'run')} ====")
+            what = "local process" if job.local else "job"  # a local run is no Slurm job
+            print(f"# ==== {what} {k + 1} of {len(jobs)}: {counted(len(job.runs), 'run')} ====")
         print(job.script, end="")
