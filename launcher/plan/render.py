@@ -90,6 +90,7 @@ def _context(plan: JobPlan) -> Dict[str, Any]:
     venv = env_dir(spec)
     ids = [r.run_id for r in plan.runs]
     summary = ", ".join(ids) if len(ids) <= 4 else f"{ids[0]} ... {ids[-1]} ({len(ids)} runs)"
+    runs_said = f"{'run' if len(ids) == 1 else 'runs'} {summary}"  # the header's "run a/0" or "runs a/0, a/1"
     return dict(
         version=__version__,
         shape=shape,
@@ -109,6 +110,7 @@ def _context(plan: JobPlan) -> Dict[str, Any]:
         port_command=plan.port_command,
         runs=plan.runs,
         run_ids_summary=summary,
+        runs_said=runs_said,
         agent_command=plan.agent_command,
         submitit_dir=plan.submitit_dir,
         pickle_stem=plan.pickle_stem,

@@ -13,7 +13,7 @@
 #SBATCH --requeue
 #SBATCH --export=ALL
 
-# danlu 0.1.0 -- run(s): golden/0
+# danlu 0.1.0 -- run golden/0
 set -euo pipefail
 umask 077  # run dirs, logs and scripts are readable by their owner only
 
