@@ -592,6 +592,14 @@ class Store:
                 return str(row["run"])
         return None
 
+    def active_configs(self) -> List[sqlite3.Row]:
+        """run, workdir and config of every run whose latest attempt is not final (queued, running, requeued), as the
+        store last saw it."""
+        return self.query(
+            "SELECT r.run, r.workdir, r.config FROM attempts a JOIN runs r ON r.run = a.run WHERE a.final = 0 "
+            "AND a.attempt = (SELECT MAX(attempt) FROM attempts WHERE run = a.run) ORDER BY r.created, r.run"
+        )
+
     def resolve(self, names: Sequence[str]) -> tuple[List[str], List[str]]:
         """Split names into sweeps and runs; UserError for a name that is neither."""
         sweeps, runs = [], []

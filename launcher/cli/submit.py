@@ -30,11 +30,16 @@ def run(args: Namespace) -> int:
         cfgs = composer.runs(args.overrides, args.multirun)
     with phase("checks"):
         verdict = check([c.spec for c in cfgs])
-        if not args.reuse_output:
-            from ..store import default_path
-            from ..submit.outputs import output_problems
+        from ..store import default_path
+        from ..submit.outputs import folder_problems, output_problems
 
+        if not args.reuse_output:
             verdict.problems.extend(output_problems([c.spec for c in cfgs], default_path()))
+        shared = folder_problems([c.spec for c in cfgs], default_path())  # a LightningCLI config's own folders
+        for p in shared if args.reuse_output else ():
+            err(f"warning: {p.message} (--reuse-output: they share it)")
+        if not args.reuse_output:
+            verdict.problems.extend(shared)
         shapes = verdict.shapes
     with phase("cluster facts"):
         from ..submit.live_checks import against_the_live_cluster

@@ -8,6 +8,10 @@ LightningCLI reads them: the `--config` file(s) in order (relative to the workdi
 
 from __future__ import annotations
 
+import copy
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -17,12 +21,17 @@ from .options import RunSpec
 
 
 def _config_paths(spec: RunSpec) -> List[Path]:
-    value = spec.args.get("config")
+    return _paths(spec.args, spec.workdir)
+
+
+def _paths(args: Mapping[str, Any], workdir: str) -> List[Path]:
+    """The `--config` files of `args`, in order, relative to the workdir."""
+    value = args.get("config")
     if value is None or value is False:
         return []
     items = value if isinstance(value, (list, tuple)) else [value]
-    workdir = Path(spec.workdir).expanduser()
-    return [(workdir / Path(str(v)).expanduser()) for v in items]
+    where = Path(workdir).expanduser()
+    return [(where / Path(str(v)).expanduser()) for v in items]
 
 
 def _trainer_values(spec: RunSpec) -> Tuple[Dict[str, Any], List[str]]:
@@ -86,3 +95,137 @@ def world_problem(spec: RunSpec, nodes: int, tasks_per_node: int) -> Optional[Us
         f"set args.trainer.devices={tasks_per_node} args.trainer.num_nodes={nodes}, or change resources.nodes / "
         f"resources.gpus_per_node (launch=lightning starts one task per GPU)",
     )
+
+
+# ---- where a LightningCLI run writes ------------------------------------------------------------------------------
+_LOADED: Dict[Tuple[str, int, int], Any] = {}  # a --config file's YAML, read once per version of the file
+
+
+@dataclass(frozen=True)
+class Folder:
+    """A folder a LightningCLI run writes into, as its config names it."""
+
+    path: str  # absolute, normalized (resolved against the workdir)
+    what: str  # the setting that names it, e.g. "ModelCheckpoint dirpath"
+    key: Optional[str]  # the args key that changes it for one run; None where only a config file can
+    versioned: bool = False  # a logger without `version`: each start writes a new version_N below `path`
+
+
+def _load(path: Path) -> Any:
+    import yaml
+
+    try:
+        st = path.stat()
+    except OSError:
+        return None  # a missing file is the workdir/program check's business
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _LOADED:
+        try:
+            _LOADED[key] = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError):
+            _LOADED[key] = None
+    return _LOADED[key]
+
+
+def _merge(base: Dict[str, Any], new: Mapping[str, Any]) -> Dict[str, Any]:
+    """jsonargparse's merge of a later --config: mappings merge key by key, any other value (a list too) replaces."""
+    out = dict(base)
+    for k, v in new.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _dotted(args: Mapping[str, Any], prefix: str = "") -> List[Tuple[str, Any]]:
+    """args as the command line has them (plan/command.py): dotted keys; null and false are not passed."""
+    out: List[Tuple[str, Any]] = []
+    for k, v in args.items():
+        if isinstance(v, Mapping) and v:
+            out.extend(_dotted(v, f"{prefix}{k}."))
+        elif v is not None and v is not False:
+            out.append((f"{prefix}{k}", v))
+    return out
+
+
+def _set(tree: Dict[str, Any], parts: List[str], value: Any) -> None:
+    """`--a.b.c=value` as jsonargparse applies it: into a list (of callbacks, loggers) it sets the last item; into a
+    `class_path` mapping, its init_args."""
+    node = tree
+    for i, part in enumerate(parts[:-1]):
+        nxt = node.get(part)
+        if isinstance(nxt, list):
+            if not nxt or not isinstance(nxt[-1], dict):
+                return
+            nxt = nxt[-1]
+        elif not isinstance(nxt, dict):
+            nxt = node[part] = {}
+        if "class_path" in nxt and parts[i + 1] not in ("class_path", "init_args", "dict_kwargs"):
+            inner = nxt.get("init_args")
+            nxt = inner if isinstance(inner, dict) else nxt.setdefault("init_args", {})
+        node = nxt
+    node[parts[-1]] = value
+
+
+def merged_config(args: Mapping[str, Any], workdir: str) -> Dict[str, Any]:
+    """The program's config as LightningCLI merges it: the --config files in order, then the other args."""
+    merged: Dict[str, Any] = {}
+    for path in _paths(args, workdir):
+        data = _load(path)
+        if isinstance(data, Mapping):
+            merged = _merge(merged, data)
+    for key, value in _dotted({k: v for k, v in args.items() if k != "config"}):
+        _set(merged, key.split("."), copy.deepcopy(value))
+    return merged
+
+
+def _items(value: Any) -> List[Tuple[Dict[str, Any], bool]]:
+    """The class_path mappings of a callbacks/logger value, each with whether it is the last (what a command-line
+    key sets)."""
+    items = value if isinstance(value, list) else [value]
+    return [(v, k == len(items) - 1) for k, v in enumerate(items) if isinstance(v, dict)]
+
+
+def _is(item: Dict[str, Any], *names: str) -> bool:
+    return str(item.get("class_path") or "").rsplit(".", 1)[-1] in names
+
+
+def output_folders(args: Mapping[str, Any], workdir: str) -> List[Folder]:
+    """Where a LightningCLI run writes, as its merged config names it: trainer.default_root_dir, every ModelCheckpoint
+    callback's dirpath, every TensorBoardLogger/CSVLogger's save_dir/name/version; relative paths are the workdir's.
+    What the config leaves to Lightning (no dirpath, no default_root_dir) is not listed."""
+    if "config" not in args and not any(k == "trainer" or str(k).startswith("trainer.") for k in args):
+        return []  # not a LightningCLI command line (a sweep of 10,000 such runs: nothing read)
+    trainer = merged_config(args, workdir).get("trainer")
+    if not isinstance(trainer, dict):
+        return []
+    base = str(Path(workdir).expanduser().resolve())
+
+    def where(*parts: Any) -> str:
+        return os.path.normpath(os.path.join(base, *(os.path.expanduser(str(p)) for p in parts)))
+
+    found: List[Folder] = []
+    root = trainer.get("default_root_dir")
+    if isinstance(root, str) and root:
+        found.append(Folder(where(root), "trainer.default_root_dir", "args.trainer.default_root_dir"))
+    for item, last in _items(trainer.get("callbacks")):
+        dirpath = (item.get("init_args") or {}).get("dirpath")
+        if _is(item, "ModelCheckpoint") and isinstance(dirpath, str) and dirpath:
+            key = "args.trainer.callbacks.init_args.dirpath" if last else None
+            found.append(Folder(where(dirpath), "ModelCheckpoint dirpath", key))
+    for item, last in _items(trainer.get("logger")):
+        init = item.get("init_args") or {}
+        kind = str(item.get("class_path") or "").rsplit(".", 1)[-1]
+        if not _is(item, "TensorBoardLogger", "CSVLogger") or not init.get("save_dir"):
+            continue
+        name = init.get("name", "lightning_logs")
+        folder = where(init["save_dir"], *([name] if name else []))
+        version = init.get("version")
+        key = "args.trainer.logger.init_args.version" if last else None
+        if version is None or version == "":
+            found.append(Folder(folder, f"{kind} save_dir/name", key, versioned=True))
+        else:
+            sub = f"version_{version}" if isinstance(version, int) else str(version)
+            found.append(Folder(where(folder, sub), f"{kind} save_dir/name/version", key))
+    return found

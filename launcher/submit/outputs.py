@@ -5,6 +5,7 @@ that run's checkpoints without a word. It is refused unless asked for; training 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
@@ -63,3 +64,58 @@ def output_problems(specs: Sequence[Any], store_path: Path) -> List[UserError]:
     finally:
         store.close()
     return problems
+
+
+def _hint(folders: Sequence[Any]) -> str:
+    """How to give each run its own folders, for every folder found shared."""
+    keys = list(dict.fromkeys(f"++{f.key}=..." for f in folders if f.key))
+    how = [
+        f"set {' '.join(keys)} per run (interpolate what the sweep varies: '../ckpt/${{args.KEY}}')" if keys else "",
+        "list a --config of each run's own after the shared one" if any(not f.key for f in folders) else "",
+    ]
+    return f"give each run its own folders: {'; '.join(h for h in how if h)}; or pass --reuse-output to share them"
+
+
+def folder_problems(specs: Sequence[Any], store_path: Path) -> List[UserError]:
+    """Runs of this request that would write into one folder of a LightningCLI config (a ModelCheckpoint dirpath, a
+    logger's fixed version, trainer.default_root_dir: spec/lightning.output_folders), or into one that a run in the
+    store still queued or running writes into. One problem per folder (the first names two runs)."""
+    from ..spec.lightning import output_folders
+
+    first: Dict[str, tuple[int, Any]] = {}  # folder -> the first run of this request writing there, and how
+    clashes: Dict[str, tuple[str, Any]] = {}  # folder -> what the error says, how this request writes there
+    for k, spec in enumerate(specs):
+        for folder in output_folders(spec.args, spec.workdir):
+            if folder.versioned:
+                continue  # Lightning gives each start its own version_N below it
+            if folder.path not in first:
+                first[folder.path] = (k, folder)
+            elif first[folder.path][0] != k and folder.path not in clashes:
+                clashes[folder.path] = (
+                    f"runs {first[folder.path][0]} and {k} of this sweep would write into one folder: "
+                    f"{folder.path} ({folder.what})",
+                    folder,
+                )
+    if first and store_path.exists():
+        from ..store import Store
+
+        store = Store(store_path)
+        try:
+            rows = store.active_configs()
+        finally:
+            store.close()
+        for row in rows:
+            cfg = json.loads(row["config"])
+            args = cfg.get("args")
+            if not isinstance(args, dict):
+                continue
+            for folder in output_folders(args, str(row["workdir"] or cfg.get("workdir") or ".")):
+                if folder.path in first and not folder.versioned and folder.path not in clashes:
+                    k, ours = first[folder.path]
+                    clashes[folder.path] = (
+                        f"run {row['run']} (still queued or running) writes into {folder.path} ({folder.what}); "
+                        f"run {k} of this sweep would too",
+                        ours,
+                    )
+    hint = _hint([f for _, f in clashes.values()])
+    return [UserError(message, hint) for message, _ in clashes.values()]
