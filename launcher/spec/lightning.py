@@ -4,6 +4,9 @@ With `launch=lightning` Slurm starts one task per rank and Lightning builds its 
 (ranks per node) and `trainer.num_nodes`. Lightning refuses a mismatch only once the job runs — after the queue —
 and with `devices: 1` on every task of a CPU job it may even train as independent copies. The values are read as
 LightningCLI reads them: the `--config` file(s) in order (relative to the workdir), then `args.trainer.*`.
+
+Read the same way, `output_folders` says where a run writes (checkpoint and log folders, default_root_dir), so that
+two runs writing into one folder are refused before the queue (submit/outputs.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,11 @@
 """Who owns an output dir. A run's checkpoints live in its output dir, kept across its attempts so that a restart
 resumes; a new run pointed at another run's output dir (args.output_dir=...) would resume from, and overwrite,
 that run's checkpoints without a word. It is refused unless asked for; training a finished run further is
-`danlu rerun RUN --continue`, a new attempt of that run."""
+`danlu rerun RUN --continue`, a new attempt of that run.
+
+A LightningCLI program names its own folders in its config (a ModelCheckpoint dirpath, a logger's save_dir and
+version): two runs of one sweep writing into one of them, or a run writing into one that a queued or running run of
+the store writes into, overwrite each other's checkpoints and logs; refused too, unless --reuse-output."""
 
 from __future__ import annotations
 
