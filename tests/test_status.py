@@ -275,8 +275,10 @@ def test_failed_two_node_run_reason_logs_and_show(danlu_env):
     assert record["JobID"] == job_id and record["State"] == "FAILED" and record["NodeList"] == "node[1-2]", record
     assert record["ExitCode"] != "0:0" and "Comment" in record, record  # (this cluster keeps no comments)
     text = danlu("show", run, env=danlu_env, check=True).stdout
-    assert f"job {job_id}  FAILED" in text and "git:" in text and "#SBATCH --nodes=2" in text
-    assert f"sacct: JobID={job_id} JobName={run} State=FAILED" in text, text
+    assert f"  1  {job_id}  FAILED  " in text and "\ngit " in text and "#SBATCH" not in text, text  # short
+    assert f"slurm out  {Path(show['run_dir']).parent}/.slurm/job-{job_id}.out" in text, text
+    full = danlu("show", run, "--full", env=danlu_env, check=True).stdout  # the script and sacct's records too
+    assert "#SBATCH --nodes=2" in full and f"sacct: JobID={job_id} JobName={run} State=FAILED" in full, full
 
 
 def has_rank(text: str, rank: int) -> bool:
