@@ -169,15 +169,16 @@ def _cells(
     runs = list(map(fields.run, src))
     jobs = [j or "-" for j in map(fields.job, src)]
     keys: List[Any] = list(map(fields.rest, src))
-    if not all("_" in j or j == "-" for j in jobs):  # jobs of one run each: squeue names them by the run (job_name)
-        keys = [k if "_" in j or j == "-" else (k[0], r, *k[2:]) for k, j, r in zip(keys, jobs, runs, strict=True)]
     if progress is not None:
         none = (None, None)
         keys = list(zip(keys, [progress.get(r, none) for r in runs], strict=True))
         memo = {k: _rest(*(*k[0], k[1])) for k in set(keys)}  # the cells, then the progress
     else:
         memo = {k: _rest(*k) for k in set(keys)}
-    return runs, jobs, list(map(memo.__getitem__, keys))
+    cells = list(map(memo.__getitem__, keys))
+    if not all("_" in j or j == "-" for j in jobs):  # jobs of one run each: squeue names them by the run (job_name)
+        cells = [c if "_" in j or j == "-" else (c[0], r, *c[2:]) for c, j, r in zip(cells, jobs, runs, strict=True)]
+    return runs, jobs, cells
 
 
 def item_progress(shown: List[Dict[str, Any]], metric: Optional[str]) -> Optional[Progress]:
