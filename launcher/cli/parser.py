@@ -105,7 +105,7 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
         st.add_argument("--state", help="only these states, comma-separated (e.g. FAILED,TIMEOUT)")
         st.add_argument("--watch", action="store_true", help="refresh every few seconds")
         st.add_argument("--interval", type=float, default=3.0, help=argparse.SUPPRESS)
-        st.add_argument("--json", action="store_true")
+        st.add_argument("--json", action="store_true", help="print the runs as JSON on stdout (one object per run)")
         st.add_argument(
             "--no-metrics",
             action="store_true",
@@ -115,14 +115,14 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     lg = sub.add_parser("logs", help="a run's logs")
     if want("logs"):
         lg.add_argument("run", metavar="RUN")
-        lg.add_argument("--follow", "-f", action="store_true")
+        lg.add_argument("--follow", "-f", action="store_true", help="keep printing new lines until the run ends")
         g = lg.add_mutually_exclusive_group()
-        g.add_argument("--node", type=int)
-        g.add_argument("--rank", type=int)
+        g.add_argument("--node", type=int, help="only this node's logs (0 is the head node)")
+        g.add_argument("--rank", type=int, help="only this rank's lines")
         lg.add_argument(
             "--err", action="store_true", help="Slurm's own output of the batch script (errors before launch)"
         )
-        lg.add_argument("--tail", type=int, metavar="N")
+        lg.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
         lg.add_argument("--attempt", type=int, help="an earlier attempt (default: the latest)")
 
     rp = sub.add_parser("report", help="which run won: a sweep's runs by a metric they wrote (loss by default)")
@@ -171,7 +171,10 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     if want("rerun"):
         r.add_argument("target", metavar="SWEEP|RUN")
         r.add_argument("overrides", nargs="*", metavar="OVERRIDE")
-        r.add_argument("--state", help="rerun runs whose latest attempt ended in these states")
+        r.add_argument(
+            "--state",
+            help="rerun runs whose latest attempt ended in these states, comma-separated (e.g. FAILED,TIMEOUT)",
+        )
         r.add_argument(
             "--continue",
             dest="cont",
@@ -203,7 +206,7 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
         "cluster profile from the live cluster",
     )
     if want("cluster"):
-        cl.add_argument("--json", action="store_true")
+        cl.add_argument("--json", action="store_true", help="print the partitions as JSON on stdout")
         clsub = cl.add_subparsers(dest="cluster_command", metavar="ACTION", parser_class=_Parser)
         ci = clsub.add_parser(
             "init", help="write jobs/cluster/NAME.yaml from the live cluster (partitions, GPU types, limits)"
@@ -222,9 +225,9 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
         esub = e.add_subparsers(dest="env_command", metavar="ACTION", parser_class=_Parser)
         es = esub.add_parser("sync", help="uv sync envs/NAME into envs/NAME/.venv")
         es.add_argument("name", metavar="NAME")
-        es.add_argument("--json", action="store_true")
+        es.add_argument("--json", action="store_true", help="print what was synced as JSON on stdout")
         el = esub.add_parser("list", help="list the environments")
-        el.add_argument("--json", action="store_true")
+        el.add_argument("--json", action="store_true", help="print the environments as JSON on stdout")
 
     o = sub.add_parser(
         "options", help="every config key with its default and help; with experiment=NAME, the program's own flags too"
@@ -232,7 +235,7 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     if want("options"):
         o.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="e.g. experiment=diffusion_dpo workdir=...")
         o.add_argument("--config-dir", help="another folder of configs (<group>/<name>.yaml)")
-        o.add_argument("--json", action="store_true")
+        o.add_argument("--json", action="store_true", help="print the keys (and the program's flags) as JSON on stdout")
 
     cp = sub.add_parser("completion", help='print a shell completion script: eval "$(danlu completion bash)"')
     if want("completion"):
