@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -251,8 +252,19 @@ def test_cancel_dry_run_and_json(tmp_path):
     assert dry.returncode == 0, dry.stderr
     assert [r["run"] for r in json.loads(dry.stdout)] == ["long/0"] and "nothing cancelled" in dry.stderr
     assert json.loads(danlu("status", "--json", env=env, check=True).stdout)[0]["state"] in ("PENDING", "RUNNING")
+    from launcher.procs import descendants, pid_alive
+
+    pid = int(json.loads(dry.stdout)[0]["job_id"].split("-", 1)[1])
+    deadline = time.time() + 60
+    while len(descendants(pid)) < 3 and time.time() < deadline:  # the shell, submitit's controller, the agent ...
+        time.sleep(0.5)
+    procs = [pid, *descendants(pid)]
     done = danlu("cancel", "long", "--json", env=env)
     assert done.returncode == 0, done.stderr
+    deadline = time.time() + 60
+    while any(map(pid_alive, procs)) and time.time() < deadline:
+        time.sleep(0.5)
+    assert not [p for p in procs if pid_alive(p)], "the cancelled local run's processes live on"
     assert json.loads(done.stdout) == [{"run": "long/0", "job_id": json.loads(dry.stdout)[0]["job_id"],
                                         "state": "CANCELLED"}]  # fmt: skip
     assert "cancelled 1 run" in done.stderr and "(s)" not in done.stderr

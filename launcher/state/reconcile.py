@@ -13,7 +13,6 @@ state is never overwritten (store.update_attempts).
 from __future__ import annotations
 
 import getpass
-import os
 import re
 import signal
 import threading
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from .. import slurm
+from ..procs import terminate
 from ..store import Store
 from ..timings import phase
 from .machine import SlurmAnswers, finish, step
@@ -165,7 +165,7 @@ def cancel(store: Store, rows: Sequence[Any]) -> Cancelled:
     for r in live:
         if r["job_id"].startswith("local-"):
             try:
-                os.killpg(int(r["job_id"].split("-", 1)[1]), signal.SIGTERM)
+                terminate(int(r["job_id"].split("-", 1)[1]), signal.SIGTERM)
             except (ProcessLookupError, ValueError, PermissionError):
                 pass
     # scancel is silent about jobs that ended in the meantime: ask the controller how each one ended
