@@ -65,7 +65,7 @@ def test_cancel_gives_the_ranks_the_clusters_grace_to_checkpoint(slurm_cluster, 
     agent = agent_log.read_text()
     assert f"SIGKILL for what is left in {grace - 2}s (the cluster gives {grace}s)" in agent, agent
     # the ranks catch SIGUSR1 (their checkpoint signal): they get it for the cancel too, and agree on a step
-    assert "sending SIGUSR1 (their checkpoint signal) to each of the 2 training process(es)" in agent, agent
+    assert "sending SIGUSR1 (their checkpoint signal) to each of the 2 training processes" in agent, agent
     # torch elastic stops copying its ranks' output into the node log once it is told to stop: the ranks' own
     # logs (collected by the agent) have all of it
     ranks = [layout.attempt(1).restart(0).rank_log(r).read_text() for r in (0, 1)]

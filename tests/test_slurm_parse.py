@@ -450,7 +450,7 @@ def test_reason_when_the_agent_ended_a_hung_job():
 def test_reason_when_ranks_trained_alone():
     lines = [
         "done steps=6",
-        "[danlu agent] 2 of 2 training process(es) on this node trained alone, not in one world "
+        "[danlu agent] 2 of 2 training processes on this node trained alone, not in one world "
         "of 2 (no process group: pids 11 12); the run is not complete",
     ]
     assert classify("FAILED", "3:0", "node1", lines).startswith(

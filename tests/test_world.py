@@ -41,4 +41,4 @@ def test_ranks_that_trained_as_independent_copies_are_not_completed(slurm_cluste
     agent = SweepLayout(Path(danlu_env["DANLU_RUNS_DIR"]) / name).run(0).attempt(1).restart(0).agent_log("node0")
     assert item["state"] == "FAILED", (item, agent.read_text())
     assert item["reason"].startswith("the ranks trained as independent copies, not one world of 2"), item
-    assert "2 of 2 training process(es) on this node trained alone" in agent.read_text()
+    assert "2 of 2 training processes on this node trained alone" in agent.read_text()

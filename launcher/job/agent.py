@@ -246,7 +246,7 @@ class NodeAgent:
                 # ranks end one by one only when the program is finishing (a failure ends the job at once), and a
                 # program that put its signal handlers back has ended its training: nothing to checkpoint, no requeue
                 why_done = (
-                    f"{expected - len(ranks)} of {expected} training process(es) here have ended"
+                    f"{expected - len(ranks)} of {expected} {_processes(expected)} here have ended"
                     if len(ranks) < expected or child.poll() is not None
                     else "its training processes have put back their signal handlers"
                 )
@@ -265,7 +265,7 @@ class NodeAgent:
                 else "they have no checkpoint signal handler; they resume from their last checkpoint"
             )
             say(
-                f"{why}: sending {sig.name} to each of the {len(ranks)} training process(es) "
+                f"{why}: sending {sig.name} to each of the {len(ranks)} {_processes(len(ranks))} "
                 f"(pids {' '.join(map(str, ranks))}): {how}"
             )
             for pid in ranks:  # each rank itself: launchers such as torch elastic do not forward SIGUSR1
@@ -311,7 +311,7 @@ class NodeAgent:
                         if own
                         else f"forwarding it to each of the {len(ranks)}"
                     )
-                    + " training process(es)"
+                    + f" {_processes(len(ranks))}"
                     + (
                         f"; SIGKILL for what is left in {kill_in:.0f}s (the cluster gives {self.stop_grace_s:.0f}s)"
                         if first
@@ -377,8 +377,8 @@ class NodeAgent:
             alone = world.alone()
             if code == 0 and alone and not self._interrupted and not self._stopped_by:
                 line = (
-                    f"{len(alone)} of {len(world.seen)} training process(es) on this node trained alone, not in "
-                    f"one world of {self._world} (no process group: pids {' '.join(map(str, alone))}); "
+                    f"{len(alone)} of {len(world.seen)} {_processes(len(world.seen))} on this node trained alone, "
+                    f"not in one world of {self._world} (no process group: pids {' '.join(map(str, alone))}); "
                     f"the run is not complete"
                 )
                 say(line)
@@ -391,7 +391,8 @@ class NodeAgent:
             # the launcher may end before its ranks have written their checkpoint: wait for them
             left = _wait_descendants_gone(timeout=max(5.0, self.checkpoint_wait_s))
             if left:
-                say(f"{len(left)} process(es) still running {self.checkpoint_wait_s:.0f}s after the signal: killed")
+                said = "process" if len(left) == 1 else "processes"
+                say(f"{len(left)} {said} still running {self.checkpoint_wait_s:.0f}s after the signal: killed")
         _kill_program(child)  # nothing this agent started outlives the launcher
         if code < 0:
             code = 128 - code
@@ -551,6 +552,11 @@ class NodeAgent:
             ok = done is not None and done.returncode == 0
             log.write(f"requeue of job {job}: {'ok' if ok else (done.stderr.strip() if done else 'no scontrol')}\n")
             return ok
+
+
+def _processes(n: int) -> str:
+    """The noun for n training processes, singular for one (the job side counts without launcher/words.py)."""
+    return "training process" if n == 1 else "training processes"
 
 
 def _describe_executable(name: str, path: Optional[str]) -> str:
