@@ -58,6 +58,17 @@ def verb_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ar
         parser = sub.choices[chosen]
 
 
+def _add_submitting(p: argparse.ArgumentParser) -> None:
+    """The options of every verb that submits runs (submit, rerun), spelled and meant alike."""
+    p.add_argument("--wait", action="store_true", help="block until the runs end; exit 1 if any failed")
+    p.add_argument("--json", action="store_true", help="print {sweep, runs:[{run, job_id}]} on stdout")
+    p.add_argument(
+        "--refresh-cluster",
+        action="store_true",
+        help="read the live cluster's facts again now (else at most once an hour: limits, partitions)",
+    )
+
+
 def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     """The whole parser; with `verb`, only that verb's arguments (every verb is still listed): `danlu --help` and
     each command build what they use ("" builds none)."""
@@ -85,13 +96,7 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
         s.add_argument("--name", help="sweep name (default: <experiment>-<4 hex>)")
         s.add_argument("--config-dir", help="another folder of configs (<group>/<name>.yaml)")
         s.add_argument("--template-dir", help="a folder with your own copies of templates/*.j2")
-        s.add_argument("--wait", action="store_true", help="block until the runs end; exit 1 if any failed")
-        s.add_argument("--json", action="store_true", help="print {sweep, runs:[{run, job_id}]} on stdout")
-        s.add_argument(
-            "--refresh-cluster",
-            action="store_true",
-            help="read the live cluster's facts again now (else at most once an hour: limits, partitions)",
-        )
+        _add_submitting(s)
         s.add_argument(
             "--reuse-output",
             action="store_true",
@@ -192,13 +197,7 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
             "--config-dir", help="compose from this folder of configs (and ./jobs), not the original submit's"
         )
         r.add_argument("--template-dir", help="render with your copies of templates/*.j2, not the original submit's")
-        r.add_argument("--wait", action="store_true", help="block until the runs end; exit 1 if any failed")
-        r.add_argument("--json", action="store_true", help="print {sweep, runs:[{run, job_id}]} on stdout")
-        r.add_argument(
-            "--refresh-cluster",
-            action="store_true",
-            help="read the live cluster's facts again now (else at most once an hour: limits, partitions)",
-        )
+        _add_submitting(r)
 
     cl = sub.add_parser(
         "cluster",
