@@ -37,7 +37,7 @@ def test_max_requeues_is_honoured_with_a_reason(slurm_cluster, danlu_env):
     )
     (item,) = wait_status(name, danlu_env, timeout=900, poll=5)
     assert item["state"] == "FAILED", item
-    assert item["reason"] == "stopped at the time limit after 1 requeues (requeue.max_requeues=1)", item
+    assert item["reason"] == "stopped at the time limit after 1 requeue (requeue.max_requeues=1)", item
     run_layout = SweepLayout(Path(danlu_env["DANLU_RUNS_DIR"]) / name).run(0)
     restarts = run_layout.attempt(1).restarts()
     assert [r.number for r in restarts] == [0, 1], restarts

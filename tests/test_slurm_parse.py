@@ -433,6 +433,15 @@ def test_reason_when_requeues_ran_out():
     )
 
 
+def test_reason_when_the_only_requeue_was_used():
+    """The agent says "1 requeue already": the reason is the same as for more, in the singular."""
+    lines = ["step=7 loss=0.1", "[danlu agent] not requeued: 1 requeue already (requeue.max_requeues=1)"]
+    assert (
+        classify("FAILED", "1:0", "node1", lines)
+        == "stopped at the time limit after 1 requeue (requeue.max_requeues=1)"
+    )
+
+
 def test_reason_when_the_agent_ended_a_hung_job():
     """The agent's line wins over the peers' communication errors that its kill causes."""
     lines = [

@@ -31,7 +31,7 @@ _HOST_OOM = re.compile(
 )
 _HUNG = re.compile(r"(hung: no output from the training processes on \S+ for \d+s \(launch\.hang_timeout_s=\d+\))")
 _ALONE = re.compile(r"trained alone, not in one world of (\d+)")
-_MAX_REQUEUES = re.compile(r"not requeued: (\d+) requeues already \(requeue.max_requeues=(\d+)\)")
+_MAX_REQUEUES = re.compile(r"not requeued: (\d+) requeues? already \(requeue.max_requeues=(\d+)\)")
 # srun could not start a task on a node (its slurmd died or cannot be reached)
 _LAUNCH = re.compile(r"srun: error: Task launch for \S+ failed on node (\S+): (.+)")
 # exceptions that report another failure, not the cause: a launcher noticing its child died, a
