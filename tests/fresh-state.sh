@@ -90,9 +90,12 @@ say "nothing of danlu's set-up is left on this machine"
 
 ((run)) || exit 0
 cd "$REPO"
-t0=$(date +%s)
-bash scripts/quickstart.sh
-t1=$(date +%s)
-bash tests/run.sh -q
-t2=$(date +%s)
-say "bash scripts/quickstart.sh: $((t1 - t0)) s; bash tests/run.sh: $((t2 - t1)) s"
+timed() { # timed CMD...: run it, say how long it took and how it ended; its exit code is returned
+    local t0 rc
+    t0=$(date +%s)
+    "$@" && rc=0 || rc=$?
+    say "$*: exit $rc after $(($(date +%s) - t0)) s"
+    return $rc
+}
+timed bash scripts/quickstart.sh || exit $?
+timed bash tests/run.sh -q
