@@ -147,6 +147,13 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
             help="also write the report as one self-contained page: sortable table, a plot per metric, "
             "each run's log (needs the report extra: plotly)",
         )
+        rp.add_argument(
+            "--metrics-dir",
+            action="append",
+            metavar="DIR",
+            help="also search DIR for CSV and TensorBoard files of every run (relative: to each run's workdir; "
+            "repeatable); the output dir and a LightningCLI config's log folders are searched anyway",
+        )
 
     nt = sub.add_parser(
         "notify",
