@@ -2,11 +2,15 @@
 
     <runs_dir>/<sweep>/                      SweepLayout
         scripts/<token>-<n>.sbatch           the script of job n of a submission (as given to sbatch)
+        scripts/run-<index>.attempt-<N>.lightning.yaml
+                                             a LightningCLI run's extra --config (its own folders, danlu's callback)
         .submitit/<token>-<n>.<i>.pkl        the node agent of array task i, pickled before sbatch
         .submitit/<job id>/                  submitit's own folder of a job (its runner's files)
         .slurm/job-<job id>.out              Slurm's own output of the batch script (appended on requeue)
         <index>/                             RunLayout
-            output/                          the program's output dir (when it has an output option)
+            output/                          the program's output dir (when it has an output option), and a
+                                             LightningCLI run's checkpoint and log folders
+            stop.ckpt, stop.ckpt.json        a LightningCLI run's trainer, saved at a stop signal (and its step)
             logs/attempt-<N>/                AttemptLayout: one `danlu submit`/`danlu rerun` of the run
                 result.json                  written by task 0's agent when the program ends (the last restart's)
                 restart-<K>/                 RestartLayout: one start of the attempt (Slurm requeues count up K)
@@ -14,6 +18,7 @@
                     rank<r>.log, rank<r>.err one task per rank (lightning, python); per-rank copies for launchers
                     agent-<tag>.log          the node agent's own lines (head, port, command, signals)
                     <log>.times              beside each node/rank log: when its lines were written
+                    resumed-from.json        the checkpoint this start resumed from (LightningCLI runs)
 
 Each restart has log files of its own, so a requeued job never writes over (or into) an earlier start's logs.
 The job side (launcher/job) and the login side both use this module; it imports nothing but the standard library.
@@ -148,6 +153,10 @@ class SweepLayout:
     def run(self, index: int) -> "RunLayout":
         return RunLayout(self.root / str(index))
 
+    def lightning_config(self, index: int, attempt: int) -> Path:
+        """The extra `--config` of a LightningCLI run's attempt, written at submit after the program's own."""
+        return self.scripts_dir / f"run-{index}.{attempt_name(attempt)}.lightning.yaml"
+
 
 @dataclass(frozen=True)
 class RunLayout:
@@ -164,6 +173,14 @@ class RunLayout:
     @property
     def logs_dir(self) -> Path:
         return self.root / LOGS
+
+    @property
+    def stop_checkpoint(self) -> Path:
+        """A LightningCLI run's whole trainer, saved by danlu's callback at a stop signal; `<it>.json` its step."""
+        return self.root / "stop.ckpt"
+
+    def lightning_config(self, attempt: int) -> Path:
+        return self.sweep.lightning_config(int(self.root.name), attempt)
 
     def dirs(self) -> List[Path]:
         """The folders the run's node agents make when it starts (a submit makes only its sweep's)."""
@@ -257,6 +274,18 @@ class RestartLayout:
 
     def agent_log(self, tag: str) -> Path:
         return self.root / f"agent-{tag}.log"
+
+    @property
+    def resumed_from(self) -> Path:
+        """Which checkpoint this start resumed from, written by task 0's agent (LightningCLI runs)."""
+        return self.root / "resumed-from.json"
+
+    def read_resumed_from(self) -> Optional[Dict[str, Any]]:
+        try:
+            data = json.loads(self.resumed_from.read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
 
     def stopped(self, tag: str) -> Path:
         """Written by an agent once its ranks have stopped for a signal (the time-limit warning, SIGTERM; checkpoint

@@ -8,11 +8,13 @@ config with `ckpt_path: null`, a ModelCheckpoint `dirpath: ../ckpt/<name>` and a
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 from danlu_helpers import REPO, danlu_env, danlu_inprocess  # noqa: F401
 from test_bad_input import assert_one_line_error, guard  # noqa: F401
 
@@ -189,11 +191,30 @@ def test_an_explicit_trainer_value_wins_and_a_mismatch_is_still_refused(guard, d
 # ---- no two runs write into one folder unless asked --------------------------------------------------------------
 
 
+def test_each_run_of_a_sweep_gets_its_own_folders_through_an_extra_config(guard, danlu_env, monkeypatch, capsys):
+    done = danlu_inprocess(["submit", *IBQ, *ONE_BY_TWO, *SWEEP, "--dry-run"], danlu_env, monkeypatch, capsys)
+    assert done.returncode == 0 and "warning:" not in done.stderr, done.stderr
+    commands = [ln for ln in done.stdout.splitlines() if "DANLU_COMMAND=" in ln]
+    extras = [re.search(r"--config=(\S+\.lightning\.yaml)", c).group(1) for c in commands]
+    assert len(set(extras)) == 2 and all(
+        c.index("--config=configs/") < c.index(e) for c, e in zip(commands, extras, strict=True)
+    )
+    shown = done.stdout.split("# ==== the extra --config of run ", 1)[1]
+    config = yaml.safe_load(shown.split("\n", 1)[1])["trainer"]
+    output = Path(extras[0]).parent.parent / "0" / "output"
+    assert config["callbacks"][1]["init_args"]["dirpath"] == str(output / "ckpt" / "tiny_ibq")
+    assert config["logger"]["init_args"]["save_dir"] == str(output / "logs")
+    assert config["callbacks"][0]["class_path"] == "danlu_lightning.KeepProgress"
+    guard()
+
+
 def test_a_sweep_sharing_the_configs_checkpoint_folder_is_refused_before_the_queue(
     guard, danlu_env, monkeypatch, capsys
 ):
     for extra in (["--dry-run"], []):
-        done = danlu_inprocess(["submit", *IBQ, *ONE_BY_TWO, *SWEEP, *extra], danlu_env, monkeypatch, capsys)
+        done = danlu_inprocess(
+            ["submit", *IBQ, *ONE_BY_TWO, *SWEEP, "own_folders=false", *extra], danlu_env, monkeypatch, capsys
+        )
         err = assert_one_line_error(done)
         assert err == f"error: runs 0 and 1 of this sweep would write into one folder: {CKPT} (ModelCheckpoint dirpath)"
         hint = next(ln for ln in done.stderr.splitlines() if ln.startswith("hint: "))
@@ -258,9 +279,10 @@ def _queued_run(store_path: Path, overrides) -> str:
 def test_a_folder_a_queued_run_writes_into_is_refused_until_that_run_ends(danlu_env, monkeypatch, capsys):
     store_path = Path(danlu_env["DANLU_STORE"])
     store_path.parent.mkdir(parents=True)
-    owner = _queued_run(store_path, [*IBQ, *ONE_BY_TWO])
+    shared = [*IBQ, *ONE_BY_TWO, "own_folders=false"]
+    owner = _queued_run(store_path, shared)
     for extra in (["--dry-run"], ["--reuse-output", "--dry-run"]):
-        done = danlu_inprocess(["submit", *IBQ, *ONE_BY_TWO, *extra], danlu_env, monkeypatch, capsys)
+        done = danlu_inprocess(["submit", *shared, *extra], danlu_env, monkeypatch, capsys)
         if "--reuse-output" in extra:
             assert done.returncode == 0 and f"warning: run {owner} (still queued or running)" in done.stderr
             continue
@@ -271,12 +293,15 @@ def test_a_folder_a_queued_run_writes_into_is_refused_until_that_run_ends(danlu_
         ), err
     # a run of its own folders passes while the other is queued
     own = ["++args.trainer.callbacks.init_args.dirpath=../ckpt/b", "++args.trainer.logger.init_args.version=b"]
-    done = danlu_inprocess(["submit", *IBQ, *ONE_BY_TWO, *own, "--dry-run"], danlu_env, monkeypatch, capsys)
+    done = danlu_inprocess(["submit", *shared, *own, "--dry-run"], danlu_env, monkeypatch, capsys)
+    assert done.returncode == 0, done.stderr
+    # and so does a run given folders below its own output dir, as by default
+    done = danlu_inprocess(["submit", *IBQ, *ONE_BY_TWO, "--dry-run"], danlu_env, monkeypatch, capsys)
     assert done.returncode == 0, done.stderr
     # once the queued run has ended, its folders are no longer in use
     db = sqlite3.connect(store_path)
     with db:
         db.execute("UPDATE attempts SET state='COMPLETED', final=1 WHERE run=?", (owner,))
     db.close()
-    done = danlu_inprocess(["submit", *IBQ, *ONE_BY_TWO, "--dry-run"], danlu_env, monkeypatch, capsys)
+    done = danlu_inprocess(["submit", *shared, "--dry-run"], danlu_env, monkeypatch, capsys)
     assert done.returncode == 0, done.stderr

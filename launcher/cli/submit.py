@@ -27,7 +27,8 @@ def run(args: Namespace) -> int:
     check_template_dir(args.template_dir)
     with phase("composition"):
         composer = Composer(args.config_dir)
-        cfgs = composer.runs(args.overrides, args.multirun)
+        # --reuse-output: a LightningCLI run writes where its config says, as every run of that config does
+        cfgs = composer.runs(args.overrides + (["own_folders=false"] if args.reuse_output else []), args.multirun)
     with phase("checks"):
         verdict = check([c.spec for c in cfgs])
         from ..store import default_path

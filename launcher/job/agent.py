@@ -19,6 +19,7 @@ Never import torch or accelerate here: the agent runs in danlu's own light inter
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -36,6 +37,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Protocol, Tuple
 from ..layout import RestartLayout, RunLayout, log_per_task
 from .dispositions import HandlerWatch, catches
 from .port import job_port
+from .resume import newest_checkpoint, resume_dirs, with_python_path
 from .timed_log import RankFiles, TimedLog
 from .world import WorldWatch
 
@@ -75,6 +77,7 @@ class NodeAgent:
     grace_s: float = 120.0  # warn the ranks this long before the time limit (requeue.grace_s)
     stop_grace_s: float = 30.0  # SIGTERM to SIGKILL on this cluster (read at submit; Slurm's default KillWait)
     hang_timeout_s: float = 0.0  # no line from any training process of this node for this long: hung (0: never)
+    keep_progress: bool = False  # a LightningCLI run: resume it from the newest checkpoint (job/resume.py)
 
     # ---- environment -------------------------------------------------------------------------
     def _ids(self) -> Dict[str, int]:
@@ -145,6 +148,9 @@ class NodeAgent:
                 f"run {self.run_id or os.environ.get('DANLU_RUN_ID', '?')} attempt {attempt} restart {restart}: "
                 f"node {ids['node']}/{ids['nodes']} task {ids['rank']}/{ids['ntasks']} head {head} port {port}"
             )
+            if self.keep_progress:
+                argv = self._resume(argv, run_files, attempt, ids["rank"] == 0, logs, say)
+                with_python_path(env)
             say("command: " + shlex.join(argv))
             say("launcher: " + _describe_executable(argv[0], env.get("PATH")))
             ranks = RankFiles(rank_logs, logs.rank_log, ids["node"] * self.procs_per_node)
@@ -191,6 +197,20 @@ class NodeAgent:
             sys.stdout.flush()
             os._exit(code)
         return code
+
+    def _resume(
+        self, argv: List[str], run: RunLayout, attempt: int, first_task: bool, logs: RestartLayout, say: Say
+    ) -> List[str]:
+        """argv with `--ckpt_path` of the newest checkpoint of the run, if it has one; task 0 records which."""
+        found = newest_checkpoint(run.stop_checkpoint, resume_dirs(run.lightning_config(attempt)))
+        if found is None:
+            say("no checkpoint of this run yet: training starts at step 0")
+        else:
+            at = f" (step {found['step']})" if found.get("step") is not None else ""
+            say(f"resuming from {found['what']}{at}: {found['path']}")
+        if first_task:
+            logs.resumed_from.write_text(json.dumps(found))
+        return argv if found is None else argv + [f"--ckpt_path={found['path']}"]
 
     # ---- the child ---------------------------------------------------------------------------
     _interrupted = False

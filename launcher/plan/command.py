@@ -5,7 +5,7 @@ program itself per task). The node agent fills in the tokens only a node knows (
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ..job.agent import HEAD_ADDR, LOG_DIR, NODE_RANK, PORT
 from ..layout import launcher_rank_logs
@@ -32,17 +32,29 @@ def _flat(args: Dict[str, Any], prefix: str = "") -> Iterator[Tuple[str, Any]]:
             yield f"{prefix}{key}", value
 
 
-def program_argv(spec: RunSpec, output_dir: str) -> List[str]:
+def _with_extra_config(args: Dict[str, Any], extra_config: str) -> Dict[str, Any]:
+    """args with danlu's `--config` after the program's own (first of all when it has none), before any other key."""
+    given = args.get("config")
+    configs = list(given) if isinstance(given, (list, tuple)) else [] if given in (None, False) else [given]
+    return {"config": configs + [extra_config], **{k: v for k, v in args.items() if k != "config"}}
+
+
+def program_argv(spec: RunSpec, output_dir: str, extra_config: Optional[str] = None) -> List[str]:
     """`program program_args... --key=value ...`: true is a bare flag, false and null are left out, a mapping is
-    dotted keys, a list one value (a,b), one flag per item or items after the flag, as spec.arg_lists says."""
+    dotted keys, a list one value (a,b), one flag per item or items after the flag, as spec.arg_lists says.
+    `extra_config`: a LightningCLI run's extra config file (spec/lightning.extra_config), one more `--config`."""
     argv = [str(spec.program)] + [str(a) for a in spec.program_args]
     args = dict(spec.args)
+    lists = dict(spec.arg_lists)
     if spec.output_arg and args.get(spec.output_arg) is None:
         args[spec.output_arg] = output_dir
+    if extra_config:
+        args = _with_extra_config(args, extra_config)
+        lists["config"] = "repeat"  # LightningCLI reads one file per --config
     for key, value in _flat(args):
         if value is None or value is False:
             continue
-        style = spec.arg_lists.get(key, "comma") if isinstance(value, (list, tuple)) else "comma"
+        style = lists.get(key, "comma") if isinstance(value, (list, tuple)) else "comma"
         if value is True:
             argv.append(f"--{key}")
         elif style == "repeat":
@@ -54,9 +66,9 @@ def program_argv(spec: RunSpec, output_dir: str) -> List[str]:
     return argv
 
 
-def launch_command(spec: RunSpec, shape: Shape, output_dir: str) -> List[str]:
+def launch_command(spec: RunSpec, shape: Shape, output_dir: str, extra_config: Optional[str] = None) -> List[str]:
     """What each node agent starts (accelerate/torchrun per node; the program per task otherwise)."""
-    prog = program_argv(spec, output_dir)
+    prog = program_argv(spec, output_dir, extra_config)
     launch = spec.launch
     procs, nodes = shape.procs_per_node, shape.nodes
     if launch.kind == "accelerate":

@@ -1,4 +1,5 @@
-"""The planner: run configs in, jobs out. Pure: it reads no file, writes nothing and runs nothing.
+"""The planner: run configs in, jobs out. It writes nothing and runs nothing; the only files it reads are a
+LightningCLI program's own --config files, which a run's extra config extends (spec/lightning.py).
 
 What runs (the program, its arguments, launcher, agent settings: per run, in the array's `case` block and
 the pickled agent) is kept apart from where and how the job runs (partition, GPUs, time, environment,
@@ -13,6 +14,7 @@ from __future__ import annotations
 import shlex
 import sys
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -47,9 +49,24 @@ class PlannedRun:
     def spec(self) -> RunSpec:
         return self.cfg.spec
 
+    @cached_property
+    def lightning_config(self) -> Optional[Tuple[Path, str]]:
+        """A LightningCLI run's extra `--config` (spec/lightning.extra_config): its path and text; None for others."""
+        from ..spec.lightning import extra_config, extra_config_text, keeps_progress
+
+        if not keeps_progress(self.spec):
+            return None
+        text = extra_config_text(
+            extra_config(self.spec, self.workdir, str(self.layout.output_dir), str(self.layout.stop_checkpoint))
+        )
+        return self.layout.lightning_config(self.attempt), text
+
     @property
     def command(self) -> str:
-        return shlex.join(launch_command(self.spec, self.shape, str(self.layout.output_dir)))
+        extra = self.lightning_config
+        return shlex.join(
+            launch_command(self.spec, self.shape, str(self.layout.output_dir), str(extra[0]) if extra else None)
+        )
 
     def agent(self) -> NodeAgent:
         """The callable every node (or task) of this run's job runs, pickled by submitit."""
@@ -65,6 +82,7 @@ class PlannedRun:
             grace_s=float(s.requeue.grace_s) if s.requeue.enabled else 0.0,
             hang_timeout_s=float(s.launch.hang_timeout_s or 0),
             stop_grace_s=float(self.stop_grace_s) if self.stop_grace_s else NodeAgent.stop_grace_s,
+            keep_progress=self.lightning_config is not None,
         )
 
 

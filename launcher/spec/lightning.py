@@ -232,3 +232,80 @@ def output_folders(args: Mapping[str, Any], workdir: str) -> List[Folder]:
             sub = f"version_{version}" if isinstance(version, int) else str(version)
             found.append(Folder(where(folder, sub), f"{kind} save_dir/name/version", key))
     return found
+
+
+# ---- the extra --config of a LightningCLI run -----------------------------------------------------------------------
+KEEP_PROGRESS = "danlu_lightning.KeepProgress"  # launcher/job/lightning_plugin/danlu_lightning.py
+
+
+def keeps_progress(spec: RunSpec) -> bool:
+    """Does danlu keep this run's progress itself: a LightningCLI program (`fit` subcommand, one task per rank) that
+    restores only a `ckpt_path` it is given. Its state is saved at a stop signal and given back at the next start."""
+    return spec.launch.kind == "lightning" and bool(spec.program_args) and str(spec.program_args[0]) == "fit"
+
+
+def _own_path(path: str, workdir: str, output_dir: str) -> str:
+    """Where a folder the config names (relative to the workdir, or absolute) goes below the run's output dir: its
+    path relative to the workdir, without leading `..` (`../ckpt/x` -> `<output>/ckpt/x`)."""
+    base = os.path.normpath(str(Path(workdir).expanduser()))
+    full = os.path.normpath(os.path.join(base, os.path.expanduser(str(path))))
+    parts = [p for p in Path(os.path.relpath(full, base)).parts if p not in ("..", ".")]
+    return os.path.join(output_dir, *parts)
+
+
+def _own_logger(item: Dict[str, Any], workdir: str, output_dir: str) -> Dict[str, Any]:
+    init = item.get("init_args")
+    if not _is(item, "TensorBoardLogger", "CSVLogger") or not isinstance(init, dict):
+        return item
+    return dict(item, init_args=dict(init, save_dir=_own_path(str(init.get("save_dir") or "."), workdir, output_dir)))
+
+
+def _checkpoint_with_dirpath(item: Any) -> bool:
+    init = item.get("init_args") if isinstance(item, dict) else None
+    return isinstance(init, dict) and _is(item, "ModelCheckpoint") and bool(init.get("dirpath"))
+
+
+def extra_config(spec: RunSpec, workdir: str, output_dir: str, stop_checkpoint: str) -> Dict[str, Any]:
+    """The `--config` danlu writes after the program's own (jsonargparse: a later list replaces the earlier one, a
+    mapping merges key by key): danlu's callback first in `trainer.callbacks`, so that a command-line key for the
+    last callback still reaches the program's own; with `own_folders`, every ModelCheckpoint dirpath, logger
+    save_dir and the default_root_dir moved below the run's output dir, the user's layout kept there."""
+    trainer = merged_config(spec.args, workdir).get("trainer")
+    trainer = trainer if isinstance(trainer, dict) else {}
+    callbacks = trainer.get("callbacks")
+    items = [c for c in (callbacks if isinstance(callbacks, list) else [callbacks]) if c is not None]
+    out: Dict[str, Any] = {}
+    if spec.own_folders:
+        root = trainer.get("default_root_dir")
+        out["default_root_dir"] = _own_path(str(root) if root else ".", workdir, output_dir)
+        items = [
+            dict(c, init_args=dict(c["init_args"], dirpath=_own_path(c["init_args"]["dirpath"], workdir, output_dir)))
+            if _checkpoint_with_dirpath(c)
+            else c
+            for c in items
+        ]
+        logger = trainer.get("logger")
+        if isinstance(logger, list):
+            out["logger"] = [_own_logger(x, workdir, output_dir) if isinstance(x, dict) else x for x in logger]
+        elif isinstance(logger, dict):
+            out["logger"] = _own_logger(logger, workdir, output_dir)
+    base = str(Path(workdir).expanduser())
+    resume = [  # where the agent looks for the program's own last*.ckpt
+        os.path.normpath(os.path.join(base, os.path.expanduser(str(c["init_args"]["dirpath"]))))
+        for c in items
+        if _checkpoint_with_dirpath(c)
+    ]
+    keep = {"class_path": KEEP_PROGRESS, "init_args": {"checkpoint": stop_checkpoint, "resume_dirs": resume}}
+    out["callbacks"] = [keep] + items
+    return {"trainer": out}
+
+
+def extra_config_text(config: Mapping[str, Any]) -> str:
+    import yaml
+
+    return (
+        "# written by danlu after the program's own --config files: danlu's callback saves the trainer at a stop\n"
+        "# signal (resumed at the next start); with own_folders, each run's checkpoint and log folders\n"
+        "# are below its output dir (submit --reuse-output keeps them where the config names them)\n"
+        + yaml.safe_dump(dict(config), sort_keys=False)
+    )

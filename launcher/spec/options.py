@@ -148,6 +148,12 @@ class RunSpec:
     output_arg: Optional[str] = opt(
         None, "name of the program's output-dir option; danlu points it at the run's output dir when unset"
     )
+    own_folders: bool = opt(
+        True,
+        "LightningCLI programs (launch=lightning, program_args [fit]): each run writes the checkpoint and log folders "
+        "its config names under its own output dir, through an extra --config danlu writes after the program's; "
+        "false (submit --reuse-output): where the config names them, shared by every run",
+    )
     cluster: ClusterSpec = opt(help="cluster profile", factory=ClusterSpec)
     resources: ResourcesSpec = opt(help="resources of each job", factory=ResourcesSpec)
     env: EnvSpec = opt(help="job environment", factory=EnvSpec)

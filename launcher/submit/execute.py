@@ -67,6 +67,11 @@ def execute(job: PlannedJob) -> str:
     with phase("folders"):
         make_folders(job)
     sweep = job.sweep_layout
+    for run in job.runs:  # a LightningCLI run's extra --config, read by its program at every start
+        extra = run.lightning_config
+        if extra is not None:
+            extra[0].write_text(extra[1])
+            extra[0].chmod(0o600)
     path = job.script_path
     first = job.runs[0]
     if job.local:

@@ -77,6 +77,7 @@ def _hint(folders: Sequence[Any]) -> str:
         f"set {' '.join(keys)} per run (interpolate what the sweep varies: '../ckpt/${{args.KEY}}')" if keys else "",
         "list a --config of each run's own after the shared one" if any(not f.key for f in folders) else "",
     ]
+    how.insert(0, "leave own_folders=true (each run's below its own output dir)")
     return f"give each run its own folders: {'; '.join(h for h in how if h)}; or pass --reuse-output to share them"
 
 
@@ -84,11 +85,13 @@ def folder_problems(specs: Sequence[Any], store_path: Path) -> List[UserError]:
     """Runs of this request that would write into one folder of a LightningCLI config (a ModelCheckpoint dirpath, a
     logger's fixed version, trainer.default_root_dir: spec/lightning.output_folders), or into one that a run in the
     store still queued or running writes into. One problem per folder (the first names two runs)."""
-    from ..spec.lightning import output_folders
+    from ..spec.lightning import keeps_progress, output_folders
 
     first: Dict[str, tuple[int, Any]] = {}  # folder -> the first run of this request writing there, and how
     clashes: Dict[str, tuple[str, Any]] = {}  # folder -> what the error says, how this request writes there
     for k, spec in enumerate(specs):
+        if spec.own_folders and keeps_progress(spec):
+            continue  # its folders are below its own output dir (spec/lightning.extra_config)
         for folder in output_folders(spec.args, spec.workdir):
             if folder.versioned:
                 continue  # Lightning gives each start its own version_N below it
@@ -111,7 +114,7 @@ def folder_problems(specs: Sequence[Any], store_path: Path) -> List[UserError]:
         for row in rows:
             cfg = json.loads(row["config"])
             args = cfg.get("args")
-            if not isinstance(args, dict):
+            if not isinstance(args, dict) or _own_folders(cfg):
                 continue
             for folder in output_folders(args, str(row["workdir"] or cfg.get("workdir") or ".")):
                 if folder.path in first and not folder.versioned and folder.path not in clashes:
@@ -123,3 +126,10 @@ def folder_problems(specs: Sequence[Any], store_path: Path) -> List[UserError]:
                     )
     hint = _hint([f for _, f in clashes.values()])
     return [UserError(message, hint) for message, _ in clashes.values()]
+
+
+def _own_folders(cfg: Dict[str, Any]) -> bool:
+    """Does a stored run's config give it folders of its own (spec/lightning.keeps_progress with own_folders)?"""
+    launch = cfg.get("launch") or {}
+    program_args = cfg.get("program_args") or []
+    return bool(cfg.get("own_folders")) and launch.get("kind") == "lightning" and program_args[:1] == ["fit"]

@@ -16,3 +16,12 @@ def print_plan(jobs: list[PlannedJob]) -> None:
             what = "local process" if job.local else "job"  # a local run is no Slurm job
             print(f"# ==== {what} {k + 1} of {len(jobs)}: {counted(len(job.runs), 'run')} ====")
         print(job.script, end="")
+        extra = next((r.lightning_config for r in job.runs if r.lightning_config is not None), None)
+        if extra is not None:
+            others = len(job.runs) - 1
+            print(
+                f"# ==== the extra --config of run {job.runs[0].run_id}, written to {extra[0]}"
+                + (f" ({counted(others, 'other run')}: the same, below its own folders)" if others else "")
+                + " ===="
+            )
+            print(extra[1], end="")

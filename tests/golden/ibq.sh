@@ -49,7 +49,7 @@ case "${SLURM_ARRAY_TASK_ID:-0}" in
     export DANLU_STEP_MARK=/runs/golden/0/logs/attempt-1/step-started
     export WANDB_RUN_GROUP=golden
     export WANDB_NAME=golden/0
-    export DANLU_COMMAND='python main.py fit --config=configs/IBQ/gpu/imagenet_ibqgan_1024.yaml --trainer.devices=8 --trainer.num_nodes=2'
+    export DANLU_COMMAND='python main.py fit --config=configs/IBQ/gpu/imagenet_ibqgan_1024.yaml --config=/runs/golden/scripts/run-0.attempt-1.lightning.yaml --trainer.devices=8 --trainer.num_nodes=2'
     ;;
   *) echo "danlu: no run for array index ${SLURM_ARRAY_TASK_ID:-0}" >&2; exit 2 ;;
 esac
