@@ -305,3 +305,60 @@ def test_a_folder_a_queued_run_writes_into_is_refused_until_that_run_ends(danlu_
     db.close()
     done = danlu_inprocess(["submit", *shared, "--dry-run"], danlu_env, monkeypatch, capsys)
     assert done.returncode == 0, done.stderr
+
+
+# ---- progress kept: where a start resumes ----------------------------------------------------------------------------
+
+
+def test_a_start_resumes_from_the_newest_of_the_stop_checkpoint_and_the_programs_last(tmp_path):
+    import json
+    import os
+
+    from launcher.job.resume import newest_checkpoint, resume_dirs
+
+    stop, ckpt = tmp_path / "stop.ckpt", tmp_path / "ckpt"
+    ckpt.mkdir()
+    assert newest_checkpoint(stop, [str(ckpt)]) is None  # nothing yet: step 0
+    (ckpt / "epoch=0-step=20.ckpt").write_text("x")  # not a last*.ckpt: never a resume point of its own
+    (ckpt / "last.ckpt").write_text("x")
+    os.utime(ckpt / "last.ckpt", (100, 100))
+    assert newest_checkpoint(stop, [str(ckpt)])["path"] == str(ckpt / "last.ckpt")
+    stop.write_text("x")
+    Path(f"{stop}.json").write_text(json.dumps({"step": 57}))
+    os.utime(stop, (200, 200))
+    found = newest_checkpoint(stop, [str(ckpt)])
+    assert (found["path"], found["step"], found["what"]) == (str(stop), 57, "danlu's stop checkpoint")
+    (ckpt / "last-v1.ckpt").write_text("x")  # the program saved again after the resume: newer
+    os.utime(ckpt / "last-v1.ckpt", (300, 300))
+    assert newest_checkpoint(stop, [str(ckpt)])["path"] == str(ckpt / "last-v1.ckpt")
+    extra = tmp_path / "extra.yaml"
+    extra.write_text(
+        yaml.safe_dump({"trainer": {"callbacks": [{"class_path": "x", "init_args": {"resume_dirs": [str(ckpt)]}}]}})
+    )
+    assert resume_dirs(extra) == [str(ckpt)] and resume_dirs(tmp_path / "missing.yaml") == []
+
+
+def test_a_program_whose_progress_nothing_keeps_is_named_in_the_dry_run(guard, danlu_env, monkeypatch, capsys):
+    lost = ["experiment=tiny_dpo", "cluster=testcluster", "output_arg=null"]
+    done = danlu_inprocess(["submit", *lost, "--dry-run"], danlu_env, monkeypatch, capsys)
+    assert done.returncode == 0 and "progress not kept: train.py" in done.stderr, done.stderr
+    for kept in (["experiment=tiny_dpo", "cluster=testcluster"], [*IBQ, *ONE_BY_TWO], lost + ["requeue.enabled=false"]):
+        done = danlu_inprocess(["submit", *kept, "--dry-run"], danlu_env, monkeypatch, capsys)
+        assert done.returncode == 0 and "progress not kept" not in done.stderr, done.stderr
+    guard()
+
+
+def test_the_reason_of_a_run_requeued_from_step_0_says_so():
+    from launcher.job.agent import FROM_ZERO
+    from launcher.state.reasons import classify
+
+    lines = [
+        f"[danlu agent] {FROM_ZERO}: ...",
+        "[danlu agent] not requeued: 2 requeues already (requeue.max_requeues=2)",
+    ]
+    reason = classify("FAILED", "1:0", "node1", lines)
+    assert reason == (
+        "stopped at the time limit after 2 requeues (requeue.max_requeues=2); each start began at step 0 "
+        "(no checkpoint danlu knows of)"
+    )
+    assert "step 0" not in classify("FAILED", "1:0", "node1", lines[1:])

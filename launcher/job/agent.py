@@ -45,6 +45,8 @@ from .world import WorldWatch
 # of danlu's login side (it starts on every node of every job: the fewer imports, the sooner training starts).
 NODE_RANK, HEAD_ADDR, PORT, LOG_DIR = "@NODE_RANK@", "@HEAD_ADDR@", "@PORT@", "@LOG_DIR@"
 
+# said at a requeue of a program whose progress nothing keeps (state/reasons.py reads it)
+FROM_ZERO = "requeued to start again at step 0"
 # a rank still alive this long after torch elastic began stopping the ranks of a failed node is killed
 FAILED_PEER_KILL_S = 3.0
 # after SIGTERM the program has the cluster's grace (KillWait / GraceTime, slurm.stop_grace) less this margin,
@@ -78,6 +80,7 @@ class NodeAgent:
     stop_grace_s: float = 30.0  # SIGTERM to SIGKILL on this cluster (read at submit; Slurm's default KillWait)
     hang_timeout_s: float = 0.0  # no line from any training process of this node for this long: hung (0: never)
     keep_progress: bool = False  # a LightningCLI run: resume it from the newest checkpoint (job/resume.py)
+    progress_lost: bool = False  # a program with no checkpoint danlu knows of: a requeue restarts it from step 0
 
     # ---- environment -------------------------------------------------------------------------
     def _ids(self) -> Dict[str, int]:
@@ -571,6 +574,12 @@ class NodeAgent:
             done = _slurm(["scontrol", "requeue", job])
             ok = done is not None and done.returncode == 0
             log.write(f"requeue of job {job}: {'ok' if ok else (done.stderr.strip() if done else 'no scontrol')}\n")
+            if ok and self.progress_lost:
+                line = (
+                    f"{FROM_ZERO}: the program keeps no checkpoint danlu knows of (no output_arg, no LightningCLI fit)"
+                )
+                log.write(line + "\n")
+                print(f"[danlu agent] {line}", file=sys.stderr, flush=True)  # Slurm's output: the run's reason
             return ok
 
 

@@ -27,11 +27,11 @@ def config_roots(config: Optional[str], workdir: Optional[str], metrics_dirs: Se
     """Where a run's program writes its metric files besides its output dir: the log folders and default_root_dir
     its LightningCLI config names (not its checkpoint folders), then `metrics_dirs` (relative to its workdir).
     `config`: the run's composed config as the store keeps it (JSON)."""
-    from ..spec.lightning import output_folders  # reads the YAML of --config files (PyYAML)
+    from ..spec.lightning import has_own_folders, output_folders  # reads the YAML of --config files (PyYAML)
 
     # a config naming no `config` or `trainer` key is not parsed: output_folders would find nothing in it
     cfg = json.loads(config) if config and ('"config"' in config or '"trainer' in config) else {}
-    args = cfg.get("args") if isinstance(cfg, dict) else None
+    args = cfg.get("args") if isinstance(cfg, dict) and not has_own_folders(cfg) else None  # own: below output/
     where = str(workdir or (cfg.get("workdir") if isinstance(cfg, dict) else None) or ".")
     found = [
         Path(f.path)

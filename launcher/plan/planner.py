@@ -22,6 +22,7 @@ from .. import slurm
 from ..job.agent import NodeAgent
 from ..layout import RunLayout, SweepLayout
 from ..spec.compose import RunConfig
+from ..spec.lightning import lost_progress_note
 from ..spec.options import RunSpec
 from ..spec.validate import Shape
 from ..store import NewRun
@@ -83,6 +84,7 @@ class PlannedRun:
             hang_timeout_s=float(s.launch.hang_timeout_s or 0),
             stop_grace_s=float(self.stop_grace_s) if self.stop_grace_s else NodeAgent.stop_grace_s,
             keep_progress=self.lightning_config is not None,
+            progress_lost=bool(lost_progress_note(s)),
         )
 
 

@@ -238,10 +238,21 @@ def output_folders(args: Mapping[str, Any], workdir: str) -> List[Folder]:
 KEEP_PROGRESS = "danlu_lightning.KeepProgress"  # launcher/job/lightning_plugin/danlu_lightning.py
 
 
+def _lightning_cli_fit(launch_kind: Any, program_args: Any) -> bool:
+    return launch_kind == "lightning" and isinstance(program_args, list) and program_args[:1] == ["fit"]
+
+
 def keeps_progress(spec: RunSpec) -> bool:
     """Does danlu keep this run's progress itself: a LightningCLI program (`fit` subcommand, one task per rank) that
     restores only a `ckpt_path` it is given. Its state is saved at a stop signal and given back at the next start."""
-    return spec.launch.kind == "lightning" and bool(spec.program_args) and str(spec.program_args[0]) == "fit"
+    return _lightning_cli_fit(spec.launch.kind, [str(a) for a in spec.program_args])
+
+
+def has_own_folders(config: Mapping[str, Any]) -> bool:
+    """Are a stored run's (its config as JSON) LightningCLI folders below its own output dir (extra_config)?"""
+    launch = config.get("launch")
+    kind = launch.get("kind") if isinstance(launch, Mapping) else None
+    return bool(config.get("own_folders")) and _lightning_cli_fit(kind, config.get("program_args"))
 
 
 def _own_path(path: str, workdir: str, output_dir: str) -> str:
@@ -308,4 +319,15 @@ def extra_config_text(config: Mapping[str, Any]) -> str:
         "# signal (resumed at the next start); with own_folders, each run's checkpoint and log folders\n"
         "# are below its output dir (submit --reuse-output keeps them where the config names them)\n"
         + yaml.safe_dump(dict(config), sort_keys=False)
+    )
+
+
+def lost_progress_note(spec: RunSpec) -> str:
+    """A line for a run whose progress no requeue can keep ('' when it can, or when it is never requeued): neither a
+    LightningCLI `fit` (danlu keeps it) nor a program with an output dir it resumes from (output_arg)."""
+    if not spec.requeue.enabled or keeps_progress(spec) or spec.output_arg:
+        return ""
+    return (
+        f"progress not kept: {spec.program or 'the program'} names no output dir danlu knows (output_arg) and is no "
+        f"LightningCLI fit; a requeue (time limit, preemption) restarts it from step 0 unless it resumes by itself"
     )

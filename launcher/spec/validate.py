@@ -352,7 +352,7 @@ class Verdict:
 def check(specs: Sequence[RunSpec]) -> Verdict:
     """Every run's shape (a problem there is raised at once: nothing could be planned), then what the files and
     the program say: missing workdir, program or environment, args the program would refuse."""
-    from .lightning import world_problem
+    from .lightning import lost_progress_note, world_problem
     from .program_args import verdict
 
     shapes = [shape(s) for s in specs]
@@ -378,6 +378,7 @@ def check(specs: Sequence[RunSpec]) -> Verdict:
         found, note = verdict(s)
         for p in found:
             add(p)
-        if note not in notes:
-            notes.append(note)
+        for line in (note, lost_progress_note(s)):
+            if line and line not in notes:
+                notes.append(line)
     return Verdict(shapes, problems, notes)

@@ -32,6 +32,7 @@ _HOST_OOM = re.compile(
 _HUNG = re.compile(r"(hung: no output from the training processes on \S+ for \d+s \(launch\.hang_timeout_s=\d+\))")
 _ALONE = re.compile(r"trained alone, not in one world of (\d+)")
 _MAX_REQUEUES = re.compile(r"not requeued: (\d+) requeues? already \(requeue.max_requeues=(\d+)\)")
+_FROM_ZERO = "requeued to start again at step 0"  # job/agent.FROM_ZERO (the login side imports nothing of it)
 # srun could not start a task on a node (its slurmd died or cannot be reached)
 _LAUNCH = re.compile(r"srun: error: Task launch for \S+ failed on node (\S+): (.+)")
 # exceptions that report another failure, not the cause: a launcher noticing its child died, a
@@ -96,6 +97,7 @@ def classify(
         return (
             f"stopped at the time limit after {limit.group(1)} requeue{'' if limit.group(1) == '1' else 's'} "
             f"(requeue.max_requeues={limit.group(2)})"
+            + ("; each start began at step 0 (no checkpoint danlu knows of)" if _FROM_ZERO in text else "")
         )
     hung = _HUNG.search(text)
     if hung:  # the agent ended a silent job (launch.hang_timeout_s)

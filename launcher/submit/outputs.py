@@ -85,7 +85,7 @@ def folder_problems(specs: Sequence[Any], store_path: Path) -> List[UserError]:
     """Runs of this request that would write into one folder of a LightningCLI config (a ModelCheckpoint dirpath, a
     logger's fixed version, trainer.default_root_dir: spec/lightning.output_folders), or into one that a run in the
     store still queued or running writes into. One problem per folder (the first names two runs)."""
-    from ..spec.lightning import keeps_progress, output_folders
+    from ..spec.lightning import has_own_folders, keeps_progress, output_folders
 
     first: Dict[str, tuple[int, Any]] = {}  # folder -> the first run of this request writing there, and how
     clashes: Dict[str, tuple[str, Any]] = {}  # folder -> what the error says, how this request writes there
@@ -114,7 +114,7 @@ def folder_problems(specs: Sequence[Any], store_path: Path) -> List[UserError]:
         for row in rows:
             cfg = json.loads(row["config"])
             args = cfg.get("args")
-            if not isinstance(args, dict) or _own_folders(cfg):
+            if not isinstance(args, dict) or has_own_folders(cfg):
                 continue
             for folder in output_folders(args, str(row["workdir"] or cfg.get("workdir") or ".")):
                 if folder.path in first and not folder.versioned and folder.path not in clashes:
@@ -126,10 +126,3 @@ def folder_problems(specs: Sequence[Any], store_path: Path) -> List[UserError]:
                     )
     hint = _hint([f for _, f in clashes.values()])
     return [UserError(message, hint) for message, _ in clashes.values()]
-
-
-def _own_folders(cfg: Dict[str, Any]) -> bool:
-    """Does a stored run's config give it folders of its own (spec/lightning.keeps_progress with own_folders)?"""
-    launch = cfg.get("launch") or {}
-    program_args = cfg.get("program_args") or []
-    return bool(cfg.get("own_folders")) and launch.get("kind") == "lightning" and program_args[:1] == ["fit"]

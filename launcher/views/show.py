@@ -52,6 +52,23 @@ def launched_commands(run_dir: str, attempt: int) -> Dict[str, str]:
     return out
 
 
+def starts(run_dir: str, attempt: int) -> List[Dict[str, Any]]:
+    """Each start (restart) of an attempt that recorded where it resumed (LightningCLI runs): {restart, resumed}."""
+    out: List[Dict[str, Any]] = []
+    for r in RunLayout(Path(run_dir)).attempt(attempt).restarts():
+        if r.resumed_from.exists():
+            out.append({"restart": r.number, "resumed": r.read_resumed_from()})
+    return out
+
+
+def _start_line(start: Dict[str, Any]) -> str:
+    found = start["resumed"]
+    if not found:
+        return f"     start {start['restart']}: from step 0 (no checkpoint of the run yet)"
+    step = f" at step {found['step']}" if found.get("step") is not None else ""
+    return f"     start {start['restart']}: resumed from {found['what']}{step}: {found['path']}"
+
+
 def _fetch_accounting(store: Any, run: str, attempts: List[Any]) -> None:
     """Every attempt's accounting records as sacct has them now (one call), kept in the store: a state may have
     become final from squeue's answer before accounting had the job, and a later look still shows the records
@@ -152,6 +169,7 @@ def show_data(store: Any, run: str) -> Dict[str, Any]:
                 "final": bool(a["final"]),
                 "overrides": json.loads(a["overrides"] or "[]"),
                 "accounting": accounting_records(a["accounting"]),
+                "starts": starts(row["run_dir"], a["attempt"]),
             }
             for a in attempts
         ],
@@ -195,6 +213,7 @@ def render_text(data: Dict[str, Any], full: bool = False) -> str:
         if a["overrides"]:
             cells.append("rerun with " + " ".join(a["overrides"]))
         lines.append("  " + "  ".join(cells).rstrip())
+        lines.extend(_start_line(start) for start in a["starts"])
         for record in a["accounting"] if full else ():  # sacct's own words, one record per start
             lines.append("     sacct: " + " ".join(f"{k}={v}" for k, v in record.items() if v not in ("", "Unknown")))
     lines.append(f"command    {data['command']}")

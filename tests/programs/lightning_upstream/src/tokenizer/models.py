@@ -1,12 +1,21 @@
 """A tiny vector-quantized autoencoder (the role of upstream's IBQ model)."""
 
+import time
+
 import lightning as L
 import torch
 from torch import nn
 
 
 class TinyVQ(L.LightningModule):
-    def __init__(self, dim: int = 16, codebook_size: int = 64, code_dim: int = 4, learning_rate: float = 1e-3):
+    def __init__(
+        self,
+        dim: int = 16,
+        codebook_size: int = 64,
+        code_dim: int = 4,
+        learning_rate: float = 1e-3,
+        step_seconds: float = 0.0,  # the time a real model's step takes (tests: a run that meets its time limit)
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.encoder = nn.Sequential(nn.Linear(dim, 32), nn.ReLU(), nn.Linear(32, code_dim))
@@ -25,6 +34,8 @@ class TinyVQ(L.LightningModule):
         return rec + nn.functional.mse_loss(q, z.detach()) + 0.25 * nn.functional.mse_loss(z, q.detach())
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        if self.hparams.step_seconds:
+            time.sleep(self.hparams.step_seconds)
         loss = self._loss(batch)
         self.log("train/loss", loss, prog_bar=True)
         return loss
