@@ -75,6 +75,7 @@ def test_a_sweep_keeps_each_runs_folders_and_progress_and_is_ranked_by_its_loss(
 
     shown = danlu("show", f"{name}/1", env=danlu_env)
     assert shown.returncode == 0 and f"resumed from {resumed['what']}" in shown.stdout, shown.stdout
+    assert f"extra cfg  {sweep.lightning_config(1, 1)}" in shown.stdout, shown.stdout
 
     done = danlu("report", name, "--json", "--metric", "train/loss", env=danlu_env)
     assert done.returncode == 0, done.stderr

@@ -61,6 +61,15 @@ def starts(run_dir: str, attempt: int) -> List[Dict[str, Any]]:
     return out
 
 
+def _lightning_config(layout: RunLayout, attempt: int) -> str | None:
+    """The extra --config danlu wrote for a LightningCLI run's attempt (its own folders, danlu's callback)."""
+    try:
+        path = layout.lightning_config(attempt)
+    except ValueError:  # a run folder not named by its index
+        return None
+    return str(path) if path.exists() else None
+
+
 def _start_line(start: Dict[str, Any]) -> str:
     found = start["resumed"]
     if not found:
@@ -160,6 +169,7 @@ def show_data(store: Any, run: str) -> Dict[str, Any]:
             "output": str(output),
             "script": latest["script"],
             "slurm_output": str(layout.slurm_output(latest["job_id"]) or "") or None,
+            "lightning_config": _lightning_config(layout, latest["attempt"]),
         },
         "submitted_with": json.loads(sweep["argv"]) if sweep else None,
         "launched": launched_commands(row["run_dir"], latest["attempt"]),
@@ -235,6 +245,7 @@ def render_text(data: Dict[str, Any], full: bool = False) -> str:
         ("output", "output"),
         ("script", "script"),
         ("slurm out", "slurm_output"),
+        ("extra cfg", "lightning_config"),
     ):
         if paths.get(key):
             lines.append(f"  {label:<9}  {paths[key]}")
