@@ -160,12 +160,25 @@ def new_runs(
     return out
 
 
-_PORT_COMMAND = f"{shlex.quote(sys.executable)} -m launcher.job.port"
+def danlu_python() -> str:
+    """danlu's own interpreter as a job script starts it, from the user's workdir.
+
+    `-I` (isolated mode) keeps the current directory and PYTHONPATH out of its module search.
+    A `launcher.py` or `launcher/` of the user's thus never replaces danlu's `launcher`.
+    danlu itself is found where it is installed: the interpreter's site-packages and their .pth files.
+    `-I` also ignores the other PYTHON* variables and the user's site-packages, for this interpreter only.
+    The environment itself is unchanged: the program the node agent starts gets the job's PYTHONPATH.
+    Python 3.10 has no `-P`: `-I` is the flag that drops the current directory on every supported version.
+    """
+    return f"{shlex.quote(sys.executable)} -I"
+
+
+_PORT_COMMAND = f"{danlu_python()} -m launcher.job.port"
 
 
 def _agent_command(sweep: SweepLayout, tag: str) -> str:
     return (
-        f"{shlex.quote(sys.executable)} -u -m launcher.job {shlex.quote(str(sweep.submitit_folder()))} "
+        f"{danlu_python()} -u -m launcher.job {shlex.quote(str(sweep.submitit_folder()))} "
         f"{shlex.quote(str(sweep.pickle_stem(tag)))}"
     )
 
@@ -175,7 +188,7 @@ def _notify_command(spec: RunSpec) -> str:
     n = spec.notify
     if not (n.url and n.on_failure):
         return ""
-    return f"{shlex.quote(sys.executable)} -m launcher.job.notify {shlex.quote(n.url)} {shlex.quote(n.format)}"
+    return f"{danlu_python()} -m launcher.job.notify {shlex.quote(n.url)} {shlex.quote(n.format)}"
 
 
 def _job_plan(runs: Sequence[PlannedRun], tag: str, array: Optional[str], template_dir: Optional[str]) -> JobPlan:

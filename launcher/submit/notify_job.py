@@ -5,12 +5,12 @@ to keep running on the login node. Its failure to be submitted never undoes the 
 from __future__ import annotations
 
 import shlex
-import sys
 from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from .. import slurm
 from ..layout import SweepLayout
+from ..plan.planner import danlu_python
 from ..plan.render import NotifyPlan, render_notify_script
 from ..spec.options import RunSpec
 
@@ -24,7 +24,7 @@ def plan(
     spec: RunSpec, sweep: str, layout: SweepLayout, partition: Optional[str], job_ids: Iterable[str]
 ) -> NotifyPlan:
     ids = [j.split("_")[0] for j in job_ids]  # an array task's id is <array id>_<task>: the array waits for all
-    command = f"{shlex.quote(sys.executable)} -m launcher.cli notify {shlex.quote(sweep)}"
+    command = f"{danlu_python()} -m launcher.cli notify {shlex.quote(sweep)}"  # runs in the folder sbatch ran in
     return NotifyPlan(
         spec=spec,
         sweep=sweep,

@@ -35,7 +35,10 @@ danlu_addr=$( (danlu_retry scontrol show node "$DANLU_HEAD_NODE" -o || true) | t
 danlu_addr=${danlu_addr:-$DANLU_HEAD_NODE}
 export DANLU_HEAD_ADDR=$(getent ahostsv4 "$danlu_addr" | awk 'NR==1 {print $1}' || true)
 export DANLU_HEAD_ADDR=${DANLU_HEAD_ADDR:-$danlu_addr}
-export DANLU_PORT=$(<python> -m launcher.job.port)  # this script runs on the head node
+# the port is picked here, on the head node
+# the assignment stands apart from the export: export's own status would hide the command's failure
+DANLU_PORT=$(<python> -I -m launcher.job.port) || { echo "danlu: no rendezvous port: the port command failed (exit $?)" >&2; exit 1; }
+export DANLU_PORT
 
 # ---- the run of this job ----
 case "${SLURM_ARRAY_TASK_ID:-0}" in
@@ -70,7 +73,7 @@ for danlu_try in 1 2 3; do
     rm -f "$DANLU_STEP_MARK"
     danlu_rc=0
     srun --kill-on-bad-exit=1 --nodes=1 --ntasks-per-node=2 --cpus-per-task=1 --export=ALL \
-        <python> -u -m launcher.job /runs/golden/.submitit/%j /runs/golden/.submitit/0123456789ab-0 || danlu_rc=$?
+        <python> -I -u -m launcher.job /runs/golden/.submitit/%j /runs/golden/.submitit/0123456789ab-0 || danlu_rc=$?
     if [ "$danlu_rc" -eq 0 ] || [ -e "$DANLU_STEP_MARK" ] || [ "$danlu_try" -eq 3 ]; then
         break
     fi
