@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 RESULT = "result.json"
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 
 
 def safe_name(name: Optional[str]) -> bool:
@@ -43,7 +43,7 @@ def safe_name(name: Optional[str]) -> bool:
     return bool(name) and _SAFE_NAME.match(name or "") is not None
 
 
-_RESTART = re.compile(r"^restart-(\d+)$")
+_RESTART = re.compile(r"^restart-(\d+)\Z")
 LOGS = "logs"
 
 

@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 FORMATS = ("json", "slack", "feishu", "dingtalk")
 TRIES = 3
 TIMEOUT_S = 10.0
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 class WebhookError(Exception):
@@ -81,7 +81,7 @@ def resolve(ref: str, environ: Mapping[str, str] = os.environ) -> str:
                 f"chmod 600 {path}: the URL is a secret",
             )
         url = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
-    if not re.match(r"^https?://\S+$", url):
+    if not re.match(r"^https?://\S+\Z", url):
         raise WebhookError(f"notify.url={ref} does not hold an http(s) URL", "it should hold one line: https://...")
     return url
 

@@ -1,4 +1,4 @@
-"""Issue 7: the bad-input catalogue. Each case: one-line error + hint, exit 2 (0 where there is simply
+"""The bad-input catalogue. Each case: one-line error + hint, exit 2 (0 where there is simply
 nothing to do), nothing submitted (no sbatch call) and nothing half-written (no runs in the store,
 no sweep directory)."""
 
@@ -92,7 +92,21 @@ SUBMIT_CASES = {
     "webhook file readable by others": T + ["notify.url=file:/etc/hostname"],
     "unknown notify format": T + ["notify.url=env:HOME", "notify.format=teams"],
     "notify on the local cluster": ["experiment=tiny_dpo", "cluster=local", "notify.email=me@example.org"],
+    "sweep name with a trailing newline": T + ["--name", "abc\n"],
+    "empty sweep": ["-m", *T, "args.seed=range(0,0)"],
 }
+# values that reach the batch script's #SBATCH lines, each with a newline in it: a line of its own in the script
+CONTROL_CHARACTER_CASES = {
+    "resources.constraint": "resources.constraint='a\nrm -rf ~'",
+    "resources.exclude": "resources.exclude='node1\nrm -rf ~'",
+    "resources.mem": "resources.mem='1G\n'",
+    "resources.time": "resources.time='01:00:00\n'",
+    "resources.extra_sbatch[0]": "resources.extra_sbatch=['--reservation=x\nrm -rf ~']",
+    "cluster.account": "cluster.account='acct\nrm -rf ~'",
+    "cluster.qos": "cluster.qos='normal\nrm -rf ~'",
+    "notify.email": "notify.email='me@example.org\n'",
+}
+SUBMIT_CASES.update({f"newline in {key}": T + [ov] for key, ov in CONTROL_CHARACTER_CASES.items()})
 CATALOGUE_FLOOR = 55  # tests/conftest.py fails the session when fewer catalogue cases ran and passed
 
 
@@ -145,6 +159,57 @@ def test_bad_submit_dry_run(case, guard, danlu_env, monkeypatch, capsys):
     again = danlu_inprocess(["submit", *argv], danlu_env, monkeypatch, capsys)
     assert again.returncode == 2 and error in again.stderr, (error, again.stderr)
     guard()
+
+
+@pytest.mark.parametrize("key", sorted(CONTROL_CHARACTER_CASES))
+def test_control_character_error_names_the_key(key, guard, danlu_env, monkeypatch, capsys):
+    """A newline in a value of the batch script is refused before any script is made, naming the key."""
+    for extra in (["--dry-run"], []):
+        done = danlu_inprocess(["submit", *T, CONTROL_CHARACTER_CASES[key], *extra], danlu_env, monkeypatch, capsys)
+        assert assert_one_line_error(done) == f"error: {key} contains a control character (newline)"
+        assert "#SBATCH" not in done.stdout, done.stdout
+    guard()
+
+
+@pytest.mark.parametrize(
+    ("override", "said"),
+    [
+        ("resources.constraint='a\tb'", "resources.constraint contains a control character (tab)"),
+        ("resources.constraint='a\rb'", "resources.constraint contains a control character (carriage return)"),
+        ("resources.constraint='a\x7fb'", "resources.constraint contains a control character (DEL)"),
+        ("resources.constraint='a\x01b'", "resources.constraint contains a control character (U+0001)"),
+        ("resources.gpu_type='rtx4090\n'", "resources.gpu_type contains a control character (newline)"),
+        ("cluster.runs_dir='/tmp/runs\n'", "cluster.runs_dir contains a control character (newline)"),
+        ("+env.vars.GREETING='hi\nrm -rf ~'", "env.vars.GREETING contains a control character (newline)"),
+        (
+            "resources.extra_sbatch=['--x=1','--y\n']",
+            "resources.extra_sbatch[1] contains a control character (newline)",
+        ),
+    ],
+)
+def test_any_control_character_in_any_script_value_is_refused(override, said, guard, danlu_env, monkeypatch, capsys):
+    """Every string option the script is made of is checked, whatever the control character."""
+    for extra in (["--dry-run"], []):
+        done = danlu_inprocess(["submit", *T, override, *extra], danlu_env, monkeypatch, capsys)
+        assert assert_one_line_error(done) == f"error: {said}"
+    guard()
+
+
+def test_empty_sweep_names_the_override(guard, danlu_env, monkeypatch, capsys):
+    for extra in (["--dry-run"], []):
+        done = danlu_inprocess(["submit", *SUBMIT_CASES["empty sweep"], *extra], danlu_env, monkeypatch, capsys)
+        err = assert_one_line_error(done)
+        assert "args.seed=range(0,0)" in err and "no runs" in err, err
+    guard()
+
+
+def test_name_checks_refuse_a_trailing_newline():
+    """A name check matches the whole text: a trailing newline is not part of a good name."""
+    from launcher.layout import safe_name
+    from launcher.webhook import reference_problem
+
+    assert safe_name("abc") and not safe_name("abc\n")
+    assert reference_problem("env:HOOK") is None and reference_problem("env:HOOK\n") is not None
 
 
 def test_template_error_in_user_template(tmp_path, guard, danlu_env):

@@ -178,6 +178,12 @@ def expand(overrides: Sequence[str], multirun: bool, dirs: Sequence[Path]) -> Li
                     )
             else:
                 values = list(ov.sweep_iterator())
+                if not values:
+                    raise UserError(
+                        f"{ov.input_line!r} gives no values: the sweep has no runs",
+                        f"give {ov.key_or_group} at least one value, e.g. {ov.key_or_group}=range(0,3) or "
+                        f"{ov.key_or_group}=1,2",
+                    )
             axes.append([(ov, _plain(v)) for v in values])
         else:
             axes.append([(ov, None if ov.is_delete() else ov.value())])

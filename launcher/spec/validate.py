@@ -7,9 +7,9 @@ processes); every problem is a UserError naming the key and how to fix it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..errors import UserError
 from ..words import counted
@@ -21,9 +21,13 @@ ENV_KINDS = ("none", "uv", "venv", "conda")
 CLUSTER_KINDS = ("local", "slurm")
 SIGNALS = ("USR1", "USR2", "TERM", "INT", "HUP", "URG")
 
-_TIME = re.compile(r"^(?:(?P<d>\d+)-)?(?P<a>\d+)(?::(?P<b>\d+))?(?::(?P<c>\d+))?$")
-_MEM = re.compile(r"^(?P<n>\d+)(?P<u>[KMGT]?)B?$", re.IGNORECASE)
+_TIME = re.compile(r"^(?:(?P<d>\d+)-)?(?P<a>\d+)(?::(?P<b>\d+))?(?::(?P<c>\d+))?\Z")
+_MEM = re.compile(r"^(?P<n>\d+)(?P<u>[KMGT]?)B?\Z", re.IGNORECASE)
 _MEM_MB = {"": 1, "K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_NAMES = {"\n": "newline", "\r": "carriage return", "\t": "tab", "\x1b": "escape", "\x7f": "DEL", "\x00": "NUL"}
+# The program's own arguments: each is quoted as one word of its command, and the program reads what it is given.
+_PROGRAM_VALUES = ("args", "program_args")
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,41 @@ def parse_mem_mb(text: str) -> int:
     if mb <= 0:
         raise UserError(f"bad memory {text!r}: must be positive", "e.g. resources.mem=64G")
     return mb
+
+
+def _strings(value: Any, key: str) -> Iterator[Tuple[str, str]]:
+    """(what to call it, text) for every string in an option's value: fields, mapping names and values, items."""
+    if is_dataclass(value) and not isinstance(value, type):
+        for f in fields(value):
+            if not key and f.name in _PROGRAM_VALUES:
+                continue
+            yield from _strings(getattr(value, f.name), f"{key}.{f.name}" if key else f.name)
+    elif isinstance(value, dict):
+        for name, item in value.items():
+            yield f"a name in {key}", str(name)
+            yield from _strings(item, f"{key}.{name}")
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _strings(item, f"{key}[{i}]")
+    elif isinstance(value, str):
+        yield key, value
+
+
+def control_characters(spec: RunSpec) -> None:
+    """UserError for the first option holding a control character.
+
+    Every option but the program's own arguments ends up in the batch script: its #SBATCH lines, its environment or
+    the case block of its runs. A newline there starts a new line of the script, which bash runs as a command.
+    """
+    for key, text in _strings(spec, ""):
+        found = _CONTROL.search(text)
+        if found:
+            char = found.group()
+            name = _CONTROL_NAMES.get(char, f"U+{ord(char):04X}")
+            raise UserError(
+                f"{key} contains a control character ({name})",
+                "give it on one line of printable characters: each line of the job script is one option or command",
+            )
 
 
 def _choice(value: str, allowed: tuple[str, ...], key: str) -> None:
@@ -209,7 +248,7 @@ def _notify_form(spec: RunSpec) -> None:
         problem = reference_problem(n.url)
         if problem:
             raise UserError(problem.message, problem.hint)
-    if n.email is not None and not re.match(r"^[^@\s,]+@[^@\s,]+$", n.email):
+    if n.email is not None and not re.match(r"^[^@\s,]+@[^@\s,]+\Z", n.email):
         raise UserError(f"notify.email={n.email!r} is not one mail address", "e.g. notify.email=me@uni.edu")
     if (n.url or n.email) and spec.cluster.kind == "local":
         raise UserError(
@@ -310,7 +349,7 @@ def file_problems(spec: RunSpec) -> List[UserError]:
     if e.kind == "conda" and not (e.name or e.path):
         problems.append(UserError("env.kind=conda needs env.name or env.path", "set env.name=myenv"))
     for key in e.vars:
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*\Z", key):
             problems.append(
                 UserError(f"env.vars has an invalid variable name {key!r}", "names are letters, digits and _")
             )
@@ -322,7 +361,7 @@ def file_problems(spec: RunSpec) -> List[UserError]:
             )
         )
     for key in e.pass_env:
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*\Z", key):
             problems.append(
                 UserError(f"env.pass_env has an invalid variable name {key!r}", "names are letters, digits and _")
             )
@@ -350,11 +389,13 @@ class Verdict:
 
 
 def check(specs: Sequence[RunSpec]) -> Verdict:
-    """Every run's shape (a problem there is raised at once: nothing could be planned), then what the files and
-    the program say: missing workdir, program or environment, args the program would refuse."""
+    """Every run's text and shape (a problem there is raised at once: nothing could be planned), then what the
+    files and the program say: missing workdir, program or environment, args the program would refuse."""
     from .lightning import lost_progress_note, world_problem
     from .program_args import verdict
 
+    for s in specs:
+        control_characters(s)
     shapes = [shape(s) for s in specs]
     problems: List[UserError] = []
     notes: List[str] = []
