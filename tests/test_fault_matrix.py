@@ -29,6 +29,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,8 @@ pytestmark = pytest.mark.slurm
 
 TABLE = Path(__file__).with_name("fault-matrix.md")
 LIGHTNING_WORKDIR = Path(__file__).resolve().parent.parent / "examples" / "tiny_lightning"
+# a LightningCLI program shaped like upstream's: no callback of ours, `ckpt_path: null`, folders fixed in its YAML
+UPSTREAM_WORKDIR = Path(__file__).resolve().parent / "programs" / "lightning_upstream"
 SHAPE = ["cluster=testcluster", "resources.nodes=2"]
 # A 2-minute limit, the warning 20 s before it: a start of a 2x2 job needs 15-50 s before its first step (four
 # ranks importing torch on this 2-core machine), so 30-55 steps of 1.5 s fit in one start and 64 take two (three
@@ -55,7 +58,25 @@ MODES = {
     "torchrun": ["experiment=tiny_ibq", "launch=torchrun"],
     "lightning": ["experiment=tiny_lightning", "args.trainer.devices=2", "args.trainer.num_nodes=2"],
     "python": ["experiment=tiny_dpo", "launch=python"],
+    "lightning-upstream": [
+        "experiment=ibq",
+        f"workdir={UPSTREAM_WORKDIR}",
+        "resources=default",
+        "env=none",
+        f"launch.python={sys.executable}",
+        "+args.model.init_args.print_steps=true",
+        "+args.trainer.enable_progress_bar=false",
+    ],
 }
+PROGRAMS = {  # the program each mode runs, as the table names it
+    "accelerate": "examples/tiny_dpo",
+    "torchrun": "examples/tiny_ibq",
+    "lightning": "examples/tiny_lightning",
+    "python": "examples/tiny_dpo",
+    "lightning-upstream": "tests/programs/lightning_upstream",
+}
+# the faults a mode meets (all by default): the upstream-shaped program has no crash or hang of its own to inject
+MODE_FAULTS = {"lightning-upstream": ("time limit", "preemption", "dead node")}
 # the first four faults: every mode with 2 GPUs per node; the test cluster's 8 GPUs then let Slurm run two cases
 # at a time, which is what this 2-core machine trains at a useful speed (four at once made a crash take 12-21 s to
 # end the job, and time-limit starts overran their grace)
@@ -64,14 +85,23 @@ ON_GPUS = {m: v + ["resources.gpus_per_node=2"] for m, v in MODES.items()}
 # without GPUs, so that the four jobs fit node1-2 together (accelerate/torchrun start one rank per GPU)
 NO_GPU_2_TASKS = ["resources.gpus_per_node=0", "launch.tasks_per_node=2"]
 TOGETHER = {
-    m: v + (NO_GPU_2_TASKS if m in ("lightning", "python") else ["resources.gpus_per_node=2"]) for m, v in MODES.items()
+    m: v
+    + (
+        NO_GPU_2_TASKS + (["resources.cpus_per_task=2"] if m == "lightning-upstream" else [])
+        if m in ("lightning", "python", "lightning-upstream")
+        else ["resources.gpus_per_node=2"]
+    )
+    for m, v in MODES.items()
 }
 INTERVAL = 10  # checkpoint every 10 steps (the tiny programs' checkpointing_steps; tiny_lightning validates so)
 
 
 def _args(mode: str, **values: object) -> List[str]:
     """The programs' own option names for the same knobs."""
-    if mode == "lightning":
+    if mode == "lightning-upstream":  # its model's knobs; it checkpoints every INTERVAL steps (its ModelCheckpoint)
+        names = {"steps": "+args.trainer.max_steps", "sleep": "+args.model.init_args.step_seconds"}
+        extra = [f"+args.trainer.callbacks.init_args.every_n_train_steps={INTERVAL}"]
+    elif mode == "lightning":
         names = {
             "steps": "args.trainer.max_steps",
             "sleep": "args.model.sleep_per_step",
@@ -156,7 +186,14 @@ def _agent_end(restart: RestartLayout) -> Optional[float]:
 
 
 def _steps(text: str) -> List[int]:
-    return [int(s) for s in re.findall(r"^step=(\d+) .*rank=0 ", text, re.M)]
+    return [int(s) for s in re.findall(r"^step=(\d+) .*\brank=0\b", text, re.M)]
+
+
+def _modes(fault: str) -> List[str]:
+    """The modes that meet `fault` (DANLU_FM_MODES: a rerun of some modes only)."""
+    only = [m for m in os.environ.get("DANLU_FM_MODES", "").split(",") if m]
+    assert all(m in MODES for m in only), f"DANLU_FM_MODES: {only} not in {list(MODES)}"
+    return [m for m in MODES if fault in MODE_FAULTS.get(m, ORDER) and (not only or m in only)]
 
 
 def _restarts(runs_dir: Path, name: str) -> List[RestartLayout]:
@@ -203,7 +240,8 @@ def _check(case: Case, runs_dir: Path) -> None:
             k
             for k, f in enumerate(first)
             if not (
-                f.exists() and re.search(r"^signal SIG\w+ reached rank=%d" % k, f.read_text(errors="replace"), re.M)
+                f.exists()
+                and re.search(r"^(?:danlu: )?signal SIG\w+ reached rank=%d" % k, f.read_text(errors="replace"), re.M)
             )
         ]
         if deaf:
@@ -217,7 +255,7 @@ def _check(case: Case, runs_dir: Path) -> None:
             if not (
                 restarts[1].rank_log(k).exists()
                 and re.search(
-                    r"^resumed from checkpoint step=%s rank=%d" % (step, k),
+                    r"^(?:danlu: )?resumed from checkpoint step=%s rank=%d" % (step, k),
                     restarts[1].rank_log(k).read_text(errors="replace"),
                     re.M,
                 )
@@ -242,7 +280,7 @@ def _check(case: Case, runs_dir: Path) -> None:
             ]
             if others:
                 case.problems.append(f"{others} asked for a requeue too (only task 0 may)")
-    if case.mode == "lightning" and restarts:
+    if case.mode.startswith("lightning") and restarts:
         # danlu owns the requeue: Lightning's SLURM auto-requeue never acted, wrote nothing into the output dir
         # (hpc_ckpt_*) nor the program's working directory
         text = "\n".join(
@@ -253,15 +291,20 @@ def _check(case: Case, runs_dir: Path) -> None:
         from launcher.layout import SweepLayout
 
         output = SweepLayout(runs_dir / case.name).run(0).output_dir
+        workdir = UPSTREAM_WORKDIR if case.mode == "lightning-upstream" else LIGHTNING_WORKDIR
         strays = (
             list(output.rglob("hpc_ckpt_*"))
-            + list(LIGHTNING_WORKDIR.glob("hpc_ckpt_*"))
-            + list(LIGHTNING_WORKDIR.glob("lightning_logs"))
+            + list(workdir.glob("hpc_ckpt_*"))
+            + list(workdir.glob("lightning_logs"))
+            + [p for p in (workdir.parent / "ckpt", workdir.parent / "logs") if case.mode != "lightning" and p.exists()]
         )
         if strays:
             case.problems.append(f"Lightning wrote {strays[0]}")
-        if case.fault in ("time limit", "preemption") and not (output / "checkpoints" / "last.ckpt").exists():
-            case.problems.append("no checkpoints/last.ckpt")
+        # the program's own last checkpoint: where the example puts it, or below the run's own folders (the
+        # upstream program's `../ckpt/tiny_ibq` moved below its output dir)
+        last = Path("ckpt", "tiny_ibq") if case.mode == "lightning-upstream" else Path("checkpoints")
+        if case.fault in ("time limit", "preemption") and not (output / last / "last.ckpt").exists():
+            case.problems.append(f"no {last}/last.ckpt")
     if case.fault in ("time limit", "preemption", "dead node"):
         steps = TL_STEPS if case.fault == "time limit" else DISRUPTIVE_STEPS
         if case.fault_at is None:
@@ -283,7 +326,7 @@ def _check(case: Case, runs_dir: Path) -> None:
         if lost > INTERVAL:
             case.problems.append(f"{lost} steps lost (> one interval of {INTERVAL})")
         done_text = "\n".join(r.rank_log(0).read_text(errors="replace") for r in every if r.rank_log(0).exists())
-        if f"done steps={steps}" not in done_text:
+        if f"done steps={steps}" not in done_text and f"`max_steps={steps}` reached" not in done_text:
             case.problems.append(f"never reached step {steps}")
         if starts < 1:
             case.problems.append("never started again")
@@ -307,7 +350,19 @@ def _check(case: Case, runs_dir: Path) -> None:
             case.problems.append(f"reason {reason!r} does not say {need!r}")
 
 
-HEAD = ["launch", "fault", "state", "restarts", "steps lost", "seconds", "signal checkpoint", "reason", "ok", "run"]
+HEAD = [
+    "launch",
+    "program",
+    "fault",
+    "state",
+    "restarts",
+    "steps lost",
+    "seconds",
+    "signal checkpoint",
+    "reason",
+    "ok",
+    "run",
+]
 
 
 def _write_table(cases: List[Case]) -> None:
@@ -316,12 +371,15 @@ def _write_table(cases: List[Case]) -> None:
     if TABLE.exists():
         for line in TABLE.read_text().splitlines():
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            if line.startswith("| ") and len(cells) == len(HEAD) and cells[1] in ORDER:
-                rows[(cells[0], cells[1])] = cells
+            if line.startswith("| ") and len(cells) == len(HEAD) - 1 and cells[1] in ORDER:
+                cells.insert(1, PROGRAMS.get(cells[0], "-"))  # a row written before the program column
+            if line.startswith("| ") and len(cells) == len(HEAD) and cells[2] in ORDER:
+                rows[(cells[0], cells[2])] = cells
     for c in cases:
         r = c.row
         rows[(c.mode, c.fault)] = [
             c.mode,
+            PROGRAMS[c.mode],
             c.fault,
             r.get("state", "-"),
             r.get("restarts", "-"),
@@ -342,7 +400,9 @@ def _write_table(cases: List[Case]) -> None:
         "and hang run side by side as the cluster's 8 GPUs allow (two at a time), every mode with 2 GPUs per "
         "node. Preemption and dead node run the four modes at once, on the same four runs one fault after the other "
         "(preempted, resumed, past the next checkpoint, then node2 dies); lightning and python then run their 2 "
-        "ranks per node as 2 tasks without GPUs.",
+        "ranks per node as 2 tasks without GPUs. `program` is what ran: the examples were written for danlu; "
+        "`tests/programs/lightning_upstream` is a LightningCLI program shaped like upstream's that knows nothing "
+        "of danlu (its progress kept by danlu's extra --config and callback).",
         "",
         "| " + " | ".join(HEAD) + " |",
         "|" + "---|" * len(HEAD),
@@ -455,7 +515,7 @@ def test_fault_matrix(slurm_cluster, danlu_env):
     runs_dir = Path(danlu_env["DANLU_RUNS_DIR"])
     only = [f for f in os.environ.get("DANLU_FM_FAULTS", "").split(",") if f]  # a rerun of some faults only
     assert all(f in FAULTS for f in only), f"DANLU_FM_FAULTS: {only} not in {list(FAULTS)}"
-    cases = [Case(m, f) for f in FAULTS for m in MODES if not only or f in only]  # the time limit first: longest
+    cases = [Case(m, f) for f in FAULTS for m in _modes(f) if not only or f in only]  # the time limit first: longest
     _submit(cases, ON_GPUS, FAULTS, danlu_env)
 
     def cancel_at_step_3(c: Case, item: Dict[str, object]) -> None:
@@ -486,7 +546,7 @@ def _past_next_checkpoint(runs_dir: Path, c: Case) -> int:
     restarts = _restarts(runs_dir, c.name)
     log = restarts[-1].rank_log(0) if restarts else None
     text = log.read_text(errors="replace") if log is not None and log.exists() else ""
-    resumed = re.search(r"^resumed from checkpoint step=(\d+)", text, re.M)
+    resumed = re.search(r"^(?:danlu: )?resumed from checkpoint step=(\d+)", text, re.M)
     return (int(resumed.group(1)) // INTERVAL + 1) * INTERVAL + 1 if resumed else 10**6
 
 
@@ -529,7 +589,7 @@ def test_fault_matrix_preemption_then_dead_node(slurm_cluster, danlu_env, tmp_pa
     reads the first two starts, the dead-node row the starts from the second on. Through the preemption's requeue
     window no run is shown final, and `danlu rerun` refuses to start a second copy of one (issue 15)."""
     runs_dir = Path(danlu_env["DANLU_RUNS_DIR"])
-    runs = [Case(m, "preemption") for m in MODES]
+    runs = [Case(m, "preemption") for m in _modes("preemption")]
     _submit(runs, TOGETHER, DISRUPTIVE, danlu_env)
     _wait_all_past(runs, danlu_env, runs_dir, lambda c: INTERVAL + 1, 240)
     preempted = time.time()

@@ -231,6 +231,12 @@ def test_reuse_output_shares_the_folders_on_purpose_and_says_so(guard, danlu_env
     warnings = [ln for ln in done.stderr.splitlines() if ln.startswith("warning: ")]
     assert len(warnings) == 2 and CKPT in warnings[0] and LOGS in warnings[1], done.stderr
     assert all("--reuse-output" in w for w in warnings) and "error:" not in done.stderr
+    # the extra config keeps the config's folders; danlu's callback still keeps each run's progress
+    shown = done.stdout.split("# ==== the extra --config of run ", 1)[1]
+    config = yaml.safe_load(shown.split("\n", 1)[1])["trainer"]
+    assert "logger" not in config and "default_root_dir" not in config, config
+    assert config["callbacks"][1]["init_args"]["dirpath"] == "../ckpt/tiny_ibq"
+    assert config["callbacks"][0]["init_args"]["checkpoint"].endswith("/0/stop.ckpt")
     guard()
 
 
@@ -362,3 +368,11 @@ def test_the_reason_of_a_run_requeued_from_step_0_says_so():
         "(no checkpoint danlu knows of)"
     )
     assert "step 0" not in classify("FAILED", "1:0", "node1", lines[1:])
+
+
+def test_booleans_reach_a_lightningcli_program_spelled_out(guard, danlu_env, monkeypatch, capsys):
+    flags = ["+args.trainer.enable_progress_bar=false", "+args.model.init_args.print_steps=true"]
+    done = danlu_inprocess(["submit", *IBQ, *ONE_BY_TWO, *flags, "--dry-run"], danlu_env, monkeypatch, capsys)
+    assert done.returncode == 0, done.stderr
+    assert "--trainer.enable_progress_bar=false --model.init_args.print_steps=true" in done.stdout, done.stdout
+    guard()

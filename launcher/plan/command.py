@@ -40,7 +40,8 @@ def _with_extra_config(args: Dict[str, Any], extra_config: str) -> Dict[str, Any
 
 
 def program_argv(spec: RunSpec, output_dir: str, extra_config: Optional[str] = None) -> List[str]:
-    """`program program_args... --key=value ...`: true is a bare flag, false and null are left out, a mapping is
+    """`program program_args... --key=value ...`: true is a bare flag, false and null are left out (launch=lightning:
+    --key=true / --key=false, as jsonargparse reads them), a mapping is
     dotted keys, a list one value (a,b), one flag per item or items after the flag, as spec.arg_lists says.
     `extra_config`: a LightningCLI run's extra config file (spec/lightning.extra_config), one more `--config`."""
     argv = [str(spec.program)] + [str(a) for a in spec.program_args]
@@ -51,11 +52,15 @@ def program_argv(spec: RunSpec, output_dir: str, extra_config: Optional[str] = N
     if extra_config:
         args = _with_extra_config(args, extra_config)
         lists["config"] = "repeat"  # LightningCLI reads one file per --config
+    # jsonargparse (LightningCLI) takes a boolean's value and never a bare flag: false must override a config's true
+    spelled = spec.launch.kind == "lightning"
     for key, value in _flat(args):
-        if value is None or value is False:
+        if value is None or (value is False and not spelled):
             continue
         style = lists.get(key, "comma") if isinstance(value, (list, tuple)) else "comma"
-        if value is True:
+        if isinstance(value, bool) and spelled:
+            argv.append(f"--{key}={'true' if value else 'false'}")
+        elif value is True:
             argv.append(f"--{key}")
         elif style == "repeat":
             argv.extend(f"--{key}={_arg_value(v)}" for v in value)

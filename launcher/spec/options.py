@@ -134,8 +134,8 @@ class RunSpec:
     program: Optional[str] = opt(None, "the training program, relative to workdir")
     program_args: List[str] = opt(help="positional arguments before args (e.g. ['fit'])", factory=list)
     args: Dict[str, Any] = opt(
-        help="program options rendered as --key=value (true: a bare flag; false, null: omitted; "
-        "a mapping: --key.sub=value, LightningCLI style)",
+        help="program options rendered as --key=value (true: a bare flag; false, null: omitted; with "
+        "launch=lightning --key=true/false; a mapping: --key.sub=value, LightningCLI style)",
         factory=dict,
     )
     arg_lists: Dict[str, str] = opt(

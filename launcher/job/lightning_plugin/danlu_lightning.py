@@ -29,6 +29,7 @@ class KeepProgress(Callback):
         self.checkpoint = checkpoint
         self.resume_dirs = list(resume_dirs or [])  # read by the agent: where the program's last.ckpt may be
         self.signum = 0
+        self._reported = False
         self._previous: Any = None
 
     def _handler(self, signum: int, _frame: Optional[FrameType]) -> None:
@@ -38,23 +39,36 @@ class KeepProgress(Callback):
         # after Lightning's own SIGTERM handler (Trainer._run): a flag here, the save at an agreed step
         self._previous = signal.signal(signal.SIGUSR1, self._handler)
         signal.signal(signal.SIGTERM, self._handler)
-        if trainer.ckpt_path and trainer.is_global_zero:
-            print(f"danlu: resumed from {trainer.ckpt_path} at step={trainer.global_step}", flush=True)
+        if trainer.ckpt_path:
+            print(
+                f"danlu: resumed from checkpoint step={trainer.global_step} rank={trainer.global_rank} "
+                f"({trainer.ckpt_path})",
+                flush=True,
+            )
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # training is over: the agent sees the handler put back and treats a late warning as the program finishing
         if self._previous is not None:
             signal.signal(signal.SIGUSR1, self._previous)
 
+    def _report(self, trainer: pl.Trainer) -> None:
+        """Each rank says once when a signal reached it itself (before the ranks agree, and after: the agreement may
+        end while this rank waited in it, its own signal just arrived)."""
+        if self.signum and not self._reported:
+            self._reported = True
+            print(f"danlu: signal {signal.Signals(self.signum).name} reached rank={trainer.global_rank}", flush=True)
+
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        self._report(trainer)
         got = torch.tensor([self.signum], dtype=torch.int64, device=trainer.strategy.root_device)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(got, op=torch.distributed.ReduceOp.MAX)
         if not got.item() or trainer.should_stop:
             return
         partial = f"{self.checkpoint}.partial"
+        self._report(trainer)
         trainer.save_checkpoint(partial)  # every rank takes part; rank 0 writes, then all wait for it
         if trainer.is_global_zero:
             os.replace(partial, self.checkpoint)
@@ -64,7 +78,7 @@ class KeepProgress(Callback):
             os.replace(f"{self.checkpoint}.json.partial", f"{self.checkpoint}.json")
             name = signal.Signals(int(got.item())).name
             print(
-                f"danlu: {name} received; trainer saved at step={trainer.global_step} to {self.checkpoint}; "
+                f"danlu: received signal {name} at step={trainer.global_step}; checkpoint saved to {self.checkpoint}; "
                 f"stopping for the requeue",
                 flush=True,
             )

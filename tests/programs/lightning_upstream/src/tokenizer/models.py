@@ -15,6 +15,7 @@ class TinyVQ(L.LightningModule):
         code_dim: int = 4,
         learning_rate: float = 1e-3,
         step_seconds: float = 0.0,  # the time a real model's step takes (tests: a run that meets its time limit)
+        print_steps: bool = False,  # each step's loss on stdout, as programs that print their progress do
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -38,6 +39,8 @@ class TinyVQ(L.LightningModule):
             time.sleep(self.hparams.step_seconds)
         loss = self._loss(batch)
         self.log("train/loss", loss, prog_bar=True)
+        if self.hparams.print_steps:
+            print(f"step={self.global_step + 1} loss={loss.item():.4f} rank={self.global_rank}", flush=True)
         return loss
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
