@@ -11,6 +11,7 @@ import dataclasses
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -148,3 +149,32 @@ def test_the_agents_interpreter_leaves_pythonpath_to_the_program_it_starts(plant
         "PLANTED launcher package of PYTHONPATH",
         str(Path(planted["PYTHONPATH"]) / "launcher" / "__init__.py"),
     ]
+
+
+def test_a_local_run_started_from_a_folder_with_its_own_launcher_runs_danlus_job_side(planted, tmp_path):
+    """cluster=local starts the job side in the run's workdir: a `launcher.py` there must not be imported."""
+    workdir = Path(planted["cwd"])
+    shutil.copytree(REPO / "examples" / "tiny_ibq", workdir, dirs_exist_ok=True)
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        "DANLU_HOME": str(tmp_path / "h"),
+        "DANLU_RUNS_DIR": str(tmp_path / "runs"),
+        "DANLU_STORE": str(tmp_path / "h" / "store.sqlite"),
+        "NO_COLOR": "1",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",  # danlu's env activated
+    }
+    danlu = str(Path(sys.executable).parent / "danlu")  # the command a researcher types (its own folder first)
+    done = subprocess.run(
+        [danlu, "submit", "experiment=tiny_ibq", "cluster=local", f"workdir={workdir}", "args.max_train_steps=2"]
+        + ["--name", "iso", "--wait"],
+        cwd=planted["cwd"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    status = subprocess.run(
+        [danlu, "status", "iso", "--json"], cwd=planted["cwd"], env=env, capture_output=True, text=True, check=True
+    )
+    assert '"COMPLETED"' in status.stdout, status.stdout

@@ -11,6 +11,8 @@ submitit's runner (`process_job`) looks for it. tests/test_submitit_contract.py 
 from __future__ import annotations
 
 import dataclasses
+import shlex
+import sys
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
@@ -49,7 +51,8 @@ def submit_local(folder: Path, setup: List[str], agent: Any, tasks: int, timeout
     """Start the run on this machine through submitit's local executor; returns its job id (pid)."""
     import submitit
 
-    executor = submitit.LocalExecutor(folder=folder)
+    # isolated (-I): a `launcher` module in the folder danlu runs from never takes the place of danlu's job side
+    executor = submitit.LocalExecutor(folder=folder, python=f"{shlex.quote(sys.executable)} -I")
     executor.update_parameters(tasks_per_node=tasks, timeout_min=timeout_min, setup=setup, gpus_per_node=0)
     job = executor.submit(agent)
     return str(job.job_id)
