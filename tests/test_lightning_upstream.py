@@ -34,7 +34,8 @@ SHAPE = [
     "+args.model.init_args.step_seconds=0.5",
     "+args.trainer.enable_progress_bar=false",
 ]
-SHORT, LONG = 30, 240  # steps: the short run ends in its first start; the long one needs more than one
+SHORT, LONG = 40, 240  # steps: the short run ends in its first start (its last checkpoint at step 40, as its
+# ModelCheckpoint saves every 20); the long one needs more than one
 
 
 def _shared_folders() -> list:
@@ -63,13 +64,16 @@ def test_a_sweep_keeps_each_runs_folders_and_progress_and_is_ranked_by_its_loss(
     assert len(restarts) >= 2, restarts
     saved = json.loads(Path(f"{long.stop_checkpoint}.json").read_text())["step"]
     first = restarts[0].rank_log(0).read_text()
-    stops = [int(s) for s in re.findall(r"danlu: SIG\w+ received; trainer saved at step=(\d+)", first)]
+    stops = [int(s) for s in re.findall(r"danlu: received signal SIG\w+ at step=(\d+); checkpoint saved", first)]
     assert stops and stops[0] > 0, first[-2000:]
     second = restarts[1]
     resumed = second.read_resumed_from()
     assert resumed and resumed["path"] in (str(long.stop_checkpoint), str(long.output_dir / "ckpt/tiny_ibq/last.ckpt"))
-    at = re.findall(r"danlu: resumed from (\S+) at step=(\d+)", second.rank_log(0).read_text())
-    assert at and at[0][0] == resumed["path"] and int(at[0][1]) == stops[0], (at, stops)  # no step lost
+    for rank in (0, 1):  # every rank resumed at the very step the checkpoint was taken: no step lost
+        at = re.findall(
+            r"danlu: resumed from checkpoint step=(\d+) rank=%d \((\S+)\)" % rank, second.rank_log(rank).read_text()
+        )
+        assert at and int(at[0][0]) == stops[0] and at[0][1] == resumed["path"], (rank, at, stops)
     assert saved >= stops[0]
     assert not short.stop_checkpoint.exists()  # never stopped: nothing saved for it
 
@@ -84,3 +88,13 @@ def test_a_sweep_keeps_each_runs_folders_and_progress_and_is_ranked_by_its_loss(
     assert all(v is not None for v in bests.values()) and len(bests) == 2, report
     winner = min(bests, key=lambda r: bests[r])
     assert [r["run"] for r in report["runs"] if r["best_run"]] == [winner]
+
+    # trained further (a new attempt of the short run): it resumes from its own last checkpoint, not from step 0
+    more = danlu("rerun", f"{name}/0", "--continue", f"++args.trainer.max_steps={SHORT + 20}", env=danlu_env)
+    assert more.returncode == 0, more.stderr
+    (item,) = wait_status(f"{name}/0", danlu_env, timeout=600, poll=5)
+    assert item["state"] == "COMPLETED" and item["attempt"] == 2, item
+    start = short.attempt(2).restarts()[0]
+    assert start.read_resumed_from()["path"] == str(short.output_dir / "ckpt" / "tiny_ibq" / "last.ckpt")
+    log = start.rank_log(0).read_text()
+    assert f"danlu: resumed from checkpoint step={SHORT} rank=0" in log and f"`max_steps={SHORT + 20}` reached" in log
