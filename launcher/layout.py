@@ -73,6 +73,15 @@ def latest_restart_dirs(run_dir: str, attempt: int, count: int = 2) -> List[str]
 _NUMBERS = re.compile(r"(\d+)")
 
 
+def _json_object(path: Path) -> Optional[Dict[str, Any]]:
+    """A JSON object a file holds; None if it is missing, unreadable or not an object."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def log_per_task(launch_kind: str, tasks_per_node: int) -> bool:
     """One agent (and one log) per srun task rather than per node: when a node runs several tasks, or the
     program itself is each rank (lightning, python)."""
@@ -220,11 +229,7 @@ class AttemptLayout:
 
     def read_result(self) -> Optional[Dict[str, Any]]:
         """What task 0's agent wrote when the program ended (None if nothing yet): JSON, values of any JSON type."""
-        try:
-            data = json.loads(self.result.read_text())
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
+        return _json_object(self.result)
 
     def write_result(self, data: Dict[str, object]) -> None:
         tmp = self.result.with_suffix(".tmp")
@@ -281,11 +286,8 @@ class RestartLayout:
         return self.root / "resumed-from.json"
 
     def read_resumed_from(self) -> Optional[Dict[str, Any]]:
-        try:
-            data = json.loads(self.resumed_from.read_text())
-        except (OSError, ValueError):
-            return None
-        return data if isinstance(data, dict) else None
+        """None before the start wrote it, and for a start that found no checkpoint (JSON null)."""
+        return _json_object(self.resumed_from)
 
     def stopped(self, tag: str) -> Path:
         """Written by an agent once its ranks have stopped for a signal (the time-limit warning, SIGTERM; checkpoint
