@@ -80,11 +80,47 @@ MIGRATIONS: List[str] = [
                                             restarts, final);
     CREATE INDEX IF NOT EXISTS attempts_active ON attempts(final, job_id);
     """,
+    # 5: each run's output dir as a real path (output_dir_of), found by equality in an index.
+    # A run whose config names no output_arg has danlu's own, below its run dir.
+    # The others are resolved in Python (danlu_output_dir, which _migrate defines), as a new run's are.
+    """
+    ALTER TABLE runs ADD COLUMN output_dir TEXT;
+    UPDATE runs SET output_dir = run_dir || '/output';
+    UPDATE runs SET output_dir = danlu_output_dir(config, workdir, run_dir)
+        WHERE instr(config, '"output_arg": null') = 0;
+    CREATE INDEX runs_output_dir ON runs(output_dir);
+    """,
 ]
 
 
 def default_path() -> Path:
     return Path(os.environ.get("DANLU_STORE") or data_home() / "store.sqlite").expanduser()
+
+
+def real_output_dir(value: str, workdir: str) -> str:
+    """The output dir a run's args name, as the file system has it: ~ expanded, a relative path taken from the run's
+    workdir, every symlink resolved. A path that does not exist yet is resolved as far as it exists."""
+    return os.path.realpath(os.path.join(os.path.expanduser(workdir), os.path.expanduser(value)))
+
+
+def output_dir_of(config: Dict[str, Any], workdir: str, run_dir: str) -> str:
+    """A run's output dir as the store records it: the real path of the one its config names, else danlu's own.
+    Danlu's own needs no file system call: the run dir is below the resolved runs dir."""
+    output_arg = config.get("output_arg")
+    args = config.get("args")
+    value = args.get(output_arg) if output_arg and isinstance(args, dict) else None
+    if value is None or value is False:
+        return run_dir + "/output"
+    return real_output_dir(str(value), workdir)
+
+
+def _stored_output_dir(config: str, workdir: str, run_dir: str) -> str:
+    """output_dir_of a stored row (migration 5); a config it cannot read gets danlu's own."""
+    try:
+        loaded = json.loads(config)
+        return output_dir_of(loaded if isinstance(loaded, dict) else {}, workdir or ".", run_dir)
+    except (ValueError, TypeError, OSError):
+        return run_dir + "/output"
 
 
 @dataclass
@@ -104,6 +140,7 @@ class NewRun:
     command: str
     tag: str = ""  # <token>:<job number>: the --comment of the job this run goes out in
     array_task: Optional[int] = None
+    output_dir: Optional[str] = None  # output_dir_of the run; None: worked out from config, workdir and run_dir
 
 
 def _use_wal(db: sqlite3.Connection, patience_s: float = 30.0) -> None:
@@ -220,6 +257,7 @@ class Store:
                 raise sqlite3.DatabaseError(f"schema version {version} is newer than this danlu ({len(MIGRATIONS)})")
             if version == len(MIGRATIONS):
                 return
+            db.create_function("danlu_output_dir", 3, _stored_output_dir)
             with self.tx():
                 version = db.execute("PRAGMA user_version").fetchone()[0]  # re-read under the lock
                 for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
@@ -278,7 +316,8 @@ class Store:
                     ),
                 )
                 db.executemany(
-                    "INSERT INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO runs (run, sweep, idx, overrides, config, run_dir, workdir, git_commit, git_dirty, "
+                    "partition, nodes, cluster_kind, created, output_dir) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     [
                         (
                             r.run,
@@ -294,6 +333,7 @@ class Store:
                             r.nodes,
                             r.cluster_kind,
                             now,
+                            r.output_dir or output_dir_of(r.config, r.workdir, r.run_dir),
                         )
                         for r in runs
                     ],
@@ -344,8 +384,19 @@ class Store:
             # the run row holds the run as its latest attempt runs it: a rerun's overrides reach its config (what
             # show, logs and notify read) and the next rerun composes from them
             db.executemany(
-                "UPDATE runs SET overrides=?, config=?, workdir=?, partition=?, nodes=? WHERE run=?",
-                [(json.dumps(r.overrides), json.dumps(r.config), r.workdir, r.partition, r.nodes, r.run) for r in runs],
+                "UPDATE runs SET overrides=?, config=?, workdir=?, partition=?, nodes=?, output_dir=? WHERE run=?",
+                [
+                    (
+                        json.dumps(r.overrides),
+                        json.dumps(r.config),
+                        r.workdir,
+                        r.partition,
+                        r.nodes,
+                        r.output_dir or output_dir_of(r.config, r.workdir, r.run_dir),
+                        r.run,
+                    )
+                    for r in runs
+                ],
             )
         return True
 
@@ -576,21 +627,18 @@ class Store:
         return {str(r[0]) for r in rows}
 
     def output_owner(self, path: str) -> Optional[str]:
-        """The run whose output dir `path` is: its run dir's output/, or the output dir its config names."""
-        p = os.path.normpath(path)
+        """The latest run whose output dir `path` is, compared as real paths (real_output_dir): the dir its config
+        names, or the one danlu gave it (its run dir's output/) or a folder inside that one."""
+        real = real_output_dir(path, ".")
+        around = [real]  # the path and the folders it is in: one of these may be danlu's output dir of a run
+        while os.path.dirname(around[-1]) != around[-1]:
+            around.append(os.path.dirname(around[-1]))
         row = self._one(
-            "SELECT run FROM runs WHERE ? = run_dir || '/output' OR ? LIKE run_dir || '/output/%' "
-            "ORDER BY created DESC LIMIT 1",
-            (p, p),
+            f"SELECT run FROM runs WHERE output_dir IN ({','.join('?' * len(around))}) "
+            "AND (output_dir = ? OR output_dir = run_dir || '/output') ORDER BY created DESC LIMIT 1",
+            (*around, real),
         )
-        if row:
-            return str(row[0])
-        for row in self.query("SELECT run, config FROM runs WHERE instr(config, ?) > 0 ORDER BY created DESC", (p,)):
-            cfg = json.loads(row["config"])
-            value = (cfg.get("args") or {}).get(cfg.get("output_arg") or "")
-            if value and os.path.normpath(os.path.expanduser(str(value))) == p:
-                return str(row["run"])
-        return None
+        return str(row[0]) if row else None
 
     def active_configs(self) -> List[sqlite3.Row]:
         """run, workdir and config of every run whose latest attempt is not final (queued, running, requeued), as the

@@ -25,7 +25,7 @@ from ..spec.compose import RunConfig
 from ..spec.lightning import lost_progress_note
 from ..spec.options import RunSpec
 from ..spec.validate import Shape
-from ..store import NewRun
+from ..store import NewRun, output_dir_of
 from .command import launch_command
 from .render import JobPlan, RunPlan, render_script
 
@@ -311,6 +311,7 @@ def store_rows(jobs: Sequence[PlannedJob], git_state: Optional[Callable[[str], G
                     command=rp.command,
                     tag=job.tag,
                     array_task=i if job.is_array else None,
+                    output_dir=output_dir_of(r.cfg.resolved, r.workdir, str(r.layout.root)),
                 )
             )
     return rows

@@ -10,7 +10,6 @@ the store writes into, overwrite each other's checkpoints and logs; refused too,
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -18,16 +17,16 @@ from ..errors import UserError
 
 
 def explicit_output(spec: Any) -> Optional[str]:
-    """The output dir a run's args name, if they name one (else danlu gives it its own)."""
+    """The real path of the output dir a run's args name, if they name one (else danlu gives it its own): two
+    spellings of one folder (relative to the workdir, through a symlink) are one path."""
     if not spec.output_arg:
         return None
     value = spec.args.get(spec.output_arg)
     if value is None or value is False:
         return None
-    path = Path(os.path.expanduser(str(value)))
-    if not path.is_absolute():
-        path = Path(os.path.expanduser(str(spec.workdir))) / path
-    return os.path.normpath(str(path))
+    from ..store import real_output_dir
+
+    return real_output_dir(str(value), str(spec.workdir))
 
 
 def output_problems(specs: Sequence[Any], store_path: Path) -> List[UserError]:
