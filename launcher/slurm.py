@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Dict, Iterable, List, Optional, Tuple
 
+from .procs import is_local
+
 SACCT_FORMAT = "JobID,JobName%60,State,ExitCode,Reason,NodeList,Partition,Start,End,ElapsedRaw,Comment%80"
 SQUEUE_FORMAT = "%i|%T|%r|%N|%P|%M|%D|%k|%F"
 
@@ -233,7 +235,7 @@ def parse_elapsed(text: str) -> Optional[int]:
 
 def query_ids(job_ids: Iterable[str]) -> List[str]:
     """Ids to ask Slurm about: array tasks by their array job id, so the list stays short."""
-    return sorted({j.split("_")[0] for j in job_ids if j and not j.startswith("local-")}, key=lambda s: (len(s), s))
+    return sorted({j.split("_")[0] for j in job_ids if j and not is_local(j)}, key=lambda s: (len(s), s))
 
 
 def sacct(job_ids: Iterable[str]) -> Dict[str, JobInfo]:

@@ -252,9 +252,11 @@ def test_cancel_dry_run_and_json(tmp_path):
     assert dry.returncode == 0, dry.stderr
     assert [r["run"] for r in json.loads(dry.stdout)] == ["long/0"] and "nothing cancelled" in dry.stderr
     assert json.loads(danlu("status", "--json", env=env, check=True).stdout)[0]["state"] in ("PENDING", "RUNNING")
-    from launcher.procs import descendants, pid_alive
+    from launcher.procs import descendants, parse_local_job_id, pid_alive
 
-    pid = int(json.loads(dry.stdout)[0]["job_id"].split("-", 1)[1])
+    local = parse_local_job_id(json.loads(dry.stdout)[0]["job_id"])
+    assert local is not None and local.here
+    pid = local.pid
     deadline = time.time() + 60
     while len(descendants(pid)) < 3 and time.time() < deadline:  # the shell, submitit's controller, the agent ...
         time.sleep(0.5)

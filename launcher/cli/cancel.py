@@ -13,7 +13,7 @@ from .output import err
 @store_errors
 def run(args: Namespace) -> int:
     from ..state.names import parse_states
-    from ..state.reconcile import cancel, refresh
+    from ..state.reconcile import cancel, refresh, refuse_other_hosts
     from ..words import counted
     from .status import check_states
 
@@ -30,6 +30,7 @@ def run(args: Namespace) -> int:
             f"{what} {', '.join(args.names)}{'' if args.state else ' already ended'}",
             "`danlu status --all` shows their states",
         )
+    refuse_other_hosts(live)
     if args.dry_run:
         out = [(r, r["state"]) for r in live]
     else:

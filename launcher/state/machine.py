@@ -28,7 +28,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from .. import slurm
 from ..layout import AttemptLayout, RunLayout
-from ..procs import pid_alive
+from ..procs import is_local, parse_local_job_id, pid_alive
 from .names import ACTIVE, TERMINAL
 from .reasons import classify, tail_lines
 
@@ -77,14 +77,18 @@ def step(r: Any, answers: SlurmAnswers) -> Optional[Dict[str, Any]]:
     """The store update for one attempt that is not final yet, from Slurm's answers and the run's files
     (None: no news). Every update says whether its state is final."""
     jid = r["job_id"]
-    if jid.startswith("local-"):
+    if is_local(jid):
         done = _result_state(r)
         if done is not None:
             return finish(r, done[0], done[1], "localhost", None)
-        pid = int(jid.split("-", 1)[1]) if jid.split("-", 1)[1].isdigit() else -1
-        if pid > 0 and pid_alive(pid):
+        local = parse_local_job_id(jid)
+        if local is not None and not local.here:
+            # another host's pid says nothing about the run: the state stays what its own host last saw
+            return {"reason": f"a local run on {local.where}: ask there", "final": False}
+        if local is not None and pid_alive(local.pid):
             return {
                 "state": "RUNNING",
+                "reason": "",
                 "nodelist": "localhost",
                 "final": False,
                 "elapsed": time.time() - (r["submitted"] or time.time()),

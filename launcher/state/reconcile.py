@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from .. import slurm
-from ..procs import terminate
+from ..errors import UserError
+from ..network_fs import host as this_host_name
+from ..procs import is_local, parse_local_job_id, terminate
 from ..store import Store
 from ..timings import phase
 from .machine import SlurmAnswers, finish, step
@@ -69,7 +71,7 @@ def refresh(store: Store, rows: List[Any], early: Optional[EarlyAsk] = None) -> 
     if view == "table":  # the table's columns: the brief ones of the runs to reconcile (store.VIEWS)
         with phase("store read (runs to reconcile)"):
             active = [r for r in _latest(store, [r["run"] for r in active], "brief") if not r["final"] and r["job_id"]]
-    ids = [r["job_id"] for r in active if not r["job_id"].startswith("local-")]
+    ids = [r["job_id"] for r in active if not is_local(r["job_id"])]
     with phase("waiting for squeue and sacct"):
         answers, notes = (early and early.answers(ids)) or _ask_slurm(ids)
     updates = []
@@ -160,13 +162,15 @@ class Cancelled:
 def cancel(store: Store, rows: Sequence[Any]) -> Cancelled:
     """Cancel the active attempts of `rows` (fresh from `refresh`) and record how each one ended."""
     live = [r for r in rows if not r["final"] and r["job_id"]]
-    slurm_rows = [r for r in live if not r["job_id"].startswith("local-")]
+    refuse_other_hosts(live)
+    local = {r["job_id"]: parse_local_job_id(r["job_id"]) for r in live if is_local(r["job_id"])}
+    slurm_rows = [r for r in live if r["job_id"] not in local]
     slurm.scancel(_scancel_ids(store, slurm_rows))
-    for r in live:
-        if r["job_id"].startswith("local-"):
+    for job in local.values():
+        if job is not None:
             try:
-                terminate(int(r["job_id"].split("-", 1)[1]), signal.SIGTERM)
-            except (ProcessLookupError, ValueError, PermissionError):
+                terminate(job.pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
                 pass
     # scancel is silent about jobs that ended in the meantime: ask the controller how each one ended
     try:
@@ -187,6 +191,21 @@ def cancel(store: Store, rows: Sequence[Any]) -> Cancelled:
         updates.append(upd | {"run": r["run"], "attempt": r["attempt"]})
     store.update_attempts(updates)
     return out
+
+
+def refuse_other_hosts(rows: Sequence[Any]) -> None:
+    """UserError when one of the active `rows` is a local run of another host.
+    Its pid names no process of this host.
+    A cancel of only the other rows would surprise, so nothing is cancelled."""
+    elsewhere = [(r, job) for r in rows if (job := parse_local_job_id(r["job_id"])) is not None and not job.here]
+    if elsewhere:
+        first, job = elsewhere[0]
+        more = f" ({len(elsewhere) - 1} more like it)" if len(elsewhere) > 1 else ""
+        raise UserError(
+            f"{first['run']} is a local run on {job.where}, not on this host ({this_host_name()}){more}: "
+            "nothing cancelled",
+            f"run `danlu cancel {first['run']}` on {job.where}",
+        )
 
 
 def _scancel_ids(store: Store, rows: Sequence[Any]) -> List[str]:

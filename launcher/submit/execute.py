@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from .. import slurm
 from ..plan.planner import PlannedJob
 from ..plan.render import local_setup
+from ..procs import local_job_id, this_host
 from ..timings import phase
 from ..words import counted
 from . import backend
@@ -75,6 +76,7 @@ def execute(job: PlannedJob) -> str:
     path = job.script_path
     first = job.runs[0]
     if job.local:
+        this_host()  # a host name no job id can hold stops the submit before a process starts
         setup = local_setup(job.spec, job.plan.runs[0])
         path.write_text("\n".join(setup) + "\n")
         path.chmod(0o600)
@@ -85,7 +87,7 @@ def execute(job: PlannedJob) -> str:
             tasks=first.shape.tasks_per_node,
             timeout_min=first.shape.time_minutes,
         )
-        return f"local-{job_id}"
+        return local_job_id(int(job_id))
     path.write_text(job.script)
     path.chmod(0o600)
     return backend.submit_slurm(

@@ -83,8 +83,9 @@ def _fetch_accounting(store: Any, run: str, attempts: List[Any]) -> None:
     become final from squeue's answer before accounting had the job, and a later look still shows the records
     when slurmdbd is down (or the records expired)."""
     from .. import slurm
+    from ..procs import is_local
 
-    ids = [a["job_id"] for a in attempts if a["job_id"] and not a["job_id"].startswith("local-")]
+    ids = [a["job_id"] for a in attempts if a["job_id"] and not is_local(a["job_id"])]
     try:
         acct = slurm.sacct(ids) if ids else {}
     except slurm.SlurmUnavailable:
