@@ -77,6 +77,15 @@ def test_upstream_shaped_config_names_its_checkpoint_and_log_folders_resolved_ag
     assert found[0].key is None and found[1].key == "args.trainer.logger.init_args.version"
 
 
+def test_a_folder_named_through_a_symlink_is_the_folder_it_points_to(tmp_path):
+    repo = tmp_path / "SEED-Voken"
+    name = _write(repo / "configs", "ibq.yaml", UPSTREAM_SHAPED)
+    (tmp_path / "scratch").mkdir()
+    (tmp_path / "ckpt").symlink_to(tmp_path / "scratch")  # ../ckpt is a link to the scratch disk
+    found = output_folders({"config": [f"configs/{name}"]}, str(repo))
+    assert found[0].path == str(tmp_path / "scratch" / "ibq_1024")
+
+
 def test_later_config_files_and_args_win_as_lightningcli_merges_them(tmp_path):
     base = _write(tmp_path, "base.yaml", UPSTREAM_SHAPED)
     run = _write(

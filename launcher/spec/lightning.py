@@ -206,7 +206,8 @@ def output_folders(args: Mapping[str, Any], workdir: str) -> List[Folder]:
     base = str(Path(workdir).expanduser().resolve())
 
     def where(*parts: Any) -> str:
-        return os.path.normpath(os.path.join(base, *(os.path.expanduser(str(p)) for p in parts)))
+        # real paths: two spellings of one folder (a symlink, `./`, `..`) are one folder
+        return os.path.realpath(os.path.join(base, *(os.path.expanduser(str(p)) for p in parts)))
 
     found: List[Folder] = []
     root = trainer.get("default_root_dir")
