@@ -5,6 +5,7 @@ here exactly as `python -m launcher.job` is driven inside a Slurm job."""
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import os
 import re
@@ -49,6 +50,7 @@ def test_job_side_runs_a_pickle_written_before_sbatch(tmp_path):
     """The pickle of array task 3 of job 12, written under danlu's name, runs through launcher.job as in Slurm."""
     from submitit.core.utils import DelayedSubmission, JobPaths
 
+    from launcher.job.protocol import JOB_PROTOCOL
     from launcher.layout import SweepLayout
 
     sweep = SweepLayout(tmp_path / "sweep")
@@ -57,6 +59,9 @@ def test_job_side_runs_a_pickle_written_before_sbatch(tmp_path):
     DelayedSubmission(_write_marker, str(marker), "hello from task 3").dump(sweep.pickle("tok:0", 3))
     env = dict(
         os.environ,
+        # what the batch script exports for the job side to check (launcher/job/protocol.py)
+        DANLU_JOB_PROTOCOL=str(JOB_PROTOCOL),
+        DANLU_AGENT_SHA256=hashlib.sha256(sweep.pickle("tok:0", 3).read_bytes()).hexdigest(),
         SUBMITIT_EXECUTOR="slurm",
         SLURM_JOB_ID="15",
         SLURM_ARRAY_JOB_ID="12",

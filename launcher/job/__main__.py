@@ -1,11 +1,13 @@
 """What srun starts on every node of a danlu job: submitit's job-side runner for the pickled node agent.
 
-    python -u -m launcher.job <submitit folder>/%j <pickle stem>
+    python -I -u -m launcher.job <submitit folder>/%j <pickle stem>
 
 danlu writes each array task's pickle as `<pickle stem>.<task>.pkl` before sbatch (so that a job Slurm
 accepted runs even if danlu died right after), or one `<pickle stem>.pkl` for all tasks when their agents are
 alike but for the run (which the batch script exports as DANLU_RUN_ID); here it is linked to where submitit's
 runner looks for it (submitit's own `JobPaths`), then submitit runs it.
+Before that, the job side refuses a job of another job protocol and a pickle that is not the one submitted
+(job/protocol.py): both are checked against what the batch script exports.
 
 submitit imports numpy, when it is installed, before unpickling (so that pickles holding arrays load
 cleanly). The node agent holds no arrays and never uses numpy, which would add ~50-80 ms to the start of
@@ -18,6 +20,9 @@ import os
 import shutil
 import sys
 from pathlib import Path
+from typing import Optional
+
+from .protocol import agent_refusal, protocol_refusal, version_note
 
 
 def place_pickle(folder: str, stem: str) -> Path:
@@ -56,6 +61,13 @@ def drop_stale_result(folder: str) -> None:
     result.with_suffix(result.suffix + ".save_tmp").unlink(missing_ok=True)
 
 
+def refuse(line: Optional[str]) -> None:
+    """End this task before anything is unpickled, saying why in one line (state/reasons.py shows it)."""
+    if line:
+        print(line, file=sys.stderr, flush=True)
+        sys.exit(3)
+
+
 def main() -> None:
     # None in sys.modules blocks an import (`import numpy` now raises ImportError); typeshed allows modules only
     sys.modules.setdefault("numpy", None)  # type: ignore[arg-type]  # the import system's documented marker
@@ -68,7 +80,12 @@ def main() -> None:
     mark = os.environ.get("DANLU_STEP_MARK")
     if mark:
         Path(mark).touch()  # this start's step exists: the batch script will not start it again
-    place_pickle(folder, stem)
+    refuse(protocol_refusal(os.environ))
+    target = place_pickle(folder, stem)
+    refuse(agent_refusal(target, os.environ))  # the very file submitit's runner loads next
+    note = version_note(os.environ)
+    if note and os.environ.get("SLURM_PROCID", "0") == "0":
+        print(note, file=sys.stderr)
     drop_stale_result(folder)
     process_job(folder)
 

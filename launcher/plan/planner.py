@@ -26,6 +26,7 @@ from ..spec.lightning import lost_progress_note
 from ..spec.options import RunSpec
 from ..spec.validate import Shape
 from ..store import NewRun, output_dir_of
+from ..submit.backend import shared_agent
 from .command import launch_command
 from .render import JobPlan, RunPlan, render_script
 
@@ -219,6 +220,7 @@ def _job_plan(runs: Sequence[PlannedRun], tag: str, array: Optional[str], templa
         template_dir=template_dir,
         submitit_dir=str(sweep.submitit_dir),
         pickle_stem=str(sweep.pickle_stem(tag)),
+        agent_per_task=array is not None and shared_agent([r.agent() for r in runs]) is None,
     )
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from .. import __version__
 from ..errors import UserError
+from ..job.protocol import JOB_PROTOCOL, SHA256_PLACEHOLDER, SHA256_VAR
 from ..layout import RunLayout
 from ..spec.options import RunSpec
 from ..spec.validate import Shape, env_dir
@@ -57,6 +58,7 @@ class JobPlan:
     template_dir: Optional[str] = None
     submitit_dir: str = ""
     pickle_stem: str = ""  # <stem>.<array task>.pkl: the pickled node agents, written before sbatch
+    agent_per_task: bool = False  # each array task has a pickle of its own: its hash in its `case` arm
 
 
 def gres(shape: Shape, with_type: bool) -> str:
@@ -114,6 +116,9 @@ def _context(plan: JobPlan) -> Dict[str, Any]:
         agent_command=plan.agent_command,
         submitit_dir=plan.submitit_dir,
         pickle_stem=plan.pickle_stem,
+        job_protocol=JOB_PROTOCOL,
+        agent_sha256=SHA256_PLACEHOLDER,
+        agent_per_task=plan.agent_per_task,
         notify_command=plan.notify_command,
         mail_user=spec.notify.email,
     )
@@ -125,12 +130,40 @@ def render_script(plan: JobPlan) -> str:
 
     try:
         text = _environment(plan.template_dir).get_template("sbatch.sh.j2").render(**_context(plan))
-        return re.sub(r"\n{3,}", "\n\n", text)
     except jinja2.TemplateError as e:
         where = f"{e.filename}:{e.lineno}" if isinstance(e, jinja2.TemplateSyntaxError) and e.lineno else "templates"
         raise UserError(
             f"template error in {where}: {e.message}", "fix the template (see templates/ for the originals)"
         ) from None
+    if plan.runs:
+        _check_job_side_variables(text, len(plan.runs) if plan.agent_per_task else 1)
+    return re.sub(r"\n{3,}", "\n\n", text)
+
+
+_HASH_SLOT = f"{SHA256_VAR}={SHA256_PLACEHOLDER}"  # where a pickled agent's SHA-256 goes once it is written
+
+
+def _check_job_side_variables(text: str, hashes: int) -> None:
+    """The job side refuses to run without its protocol and its agent's hash: a template must export them."""
+    found = text.count(_HASH_SLOT)
+    if found != hashes or f"DANLU_JOB_PROTOCOL={JOB_PROTOCOL}" not in text:
+        raise UserError(
+            f"the job script exports {SHA256_VAR} {found} times, not {hashes}, or no DANLU_JOB_PROTOCOL: "
+            f"the job side would refuse to run",
+            "copy the lines that export them from danlu's own templates/launch.sh.j2 and templates/runs.sh.j2",
+        )
+
+
+def with_agent_hashes(script: str, hashes: Sequence[str]) -> str:
+    """The script with the pickled agents' SHA-256 in place of its placeholders, in array task order (one hash
+    when every task shares one pickle)."""
+    parts = script.split(_HASH_SLOT)
+    if len(parts) != len(hashes) + 1:
+        raise ValueError(f"the script has {len(parts) - 1} places for {len(hashes)} agent hashes")
+    out = [parts[0]]
+    for digest, part in zip(hashes, parts[1:], strict=True):
+        out += [f"{SHA256_VAR}={digest}", part]
+    return "".join(out)
 
 
 def local_setup(spec: RunSpec, run: RunPlan) -> List[str]:

@@ -32,6 +32,9 @@ _HOST_OOM = re.compile(
 _HUNG = re.compile(r"(hung: no output from the training processes on \S+ for \d+s \(launch\.hang_timeout_s=\d+\))")
 _ALONE = re.compile(r"trained alone, not in one world of (\d+)")
 _MAX_REQUEUES = re.compile(r"not requeued: (\d+) requeues? already \(requeue.max_requeues=(\d+)\)")
+# the job side's refusals before it unpickles its node agent (job/protocol.py)
+_NOT_SUBMITTED = re.compile(r"danlu: (the (?:node agent|batch script) .+): refusing to run it")
+_OTHER_PROTOCOL = re.compile(r"danlu: this job was (submitted by .+; the job side here is .+: resubmit it)")
 _FROM_ZERO = "requeued to start again at step 0"  # job/agent.FROM_ZERO (the login side imports nothing of it)
 # srun could not start a task on a node (its slurmd died or cannot be reached)
 _LAUNCH = re.compile(r"srun: error: Task launch for \S+ failed on node (\S+): (.+)")
@@ -92,6 +95,12 @@ def classify(
     if callable(log_lines):
         log_lines = log_lines()
     text = "\n".join(log_lines)
+    other = _OTHER_PROTOCOL.search(text)
+    if other:  # the job side is another danlu than the one that submitted the job
+        return _cut(other.group(1))
+    refused = _NOT_SUBMITTED.search(text)
+    if refused:  # the pickle is not the one submitted: nothing of it ran
+        return _cut(re.sub(r"/\S*/", "", refused.group(1)) + ": refused to run it")
     limit = _MAX_REQUEUES.search(text)
     if limit:  # stopped for the time limit (or preemption) once more than danlu may requeue
         return (

@@ -6,43 +6,69 @@ builds a fresh executor with submitit's own script), so danlu does what that pat
 pieces: each array task's node agent is pickled with `DelayedSubmission`, under a name the script knows before
 sbatch runs (`<stem>.<task>.pkl`, launcher/layout.py), and the job side (`python -m launcher.job`) puts it where
 submitit's runner (`process_job`) looks for it. tests/test_submitit_contract.py fails when those pieces change.
+
+The pickles are written before the script's final text: the script carries each one's SHA-256, which the job side
+checks before it unpickles (launcher/job/protocol.py). Slurm's copy of the script cannot change once sbatch ran.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import pickle
 import shlex
 import sys
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
 from .. import slurm
+from ..plan.render import with_agent_hashes
 from ..timings import phase
+
+
+def shared_agent(agents: Sequence[Any]) -> Optional[Any]:
+    """The one agent every task of an array can run when the agents differ only in their run (the job side then
+    takes its run from DANLU_RUN_ID); None when they differ in more."""
+    alike = [dataclasses.replace(a, run_id="") for a in agents]
+    return alike[0] if alike and all(a == alike[0] for a in alike) else None
 
 
 def pickle_agents(
     agents: Sequence[Any], paths: Sequence[Path], timeout_min: int, shared: Optional[Path] = None
-) -> None:
-    """Pickle each node agent with submitit (cloudpickle), as its job side will load it. `shared`: where to write
-    one agent for all tasks instead, when they differ only in their run (a 1,000-task array: one file, not 1,000;
-    the job side takes its run from DANLU_RUN_ID)."""
+) -> List[str]:
+    """Pickle each node agent with submitit (cloudpickle), as its job side will load it; returns the SHA-256 of
+    each file written, in task order. `shared`: where to write one agent for all tasks instead, when they differ
+    only in their run (a 1,000-task array: one file, not 1,000)."""
+    import cloudpickle  # type: ignore[import-untyped]  # it ships no type information
     from submitit.core.utils import DelayedSubmission
 
-    alike = [dataclasses.replace(a, run_id="") for a in agents] if shared is not None else []
-    if shared is not None and alike and all(a == alike[0] for a in alike):
-        agents, paths = alike[:1], [shared]
+    one = shared_agent(agents) if shared is not None else None
+    if shared is not None and one is not None:
+        agents, paths = [one], [shared]
+    hashes = []
     for agent, path in zip(agents, paths, strict=True):
         delayed = DelayedSubmission(agent)
         delayed.set_timeout(timeout_min, 0)  # danlu's agent handles time limits itself: no submitit requeue
-        delayed.dump(path)
+        data = cloudpickle.dumps(delayed, pickle.HIGHEST_PROTOCOL)  # the bytes DelayedSubmission.dump writes
+        path.write_bytes(data)
+        hashes.append(hashlib.sha256(data).hexdigest())  # of the bytes meant, not of what the file holds now
+    return hashes
 
 
 def submit_slurm(
-    script: Path, agents: Sequence[Any], pickles: Sequence[Path], timeout_min: int, shared: Optional[Path] = None
+    script: Path,
+    text: str,
+    agents: Sequence[Any],
+    pickles: Sequence[Path],
+    timeout_min: int,
+    shared: Optional[Path] = None,
 ) -> str:
-    """One sbatch call for one job (an array when there are several agents); returns the (array) job id."""
+    """One sbatch call for one job (an array when there are several agents); returns the (array) job id.
+    `text` is the rendered script: the pickles' SHA-256 take its placeholders' places before it is written."""
     with phase("pickles"):
-        pickle_agents(agents, pickles, timeout_min, shared)
+        hashes = pickle_agents(agents, pickles, timeout_min, shared)
+    script.write_text(with_agent_hashes(text, hashes))
+    script.chmod(0o600)
     with phase("sbatch"):
         return slurm.sbatch(script)
 

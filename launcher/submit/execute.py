@@ -3,9 +3,9 @@
 Order of events, so that a crash anywhere leaves the store and the queue consistent:
   1. (planner) compose, validate and render every job: bad input stops there, nothing written;
   2. record runs and attempts as SUBMITTING under a fresh token, holding the token's lock (recovery.py);
-  3. per job: the sweep's folders, script and pickles written, then sbatch with `--comment=danlu:<token>:<n>`, then
-     the job id recorded. A danlu killed between sbatch and its record leaves SUBMITTING attempts that
-     the next command finds by their comment (recovery.reconcile_submitting);
+  3. per job: the sweep's folders, the pickles, then the script that carries their SHA-256 written, then sbatch
+     with `--comment=danlu:<token>:<n>`, then the job id recorded. A danlu killed between sbatch and its record
+     leaves SUBMITTING attempts that the next command finds by their comment (recovery.reconcile_submitting);
   4. sbatch fails: the jobs not sent yet are forgotten; the failed job's attempts too when the controller clearly
      refused it, else (a timeout, a lost answer: it may be queued) they stay SUBMITTING for that same recovery.
 """
@@ -59,8 +59,10 @@ def make_folders(job: PlannedJob) -> None:
     """The sweep's folders (scripts, pickles, Slurm's output). A run's own folders are made by its node agent when
     it starts (launcher/job/agent.py): a 10,000-run sweep's 20,000 folders took longer than everything else of the
     submit that touches the disk."""
+    from .ownership import make_own_folder
+
     for d in job.sweep_layout.dirs():
-        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        make_own_folder(d)  # mode 700, and refused if it is there already but not the researcher's alone
 
 
 def execute(job: PlannedJob) -> str:
@@ -88,10 +90,9 @@ def execute(job: PlannedJob) -> str:
             timeout_min=first.shape.time_minutes,
         )
         return local_job_id(int(job_id))
-    path.write_text(job.script)
-    path.chmod(0o600)
     return backend.submit_slurm(
         path,
+        job.script,
         [r.agent() for r in job.runs],
         [sweep.pickle(job.tag, i) for i in range(len(job.runs))],
         first.shape.time_minutes,
