@@ -39,7 +39,7 @@ def pickle_agents(
     """Pickle each node agent with submitit (cloudpickle), as its job side will load it; returns the SHA-256 of
     each file written, in task order. `shared`: where to write one agent for all tasks instead, when they differ
     only in their run (a 1,000-task array: one file, not 1,000)."""
-    import cloudpickle  # type: ignore[import-untyped]  # it ships no type information
+    import cloudpickle
     from submitit.core.utils import DelayedSubmission
 
     one = shared_agent(agents) if shared is not None else None
