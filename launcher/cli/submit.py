@@ -41,6 +41,9 @@ def run(args: Namespace) -> int:
             err(f"warning: {p.message} (--reuse-output: they share it)")
         if not args.reuse_output:
             verdict.problems.extend(shared)
+        from ..submit.ownership import sweep_folder_problems  # folders another user could write
+
+        verdict.problems.extend(sweep_folder_problems([c.spec for c in cfgs], args.name or cfgs[0].spec.name))
         shapes = verdict.shapes
     with phase("cluster facts"):
         from ..submit.live_checks import against_the_live_cluster

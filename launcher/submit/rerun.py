@@ -14,6 +14,7 @@ from ..spec.compose import Composer, merge_overrides
 from ..spec.validate import check
 from ..state.machine import failed_nodes
 from ..state.names import RERUNNABLE
+from .ownership import refuse_unsafe_sweeps
 
 
 def plan_attempts(
@@ -52,4 +53,5 @@ def plan_attempts(
             )
         )
         expect[r["run"]] = r["attempt"]
+    refuse_unsafe_sweeps(p.layout.sweep.root for p in planned)  # folders another user could write
     return planned, expect
