@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import sys
 import time
 import urllib.parse
 import weakref
@@ -205,12 +206,14 @@ class Store:
                 isolation_level=None,
             )
             db.execute("PRAGMA locking_mode=EXCLUSIVE")
+            self._refuse_newer(db)
             if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "delete":
                 db.execute("PRAGMA journal_mode=DELETE")
             db.execute("PRAGMA synchronous=FULL")
         else:
             db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             db.execute("PRAGMA busy_timeout=60000")
+            self._refuse_newer(db)
             _use_wal(db)
             db.execute("PRAGMA synchronous=NORMAL")
         db.row_factory = sqlite3.Row
@@ -250,21 +253,81 @@ class Store:
         finally:
             self.lock.release()
 
+    def _refuse_newer(self, db: sqlite3.Connection) -> None:
+        """UserError (db closed) when a newer danlu wrote the store: this one would misread it. Called before the
+        connection changes anything (its journal mode), so that the file stays as the newer danlu left it."""
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > len(MIGRATIONS):
+            db.close()
+            raise self._newer(version)
+
+    def _newer(self, version: int) -> UserError:
+        return UserError(
+            f"the run store {str(self.path)!r} was written by a newer danlu: schema {version} is newer than "
+            f"this danlu reads (up to schema {len(MIGRATIONS)})",
+            "upgrade danlu, or point DANLU_STORE at another store (this one is left as it is)",
+        )
+
+    def _open_file(self, path: Path) -> sqlite3.Connection:
+        """A plain connection to `path`, locked as the store's mode locks it (shared: not at all)."""
+        if self.shared:
+            return sqlite3.connect("file:" + urllib.parse.quote(str(path)) + "?vfs=unix-none", uri=True, timeout=60)
+        return sqlite3.connect(path, timeout=60)
+
+    def _keep_copy(self, version: int) -> Path:
+        """Copy the store at schema `version` to store.sqlite.v<version>.bak, replacing an older copy of that schema.
+        Called under the migration's lock: no one writes the store meanwhile. SQLite's backup API reads the store as
+        its transactions left it; the copy is written under another name and renamed, so it is never torn."""
+        target = self.path.with_name(f"{self.path.name}.v{version}.bak")
+        partial = target.with_name(target.name + ".partial")
+        try:
+            partial.unlink(missing_ok=True)
+            os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # the owner's only, as the store
+            # a connection of its own: SQLite refuses to back up from one in a write transaction
+            source = self._open_file(self.path)
+            try:
+                copy = self._open_file(partial)
+                try:
+                    source.backup(copy)
+                finally:
+                    copy.close()
+            finally:
+                source.close()
+            os.replace(partial, target)
+        except (OSError, sqlite3.Error) as e:
+            partial.unlink(missing_ok=True)
+            raise UserError(
+                f"the run store {str(self.path)!r} was not upgraded from schema {version}: "
+                f"a copy of it could not be written to {str(target)!r}: {e}",
+                "make room next to the store (or fix its folder's permissions) and run danlu again",
+            ) from None
+        return target
+
     def _migrate(self) -> None:
         with self._use() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > len(MIGRATIONS):
-                raise sqlite3.DatabaseError(f"schema version {version} is newer than this danlu ({len(MIGRATIONS)})")
             if version == len(MIGRATIONS):
                 return
             db.create_function("danlu_output_dir", 3, _stored_output_dir)
+            kept: Optional[Path] = None
             with self.tx():
                 version = db.execute("PRAGMA user_version").fetchone()[0]  # re-read under the lock
+                if version > len(MIGRATIONS):  # upgraded meanwhile by a newer danlu
+                    raise self._newer(version)
+                if 0 < version < len(MIGRATIONS):  # a fresh store (0) has nothing to keep
+                    kept = self._keep_copy(version)
                 for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
                     for statement in script.split(";"):
                         if statement.strip():
                             db.execute(statement)
                     db.execute(f"PRAGMA user_version={number}")
+            if kept is not None:
+                print(
+                    f"note: the run store was upgraded from schema {version} to {len(MIGRATIONS)}; "
+                    f"the old one is kept at {kept}",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
