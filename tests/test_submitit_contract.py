@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import os
 import re
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from importlib import metadata
 from pathlib import Path
 
 from danlu_helpers import REPO
+from test_agent_integrity import _job_env
 
 
 def _pinned_range() -> tuple:
@@ -57,23 +57,12 @@ def test_job_side_runs_a_pickle_written_before_sbatch(tmp_path):
     sweep.submitit_dir.mkdir(parents=True)
     marker = tmp_path / "ran"
     DelayedSubmission(_write_marker, str(marker), "hello from task 3").dump(sweep.pickle("tok:0", 3))
-    env = dict(
-        os.environ,
-        # what the batch script exports for the job side to check (launcher/job/protocol.py)
-        DANLU_JOB_PROTOCOL=str(JOB_PROTOCOL),
-        DANLU_AGENT_SHA256=hashlib.sha256(sweep.pickle("tok:0", 3).read_bytes()).hexdigest(),
-        SUBMITIT_EXECUTOR="slurm",
-        SLURM_JOB_ID="15",
-        SLURM_ARRAY_JOB_ID="12",
-        SLURM_ARRAY_TASK_ID="3",
-        SLURM_PROCID="0",
-        SLURM_NTASKS="1",
-        SLURM_LOCALID="0",
-        SLURM_NODEID="0",
-        SLURM_JOB_NUM_NODES="1",
-        SLURM_JOB_NODELIST="node1",
-        PYTHONPATH=f"{Path(__file__).parent}",
-    )
+    # what the batch script exports for the job side to check (launcher/job/protocol.py)
+    exports = {
+        "DANLU_JOB_PROTOCOL": str(JOB_PROTOCOL),
+        "DANLU_AGENT_SHA256": hashlib.sha256(sweep.pickle("tok:0", 3).read_bytes()).hexdigest(),
+    }
+    env = dict(_job_env(exports, task=3, array=True), PYTHONPATH=f"{Path(__file__).parent}")
     done = subprocess.run(
         [sys.executable, "-m", "launcher.job", str(sweep.submitit_folder()), str(sweep.pickle_stem("tok:0"))],
         env=env,
