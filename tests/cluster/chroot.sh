@@ -103,6 +103,24 @@ mounts() {
     for d in /proc /sys /dev /tmp "$REPO" "$(python_base)"; do
         bind "$d"
     done
+    share_mounts
+}
+
+# A daemon runs in the copy of the mounts made when it started (ip netns exec), and so do the jobs it starts: a path
+# bound since (another clone of the repo, its python) is missing there. It is bound into each such copy as well.
+share_mounts() {
+    local pid ns d seen=" "
+    for pid in $(ls /proc | grep -E '^[0-9]+$'); do
+        [[ $(readlink "/proc/$pid/root" 2>/dev/null) == "$ROOT" ]] || continue
+        ns=$(readlink "/proc/$pid/ns/mnt" 2>/dev/null) || continue
+        [[ $seen == *" $ns "* ]] && continue
+        seen+="$ns "
+        for d in "$REPO" "$(python_base)"; do
+            [[ $(stat -c %d:%i "/proc/$pid/root$d" 2>/dev/null) == "$(stat -c %d:%i "$d")" ]] && continue
+            say "$d: binding it where the running process $pid ($(cat "/proc/$pid/comm")) looks too"
+            nsenter -t "$pid" -m mount --rbind "$d" "$ROOT$d"
+        done
+    done
 }
 
 unmount_all() {
