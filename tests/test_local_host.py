@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Dict, List
 
 import pytest
-from danlu_helpers import REPO, danlu
+from danlu_helpers import REPO, danlu, private_env
 
 from launcher.procs import descendants, parse_local_job_id, pid_alive, terminate
 
@@ -74,14 +74,12 @@ def env(tmp_path_factory):
     """One store with two long local runs, long/0 and long/1, running on this host; the tests below use them in
     order."""
     if subprocess.run([*ALONE, "sh", "-c", NAMED, OTHER, "true"], capture_output=True).returncode != 0:
-        pytest.skip("no UTS and PID namespaces here (unshare needs root)")
+        why = "no UTS and PID namespaces here (unshare needs root)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(why, pytrace=False)  # in CI a test that cannot make its second host fails
+        pytest.skip(why)
     home = tmp_path_factory.mktemp("localhost")
-    env = {
-        "DANLU_HOME": str(home / "h"),
-        "DANLU_RUNS_DIR": str(home / "runs"),
-        "DANLU_STORE": str(home / "h" / "store.sqlite"),
-        "NO_COLOR": "1",
-    }
+    env = private_env(home)
     with open(home / "out", "w") as out:  # not a pipe: the local runs keep what they inherit open until they end
         started = subprocess.run(
             [sys.executable, "-m", "launcher.cli", "submit", "-m", *LONG, "args.seed=1,2", "--name", "long"],
