@@ -13,7 +13,7 @@ import os
 import socket
 import tempfile
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 # fstype names as /proc/self/mountinfo spells them; a FUSE file system is "fuse.<name>"
 NETWORK_FS_TYPES = frozenset(
@@ -111,8 +111,8 @@ def is_network(fstype: str) -> bool:
     return fstype in NETWORK_FS_TYPES
 
 
-def store_mode(path: Path) -> Tuple[str, str]:
-    """("network" | "local", why) for a store at `path`: DANLU_STORE_FS if set, else from the mount table."""
+def forced_mode() -> Optional[str]:
+    """ "local" or "network" when DANLU_STORE_FS says so; None to detect."""
     forced = os.environ.get(ENV, "auto").strip().lower() or "auto"
     if forced not in MODES:
         from .errors import UserError
@@ -121,7 +121,13 @@ def store_mode(path: Path) -> Tuple[str, str]:
             f"{ENV}={forced!r} is not one of {', '.join(MODES)}",
             f"unset {ENV} to detect the file system, or set it to local or network",
         )
-    if forced != "auto":
+    return None if forced == "auto" else forced
+
+
+def store_mode(path: Path) -> Tuple[str, str]:
+    """("network" | "local", why) for a store at `path`: DANLU_STORE_FS if set, else from the mount table."""
+    forced = forced_mode()
+    if forced is not None:
         return forced, f"{ENV}={forced}"
     fstype, point = filesystem_of(path)
     return ("network" if is_network(fstype) else "local"), f"{fstype} at {point}"

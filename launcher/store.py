@@ -29,7 +29,8 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence
 
 from .dir_lock import DirLock, LockTimeout
 from .errors import UserError
-from .network_fs import store_mode
+from .network_fs import ENV as STORE_FS_ENV
+from .network_fs import forced_mode, store_mode
 from .paths import data_home
 from .state.names import TERMINAL
 
@@ -163,6 +164,37 @@ def _use_wal(db: sqlite3.Connection, patience_s: float = 30.0) -> None:
         time.sleep(0.05)
 
 
+def recorded_mode(path: Path) -> Optional[str]:
+    """The mode the store at `path` was made in, from its file header, which SQLite keeps for each file: "local"
+    (WAL), "network" (a rollback journal), or None while nothing is written yet."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(20)
+    except OSError:
+        return None
+    if len(header) < 20 or not header.startswith(b"SQLite format 3\0"):
+        return None
+    return "local" if header[18:20] == b"\x02\x02" else "network"
+
+
+def _mode_for(path: Path) -> tuple[str, str]:
+    """(mode, why) the store at `path` is opened in. Every host must open one store alike, and a file server that
+    sees its own disk as local would not: a store made in network mode stays so wherever it is opened; a store
+    made in local mode is refused where the file system is a network one. DANLU_STORE_FS converts a store."""
+    mode, why = store_mode(path)
+    recorded = recorded_mode(path)
+    if recorded is None or recorded == mode or forced_mode() is not None:
+        return mode, why
+    if recorded == "network":
+        return "network", f"the store was made in network mode ({why} here)"
+    raise UserError(
+        f"the run store {str(path)!r} was made in local mode (WAL, one host only) and is on a network file "
+        f"system here ({why})",
+        f"if no danlu on another host uses it now, convert it once with {STORE_FS_ENV}=network; every host then "
+        "opens it in network mode",
+    )
+
+
 # the type a value written into an attempt's column comes back with (SQLite's column affinity): REAL makes 3 into
 # 3.0, INTEGER makes 2.0 into 2, TEXT makes numbers text
 _AFFINITY: Dict[str, Any] = {"started": float, "ended": float, "elapsed": float, "restarts": int, "final": int}
@@ -172,7 +204,7 @@ class Store:
     def __init__(self, path: Optional[Path] = None) -> None:
         self.path = Path(path) if path else default_path()
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.mode, self.mode_why = store_mode(self.path)
+        self.mode, self.mode_why = _mode_for(self.path)
         self.shared = self.mode == "network"
         self.lock = DirLock(self.path.with_name(self.path.name + ".lock")) if self.shared else None
         self._held: Optional[sqlite3.Connection] = None  # shared: the connection of the lock held now
@@ -210,6 +242,8 @@ class Store:
             if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "delete":
                 db.execute("PRAGMA journal_mode=DELETE")
             db.execute("PRAGMA synchronous=FULL")
+            # no page reaches the file before COMMIT: a holder that finds its lock broken rolls back untouched
+            db.execute("PRAGMA cache_spill=OFF")
         else:
             db = sqlite3.connect(self.path, timeout=60, isolation_level=None)
             db.execute("PRAGMA busy_timeout=60000")
@@ -339,6 +373,13 @@ class Store:
                 db.execute("ROLLBACK")
                 raise
             else:
+                if self.lock is not None and not self.lock.held():
+                    db.execute("ROLLBACK")
+                    raise UserError(
+                        f"the run store's lock {str(self.lock.path)!r} was broken while this danlu held it "
+                        "(judged stale: this process was stopped for over a minute); nothing was written",
+                        "run the command again",
+                    )
                 db.execute("COMMIT")
 
     def close(self) -> None:

@@ -16,11 +16,12 @@ import time
 from pathlib import Path
 
 import pytest
+from danlu_helpers import danlu
 from sshfs_helpers import as_host, missing_tools, start
 
 from launcher.dir_lock import DirLock
 from launcher.network_fs import mount_of, parse_mountinfo, store_mode
-from launcher.store import Store
+from launcher.store import Store, recorded_mode
 
 REPO = Path(__file__).resolve().parents[1]
 CAPTURED = Path(__file__).parent / "captured"
@@ -33,7 +34,7 @@ WRITER = textwrap.dedent("""
 
     path, who, sweeps = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
     store = Store(path)
-    assert store.mode == "network", (store.mode, store.mode_why)
+    print(store.mode, flush=True)
     for j in range(sweeps):
         name = f"{who}-{j}"
         runs = [NewRun(run=f"{name}/{i}", idx=i, overrides=[], config={"i": i}, run_dir=f"/r/{name}/{i}", workdir="/r",
@@ -104,20 +105,9 @@ def test_two_hosts_writing_one_store_lose_nothing(shared):
     alike through either mount, the database intact, no lock left behind."""
     home = shared.mounts[0] / "two-hosts"
     home.mkdir()
-    procs = []
-    for host, mount in (("login1", shared.mounts[0]), ("login2", shared.mounts[1])):
-        for k in range(2):
-            path = mount / "two-hosts" / "store.sqlite"
-            procs.append(
-                subprocess.Popen(
-                    as_host(host, [sys.executable, "-c", WRITER, str(path), f"{host}-{k}", str(SWEEPS)]),
-                    env=_env(),
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )
-            )
-    errors = [p.communicate(timeout=300)[1] for p in procs]
-    assert [p.returncode for p in procs] == [0] * 4, "\n".join(e[-1500:] for e in errors)
+    login1, login2 = (mount / "two-hosts" / "store.sqlite" for mount in shared.mounts)
+    hosts = [("login1", login1), ("login2", login2)]
+    assert _writers(hosts * 2) == ["network"] * 4
     seen = []
     for mount in shared.mounts:
         store = Store(mount / "two-hosts" / "store.sqlite")
@@ -221,3 +211,61 @@ def test_a_submit_on_the_other_host_is_alive_to_crash_recovery(shared):
     finally:
         holder.kill()
         holder.wait()
+
+
+def _writers(paths_by_host: list[tuple[str, Path]], sweeps: int = SWEEPS) -> list[str]:
+    """Run WRITER once per (host, store path) at the same time; the mode each opened the store in."""
+    procs = [
+        subprocess.Popen(
+            as_host(host, [sys.executable, "-c", WRITER, str(path), f"{host}-{k}", str(sweeps)]),
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k, (host, path) in enumerate(paths_by_host)
+    ]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0] * len(procs), "\n".join(err[-1500:] for _, err in outs)
+    return [out.strip() for out, _ in outs]
+
+
+def test_the_file_server_opens_a_network_store_in_network_mode(shared):
+    """The host that serves the folder sees its own disk (local), its clients see sshfs (network): both must use
+    the store as it was made, or one WAL writer and one lock-directory writer corrupt it together."""
+    (shared.mounts[0] / "server").mkdir()
+    Store(shared.mounts[0] / "server" / "store.sqlite").close()  # made by a login node, through the mount
+    on_disk = shared.export / "server" / "store.sqlite"
+    assert recorded_mode(on_disk) == "network"
+    modes = _writers([("fileserver", on_disk), ("login1", shared.mounts[0] / "server" / "store.sqlite")])
+    assert modes == ["network", "network"]
+    assert recorded_mode(on_disk) == "network"
+    store = Store(on_disk)
+    assert store.query("PRAGMA integrity_check")[0][0] == "ok"
+    assert len(store.latest()) == 2 * SWEEPS * 3
+    store.close()
+
+
+def test_a_local_mode_store_is_refused_through_a_network_mount_until_converted(shared):
+    """A store made on the file server's disk (WAL) is refused, untouched, where it is reached through the
+    network; DANLU_STORE_FS=network converts it once, and from then on the file server follows."""
+    (shared.export / "made-local").mkdir()
+    on_disk = shared.export / "made-local" / "store.sqlite"
+    Store(on_disk).close()
+    assert recorded_mode(on_disk) == "local"
+    before = on_disk.read_bytes()
+    through = shared.mounts[1] / "made-local" / "store.sqlite"
+    env = {"DANLU_STORE": str(through), "DANLU_STORE_FS": ""}
+    refused = danlu("status", env=env)
+    assert refused.returncode == 2, refused.stderr
+    lines = refused.stderr.strip().splitlines()
+    assert lines[0].startswith("error: the run store") and "local mode" in lines[0] and "fuse.sshfs" in lines[0]
+    assert lines[-1].startswith("hint:") and "DANLU_STORE_FS=network" in lines[-1]
+    assert on_disk.read_bytes() == before and recorded_mode(on_disk) == "local"
+    converted = danlu("status", env={**env, "DANLU_STORE_FS": "network"})
+    assert converted.returncode == 0, converted.stderr
+    assert recorded_mode(on_disk) == "network"
+    assert danlu("status", env=env).returncode == 0
+    server = Store(on_disk)
+    assert server.mode == "network" and "made in network mode" in server.mode_why
+    server.close()
