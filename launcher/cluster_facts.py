@@ -52,6 +52,8 @@ class ClusterFacts:
     limits: Dict[str, Optional[int]]  # the user's association: max_submit_jobs, max_jobs (None: no limit)
     read_at: float = field(default_factory=time.time)
     grp_tres: Dict[str, int] = field(default_factory=dict)  # the association's GrpTRES: cpu, gres/gpu, gres/gpu:TYPE
+    # AccountingStoreFlags has job_env: the accounting database keeps each job's environment (sacct --env-vars)
+    stores_job_env: bool = False
 
 
 def parse_config(text: str) -> Dict[str, str]:
@@ -181,6 +183,7 @@ def read() -> ClusterFacts:
         partitions=parts,
         limits=limits,
         grp_tres=tres,
+        stores_job_env="job_env" in config.get("AccountingStoreFlags", "").split(","),
     )
 
 

@@ -50,7 +50,7 @@ class LockTimeout(Exception):
 
 
 class DirLock:
-    def __init__(self, path: Path, patience_s: float = 60.0, stale_s: float = 60.0, guarded: bool = True) -> None:
+    def __init__(self, path: Path, patience_s: float = 90.0, stale_s: float = 60.0, guarded: bool = True) -> None:
         self.path = Path(path)
         self.patience_s = patience_s
         self.stale_s = stale_s

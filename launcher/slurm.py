@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from .procs import is_local
 
@@ -107,12 +108,41 @@ def run(cmd: List[str], timeout: float = 60) -> str:
     if shutil.which(cmd[0]) is None:
         raise SlurmUnavailable(f"{cmd[0]} not found")
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        done = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            preexec_fn=_ends_with_danlu() if cmd[0] == "sbatch" else None,
+        )
     except (OSError, subprocess.TimeoutExpired) as e:
         raise SlurmUnavailable(f"{cmd[0]}: {e}") from None
     if done.returncode != 0:
         raise SlurmUnavailable(f"{cmd[0]}: {done.stderr.strip() or done.stdout.strip()}")
     return done.stdout
+
+
+def _ends_with_danlu() -> Optional[Callable[[], None]]:
+    """For the child: SIGKILL when danlu ends (Linux's parent-death signal). An sbatch left running by a killed danlu
+    could queue its job after crash recovery looked for it; so it ends with danlu, and recovery waits only for the
+    controller (recovery.SETTLE_S). Prepared here, so that the child only makes one system call."""
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def in_child() -> None:
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        if os.getppid() != parent:  # danlu ended before the signal was armed
+            os._exit(1)
+
+    return in_child
+
+
+PR_SET_PDEATHSIG = 1
 
 
 def base_state(state: str) -> str:

@@ -504,22 +504,48 @@ class Store:
             )
         return True
 
-    def record_job(self, tag: str, job_id: str, array: bool, submitted: Optional[float] = None) -> None:
-        """After sbatch accepted the job tagged `tag`: its runs are PENDING with their job ids."""
+    def record_job(self, tag: str, job_id: str, array: bool, submitted: Optional[float] = None) -> int:
+        """After sbatch accepted the job tagged `tag`: its runs are PENDING with their job ids. Returns how many
+        attempts were recorded: 0 when they are no longer SUBMITTING (recovery took their submit for dead)."""
         now = time.time()
         with self.tx() as db:
             if array:
-                db.execute(
+                return db.execute(
                     "UPDATE attempts SET job_id=? || '_' || array_task, array_job_id=?, state='PENDING', "
                     "submitted=?, updated=? WHERE token=? AND state='SUBMITTING'",
                     (job_id, job_id, submitted or now, now, tag),
-                )
-            else:
-                db.execute(
-                    "UPDATE attempts SET job_id=?, state='PENDING', submitted=?, updated=? "
-                    "WHERE token=? AND state='SUBMITTING'",
-                    (job_id, submitted or now, now, tag),
-                )
+                ).rowcount
+            return db.execute(
+                "UPDATE attempts SET job_id=?, state='PENDING', submitted=?, updated=? "
+                "WHERE token=? AND state='SUBMITTING'",
+                (job_id, submitted or now, now, tag),
+            ).rowcount
+
+    def sending(self, tag: str) -> int:
+        """Right before sbatch: the attempts of the job tagged `tag` may reach Slurm from now on (`submitted` set
+        while SUBMITTING). Returns how many: 0 when recovery took their submit for dead and marked them."""
+        now = time.time()
+        with self.tx() as db:
+            return db.execute(
+                "UPDATE attempts SET submitted=?, updated=? WHERE token=? AND state='SUBMITTING'", (now, now, tag)
+            ).rowcount
+
+    def job_of(self, tag: str) -> Optional[str]:
+        """The job id recorded for the job tagged `tag` (an array's own id), None while none is."""
+        row = self._one("SELECT COALESCE(array_job_id, job_id) FROM attempts WHERE token=? LIMIT 1", (tag,))
+        return row[0] if row else None
+
+    def mark_unsubmitted(self, tag: str, reason: str) -> List[str]:
+        """The SUBMITTING attempts of the job tagged `tag` never reached Slurm: final UNSUBMITTED, with `reason`.
+        Returns their runs."""
+        with self.tx() as db:
+            runs = [r[0] for r in db.execute("SELECT run FROM attempts WHERE token=? AND state='SUBMITTING'", (tag,))]
+            db.execute(
+                "UPDATE attempts SET state='UNSUBMITTED', final=1, reason=?, updated=? "
+                "WHERE token=? AND state='SUBMITTING'",
+                (reason, time.time(), tag),
+            )
+        return runs
 
     def drop_unsubmitted(self, token: str, keep: Sequence[str] = ()) -> None:
         """Forget attempts that never reached Slurm (and runs left with no attempt); `keep`: tags (<token>:<n>) of
@@ -720,7 +746,9 @@ class Store:
         return int(row[0]) if row else 0
 
     def submitting(self) -> List[sqlite3.Row]:
-        return self.query("SELECT * FROM attempts WHERE state='SUBMITTING'")
+        return self.query(
+            "SELECT a.*, r.cluster_kind, r.sweep FROM attempts a JOIN runs r USING (run) WHERE a.state='SUBMITTING'"
+        )
 
     def job_ids(self) -> set[str]:
         """Every Slurm job id (and array job id) the store knows."""

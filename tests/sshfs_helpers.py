@@ -14,7 +14,9 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Sequence
+from typing import Any, Iterator, List, Sequence
+
+import pytest
 
 # Names are looked up on the server, not in sshfs's own 20 s directory cache or the kernel's 1 s one: an NFS client
 # revalidates a name on every exclusive create (the lock directory's mkdir) and a file's data on every open
@@ -123,6 +125,19 @@ def start(root: Path, clients: int = 2) -> SharedDir:
             raise RuntimeError(f"sshfs mount failed: {done.stderr.strip()}")
         shared.mounts.append(mount)
     return shared
+
+
+def mounted(tmp_path_factory: Any) -> Iterator[SharedDir]:
+    """A pytest fixture's body: two mounts of one folder, for the module; fails in CI when they cannot be made."""
+    gone = missing_tools()
+    if gone or os.geteuid() != 0:
+        why = f"needs root and {', '.join(gone)} (tests/run.sh installs openssh-server and sshfs)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+    mounts = start(tmp_path_factory.mktemp("shared-home"))
+    yield mounts
+    mounts.stop()
 
 
 def as_host(name: str, argv: Sequence[str]) -> List[str]:

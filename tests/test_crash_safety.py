@@ -1,18 +1,26 @@
-"""Issue 7: danlu killed between sbatch accepting a job and the store recording it loses nothing:
-the next command finds the job by its comment and records it; nothing is submitted twice."""
+"""danlu killed between sbatch accepting a job and the store recording it loses nothing: the next command finds
+the job by its comment and records it; nothing is submitted twice. A run that never reached Slurm is shown
+UNSUBMITTED, never forgotten."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import signal
 import sqlite3
 import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
-from danlu_helpers import danlu, danlu_env, status_json, wait_status  # noqa: F401
+from danlu_helpers import REPO, danlu, danlu_env, status_json, wait_status  # noqa: F401
+from sshfs_helpers import as_host, mounted
 
 pytestmark = pytest.mark.slurm
+
+shared = pytest.fixture(scope="module", name="shared")(mounted)
 
 
 def _shim(tmp_path, when: str) -> str:
@@ -61,16 +69,81 @@ def test_killed_after_sbatch_is_recovered(slurm_cluster, danlu_env, tmp_path):
         subprocess.run(["scancel", job_id])
 
 
-def test_killed_before_sbatch_leaves_nothing(slurm_cluster, danlu_env, tmp_path):
+def test_a_run_never_sent_is_shown_unsubmitted_once_with_a_warning(slurm_cluster, danlu_env, tmp_path):
+    """danlu killed before sbatch: the next command says, once, that the run never reached Slurm, and the table
+    shows it UNSUBMITTED with the reason; `rerun --state UNSUBMITTED` sends it."""
     env = dict(danlu_env, PATH=_shim(tmp_path, "before"))
     done = danlu("submit", "experiment=tiny_dpo", "cluster=testcluster", "--name", "early", env=env)
     assert done.returncode == -9
     assert [r[1] for r in _rows(danlu_env)] == ["SUBMITTING"]
-    items = status_json(env=danlu_env)
-    assert items == []  # never reached Slurm: dropped, not reported
-    assert _rows(danlu_env) == []
-    again = danlu("submit", "experiment=tiny_dpo", "cluster=testcluster", "--name", "early", "--dry-run", env=danlu_env)
-    assert again.returncode == 0  # the name is free again
+    first = danlu("status", "--all", "--json", env=danlu_env, check=True)
+    said = first.stderr.strip().splitlines()
+    assert said[0].startswith("warning: 1 run of early (early/0) never reached Slurm"), said
+    assert said[1] == "hint: send them with: danlu rerun early --state UNSUBMITTED", said
+    (item,) = json.loads(first.stdout)
+    assert (item["run"], item["state"], item["job_id"]) == ("early/0", "UNSUBMITTED", None)
+    assert item["reason"].startswith("never sent to Slurm")
+    again = danlu("status", "--all", env=danlu_env, check=True)
+    assert "warning" not in again.stderr and " NS " in again.stdout  # said once; the table keeps it
+    sent = danlu("rerun", "early", "--state", "UNSUBMITTED", env=danlu_env, check=True)
+    job_id = sent.stdout.split()[-1]
+    try:
+        (item,) = wait_status("early", danlu_env, timeout=300)
+        assert (item["state"], item["attempt"]) == ("COMPLETED", 2), item
+    finally:
+        subprocess.run(["scancel", job_id])
+
+
+def test_a_sweep_killed_between_its_jobs_keeps_every_run(slurm_cluster, danlu_env, tmp_path):
+    """Two jobs; the submit is killed after Slurm accepted the first and before it sent the second: the first run
+    is tracked, the second is UNSUBMITTED with a warning, none vanishes."""
+    real = subprocess.run(["bash", "-c", "command -v sbatch"], capture_output=True, text=True).stdout.strip()
+    d = tmp_path / "shim"
+    d.mkdir()
+    count = tmp_path / "calls"
+    (d / "sbatch").write_text(
+        f'#!/bin/bash\necho >> {count}\nif [ "$(wc -l < {count})" -gt 1 ]; then kill -9 $PPID; sleep 5; fi\n'
+        f'exec "{real}" "$@"\n'
+    )
+    (d / "sbatch").chmod(0o755)
+    done = danlu(
+        "submit",
+        "-m",
+        "experiment=tiny_dpo",
+        "cluster=testcluster",
+        "--name",
+        "halfsent",
+        "resources.extra_sbatch=[--hold],[--hold,--nice=1]",
+        env=dict(danlu_env, PATH=f"{d}:{os.environ['PATH']}"),
+    )
+    assert done.returncode == -9, done.stderr
+    job_ids = [r[2] for r in _rows(danlu_env) if r[2]]
+    try:
+        shown = danlu("status", "--all", "--json", env=danlu_env, check=True)
+        items = sorted((i["run"], i["state"]) for i in json.loads(shown.stdout))
+        assert items == [("halfsent/0", "PENDING"), ("halfsent/1", "UNSUBMITTED")], items
+        assert "warning: 1 run of halfsent (halfsent/1) never reached Slurm" in shown.stderr
+    finally:
+        subprocess.run(["scancel", *job_ids])
+
+
+def test_without_slurm_commands_recovery_keeps_runs_submitting(slurm_cluster, danlu_env, tmp_path):
+    """squeue and sacct missing from this shell's PATH is not "Slurm has no such job": the run of a job sbatch
+    accepted stays SUBMITTING, with a warning naming why, until a shell with Slurm finds and records it."""
+    env = dict(danlu_env, PATH=_shim(tmp_path, "after"))
+    done = danlu("submit", "experiment=tiny_dpo", "cluster=testcluster", "--name", "nopath", env=env)
+    assert done.returncode == -9, done.stderr
+    job_id = re.search(r"^(\d+)", (tmp_path / "sbatch.out").read_text(), re.M).group(1)
+    try:
+        blind = danlu("status", "--all", "--json", env=dict(danlu_env, PATH="/nonexistent"), check=True)
+        assert [(i["run"], i["state"]) for i in json.loads(blind.stdout)] == [("nopath/0", "SUBMITTING")]
+        said = blind.stderr.strip().splitlines()
+        assert said[0].startswith("warning: 1 run (nopath/0) stay SUBMITTING") and "not found" in said[0], said
+        assert said[1].startswith("hint: run danlu where Slurm's commands answer"), said
+        items = status_json("nopath", env=danlu_env)
+        assert [(i["run"], i["job_id"]) for i in items] == [("nopath/0", job_id)]
+    finally:
+        subprocess.run(["scancel", job_id])
 
 
 def test_sbatch_refusing_a_later_job_keeps_store_and_queue_in_step(slurm_cluster, danlu_env):
@@ -110,8 +183,8 @@ def test_sbatch_refusing_a_later_job_keeps_store_and_queue_in_step(slurm_cluster
 def test_sbatch_that_queued_the_job_but_timed_out_leaves_it_tracked(slurm_cluster, danlu_env, tmp_path):
     """sbatch reports "Socket timed out" after the controller queued the job (the answer was lost): the run stays
     SUBMITTING, and the next command finds the job by its comment: RUNNING, with the job id Slurm gave it. The
-    same error from an sbatch that never reached the controller: the next command forgets the run (it is not
-    in Slurm), and nothing is left behind."""
+    same error from an sbatch that never reached the controller: the next command shows the run UNSUBMITTED (it
+    is not in Slurm)."""
     real = subprocess.run(["bash", "-c", "command -v sbatch"], capture_output=True, text=True).stdout.strip()
     lost = "echo 'sbatch: error: Batch job submission failed: Socket timed out on send/recv operation' >&2\nexit 1\n"
     paths = {}
@@ -148,8 +221,87 @@ def test_sbatch_that_queued_the_job_but_timed_out_leaves_it_tracked(slurm_cluste
         never = danlu("submit", *long_run, "--name", "not-queued", env=dict(danlu_env, PATH=paths["never"]))
         assert never.returncode == 1 and "did not say whether it queued" in never.stderr, never.stderr
         assert ("not-queued/0", "SUBMITTING", None) in _rows(danlu_env)
-        assert [i["run"] for i in status_json(env=danlu_env)] == ["lost-answer/0"]  # looked up, not found: dropped
-        assert [r[0] for r in _rows(danlu_env)] == ["lost-answer/0"]
+        items = status_json(env=danlu_env)  # looked up, not found: never sent
+        assert sorted((i["run"], i["state"]) for i in items) == [
+            ("lost-answer/0", "RUNNING"),
+            ("not-queued/0", "UNSUBMITTED"),
+        ]
     finally:
+        if job_id:
+            subprocess.run(["scancel", job_id])
+
+
+def test_a_submit_stopped_too_long_on_another_host_withdraws_its_job(slurm_cluster, danlu_env, shared, tmp_path):
+    """A submit on login2 is stopped (Ctrl-Z, a frozen ssh session) right before sbatch, past the time its
+    heartbeat proves it alive. A status on this host takes it for dead and marks its run UNSUBMITTED. When the
+    submit resumes, its sbatch queues the job: the store no longer waits for it, so the submit withdraws the job
+    and says so, and store and queue agree."""
+    folder = shared.mounts[0] / "stopped"
+    folder.mkdir()
+    real = subprocess.run(["bash", "-c", "command -v sbatch"], capture_output=True, text=True).stdout.strip()
+    shim = tmp_path / "shim"
+    shim.mkdir()
+    at_sbatch, go, out = tmp_path / "at-sbatch", tmp_path / "go", tmp_path / "sbatch.out"
+    (shim / "sbatch").write_text(
+        f'#!/bin/bash\ntouch {at_sbatch}\nwhile [ ! -e {go} ]; do sleep 0.1; done\n"{real}" "$@" | tee {out}\n'
+    )
+    (shim / "sbatch").chmod(0o755)
+    login2 = dict(
+        os.environ,
+        **danlu_env,
+        DANLU_STORE=str(folder / "store.sqlite"),
+        PATH=f"{shim}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+        PYTHONPATH=str(REPO),
+    )
+    submit = subprocess.Popen(
+        as_host(
+            "login2",
+            [
+                sys.executable,
+                "-m",
+                "launcher.cli",
+                "submit",
+                "experiment=tiny_dpo",
+                "cluster=testcluster",
+                "--name",
+                "stopped",
+                "resources.extra_sbatch=[--hold]",
+            ],
+        ),
+        env=login2,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    job_id = None
+    try:
+        deadline = time.monotonic() + 120
+        while not at_sbatch.exists():
+            assert submit.poll() is None and time.monotonic() < deadline, submit.communicate()
+            time.sleep(0.1)
+        os.kill(submit.pid, signal.SIGSTOP)
+        (token_lock,) = (folder / "locks").iterdir()
+        old = time.time() - 3600
+        os.utime(token_lock, (old, old))  # its heartbeat stopped an hour ago
+        here = dict(danlu_env, DANLU_STORE=str(shared.mounts[1] / "stopped" / "store.sqlite"))
+        seen = danlu("status", "--all", "--json", env=here, check=True)
+        assert [(i["run"], i["state"]) for i in json.loads(seen.stdout)] == [("stopped/0", "UNSUBMITTED")]
+        os.kill(submit.pid, signal.SIGCONT)
+        go.touch()
+        _, err = submit.communicate(timeout=120)
+        job_id = re.search(r"^(\d+)", out.read_text(), re.M).group(1)
+        said = err.strip().splitlines()
+        assert submit.returncode == 1, err
+        assert said[0].startswith("error: this submit was stopped too long") and f"job {job_id}" in said[0], said
+        assert said[1] == "hint: send them with: danlu rerun stopped --state UNSUBMITTED", said
+        queue = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True).stdout
+        assert queue.strip() in ("", "CANCELLED"), queue
+        items = status_json(env=here)
+        assert [(i["run"], i["state"]) for i in items] == [("stopped/0", "UNSUBMITTED")]
+    finally:
+        if submit.poll() is None:
+            os.kill(submit.pid, signal.SIGCONT)
+            submit.kill()
         if job_id:
             subprocess.run(["scancel", job_id])

@@ -137,13 +137,16 @@ def _files_holding(root: Path, needle: bytes) -> List[str]:
 
 @pytest.mark.slurm
 def test_a_failed_run_and_the_end_of_the_sweep_each_send_one_message(slurm_cluster, hook, tmp_path):
-    env = {**private_env(tmp_path), "DANLU_TEST_HOOK": hook.url}
+    env = private_env(tmp_path)
+    url_file = tmp_path / "webhook"
+    url_file.write_text(hook.url + "\n")
+    url_file.chmod(0o600)
     done = danlu(
         "submit",
         *TINY,
         "-m",
         "args.crash_at_step=-1,3",
-        "notify.url=env:DANLU_TEST_HOOK",
+        f"notify.url=file:{url_file}",
         "notify.email=researcher@example.org",
         "--name",
         "hooked",
@@ -207,3 +210,43 @@ def test_a_failed_run_and_the_end_of_the_sweep_each_send_one_message(slurm_clust
     dry = danlu("notify", "hooked", "--dry-run", env=env, check=True)
     assert [json.loads(ln)["event"] for ln in dry.stdout.splitlines()] == ["sweep_ended"]  # sent ones not again
     assert len(hook.bodies()) == 2
+
+
+def test_a_webhook_variable_is_refused_where_slurm_keeps_job_environments(slurm_cluster, hook, tmp_path):
+    """The test cluster keeps each job's environment (AccountingStoreFlags=job_env), as some sites do: a URL in a
+    variable would travel into the accounting database with the job (sacct --env-vars), so env: is refused with
+    and without --dry-run, nothing queued; file: is not, and its job's stored environment holds no URL. A token
+    of env.pass_env set in the shell is warned about."""
+    env = {**private_env(tmp_path), "DANLU_TEST_HOOK": hook.url, "HF_TOKEN": "hf_secret_token_42"}
+    for dry in (["--dry-run"], []):
+        done = danlu("submit", *TINY, "notify.url=env:DANLU_TEST_HOOK", "--name", "envhook", *dry, env=env)
+        said = done.stderr.strip().splitlines()
+        assert done.returncode == 2, done.stderr
+        assert said[-2].startswith("error: notify.url=env:DANLU_TEST_HOOK would put the webhook URL into Slurm's")
+        assert "AccountingStoreFlags=job_env" in said[-2] and said[-1].startswith("hint: keep the URL in a file")
+        assert hook.url not in done.stderr + done.stdout
+    assert status_json(env=env) == []
+    url_file = tmp_path / "webhook"
+    url_file.write_text(hook.url + "\n")
+    url_file.chmod(0o600)
+    done = danlu(
+        "submit", *TINY, f"notify.url=file:{url_file}", "resources.extra_sbatch=[--hold]", "--name", "filehook",
+        "--json", env=env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    warning = [ln for ln in done.stderr.splitlines() if ln.startswith("warning: HF_TOKEN")]
+    assert len(warning) == 1 and "kept in Slurm's records" in warning[0], done.stderr
+    job = json.loads(done.stdout)["runs"][0]["job_id"]
+    try:
+        deadline = time.monotonic() + 60
+        stored = ""
+        while "SLURM_" not in stored and "PATH=" not in stored and time.monotonic() < deadline:
+            stored = subprocess.run(
+                ["sacct", "-j", job, "--env-vars", "-n"], capture_output=True, text=True
+            ).stdout  # fmt: skip
+            time.sleep(1)
+        assert "PATH=" in stored, "the test cluster keeps no job environment"
+        assert "hf_secret_token_42" in stored  # what the warning said: the shell's token went along
+        assert hook.url not in stored and hook.path not in stored
+    finally:
+        subprocess.run(["scancel", job])

@@ -66,6 +66,11 @@ class Users:
         return self.home(user) / "danlu-home" / "store.sqlite"
 
 
+OPEN_STORE = (
+    "import sqlite3, sys; sqlite3.connect(f'file:{sys.argv[1]}?mode=ro', uri=True).execute('select 1').fetchall()"
+)
+
+
 def _unavailable(msg: str) -> None:
     if os.environ.get("CI", "").lower() == "true":
         pytest.fail(f"TEST USERS UNAVAILABLE: {msg}", pytrace=False)
@@ -235,3 +240,54 @@ def test_a_sweep_folder_made_by_another_user_after_the_checks_is_refused_when_da
             assert f"{sticky / name} belongs to {users.b}" in done.stderr, done.stderr
     _assert_private(sticky / "fresh", users.a)
     assert list((sticky / "taken").iterdir()) == []
+
+
+def test_another_user_reads_none_of_a_store_webhook_or_run_folders(users: Users) -> None:
+    """The worst common case: A's home is readable by all (0755, as NFS homes often are) and A's umask is 002. A keeps
+    a webhook file and runs a sweep; B, in A's lab group, tries to read A's store (by hand and through danlu), A's
+    webhook URL and A's run folders and logs, by exact path: every attempt is refused."""
+    home = users.home(users.a)
+    home.chmod(0o755)
+    try:
+        hook = home / ".config" / "danlu" / "webhook"
+        make = f"mkdir -p {hook.parent} && printf 'https://hooks.example/secret-42' > {hook} && chmod 600 {hook}"
+        assert _run("runuser", "-u", users.a, "--", "sh", "-c", f"umask 002 && {make}").returncode == 0
+        runs_dir = home / "danlu-runs"
+        done = users.danlu(users.a, runs_dir, "submit", *TINY, "--name", "s6", "--wait", umask="002")
+        assert done.returncode == 0, done.stdout + done.stderr
+        store = users.store(users.a)
+        run_dir = runs_dir / "s6" / "0"
+        logs = sorted(p for p in run_dir.rglob("*") if p.is_file())
+        assert logs, "the run left no files to try"
+        attempts = {
+            "read the store": ["cat", str(store)],
+            "open the store": [str(users.venv / "bin" / "python"), "-c", OPEN_STORE, str(store)],
+            "list the store's folder": ["ls", str(store.parent)],
+            "read the webhook": ["cat", str(hook)],
+            "list the runs": ["ls", str(runs_dir)],
+            "list a run": ["ls", str(run_dir)],
+            "read a log": ["cat", str(logs[0])],
+        }
+        for what, cmd in attempts.items():
+            tried = _run("runuser", "-u", users.b, "--", *cmd)
+            assert tried.returncode != 0, f"B could {what}: {tried.stdout[:200]}"
+            assert "ermission denied" in tried.stderr or "unable to open" in tried.stderr, (what, tried.stderr)
+        through_danlu = users.danlu(users.b, users.home(users.b) / "runs", "status", "--all")
+        assert "s6" not in through_danlu.stdout  # B's danlu has B's own store
+        env_b = users.env(users.b, users.home(users.b) / "runs")
+        env_b = [e for e in env_b if not e.startswith("DANLU_STORE=")] + [f"DANLU_STORE={store}"]
+        python = str(users.venv / "bin" / "python")
+        pointed = subprocess.run(
+            ["runuser", "-u", users.b, "--", "env", "-i", *env_b, python, "-m", "launcher.cli", "status", "--all"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=str(REPO),
+        )
+        assert pointed.returncode != 0 and "s6" not in pointed.stdout, pointed.stdout + pointed.stderr
+        assert "secret-42" not in pointed.stdout + pointed.stderr
+        for path in (store.parent, runs_dir, runs_dir / "s6"):
+            _assert_private(path, users.a)
+        assert stat.S_IMODE(store.stat().st_mode) == 0o600
+    finally:
+        home.chmod(0o700)

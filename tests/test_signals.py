@@ -173,3 +173,61 @@ def test_a_stop_signal_that_reaches_one_node_only_requeues_the_run(slurm_cluster
     saved = re.search(r"received signal SIG\w+ at step=(\d+); checkpoint saved", first)
     assert saved and "done steps" not in first, first[-2000:]
     assert f"resumed from checkpoint step={saved.group(1)} " in second and "done steps=40" in second, second[-2000:]
+
+
+@pytest.mark.disruptive  # gives the partition a GraceTime and preempts every job on node1-2: run alone
+def test_a_preemption_with_grace_time_warns_the_ranks_at_once(slurm_cluster, danlu_env):
+    """Where a preempted job gets its --signal at once and a GraceTime to stop (PreemptParameters=send_user_signal,
+    as on the test cluster), the warning comes long before the job's time limit. The agent asks Slurm, sees the
+    job selected for preemption, and tells the ranks to checkpoint then, within the grace, not at the SIGTERM that
+    ends it; the run starts again from that checkpoint and completes."""
+    from launcher.layout import SweepLayout
+
+    partition = "debug-4090-01"
+    subprocess.run(["scontrol", "update", f"PartitionName={partition}", "GraceTime=60"], check=True)
+    urgent = None
+    try:
+        name = "graced"
+        submit_json(
+            "experiment=tiny_dpo",
+            "cluster=testcluster",
+            "resources.time=30",
+            "args.sleep_per_step=0.5",
+            "args.max_train_steps=120",
+            "args.checkpointing_steps=1000",
+            "+args.pretrain_steps=5",
+            "--name",
+            name,
+            env=danlu_env,
+        )
+        layout = SweepLayout(Path(danlu_env["DANLU_RUNS_DIR"]) / name).run(0)
+        first = layout.attempt(1).restart(0)
+        wait_status(name, danlu_env, timeout=600, poll=2, started=True)
+        deadline = time.time() + 180
+        while not (first.node_log(0).exists() and "step=5 " in first.node_log(0).read_text()):
+            assert time.time() < deadline, first.node_log(0).read_text()[-2000:] if first.node_log(0).exists() else ""
+            time.sleep(1)
+        preempted = time.time()
+        urgent = subprocess.run(
+            ["sbatch", "--parsable", "-p", "urgent-4090", "-N", "2", "-w", "node[1-2]", "--exclusive", "-t", "2",
+             "-o", "/dev/null", "--wrap", "sleep 5"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        agent_log = first.agent_log("node0")
+        deadline = time.time() + 50  # inside the 60 s grace
+        while "the job is being preempted" not in (agent_log.read_text() if agent_log.exists() else ""):
+            assert time.time() < deadline, agent_log.read_text() if agent_log.exists() else "no agent log"
+            time.sleep(0.5)
+        told = time.time() - preempted
+        assert told < 30, told
+        (item,) = wait_status(name, danlu_env, timeout=600, poll=3)
+        assert item["state"] == "COMPLETED" and int(item["restarts"]) >= 1, item
+        rank0 = first.rank_log(0).read_text()
+        saved = re.search(r"received signal SIGUSR1 at step=(\d+); checkpoint saved", rank0)
+        assert saved, rank0[-2000:]
+        resumed = layout.attempt(1).restart(1).rank_log(0).read_text()
+        assert f"resumed from checkpoint step={saved.group(1)} rank=0" in resumed, resumed[-2000:]
+    finally:
+        subprocess.run(["scontrol", "update", f"PartitionName={partition}", "GraceTime=0"])
+        if urgent:
+            subprocess.run(["scancel", urgent])

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from danlu_helpers import danlu
-from sshfs_helpers import as_host, missing_tools, start
+from sshfs_helpers import as_host, mounted
 
 from launcher.dir_lock import DirLock
 from launcher.network_fs import mount_of, parse_mountinfo, store_mode
@@ -58,17 +58,7 @@ HOLD_LOCK = textwrap.dedent("""
 """)
 
 
-@pytest.fixture(scope="module")
-def shared(tmp_path_factory):
-    gone = missing_tools()
-    if gone or os.geteuid() != 0:
-        why = f"needs root and {', '.join(gone)} (tests/run.sh installs openssh-server and sshfs)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(why)
-        pytest.skip(why)
-    mounts = start(tmp_path_factory.mktemp("shared-home"))
-    yield mounts
-    mounts.stop()
+shared = pytest.fixture(scope="module", name="shared")(mounted)
 
 
 def _env() -> dict:

@@ -15,12 +15,17 @@ def open_store() -> Any:
     """The run store, after recording any job a crashed danlu left unrecorded (launcher/submit/recovery.py)."""
     from ..store import Store
     from ..submit.recovery import reconcile_submitting
+    from ..submit.recovery import warnings as recovery_warnings
 
     store = Store()
     try:
-        reconcile_submitting(store)
+        done = reconcile_submitting(store)
     except Exception as e:  # recovery is best effort; status must still answer
         err(f"warning: could not check for unrecorded submissions: {e}")
+        return store
+    for warning, hint in recovery_warnings(done):
+        err(f"warning: {warning}")
+        err(f"hint: {hint}")
     return store
 
 

@@ -21,7 +21,7 @@ def run(args: Namespace) -> int:
     from ..views.plan import print_plan
     from .common import check_template_dir, in_jobs, open_store, report_submitted, wait_until_ended
 
-    choices = RERUNNABLE + ("CANCELLED",)
+    choices = RERUNNABLE + ("CANCELLED", "UNSUBMITTED")
     cont = getattr(args, "cont", False)
     if cont and args.state:
         raise UserError(

@@ -302,18 +302,26 @@ class NodeAgent:
             timer.daemon = True
             timer.start()
 
+        def early_warning(name: str, left: float) -> None:
+            if _job_state()[1]:
+                warn(f"received {name}: the job is being preempted (its PreemptTime is set)")
+                return
+            # every node's agent acts at the same moment, end - grace, on its own clock: Slurm delivers the signal to
+            # the nodes at different times, and ranks told seconds apart may disagree (Lightning broadcasts inside
+            # its SIGTERM handler)
+            say(
+                f"received {name} {left:.0f}s before the time limit (Slurm signals early): "
+                f"checkpointing {self.grace_s:.0f}s before the end instead, with the other nodes"
+            )
+
         def forward(signum: int, _frame: object) -> None:
             name = signal.Signals(signum).name
             if signum == warn_sig:
                 left = end - time.time() if end is not None else None
                 if left is not None and left > self.grace_s - 2:
-                    # every node's agent acts at the same moment, end - grace, on its own clock: Slurm delivers the
-                    # signal to the nodes at different times, and ranks told seconds apart may disagree (Lightning
-                    # broadcasts inside its SIGTERM handler)
-                    say(
-                        f"received {name} {left:.0f}s before the time limit (Slurm signals early): "
-                        f"checkpointing {self.grace_s:.0f}s before the end instead, with the other nodes"
-                    )
+                    # long before the time limit: a preemption with a GraceTime (PreemptParameters=send_user_signal),
+                    # or Slurm's early delivery of the time-limit warning; Slurm is asked which, off the handler
+                    threading.Thread(target=early_warning, args=(name, left), daemon=True).start()
                     return
                 warn(f"received {name} (time limit or preemption)")
             elif self._peer_failed or self._end_for_failed_peer(child, logs, say, f"received {name}"):

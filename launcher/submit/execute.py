@@ -13,6 +13,7 @@ Order of events, so that a crash anywhere leaves the store and the queue consist
 from __future__ import annotations
 
 import secrets
+import signal
 import subprocess
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -20,7 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from .. import slurm
 from ..plan.planner import PlannedJob
 from ..plan.render import local_setup
-from ..procs import local_job_id, this_host
+from ..procs import local_job_id, parse_local_job_id, terminate, this_host
 from ..timings import phase
 from ..words import counted
 from . import backend
@@ -107,14 +108,22 @@ def execute_all(store: Any, sweep: str, token: str, jobs: Sequence[PlannedJob]) 
     sending: List[PlannedJob] = []
     try:
         for k, job in enumerate(jobs):
+            if not store.sending(job.tag):
+                raise TakenForDead(sweep, job.tag, None)
             sending[:] = [job]
             job_id = execute(job)
             with phase("store"):
-                store.record_job(job.tag, job_id, job.is_array)
+                recorded = store.record_job(job.tag, job_id, job.is_array)
+            if not recorded and store.job_of(job.tag) != job_id:  # (recovery may have found and recorded it)
+                withdraw(job_id)
+                raise TakenForDead(sweep, job.tag, job_id)
             for i, r in enumerate(job.runs):
                 results[r.run_id] = f"{job_id}_{i}" if job.is_array else job_id
             if progress:
                 print(f"\rsubmitted {k + 1}/{len(jobs)} jobs", end="", file=sys.stderr, flush=True)
+    except TakenForDead as e:
+        sending.clear()
+        raise SubmitFailed(str(e), e.hint) from None
     except Exception as e:
         detail = " ".join(str(e).split())[:400]
         lost = sending and isinstance(e, slurm.SlurmUnavailable) and not slurm.sbatch_refused(str(e))
@@ -135,6 +144,28 @@ def execute_all(store: Any, sweep: str, token: str, jobs: Sequence[PlannedJob]) 
         if progress:
             print(file=sys.stderr)
     return results
+
+
+class TakenForDead(Exception):
+    """Another danlu's crash recovery took this submit for dead (it was stopped past recovery.STALE_S) and marked
+    the runs of `tag` and the ones after it UNSUBMITTED; `job_id`: the job already sent for them, withdrawn."""
+
+    def __init__(self, sweep: str, tag: str, job_id: Optional[str]) -> None:
+        sent = f": job {job_id}, sent for them meanwhile, was withdrawn" if job_id else ""
+        super().__init__(
+            f"this submit was stopped too long, and another danlu took it for dead and marked its runs from job "
+            f"{tag.split(':')[-1]} on UNSUBMITTED{sent}"
+        )
+        self.hint = f"send them with: danlu rerun {sweep} --state UNSUBMITTED"
+
+
+def withdraw(job_id: str) -> None:
+    """Cancel a job just sent whose runs the store no longer waits for: Slurm's, or a local process."""
+    local = parse_local_job_id(job_id)
+    if local is not None:
+        terminate(local.pid, signal.SIGTERM)
+    else:
+        slurm.scancel([job_id])
 
 
 def accepted(n: int) -> str:

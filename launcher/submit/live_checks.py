@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 from ..cluster_facts import ClusterFacts, cached, contradictions, grp_tres_problem, submit_limit
@@ -54,6 +55,11 @@ def against_the_live_cluster(
                 )
             )
             break
+    if facts.stores_job_env:
+        secrets_problem = env_webhook_problem(slurm_cfgs)
+        if secrets_problem is not None:
+            problems.append(secrets_problem)
+        warnings += secrets_in_records(slurm_cfgs)
     why = submit_limit(facts, profile.qos, len(slurm_cfgs))
     if why:
         problems.append(
@@ -104,3 +110,33 @@ def beyond_the_live_cluster(spec: RunSpec, shp: Shape, facts: ClusterFacts) -> O
             f"(`danlu cluster init {profile.name} --force` reads the live cluster)",
         )
     return None
+
+
+STORES_ENV = (
+    "this cluster keeps each job's environment in its accounting (AccountingStoreFlags=job_env; sacct --env-vars)"
+)
+
+
+def env_webhook_problem(cfgs: Sequence[RunConfig]) -> Optional[UserError]:
+    """A webhook URL taken from the environment would be kept in Slurm's records with the job's environment."""
+    for c in cfgs:
+        url = c.spec.notify.url or ""
+        if url.startswith("env:"):
+            return UserError(
+                f"notify.url={url} would put the webhook URL into Slurm's records: {STORES_ENV}",
+                "keep the URL in a file only you can read and use notify.url=file:PATH "
+                "(e.g. notify.url=file:~/.config/danlu/webhook)",
+            )
+    return None
+
+
+def secrets_in_records(cfgs: Sequence[RunConfig]) -> List[str]:
+    """A warning naming the secrets of this shell (env.pass_env) that the jobs' environment carries into Slurm's
+    records."""
+    names = sorted({n for c in cfgs for n in c.spec.env.pass_env if os.environ.get(n)})
+    if not names:
+        return []
+    return [
+        f"{', '.join(names)} of this shell will be kept in Slurm's records of these jobs: {STORES_ENV}; "
+        "to keep a token out, store it in a file once (huggingface-cli login, wandb login) and unset the variable"
+    ]

@@ -3,7 +3,8 @@
 Every submission holds an exclusive lock file named by its token while it runs. A SUBMITTING
 attempt whose token lock is free belongs to a danlu that died: its job is looked up by the
 `danlu:<token>:<n>` comment (squeue, then sacct) and recorded; if Slurm never saw it, the
-attempt is dropped. Nothing is submitted twice and no accepted job stays untracked.
+attempt becomes UNSUBMITTED (final, with a warning once and a reason in the table), never silently
+forgotten. Nothing is submitted twice and no accepted job stays untracked.
 """
 
 from __future__ import annotations
@@ -12,13 +13,16 @@ import fcntl
 import os
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Set, Tuple
 
 from .. import slurm
 from ..network_fs import host, server_now
 from ..store import Store
+from ..words import counted
 
 # A lock file names its owner (`<host> <pid>`). On the owner's host its flock tells whether the submitter lives;
 # another host sharing the store may not see that flock (it does not cross sshfs mounts, nor every NFS setup),
@@ -81,47 +85,113 @@ def _owner_alive(store: Store, token: str) -> bool:
     return False
 
 
-def reconcile_submitting(store: Store) -> Dict[str, str]:
-    """Record or drop SUBMITTING attempts of dead submitters; returns tag -> job id found.
+SETTLE_S = 10.0  # how long after its danlu ended an sbatch may still get a job queued: looked up again after this
+NEVER_SENT = "never sent to Slurm: the danlu that submitted it ended before sbatch accepted it"
+NEVER_STARTED = "never started: the danlu that started it here ended before recording its process"
 
-    A tag's job is looked up by its `danlu:<tag>` comment in squeue (-t all), then in sacct. Where
-    accounting does not keep comments, a job of the expected name submitted after the attempt was
-    written, that no attempt in the store has, is taken. Attempts are dropped only when both
-    lookups answered and neither knows the job: a Slurm outage never makes danlu forget a job."""
+
+@dataclass
+class Recovered:
+    """What crash recovery did: tag -> job id found; sweep -> runs it found never sent (now UNSUBMITTED); runs
+    left SUBMITTING because Slurm could not be asked, with why."""
+
+    found: Dict[str, str] = field(default_factory=dict)
+    unsubmitted: Dict[str, List[str]] = field(default_factory=dict)
+    undecided: List[str] = field(default_factory=list)
+    why_undecided: str = ""
+
+
+def reconcile_submitting(store: Store, settle_s: float = SETTLE_S) -> Recovered:
+    """Record SUBMITTING attempts of dead submitters whose job Slurm has; mark the others UNSUBMITTED.
+
+    An attempt whose sbatch never began (`submitted` unset) never reached Slurm. The others are looked up by
+    their `danlu:<tag>` comment in squeue (-t all), then in sacct; where accounting does not keep comments, a job
+    of the expected name submitted after the attempt was written, that no attempt in the store has, is taken.
+    One not found is looked up again `settle_s` later (its sbatch may have outlived its danlu, and the controller
+    may still be taking the job in) and only then marked never sent. Nothing is marked unless both lookups
+    answered: a Slurm outage, or Slurm's commands missing from this shell, never makes danlu misjudge a job."""
     rows = store.submitting()
     tags: Dict[str, List[sqlite3.Row]] = {}
     for row in rows:
         tags.setdefault(row["token"], []).append(row)
     orphan = {t: r for t, r in tags.items() if not _owner_alive(store, t.split(":")[0])}
-    if not orphan:
-        return {}
-    found: Dict[str, str] = {}
+    done = Recovered()
+    sent = {t: r for t, r in orphan.items() if any(row["submitted"] is not None for row in r)}
+    for tag in set(orphan) - set(sent):
+        reason = NEVER_STARTED if orphan[tag][0]["cluster_kind"] == "local" else NEVER_SENT
+        _mark(store, done, tag, orphan[tag], reason)
+    in_slurm = {t: r for t, r in sent.items() if any(row["cluster_kind"] != "local" for row in r)}
+    for tag in set(sent) - set(in_slurm):  # a local process: nothing to ask
+        _mark(store, done, tag, sent[tag], NEVER_STARTED)
+    unsure = _look_up(store, in_slurm, done)
+    missing = set(in_slurm) - set(done.found) - unsure
+    if missing and not done.why_undecided:
+        time.sleep(settle_s)
+        unsure |= _look_up(store, {t: in_slurm[t] for t in missing}, done)
+    for tag, rows_of_tag in in_slurm.items():
+        if tag in done.found:
+            array = any(r["array_task"] is not None for r in rows_of_tag)
+            store.record_job(tag, done.found[tag], array)
+        elif done.why_undecided:
+            done.undecided += [r["run"] for r in rows_of_tag]
+        elif tag not in unsure:
+            _mark(store, done, tag, rows_of_tag, NEVER_SENT)
+    return done
+
+
+def _look_up(store: Store, tags: Dict[str, List[sqlite3.Row]], done: Recovered) -> Set[str]:
+    """Find the jobs of `tags` in squeue, then sacct, into done.found; returns the tags several jobs could be."""
     unsure: Set[str] = set()  # several jobs could be it: keep the attempt, look again next time
-    answered = True
     for source in (slurm.squeue_by_comment, slurm.sacct_by_comment):
-        missing = set(orphan) - set(found)
+        missing = set(tags) - set(done.found)
         if not missing:
             break
         try:
             jobs = source()
         except slurm.SlurmUnavailable as e:
-            if "not found" not in str(e):  # no Slurm on this machine at all: nothing can be in it
-                answered = False
+            done.why_undecided = done.why_undecided or str(e)
             continue
         for info in jobs.values():
             tag = slurm.tag_of(info.comment)
             if tag in missing:
-                found.setdefault(tag, info.job_id.split("_")[0])
+                done.found.setdefault(tag, info.job_id.split("_")[0])
         if source is slurm.sacct_by_comment:
-            by_name, unsure = _match_by_name(store, {t: orphan[t] for t in set(orphan) - set(found)}, jobs)
-            found.update(by_name)
-    for tag, rows_of_tag in orphan.items():
-        if tag in found:
-            array = any(r["array_task"] is not None for r in rows_of_tag)
-            store.record_job(tag, found[tag], array)
-        elif answered and tag not in unsure:
-            store.drop_unsubmitted(tag)
-    return found
+            by_name, unsure = _match_by_name(store, {t: tags[t] for t in set(tags) - set(done.found)}, jobs)
+            done.found.update(by_name)
+    return unsure
+
+
+def _mark(store: Store, done: Recovered, tag: str, rows: List[sqlite3.Row], reason: str) -> None:
+    runs = store.mark_unsubmitted(tag, reason)
+    if runs:
+        done.unsubmitted.setdefault(rows[0]["sweep"], []).extend(runs)
+
+
+def warnings(done: Recovered) -> List[Tuple[str, str]]:
+    """(warning, hint) lines for what recovery could not leave unsaid."""
+    said = []
+    for sweep, runs in sorted(done.unsubmitted.items()):
+        said.append(
+            (
+                f"{counted(len(runs), 'run')} of {sweep} ({_names(runs)}) never reached Slurm: the danlu that "
+                "submitted them ended first; they are UNSUBMITTED now",
+                f"send them with: danlu rerun {sweep} --state UNSUBMITTED",
+            )
+        )
+    if done.undecided:
+        said.append(
+            (
+                f"{counted(len(done.undecided), 'run')} ({_names(done.undecided)}) stay SUBMITTING: their submit "
+                f"ended, and Slurm could not be asked whether it has their job ({done.why_undecided})",
+                "run danlu where Slurm's commands answer (on PATH, controller up); nothing is forgotten meanwhile",
+            )
+        )
+    return said
+
+
+def _names(runs: List[str], most: int = 3) -> str:
+    shown = ", ".join(runs[:most])
+    return shown + (f" and {len(runs) - most} more" if len(runs) > most else "")
 
 
 def _match_by_name(

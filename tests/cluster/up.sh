@@ -169,11 +169,15 @@ DefMemPerCPU=100
 PriorityType=priority/basic
 PreemptType=preempt/partition_prio
 PreemptMode=REQUEUE
+# A preempted job gets its --signal first (with a partition's GraceTime: that long before it is stopped).
+PreemptParameters=send_user_signal
 GresTypes=gpu
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStorageTRES=gres/gpu,gres/gpu:rtx4090,gres/gpu:a10
 JobAcctGatherType=jobacct_gather/none
+# Like sites that keep job environments for their users' support: sacct --env-vars shows them.
+AccountingStoreFlags=job_env
 JobCompType=jobcomp/none
 
 NodeName=node[1-2] NodeHostname=localhost NodeAddr=127.0.0.1 CPUs=32 RealMemory=64000 Gres=gpu:rtx4090:4 Port=17001-17002 State=UNKNOWN
@@ -397,10 +401,19 @@ for n in "${NODES[@]}"; do
     pid_alive "$(pid_slurmd "$n")" slurmd || all_running=0
 done
 
+if ((CONFIG_CHANGED)) && pid_alive "$PID_SLURMCTLD" slurmctld; then
+    # a checkout with another config than the running daemons': they restart on it (jobs and state are kept)
+    say "config in $CONF_DIR changed while the cluster runs: restarting slurmd, slurmctld and slurmdbd on it"
+    args=()
+    for ((k = ${#NODES[@]} - 1; k >= 0; k--)); do
+        args+=("slurmd ${NODES[k]}" "$(pid_slurmd "${NODES[k]}")" slurmd)
+    done
+    stop_group 20 "${args[@]}"
+    stop_by_pidfile slurmctld "$PID_SLURMCTLD" slurmctld 30
+    stop_by_pidfile slurmdbd "$PID_SLURMDBD" slurmdbd 30
+    all_running=0
+fi
 if ((all_running)); then
-    if ((CONFIG_CHANGED)); then
-        say "WARNING: config in $CONF_DIR changed while the cluster runs; apply with: $HERE/down.sh && $HERE/up.sh"
-    fi
     say "already running; nothing to do ($(elapsed) s)"
 else
     start_munged
