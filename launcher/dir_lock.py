@@ -135,11 +135,16 @@ class DirLock:
         """Remove what earlier releases, breaks and takers could not (held under the lock: no one else sweeps
         now). A taker's unfinished `.new-*` is removed only once stale: a live taker may be about to rename it."""
         names = [self.path.name, f"{self.path.name}.break"] if self.guarded else [self.path.name]
-        for name in names:
-            for kind in LEFTOVERS:
-                for left in self.path.parent.glob(f"{name}.{kind}-*"):
-                    if kind != "new" or self._stale(*self._owner(left)):
-                        _remove(left)
+        prefixes = tuple(f"{name}.{kind}-" for name in names for kind in LEFTOVERS)
+        try:
+            entries = os.listdir(self.path.parent)  # one listing: each costs a round trip on NFS
+        except OSError:
+            return
+        for entry in entries:
+            if entry.startswith(prefixes):
+                left = self.path.parent / entry
+                if ".new-" not in entry or self._stale(*self._owner(left)):
+                    _remove(left)
 
     def _owner(self, path: Path) -> Tuple[str, Optional[float]]:
         """The owner line of the lock at `path` and its age in seconds by the server's clock (None: gone)."""

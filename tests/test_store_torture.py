@@ -100,14 +100,15 @@ def _worker(k: int, env: Dict[str, str], prefix: str, tally: Tally, deadline: fl
 
 
 def _expected_refusal(op: str, err: str) -> bool:
-    """Answers that are right for the moment the verb ran: nothing to cancel or rerun, or a sweep whose submit
-    was killed before it recorded the sweep."""
+    """Answers that are right for the moment the verb ran: nothing to cancel or rerun, a sweep whose submit was
+    killed before it recorded the sweep, another rerun of the same runs first."""
     lines = [ln for ln in err.splitlines() if ln.startswith("error: ")]
     if len(lines) != 1:
         return False
     said = lines[0]
     if op in ("cancel", "rerun"):
-        return any(w in said for w in ("no sweep or run named", "nothing to cancel", "nothing to rerun"))
+        words = ("no sweep or run named", "nothing to cancel", "nothing to rerun", "got there first")
+        return any(w in said for w in words)
     return False
 
 
