@@ -113,7 +113,7 @@ def test_a_sweep_killed_between_its_jobs_keeps_every_run(slurm_cluster, danlu_en
         "cluster=testcluster",
         "--name",
         "halfsent",
-        "resources.extra_sbatch=[--hold],[--hold,--nice=1]",
+        "resources.extra_sbatch=[--hold],[--hold,'--nice=1']",
         env=dict(danlu_env, PATH=f"{d}:{os.environ['PATH']}"),
     )
     assert done.returncode == -9, done.stderr
@@ -246,13 +246,13 @@ def test_a_submit_stopped_too_long_on_another_host_withdraws_its_job(slurm_clust
         f'#!/bin/bash\ntouch {at_sbatch}\nwhile [ ! -e {go} ]; do sleep 0.1; done\n"{real}" "$@" | tee {out}\n'
     )
     (shim / "sbatch").chmod(0o755)
-    login2 = dict(
-        os.environ,
+    login2 = {
+        **os.environ,
         **danlu_env,
-        DANLU_STORE=str(folder / "store.sqlite"),
-        PATH=f"{shim}:{Path(sys.executable).parent}:{os.environ['PATH']}",
-        PYTHONPATH=str(REPO),
-    )
+        "DANLU_STORE": str(folder / "store.sqlite"),
+        "PATH": f"{shim}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "PYTHONPATH": str(REPO),
+    }
     submit = subprocess.Popen(
         as_host(
             "login2",

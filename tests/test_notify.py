@@ -138,7 +138,7 @@ def _files_holding(root: Path, needle: bytes) -> List[str]:
 @pytest.mark.slurm
 def test_a_failed_run_and_the_end_of_the_sweep_each_send_one_message(slurm_cluster, hook, tmp_path):
     env = private_env(tmp_path)
-    url_file = tmp_path / "webhook"
+    url_file = tmp_path.parent / f"{tmp_path.name}.webhook"  # outside the folder searched for the URL below
     url_file.write_text(hook.url + "\n")
     url_file.chmod(0o600)
     done = danlu(
@@ -205,7 +205,7 @@ def test_a_failed_run_and_the_end_of_the_sweep_each_send_one_message(slurm_clust
 
     # the secret: in no script, pickle, log, result or the store (its journal too)
     assert _files_holding(tmp_path, hook.path.encode()) == []
-    assert _files_holding(tmp_path, b"env:DANLU_TEST_HOOK")  # the reference is what is kept
+    assert _files_holding(tmp_path, f"file:{url_file}".encode())  # the reference is what is kept
 
     dry = danlu("notify", "hooked", "--dry-run", env=env, check=True)
     assert [json.loads(ln)["event"] for ln in dry.stdout.splitlines()] == ["sweep_ended"]  # sent ones not again
@@ -229,6 +229,7 @@ def test_a_webhook_variable_is_refused_where_slurm_keeps_job_environments(slurm_
     url_file = tmp_path / "webhook"
     url_file.write_text(hook.url + "\n")
     url_file.chmod(0o600)
+    env.pop("DANLU_TEST_HOOK")  # the URL in a file only
     done = danlu(
         "submit", *TINY, f"notify.url=file:{url_file}", "resources.extra_sbatch=[--hold]", "--name", "filehook",
         "--json", env=env,

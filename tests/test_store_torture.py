@@ -30,7 +30,8 @@ from sshfs_helpers import mounted
 
 from launcher.store import Store
 
-pytestmark = pytest.mark.slurm
+# many danlu processes and SIGKILLs for minutes: alone, beside no test whose timing it would disturb (tests/run.sh)
+pytestmark = [pytest.mark.slurm, pytest.mark.disruptive]
 
 shared = pytest.fixture(scope="module", name="shared")(mounted)
 
