@@ -214,18 +214,21 @@ def test_a_preemption_with_grace_time_warns_the_ranks_at_once(slurm_cluster, dan
             capture_output=True, text=True, check=True,
         ).stdout.strip()  # fmt: skip
         agent_log = first.agent_log("node0")
+        # the --signal, or (22.05, some preemptions: seen on the test cluster) SIGTERM at once; before the fix the
+        # --signal was taken for an early time-limit warning and the ranks heard nothing until the grace was over
+        told = ("the job is being preempted", "received SIGTERM: sending SIGUSR1")
         deadline = time.time() + 50  # inside the 60 s grace
-        while "the job is being preempted" not in (agent_log.read_text() if agent_log.exists() else ""):
+        while not any(t in (agent_log.read_text() if agent_log.exists() else "") for t in told):
             assert time.time() < deadline, agent_log.read_text() if agent_log.exists() else "no agent log"
             time.sleep(0.5)
-        told = time.time() - preempted
-        assert told < 30, told
+        assert time.time() - preempted < 30
         (item,) = wait_status(name, danlu_env, timeout=600, poll=3)
-        assert item["state"] == "COMPLETED" and int(item["restarts"]) >= 1, item
-        rank0 = first.rank_log(0).read_text()
-        saved = re.search(r"received signal SIGUSR1 at step=(\d+); checkpoint saved", rank0)
-        assert saved, rank0[-2000:]
-        resumed = layout.attempt(1).restart(1).rank_log(0).read_text()
+        restarts = layout.attempt(1).restarts()
+        # one start more, from the checkpoint: Slurm requeues the preempted job, and danlu does not add its own
+        assert item["state"] == "COMPLETED" and len(restarts) == 2, (item, [r.root.name for r in restarts])
+        saved = re.search(r"received signal SIGUSR1 at step=(\d+); checkpoint saved", first.node_log(0).read_text())
+        assert saved, first.node_log(0).read_text()[-2000:]
+        resumed = restarts[1].node_log(0).read_text()
         assert f"resumed from checkpoint step={saved.group(1)} rank=0" in resumed, resumed[-2000:]
     finally:
         subprocess.run(["scontrol", "update", f"PartitionName={partition}", "GraceTime=0"])

@@ -408,18 +408,9 @@ for n in "${NODES[@]}"; do
     pid_alive "$(pid_slurmd "$n")" slurmd || all_running=0
 done
 
-if ((CONFIG_CHANGED)) && pid_alive "$PID_SLURMCTLD" slurmctld; then
-    # a checkout with another config than the running daemons': they restart on it (jobs and state are kept)
-    say "config in $CONF_DIR changed while the cluster runs: restarting slurmd, slurmctld and slurmdbd on it"
-    args=()
-    for ((k = ${#NODES[@]} - 1; k >= 0; k--)); do
-        args+=("slurmd ${NODES[k]}" "$(pid_slurmd "${NODES[k]}")" slurmd)
-    done
-    stop_group 20 "${args[@]}"
-    stop_by_pidfile slurmctld "$PID_SLURMCTLD" slurmctld 30
-    stop_by_pidfile slurmdbd "$PID_SLURMDBD" slurmdbd 30
-    all_running=0
-fi
+# a controller that answers already runs on the config it read before (its pid file may be stale after a reconfigure)
+controller_was_up=0
+scontrol ping 2>/dev/null | grep -q "is UP" && controller_was_up=1
 if ((all_running)); then
     say "already running; nothing to do ($(elapsed) s)"
 else
@@ -433,6 +424,12 @@ else
     done
 fi
 
+if ((CONFIG_CHANGED && controller_was_up)); then
+    # a checkout with another config than the running daemons': they read it again (an RPC, so it reaches the
+    # controller whatever its pid file says; jobs and state are kept)
+    say "config in $CONF_DIR changed while the cluster ran: scontrol reconfigure"
+    scontrol reconfigure || die "scontrol reconfigure failed" "$LOGDIR/slurmctld.log"
+fi
 declare -A RESUMED=()
 wait_for 60 "nodes ready" nodes_ready || {
     sinfo -N -l >&2 || true
