@@ -182,6 +182,7 @@ class DirLock:
 
     def _move_away(self, judged: str) -> None:
         aside = self._aside("broken")
+        _audit("break", self.path, judged)  # before the move: this process may be killed right after it
         try:
             os.rename(self.path, aside)
         except OSError:
@@ -192,7 +193,6 @@ class DirLock:
             _put_back(aside, self.path)
             return
         self.broken += 1
-        _audit("break", self.path, judged)
         _remove(aside)
 
 

@@ -535,14 +535,14 @@ class Store:
         row = self._one("SELECT COALESCE(array_job_id, job_id) FROM attempts WHERE token=? LIMIT 1", (tag,))
         return row[0] if row else None
 
-    def mark_unsubmitted(self, tag: str, reason: str) -> List[str]:
-        """The SUBMITTING attempts of the job tagged `tag` never reached Slurm: final UNSUBMITTED, with `reason`.
-        Returns their runs."""
+    def mark_unsubmitted(self, tag: str, reason: str, unsent_only: bool = False) -> List[str]:
+        """The SUBMITTING attempts of the job tagged `tag` never reached Slurm: final UNSUBMITTED, with `reason`
+        (`unsent_only`: only while their sbatch has not begun). Returns their runs."""
+        where = "token=? AND state='SUBMITTING'" + (" AND submitted IS NULL" if unsent_only else "")
         with self.tx() as db:
-            runs = [r[0] for r in db.execute("SELECT run FROM attempts WHERE token=? AND state='SUBMITTING'", (tag,))]
+            runs = [r[0] for r in db.execute(f"SELECT run FROM attempts WHERE {where}", (tag,))]
             db.execute(
-                "UPDATE attempts SET state='UNSUBMITTED', final=1, reason=?, updated=? "
-                "WHERE token=? AND state='SUBMITTING'",
+                f"UPDATE attempts SET state='UNSUBMITTED', final=1, reason=?, updated=? WHERE {where}",
                 (reason, time.time(), tag),
             )
         return runs

@@ -2,9 +2,11 @@
 when two processes held one lock.
 
 Each line is `<event> <lock name> <holder token> <CLOCK_MONOTONIC ns>`: `acquire` right after a holder took the
-lock, `release` right before it gives it back, `break` right after a waiter moved a dead holder's lock away. A
-holder's recorded time lies inside the time it really held the lock, so recorded overlaps are real ones. All
-writers must run on one machine (one monotonic clock), as the tests' processes do.
+lock, `release` right before it gives it back, `break` right before a waiter moves a dead holder's lock away (the
+waiter may be killed right after). A holder's recorded time lies inside the time it really held the lock, so
+recorded overlaps are real ones. All writers must run on one machine (one monotonic clock), as the tests' processes
+do, and every process that takes the lock must write to the log (a break it does not record leaves its holder's
+time open).
 """
 
 from __future__ import annotations

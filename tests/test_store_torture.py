@@ -161,12 +161,15 @@ def _queued(prefix: str) -> Dict[str, str]:
     return jobs
 
 
-def test_killed_danlu_processes_on_three_paths_never_corrupt_forget_or_misjudge(slurm_cluster, shared, tmp_path):
+def test_killed_danlu_processes_on_three_paths_never_corrupt_forget_or_misjudge(
+    slurm_cluster, shared, tmp_path, monkeypatch
+):
     folder = shared.mounts[0] / "torture"
     folder.mkdir()
     Store(folder / "store.sqlite").close()  # made by a login node: network mode, wherever it is opened
     paths = [shared.export / "torture" / "store.sqlite"] + [m / "torture" / "store.sqlite" for m in shared.mounts]
     audit = tmp_path / "lock-audit"
+    monkeypatch.setenv("DANLU_LOCK_AUDIT", str(audit))  # the watcher in this process takes and breaks the lock too
     base = dict(os.environ, **private_env(tmp_path), PYTHONPATH=str(REPO), DANLU_LOCK_AUDIT=str(audit))
     base["PATH"] = f"{Path(sys.executable).parent}:{base['PATH']}"
     base.pop("DANLU_STORE_FS", None)
@@ -236,6 +239,8 @@ def test_killed_danlu_processes_on_three_paths_never_corrupt_forget_or_misjudge(
             "other_failures": len(tally.failures),
         }
         print("torture:", json.dumps(figures))
+        for failure in tally.failures:
+            print("failure:", failure)
         report = os.environ.get("DANLU_TORTURE_REPORT")
         if report:
             Path(report).write_text(json.dumps(figures, indent=1) + "\n")

@@ -21,6 +21,7 @@ from typing import Dict, Iterator, List, Set, Tuple
 
 from .. import slurm
 from ..network_fs import host, server_now
+from ..procs import pid_alive
 from ..store import Store
 from ..words import counted
 
@@ -81,6 +82,10 @@ def _owner_alive(store: Store, token: str) -> bool:
         # a submitter on another host, whose flock this host cannot see (or one that has not named itself yet):
         # alive while it beats
         return True
+    if len(owner) > 1 and owner[0] == host() and owner[1].isdigit() and pid_alive(int(owner[1])):
+        # a submitter of this host whose flock does not reach this process (the store reached through another
+        # mount of the same network folder): its process says it lives
+        return True
     path.unlink(missing_ok=True)
     return False
 
@@ -110,16 +115,20 @@ def reconcile_submitting(store: Store, settle_s: float = SETTLE_S) -> Recovered:
     One not found is looked up again `settle_s` later (its sbatch may have outlived its danlu, and the controller
     may still be taking the job in) and only then marked never sent. Nothing is marked unless both lookups
     answered: a Slurm outage, or Slurm's commands missing from this shell, never makes danlu misjudge a job."""
-    rows = store.submitting()
-    tags: Dict[str, List[sqlite3.Row]] = {}
-    for row in rows:
-        tags.setdefault(row["token"], []).append(row)
-    orphan = {t: r for t, r in tags.items() if not _owner_alive(store, t.split(":")[0])}
+    tokens = {row["token"].split(":")[0] for row in store.submitting()}
+    dead = {t for t in tokens if not _owner_alive(store, t)}
     done = Recovered()
+    if not dead:
+        return done
+    # read again now that their submits are known dead: a row read before may have been sent since
+    orphan: Dict[str, List[sqlite3.Row]] = {}
+    for row in store.submitting():
+        if row["token"].split(":")[0] in dead:
+            orphan.setdefault(row["token"], []).append(row)
     sent = {t: r for t, r in orphan.items() if any(row["submitted"] is not None for row in r)}
     for tag in set(orphan) - set(sent):
         reason = NEVER_STARTED if orphan[tag][0]["cluster_kind"] == "local" else NEVER_SENT
-        _mark(store, done, tag, orphan[tag], reason)
+        _mark(store, done, tag, orphan[tag], reason, unsent_only=True)
     in_slurm = {t: r for t, r in sent.items() if any(row["cluster_kind"] != "local" for row in r)}
     for tag in set(sent) - set(in_slurm):  # a local process: nothing to ask
         _mark(store, done, tag, sent[tag], NEVER_STARTED)
@@ -161,8 +170,10 @@ def _look_up(store: Store, tags: Dict[str, List[sqlite3.Row]], done: Recovered) 
     return unsure
 
 
-def _mark(store: Store, done: Recovered, tag: str, rows: List[sqlite3.Row], reason: str) -> None:
-    runs = store.mark_unsubmitted(tag, reason)
+def _mark(
+    store: Store, done: Recovered, tag: str, rows: List[sqlite3.Row], reason: str, unsent_only: bool = False
+) -> None:
+    runs = store.mark_unsubmitted(tag, reason, unsent_only)
     if runs:
         done.unsubmitted.setdefault(rows[0]["sweep"], []).extend(runs)
 
