@@ -298,6 +298,10 @@ class RestartLayout:
         """Written by an agent whose program ended by itself, exit 0: the program is finishing on every node."""
         return self.root / f"finished-{tag}"
 
+    def finished_tags(self) -> List[str]:
+        """The tasks (agent tags) whose program ended by itself, in name order."""
+        return sorted(p.name[len("finished-") :] for p in self.root.glob("finished-*")) if self.root.is_dir() else []
+
     def stopped_count(self) -> int:
         return len(list(self.root.glob("stopped-*"))) if self.root.is_dir() else 0
 

@@ -364,7 +364,7 @@ def test_a_program_whose_progress_nothing_keeps_is_named_in_the_dry_run(guard, d
 
 
 def test_the_reason_of_a_run_requeued_from_step_0_says_so():
-    from launcher.job.agent import FROM_ZERO
+    from launcher.node_agent import FROM_ZERO
     from launcher.state.reasons import classify
 
     lines = [

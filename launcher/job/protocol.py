@@ -15,16 +15,7 @@ from pathlib import Path
 from typing import Mapping, Optional
 
 from .. import __version__
-
-# Bump it whenever the node agent's pickled fields or the files between submit and job side change.
-# A job submitted under another number is refused: its pickle may not load, or may load into the wrong fields.
-JOB_PROTOCOL = 1
-
-SHA256_VAR = "DANLU_AGENT_SHA256"
-PROTOCOL_VAR = "DANLU_JOB_PROTOCOL"
-VERSION_VAR = "DANLU_VERSION"
-# what a script shows where the pickle's hash goes before the pickle exists (`danlu submit --dry-run`)
-SHA256_PLACEHOLDER = "@AGENT_SHA256@"
+from ..node_agent import JOB_PROTOCOL, PROTOCOL_VAR, SHA256_PLACEHOLDER, SHA256_VAR, VERSION_VAR
 
 
 def protocol_refusal(env: Mapping[str, str]) -> Optional[str]:

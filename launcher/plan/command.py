@@ -1,5 +1,5 @@
 """What each node runs: the program's argv and the launcher around it (accelerate, torchrun, or the
-program itself per task). The node agent fills in the tokens only a node knows (launcher/job/agent.py):
+program itself per task). The node agent fills in the tokens only a node knows (launcher/job/node_env.py):
 @NODE_RANK@, @HEAD_ADDR@, @PORT@, @LOG_DIR@."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from ..job.agent import HEAD_ADDR, LOG_DIR, NODE_RANK, PORT
 from ..layout import launcher_rank_logs
+from ..node_agent import HEAD_ADDR, LOG_DIR, NODE_RANK, PORT
 from ..spec.options import RunSpec
 from ..spec.validate import Shape
 

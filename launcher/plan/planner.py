@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .. import slurm
-from ..job.agent import NodeAgent
 from ..layout import RunLayout, SweepLayout
+from ..node_agent import NodeAgent
 from ..spec.compose import RunConfig
 from ..spec.lightning import lost_progress_note
 from ..spec.options import RunSpec

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 from .. import __version__
 from ..errors import UserError
-from ..job.protocol import JOB_PROTOCOL, SHA256_PLACEHOLDER, SHA256_VAR
 from ..layout import RunLayout
+from ..node_agent import JOB_PROTOCOL, SHA256_PLACEHOLDER, SHA256_VAR
 from ..spec.options import RunSpec
 from ..spec.validate import Shape, env_dir
 

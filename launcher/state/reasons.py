@@ -8,6 +8,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable, List, Optional, Union
 
+from ..node_agent import FROM_ZERO
+
 _PY_EXC = re.compile(r"^(?:\[[\w-]+\]:\s*)*((?:[A-Za-z_][\w.]*)?(?:Error|Exception|Interrupt)(?::\s.*)?)\s*$")
 _COMM = re.compile(
     r"NCCL (?:error|WARN)|ncclInternalError|ncclSystemError|ncclRemoteError|ProcessGroupNCCL|"
@@ -35,7 +37,6 @@ _MAX_REQUEUES = re.compile(r"not requeued: (\d+) requeues? already \(requeue.max
 # the job side's refusals before it unpickles its node agent (job/protocol.py)
 _NOT_SUBMITTED = re.compile(r"danlu: (the (?:node agent|batch script) .+): refusing to run it")
 _OTHER_PROTOCOL = re.compile(r"danlu: this job was (submitted by .+; the job side here is .+: resubmit it)")
-_FROM_ZERO = "requeued to start again at step 0"  # job/agent.FROM_ZERO (the login side imports nothing of it)
 # srun could not start a task on a node (its slurmd died or cannot be reached)
 _LAUNCH = re.compile(r"srun: error: Task launch for \S+ failed on node (\S+): (.+)")
 # exceptions that report another failure, not the cause: a launcher noticing its child died, a
@@ -106,7 +107,7 @@ def classify(
         return (
             f"stopped at the time limit after {limit.group(1)} requeue{'' if limit.group(1) == '1' else 's'} "
             f"(requeue.max_requeues={limit.group(2)})"
-            + ("; each start began at step 0 (no checkpoint danlu knows of)" if _FROM_ZERO in text else "")
+            + ("; each start began at step 0 (no checkpoint danlu knows of)" if FROM_ZERO in text else "")
         )
     hung = _HUNG.search(text)
     if hung:  # the agent ended a silent job (launch.hang_timeout_s)

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
 
-from ..job.notify import failed_log, failure_text, log_tail
 from ..layout import RunLayout
+from ..state.failure import failed_log, failure_text, log_tail
 from ..words import counted
 from .report import number_text, render
 

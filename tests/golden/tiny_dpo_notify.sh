@@ -61,7 +61,7 @@ esac
 # ---- collects per-node/per-rank logs and ends the whole job as soon as any rank fails ----
 cd "$DANLU_WORKDIR"
 export SUBMITIT_EXECUTOR=slurm  # the node agent runs through submitit (pickled callable per array task)
-export DANLU_VERSION=0.1.0 DANLU_JOB_PROTOCOL=1 DANLU_AGENT_SHA256=@AGENT_SHA256@  # the job side checks them before it unpickles its agent
+export DANLU_VERSION=0.1.0 DANLU_JOB_PROTOCOL=2 DANLU_AGENT_SHA256=@AGENT_SHA256@  # the job side checks them before it unpickles its agent
 # a requeued job numbers its steps from 0 again, and slurmctld may still hold a signal for an earlier start's step
 # (srun's stop of a step on a node that died, sent when the node is back): it would stop this start's step of the
 # same number. Start K (SLURM_RESTART_COUNT) first uses up steps 0..K-1 with a no-op, so its own is a new number.
