@@ -32,6 +32,9 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run as a script too: the package's state names
+from launcher.state.names import ACTIVE  # noqa: E402
+
 VENV_BIN = REPO / ".venv" / "bin"
 SRUN_RPCS = {
     "REQUEST_JOB_STEP_CREATE",
@@ -99,11 +102,7 @@ def measure(job_id: str, done_file: Optional[Path] = None, timeout: float = 600)
     deadline = time.time() + timeout
     while True:
         state = accounting_state(job_id)
-        if (
-            state
-            and state not in ("PENDING", "RUNNING", "REQUEUED", "COMPLETING")
-            and (done_file is None or done_file.exists())
-        ):
+        if state and state not in ACTIVE and (done_file is None or done_file.exists()):
             break
         if time.time() > deadline:
             subprocess.run(["scancel", job_id])

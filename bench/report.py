@@ -32,6 +32,9 @@ from typing import Dict, List
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from launcher.layout import RunLayout  # noqa: E402
+from launcher.state.names import ACTIVE  # noqa: E402
+
 DANLU = str(Path(sys.executable).parent / "danlu")
 
 
@@ -41,7 +44,7 @@ def write_logs(root: Path, runs: int, steps: int, start: int = 1) -> List[Path]:
     dirs = []
     for i in range(runs):
         run_dir = root / "runs" / "bench" / str(i)
-        log = run_dir / "logs" / "attempt-1" / "restart-0" / "rank0.log"
+        log = RunLayout(run_dir).attempt(1).restart(0).rank_log(0)
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "a") as f:
             for s in range(start, start + steps):
@@ -83,7 +86,7 @@ def record(env: Dict[str, str], dirs: List[Path], state: str = "COMPLETED") -> N
         "bench", "tiny_dpo", "local", ["args.seed=..."], ["danlu", "submit"], str(dirs[0].parent), runs
     )
     store.record_job("t:0", "local-1", False)
-    final = state != "RUNNING"
+    final = state not in ACTIVE
     store.update_attempts(
         [
             {"run": f"bench/{i}", "attempt": 1, "state": state, "final": final, "nodelist": "node1"}
@@ -163,6 +166,72 @@ def fmt(xs: List[float]) -> str:
     return f"min {min(xs):.3f} s, median {statistics.median(xs):.3f} s"
 
 
+def _report_rows(root: Path, env: Dict[str, str], runs: int, steps: int, reps: int) -> float:
+    """`danlu report` over `runs` logs of `steps` steps: first look, again, after 100 more steps; the notebook
+    loop; danlu --help, whose median (the command's start-up) it returns."""
+    dirs = write_logs(root, runs, steps)
+    record(env, dirs)
+    size = sum(p.stat().st_size for d in dirs for p in d.rglob("rank0.log"))
+    print(f"# danlu report: {runs} runs x {steps:,} steps x 3 metrics ({size / 1e6:.0f} MB of logs)")
+    cmd = [DANLU, "report", "bench"]
+    cold = []
+    for _ in range(max(1, reps // 2)):
+        shutil.rmtree(Path(env["DANLU_HOME"]) / "cache", ignore_errors=True)
+        cold += timed(cmd, env, 1)
+    warm = timed(cmd, env, reps)
+    write_logs(root, runs, 100, start=steps + 1)
+    grown = timed(cmd, env, 1)
+    t = time.perf_counter()
+    best = notebook_loop(dirs)
+    loop = [time.perf_counter() - t]
+    report = json.loads(
+        subprocess.run([*cmd, "--json"], env=dict(os.environ, **env), capture_output=True, text=True, check=True).stdout
+    )
+    assert len(report["runs"]) == runs and all(r["steps"] == steps + 100 for r in report["runs"])
+    assert len(best) == runs
+    floor = timed([DANLU, "--help"], env, reps)
+    print(f"report, first look (cache empty)     {fmt(cold)}")
+    print(f"report, again (logs unchanged)       {fmt(warm)}")
+    print(f"report, after 100 more steps per run {fmt(grown)}")
+    print(f"notebook loop (regex per line, in-process, no table) {fmt(loop)}")
+    print(f"danlu --help (the command's floor)   {fmt(floor)}")
+    print(
+        f"ratios: first look {statistics.median(cold) / loop[0]:.2f}x the notebook loop; again "
+        f"{statistics.median(warm) / loop[0]:.2f}x; target: again < 2 s: "
+        f"{'met' if statistics.median(warm) < 2 else 'MISSED'}"
+    )
+    return statistics.median(floor)
+
+
+def _status_rows(root: Path, env: Dict[str, str], status_runs: int, reps: int, cmd_floor: float) -> None:
+    """One `danlu status` refresh of `status_runs` running runs, each with a log of 1,000 steps, without and with
+    their metrics; cmd_floor: danlu --help's median, the command's start-up."""
+    senv = dict(env, DANLU_HOME=str(root / "shome"), DANLU_STORE=str(root / "shome" / "store.sqlite"))
+    sdirs = write_logs(root / "s", status_runs, 1000)
+    record(senv, sdirs, state="RUNNING")
+    ask = slurm_reachable()
+    without = status_rows(senv, False, reps, ask)
+    with_m = status_rows(senv, True, reps, ask)
+    print(
+        f"\n# danlu status: one refresh of {status_runs:,} running runs, each with a log of 1,000 steps "
+        + (
+            f"(one real squeue + sacct for {status_runs:,} job ids)"
+            if ask
+            else "(no Slurm reachable: without squeue and sacct)"
+        )
+    )
+    print(f"without metrics {fmt(without)}")
+    print(
+        f"with STEP, LOSS {fmt(with_m)} (+{(statistics.median(with_m) - statistics.median(without)) * 1e3:.0f} "
+        f"ms: {status_runs:,} log tails, read while Slurm answers)"
+    )
+    ratio = (cmd_floor + statistics.median(with_m)) / (cmd_floor + statistics.median(without))
+    print(
+        f"whole command (its start-up, danlu --help, added to both): {ratio:.2f}x without (target <= 1.2x: "
+        f"{'met' if ratio <= 1.2 else 'MISSED'})"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
@@ -182,66 +251,8 @@ def main() -> int:
             "DANLU_RUNS_DIR": str(root / "runs"),
             "NO_COLOR": "1",
         }
-        dirs = write_logs(root, runs, steps)
-        record(env, dirs)
-        size = sum(p.stat().st_size for d in dirs for p in d.rglob("rank0.log"))
-        print(f"# danlu report: {runs} runs x {steps:,} steps x 3 metrics ({size / 1e6:.0f} MB of logs)")
-        cmd = [DANLU, "report", "bench"]
-        cold = []
-        for _ in range(max(1, args.reps // 2)):
-            shutil.rmtree(Path(env["DANLU_HOME"]) / "cache", ignore_errors=True)
-            cold += timed(cmd, env, 1)
-        warm = timed(cmd, env, args.reps)
-        write_logs(root, runs, 100, start=steps + 1)
-        grown = timed(cmd, env, 1)
-        t = time.perf_counter()
-        best = notebook_loop(dirs)
-        loop = [time.perf_counter() - t]
-        report = json.loads(
-            subprocess.run(
-                [*cmd, "--json"], env=dict(os.environ, **env), capture_output=True, text=True, check=True
-            ).stdout
-        )
-        assert len(report["runs"]) == runs and all(r["steps"] == steps + 100 for r in report["runs"])
-        assert len(best) == runs
-        floor = timed([DANLU, "--help"], env, args.reps)
-        print(f"report, first look (cache empty)     {fmt(cold)}")
-        print(f"report, again (logs unchanged)       {fmt(warm)}")
-        print(f"report, after 100 more steps per run {fmt(grown)}")
-        print(f"notebook loop (regex per line, in-process, no table) {fmt(loop)}")
-        print(f"danlu --help (the command's floor)   {fmt(floor)}")
-        print(
-            f"ratios: first look {statistics.median(cold) / loop[0]:.2f}x the notebook loop; again "
-            f"{statistics.median(warm) / loop[0]:.2f}x; target: again < 2 s: "
-            f"{'met' if statistics.median(warm) < 2 else 'MISSED'}"
-        )
-
-        # status: N running runs, each with a log of 1,000 steps
-        senv = dict(env, DANLU_HOME=str(root / "shome"), DANLU_STORE=str(root / "shome" / "store.sqlite"))
-        sdirs = write_logs(root / "s", status_runs, 1000)
-        record(senv, sdirs, state="RUNNING")
-        ask = slurm_reachable()
-        without = status_rows(senv, False, args.reps, ask)
-        with_m = status_rows(senv, True, args.reps, ask)
-        print(
-            f"\n# danlu status: one refresh of {status_runs:,} running runs, each with a log of 1,000 steps "
-            + (
-                f"(one real squeue + sacct for {status_runs:,} job ids)"
-                if ask
-                else "(no Slurm reachable: without squeue and sacct)"
-            )
-        )
-        print(f"without metrics {fmt(without)}")
-        print(
-            f"with STEP, LOSS {fmt(with_m)} (+{(statistics.median(with_m) - statistics.median(without)) * 1e3:.0f} "
-            f"ms: {status_runs:,} log tails, read while Slurm answers)"
-        )
-        cmd_floor = statistics.median(floor)
-        ratio = (cmd_floor + statistics.median(with_m)) / (cmd_floor + statistics.median(without))
-        print(
-            f"whole command (its start-up, danlu --help, added to both): {ratio:.2f}x without (target <= 1.2x: "
-            f"{'met' if ratio <= 1.2 else 'MISSED'})"
-        )
+        cmd_floor = _report_rows(root, env, runs, steps, args.reps)
+        _status_rows(root, env, status_runs, args.reps, cmd_floor)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0

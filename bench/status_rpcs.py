@@ -23,14 +23,17 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
-
-from job_rpcs import rpc_counts, sh
+from typing import Callable, Dict, List, Tuple
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # run as a script too: the bench package
+from bench.job_rpcs import rpc_counts, sh  # noqa: E402
+from bench.shell import trace_calls  # noqa: E402
+
 DANLU = str(REPO / ".venv" / "bin" / "danlu")
 # sdiag's own, and the nodes' periodic registration (slurmd's, whatever runs): not the command's
 OWN = {"REQUEST_STATS_INFO", "MESSAGE_NODE_REGISTRATION_STATUS"}
+Measured = Tuple[str, float, str, str]  # (what, slurmctld RPCs, by type, client commands run)
 
 
 def delta(before: Dict[str, int], after: Dict[str, int]) -> Dict[str, int]:
@@ -45,27 +48,23 @@ def counted(action: Callable[[], None]) -> Dict[str, int]:
     return delta(before, rpc_counts())
 
 
-def trace_calls(path: Path) -> Dict[str, int]:
-    calls: Dict[str, int] = {}
-    for line in path.read_text().split() if path.exists() else []:
-        calls[line] = calls.get(line, 0) + 1
-    path.unlink(missing_ok=True)
-    return calls
+def _what(counts: Dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.items())
 
 
-def measure(runs: int, watch_s: float, danlu: str, tmp: Path) -> List[tuple]:
-    """(what, slurmctld RPCs, by type, client commands run) for one status refresh with `runs` held runs, then (unless
-    watch_s is 0) --watch, `watch squeue --me` and submitit polling the same jobs, each for watch_s seconds and
-    given per minute. The runs are submitted here and cancelled."""
-    trace = tmp / "trace"
-    env = dict(
+def _private_env(tmp: Path) -> Dict[str, str]:
+    return dict(
         os.environ,
         DANLU_HOME=str(tmp / "home"),
         DANLU_STORE=str(tmp / "home" / "store.sqlite"),
         DANLU_RUNS_DIR=str(tmp / "runs"),
         NO_COLOR="1",
-        DANLU_TRACE_SLURM=str(trace),
+        DANLU_TRACE_SLURM=str(tmp / "trace"),
     )
+
+
+def _submit_held(runs: int, danlu: str, env: Dict[str, str]) -> List[str]:
+    """One danlu sweep `rpcs` of `runs` held jobs: its array job ids."""
     out = sh(
         [
             danlu,
@@ -81,74 +80,86 @@ def measure(runs: int, watch_s: float, danlu: str, tmp: Path) -> List[tuple]:
         ],
         env=env,
     )
-    ids = sorted({r["job_id"].split("_")[0] for r in json.loads(out)["runs"]})
+    return sorted({r["job_id"].split("_")[0] for r in json.loads(out)["runs"]})
+
+
+def _per_minute(what: str, action: Callable[[], None], watch_s: float, clients: str) -> Measured:
+    """The RPCs of `action` (which lasts watch_s seconds), given per minute."""
+    got = counted(action)
+    return what, round(sum(got.values()) * 60 / watch_s), _what(got), clients
+
+
+def _watched(watch_s: float, danlu: str, env: Dict[str, str], trace: Path) -> Measured:
+    """`danlu status --watch` for watch_s seconds, per minute, with the Slurm commands it ran."""
+
+    def watch() -> None:
+        p = subprocess.Popen(
+            [danlu, "status", "rpcs", "--watch"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        time.sleep(watch_s)
+        p.terminate()
+        p.wait()
+
+    what, per_min, by_type, _ = _per_minute(
+        f"`danlu status --watch`, per minute ({watch_s:.0f} s measured)", watch, watch_s, ""
+    )
+    return what, per_min, by_type, _what(trace_calls(trace))
+
+
+def _squeue_loop(watch_s: float) -> Measured:
+    """What `watch squeue --me` asks in watch_s seconds, per minute."""
+
+    def squeue_loop() -> None:
+        end = time.monotonic() + watch_s
+        while time.monotonic() < end:
+            subprocess.run(["squeue", "--me"], capture_output=True)
+            time.sleep(2.0)  # watch(1)'s default interval
+
+    return _per_minute("`watch squeue --me` (every 2 s), per minute", squeue_loop, watch_s, "squeue (one per refresh)")
+
+
+def _submitit_poll(runs: int, watch_s: float, ids: List[str], tmp: Path) -> Measured:
+    """submitit polling the state of the same jobs every 2 s for watch_s seconds, per minute."""
+
+    def submitit_poll() -> None:
+        import submitit
+
+        jobs = [submitit.SlurmJob(folder=tmp / "submitit", job_id=f"{j}_{k}") for j in ids for k in range(runs)][:runs]
+        end = time.monotonic() + watch_s
+        while time.monotonic() < end:
+            [job.state for job in jobs]  # noqa: B018 - what a script waiting on its jobs calls
+            time.sleep(2.0)
+
+    what = f"submitit: `.state` of {runs:,} jobs every 2 s, per minute"
+    return _per_minute(what, submitit_poll, watch_s, "sacct (its watcher, throttled)")
+
+
+def measure(runs: int, watch_s: float, danlu: str, tmp: Path) -> List[Measured]:
+    """(what, slurmctld RPCs, by type, client commands run) for one status refresh with `runs` held runs, then (unless
+    watch_s is 0) --watch, `watch squeue --me` and submitit polling the same jobs, each for watch_s seconds and
+    given per minute. The runs are submitted here and cancelled."""
+    env = _private_env(tmp)
+    trace = Path(env["DANLU_TRACE_SLURM"])
+    ids = _submit_held(runs, danlu, env)
     trace_calls(trace)
-    rows: List[tuple] = []
-    what = lambda d: ", ".join(f"{k} {v}" for k, v in d.items())  # noqa: E731
+    rows: List[Measured] = []
     try:
         sh([danlu, "status", "rpcs"], env=env)  # the first look records every run's pending state
         trace_calls(trace)
         once = counted(lambda: sh([danlu, "status", "rpcs"], env=env))
         rows.append(
-            (f"`danlu status` refresh, {runs:,} active runs", sum(once.values()), what(once), what(trace_calls(trace)))
+            (
+                f"`danlu status` refresh, {runs:,} active runs",
+                sum(once.values()),
+                _what(once),
+                _what(trace_calls(trace)),
+            )
         )
         if not watch_s:
             return rows
-
-        def watch() -> None:
-            p = subprocess.Popen(
-                [danlu, "status", "rpcs", "--watch"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
-            time.sleep(watch_s)
-            p.terminate()
-            p.wait()
-
-        watched = counted(watch)
-        rows.append(
-            (
-                f"`danlu status --watch`, per minute ({watch_s:.0f} s measured)",
-                round(sum(watched.values()) * 60 / watch_s),
-                what(watched),
-                what(trace_calls(trace)),
-            )
-        )
-
-        def squeue_loop() -> None:
-            end = time.monotonic() + watch_s
-            while time.monotonic() < end:
-                subprocess.run(["squeue", "--me"], capture_output=True)
-                time.sleep(2.0)  # watch(1)'s default interval
-
-        looped = counted(squeue_loop)
-        rows.append(
-            (
-                "`watch squeue --me` (every 2 s), per minute",
-                round(sum(looped.values()) * 60 / watch_s),
-                what(looped),
-                "squeue (one per refresh)",
-            )
-        )
-
-        def submitit_poll() -> None:
-            import submitit
-
-            jobs = [submitit.SlurmJob(folder=tmp / "submitit", job_id=f"{j}_{k}") for j in ids for k in range(runs)][
-                :runs
-            ]
-            end = time.monotonic() + watch_s
-            while time.monotonic() < end:
-                [job.state for job in jobs]  # noqa: B018 - what a script waiting on its jobs calls
-                time.sleep(2.0)
-
-        polled = counted(submitit_poll)
-        rows.append(
-            (
-                f"submitit: `.state` of {runs:,} jobs every 2 s, per minute",
-                round(sum(polled.values()) * 60 / watch_s),
-                what(polled),
-                "sacct (its watcher, throttled)",
-            )
-        )
+        rows.append(_watched(watch_s, danlu, env, trace))
+        rows.append(_squeue_loop(watch_s))
+        rows.append(_submitit_poll(runs, watch_s, ids, tmp))
     finally:
         subprocess.run(["scancel", *ids], capture_output=True)
     return rows
