@@ -78,14 +78,3 @@ def wait_until_ended(store: Any, sweeps: list[str], runs: list[str] | None = Non
     rows = wait(store, sweeps, runs=runs or ()) or []
     err(render_plain(items(rows)))
     return 0 if all(r["state"] == "COMPLETED" for r in rows) else 1
-
-
-def check_template_dir(template_dir: str | None) -> None:
-    """--template-dir (submit, rerun) names a folder that exists."""
-    from pathlib import Path
-
-    if template_dir and not Path(template_dir).expanduser().is_dir():
-        raise UserError(
-            f"template dir {template_dir!r} does not exist",
-            "pass --template-dir a folder with your copies of templates/*.j2",
-        )

@@ -17,9 +17,10 @@ def run(args: Namespace) -> int:
     from ..submit import notify_job
     from ..submit.execute import new_token
     from ..submit.live_checks import against_the_live_cluster
+    from ..submit.prepare import check_template_dir
     from ..submit.rerun import plan_attempts
     from ..views.plan import print_plan
-    from .common import check_template_dir, in_jobs, open_store, report_submitted, wait_until_ended
+    from .common import in_jobs, open_store, report_submitted, wait_until_ended
 
     choices = RERUNNABLE + ("CANCELLED", "UNSUBMITTED")
     cont = getattr(args, "cont", False)
