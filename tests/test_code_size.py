@@ -37,8 +37,6 @@ STILL_OVER = {
     "launcher/store.py:Store.create_sweep",
     "launcher/submit/outputs.py:folder_problems",
     "launcher/submit/recovery.py:reconcile_submitting",
-    "launcher/views/logs.py:sources",
-    "launcher/views/logs.py:show_logs",
     "launcher/job/agent.py",
     "launcher/slurm.py",
     "launcher/spec/compose.py",
