@@ -86,11 +86,14 @@ def parse_partitions(text: str) -> Dict[str, PartitionFacts]:
     return parts
 
 
-def add_nodes(parts: Dict[str, PartitionFacts], sinfo_text: str) -> None:
-    """CPUs, memory and GPUs of each partition's nodes from `sinfo -N` (SINFO_NODES)."""
+NodeSize = Tuple[int, int, Dict[str, int]]  # a node's CPUs, memory (MB) and GPUs per type
+
+
+def node_sizes(sinfo_text: str) -> Dict[str, NodeSize]:
+    """Each node's CPUs, memory and GPUs from `sinfo -N` (SINFO_NODES); a number sinfo leaves out counts 0."""
     from .views.cluster import parse_gres
 
-    nodes: Dict[str, Tuple[int, int, Dict[str, int]]] = {}  # node -> (CPUs, memory MB, GPUs per type)
+    nodes: Dict[str, NodeSize] = {}
     for line in sinfo_text.splitlines():
         cells = [c.strip() for c in line.split("|")]
         if len(cells) < 5 or not cells[0]:
@@ -98,21 +101,32 @@ def add_nodes(parts: Dict[str, PartitionFacts], sinfo_text: str) -> None:
         cpus = int(cells[2]) if cells[2].isdigit() else 0
         mem = int(cells[3]) if cells[3].isdigit() else 0
         nodes[cells[0]] = (cpus, mem, parse_gres(cells[4]))
+    return nodes
+
+
+def size_partition(p: PartitionFacts, mine: List[NodeSize]) -> None:
+    """A partition's sizes from its nodes': the smallest node's, the largest's, and its GPU types (the most common
+    first)."""
+    p.cpus_per_node = min(c for c, _, _ in mine)
+    p.mem_per_node_mb = min(m for _, m, _ in mine)
+    p.gpus_per_node = min(sum(g.values()) for _, _, g in mine)
+    types = Counter(t for _, _, g in mine for t, n in g.items() if t and n)
+    if types:
+        p.gpu_type = types.most_common(1)[0][0]
+        p.other_gpu_types = sorted(set(types) - {p.gpu_type})
+    p.most_cpus = max(c for c, _, _ in mine)
+    p.most_mem_mb = max(m for _, m, _ in mine)
+    p.most_gpus = {"": max(sum(g.values()) for _, _, g in mine)}
+    p.most_gpus.update({t: max(g.get(t, 0) for _, _, g in mine) for t in types})
+
+
+def add_nodes(parts: Dict[str, PartitionFacts], sinfo_text: str) -> None:
+    """CPUs, memory and GPUs of each partition's nodes from `sinfo -N` (SINFO_NODES)."""
+    nodes = node_sizes(sinfo_text)
     for p in parts.values():
         mine = [nodes[n] for n in p.nodes if n in nodes]
-        if not mine:
-            continue
-        p.cpus_per_node = min(c for c, _, _ in mine)
-        p.mem_per_node_mb = min(m for _, m, _ in mine)
-        p.gpus_per_node = min(sum(g.values()) for _, _, g in mine)
-        types = Counter(t for _, _, g in mine for t, n in g.items() if t and n)
-        if types:
-            p.gpu_type = types.most_common(1)[0][0]
-            p.other_gpu_types = sorted(set(types) - {p.gpu_type})
-        p.most_cpus = max(c for c, _, _ in mine)
-        p.most_mem_mb = max(m for _, m, _ in mine)
-        p.most_gpus = {"": max(sum(g.values()) for _, _, g in mine)}
-        p.most_gpus.update({t: max(g.get(t, 0) for _, _, g in mine) for t in types})
+        if mine:
+            size_partition(p, mine)
 
 
 ASSOC_FORMAT = "format=MaxSubmitJobs,MaxJobs,GrpTRES"

@@ -13,6 +13,10 @@ import sys
 from ..errors import UserError
 from .output import err
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    import argparse
+
 VERBS = (
     "submit",
     "status",
@@ -68,10 +72,19 @@ def main(argv: list[str] | tuple[str, ...] | None = None) -> int:  # no typing i
         from .shell_complete import complete
 
         return complete(argv[1:])
+    parser, args = parse(argv)
+    if not args.command:
+        parser.print_help()
+        return 0
+    return run_verb(args)
+
+
+def parse(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    """(the parser, the arguments): only the arguments of the verb asked for are built (--help: none); an unknown
+    verb gets the whole parser's error. An unknown option is a usage error (exit 2) naming the verb's --help."""
     from .parser import build_parser, verb_parser
 
     first = next((a for a in argv if not a.startswith("-")), None)
-    # only the arguments of the verb asked for (--help: none); an unknown verb gets the whole parser's error
     parser = build_parser("" if first is None else first if first in VERBS else None)
     args, extra = parser.parse_known_args(argv)
     # overrides may come after options (danlu submit --name x a=1 b=2): argparse leaves those over; an override
@@ -84,9 +97,11 @@ def main(argv: list[str] | tuple[str, ...] | None = None) -> int:  # no typing i
         )
     if extra:
         args.overrides = list(args.overrides) + extra
-    if not args.command:
-        parser.print_help()
-        return 0
+    return parser, args
+
+
+def run_verb(args: argparse.Namespace) -> int:
+    """The verb's module run on `args`; what goes wrong becomes a message on stderr and the exit code."""
     try:
         from importlib import import_module
 

@@ -9,6 +9,15 @@ from .common import open_store, store_errors
 
 @store_errors
 def run(args: Namespace) -> int:
-    from ..views.logs import show_logs
+    from ..views.logs import LogsOptions, show_logs
 
-    return show_logs(open_store(), args)
+    opts = LogsOptions(
+        run=args.run,
+        follow=args.follow,
+        node=args.node,
+        rank=args.rank,
+        err=args.err,
+        tail=args.tail,
+        attempt=args.attempt,
+    )
+    return show_logs(open_store(), opts)

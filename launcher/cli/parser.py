@@ -11,7 +11,7 @@ from .output import err
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a tenth of `danlu --help`'s time)
 if TYPE_CHECKING:
-    from typing import Any, NoReturn
+    from typing import Any, Callable, NoReturn
 
 
 def _columns() -> int:
@@ -69,13 +69,195 @@ def _add_submitting(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _submit_arguments(p: argparse.ArgumentParser) -> None:
+    """`danlu submit`'s arguments."""
+    p.add_argument(
+        "overrides", nargs="*", metavar="OVERRIDE", help="Hydra overrides: experiment=tiny_dpo args.beta_dpo=2500"
+    )
+    p.add_argument("-m", "--multirun", action="store_true", help="expand sweeps (key=a,b range() glob()) into runs")
+    p.add_argument("--dry-run", action="store_true", help="print the script(s) that would be submitted; submit nothing")
+    p.add_argument("--name", help="sweep name (default: <experiment>-<4 hex>)")
+    p.add_argument("--config-dir", help="another folder of configs (<group>/<name>.yaml)")
+    p.add_argument("--template-dir", help="a folder with your own copies of templates/*.j2")
+    _add_submitting(p)
+    p.add_argument(
+        "--reuse-output",
+        action="store_true",
+        help="let runs write into an output dir another run owns (to train a run further: rerun --continue)",
+    )
+
+
+def _status_arguments(p: argparse.ArgumentParser) -> None:
+    """`danlu status`'s arguments."""
+    p.add_argument("names", nargs="*", metavar="SWEEP|RUN")
+    p.add_argument("--all", action="store_true", help="finished runs too")
+    p.add_argument("--state", help="only these states, comma-separated (e.g. FAILED,TIMEOUT)")
+    p.add_argument("--watch", action="store_true", help="refresh every few seconds")
+    p.add_argument("--interval", type=float, default=3.0, help=argparse.SUPPRESS)
+    p.add_argument("--json", action="store_true", help="print the runs as JSON on stdout (one object per run)")
+    p.add_argument(
+        "--no-metrics",
+        action="store_true",
+        help="leave out running runs' latest step and metric (read from the tail of each one's log)",
+    )
+
+
+def _logs_arguments(p: argparse.ArgumentParser) -> None:
+    """`danlu logs`'s arguments."""
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing new lines until the run ends")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--node", type=int, help="only this node's logs (0 is the head node)")
+    g.add_argument("--rank", type=int, help="only this rank's lines")
+    p.add_argument("--err", action="store_true", help="Slurm's own output of the batch script (errors before launch)")
+    p.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
+    p.add_argument("--attempt", type=int, help="an earlier attempt (default: the latest)")
+
+
+def _report_arguments(p: argparse.ArgumentParser) -> None:
+    """`danlu report`'s arguments."""
+    p.add_argument("sweep", metavar="SWEEP")
+    p.add_argument("--metric", help="the metric to rank by (default: loss, else the first loss-like one found)")
+    p.add_argument("--mode", choices=["min", "max"], help="better is lower or higher (default: from the name)")
+    p.add_argument(
+        "--group-by-seed",
+        action="store_true",
+        help="mean +- std over seeds per sweep point (automatic when a seed is swept)",
+    )
+    p.add_argument("--json", action="store_true", help="every run's values, summary and series")
+    p.add_argument(
+        "--html",
+        metavar="FILE",
+        help="also write the report as one self-contained page: sortable table, a plot per metric, "
+        "each run's log (needs the report extra: plotly)",
+    )
+    p.add_argument(
+        "--metrics-dir",
+        action="append",
+        metavar="DIR",
+        help="also search DIR for CSV and TensorBoard files of every run (relative: to each run's workdir; "
+        "repeatable); the output dir and a LightningCLI config's log folders are searched anyway",
+    )
+
+
+def _notify_arguments(p: argparse.ArgumentParser) -> None:
+    """`danlu notify`'s arguments."""
+    p.add_argument("sweep", metavar="SWEEP")
+    p.add_argument("--dry-run", action="store_true", help="print the messages (JSON, one per line); send nothing")
+
+
+def _cancel_arguments(p: argparse.ArgumentParser) -> None:
+    """`danlu cancel`'s arguments."""
+    p.add_argument("names", nargs="+", metavar="SWEEP|RUN")
+    p.add_argument("--state", help="only runs in these states, comma-separated (e.g. PENDING)")
+    p.add_argument("--dry-run", action="store_true", help="print the runs that would be cancelled; cancel nothing")
+    p.add_argument("--json", action="store_true", help="print [{run, job_id, state}] on stdout")
+
+
+def _show_arguments(p: argparse.ArgumentParser) -> None:
+    """`danlu show`'s arguments."""
+    p.add_argument("run", metavar="RUN")
+    p.add_argument(
+        "--full", action="store_true", help="also the whole resolved config and the batch script (at the end)"
+    )
+    p.add_argument("--json", action="store_true", help="everything, the whole config and script included")
+
+
+def _rerun_arguments(p: argparse.ArgumentParser) -> None:
+    """`danlu rerun`'s arguments."""
+    p.add_argument("target", metavar="SWEEP|RUN")
+    p.add_argument("overrides", nargs="*", metavar="OVERRIDE")
+    p.add_argument(
+        "--state",
+        help="rerun runs whose latest attempt ended in these states, comma-separated (e.g. FAILED,TIMEOUT)",
+    )
+    p.add_argument(
+        "--continue",
+        dest="cont",
+        action="store_true",
+        help="a new attempt of COMPLETED runs with the OVERRIDES (e.g. args.max_train_steps=4000), "
+        "resuming from their checkpoints",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the script(s) that would be submitted; submit nothing")
+    p.add_argument("--exclude-failed-nodes", action="store_true", help="keep off the nodes the failed attempts ran on")
+    p.add_argument("--config-dir", help="compose from this folder of configs (and ./jobs), not the original submit's")
+    p.add_argument("--template-dir", help="render with your copies of templates/*.j2, not the original submit's")
+    _add_submitting(p)
+
+
+def _cluster_arguments(p: argparse.ArgumentParser) -> None:
+    """`danlu cluster`'s arguments."""
+    p.add_argument("--json", action="store_true", help="print the partitions as JSON on stdout")
+    clsub = p.add_subparsers(dest="cluster_command", metavar="ACTION", parser_class=_Parser)
+    ci = clsub.add_parser(
+        "init", help="write jobs/cluster/NAME.yaml from the live cluster (partitions, GPU types, limits)"
+    )
+    ci.add_argument("name", metavar="NAME")
+    ci.add_argument(
+        "--here",
+        action="store_true",
+        help="write ./jobs/cluster/NAME.yaml (default: your own ~/.config/danlu/jobs/cluster/NAME.yaml)",
+    )
+    ci.add_argument("--force", action="store_true", help="replace an existing profile of that name")
+    ci.add_argument("--dry-run", action="store_true", help="print the profile, write nothing")
+
+
+def _env_arguments(p: argparse.ArgumentParser) -> None:
+    """`danlu env`'s arguments."""
+    esub = p.add_subparsers(dest="env_command", metavar="ACTION", parser_class=_Parser)
+    es = esub.add_parser("sync", help="uv sync envs/NAME into envs/NAME/.venv")
+    es.add_argument("name", metavar="NAME")
+    es.add_argument("--json", action="store_true", help="print what was synced as JSON on stdout")
+    el = esub.add_parser("list", help="list the environments")
+    el.add_argument("--json", action="store_true", help="print the environments as JSON on stdout")
+
+
+def _options_arguments(p: argparse.ArgumentParser) -> None:
+    """`danlu options`'s arguments."""
+    p.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="e.g. experiment=diffusion_dpo workdir=...")
+    p.add_argument("--config-dir", help="another folder of configs (<group>/<name>.yaml)")
+    p.add_argument("--json", action="store_true", help="print the keys (and the program's flags) as JSON on stdout")
+
+
+def _completion_arguments(p: argparse.ArgumentParser) -> None:
+    """`danlu completion`'s arguments."""
+    p.add_argument("shell", choices=["bash", "zsh"])
+
+
+# Every verb in the order `danlu --help` lists them: its name, its line of help, and what adds its arguments.
+VERB_PARSERS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], ...] = (
+    ("submit", "submit a run or a sweep (returns once Slurm has accepted it)", _submit_arguments),
+    ("status", "squeue-style table of your runs", _status_arguments),
+    ("logs", "a run's logs", _logs_arguments),
+    ("report", "which run won: a sweep's runs by a metric they wrote (loss by default)", _report_arguments),
+    (
+        "notify",
+        "send a sweep's messages now: each failed run not yet announced, then the "
+        "summary (the sweep's summary job runs this once its runs have ended)",
+        _notify_arguments,
+    ),
+    ("cancel", "cancel runs or whole sweeps", _cancel_arguments),
+    ("show", "everything needed to reproduce a run", _show_arguments),
+    ("rerun", "resubmit the failed runs of a sweep (or one run)", _rerun_arguments),
+    (
+        "cluster",
+        "partitions, GPUs total/allocated/free, pending jobs; `init NAME` writes a "
+        "cluster profile from the live cluster",
+        _cluster_arguments,
+    ),
+    ("env", "job environments (envs/NAME)", _env_arguments),
+    (
+        "options",
+        "every config key with its default and help; with experiment=NAME, the program's own flags too",
+        _options_arguments,
+    ),
+    ("completion", 'print a shell completion script: eval "$(danlu completion bash)"', _completion_arguments),
+)
+
+
 def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     """The whole parser; with `verb`, only that verb's arguments (every verb is still listed): `danlu --help` and
     each command build what they use ("" builds none)."""
-
-    def want(name: str) -> bool:
-        return verb is None or verb == name
-
     p = _Parser(
         prog="danlu",
         description="Slurm experiment orchestration: Hydra configs in, Slurm jobs out, every run remembered.",
@@ -83,167 +265,8 @@ def build_parser(verb: str | None = None) -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"danlu {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-
-    s = sub.add_parser("submit", help="submit a run or a sweep (returns once Slurm has accepted it)")
-    if want("submit"):
-        s.add_argument(
-            "overrides", nargs="*", metavar="OVERRIDE", help="Hydra overrides: experiment=tiny_dpo args.beta_dpo=2500"
-        )
-        s.add_argument("-m", "--multirun", action="store_true", help="expand sweeps (key=a,b range() glob()) into runs")
-        s.add_argument(
-            "--dry-run", action="store_true", help="print the script(s) that would be submitted; submit nothing"
-        )
-        s.add_argument("--name", help="sweep name (default: <experiment>-<4 hex>)")
-        s.add_argument("--config-dir", help="another folder of configs (<group>/<name>.yaml)")
-        s.add_argument("--template-dir", help="a folder with your own copies of templates/*.j2")
-        _add_submitting(s)
-        s.add_argument(
-            "--reuse-output",
-            action="store_true",
-            help="let runs write into an output dir another run owns (to train a run further: rerun --continue)",
-        )
-
-    st = sub.add_parser("status", help="squeue-style table of your runs")
-    if want("status"):
-        st.add_argument("names", nargs="*", metavar="SWEEP|RUN")
-        st.add_argument("--all", action="store_true", help="finished runs too")
-        st.add_argument("--state", help="only these states, comma-separated (e.g. FAILED,TIMEOUT)")
-        st.add_argument("--watch", action="store_true", help="refresh every few seconds")
-        st.add_argument("--interval", type=float, default=3.0, help=argparse.SUPPRESS)
-        st.add_argument("--json", action="store_true", help="print the runs as JSON on stdout (one object per run)")
-        st.add_argument(
-            "--no-metrics",
-            action="store_true",
-            help="leave out running runs' latest step and metric (read from the tail of each one's log)",
-        )
-
-    lg = sub.add_parser("logs", help="a run's logs")
-    if want("logs"):
-        lg.add_argument("run", metavar="RUN")
-        lg.add_argument("--follow", "-f", action="store_true", help="keep printing new lines until the run ends")
-        g = lg.add_mutually_exclusive_group()
-        g.add_argument("--node", type=int, help="only this node's logs (0 is the head node)")
-        g.add_argument("--rank", type=int, help="only this rank's lines")
-        lg.add_argument(
-            "--err", action="store_true", help="Slurm's own output of the batch script (errors before launch)"
-        )
-        lg.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
-        lg.add_argument("--attempt", type=int, help="an earlier attempt (default: the latest)")
-
-    rp = sub.add_parser("report", help="which run won: a sweep's runs by a metric they wrote (loss by default)")
-    if want("report"):
-        rp.add_argument("sweep", metavar="SWEEP")
-        rp.add_argument("--metric", help="the metric to rank by (default: loss, else the first loss-like one found)")
-        rp.add_argument("--mode", choices=["min", "max"], help="better is lower or higher (default: from the name)")
-        rp.add_argument(
-            "--group-by-seed",
-            action="store_true",
-            help="mean +- std over seeds per sweep point (automatic when a seed is swept)",
-        )
-        rp.add_argument("--json", action="store_true", help="every run's values, summary and series")
-        rp.add_argument(
-            "--html",
-            metavar="FILE",
-            help="also write the report as one self-contained page: sortable table, a plot per metric, "
-            "each run's log (needs the report extra: plotly)",
-        )
-        rp.add_argument(
-            "--metrics-dir",
-            action="append",
-            metavar="DIR",
-            help="also search DIR for CSV and TensorBoard files of every run (relative: to each run's workdir; "
-            "repeatable); the output dir and a LightningCLI config's log folders are searched anyway",
-        )
-
-    nt = sub.add_parser(
-        "notify",
-        help="send a sweep's messages now: each failed run not yet announced, then the "
-        "summary (the sweep's summary job runs this once its runs have ended)",
-    )
-    if want("notify"):
-        nt.add_argument("sweep", metavar="SWEEP")
-        nt.add_argument("--dry-run", action="store_true", help="print the messages (JSON, one per line); send nothing")
-
-    c = sub.add_parser("cancel", help="cancel runs or whole sweeps")
-    if want("cancel"):
-        c.add_argument("names", nargs="+", metavar="SWEEP|RUN")
-        c.add_argument("--state", help="only runs in these states, comma-separated (e.g. PENDING)")
-        c.add_argument("--dry-run", action="store_true", help="print the runs that would be cancelled; cancel nothing")
-        c.add_argument("--json", action="store_true", help="print [{run, job_id, state}] on stdout")
-
-    sh = sub.add_parser("show", help="everything needed to reproduce a run")
-    if want("show"):
-        sh.add_argument("run", metavar="RUN")
-        sh.add_argument(
-            "--full", action="store_true", help="also the whole resolved config and the batch script (at the end)"
-        )
-        sh.add_argument("--json", action="store_true", help="everything, the whole config and script included")
-
-    r = sub.add_parser("rerun", help="resubmit the failed runs of a sweep (or one run)")
-    if want("rerun"):
-        r.add_argument("target", metavar="SWEEP|RUN")
-        r.add_argument("overrides", nargs="*", metavar="OVERRIDE")
-        r.add_argument(
-            "--state",
-            help="rerun runs whose latest attempt ended in these states, comma-separated (e.g. FAILED,TIMEOUT)",
-        )
-        r.add_argument(
-            "--continue",
-            dest="cont",
-            action="store_true",
-            help="a new attempt of COMPLETED runs with the OVERRIDES (e.g. args.max_train_steps=4000), "
-            "resuming from their checkpoints",
-        )
-        r.add_argument(
-            "--dry-run", action="store_true", help="print the script(s) that would be submitted; submit nothing"
-        )
-        r.add_argument(
-            "--exclude-failed-nodes", action="store_true", help="keep off the nodes the failed attempts ran on"
-        )
-        r.add_argument(
-            "--config-dir", help="compose from this folder of configs (and ./jobs), not the original submit's"
-        )
-        r.add_argument("--template-dir", help="render with your copies of templates/*.j2, not the original submit's")
-        _add_submitting(r)
-
-    cl = sub.add_parser(
-        "cluster",
-        help="partitions, GPUs total/allocated/free, pending jobs; `init NAME` writes a "
-        "cluster profile from the live cluster",
-    )
-    if want("cluster"):
-        cl.add_argument("--json", action="store_true", help="print the partitions as JSON on stdout")
-        clsub = cl.add_subparsers(dest="cluster_command", metavar="ACTION", parser_class=_Parser)
-        ci = clsub.add_parser(
-            "init", help="write jobs/cluster/NAME.yaml from the live cluster (partitions, GPU types, limits)"
-        )
-        ci.add_argument("name", metavar="NAME")
-        ci.add_argument(
-            "--here",
-            action="store_true",
-            help="write ./jobs/cluster/NAME.yaml (default: your own ~/.config/danlu/jobs/cluster/NAME.yaml)",
-        )
-        ci.add_argument("--force", action="store_true", help="replace an existing profile of that name")
-        ci.add_argument("--dry-run", action="store_true", help="print the profile, write nothing")
-
-    e = sub.add_parser("env", help="job environments (envs/NAME)")
-    if want("env"):
-        esub = e.add_subparsers(dest="env_command", metavar="ACTION", parser_class=_Parser)
-        es = esub.add_parser("sync", help="uv sync envs/NAME into envs/NAME/.venv")
-        es.add_argument("name", metavar="NAME")
-        es.add_argument("--json", action="store_true", help="print what was synced as JSON on stdout")
-        el = esub.add_parser("list", help="list the environments")
-        el.add_argument("--json", action="store_true", help="print the environments as JSON on stdout")
-
-    o = sub.add_parser(
-        "options", help="every config key with its default and help; with experiment=NAME, the program's own flags too"
-    )
-    if want("options"):
-        o.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="e.g. experiment=diffusion_dpo workdir=...")
-        o.add_argument("--config-dir", help="another folder of configs (<group>/<name>.yaml)")
-        o.add_argument("--json", action="store_true", help="print the keys (and the program's flags) as JSON on stdout")
-
-    cp = sub.add_parser("completion", help='print a shell completion script: eval "$(danlu completion bash)"')
-    if want("completion"):
-        cp.add_argument("shell", choices=["bash", "zsh"])
+    for name, help_line, add_arguments in VERB_PARSERS:
+        verb_p = sub.add_parser(name, help=help_line)
+        if verb is None or verb == name:
+            add_arguments(verb_p)
     return p

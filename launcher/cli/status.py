@@ -33,9 +33,16 @@ def run(args: Namespace) -> int:
     check_states(args.state)
     store = open_store()
     if args.watch and not args.json:  # live table on a terminal, plain blocks otherwise (views/watch.py)
-        from ..views.watch import watch
+        from ..views.watch import WatchOptions, watch
 
-        return watch(store, args)
+        opts = WatchOptions(
+            names=tuple(args.names),
+            show_all=args.all,
+            states=args.state,
+            interval=args.interval,
+            no_metrics=args.no_metrics,
+        )
+        return watch(store, opts)
     if not args.watch:
         # one table and the process ends: no cycle collection while 100,000 rows' objects are made (each pass of
         # the collector walks them all: ~10% of such a status); memory is freed by reference counts as usual

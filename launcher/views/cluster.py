@@ -218,10 +218,11 @@ def parse_squeue(text: str) -> List[QueueRow]:
 
 
 # ---- the view ----------------------------------------------------------------------------------
-def summarize(
-    nodes: List[NodeRow], queue: List[QueueRow], user: str
-) -> Tuple[List[PartitionView], Dict[str, Dict[str, int]]]:
-    """Per-partition views (in sinfo's order) and per-GPU-type totals over distinct nodes."""
+def count_nodes(
+    nodes: List[NodeRow],
+) -> Tuple[Dict[str, PartitionView], Dict[str, Dict[str, Counts]], Dict[str, Counts]]:
+    """(partition -> its view with its nodes counted, partition -> GPU type -> its GPUs, GPU type -> its GPUs over
+    distinct nodes): a node in several partitions counts in each, and once in the totals."""
     views: Dict[str, PartitionView] = {}
     part_counts: Dict[str, Dict[str, Counts]] = {}
     node_counts: Dict[str, Counts] = {}
@@ -238,14 +239,24 @@ def summarize(
             if n.node not in seen_nodes:
                 node_counts.setdefault(gtype, Counts()).add(total, n.used.get(gtype, 0), n.unavailable)
         seen_nodes.add(n.node)
-    for name, v in views.items():
-        types = part_counts.get(name, {})
-        v.gpu_types = sorted(t or "gpu" for t in types)
-        v.by_type = {(t or "gpu"): asdict(c) for t, c in sorted(types.items())}
-        v.gpus_total = sum(c.total for c in types.values())
-        v.gpus_allocated = sum(c.allocated for c in types.values())
-        v.gpus_free = sum(c.free for c in types.values())
-        v.gpus_unavailable = sum(c.unavailable for c in types.values())
+    return views, part_counts, node_counts
+
+
+def add_gpus(v: PartitionView, types: Dict[str, Counts]) -> None:
+    """A partition's GPUs, by type and in all ('gpu' names the untyped ones)."""
+    v.gpu_types = sorted(t or "gpu" for t in types)
+    v.by_type = {(t or "gpu"): asdict(c) for t, c in sorted(types.items())}
+    v.gpus_total = sum(c.total for c in types.values())
+    v.gpus_allocated = sum(c.allocated for c in types.values())
+    v.gpus_free = sum(c.free for c in types.values())
+    v.gpus_unavailable = sum(c.unavailable for c in types.values())
+
+
+RUNNING_STATES = ("RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED")  # squeue's states of a job that holds GPUs
+
+
+def count_jobs(views: Dict[str, PartitionView], queue: List[QueueRow], user: str) -> None:
+    """Each partition's pending and running jobs, and the running jobs and GPUs of `user`."""
     for q in queue:
         for p in q.partitions:
             view = views.get(p)
@@ -253,11 +264,21 @@ def summarize(
                 continue
             if q.state == "PENDING":
                 view.pending_jobs += 1
-            elif q.state in ("RUNNING", "COMPLETING", "CONFIGURING", "SUSPENDED"):
+            elif q.state in RUNNING_STATES:
                 view.running_jobs += 1
                 if q.user == user:
                     view.my_jobs += 1
                     view.my_gpus += q.gpus
+
+
+def summarize(
+    nodes: List[NodeRow], queue: List[QueueRow], user: str
+) -> Tuple[List[PartitionView], Dict[str, Dict[str, int]]]:
+    """Per-partition views (in sinfo's order) and per-GPU-type totals over distinct nodes."""
+    views, part_counts, node_counts = count_nodes(nodes)
+    for name, v in views.items():
+        add_gpus(v, part_counts.get(name, {}))
+    count_jobs(views, queue, user)
     totals = {(t or "gpu"): asdict(c) for t, c in sorted(node_counts.items())}
     ordered = sorted(views.values(), key=lambda v: (not v.default, v.partition.lower()))  # default first
     return ordered, totals

@@ -5,7 +5,7 @@ what a chat bot shows; the json format sends the whole dict (launcher/webhook.py
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..layout import RunLayout
 from ..state.failure import failed_log, failure_text, log_tail
@@ -43,19 +43,24 @@ def failure(row: Any) -> Dict[str, Any]:
     }
 
 
-def summary(sweep: str, rows: Sequence[Any], report: Dict[str, Any]) -> Dict[str, Any]:
+def state_counts(rows: Sequence[Any]) -> Dict[str, int]:
+    """How many of the runs are in each state."""
     counts: Dict[str, int] = {}
     for r in rows:
         counts[r["state"]] = counts.get(r["state"], 0) + 1
-    active = sum(1 for r in rows if not r["final"])
-    states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
-    lines = [
-        f"danlu: sweep {sweep} ended: {counted(len(rows), 'run')}: {states}"
-        + (f" ({active} not ended yet)" if active else "")
-    ]
+    return counts
+
+
+def winners(report: Dict[str, Any]) -> Tuple[Optional[Dict[str, Any]], Optional[Dict[str, Any]]]:
+    """The report's best run and its best point over seeds (None where it has none)."""
     best = next((i for i in report["runs"] if i["best_run"]), None)
     top = next((p for p in report["points"] if p.get("best_point")), None)
-    metric = report["metric"]
+    return best, top
+
+
+def best_lines(metric: Optional[str], best: Optional[Dict[str, Any]], top: Optional[Dict[str, Any]]) -> List[str]:
+    """The best point over seeds and the best run, each with its value of the metric."""
+    lines: List[str] = []
     if top is not None:
         point = " ".join(f"{k}={v}" for k, v in top["values"].items()) or "(one point)"
         lines.append(
@@ -68,14 +73,21 @@ def summary(sweep: str, rows: Sequence[Any], report: Dict[str, Any]) -> Dict[str
             f"best run: {best['run']}{' (' + point + ')' if point else ''}: {metric} "
             f"{number_text(best['best'])} at step {best['best_step']}"
         )
+    return lines
+
+
+def failed_lines(sweep: str, rows: Sequence[Any]) -> List[str]:
+    """The failed runs with their reasons, at most MAX_LISTED of them, then how many more."""
     bad = [r for r in rows if failed(r)]
-    for r in bad[:MAX_LISTED]:
-        lines.append(f"{r['state']}: {r['run']}: {r['reason'] or '-'}")
+    lines = [f"{r['state']}: {r['run']}: {r['reason'] or '-'}" for r in bad[:MAX_LISTED]]
     if len(bad) > MAX_LISTED:
         lines.append(f"... and {len(bad) - MAX_LISTED} more failed (danlu status {sweep} --state FAILED)")
-    if metric:
-        lines += ["", render(report, sparks=False)]
-    runs = [
+    return lines
+
+
+def summary_runs(rows: Sequence[Any], report: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """Each run of the report with its values, steps, metric and why it ended (the json format's runs)."""
+    return [
         {
             "run": i["run"],
             "state": i["state"],
@@ -88,6 +100,22 @@ def summary(sweep: str, rows: Sequence[Any], report: Dict[str, Any]) -> Dict[str
         }
         for i in report["runs"]
     ]
+
+
+def summary(sweep: str, rows: Sequence[Any], report: Dict[str, Any]) -> Dict[str, Any]:
+    """The sweep's summary: how its runs ended, the best run (and point), the failed runs and the report's table."""
+    counts = state_counts(rows)
+    active = sum(1 for r in rows if not r["final"])
+    states = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+    lines = [
+        f"danlu: sweep {sweep} ended: {counted(len(rows), 'run')}: {states}"
+        + (f" ({active} not ended yet)" if active else "")
+    ]
+    metric = report["metric"]
+    best, top = winners(report)
+    lines += best_lines(metric, best, top) + failed_lines(sweep, rows)
+    if metric:
+        lines += ["", render(report, sparks=False)]
     return {
         "event": "sweep_ended",
         "sweep": sweep,
@@ -97,7 +125,7 @@ def summary(sweep: str, rows: Sequence[Any], report: Dict[str, Any]) -> Dict[str
         "mode": report["mode"],
         "best_run": best["run"] if best else None,
         "best_point": top["values"] if top else None,
-        "runs": runs,
+        "runs": summary_runs(rows, report),
         "text": "\n".join(lines),
     }
 

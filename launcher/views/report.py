@@ -52,6 +52,59 @@ def sparkline(values: Sequence[float], width: int = 16) -> str:
     return "".join(SPARKS[min(len(SPARKS) - 1, int((v - lo) / span * len(SPARKS)))] for v in values)
 
 
+def run_item(r: RunReport, keys: Sequence[str], chosen: Optional[str], how: str) -> Dict[str, Any]:
+    """One run's row of the report: its swept values, steps done, and the last and best value of the metric."""
+    s = r.series.get(chosen) if chosen else None
+    last, best = (s.last(), s.best(how)) if s else (None, None)
+    steps = max((x.steps[-1] for x in r.series.values() if x.steps), default=0)
+    return {
+        "run": r.run,
+        "state": r.state,
+        "values": {k: r.values.get(k) for k in keys},
+        "steps": steps,
+        "last": last[1] if last else None,
+        "best": best[1] if best else None,
+        "best_step": best[0] if best else None,
+        "series": r.series,
+    }  # Series objects: as_json() makes them lists
+
+
+def mark_best_run(items: List[Dict[str, Any]], how: str) -> None:
+    """Sets each item's "best_run": true for the one run whose best value is the best of all."""
+    better = min if how == "min" else max
+    scored = [i for i in items if i["best"] is not None]
+    winner = better(scored, key=lambda i: i["best"])["run"] if scored else None
+    for i in items:
+        i["best_run"] = i["run"] == winner
+
+
+def seed_point(values: Dict[str, Any], members: List[Dict[str, Any]], seed: str) -> Dict[str, Any]:
+    """One sweep point over its seeds: its runs, their seeds, and the mean and std of their best values."""
+    bests = [m["best"] for m in members if m["best"] is not None]
+    return {
+        "values": values,
+        "runs": [m["run"] for m in members],
+        "seeds": [m["values"].get(seed) for m in members],
+        "mean": statistics.fmean(bests) if bests else None,
+        "std": statistics.stdev(bests) if len(bests) > 1 else 0.0 if bests else None,
+    }
+
+
+def seed_points(items: List[Dict[str, Any]], keys: Sequence[str], seed: str, how: str) -> List[Dict[str, Any]]:
+    """The runs grouped by their values of every swept key but the seed, each group a point; the best one marked."""
+    others = [k for k in keys if k != seed]
+    groups: Dict[Tuple[Any, ...], List[Dict[str, Any]]] = {}  # the other keys' values -> runs
+    for i in items:
+        groups.setdefault(tuple(i["values"].get(k) for k in others), []).append(i)
+    points = [seed_point(dict(zip(others, vals, strict=True)), members, seed) for vals, members in groups.items()]
+    better = min if how == "min" else max
+    ranked = [p for p in points if p["mean"] is not None]
+    top = better(ranked, key=lambda p: p["mean"]) if ranked else None
+    for p in points:
+        p["best_point"] = p is top
+    return points
+
+
 def build(
     runs: Sequence[RunReport],
     metric: Optional[str] = None,
@@ -64,56 +117,15 @@ def build(
     how = mode or (default_mode(chosen) if chosen else "min")
     seed = seed_key(keys)
     grouping = bool(seed) if group_by_seed is None else group_by_seed and seed is not None
-    items: List[Dict[str, Any]] = []
-    for r in runs:
-        s = r.series.get(chosen) if chosen else None
-        last, best = (s.last(), s.best(how)) if s else (None, None)
-        steps = max((x.steps[-1] for x in r.series.values() if x.steps), default=0)
-        items.append(
-            {
-                "run": r.run,
-                "state": r.state,
-                "values": {k: r.values.get(k) for k in keys},
-                "steps": steps,
-                "last": last[1] if last else None,
-                "best": best[1] if best else None,
-                "best_step": best[0] if best else None,
-                "series": r.series,
-            }
-        )  # Series objects: as_json() makes them lists
-    better = min if how == "min" else max
-    scored = [i for i in items if i["best"] is not None]
-    winner = better(scored, key=lambda i: i["best"])["run"] if scored else None
-    for i in items:
-        i["best_run"] = i["run"] == winner
-    points: List[Dict[str, Any]] = []
-    if grouping and seed:
-        others = [k for k in keys if k != seed]
-        groups: Dict[Tuple[Any, ...], List[Dict[str, Any]]] = {}  # the other keys' values -> runs
-        for i in items:
-            groups.setdefault(tuple(i["values"].get(k) for k in others), []).append(i)
-        for vals, members in groups.items():
-            bests = [m["best"] for m in members if m["best"] is not None]
-            points.append(
-                {
-                    "values": dict(zip(others, vals, strict=True)),
-                    "runs": [m["run"] for m in members],
-                    "seeds": [m["values"].get(seed) for m in members],
-                    "mean": statistics.fmean(bests) if bests else None,
-                    "std": statistics.stdev(bests) if len(bests) > 1 else 0.0 if bests else None,
-                }
-            )
-        ranked = [p for p in points if p["mean"] is not None]
-        top = better(ranked, key=lambda p: p["mean"]) if ranked else None
-        for p in points:
-            p["best_point"] = p is top
+    items = [run_item(r, keys, chosen, how) for r in runs]
+    mark_best_run(items, how)
     return {
         "metric": chosen,
         "mode": how,
         "keys": keys,
         "seed_key": seed if grouping else None,
         "runs": items,
-        "points": points,
+        "points": seed_points(items, keys, seed, how) if grouping and seed else [],
     }
 
 

@@ -123,32 +123,65 @@ def set_by_overrides(overrides: List[str], config: Dict[str, Any]) -> List[List[
     return out
 
 
-def show_data(store: Any, run: str) -> Dict[str, Any]:
+def _find_run(store: Any, run: str) -> Any:
+    """The run's row; a sweep's name, or a name that is neither, is bad input."""
     row = store.run(run)
-    if row is None:
-        runs = [r["run"] for r in store.latest(sweeps=[run])] if store.sweep(run) else []
-        if runs:  # a sweep's name where one run is wanted
-            shown = ", ".join(runs[:3]) + (", ..." if len(runs) > 3 else "")
-            raise UserError(
-                f"{run!r} is a sweep, not a run: show takes one of its runs ({shown})",
-                f"danlu show {runs[0]}  (`danlu status {run}` lists its runs)",
-            )
-        raise UserError(f"no run named {run!r}", "`danlu status --all` lists runs (ids look like sweep/3)")
+    if row is not None:
+        return row
+    runs = [r["run"] for r in store.latest(sweeps=[run])] if store.sweep(run) else []
+    if runs:  # a sweep's name where one run is wanted
+        shown = ", ".join(runs[:3]) + (", ..." if len(runs) > 3 else "")
+        raise UserError(
+            f"{run!r} is a sweep, not a run: show takes one of its runs ({shown})",
+            f"danlu show {runs[0]}  (`danlu status {run}` lists its runs)",
+        )
+    raise UserError(f"no run named {run!r}", "`danlu status --all` lists runs (ids look like sweep/3)")
+
+
+def _script_text(path: str | None) -> str:
+    """The batch script's text as submitted ("" without one; what went wrong where it cannot be read)."""
+    if not path:
+        return ""
+    try:
+        return Path(path).read_text()
+    except OSError as e:
+        return f"(script unreadable: {e})"
+
+
+def _paths(row: Any, latest: Any, config: Dict[str, Any]) -> Dict[str, Any]:
+    """Where the run's files are: its folder, the latest attempt's logs, its output, script and Slurm's output."""
+    layout = RunLayout(Path(row["run_dir"]))
+    output = (config.get("args") or {}).get(config.get("output_arg") or "") or layout.output_dir
+    return {
+        "run_dir": row["run_dir"],
+        "logs": str(layout.attempt(latest["attempt"]).root),
+        "output": str(output),
+        "script": latest["script"],
+        "slurm_output": str(layout.slurm_output(latest["job_id"]) or "") or None,
+        "lightning_config": _lightning_config(layout, latest["attempt"]),
+    }
+
+
+def _attempt_data(run_dir: str, a: Any) -> Dict[str, Any]:
+    """One attempt as shown: its store fields, the overrides of its rerun, sacct's records and its starts."""
+    return {k: a[k] for k in ATTEMPT_FIELDS} | {
+        "final": bool(a["final"]),
+        "overrides": json.loads(a["overrides"] or "[]"),
+        "accounting": accounting_records(a["accounting"]),
+        "starts": starts(run_dir, a["attempt"]),
+    }
+
+
+def show_data(store: Any, run: str) -> Dict[str, Any]:
+    """Everything `danlu show` says of a run (what --json prints), its state asked of Slurm first."""
+    row = _find_run(store, run)
     refresh(store, store.latest(runs=[run]))  # the latest attempt's state as Slurm has it now
     sweep = store.sweep(row["sweep"])
     _fetch_accounting(store, run, store.attempts(run))
     attempts = store.attempts(run)
     latest = attempts[-1]
-    script = ""
-    if latest["script"]:
-        try:
-            script = Path(latest["script"]).read_text()
-        except OSError as e:
-            script = f"(script unreadable: {e})"
     config = json.loads(row["config"])
     overrides = effective_overrides(json.loads(row["overrides"]), json.loads(latest["overrides"] or "[]"))
-    layout = RunLayout(Path(row["run_dir"]))
-    output = (config.get("args") or {}).get(config.get("output_arg") or "") or layout.output_dir
     return {
         "run": row["run"],
         "sweep": row["sweep"],
@@ -164,27 +197,11 @@ def show_data(store: Any, run: str) -> Dict[str, Any]:
         "git": {"commit": row["git_commit"], "dirty": None if row["git_dirty"] is None else bool(row["git_dirty"])},
         "command": latest["command"],
         "script_path": latest["script"],
-        "paths": {
-            "run_dir": row["run_dir"],
-            "logs": str(layout.attempt(latest["attempt"]).root),
-            "output": str(output),
-            "script": latest["script"],
-            "slurm_output": str(layout.slurm_output(latest["job_id"]) or "") or None,
-            "lightning_config": _lightning_config(layout, latest["attempt"]),
-        },
+        "paths": _paths(row, latest, config),
         "submitted_with": json.loads(sweep["argv"]) if sweep else None,
         "launched": launched_commands(row["run_dir"], latest["attempt"]),
-        "attempts": [
-            {k: a[k] for k in ATTEMPT_FIELDS}
-            | {
-                "final": bool(a["final"]),
-                "overrides": json.loads(a["overrides"] or "[]"),
-                "accounting": accounting_records(a["accounting"]),
-                "starts": starts(row["run_dir"], a["attempt"]),
-            }
-            for a in attempts
-        ],
-        "script": script,
+        "attempts": [_attempt_data(row["run_dir"], a) for a in attempts],
+        "script": _script_text(latest["script"]),
     }
 
 
@@ -192,18 +209,19 @@ def _value(v: Any) -> str:
     return "(deleted)" if v is None else v if isinstance(v, str) else json.dumps(v)
 
 
-def render_text(data: Dict[str, Any], full: bool = False) -> str:
-    """What a researcher reads first: the run and its state, each attempt and why it ended, the command, what the
-    overrides set, the git state and where the files are. `full`: also each node's launched command, sacct's
-    records, the whole config (with the cluster profile) and the batch script, at the end."""
+def _heading(data: Dict[str, Any]) -> List[str]:
+    """The run with its sweep, experiment and cluster; its state and which attempt of how many."""
     last = data["attempts"][-1]
     where = ", ".join(f"{k} {data[k]}" for k in ("sweep", "experiment", "cluster") if data.get(k))
-    lines = [
+    return [
         f"run        {data['run']}" + (f"  ({where})" if where else ""),
         f"state      {data['state']}{'' if data['final'] else ' (not final)'}"
         f"  attempt {last['attempt']} of {len(data['attempts'])}",
-        "attempts",
     ]
+
+
+def _attempt_cells(attempts: List[Dict[str, Any]]) -> List[List[str]]:
+    """Each attempt's number, job id, state, submit time and nodes, padded to the widest of each column."""
     table = [
         [
             f"{a['attempt']}",
@@ -212,11 +230,17 @@ def render_text(data: Dict[str, Any], full: bool = False) -> str:
             time.strftime("%Y-%m-%d %H:%M", time.localtime(a["submitted"])) if a["submitted"] else "-",
             a["nodelist"] or "-",
         ]
-        for a in data["attempts"]
+        for a in attempts
     ]
     widths = [max(len(cells[k]) for cells in table) for k in range(5)]
-    for a, cells in zip(data["attempts"], table, strict=True):
-        cells = [c.ljust(w) for c, w in zip(cells, widths, strict=True)]
+    return [[c.ljust(w) for c, w in zip(cells, widths, strict=True)] for cells in table]
+
+
+def _attempt_lines(attempts: List[Dict[str, Any]], full: bool) -> List[str]:
+    """A line per attempt (with its requeues, why it ended and its rerun's overrides), then a line per start that
+    resumed; `full`: sacct's records of it too."""
+    lines: List[str] = []
+    for a, cells in zip(attempts, _attempt_cells(attempts), strict=True):
         if a["restarts"]:
             cells.append(f"requeued {a['restarts']}x")
         if a["reason"]:
@@ -227,35 +251,48 @@ def render_text(data: Dict[str, Any], full: bool = False) -> str:
         lines.extend(_start_line(start) for start in a["starts"])
         for record in a["accounting"] if full else ():  # sacct's own words, one record per start
             lines.append("     sacct: " + " ".join(f"{k}={v}" for k, v in record.items() if v not in ("", "Unknown")))
+    return lines
+
+
+def _git_line(data: Dict[str, Any]) -> str:
+    git = data["git"]
+    return (
+        f"git        {git['commit'][:12] if git['commit'] else '(not a git checkout)'}"
+        f"{' (dirty)' if git['dirty'] else ''}  {data['workdir']}"
+    )
+
+
+PATH_LABELS = (
+    ("run dir", "run_dir"),
+    ("logs", "logs"),
+    ("output", "output"),
+    ("script", "script"),
+    ("slurm out", "slurm_output"),
+    ("extra cfg", "lightning_config"),
+)
+
+
+def _whole(data: Dict[str, Any]) -> str:
+    """What --full adds at the end: the whole resolved config and the batch script."""
+    import yaml
+
+    config = "  " + yaml.safe_dump(data["config"], sort_keys=False).replace("\n", "\n  ").rstrip()
+    script: str = data["script"]  # the batch script's text, as submitted
+    return f"config (whole, resolved):\n{config}\nscript ({data['script_path']}):\n{script}"
+
+
+def render_text(data: Dict[str, Any], full: bool = False) -> str:
+    """What a researcher reads first: the run and its state, each attempt and why it ended, the command, what the
+    overrides set, the git state and where the files are. `full`: also each node's launched command, sacct's
+    records, the whole config (with the cluster profile) and the batch script, at the end."""
+    lines = _heading(data) + ["attempts"] + _attempt_lines(data["attempts"], full)
     lines.append(f"command    {data['command']}")
     for node, cmd in sorted(data["launched"].items()) if full else ():
         lines.append(f"  {node}: {cmd}")
     lines.append("config     set by the overrides (the whole config: --full, --json)")
     width = max((len(k) for k, _ in data["set_by_overrides"]), default=0)
     lines.extend(f"  {k + ':':<{width + 1}} {_value(v)}" for k, v in data["set_by_overrides"])
-    git = data["git"]
-    lines.append(
-        f"git        {git['commit'][:12] if git['commit'] else '(not a git checkout)'}"
-        f"{' (dirty)' if git['dirty'] else ''}  {data['workdir']}"
-    )
-    paths = data["paths"]
+    lines.append(_git_line(data))
     lines.append("paths")
-    for label, key in (
-        ("run dir", "run_dir"),
-        ("logs", "logs"),
-        ("output", "output"),
-        ("script", "script"),
-        ("slurm out", "slurm_output"),
-        ("extra cfg", "lightning_config"),
-    ):
-        if paths.get(key):
-            lines.append(f"  {label:<9}  {paths[key]}")
-    if not full:
-        return "\n".join(lines) + "\n"
-    import yaml
-
-    lines.append("config (whole, resolved):")
-    lines.append("  " + yaml.safe_dump(data["config"], sort_keys=False).replace("\n", "\n  ").rstrip())
-    lines.append(f"script ({data['script_path']}):")
-    script: str = data["script"]  # the batch script's text, as submitted
-    return "\n".join(lines) + "\n" + script
+    lines.extend(f"  {label:<9}  {data['paths'][key]}" for label, key in PATH_LABELS if data["paths"].get(key))
+    return "\n".join(lines) + "\n" + (_whole(data) if full else "")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from argparse import Namespace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from ..metrics.live import Prefetch, add_progress
@@ -40,6 +40,17 @@ COLORS = {
     "?": "red",
 }
 BAR_WIDTH = 24
+
+
+@dataclass(frozen=True)
+class WatchOptions:
+    """What `danlu status --watch` is asked to show, and how often."""
+
+    names: Tuple[str, ...] = ()  # sweeps and runs to watch (none: every run); watching ends when they have all ended
+    show_all: bool = False  # finished runs too
+    states: Optional[str] = None  # only these states, comma-separated
+    interval: float = 3.0  # seconds between refreshes
+    no_metrics: bool = False  # leave out running runs' latest step and metric
 
 
 def sweep_progress(
@@ -80,36 +91,36 @@ def counts_text(counts: Dict[str, int]) -> str:
     )
 
 
-def _snapshot(store: Any, args: Namespace) -> Snapshot:
+def _snapshot(store: Any, opts: WatchOptions) -> Snapshot:
     """One refresh: the store reconciled with Slurm (one sacct + one squeue for the active runs)."""
-    selected = select(store, args.names)
-    early = None if args.no_metrics else Prefetch(selected)  # log tails read while squeue and sacct answer
+    selected = select(store, opts.names)
+    early = None if opts.no_metrics else Prefetch(selected)  # log tails read while squeue and sacct answer
     rows, notes = refresh(store, selected)
     everything = items(rows)
-    shown = filter_items(everything, args.names, args.all, args.state)
-    metric = None if args.no_metrics else add_progress(shown, early)  # running runs' step and latest value of `metric`
+    shown = filter_items(everything, opts.names, opts.show_all, opts.states)
+    metric = None if opts.no_metrics else add_progress(shown, early)  # running runs' step and latest value of `metric`
     sweeps = list(dict.fromkeys(it["sweep"] for it in shown))
     return shown, sweep_progress(everything, sweeps), notes, metric
 
 
-def _done(shown: List[Dict[str, Any]], args: Namespace) -> bool:
-    return bool(args.names) and bool(shown) and all(it["final"] for it in shown)
+def _done(shown: List[Dict[str, Any]], opts: WatchOptions) -> bool:
+    return bool(opts.names) and bool(shown) and all(it["final"] for it in shown)
 
 
-def _header(args: Namespace) -> str:
-    what = " ".join(args.names) if args.names else ("all runs" if args.all else "active runs")
-    end = "ends when they have all ended" if args.names else "Ctrl-C to quit"
-    return f"danlu status --watch: {what} · every {args.interval:g} s · {time.strftime('%H:%M:%S')} · {end}"
+def _header(opts: WatchOptions) -> str:
+    what = " ".join(opts.names) if opts.names else ("all runs" if opts.show_all else "active runs")
+    end = "ends when they have all ended" if opts.names else "Ctrl-C to quit"
+    return f"danlu status --watch: {what} · every {opts.interval:g} s · {time.strftime('%H:%M:%S')} · {end}"
 
 
 def render_rich(
-    shown: List[Dict[str, Any]], progress: SweepBars, notes: List[str], args: Namespace, metric: Optional[str] = None
+    shown: List[Dict[str, Any]], progress: SweepBars, notes: List[str], opts: WatchOptions, metric: Optional[str] = None
 ) -> Group:
     from rich.console import Group
     from rich.table import Table
     from rich.text import Text
 
-    parts: List[Any] = [Text(_header(args), style="dim")]
+    parts: List[Any] = [Text(_header(opts), style="dim")]
     if progress:
         grid = Table.grid(padding=(0, 2))
         for sweep, counts, total, completed, bad in progress:
@@ -137,7 +148,7 @@ def render_rich(
     else:
         parts.append(
             Text(
-                "no active runs (`danlu status --all` lists finished ones)" if not args.names else "no runs match",
+                "no active runs (`danlu status --all` lists finished ones)" if not opts.names else "no runs match",
                 style="dim",
             )
         )
@@ -147,48 +158,48 @@ def render_rich(
 
 
 def render_text(
-    shown: List[Dict[str, Any]], progress: SweepBars, notes: List[str], args: Namespace, metric: Optional[str] = None
+    shown: List[Dict[str, Any]], progress: SweepBars, notes: List[str], opts: WatchOptions, metric: Optional[str] = None
 ) -> str:
-    lines = [_header(args)]
+    lines = [_header(opts)]
     for sweep, counts, total, completed, bad in progress:
         lines.append(
             f"{sweep}  [{bar_text(total, completed, bad, ascii_only=True)}] {completed + bad}/{total}  "
             f"{counts_text(counts)}"
         )
     table = [ln for ln in render_plain(shown, metric).splitlines() if not ln.startswith("# ")]  # counts above
-    lines.extend(table if shown else ["no active runs" if not args.names else "no runs match"])
+    lines.extend(table if shown else ["no active runs" if not opts.names else "no runs match"])
     lines.extend(f"warning: {n}" for n in notes)
     return "\n".join(lines)
 
 
-def watch(store: Any, args: Namespace) -> int:
+def watch(store: Any, opts: WatchOptions) -> int:
     if sys.stdout.isatty():
-        return _watch_live(store, args)
+        return _watch_live(store, opts)
     while True:  # not a terminal: one plain block per refresh
-        shown, progress, notes, metric = _snapshot(store, args)
-        print(render_text(shown, progress, notes, args, metric) + "\n", flush=True)
-        if _done(shown, args):
+        shown, progress, notes, metric = _snapshot(store, opts)
+        print(render_text(shown, progress, notes, opts, metric) + "\n", flush=True)
+        if _done(shown, opts):
             return 0
         try:
-            time.sleep(args.interval)
+            time.sleep(opts.interval)
         except KeyboardInterrupt:
             return 0
 
 
-def _watch_live(store: Any, args: Namespace) -> int:
+def _watch_live(store: Any, opts: WatchOptions) -> int:
     from rich.console import Console
     from rich.live import Live
 
     console = Console(no_color=bool(os.environ.get("NO_COLOR")))
-    first: Optional[Snapshot] = _snapshot(store, args)  # bad names fail here, before the screen is taken over
+    first: Optional[Snapshot] = _snapshot(store, opts)  # bad names fail here, before the screen is taken over
     try:
         with Live(console=console, auto_refresh=False, transient=False, redirect_stderr=False) as live:
             while True:
-                shown, progress, notes, metric = first or _snapshot(store, args)
+                shown, progress, notes, metric = first or _snapshot(store, opts)
                 first = None
-                live.update(render_rich(shown, progress, notes, args, metric), refresh=True)
-                if _done(shown, args):
+                live.update(render_rich(shown, progress, notes, opts, metric), refresh=True)
+                if _done(shown, opts):
                     return 0
-                time.sleep(args.interval)
+                time.sleep(opts.interval)
     except KeyboardInterrupt:
         return 0
