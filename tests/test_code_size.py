@@ -25,9 +25,6 @@ STILL_OVER = {
     "launcher/cluster_facts.py:add_nodes",
     "launcher/job/agent.py:NodeAgent.__call__",
     "launcher/job/agent.py:NodeAgent._run",
-    "launcher/spec/compose.py:Composer._build",
-    "launcher/spec/compose.py:Composer._check",
-    "launcher/spec/compose.py:_resolve_again",
     "launcher/spec/lightning.py:output_folders",
     "launcher/spec/program_flags.py:parse_source",
     "launcher/spec/validate.py:shape",
@@ -48,7 +45,6 @@ STILL_OVER = {
     "launcher/views/show.py:render_text",
     "launcher/job/agent.py",
     "launcher/slurm.py",
-    "launcher/spec/compose.py",
     "launcher/spec/validate.py",
     "launcher/store.py",
 }

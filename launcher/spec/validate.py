@@ -283,7 +283,7 @@ def _workdir_hint(experiment: str, workdir: Path) -> str:
     (workdir: ${oc.env:NAME,default}), when that is where this workdir came from; else workdir=."""
     import os
 
-    from .compose import search_dirs
+    from .config_groups import search_dirs
 
     for d in reversed(search_dirs()):  # the last dir wins, as in composition
         f = d / "experiment" / f"{experiment}.yaml"
