@@ -27,8 +27,6 @@ STILL_OVER = {
     "launcher/job/agent.py:NodeAgent._run",
     "launcher/spec/lightning.py:output_folders",
     "launcher/spec/program_flags.py:parse_source",
-    "launcher/spec/validate.py:shape",
-    "launcher/spec/validate.py:file_problems",
     "launcher/state/machine.py:step",
     "launcher/state/reasons.py:classify",
     "launcher/state/reconcile.py:refresh",
@@ -45,7 +43,6 @@ STILL_OVER = {
     "launcher/views/show.py:render_text",
     "launcher/job/agent.py",
     "launcher/slurm.py",
-    "launcher/spec/validate.py",
     "launcher/store.py",
 }
 
