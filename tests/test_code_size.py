@@ -25,8 +25,6 @@ STILL_OVER = {
     "launcher/cluster_facts.py:add_nodes",
     "launcher/job/agent.py:NodeAgent.__call__",
     "launcher/job/agent.py:NodeAgent._run",
-    "launcher/spec/lightning.py:output_folders",
-    "launcher/spec/program_flags.py:parse_source",
     "launcher/state/machine.py:step",
     "launcher/state/reasons.py:classify",
     "launcher/state/reconcile.py:refresh",
