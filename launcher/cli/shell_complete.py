@@ -118,7 +118,7 @@ def _flags(parser: argparse.ArgumentParser) -> List[str]:
 
 # ---- configs (files only) ----------------------------------------------------------------------
 def _config_dirs(words: Sequence[str]) -> List[Path]:
-    from ..spec.compose import search_dirs
+    from ..spec.config_groups import search_dirs
 
     config_dir = None
     for i, w in enumerate(words):
@@ -133,7 +133,7 @@ def _config_dirs(words: Sequence[str]) -> List[Path]:
 
 
 def _group_options(dirs: Sequence[Path], group: str) -> List[str]:
-    from ..spec.compose import group_options
+    from ..spec.config_groups import group_options
 
     return group_options(dirs, group)
 

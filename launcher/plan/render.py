@@ -17,8 +17,9 @@ from .. import __version__
 from ..errors import UserError
 from ..layout import RunLayout
 from ..node_agent import JOB_PROTOCOL, SHA256_PLACEHOLDER, SHA256_VAR
+from ..spec.file_checks import env_dir
 from ..spec.options import RunSpec
-from ..spec.validate import Shape, env_dir
+from ..spec.validate import Shape
 
 if TYPE_CHECKING:
     import jinja2  # imported where used: the status path never renders

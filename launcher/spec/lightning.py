@@ -204,34 +204,48 @@ def output_folders(args: Mapping[str, Any], workdir: str) -> List[Folder]:
     if not isinstance(trainer, dict):
         return []
     base = str(Path(workdir).expanduser().resolve())
-
-    def where(*parts: Any) -> str:
-        # real paths: two spellings of one folder (a symlink, `./`, `..`) are one folder
-        return os.path.realpath(os.path.join(base, *(os.path.expanduser(str(p)) for p in parts)))
-
     found: List[Folder] = []
     root = trainer.get("default_root_dir")
     if isinstance(root, str) and root:
-        found.append(Folder(where(root), "trainer.default_root_dir", "args.trainer.default_root_dir"))
+        found.append(Folder(_where(base, root), "trainer.default_root_dir", "args.trainer.default_root_dir"))
+    return found + _checkpoint_folders(trainer, base) + _logger_folders(trainer, base)
+
+
+def _where(base: str, *parts: Any) -> str:
+    """A folder's real path, relative parts below `base`: two spellings of one folder (a symlink, `./`, `..`) are one
+    folder."""
+    return os.path.realpath(os.path.join(base, *(os.path.expanduser(str(p)) for p in parts)))
+
+
+def _checkpoint_folders(trainer: Dict[str, Any], base: str) -> List[Folder]:
+    """The dirpath of every ModelCheckpoint callback that names one."""
+    found: List[Folder] = []
     for item, last in _items(trainer.get("callbacks")):
         dirpath = (item.get("init_args") or {}).get("dirpath")
         if _is(item, "ModelCheckpoint") and isinstance(dirpath, str) and dirpath:
             key = "args.trainer.callbacks.init_args.dirpath" if last else None
-            found.append(Folder(where(dirpath), "ModelCheckpoint dirpath", key))
+            found.append(Folder(_where(base, dirpath), "ModelCheckpoint dirpath", key))
+    return found
+
+
+def _logger_folders(trainer: Dict[str, Any], base: str) -> List[Folder]:
+    """The save_dir/name of every TensorBoardLogger and CSVLogger with a save_dir; its version folder where the
+    config fixes the version."""
+    found: List[Folder] = []
     for item, last in _items(trainer.get("logger")):
         init = item.get("init_args") or {}
         kind = str(item.get("class_path") or "").rsplit(".", 1)[-1]
         if not _is(item, "TensorBoardLogger", "CSVLogger") or not init.get("save_dir"):
             continue
         name = init.get("name", "lightning_logs")
-        folder = where(init["save_dir"], *([name] if name else []))
+        folder = _where(base, init["save_dir"], *([name] if name else []))
         version = init.get("version")
         key = "args.trainer.logger.init_args.version" if last else None
         if version is None or version == "":
             found.append(Folder(folder, f"{kind} save_dir/name", key, versioned=True))
         else:
             sub = f"version_{version}" if isinstance(version, int) else str(version)
-            found.append(Folder(where(folder, sub), f"{kind} save_dir/name/version", key))
+            found.append(Folder(_where(base, folder, sub), f"{kind} save_dir/name/version", key))
     return found
 
 

@@ -239,28 +239,18 @@ def parse_source(text: str, path: str = "<program>") -> ProgramFlags:
     kind = _parser_kind(text)
     if kind != "argparse":
         return ProgramFlags(path=path, parser=kind)
-    calls = _calls_only(text)
-    nodes: Iterable[ast.AST]
-    try:  # the calls alone: each is one expression statement, no walk through the tree needed
-        body = ast.parse(calls, filename=path).body if calls is not None else []
-        nodes = [stmt.value for stmt in body if isinstance(stmt, ast.Expr)]
-    except (SyntaxError, ValueError):
-        calls = None
-    if calls is None:
-        try:
-            nodes = ast.walk(ast.parse(text, filename=path))
-        except (SyntaxError, ValueError):
-            return ProgramFlags(path=path, parser="unknown")
+    nodes = _parsed(text, path)
+    if nodes is None:
+        return ProgramFlags(path=path, parser="unknown")
     flags: List[Flag] = []
     passes_unknown = False
     abbrev = True
     for node in nodes:
-        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
-            if isinstance(node, ast.Call) and _name(node.func) == "ArgumentParser":
-                abbrev = (
-                    abbrev
-                    and _literal(next((k.value for k in node.keywords if k.arg == "allow_abbrev"), None)) is not False
-                )
+        if not isinstance(node, ast.Call):
+            continue
+        if not isinstance(node.func, ast.Attribute):
+            if _name(node.func) == "ArgumentParser":
+                abbrev = abbrev and _allows_abbrev(node)
             continue
         attr = node.func.attr
         if attr == "add_argument":
@@ -270,11 +260,28 @@ def parse_source(text: str, path: str = "<program>") -> ProgramFlags:
         elif attr in ("parse_known_args", "parse_known_intermixed_args"):
             passes_unknown = True
         elif attr == "ArgumentParser":
-            abbrev = (
-                abbrev
-                and _literal(next((k.value for k in node.keywords if k.arg == "allow_abbrev"), None)) is not False
-            )
+            abbrev = abbrev and _allows_abbrev(node)
     return ProgramFlags(path=path, parser=kind, flags=tuple(flags), passes_unknown=passes_unknown, abbrev=abbrev)
+
+
+def _parsed(text: str, path: str) -> Optional[Iterable[ast.AST]]:
+    """The nodes to look at: the calls alone, each one expression statement (no walk through the tree needed), else
+    every node of the whole source; None if the source does not parse."""
+    calls = _calls_only(text)
+    if calls is not None:
+        try:
+            return [stmt.value for stmt in ast.parse(calls, filename=path).body if isinstance(stmt, ast.Expr)]
+        except (SyntaxError, ValueError):
+            pass
+    try:
+        return ast.walk(ast.parse(text, filename=path))
+    except (SyntaxError, ValueError):
+        return None
+
+
+def _allows_abbrev(call: ast.Call) -> bool:
+    """Whether an ArgumentParser(...) call leaves argparse's allow_abbrev on (unless it is literally False)."""
+    return _literal(next((k.value for k in call.keywords if k.arg == "allow_abbrev"), None)) is not False
 
 
 _CACHE: Dict[Tuple[str, int, int], ProgramFlags] = {}

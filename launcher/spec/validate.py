@@ -7,13 +7,13 @@ processes); every problem is a UserError naming the key and how to fix it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields, is_dataclass
-from pathlib import Path
+from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..errors import UserError
 from ..words import counted
-from .options import PartitionSpec, RunSpec
+from .file_checks import file_problems
+from .options import ClusterSpec, PartitionSpec, RunSpec
 
 LAUNCH_KINDS = ("accelerate", "torchrun", "lightning", "python")
 PER_NODE_LAUNCHERS = ("accelerate", "torchrun")
@@ -128,16 +128,46 @@ def _choice(value: str, allowed: tuple[str, ...], key: str) -> None:
 
 
 def shape(spec: RunSpec) -> Shape:
-    r, c, launch = spec.resources, spec.cluster, spec.launch
-    _choice(c.kind, CLUSTER_KINDS, "cluster.kind")
-    _choice(launch.kind, LAUNCH_KINDS, "launch.kind")
+    """What the run asks of Slurm; UserError for the first option its cluster profile (or Slurm) would refuse."""
+    r, c = spec.resources, spec.cluster
+    _choices(spec)
+    _notify_form(spec)
+    _counts(spec)
+    minutes = parse_time(r.time)
+    mem_mb = parse_mem_mb(r.mem) if r.mem else None
+    tasks, procs, cpus = _ranks(spec)
+
+    partition = r.partition or c.default_partition
+    gpu_type = r.gpu_type
+    if c.kind == "local":
+        if r.nodes != 1:
+            raise UserError(
+                f"resources.nodes={r.nodes}: the local cluster has one node",
+                "use cluster=<your slurm cluster> for multi-node runs",
+            )
+        return Shape(None, 1, r.gpus_per_node, gpu_type, tasks, cpus, procs, minutes, r.mem)
+
+    asked = Shape(partition, r.nodes, r.gpus_per_node, gpu_type, tasks, cpus, procs, minutes, r.mem)
+    if c.partitions:
+        return _on_partition(spec, asked, mem_mb)
+    return asked
+
+
+def _choices(spec: RunSpec) -> None:
+    """Every option that names one of a few choices names one of them."""
+    _choice(spec.cluster.kind, CLUSTER_KINDS, "cluster.kind")
+    _choice(spec.launch.kind, LAUNCH_KINDS, "launch.kind")
     _choice(spec.env.kind, ENV_KINDS, "env.kind")
     _choice(spec.requeue.signal, SIGNALS, "requeue.signal")
     from .program_args import LIST_STYLES
 
     for key, style in spec.arg_lists.items():
         _choice(style, LIST_STYLES, f"arg_lists.{key}")
-    _notify_form(spec)
+
+
+def _counts(spec: RunSpec) -> None:
+    """A program to run, and every count of the spec in its range."""
+    r, launch = spec.resources, spec.launch
     if not spec.program:
         raise UserError(
             "no program to run (program is null)", "pick an experiment (experiment=tiny_dpo) or set program=train.py"
@@ -162,9 +192,12 @@ def shape(spec: RunSpec) -> Shape:
         )
     if spec.sweep.max_parallel is not None and spec.sweep.max_parallel < 1:
         raise UserError(f"sweep.max_parallel={spec.sweep.max_parallel} must be >= 1", "or null for no limit")
-    minutes = parse_time(r.time)
-    mem_mb = parse_mem_mb(r.mem) if r.mem else None
 
+
+def _ranks(spec: RunSpec) -> Tuple[int, int, int]:
+    """(Slurm tasks per node, training processes per node, CPUs per task): a per-node launcher (accelerate,
+    torchrun) is one task that starts a process per GPU; any other launch is a task per GPU."""
+    r, launch = spec.resources, spec.launch
     if launch.tasks_per_node is not None:
         if launch.tasks_per_node < 1:
             raise UserError(f"launch.tasks_per_node={launch.tasks_per_node} must be >= 1", "or null to derive it")
@@ -178,64 +211,78 @@ def shape(spec: RunSpec) -> Shape:
         cpus = r.cpus_per_task
     else:
         cpus = max(1, r.cpus_per_gpu * max(1, r.gpus_per_node) // tasks)
+    return tasks, procs, cpus
 
-    partition = r.partition or c.default_partition
+
+def _on_partition(spec: RunSpec, asked: Shape, mem_mb: Optional[int]) -> Shape:
+    """The run held against its partition of the cluster profile, with the partition's GPU type where the run names
+    none."""
+    partition, p = _listed(spec.cluster, asked.partition)
+    gpu_type = _gpu_type(spec, partition, p)
+    _fits(spec, partition, p, asked, mem_mb)
+    return replace(asked, gpu_type=gpu_type)
+
+
+def _listed(c: ClusterSpec, partition: Optional[str]) -> Tuple[str, PartitionSpec]:
+    """The run's partition, which the cluster profile lists."""
+    if partition is None:
+        raise UserError(
+            "no partition given and the cluster has no default_partition",
+            f"set resources.partition to one of: {', '.join(c.partitions)}",
+        )
+    if partition not in c.partitions:
+        raise UserError(
+            f"unknown partition {partition!r} on cluster {c.name!r}", f"partitions: {', '.join(c.partitions)}"
+        )
+    return partition, c.partitions[partition]
+
+
+def _gpu_type(spec: RunSpec, partition: str, p: PartitionSpec) -> Optional[str]:
+    """The GPU type of a GPU run: the run's, which the partition must have, else the partition's."""
+    r, c = spec.resources, spec.cluster
     gpu_type = r.gpu_type
-    if c.kind == "local":
-        if r.nodes != 1:
-            raise UserError(
-                f"resources.nodes={r.nodes}: the local cluster has one node",
-                "use cluster=<your slurm cluster> for multi-node runs",
-            )
-        return Shape(None, 1, r.gpus_per_node, gpu_type, tasks, cpus, procs, minutes, r.mem)
+    if gpu_type is not None and r.gpus_per_node > 0 and p.gpu_type is not None and gpu_type != p.gpu_type:
+        types = sorted({q.gpu_type for q in c.partitions.values() if q.gpu_type})
+        raise UserError(
+            f"unknown GPU type {gpu_type!r} on partition {partition!r} (it has {p.gpu_type})",
+            f"GPU types on {c.name}: {', '.join(types)}; or set resources.gpu_type=null",
+        )
+    if gpu_type is None and r.gpus_per_node > 0:
+        return p.gpu_type
+    return gpu_type
 
-    if c.partitions:
-        if partition is None:
-            raise UserError(
-                "no partition given and the cluster has no default_partition",
-                f"set resources.partition to one of: {', '.join(c.partitions)}",
-            )
-        if partition not in c.partitions:
-            raise UserError(
-                f"unknown partition {partition!r} on cluster {c.name!r}", f"partitions: {', '.join(c.partitions)}"
-            )
-        p: PartitionSpec = c.partitions[partition]
-        if gpu_type is not None and r.gpus_per_node > 0 and p.gpu_type is not None and gpu_type != p.gpu_type:
-            types = sorted({q.gpu_type for q in c.partitions.values() if q.gpu_type})
-            raise UserError(
-                f"unknown GPU type {gpu_type!r} on partition {partition!r} (it has {p.gpu_type})",
-                f"GPU types on {c.name}: {', '.join(types)}; or set resources.gpu_type=null",
-            )
-        if r.gpus_per_node > p.gpus_per_node:
-            raise UserError(
-                f"resources.gpus_per_node={r.gpus_per_node} but nodes of {partition!r} have "
-                f"{counted(p.gpus_per_node, 'GPU')}",
-                f"ask for at most {counted(p.gpus_per_node, 'GPU')} per node and more nodes (resources.nodes)",
-            )
-        if r.nodes > p.nodes:
-            raise UserError(
-                f"resources.nodes={r.nodes} but partition {partition!r} has {counted(p.nodes, 'node')}",
-                f"ask for at most {counted(p.nodes, 'node')}",
-            )
-        if cpus * tasks > p.cpus_per_node:
-            raise UserError(
-                f"{counted(tasks, 'task')} x {counted(cpus, 'CPU')} per node but nodes of {partition!r} have "
-                f"{counted(p.cpus_per_node, 'CPU')}",
-                "lower resources.cpus_per_gpu or resources.cpus_per_task",
-            )
-        if mem_mb and p.mem_per_node and mem_mb > parse_mem_mb(p.mem_per_node):
-            raise UserError(
-                f"resources.mem={r.mem} but nodes of {partition!r} have {p.mem_per_node}",
-                f"ask for at most {p.mem_per_node}",
-            )
-        if p.max_time and minutes > parse_time(p.max_time):
-            raise UserError(
-                f"resources.time={r.time} exceeds the {p.max_time} limit of {partition!r}",
-                "ask for less time; requeue and checkpoints carry long runs over several jobs",
-            )
-        if gpu_type is None and r.gpus_per_node > 0:
-            gpu_type = p.gpu_type
-    return Shape(partition, r.nodes, r.gpus_per_node, gpu_type, tasks, cpus, procs, minutes, r.mem)
+
+def _fits(spec: RunSpec, partition: str, p: PartitionSpec, asked: Shape, mem_mb: Optional[int]) -> None:
+    """UserError for what the partition has not: GPUs per node, nodes, CPUs per node, memory per node, time."""
+    r = spec.resources
+    tasks, cpus = asked.tasks_per_node, asked.cpus_per_task
+    if r.gpus_per_node > p.gpus_per_node:
+        raise UserError(
+            f"resources.gpus_per_node={r.gpus_per_node} but nodes of {partition!r} have "
+            f"{counted(p.gpus_per_node, 'GPU')}",
+            f"ask for at most {counted(p.gpus_per_node, 'GPU')} per node and more nodes (resources.nodes)",
+        )
+    if r.nodes > p.nodes:
+        raise UserError(
+            f"resources.nodes={r.nodes} but partition {partition!r} has {counted(p.nodes, 'node')}",
+            f"ask for at most {counted(p.nodes, 'node')}",
+        )
+    if cpus * tasks > p.cpus_per_node:
+        raise UserError(
+            f"{counted(tasks, 'task')} x {counted(cpus, 'CPU')} per node but nodes of {partition!r} have "
+            f"{counted(p.cpus_per_node, 'CPU')}",
+            "lower resources.cpus_per_gpu or resources.cpus_per_task",
+        )
+    if mem_mb and p.mem_per_node and mem_mb > parse_mem_mb(p.mem_per_node):
+        raise UserError(
+            f"resources.mem={r.mem} but nodes of {partition!r} have {p.mem_per_node}",
+            f"ask for at most {p.mem_per_node}",
+        )
+    if p.max_time and asked.time_minutes > parse_time(p.max_time):
+        raise UserError(
+            f"resources.time={r.time} exceeds the {p.max_time} limit of {partition!r}",
+            "ask for less time; requeue and checkpoints carry long runs over several jobs",
+        )
 
 
 def _notify_form(spec: RunSpec) -> None:
@@ -258,121 +305,6 @@ def _notify_form(spec: RunSpec) -> None:
         )
     if n.url or n.email:
         parse_time(n.summary_time, "notify.summary_time")
-
-
-def env_dir(spec: RunSpec) -> Optional[Path]:
-    """The virtualenv a uv/venv env activates (None for none/conda-by-name)."""
-    from ..paths import envs_dir
-
-    e = spec.env
-    if e.path:
-        return Path(e.path).expanduser()
-    if e.kind == "uv" and e.name:
-        for root in (Path.cwd() / "envs", envs_dir()):
-            if (root / e.name).is_dir():
-                return root / e.name / ".venv"
-        return envs_dir() / e.name / ".venv"
-    return None
-
-
-_ENV_WORKDIR = re.compile(r"""^workdir:\s*["']?\$\{oc\.env:([A-Za-z_][A-Za-z0-9_]*)(?:,\s*["']?([^'"}]*))?""", re.M)
-
-
-def _workdir_hint(experiment: str, workdir: Path) -> str:
-    """What to set for a missing workdir: the environment variable the experiment's config reads it from
-    (workdir: ${oc.env:NAME,default}), when that is where this workdir came from; else workdir=."""
-    import os
-
-    from .compose import search_dirs
-
-    for d in reversed(search_dirs()):  # the last dir wins, as in composition
-        f = d / "experiment" / f"{experiment}.yaml"
-        if not f.is_file():
-            continue
-        found = _ENV_WORKDIR.search(f.read_text(errors="replace"))
-        if not found:
-            break
-        name, default = found.group(1), found.group(2) or ""
-        if Path(os.environ.get(name) or default).expanduser() != workdir:
-            break  # workdir=... was given: the variable is not where this one came from
-        said = f"{name}={os.environ[name]} is not a folder" if os.environ.get(name) else f"{name} is not set"
-        return (
-            f"experiment {experiment} takes its workdir from ${name} ({said}): export {name}=/path/to/your/checkout, "
-            "or set workdir=/path/to/your/checkout"
-        )
-    return "set workdir=/path/to/your/checkout"
-
-
-def file_problems(spec: RunSpec) -> List[UserError]:
-    """Things missing on a shared filesystem: workdir, program, environment."""
-    problems: List[UserError] = []
-    if not spec.cluster.shared_fs:
-        return problems
-    workdir = Path(spec.workdir).expanduser()
-    if not workdir.is_dir():
-        problems.append(
-            UserError(
-                f"workdir {str(workdir)!r} does not exist",
-                _workdir_hint(spec.experiment, workdir),
-            )
-        )
-    elif spec.program and not (workdir / Path(spec.program).expanduser()).exists():
-        problems.append(
-            UserError(f"program {spec.program!r} not found in {str(workdir)!r}", "check program= and workdir=")
-        )
-    e = spec.env
-    if e.kind in ("uv", "venv"):
-        venv = env_dir(spec)
-        if venv is None:
-            problems.append(
-                UserError("env.kind=venv needs env.path", "set env.path=/path/to/.venv")
-                if e.kind == "venv"
-                else UserError(
-                    "env.kind=uv needs env.name or env.path", "set env.name=NAME (envs/NAME) or env.path=/path/to/.venv"
-                )
-            )
-        elif e.kind == "uv" and e.name and not e.path and not (venv.parent / "pyproject.toml").is_file():
-            from ..envs import available
-
-            names = ", ".join(sorted(available())) or "none yet"
-            problems.append(
-                UserError(
-                    f"no environment named {e.name!r} (no envs/{e.name}/pyproject.toml)",
-                    f"environments: {names} (`danlu env list`); or create envs/{e.name}/pyproject.toml",
-                )
-            )
-        elif not (venv / "bin" / "activate").exists():
-            named = e.kind == "uv" and e.name and not e.path  # envs/NAME; otherwise the path is what was chosen
-            hint = f"danlu env sync {e.name}" if named else f"create the virtualenv at {venv} (python -m venv {venv})"
-            what = f"environment {e.name!r}" if named else f"env.kind={e.kind} environment at {str(venv)!r}"
-            problems.append(UserError(f"{what} is missing ({venv} has no bin/activate)", hint))
-    if e.kind == "conda" and not (e.name or e.path):
-        problems.append(UserError("env.kind=conda needs env.name or env.path", "set env.name=myenv"))
-    for key in e.vars:
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*\Z", key):
-            problems.append(
-                UserError(f"env.vars has an invalid variable name {key!r}", "names are letters, digits and _")
-            )
-    for key in sorted(set(e.vars) & set(e.pass_env)):
-        problems.append(
-            UserError(
-                f"env.vars.{key} would write a secret into the job script",
-                f"export {key} in your shell instead; it is passed to the job by name (env.pass_env)",
-            )
-        )
-    for key in e.pass_env:
-        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*\Z", key):
-            problems.append(
-                UserError(f"env.pass_env has an invalid variable name {key!r}", "names are letters, digits and _")
-            )
-    if spec.notify.url:
-        from ..webhook import WebhookError, resolve
-
-        try:
-            resolve(spec.notify.url)
-        except WebhookError as e:
-            problems.append(UserError(e.message, e.hint))
-    return problems
 
 
 @dataclass

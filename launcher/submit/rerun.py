@@ -10,7 +10,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from .. import slurm
 from ..layout import RunLayout
 from ..plan.planner import PlannedRun, place
-from ..spec.compose import Composer, merge_overrides
+from ..spec.compose import Composer
+from ..spec.overrides import merge_overrides
 from ..spec.validate import check
 from ..state.machine import failed_nodes
 from ..state.names import RERUNNABLE
