@@ -34,7 +34,6 @@ STILL_OVER = {
     "launcher/spec/validate.py:file_problems",
     "launcher/state/machine.py:step",
     "launcher/state/reasons.py:classify",
-    "launcher/state/reconcile.py:refresh",
     "launcher/submit/outputs.py:folder_problems",
     "launcher/submit/recovery.py:reconcile_submitting",
     "launcher/views/cluster.py:summarize",
