@@ -20,7 +20,6 @@ STILL_OVER = {
     "launcher/cli/__init__.py:main",
     "launcher/cli/parser.py:build_parser",
     "launcher/cli/rerun.py:run",
-    "launcher/cli/shell_complete.py:candidates",
     "launcher/cli/submit.py:run",
     "launcher/cluster_facts.py:add_nodes",
     "launcher/job/agent.py:NodeAgent.__call__",
