@@ -2,7 +2,7 @@
 
 SQLite's WAL mode needs shared memory that every process of the database can map, which holds on one host only,
 and its POSIX locks are only as good as the file system's lock protocol (none at all across sshfs mounts, often
-broken on old NFS setups). The run store (store.py) asks `store_mode` and, on a network file system, uses a
+broken on old NFS setups). The run store (store/) asks `store_mode` and, on a network file system, uses a
 rollback journal under a lock directory of its own (dir_lock.py), with a fresh connection per transaction so that
 each one reads what the other hosts wrote (close-to-open consistency).
 """

@@ -18,7 +18,8 @@ import pytest
 from danlu_helpers import danlu, danlu_env  # noqa: F401
 
 from launcher.errors import UserError
-from launcher.store import MIGRATIONS, TERMINAL, NewRun, Store
+from launcher.state.names import TERMINAL
+from launcher.store import MIGRATIONS, NewRun, Store
 
 
 def _runs(sweep: str, n: int, tag: str) -> list[NewRun]:

@@ -7,7 +7,6 @@ jobs/ directories (the same search path as `danlu submit`), run ids from the sto
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
@@ -228,43 +227,15 @@ def _overrides(cur: str, words: Sequence[str]) -> List[str]:
 
 
 # ---- run ids (the store, read-only) ------------------------------------------------------------
-def _store() -> Optional[sqlite3.Connection]:
-    from ..store import default_path
-
-    path = default_path()
-    if not path.is_file():
-        return None
-    try:
-        return sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=1)
-    except sqlite3.Error:
-        return None
-
-
 def _names(cur: str, runs_only: bool) -> List[str]:
-    db = _store()
-    if db is None:
-        return []
-    like = cur.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    try:
-        if "/" in cur or runs_only and _one_sweep(db, cur):
-            rows = db.execute(
-                "SELECT run FROM runs WHERE run LIKE ? ESCAPE '\\' ORDER BY created DESC, idx LIMIT ?", (like, LIMIT)
-            ).fetchall()
-            return [r[0] for r in rows]
-        rows = db.execute(
-            "SELECT sweep FROM sweeps WHERE sweep LIKE ? ESCAPE '\\' ORDER BY created DESC LIMIT ?", (like, LIMIT)
-        ).fetchall()
-        return [f"{r[0]}/" if runs_only else r[0] for r in rows]
-    except sqlite3.Error:
-        return []
-    finally:
-        db.close()
+    """Sweeps (or runs) whose name begins with `cur`; `runs_only`: a sweep is offered as `sweep/`, and the runs of
+    the one sweep `cur` begins directly."""
+    from ..store import Names
 
-
-def _one_sweep(db: sqlite3.Connection, cur: str) -> bool:
-    """True when exactly one sweep starts with `cur` (then its runs are offered directly)."""
-    like = cur.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    return len(db.execute("SELECT sweep FROM sweeps WHERE sweep LIKE ? ESCAPE '\\' LIMIT 2", (like,)).fetchall()) == 1
+    with Names() as names:
+        if "/" in cur or runs_only and len(names.sweeps(cur, 2)) == 1:
+            return names.runs(cur, LIMIT)
+        return [f"{s}/" if runs_only else s for s in names.sweeps(cur, LIMIT)]
 
 
 # ---- the completer ---------------------------------------------------------------------------
@@ -283,19 +254,34 @@ def candidates(words: Sequence[str]) -> List[str]:
         return []
     prev = before[-1] if before else ""
     if prev in VALUE_OPTIONS:
-        if prev == "--mode":
-            return [m for m in ("min", "max") if m.startswith(cur)]
-        if prev == "--state":
-            head = cur[: cur.rfind(",") + 1]
-            return [head + s for s in STATES]
-        return []
+        return _option_values(prev, cur)
     if cur.startswith("-"):
-        if command in ("env", "cluster") and args:
-            for action in subs[command]._actions:  # noqa: SLF001
-                choices = getattr(action, "choices", None)
-                if isinstance(choices, dict) and args[0] in choices:
-                    return _flags(choices[args[0]])
-        return _flags(subs[command]) + (["-m"] if command == "submit" else [])
+        return _command_flags(subs, command, args)
+    return _arguments(command, args, cur, before)
+
+
+def _option_values(option: str, cur: str) -> List[str]:
+    """The values of an option that takes one: --mode's and --state's (a list: PENDING,RUN<TAB>)."""
+    if option == "--mode":
+        return [m for m in ("min", "max") if m.startswith(cur)]
+    if option == "--state":
+        head = cur[: cur.rfind(",") + 1]
+        return [head + s for s in STATES]
+    return []
+
+
+def _command_flags(subs: Dict[str, argparse.ArgumentParser], command: str, args: Sequence[str]) -> List[str]:
+    """The flags of `command`, or of its subcommand (`env sync`, `cluster init`)."""
+    if command in ("env", "cluster") and args:
+        for action in subs[command]._actions:  # noqa: SLF001
+            choices = getattr(action, "choices", None)
+            if isinstance(choices, dict) and args[0] in choices:
+                return _flags(choices[args[0]])
+    return _flags(subs[command]) + (["-m"] if command == "submit" else [])
+
+
+def _arguments(command: str, args: Sequence[str], cur: str, before: Sequence[str]) -> List[str]:
+    """The positional arguments of `command` after `args`: overrides, sweep and run ids, subcommands."""
     if command == "submit":
         return _overrides(cur, before)
     if command == "rerun":
@@ -307,17 +293,21 @@ def candidates(words: Sequence[str]) -> List[str]:
     if command in RUN_ONLY:
         return _names(cur, runs_only=True) if not args else []
     if command == "env":
-        if not args:
-            return ["sync", "list"]
-        if args[0] == "sync" and len(args) == 1:
-            from ..envs import available
-
-            return sorted(available())
-        return []
+        return _env_arguments(args)
     if command == "cluster":
         return ["init"] if not args else []
     if command == "completion":
         return ["bash", "zsh"] if not args else []
+    return []
+
+
+def _env_arguments(args: Sequence[str]) -> List[str]:
+    if not args:
+        return ["sync", "list"]
+    if args[0] == "sync" and len(args) == 1:
+        from ..envs import available
+
+        return sorted(available())
     return []
 
 

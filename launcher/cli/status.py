@@ -28,6 +28,7 @@ def check_states(states: str | None) -> None:
 def run(args: Namespace) -> int:
     from ..metrics.live import Prefetch, add_progress
     from ..state.reconcile import EarlyAsk, refresh
+    from ..store import MANY_RUNS
     from ..views.table import Fields, filter_items, item_progress, items, render, select
 
     check_states(args.state)
@@ -52,8 +53,8 @@ def run(args: Namespace) -> int:
         # narrow the table, whose refresh asks about theirs only)
         asked = None if args.names else EarlyAsk(store)
         # the table's columns; with many runs to reconcile (the first look after a sweep ended), the state
-        # machine's as well, in the same read (store.VIEWS)
-        view = "brief" if asked is not None and len(asked.ids) >= 900 else "table"
+        # machine's as well, in the same read (store/views.py)
+        view = "brief" if asked is not None and len(asked.ids) >= MANY_RUNS else "table"
         with phase("store read"):
             selected = select(store, args.names, view)
         early = None if args.no_metrics else Prefetch(selected)  # log tails read while squeue and sacct answer

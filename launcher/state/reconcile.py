@@ -24,7 +24,7 @@ from .. import slurm
 from ..errors import UserError
 from ..network_fs import host as this_host_name
 from ..procs import is_local, parse_local_job_id, terminate
-from ..store import Store
+from ..store import BRIEF, MANY_RUNS, Store, ViewRows, view_of
 from ..timings import phase
 from .machine import SlurmAnswers, finish, step
 from .names import TERMINAL
@@ -58,19 +58,28 @@ class EarlyAsk:
 
 
 def refresh(store: Store, rows: List[Any], early: Optional[EarlyAsk] = None) -> Reconciled:
-    """Update the store from Slurm for every run of `rows` still active; returns the fresh rows. `early`: Slurm's
-    answers asked before the rows were read (status)."""
+    """Update the store from Slurm for every run of `rows` (Store.latest's, of any view) still active; returns the
+    fresh rows, in the same view. `early`: Slurm's answers asked before the rows were read (status)."""
     if not rows:
         return Reconciled(rows, [])
+    view = view_of(rows)
     names = list(rows[0].keys())  # by position: sqlite3.Row's lookup by name, 100,000 times, is slow
     fin, job = names.index("final"), names.index("job_id")
     active = [r for r in rows if not r[fin] and r[job]]
     if not active:
         return Reconciled(rows, [])
-    view = "full" if "config" in names else "brief" if "submitted" in names else "table"
-    if view == "table":  # the table's columns: the brief ones of the runs to reconcile (store.VIEWS)
+    if not view.steps:  # e.g. the table's columns: the brief ones of the runs to reconcile (store/views.py)
         with phase("store read (runs to reconcile)"):
-            active = [r for r in _latest(store, [r["run"] for r in active], "brief") if not r["final"] and r["job_id"]]
+            again = store.latest_of_runs([r["run"] for r in active], BRIEF)
+            active = [r for r in again if not r["final"] and r["job_id"]]
+    updates, notes = _step_all(active, early)
+    with phase("store update"):
+        applied = store.update_attempts(updates)
+    return Reconciled(_fresh(store, rows, updates, applied == len(updates)), notes)
+
+
+def _step_all(active: List[Any], early: Optional[EarlyAsk]) -> Tuple[List[Dict[str, Any]], List[str]]:
+    """What Slurm says of the `active` rows' jobs, and the state machine's step of each: the updates to store."""
     ids = [r["job_id"] for r in active if not is_local(r["job_id"])]
     with phase("waiting for squeue and sacct"):
         answers, notes = (early and early.answers(ids)) or _ask_slurm(ids)
@@ -81,34 +90,29 @@ def refresh(store: Store, rows: List[Any], early: Optional[EarlyAsk] = None) -> 
             if upd:
                 upd.update(run=r["run"], attempt=r["attempt"])
                 updates.append(upd)
-    with phase("store update"):
-        applied = store.update_attempts(updates)
-    run = names.index("run")
+    return updates, notes
+
+
+def _fresh(store: Store, rows: List[Any], updates: List[Dict[str, Any]], all_applied: bool) -> List[Any]:
+    """`rows` as the store has them after `updates`: the runs that may have changed (final states never do) read
+    again, as the caller read them; when many changed (the first look after a sweep ended) and the store took every
+    update, made from the updates instead (store.updated_rows)."""
+    view = view_of(rows)
+    names = list(rows[0].keys())
+    fin, run = names.index("final"), names.index("run")
     changed = [k for k, r in enumerate(rows) if not r[fin]]
-    if len(changed) >= 900 and view != "full" and applied == len(updates):
-        # thousands of runs changed (the first look after a sweep ended) and the store took every update: the rows
-        # as it has them now are made from the updates, not read again (store.updated_rows)
+    if len(changed) >= MANY_RUNS and view.covered and all_applied:
         with phase("updates applied to the rows read"):
             merged = store.updated_rows(rows, {u["run"]: u for u in updates})
         if merged is not None:
-            return Reconciled(merged, notes)
-    # re-read the runs that may have changed (final states never do), as the caller read them
+            return merged
     with phase("store read again (changed runs)"):
-        fresh = _latest(store, [rows[k][run] for k in changed], view)
+        fresh = store.latest_of_runs([rows[k][run] for k in changed], view)
     by_run = {r[run]: r for r in fresh}
-    out = list(rows)
+    out = ViewRows(view, rows)
     for k in changed:
         out[k] = by_run.get(out[k][run], out[k])
-    return Reconciled(out, notes)
-
-
-def _latest(store: Store, runs: List[str], view: str) -> List[Any]:
-    """The latest attempt of these runs: by name when they are few, else every run's, filtered here (a long IN
-    list is slower than reading the index whole)."""
-    if len(runs) < 900:
-        return store.latest(runs=runs, view=view)
-    wanted = set(runs)
-    return [r for r in store.latest(view=view) if r["run"] in wanted]
+    return out
 
 
 def _ask_slurm(slurm_ids: List[str]) -> Tuple[SlurmAnswers, List[str]]:
