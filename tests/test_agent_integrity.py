@@ -22,9 +22,9 @@ import pytest
 from danlu_helpers import GOLDEN_ENV, REPO, plan_experiment
 
 import launcher
+from launcher.backends import submitit_jobs as backend
 from launcher.layout import SweepLayout
 from launcher.state.reasons import classify
-from launcher.submit import backend
 
 TINY = ["experiment=tiny_dpo", "cluster=testcluster"]
 

@@ -35,7 +35,9 @@ def place_pickle(folder: str, stem: str) -> Path:
     if target.exists():
         return target
     source = Path(f"{stem}.{os.environ.get('SLURM_ARRAY_TASK_ID') or 0}.pkl")
-    if not source.exists():  # one agent for every task of the job (backend.pickle_agents): its run from the env
+    if (
+        not source.exists()
+    ):  # one agent for every task of the job (backends/submitit_jobs.pickle_agents): its run from the env
         source = Path(f"{stem}.pkl")
     target.parent.mkdir(parents=True, exist_ok=True)
     try:

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from .. import slurm
+from ..backends import for_spec
+from ..backends.submitit_jobs import shared_agent
 from ..layout import RunLayout, SweepLayout
 from ..node_agent import NodeAgent
 from ..spec.compose import RunConfig
@@ -26,9 +28,8 @@ from ..spec.lightning import lost_progress_note
 from ..spec.options import RunSpec
 from ..spec.validate import Shape
 from ..store import NewRun, output_dir_of
-from ..submit.backend import shared_agent
 from .command import launch_command
-from .render import JobPlan, RunPlan, render_script
+from .render import JobPlan, RunPlan, local_setup, render_script, with_agent_hashes
 
 GitState = Tuple[Optional[str], Optional[bool]]
 
@@ -102,6 +103,15 @@ class PlannedJob:
     def spec(self) -> RunSpec:
         return self.runs[0].spec
 
+    def script_with_hashes(self, hashes: Sequence[str]) -> str:
+        """The script with each pickled agent's SHA-256 in its placeholder's place."""
+        return with_agent_hashes(self.script, hashes)
+
+    @property
+    def local_setup(self) -> List[str]:
+        """The shell lines the local executor runs before the node agent: the same environment as in Slurm."""
+        return local_setup(self.spec, self.plan.runs[0])
+
     @property
     def sweep_layout(self) -> SweepLayout:
         return self.runs[0].layout.sweep
@@ -116,7 +126,7 @@ class PlannedJob:
 
     @property
     def local(self) -> bool:
-        return self.spec.cluster.kind == "local"
+        return not for_spec(self.spec).in_slurm
 
 
 def sweep_layout(spec: RunSpec, sweep: str) -> SweepLayout:
@@ -269,7 +279,8 @@ def plan_jobs(token: str, runs: Sequence[PlannedRun], template_dir: Optional[str
     memo: Dict[str, str] = {}
     groups: Dict[str, List[PlannedRun]] = {}
     for i, r in enumerate(runs):
-        key = f"local-{i}" if r.spec.cluster.kind == "local" else _job_text_key(r, template_dir, memo)
+        # arrays are Slurm's: elsewhere every run is a job of its own
+        key = _job_text_key(r, template_dir, memo) if for_spec(r.spec).in_slurm else f"alone-{i}"
         groups.setdefault(key, []).append(r)
     jobs: List[PlannedJob] = []
     for members in groups.values():

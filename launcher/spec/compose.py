@@ -13,6 +13,7 @@ from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ..backends import for_spec
 from ..errors import UserError
 from .config_errors import config_error, default_cluster_hint
 from .config_groups import cluster_chosen, compose_groups, group_names, recorded_dirs, register_resolvers, search_dirs
@@ -108,7 +109,7 @@ class Composer:
         cfgs = [self._build(point) for point in points]
         if to_run and not named and slurm_here:
             for point, cfg in zip(points, cfgs, strict=True):
-                if cfg.spec.cluster.kind == "local" and not self._cluster_chosen(self._group_overrides(point)):
+                if not for_spec(cfg.spec).in_slurm and not self._cluster_chosen(self._group_overrides(point)):
                     raise UserError(
                         "no cluster chosen: Slurm is here (sbatch), but the built-in default cluster=local would "
                         "train on this login node",

@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
+from ..backends import for_spec
 from ..errors import UserError
 from ..words import counted
 from .file_checks import file_problems
@@ -139,7 +140,7 @@ def shape(spec: RunSpec) -> Shape:
 
     partition = r.partition or c.default_partition
     gpu_type = r.gpu_type
-    if c.kind == "local":
+    if not for_spec(spec).in_slurm:
         if r.nodes != 1:
             raise UserError(
                 f"resources.nodes={r.nodes}: the local cluster has one node",
@@ -297,7 +298,7 @@ def _notify_form(spec: RunSpec) -> None:
             raise UserError(problem.message, problem.hint)
     if n.email is not None and not re.match(r"^[^@\s,]+@[^@\s,]+\Z", n.email):
         raise UserError(f"notify.email={n.email!r} is not one mail address", "e.g. notify.email=me@uni.edu")
-    if (n.url or n.email) and spec.cluster.kind == "local":
+    if (n.url or n.email) and not for_spec(spec).in_slurm:
         raise UserError(
             "notify needs a Slurm cluster: the local cluster has no summary job and no mail",
             "use cluster=<your slurm cluster>, or leave notify.url/notify.email unset and watch with "

@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import getpass
 import re
-import signal
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from .. import slurm
+from ..backends import IN_SLURM, by_backend, for_record
 from ..errors import UserError
 from ..network_fs import host as this_host_name
-from ..procs import is_local, parse_local_job_id, terminate
 from ..store import BRIEF, MANY_RUNS, Store, ViewRows, view_of
 from ..timings import phase
 from .machine import SlurmAnswers, finish, step
@@ -41,7 +40,7 @@ class EarlyAsk:
     the answers when they cover its rows' jobs, and asks again otherwise (a job submitted in between)."""
 
     def __init__(self, store: Store) -> None:
-        self.ids = set(store.active_job_ids())
+        self.ids = set(store.active_job_ids(IN_SLURM))
         self._result: Optional[Tuple[SlurmAnswers, List[str]]] = None
         self._thread = threading.Thread(target=self._ask, daemon=True)
         if self.ids:
@@ -80,7 +79,7 @@ def refresh(store: Store, rows: List[Any], early: Optional[EarlyAsk] = None) -> 
 
 def _step_all(active: List[Any], early: Optional[EarlyAsk]) -> Tuple[List[Dict[str, Any]], List[str]]:
     """What Slurm says of the `active` rows' jobs, and the state machine's step of each: the updates to store."""
-    ids = [r["job_id"] for r in active if not is_local(r["job_id"])]
+    ids = [r["job_id"] for r in active if for_record(r).in_slurm]
     with phase("waiting for squeue and sacct"):
         answers, notes = (early and early.answers(ids)) or _ask_slurm(ids)
     updates = []
@@ -167,20 +166,9 @@ def cancel(store: Store, rows: Sequence[Any]) -> Cancelled:
     """Cancel the active attempts of `rows` (fresh from `refresh`) and record how each one ended."""
     live = [r for r in rows if not r["final"] and r["job_id"]]
     refuse_other_hosts(live)
-    local = {r["job_id"]: parse_local_job_id(r["job_id"]) for r in live if is_local(r["job_id"])}
-    slurm_rows = [r for r in live if r["job_id"] not in local]
-    slurm.scancel(_scancel_ids(store, slurm_rows))
-    for job in local.values():
-        if job is not None:
-            try:
-                terminate(job.pid, signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
-                pass
-    # scancel is silent about jobs that ended in the meantime: ask the controller how each one ended
-    try:
-        queue = slurm.squeue([r["job_id"] for r in slurm_rows])
-    except slurm.SlurmUnavailable:
-        queue = {}
+    queue: Dict[str, slurm.JobInfo] = {}  # how a job that ended in the meantime ended, where its backend says
+    for backend, members in by_backend(live):
+        queue.update(backend.cancel(members, store.array_size))
     who = f"cancelled by {getpass.getuser()} (danlu cancel)"
     updates, out = [], Cancelled([], [])
     for r in live:
@@ -201,32 +189,14 @@ def refuse_other_hosts(rows: Sequence[Any]) -> None:
     """UserError when one of the active `rows` is a local run of another host.
     Its pid names no process of this host.
     A cancel of only the other rows would surprise, so nothing is cancelled."""
-    elsewhere = [(r, job) for r in rows if (job := parse_local_job_id(r["job_id"])) is not None and not job.here]
+    elsewhere = [(r, where) for r in rows if (where := for_record(r).judged_elsewhere(r["job_id"])) is not None]
     if elsewhere:
-        first, job = elsewhere[0]
+        first, where = elsewhere[0]
         more = f" ({len(elsewhere) - 1} more like it)" if len(elsewhere) > 1 else ""
         raise UserError(
-            f"{first['run']} is a local run on {job.where}, not on this host ({this_host_name()}){more}: "
-            "nothing cancelled",
-            f"run `danlu cancel {first['run']}` on {job.where}",
+            f"{first['run']} is a local run on {where}, not on this host ({this_host_name()}){more}: nothing cancelled",
+            f"run `danlu cancel {first['run']}` on {where}",
         )
-
-
-def _scancel_ids(store: Store, rows: Sequence[Any]) -> List[str]:
-    """A whole array by its array job id when every task of it is being cancelled: one short scancel."""
-    ids = set()
-    by_array: Dict[str, List[Any]] = {}
-    for r in rows:
-        if r["array_job_id"]:
-            by_array.setdefault(r["array_job_id"], []).append(r)
-        else:
-            ids.add(r["job_id"])
-    for array_id, members in by_array.items():
-        if len(members) == store.array_size(array_id):
-            ids.add(array_id)
-        else:
-            ids.update(m["job_id"] for m in members)
-    return sorted(ids)
 
 
 # ---- wait --------------------------------------------------------------------------------------

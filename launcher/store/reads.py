@@ -52,14 +52,17 @@ class Reads(Connection):
             cur = db.execute("SELECT " + ", ".join(f'NULL AS "{n}"' for n in names) + " LIMIT 0")
         return with_updates(view_of(rows), rows, updates, cur)
 
-    def active_job_ids(self) -> List[str]:
-        """The Slurm job ids of every attempt not final yet (what a refresh will ask Slurm about), from an index."""
+    def active_job_ids(self, kinds: Sequence[str]) -> List[str]:
+        """The job ids of every attempt not final yet whose run went to a cluster of these kinds (the ones Slurm
+        is asked about: backends.IN_SLURM), from the indexes."""
+        marks = ", ".join("?" for _ in kinds)
         with self.use() as db:
             return [
                 r[0]
                 for r in db.execute(
-                    "SELECT DISTINCT job_id FROM attempts WHERE final = 0 AND job_id IS NOT "
-                    "NULL AND job_id NOT LIKE 'local-%'"
+                    "SELECT DISTINCT a.job_id FROM attempts a JOIN runs r USING (run) WHERE a.final = 0 AND "
+                    f"a.job_id IS NOT NULL AND r.cluster_kind IN ({marks})",
+                    tuple(kinds),
                 )
             ]
 

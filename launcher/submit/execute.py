@@ -13,18 +13,15 @@ Order of events, so that a crash anywhere leaves the store and the queue consist
 from __future__ import annotations
 
 import secrets
-import signal
 import subprocess
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .. import slurm
+from ..backends import for_spec
 from ..plan.planner import PlannedJob
-from ..plan.render import local_setup
-from ..procs import local_job_id, parse_local_job_id, terminate, this_host
 from ..timings import phase
 from ..words import counted
-from . import backend
 
 
 class SubmitFailed(Exception):
@@ -70,35 +67,12 @@ def execute(job: PlannedJob) -> str:
     """Submit one planned job (one sbatch call, or one local process); returns its job id."""
     with phase("folders"):
         make_folders(job)
-    sweep = job.sweep_layout
     for run in job.runs:  # a LightningCLI run's extra --config, read by its program at every start
         extra = run.lightning_config
         if extra is not None:
             extra[0].write_text(extra[1])
             extra[0].chmod(0o600)
-    path = job.script_path
-    first = job.runs[0]
-    if job.local:
-        this_host()  # a host name no job id can hold stops the submit before a process starts
-        setup = local_setup(job.spec, job.plan.runs[0])
-        path.write_text("\n".join(setup) + "\n")
-        path.chmod(0o600)
-        job_id = backend.submit_local(
-            sweep.submitit_folder(),
-            setup,
-            first.agent(),
-            tasks=first.shape.tasks_per_node,
-            timeout_min=first.shape.time_minutes,
-        )
-        return local_job_id(int(job_id))
-    return backend.submit_slurm(
-        path,
-        job.script,
-        [r.agent() for r in job.runs],
-        [sweep.pickle(job.tag, i) for i in range(len(job.runs))],
-        first.shape.time_minutes,
-        shared=sweep.job_pickle(job.tag) if job.is_array else None,
-    )
+    return for_spec(job.spec).send(job)
 
 
 def execute_all(store: Any, sweep: str, token: str, jobs: Sequence[PlannedJob]) -> Dict[str, str]:
@@ -115,7 +89,7 @@ def execute_all(store: Any, sweep: str, token: str, jobs: Sequence[PlannedJob]) 
             with phase("store"):
                 recorded = store.record_job(job.tag, job_id, job.is_array)
             if not recorded and store.job_of(job.tag) != job_id:  # (recovery may have found and recorded it)
-                withdraw(job_id)
+                for_spec(job.spec).withdraw(job_id)
                 raise TakenForDead(sweep, job.tag, job_id)
             for i, r in enumerate(job.runs):
                 results[r.run_id] = f"{job_id}_{i}" if job.is_array else job_id
@@ -157,15 +131,6 @@ class TakenForDead(Exception):
             f"{tag.split(':')[-1]} on UNSUBMITTED{sent}"
         )
         self.hint = f"send them with: danlu rerun {sweep} --state UNSUBMITTED"
-
-
-def withdraw(job_id: str) -> None:
-    """Cancel a job just sent whose runs the store no longer waits for: Slurm's, or a local process."""
-    local = parse_local_job_id(job_id)
-    if local is not None:
-        terminate(local.pid, signal.SIGTERM)
-    else:
-        slurm.scancel([job_id])
 
 
 def accepted(n: int) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
+from ..backends import for_spec
 from ..cluster_facts import ClusterFacts, cached, contradictions, grp_tres_problem, submit_limit
 from ..errors import UserError
 
@@ -21,27 +22,27 @@ def against_the_live_cluster(
     contradicts it (warnings, returned with the facts), MaxArraySize (arrays split at the smaller), a job the
     association's GrpTRES never lets start and the submit limits (problems: nothing is queued); a request the profile
     allows but the live cluster cannot hold is a problem too (beyond_the_live_cluster)."""
-    slurm_cfgs = [c for c in cfgs if c.spec.cluster.kind == "slurm"]
+    slurm_cfgs = [c for c in cfgs if for_spec(c.spec).in_slurm]
     if not slurm_cfgs:
         return [], None
     profile = slurm_cfgs[0].spec.cluster
     facts = cached(profile.name, refresh=refresh, keep=keep)
     if facts is None:
         return [], None
-    used = [s.partition for c, s in zip(cfgs, shapes, strict=True) if c.spec.cluster.kind == "slurm" and s.partition]
+    used = [s.partition for c, s in zip(cfgs, shapes, strict=True) if for_spec(c.spec).in_slurm and s.partition]
     warnings = contradictions(profile, facts, used)
     if facts.max_array_size:
         for c in slurm_cfgs:
             c.spec.cluster.max_array_size = min(c.spec.cluster.max_array_size, facts.max_array_size)
     beyond: Dict[Shape, Optional[UserError]] = {}
     for c, s in zip(cfgs, shapes, strict=True):
-        if c.spec.cluster.kind == "slurm" and s not in beyond:  # once per distinct shape: a sweep's runs share few
+        if for_spec(c.spec).in_slurm and s not in beyond:  # once per distinct shape: a sweep's runs share few
             problem = beyond[s] = beyond_the_live_cluster(c.spec, s, facts)
             if problem is not None:
                 problems.append(problem)
                 break
     for c, s in zip(cfgs, shapes, strict=True):
-        if c.spec.cluster.kind != "slurm":
+        if not for_spec(c.spec).in_slurm:
             continue
         never = grp_tres_problem(
             facts.grp_tres, s.nodes * s.gpus_per_node, s.gpu_type, s.nodes * s.tasks_per_node * s.cpus_per_task

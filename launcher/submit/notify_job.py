@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional
 
 from .. import slurm
+from ..backends import for_spec
 from ..layout import SweepLayout
 from ..plan.planner import danlu_python
 from ..plan.render import NotifyPlan, render_notify_script
@@ -17,7 +18,7 @@ from ..spec.options import RunSpec
 
 def wanted(spec: RunSpec) -> bool:
     n = spec.notify
-    return spec.cluster.kind == "slurm" and bool((n.url and n.summary) or n.email)
+    return for_spec(spec).in_slurm and bool((n.url and n.summary) or n.email)
 
 
 def plan(

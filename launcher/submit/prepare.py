@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from ..backends import for_spec
 from ..errors import UserError
 from ..layout import safe_name
 from ..timings import phase
@@ -42,7 +43,7 @@ class PreparedSubmit:
 
     @property
     def local(self) -> bool:
-        return all(c.spec.cluster.kind == "local" for c in self.cfgs)
+        return not any(for_spec(c.spec).in_slurm for c in self.cfgs)
 
     def sweep_base(self) -> Tuple[str, bool]:
         """The sweep's name, or the stem a name is made from, and whether it was named (--name or the config)."""
@@ -59,7 +60,7 @@ class PreparedSubmit:
 
         base, explicit = self.sweep_base()
         shapes = self.verdict.shapes
-        slurm_runs = [(c.spec, s) for c, s in zip(self.cfgs, shapes, strict=True) if c.spec.cluster.kind == "slurm"]
+        slurm_runs = [(c.spec, s) for c, s in zip(self.cfgs, shapes, strict=True) if for_spec(c.spec).in_slurm]
         with phase("cluster facts"):
             from ..cluster_facts import stop_graces
 

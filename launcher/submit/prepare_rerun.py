@@ -149,7 +149,7 @@ def prepare_rerun(request: RerunRequest, store: Any, chosen: List[Any]) -> Prepa
     from ..spec.compose import Composer
     from .live_checks import against_the_live_cluster
     from .prepare import check_template_dir
-    from .rerun import plan_attempts
+    from .rerun import plan_attempts, with_stop_graces
 
     check_template_dir(request.template_dir)
     sweep = store.sweep(chosen[0]["sweep"])
@@ -157,13 +157,14 @@ def prepare_rerun(request: RerunRequest, store: Any, chosen: List[Any]) -> Prepa
     planned, expect = plan_attempts(store, chosen, composer, request.overrides, request.exclude_failed_nodes)
     # the live cluster's word on these runs: the profile's contradictions, the submit limit
     problems: List[UserError] = []
-    warnings, _facts = against_the_live_cluster(
+    warnings, facts = against_the_live_cluster(
         [p.cfg for p in planned],
         [p.shape for p in planned],
         problems,
         request.refresh_cluster,
         keep=not request.dry_run,
     )
+    planned = with_stop_graces(planned, facts)
     label = chosen[0]["sweep"] if len({r["sweep"] for r in chosen}) == 1 else "rerun"
     return PreparedRerun(
         request, label, planned, expect, template_dir, list(warnings), problems[0] if problems else None

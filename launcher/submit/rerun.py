@@ -4,10 +4,11 @@ like a submit's runs, in the run's own directory."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Tuple
 
-from .. import slurm
+from ..backends import for_spec
 from ..layout import RunLayout
 from ..plan.planner import PlannedRun, place
 from ..spec.compose import Composer
@@ -22,10 +23,10 @@ def plan_attempts(
     store: Any, chosen: Sequence[Any], composer: Composer, given: Sequence[str], exclude_failed_nodes: bool
 ) -> Tuple[List[PlannedRun], Dict[str, int]]:
     """The next attempt of each chosen run (store rows of its latest attempt), and the attempt each one is at now
-    (a rerun records its attempts only if no other danlu got there first)."""
+    (a rerun records its attempts only if no other danlu got there first). Their stop graces are not read here:
+    `with_stop_graces` adds them once the live cluster's facts are known."""
     planned: List[PlannedRun] = []
     expect: Dict[str, int] = {}
-    graces: Dict[slurm.Place, Optional[int]] = {}
     for r in chosen:
         overrides = merge_overrides(json.loads(r["overrides"]), list(given))
         if exclude_failed_nodes:
@@ -37,9 +38,6 @@ def plan_attempts(
         verdict = check([cfg.spec])
         verdict.refuse()  # the same verdict with --dry-run
         (shp,) = verdict.shapes
-        where = place(cfg.spec, shp)
-        if cfg.spec.cluster.kind == "slurm" and where not in graces:
-            graces.update(slurm.stop_graces([where]))  # once per partition and QOS
         planned.append(
             PlannedRun(
                 run_id=r["run"],
@@ -50,9 +48,20 @@ def plan_attempts(
                 layout=RunLayout(Path(r["run_dir"])),
                 attempt=r["attempt"] + 1,
                 workdir=str(Path(cfg.spec.workdir).expanduser().resolve()),
-                stop_grace_s=graces.get(where),
             )
         )
         expect[r["run"]] = r["attempt"]
     refuse_unsafe_sweeps(p.layout.sweep.root for p in planned)  # folders another user could write
     return planned, expect
+
+
+def with_stop_graces(planned: Sequence[PlannedRun], facts: Any) -> List[PlannedRun]:
+    """The runs with the cluster's stop grace of their place (cluster_facts.stop_graces: from the cached facts where
+    they say it all, else asked once per partition and QOS)."""
+    from ..cluster_facts import stop_graces
+
+    places = {place(p.spec, p.shape) for p in planned if for_spec(p.spec).in_slurm}
+    graces = stop_graces(places, facts) if places else {}
+    return [
+        replace(p, stop_grace_s=graces.get(place(p.spec, p.shape))) if for_spec(p.spec).in_slurm else p for p in planned
+    ]

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from ..backends import batch_output
 from ..errors import UserError
 from ..layout import AttemptLayout, RestartLayout, RunLayout, launcher_rank_logs, log_per_task, natural_key, time_index
 from ..slurm import assigned_nodes
@@ -188,7 +189,7 @@ def sources(row: Any, attempt: AttemptLayout, opts: LogsOptions, lay: Layout) ->
     """The streams to show of one attempt: Slurm's output of the batch script, one rank's, one node's, or all."""
     _check_readable(attempt.root)
     if opts.err:
-        batch_out = RunLayout(Path(row["run_dir"])).slurm_output(row["job_id"])
+        batch_out = batch_output(row)
         return [Source([batch_out] if batch_out else [])]
     logs = AttemptLogs.find(attempt, lay)
     if opts.rank is not None:

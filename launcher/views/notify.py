@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from ..backends import batch_output
 from ..layout import RunLayout
 from ..state.failure import failed_log, failure_text, log_tail
 from ..words import counted
@@ -23,7 +24,7 @@ def failed(row: Any) -> bool:
 
 def failure(row: Any) -> Dict[str, Any]:
     files = RunLayout(Path(row["run_dir"])).attempt(int(row["attempt"]))
-    log = failed_log(files) or RunLayout(Path(row["run_dir"])).slurm_output(row["job_id"])
+    log = failed_log(files) or batch_output(row)
     tail = log_tail(log)
     reason = row["reason"] or row["state"].lower()
     where = f" (attempt {row['attempt']}, job {row['job_id']})" if row["job_id"] else ""

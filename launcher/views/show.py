@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List
 
+from ..backends import batch_output, for_record
 from ..errors import UserError
 from ..layout import RunLayout
 from ..state.reconcile import refresh
@@ -78,20 +79,22 @@ def _start_line(start: Dict[str, Any]) -> str:
     return f"     start {start['restart']}: resumed from {found['what']}{step}: {found['path']}"
 
 
-def _fetch_accounting(store: Any, run: str, attempts: List[Any]) -> None:
+def _fetch_accounting(store: Any, row: Any, attempts: List[Any]) -> None:
     """Every attempt's accounting records as sacct has them now (one call), kept in the store: a state may have
     become final from squeue's answer before accounting had the job, and a later look still shows the records
     when slurmdbd is down (or the records expired)."""
     from .. import slurm
-    from ..procs import is_local
 
-    ids = [a["job_id"] for a in attempts if a["job_id"] and not is_local(a["job_id"])]
+    if not for_record(row).in_slurm:
+        return
+    ids = [a["job_id"] for a in attempts if a["job_id"]]
     try:
         acct = slurm.sacct(ids) if ids else {}
     except slurm.SlurmUnavailable:
         return
     store.record_accounting(
-        run, {a["attempt"]: acct[a["job_id"]].raw for a in attempts if a["job_id"] in acct and acct[a["job_id"]].raw}
+        row["run"],
+        {a["attempt"]: acct[a["job_id"]].raw for a in attempts if a["job_id"] in acct and acct[a["job_id"]].raw},
     )
 
 
@@ -157,7 +160,7 @@ def _paths(row: Any, latest: Any, config: Dict[str, Any]) -> Dict[str, Any]:
         "logs": str(layout.attempt(latest["attempt"]).root),
         "output": str(output),
         "script": latest["script"],
-        "slurm_output": str(layout.slurm_output(latest["job_id"]) or "") or None,
+        "slurm_output": str(batch_output(row, latest["job_id"]) or "") or None,
         "lightning_config": _lightning_config(layout, latest["attempt"]),
     }
 
@@ -177,7 +180,7 @@ def show_data(store: Any, run: str) -> Dict[str, Any]:
     row = _find_run(store, run)
     refresh(store, store.latest(runs=[run]))  # the latest attempt's state as Slurm has it now
     sweep = store.sweep(row["sweep"])
-    _fetch_accounting(store, run, store.attempts(run))
+    _fetch_accounting(store, row, store.attempts(run))
     attempts = store.attempts(run)
     latest = attempts[-1]
     config = json.loads(row["config"])

@@ -1,5 +1,5 @@
-"""The two places a job can go: Slurm (danlu's rendered script, node agents pickled by submitit) or this machine
-(submitit's local executor).
+"""How a job reaches submitit's runner: in Slurm (danlu's rendered script, node agents pickled by submitit) or on
+this machine (submitit's local executor). The backends (slurm_backend.py, local_backend.py) call these.
 
 For Slurm, submitit has no public way to hand sbatch a script of one's own for a job array (its array path
 builds a fresh executor with submitit's own script), so danlu does what that path does with submitit's public
@@ -19,10 +19,9 @@ import pickle
 import shlex
 import sys
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any, Callable, List, Optional, Sequence
 
 from .. import slurm
-from ..plan.render import with_agent_hashes
 from ..timings import phase
 
 
@@ -57,17 +56,17 @@ def pickle_agents(
 
 def submit_slurm(
     script: Path,
-    text: str,
+    text: Callable[[List[str]], str],
     agents: Sequence[Any],
     pickles: Sequence[Path],
     timeout_min: int,
     shared: Optional[Path] = None,
 ) -> str:
     """One sbatch call for one job (an array when there are several agents); returns the (array) job id.
-    `text` is the rendered script: the pickles' SHA-256 take its placeholders' places before it is written."""
+    `text` gives the rendered script with the pickles' SHA-256 in their placeholders' places."""
     with phase("pickles"):
         hashes = pickle_agents(agents, pickles, timeout_min, shared)
-    script.write_text(with_agent_hashes(text, hashes))
+    script.write_text(text(hashes))
     script.chmod(0o600)
     with phase("sbatch"):
         return slurm.sbatch(script)
