@@ -32,18 +32,19 @@ def _cases(empty: Dict[str, str], with_run: Optional[Dict[str, str]], before: Op
         ]
     cases += [("`danlu cluster` (sinfo, squeue)", [DANLU, "cluster"], empty)]
     if before is not None:
-        cases += [
-            (
-                f"`python -m launcher.cli --help` at {before.label} (before this round)",
-                [PYTHON, "-m", "launcher.cli", "--help"],
-                dict(empty, PYTHONPATH=str(before.path)),
-            ),
-            (
-                "`python -m launcher.cli --help` now",
-                [PYTHON, "-m", "launcher.cli", "--help"],
-                dict(empty, PYTHONPATH=str(REPO)),
-            ),
-        ]
+        for verb in ("--help", "status"):
+            cases += [
+                (
+                    f"`python -m launcher.cli {verb}` at {before.label} (before this round)",
+                    [PYTHON, "-m", "launcher.cli", verb],
+                    dict(empty, PYTHONPATH=str(before.path)),
+                ),
+                (
+                    f"`python -m launcher.cli {verb}` now",
+                    [PYTHON, "-m", "launcher.cli", verb],
+                    dict(empty, PYTHONPATH=str(REPO)),
+                ),
+            ]
     return cases
 
 
@@ -65,8 +66,13 @@ def _summarize(res: Results, rows: Dict[str, Row], cases: List[Case], before: Op
     res.figures["help"], res.figures["pass"] = h.median, p.median
     res.figures["status_empty"], res.figures["squeue"] = rows["`danlu status` (empty store)"].median, q.median
     if before is not None:
-        res.figures["help_m_before"] = rows[cases[-2][0]].median
-        res.figures["help_m_now"] = rows[cases[-1][0]].median
+        for verb, key in (("--help", "help_m"), ("status", "status_m")):
+            then = rows[f"`python -m launcher.cli {verb}` at {before.label} (before this round)"].median
+            now = rows[f"`python -m launcher.cli {verb}` now"].median
+            res.figures[f"{key}_before"], res.figures[f"{key}_now"] = then, now
+            res.ratio(
+                "4", f"`{verb.lstrip('-')}` now / before this round ({before.label}): {now / then:.2f}x (medians)"
+            )
 
 
 def measure(
