@@ -1,5 +1,5 @@
-"""Every function of the package (and of bench/) is short enough to read in one screen and every module in one sitting: measured
-with `ast`, so a growing function fails here before it fails a reader."""
+"""Every function of the package (and of bench/) is short enough to read in one screen and every module in one
+sitting: measured with `ast`, so a growing function fails here before it fails a reader."""
 
 from __future__ import annotations
 
