@@ -18,7 +18,6 @@ MAX_MODULE_LINES = 400
 # is back within bounds, so a fixed one is struck off in the same change).
 STILL_OVER = {
     "launcher/state/machine.py:step",
-    "launcher/state/reasons.py:classify",
     "launcher/submit/outputs.py:folder_problems",
     "launcher/submit/recovery.py:reconcile_submitting",
 }
