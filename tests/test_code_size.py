@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
-from typing import Dict, Iterator, Tuple
+from typing import Dict, Iterator, Set, Tuple
 
 from danlu_helpers import REPO
 
@@ -17,13 +17,7 @@ MAX_MODULE_LINES = 400
 
 # Still over a bound while they are taken apart: this list may only shrink (a test below fails on a name in it that
 # is back within bounds, so a fixed one is struck off in the same change).
-STILL_OVER = {
-    "launcher/slurm.py",
-    "launcher/state/machine.py:step",
-    "launcher/state/reasons.py:classify",
-    "launcher/submit/outputs.py:folder_problems",
-    "launcher/submit/recovery.py:reconcile_submitting",
-}
+STILL_OVER: Set[str] = set()
 
 # Each branch point adds one path through a function (as McCabe's complexity counts them).
 _BRANCHES = (ast.If, ast.For, ast.AsyncFor, ast.While, ast.ExceptHandler, ast.IfExp, ast.comprehension, ast.match_case)

@@ -78,22 +78,36 @@ def step(r: Any, answers: SlurmAnswers) -> Optional[Dict[str, Any]]:
     (None: no news). Every update says whether its state is final."""
     jid = r["job_id"]
     if is_local(jid):
-        done = _result_state(r)
-        if done is not None:
-            return finish(r, done[0], done[1], "localhost", None)
-        local = parse_local_job_id(jid)
-        if local is not None and not local.here:
-            # another host's pid says nothing about the run: the state stays what its own host last saw
-            return {"reason": f"a local run on {local.where}: ask there", "final": False}
-        if local is not None and pid_alive(local.pid):
-            return {
-                "state": "RUNNING",
-                "reason": "",
-                "nodelist": "localhost",
-                "final": False,
-                "elapsed": time.time() - (r["submitted"] or time.time()),
-            }
-        return finish(r, "FAILED", "", "localhost", "ended without a result (killed?)")
+        return _local_process(r, jid)
+    q, a = _records(jid, answers)
+    update = _from_slurm(r, q, a, answers)
+    if update is None or a is None or not a.raw:
+        return update
+    return {"accounting": a.raw} | update  # sacct's own record, for `danlu show`
+
+
+def _local_process(r: Any, jid: str) -> Dict[str, Any]:
+    """A local run: its result file, else its process, which only the host it runs on can see."""
+    done = _result_state(r)
+    if done is not None:
+        return finish(r, done[0], done[1], "localhost", None)
+    local = parse_local_job_id(jid)
+    if local is not None and not local.here:
+        # another host's pid says nothing about the run: the state stays what its own host last saw
+        return {"reason": f"a local run on {local.where}: ask there", "final": False}
+    if local is not None and pid_alive(local.pid):
+        return {
+            "state": "RUNNING",
+            "reason": "",
+            "nodelist": "localhost",
+            "final": False,
+            "elapsed": time.time() - (r["submitted"] or time.time()),
+        }
+    return finish(r, "FAILED", "", "localhost", "ended without a result (killed?)")
+
+
+def _records(jid: str, answers: SlurmAnswers) -> Tuple[Optional[slurm.JobInfo], Optional[slurm.JobInfo]]:
+    """The queue's and the accounting's record of a job (None where they have none)."""
     q = answers.queue.get(jid)
     a = answers.acct.get(jid)
     if "_" in jid:
@@ -101,72 +115,101 @@ def step(r: Any, answers: SlurmAnswers) -> Optional[Dict[str, Any]]:
         # its tasks: that record is the state of every task
         q = q or answers.queue.get(jid.split("_")[0])
         a = a or answers.acct.get(jid.split("_")[0])
+    return q, a
+
+
+def _from_slurm(
+    r: Any, q: Optional[slurm.JobInfo], a: Optional[slurm.JobInfo], answers: SlurmAnswers
+) -> Optional[Dict[str, Any]]:
+    """Which answer decides: the controller's while it has the job queued or running, else accounting's end, else
+    the controller's end, else accounting's queued or running; with neither record, the run's own result file."""
     held = (q is not None) if answers.queue_ok else None  # does the controller still hold the job?
-    q_state = slurm.base_state(q.state) if q else None
-    a_state = slurm.base_state(a.state) if a else None
-    record = {"accounting": a.raw} if a is not None and a.raw else {}
-    if q is not None and q_state in ACTIVE:
-        # the controller says it is queued or running (possibly again, after a requeue)
-        return record | {
-            "state": q_state,
-            "reason": (q.reason or "None") if q_state == "PENDING" else "",
-            "nodelist": q.nodelist or None,
-            "elapsed": q.elapsed,
-            "partition": q.partition or None,
-            "restarts": a.restarts if a else None,
-            "started": a.started if a else None,
-            "final": False,
-        }
-    if a is not None and a_state not in ACTIVE:
-        return record | finish(
-            r,
-            a.state,
-            a.exit_code,
-            a.nodelist,
-            None,
-            elapsed=a.elapsed,
-            restarts=a.restarts,
-            started=a.started,
-            ended=a.ended,
-            held=held,
-        )
+    if q is not None and slurm.base_state(q.state) in ACTIVE:
+        return _queued_per_controller(q, a)
+    if a is not None and slurm.base_state(a.state) not in ACTIVE:
+        return _ended_per_accounting(r, a, held)
     if q is not None:
-        # ended a moment ago: the controller knows how (sacct not yet, or not at all)
-        done = _result_state(r)
-        return record | finish(
-            r,
-            q.state,
-            done[1] if done else "",
-            q.nodelist,
-            None,
-            elapsed=q.elapsed,
-            restarts=a.restarts if a else None,
-            held=True,
-        )
+        return _ended_per_controller(r, q, a)
     if a is not None:
-        # sacct says queued/running but the controller no longer lists it: accounting lags; keep sacct's view
-        return record | {
-            "state": a_state,
-            "reason": (a.reason or "None") if a_state == "PENDING" else "",
-            "nodelist": a.nodelist or None,
-            "elapsed": a.elapsed,
-            "restarts": a.restarts,
-            "started": a.started,
-            "final": False,
-        }
-    if not answers.acct_ok:
-        # no accounting and gone from the controller: trust only what the job itself wrote; never guess
-        done = _result_state(r)
-        if done is not None and not done[2].get("interrupted") and answers.queue_ok:
-            ended = done[2].get("ended")
-            return finish(r, done[0], done[1], None, None, ended=ended if isinstance(ended, (int, float)) else None)
-        why = (
-            "sacct is unavailable and squeue failed"
-            if not answers.queue_ok
-            else "sacct is unavailable and squeue no longer lists the job"
-        )
-        return {"state": "UNKNOWN", "reason": why, "final": False}
-    return None  # accounting has not caught up yet (just submitted): keep the last known state
+        return _queued_per_accounting(a)
+    return _without_records(r, answers)
+
+
+def _queued_per_controller(q: slurm.JobInfo, a: Optional[slurm.JobInfo]) -> Dict[str, Any]:
+    """The controller says it is queued or running (possibly again, after a requeue)."""
+    state = slurm.base_state(q.state)
+    return {
+        "state": state,
+        "reason": (q.reason or "None") if state == "PENDING" else "",
+        "nodelist": q.nodelist or None,
+        "elapsed": q.elapsed,
+        "partition": q.partition or None,
+        "restarts": a.restarts if a else None,
+        "started": a.started if a else None,
+        "final": False,
+    }
+
+
+def _ended_per_accounting(r: Any, a: slurm.JobInfo, held: Optional[bool]) -> Dict[str, Any]:
+    """Accounting says it ended: final unless Slurm may start it again."""
+    return finish(
+        r,
+        a.state,
+        a.exit_code,
+        a.nodelist,
+        None,
+        elapsed=a.elapsed,
+        restarts=a.restarts,
+        started=a.started,
+        ended=a.ended,
+        held=held,
+    )
+
+
+def _ended_per_controller(r: Any, q: slurm.JobInfo, a: Optional[slurm.JobInfo]) -> Dict[str, Any]:
+    """Ended a moment ago: the controller knows how (sacct not yet, or not at all)."""
+    done = _result_state(r)
+    return finish(
+        r,
+        q.state,
+        done[1] if done else "",
+        q.nodelist,
+        None,
+        elapsed=q.elapsed,
+        restarts=a.restarts if a else None,
+        held=True,
+    )
+
+
+def _queued_per_accounting(a: slurm.JobInfo) -> Dict[str, Any]:
+    """sacct says queued/running but the controller no longer lists it: accounting lags; keep sacct's view."""
+    state = slurm.base_state(a.state)
+    return {
+        "state": state,
+        "reason": (a.reason or "None") if state == "PENDING" else "",
+        "nodelist": a.nodelist or None,
+        "elapsed": a.elapsed,
+        "restarts": a.restarts,
+        "started": a.started,
+        "final": False,
+    }
+
+
+def _without_records(r: Any, answers: SlurmAnswers) -> Optional[Dict[str, Any]]:
+    """Neither the controller nor accounting has the job."""
+    if answers.acct_ok:
+        return None  # accounting has not caught up yet (just submitted): keep the last known state
+    # no accounting and gone from the controller: trust only what the job itself wrote; never guess
+    done = _result_state(r)
+    if done is not None and not done[2].get("interrupted") and answers.queue_ok:
+        ended = done[2].get("ended")
+        return finish(r, done[0], done[1], None, None, ended=ended if isinstance(ended, (int, float)) else None)
+    why = (
+        "sacct is unavailable and squeue failed"
+        if not answers.queue_ok
+        else "sacct is unavailable and squeue no longer lists the job"
+    )
+    return {"state": "UNKNOWN", "reason": why, "final": False}
 
 
 def finish(

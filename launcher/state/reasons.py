@@ -6,7 +6,7 @@ import pwd
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Iterable, List, Optional, Union
+from typing import Callable, Iterable, List, Optional, Tuple, Union
 
 from ..node_agent import FROM_ZERO
 
@@ -39,13 +39,15 @@ _NOT_SUBMITTED = re.compile(r"danlu: (the (?:node agent|batch script) .+): refus
 _OTHER_PROTOCOL = re.compile(r"danlu: this job was (submitted by .+; the job side here is .+: resubmit it)")
 # srun could not start a task on a node (its slurmd died or cannot be reached)
 _LAUNCH = re.compile(r"srun: error: Task launch for \S+ failed on node (\S+): (.+)")
-# exceptions that report another failure, not the cause: a launcher noticing its child died, a
-# rank being told to stop because a peer failed
+# the agent could not start the launcher or the program
+_CANNOT_START = re.compile(r"cannot start '([^']+)'")
 # argparse's `parser.error` (`train.py: error: unrecognized arguments: --beta_dop=2500`), after its usage lines;
 # jsonargparse's (LightningCLI) may print a bare `error: Parser key "config": ...`. Not Slurm's own `srun: error:`.
 _USAGE = re.compile(r"^(?:\[[\w-]+\]:\s*)*(?:([\w.\-]+): )?error: (.+)$")
 _USAGE_LINE = re.compile(r"^(?:\[[\w-]+\]:\s*)*usage: ", re.MULTILINE)
 _NOT_PROGRAM = ("srun", "slurmstepd", "sbatch", "salloc")
+# exceptions that report another failure, not the cause: a launcher noticing its child died, a
+# rank being told to stop because a peer failed
 _NOT_CAUSE = re.compile(r"ChildFailedError|CalledProcessError|SignalException|^KeyboardInterrupt|SystemExit")
 
 
@@ -80,50 +82,97 @@ def classify(
     base = state.split()[0] if state else ""
     if base == "COMPLETED":
         return None
+    said = _slurm_verdict(state, base, nodelist)
+    if said is not None:
+        return said
+    if callable(log_lines):
+        log_lines = log_lines()
+    return _log_reason(base, log_lines) or _exit_reason(base, exit_code)
+
+
+# the reason of an end that Slurm's state alone tells, whatever the logs say (CANCELLED and NODE_FAIL add who, where)
+_SLURM_WORDS = {
+    "TIMEOUT": "time limit reached",
+    "PREEMPTED": "preempted",
+    "BOOT_FAIL": "node failed to boot",
+    "DEADLINE": "deadline reached",
+}
+
+
+def _slurm_verdict(state: str, base: str, nodelist: str) -> Optional[str]:
+    """The reason Slurm's state gives by itself (None: the logs must tell)."""
     if base == "CANCELLED":
         who = state.split(" by ", 1)[1] if " by " in state else ""
         return f"cancelled by {_user(who)}" if who else "cancelled"
-    if base == "TIMEOUT":
-        return "time limit reached"
-    if base == "PREEMPTED":
-        return "preempted"
     if base == "NODE_FAIL":
         return f"node failure ({nodelist})" if nodelist else "node failure"
-    if base == "BOOT_FAIL":
-        return "node failed to boot"
-    if base == "DEADLINE":
-        return "deadline reached"
-    if callable(log_lines):
-        log_lines = log_lines()
+    return _SLURM_WORDS.get(base)
+
+
+def _other_danlu(found: re.Match[str], text: str) -> str:
+    """The job side is another danlu than the one that submitted the job."""
+    return _cut(found.group(1))
+
+
+def _pickle_refused(found: re.Match[str], text: str) -> str:
+    """The pickle is not the one submitted: nothing of it ran."""
+    return _cut(re.sub(r"/\S*/", "", found.group(1)) + ": refused to run it")
+
+
+def _requeues_ran_out(found: re.Match[str], text: str) -> str:
+    """Stopped for the time limit (or preemption) once more than danlu may requeue."""
+    count, most = found.group(1), found.group(2)
+    return (
+        f"stopped at the time limit after {count} requeue{'' if count == '1' else 's'} "
+        f"(requeue.max_requeues={most})"
+        + ("; each start began at step 0 (no checkpoint danlu knows of)" if FROM_ZERO in text else "")
+    )
+
+
+def _hung(found: re.Match[str], text: str) -> str:
+    """The agent ended a silent job (launch.hang_timeout_s)."""
+    return _cut(found.group(1))
+
+
+def _trained_alone(found: re.Match[str], text: str) -> str:
+    """Exit 0, but its ranks never formed one torch.distributed world."""
+    return (
+        f"the ranks trained as independent copies, not one world of {found.group(1)} (no process group; "
+        f"on CPU-only nodes accelerate needs ACCELERATE_USE_CPU or Accelerator(cpu=True))"
+    )
+
+
+def _command_not_found(found: re.Match[str], text: str) -> str:
+    """The agent could not start the launcher or the program."""
+    return f"command not found: {found.group(1)} (is its environment activated? see env=)"
+
+
+def _task_launch_failed(found: re.Match[str], text: str) -> str:
+    """Slurm could not start a task: the node, not the program."""
+    return _cut(f"task launch failed on {found.group(1)}: {found.group(2).strip()}")
+
+
+# what danlu, Slurm or the agent wrote into the logs that names the end by itself: (its pattern, its wording), the first
+# that matches wins
+_LOG_RULES: Tuple[Tuple[re.Pattern[str], Callable[[re.Match[str], str], str]], ...] = (
+    (_OTHER_PROTOCOL, _other_danlu),
+    (_NOT_SUBMITTED, _pickle_refused),
+    (_MAX_REQUEUES, _requeues_ran_out),
+    (_HUNG, _hung),
+    (_ALONE, _trained_alone),
+    (_CANNOT_START, _command_not_found),
+    (_LAUNCH, _task_launch_failed),
+)
+
+
+def _log_reason(base: str, log_lines: List[str]) -> Optional[str]:
+    """The reason the logs give (None: they give none), in order: danlu's and Slurm's own words, the program's usage
+    error, running out of memory, the exception that caused the others."""
     text = "\n".join(log_lines)
-    other = _OTHER_PROTOCOL.search(text)
-    if other:  # the job side is another danlu than the one that submitted the job
-        return _cut(other.group(1))
-    refused = _NOT_SUBMITTED.search(text)
-    if refused:  # the pickle is not the one submitted: nothing of it ran
-        return _cut(re.sub(r"/\S*/", "", refused.group(1)) + ": refused to run it")
-    limit = _MAX_REQUEUES.search(text)
-    if limit:  # stopped for the time limit (or preemption) once more than danlu may requeue
-        return (
-            f"stopped at the time limit after {limit.group(1)} requeue{'' if limit.group(1) == '1' else 's'} "
-            f"(requeue.max_requeues={limit.group(2)})"
-            + ("; each start began at step 0 (no checkpoint danlu knows of)" if FROM_ZERO in text else "")
-        )
-    hung = _HUNG.search(text)
-    if hung:  # the agent ended a silent job (launch.hang_timeout_s)
-        return _cut(hung.group(1))
-    alone = _ALONE.search(text)
-    if alone:  # exit 0, but its ranks never formed one torch.distributed world
-        return (
-            f"the ranks trained as independent copies, not one world of {alone.group(1)} (no process group; "
-            f"on CPU-only nodes accelerate needs ACCELERATE_USE_CPU or Accelerator(cpu=True))"
-        )
-    missing = re.search(r"cannot start '([^']+)'", text)
-    if missing:
-        return f"command not found: {missing.group(1)} (is its environment activated? see env=)"
-    launch = _LAUNCH.search(text)
-    if launch:  # Slurm could not start a task: the node, not the program
-        return _cut(f"task launch failed on {launch.group(1)}: {launch.group(2).strip()}")
+    for pattern, wording in _LOG_RULES:
+        found = pattern.search(text)
+        if found:
+            return wording(found, text)
     usage = _usage_error(log_lines) if _USAGE_LINE.search(text) else None
     if usage:  # the program refused its command line: its own words, not the launcher's exit code
         return _cut(usage)
@@ -131,19 +180,25 @@ def classify(
         return "CUDA out of memory"
     if base == "OUT_OF_MEMORY" or _HOST_OOM.search(text):
         return "host out of memory"
+    return _exception_reason(log_lines)
+
+
+def _exception_reason(log_lines: List[str]) -> Optional[str]:
+    """The Python exception that caused the failure: the first one that reports neither another failure nor a broken
+    connection; else the first communication error (a peer died without saying why, e.g. killed); else the last."""
     exceptions = [m.group(1).strip() for ln in log_lines if (m := _PY_EXC.match(ln.strip()))]
     causes = [e for e in exceptions if not _NOT_CAUSE.search(e)]
     root = [e for e in causes if not _COMM.search(e)]
     if root:
         return _cut(root[0])
-    if causes:  # only communication errors: a peer died without saying why (e.g. killed)
+    if causes:
         return _cut("communication error (NCCL/gloo): " + causes[0])
     comm = next((ln.strip() for ln in log_lines if _COMM_LINE.search(ln)), None)
     if comm:
         return _cut("communication error (NCCL/gloo): " + re.sub(r"^(?:\[[\w-]+\]:\s*)*", "", comm))
     if exceptions:
         return _cut(exceptions[-1])
-    return _exit_reason(base, exit_code)
+    return None
 
 
 def _usage_error(log_lines: List[str]) -> Optional[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import UserError
 
@@ -80,14 +80,29 @@ def _hint(folders: Sequence[Any]) -> str:
     return f"give each run its own folders: {'; '.join(h for h in how if h)}; or pass --reuse-output to share them"
 
 
+# folder -> the first run of this request writing there, and how (its spec/lightning.Folder)
+FirstWriters = Dict[str, Tuple[int, Any]]
+# folder -> what the error says, and how this request writes there
+Clashes = Dict[str, Tuple[str, Any]]
+
+
 def folder_problems(specs: Sequence[Any], store_path: Path) -> List[UserError]:
     """Runs of this request that would write into one folder of a LightningCLI config (a ModelCheckpoint dirpath, a
     logger's fixed version, trainer.default_root_dir: spec/lightning.output_folders), or into one that a run in the
     store still queued or running writes into. One problem per folder (the first names two runs)."""
-    from ..spec.lightning import has_own_folders, keeps_progress, output_folders
+    first, clashes = _shared_in_request(specs)
+    if first and store_path.exists():
+        _add_shared_with_store(first, clashes, _active_configs(store_path))
+    hint = _hint([f for _, f in clashes.values()])
+    return [UserError(message, hint) for message, _ in clashes.values()]
 
-    first: Dict[str, tuple[int, Any]] = {}  # folder -> the first run of this request writing there, and how
-    clashes: Dict[str, tuple[str, Any]] = {}  # folder -> what the error says, how this request writes there
+
+def _shared_in_request(specs: Sequence[Any]) -> Tuple[FirstWriters, Clashes]:
+    """Who of this request writes first into each folder, and the folders two of its runs write into."""
+    from ..spec.lightning import keeps_progress, output_folders
+
+    first: FirstWriters = {}
+    clashes: Clashes = {}
     for k, spec in enumerate(specs):
         if spec.own_folders and keeps_progress(spec):
             continue  # its folders are below its own output dir (spec/lightning.extra_config)
@@ -102,26 +117,34 @@ def folder_problems(specs: Sequence[Any], store_path: Path) -> List[UserError]:
                     f"{folder.path} ({folder.what})",
                     folder,
                 )
-    if first and store_path.exists():
-        from ..store import Store
+    return first, clashes
 
-        store = Store(store_path)
-        try:
-            rows = store.active_configs()
-        finally:
-            store.close()
-        for row in rows:
-            cfg = json.loads(row["config"])
-            args = cfg.get("args")
-            if not isinstance(args, dict) or has_own_folders(cfg):
-                continue
-            for folder in output_folders(args, str(row["workdir"] or cfg.get("workdir") or ".")):
-                if folder.path in first and not folder.versioned and folder.path not in clashes:
-                    k, ours = first[folder.path]
-                    clashes[folder.path] = (
-                        f"run {row['run']} (still queued or running) writes into {folder.path} ({folder.what}); "
-                        f"run {k} of this sweep would too",
-                        ours,
-                    )
-    hint = _hint([f for _, f in clashes.values()])
-    return [UserError(message, hint) for message, _ in clashes.values()]
+
+def _active_configs(store_path: Path) -> List[Any]:
+    """The store's runs still queued or running, with their configs."""
+    from ..store import Store
+
+    store = Store(store_path)
+    try:
+        return store.active_configs()
+    finally:
+        store.close()
+
+
+def _add_shared_with_store(first: FirstWriters, clashes: Clashes, rows: List[Any]) -> None:
+    """Adds to `clashes` the folders this request would write into that a queued or running run writes into."""
+    from ..spec.lightning import has_own_folders, output_folders
+
+    for row in rows:
+        cfg = json.loads(row["config"])
+        args = cfg.get("args")
+        if not isinstance(args, dict) or has_own_folders(cfg):
+            continue
+        for folder in output_folders(args, str(row["workdir"] or cfg.get("workdir") or ".")):
+            if folder.path in first and not folder.versioned and folder.path not in clashes:
+                k, ours = first[folder.path]
+                clashes[folder.path] = (
+                    f"run {row['run']} (still queued or running) writes into {folder.path} ({folder.what}); "
+                    f"run {k} of this sweep would too",
+                    ours,
+                )

@@ -115,16 +115,8 @@ def reconcile_submitting(store: Store, settle_s: float = SETTLE_S) -> Recovered:
     One not found is looked up again `settle_s` later (its sbatch may have outlived its danlu, and the controller
     may still be taking the job in) and only then marked never sent. Nothing is marked unless both lookups
     answered: a Slurm outage, or Slurm's commands missing from this shell, never makes danlu misjudge a job."""
-    tokens = {row["token"].split(":")[0] for row in store.submitting()}
-    dead = {t for t in tokens if not _owner_alive(store, t)}
     done = Recovered()
-    if not dead:
-        return done
-    # read again now that their submits are known dead: a row read before may have been sent since
-    orphan: Dict[str, List[sqlite3.Row]] = {}
-    for row in store.submitting():
-        if row["token"].split(":")[0] in dead:
-            orphan.setdefault(row["token"], []).append(row)
+    orphan = _orphans(store)
     sent = {t: r for t, r in orphan.items() if any(row["submitted"] is not None for row in r)}
     for tag in set(orphan) - set(sent):
         reason = NEVER_STARTED if orphan[tag][0]["cluster_kind"] == "local" else NEVER_SENT
@@ -132,12 +124,40 @@ def reconcile_submitting(store: Store, settle_s: float = SETTLE_S) -> Recovered:
     in_slurm = {t: r for t, r in sent.items() if any(row["cluster_kind"] != "local" for row in r)}
     for tag in set(sent) - set(in_slurm):  # a local process: nothing to ask
         _mark(store, done, tag, sent[tag], NEVER_STARTED)
-    unsure = _look_up(store, in_slurm, done)
-    missing = set(in_slurm) - set(done.found) - unsure
+    unsure = _look_up_settled(store, in_slurm, done, settle_s)
+    _decide(store, in_slurm, done, unsure)
+    return done
+
+
+def _orphans(store: Store) -> Dict[str, List[sqlite3.Row]]:
+    """The SUBMITTING attempts whose submitter is dead, by their tag (<token>:<n>)."""
+    tokens = {row["token"].split(":")[0] for row in store.submitting()}
+    dead = {t for t in tokens if not _owner_alive(store, t)}
+    orphan: Dict[str, List[sqlite3.Row]] = {}
+    if not dead:
+        return orphan
+    # read again now that their submits are known dead: a row read before may have been sent since
+    for row in store.submitting():
+        if row["token"].split(":")[0] in dead:
+            orphan.setdefault(row["token"], []).append(row)
+    return orphan
+
+
+def _look_up_settled(store: Store, tags: Dict[str, List[sqlite3.Row]], done: Recovered, settle_s: float) -> Set[str]:
+    """Find the jobs of `tags` in Slurm into done.found, those not found once more `settle_s` later; returns the tags
+    several jobs could be."""
+    unsure = _look_up(store, tags, done)
+    missing = set(tags) - set(done.found) - unsure
     if missing and not done.why_undecided:
         time.sleep(settle_s)
-        unsure |= _look_up(store, {t: in_slurm[t] for t in missing}, done)
-    for tag, rows_of_tag in in_slurm.items():
+        unsure |= _look_up(store, {t: tags[t] for t in missing}, done)
+    return unsure
+
+
+def _decide(store: Store, tags: Dict[str, List[sqlite3.Row]], done: Recovered, unsure: Set[str]) -> None:
+    """Record the job found of each tag; without Slurm's answer leave the others undecided, else mark those that no
+    job could be never sent."""
+    for tag, rows_of_tag in tags.items():
         if tag in done.found:
             array = any(r["array_task"] is not None for r in rows_of_tag)
             store.record_job(tag, done.found[tag], array)
@@ -145,7 +165,6 @@ def reconcile_submitting(store: Store, settle_s: float = SETTLE_S) -> Recovered:
             done.undecided += [r["run"] for r in rows_of_tag]
         elif tag not in unsure:
             _mark(store, done, tag, rows_of_tag, NEVER_SENT)
-    return done
 
 
 def _look_up(store: Store, tags: Dict[str, List[sqlite3.Row]], done: Recovered) -> Set[str]:
