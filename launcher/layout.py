@@ -199,10 +199,9 @@ class RunLayout:
         return AttemptLayout(self.logs_dir / attempt_name(attempt))
 
     def slurm_output(self, job_id: Optional[str]) -> Optional[Path]:
-        """Slurm's own output of this run's batch script (None for local runs)."""
-        if not job_id or str(job_id).startswith("local-"):
-            return None
-        return self.sweep.slurm_output(str(job_id))
+        """Slurm's own output of this run's batch script, for a job in Slurm (the login side asks the run's
+        backend: launcher/backends)."""
+        return self.sweep.slurm_output(str(job_id)) if job_id else None
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,6 @@ import signal
 import subprocess
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
-from .procs import is_local
-
 # slurm_parse's names, re-exported (`X as X`): the package, its tests and bench import them from here
 from .slurm_parse import NO_NODES as NO_NODES
 from .slurm_parse import SACCT_FORMAT as SACCT_FORMAT
@@ -101,7 +99,7 @@ PR_SET_PDEATHSIG = 1
 
 def query_ids(job_ids: Iterable[str]) -> List[str]:
     """Ids to ask Slurm about: array tasks by their array job id, so the list stays short."""
-    return sorted({j.split("_")[0] for j in job_ids if j and not is_local(j)}, key=lambda s: (len(s), s))
+    return sorted({j.split("_")[0] for j in job_ids if j}, key=lambda s: (len(s), s))
 
 
 def sacct(job_ids: Iterable[str]) -> Dict[str, JobInfo]:

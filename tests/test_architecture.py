@@ -4,6 +4,7 @@ another module's private names, and a light `danlu --help` / `danlu status` path
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -196,3 +197,19 @@ def test_job_side_agent_imports_no_torch():
     assert not {"torch", "accelerate", "hydra", "jinja2", "omegaconf"} & _imported_by(
         "import launcher.job.agent, launcher.job.port"
     )
+
+
+# How "where does this run run" used to be asked all over: a job id's prefix, a profile's or a record's kind.
+WHERE_TESTS = re.compile(r"""startswith\(\s*["']local-|\bis_local\(|cluster\.kind\s*[!=]=|cluster_kind["']\]\s*[!=]=""")
+
+
+def test_where_runs_run_is_decided_by_the_backends_only():
+    assert WHERE_TESTS.search('if row["cluster_kind"] == "local":') and WHERE_TESTS.search('j.startswith("local-")')
+    found = [
+        f"{path.relative_to(REPO)}:{n}: {line.strip()}"
+        for path in sorted(PKG.rglob("*.py"))
+        if not path.is_relative_to(PKG / "backends")
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if WHERE_TESTS.search(line)
+    ]
+    assert found == [], "local vs Slurm decided outside launcher/backends/"

@@ -16,7 +16,7 @@ def test_paths_of_a_sweep_run_attempt_and_restart(tmp_path):
     assert sweep.pickle("abc:2", 7) == tmp_path / "dpo-1" / ".submitit" / "abc-2.7.pkl"
     assert str(sweep.slurm_output_pattern(True)).endswith(".slurm/job-%A_%a.out")
     assert run.slurm_output("51_4") == tmp_path / "dpo-1" / ".slurm" / "job-51_4.out"
-    assert run.slurm_output("local-99") is None
+    assert run.slurm_output("") is None  # a local run has none: its backend says so (tests/test_backends.py)
     restart = run.attempt(2).restart(1)
     assert restart.root == run.root / "logs" / "attempt-2" / "restart-1"
     assert restart.node_log(0).name == "node0.log" and restart.rank_log(3, stderr=True).name == "rank3.err"
@@ -53,7 +53,7 @@ def test_logs_show_each_stream_restart_after_restart(tmp_path):
         d.node_log(0).write_text("".join(f"[default0]:{ln}\n" for ln in lines))
         d.node_log(1).write_text(f"[default0]:node1 restart {k}\n")
         d.agent_log("node0").write_text("agent line\n")
-    row = {"run_dir": str(run.root), "job_id": "12"}
+    row = {"run_dir": str(run.root), "job_id": "12", "cluster_kind": "slurm"}
     args = Namespace(err=False, rank=None, node=None)
     srcs = sources(row, attempt, args, Layout(ppn=1, per_task=False))
     assert [s.tag for s in srcs] == ["node0", "node1"]
@@ -100,14 +100,14 @@ def test_merged_view_labels_host_and_rank_and_interleaves_by_time(tmp_path):
     for log in logs.values():
         log.close()
     srcs = sources(
-        {"run_dir": str(run.root), "job_id": "1"},
+        {"run_dir": str(run.root), "job_id": "1", "cluster_kind": "slurm"},
         attempt,
         Namespace(err=False, rank=None, node=None),
         Layout(ppn=2, per_task=False),
     )
     assert _read_new(srcs, {}, prefix=True) == ["[gpu-a] launcher line"] + order
     one = sources(
-        {"run_dir": str(run.root), "job_id": "1"},
+        {"run_dir": str(run.root), "job_id": "1", "cluster_kind": "slurm"},
         attempt,
         Namespace(err=False, rank=2, node=None),
         Layout(ppn=2, per_task=False),

@@ -21,7 +21,8 @@ from typing import Dict, List
 import pytest
 from danlu_helpers import REPO, danlu, private_env
 
-from launcher.procs import descendants, parse_local_job_id, pid_alive, terminate
+from launcher.backends.local_jobs import parse_local_job_id
+from launcher.procs import descendants, pid_alive, terminate
 
 LONG = ["experiment=tiny_ibq", "cluster=local", "args.max_train_steps=400", "args.sleep_per_step=1"]
 OTHER = "other-" + socket.gethostname()[:40]

@@ -252,7 +252,8 @@ def test_cancel_dry_run_and_json(tmp_path):
     assert dry.returncode == 0, dry.stderr
     assert [r["run"] for r in json.loads(dry.stdout)] == ["long/0"] and "nothing cancelled" in dry.stderr
     assert json.loads(danlu("status", "--json", env=env, check=True).stdout)[0]["state"] in ("PENDING", "RUNNING")
-    from launcher.procs import descendants, parse_local_job_id, pid_alive
+    from launcher.backends.local_jobs import parse_local_job_id
+    from launcher.procs import descendants, pid_alive
 
     local = parse_local_job_id(json.loads(dry.stdout)[0]["job_id"])
     assert local is not None and local.here

@@ -171,7 +171,7 @@ def test_squeue_elapsed(text, seconds):
 
 
 def test_query_ids_ask_for_arrays_once():
-    assert slurm.query_ids(["51_0", "51_1", "51_199", "7", "local-123", ""]) == ["7", "51"]
+    assert slurm.query_ids(["51_0", "51_1", "51_199", "7", ""]) == ["7", "51"]
 
 
 def test_fmt_elapsed():
@@ -186,7 +186,15 @@ def _row(job_id: str, tmp_path: Path, state: str = "PENDING", result: dict | Non
     attempt.root.mkdir(parents=True)
     if result is not None:
         attempt.write_result(result)
-    return {"job_id": job_id, "run_dir": str(run_dir), "attempt": 1, "state": state, "submitted": time.time()}
+    kind = "local" if job_id.startswith("local-") else "slurm"  # as the store records it for such a run
+    return {
+        "job_id": job_id,
+        "run_dir": str(run_dir),
+        "attempt": 1,
+        "state": state,
+        "submitted": time.time(),
+        "cluster_kind": kind,
+    }
 
 
 @every_version

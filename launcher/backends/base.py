@@ -34,6 +34,10 @@ class Backend(ABC):
         """Stop the jobs of these active attempts (store rows); how the ones that ended meanwhile ended, by job id,
         where the backend can say."""
 
+    def alive(self, job_id: Optional[str]) -> Optional[bool]:
+        """Whether the job's process lives, where this host can see it (None: its scheduler is asked instead)."""
+        return None
+
     def judged_elsewhere(self, job_id: Optional[str]) -> Optional[str]:
         """Where a job must be asked about and cancelled, when not from this host ("host X"); None: from here."""
         return None

@@ -7,9 +7,10 @@ import signal
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence
 
-from ..procs import LocalJob, local_job_id, parse_local_job_id, terminate, this_host
+from ..procs import pid_alive, terminate
 from ..slurm import JobInfo
 from .base import ArraySize, Backend
+from .local_jobs import LocalJob, local_job_id, parse_local_job_id, this_host
 from .submitit_jobs import submit_local
 
 
@@ -51,6 +52,10 @@ class LocalBackend(Backend):
                 except (ProcessLookupError, PermissionError):
                     pass
         return {}
+
+    def alive(self, job_id: Optional[str]) -> Optional[bool]:
+        found = self.process(job_id)
+        return found is not None and found.here and pid_alive(found.pid)
 
     def judged_elsewhere(self, job_id: Optional[str]) -> Optional[str]:
         """A local run's pid names a process of its own host only."""

@@ -32,7 +32,7 @@ class SlurmBackend(Backend):
 
     def batch_output(self, run_dir: Path, job_id: Optional[str]) -> Optional[Path]:
         """Slurm's output file of the batch script, in the sweep's folder."""
-        return RunLayout(run_dir).sweep.slurm_output(str(job_id)) if job_id else None
+        return RunLayout(run_dir).slurm_output(job_id)
 
     def cancel(self, rows: Sequence[Any], array_size: ArraySize) -> Dict[str, slurm.JobInfo]:
         """One scancel; then the controller is asked how each job ended (scancel is silent about jobs that ended in

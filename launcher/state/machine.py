@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from .. import slurm
+from ..backends import Backend, batch_output, for_record
 from ..layout import AttemptLayout, RunLayout
-from ..procs import is_local, parse_local_job_id, pid_alive
 from .names import ACTIVE, TERMINAL
 from .reasons import classify, tail_lines
 
@@ -60,7 +60,7 @@ def attempt_files(row: Any) -> AttemptLayout:
 def log_files(row: Any) -> List[Path]:
     """The logs of an attempt (every restart) and Slurm's output of its batch script: where a failure's reason is."""
     files = attempt_files(row).log_files()
-    slurm_out = RunLayout(Path(row["run_dir"])).slurm_output(row["job_id"])
+    slurm_out = batch_output(row)
     return files + ([slurm_out] if slurm_out else [])
 
 
@@ -77,8 +77,9 @@ def step(r: Any, answers: SlurmAnswers) -> Optional[Dict[str, Any]]:
     """The store update for one attempt that is not final yet, from Slurm's answers and the run's files
     (None: no news). Every update says whether its state is final."""
     jid = r["job_id"]
-    if is_local(jid):
-        return _local_process(r, jid)
+    backend = for_record(r)
+    if not backend.in_slurm:
+        return _local_process(r, jid, backend)
     q, a = _records(jid, answers)
     update = _from_slurm(r, q, a, answers)
     if update is None or a is None or not a.raw:
@@ -86,16 +87,16 @@ def step(r: Any, answers: SlurmAnswers) -> Optional[Dict[str, Any]]:
     return {"accounting": a.raw} | update  # sacct's own record, for `danlu show`
 
 
-def _local_process(r: Any, jid: str) -> Dict[str, Any]:
+def _local_process(r: Any, jid: str, backend: Backend) -> Dict[str, Any]:
     """A local run: its result file, else its process, which only the host it runs on can see."""
     done = _result_state(r)
     if done is not None:
         return finish(r, done[0], done[1], "localhost", None)
-    local = parse_local_job_id(jid)
-    if local is not None and not local.here:
+    where = backend.judged_elsewhere(jid)
+    if where is not None:
         # another host's pid says nothing about the run: the state stays what its own host last saw
-        return {"reason": f"a local run on {local.where}: ask there", "final": False}
-    if local is not None and pid_alive(local.pid):
+        return {"reason": f"a local run on {where}: ask there", "final": False}
+    if backend.alive(jid):
         return {
             "state": "RUNNING",
             "reason": "",

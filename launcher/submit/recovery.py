@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Set, Tuple
 
 from .. import slurm
+from ..backends import for_record
 from ..network_fs import host, server_now
 from ..procs import pid_alive
 from ..store import Store
@@ -119,9 +120,9 @@ def reconcile_submitting(store: Store, settle_s: float = SETTLE_S) -> Recovered:
     orphan = _orphans(store)
     sent = {t: r for t, r in orphan.items() if any(row["submitted"] is not None for row in r)}
     for tag in set(orphan) - set(sent):
-        reason = NEVER_STARTED if orphan[tag][0]["cluster_kind"] == "local" else NEVER_SENT
+        reason = NEVER_SENT if for_record(orphan[tag][0]).in_slurm else NEVER_STARTED
         _mark(store, done, tag, orphan[tag], reason, unsent_only=True)
-    in_slurm = {t: r for t, r in sent.items() if any(row["cluster_kind"] != "local" for row in r)}
+    in_slurm = {t: r for t, r in sent.items() if any(for_record(row).in_slurm for row in r)}
     for tag in set(sent) - set(in_slurm):  # a local process: nothing to ask
         _mark(store, done, tag, sent[tag], NEVER_STARTED)
     unsure = _look_up_settled(store, in_slurm, done, settle_s)
