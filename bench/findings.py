@@ -144,7 +144,7 @@ def _status_100000(f: Figures) -> Optional[str]:
         "And one fault: `danlu` ends with os._exit, which left the store's SQLite connection open, so the "
         "write-ahead log was never checkpointed and removed; every later command rebuilt its index from "
         "the whole file and copied it all into the database again; the connection is now closed at exit "
-        "(launcher/store.py). After a refresh that changed "
+        "(launcher/store/). After a refresh that changed "
         "thousands of runs their rows are made from the updates the store took, not read again "
         "(store.updated_rows). What is left is SQLite decoding 100,000 rows "
         f"and Python making 100,000 lines: steady, {f.get('status100000_steady_parts', '')}; first "

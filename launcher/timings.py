@@ -1,5 +1,5 @@
 """Where a command's time goes: with DANLU_TIMINGS=FILE, each phase's wall time is added up and written to FILE as
-one JSON object when the command ends (bench/run.py reads it: the submit command's breakdown).
+one JSON object when the command ends (bench/submit_command.py reads it: the submit command's breakdown).
 
     DANLU_TIMINGS=/tmp/t.json danlu submit experiment=tiny_dpo && cat /tmp/t.json
 

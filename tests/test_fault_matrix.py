@@ -633,7 +633,7 @@ def test_fault_matrix_preemption_then_dead_node(slurm_cluster, danlu_env, tmp_pa
         _drive(dead, danlu_env, 180, ended=lambda c, item: item["state"] != "RUNNING" or int(item["restarts"]) > 1)
         # slurmctld holds the RPCs it could not deliver to the dead node (srun's stop of the step) and sends them
         # when it is back: they hit the requeued job's next start there, which danlu then requeues once more
-        # (the agent's _stopped_from_outside; tests/test_signals.py shows it alone)
+        # (launcher/job/requeue.stopped_from_outside; tests/test_signals.py shows it alone)
     finally:
         slurm_cluster.node("start", "node2")
     for c in dead:

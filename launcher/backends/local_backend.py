@@ -1,5 +1,5 @@
 """Runs as processes of one host, through submitit's local executor: no scheduler, no batch script of Slurm's.
-A local run's job id is `local-<host>-<pid>` (procs.py): its host alone may judge or signal the process."""
+A local run's job id is `local-<host>-<pid>` (local_jobs.py): its host alone may judge or signal the process."""
 
 from __future__ import annotations
 
