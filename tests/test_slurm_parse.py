@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from launcher import slurm
+from launcher.backends import SlurmAnswers
 from launcher.cluster_facts import parse_config as slurm_config
 from launcher.layout import RunLayout
-from launcher.state.machine import SlurmAnswers, step
+from launcher.state.machine import step
 from launcher.state.reasons import classify, tail_lines
 from launcher.views.table import fmt_elapsed
 

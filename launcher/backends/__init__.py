@@ -1,8 +1,9 @@
 """Where runs run: in Slurm jobs, or as processes of one host (the embedded local default). This package is the one
 place that tells them apart. A backend is chosen from a run's spec while it is planned (`for_spec`) and from its
 record in the store afterwards (`for_record`: the runs' cluster_kind column), never from the shape of a job id.
-What differs between the places is a method of the backend: sending a job, withdrawing it, asking how its attempts
-are, cancelling them, and where the batch script's own output goes.
+What differs between the places is a method of the backend: sending a job, withdrawing it, asking how its jobs are
+(Slurm: `ask_slurm`, one sacct and one squeue for all; local: whether the process lives), cancelling them, and
+where the batch script's own output goes.
 
 A third place (Slurm reached over SSH) is a third subclass of `Backend`, registered in `_BACKENDS`.
 """
@@ -14,13 +15,15 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from .base import Backend
 from .local_backend import LocalBackend
-from .slurm_backend import SlurmBackend
+from .slurm_backend import SlurmAnswers, SlurmBackend, ask_slurm
 
 __all__ = [
     "IN_SLURM",
     "Backend",
     "LocalBackend",
+    "SlurmAnswers",
     "SlurmBackend",
+    "ask_slurm",
     "batch_output",
     "by_backend",
     "for_kind",

@@ -22,26 +22,17 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from .. import slurm
-from ..backends import Backend, batch_output, for_record
+from ..backends import Backend, SlurmAnswers, batch_output, for_record
 from ..layout import AttemptLayout, RunLayout
 from .names import ACTIVE, TERMINAL
 from .reasons import classify, tail_lines
 
 # ends after which Slurm may start the job again (danlu's jobs are submitted with --requeue)
 PROVISIONAL_ENDS = frozenset({"PREEMPTED", "NODE_FAIL", "TIMEOUT"})
-
-
-@dataclass
-class SlurmAnswers:
-    acct: Dict[str, slurm.JobInfo] = field(default_factory=dict)
-    queue: Dict[str, slurm.JobInfo] = field(default_factory=dict)
-    acct_ok: bool = True
-    queue_ok: bool = True
 
 
 def is_final(state: str, held: Optional[bool]) -> bool:

@@ -13,19 +13,18 @@ state is never overwritten (store.update_attempts).
 from __future__ import annotations
 
 import getpass
-import re
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from .. import slurm
-from ..backends import IN_SLURM, by_backend, for_record
+from ..backends import IN_SLURM, SlurmAnswers, ask_slurm, by_backend, for_record
 from ..errors import UserError
 from ..network_fs import host as this_host_name
 from ..store import BRIEF, MANY_RUNS, Store, ViewRows, view_of
 from ..timings import phase
-from .machine import SlurmAnswers, finish, step
+from .machine import finish, step
 from .names import TERMINAL
 
 
@@ -47,7 +46,7 @@ class EarlyAsk:
             self._thread.start()
 
     def _ask(self) -> None:
-        self._result = _ask_slurm(sorted(self.ids))
+        self._result = ask_slurm(sorted(self.ids))
 
     def answers(self, ids: Sequence[str]) -> Optional[Tuple[SlurmAnswers, List[str]]]:
         if not self.ids or not set(ids) <= self.ids:
@@ -81,7 +80,7 @@ def _step_all(active: List[Any], early: Optional[EarlyAsk]) -> Tuple[List[Dict[s
     """What Slurm says of the `active` rows' jobs, and the state machine's step of each: the updates to store."""
     ids = [r["job_id"] for r in active if for_record(r).in_slurm]
     with phase("waiting for squeue and sacct"):
-        answers, notes = (early and early.answers(ids)) or _ask_slurm(ids)
+        answers, notes = (early and early.answers(ids)) or ask_slurm(ids)
     updates = []
     with phase("state machine"):
         for r in active:
@@ -112,47 +111,6 @@ def _fresh(store: Store, rows: List[Any], updates: List[Dict[str, Any]], all_app
     for k in changed:
         out[k] = by_run.get(out[k][run], out[k])
     return out
-
-
-def _ask_slurm(slurm_ids: List[str]) -> Tuple[SlurmAnswers, List[str]]:
-    """sacct and squeue at once: a busy controller or slurmdbd answers each in a fraction of a second or more."""
-    answers, notes = SlurmAnswers(), list[str]()
-    if not slurm_ids:
-        return answers, notes
-    asked: Dict[str, Any] = {}
-
-    def ask_accounting() -> None:
-        try:
-            asked["acct"] = slurm.sacct(slurm_ids)
-        except slurm.SlurmUnavailable as e:
-            asked["error"] = e
-
-    thread = threading.Thread(target=ask_accounting, daemon=True)
-    thread.start()
-    try:
-        answers.queue = slurm.squeue(slurm_ids)
-    except slurm.SlurmUnavailable as e:
-        answers.queue_ok = False
-        queue_note = f"squeue failed ({_short(e)})"
-    thread.join()
-    answers.acct = asked.get("acct", {})
-    if "error" in asked:
-        answers.acct_ok = False
-        notes.append(
-            f"sacct is unavailable ({_short(asked['error'])}): states come from squeue and the runs' "
-            "result files; what neither knows is UNKNOWN"
-        )
-    if not answers.queue_ok:
-        notes.append(queue_note)
-    return answers, notes
-
-
-def _short(e: Exception) -> str:
-    """The last line of a Slurm command's complaint, e.g. 'Problem talking to the database: Connection refused'."""
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    text = lines[-1] if lines else type(e).__name__
-    text = re.sub(r"^(?:\w+: )?(?:\w+: error: )", "", text)
-    return text if len(text) <= 160 else text[:157] + "..."
 
 
 # ---- cancel ------------------------------------------------------------------------------------
