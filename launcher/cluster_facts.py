@@ -165,11 +165,12 @@ def grp_tres_problem(tres: Dict[str, int], gpus: int, gpu_type: Optional[str], c
 def stop_graces(
     places: Iterable[Tuple[Optional[str], Optional[str]]], facts: Optional[ClusterFacts]
 ) -> Dict[Tuple[Optional[str], Optional[str]], Optional[int]]:
-    """slurm.stop_graces of a submission's (partition, qos) places, from the cached facts (KillWait, the partitions'
-    GraceTime) where they say it all: no scontrol call at submit. A QOS's GraceTime is not among the facts."""
+    """The stop grace of each (partition, qos) place of a submit or rerun (slurm.stop_grace), from the cached facts
+    (KillWait, the partitions' GraceTime) where they say it all: no scontrol call then. A QOS's GraceTime is not
+    among the facts: it is asked of Slurm (slurm.ask_stop_graces)."""
     distinct = set(places)
     if facts is None or facts.kill_wait is None or any(q or (p and p not in facts.partitions) for p, q in distinct):
-        return slurm.stop_graces(distinct) if distinct else {}
+        return slurm.ask_stop_graces(distinct) if distinct else {}
     return {(p, q): max(facts.kill_wait, facts.partitions[p].grace_time if p else 0) for p, q in distinct}
 
 

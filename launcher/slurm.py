@@ -227,7 +227,7 @@ def stop_grace(partition: Optional[str], qos: Optional[str] = None, killwait: Op
 Place = Tuple[Optional[str], Optional[str]]  # (partition, qos)
 
 
-def stop_graces(places: Iterable[Place]) -> Dict[Place, Optional[int]]:
+def ask_stop_graces(places: Iterable[Place]) -> Dict[Place, Optional[int]]:
     """stop_grace of every distinct (partition, qos) of a submission; KillWait read once for all of them."""
     distinct = set(places)
     killwait = kill_wait() if distinct else None

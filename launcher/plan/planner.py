@@ -134,7 +134,7 @@ def sweep_layout(spec: RunSpec, sweep: str) -> SweepLayout:
 
 
 def place(spec: RunSpec, shape: Shape) -> Tuple[Optional[str], Optional[str]]:
-    """(partition, qos): what the cluster's stop grace depends on (slurm.stop_graces)."""
+    """(partition, qos): what the cluster's stop grace depends on (cluster_facts.stop_graces)."""
     return shape.partition, spec.cluster.qos
 
 
@@ -144,7 +144,7 @@ def new_runs(
     shapes: Sequence[Shape],
     graces: Optional[Dict[Tuple[Optional[str], Optional[str]], Optional[int]]] = None,
 ) -> List[PlannedRun]:
-    """The runs of a new sweep: <sweep>/<index>, first attempts. `graces`: slurm.stop_graces of their places."""
+    """The runs of a new sweep: <sweep>/<index>, first attempts. `graces`: cluster_facts.stop_graces of their places."""
     out = []
     sweeps: Dict[str, SweepLayout] = {}  # runs_dir -> layout; workdir as written -> resolved: once, not per run
     workdirs: Dict[str, str] = {}
