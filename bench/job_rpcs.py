@@ -33,6 +33,7 @@ from typing import Dict, List, Optional
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run as a script too: the package's state names
+from bench.paths import handwritten_script  # noqa: E402
 from launcher.state.names import ACTIVE  # noqa: E402
 
 VENV_BIN = REPO / ".venv" / "bin"
@@ -138,18 +139,7 @@ def danlu_job(src: Path, label: str) -> Dict[str, int]:
 def handwritten_job() -> Dict[str, int]:
     d = Path(tempfile.mkdtemp(prefix="hand-", dir=tmp()))
     args = " ".join(f"--{k}={v}" for k, v in JOB_ARGS.items()) + f" --pretrain_steps=20 --output_dir={d / 'out'}"
-    text = (REPO / "bench" / "handwritten.sbatch").read_text()
-    for key, value in {
-        "@TIME@": "10",
-        "@WORKDIR@": str(REPO / "examples" / "tiny_dpo"),
-        "@LOGDIR@": str(d),
-        "@VENV@": str(REPO / ".venv"),
-        "@PORT@": "29415",
-        "@PROGRAM@": "train.py",
-        "@ARGS@": args,
-    }.items():
-        text = text.replace(key, value)
-    (d / "job.sbatch").write_text(text)
+    (d / "job.sbatch").write_text(handwritten_script(d, "train.py", args))
     env = dict(os.environ, PATH=f"{VENV_BIN}:{os.environ.get('PATH', '')}", ACCELERATE_USE_CPU="true")
     job_id = sh(["sbatch", "--parsable", "--hold", str(d / "job.sbatch")], env=env).strip().split(";")[0]
     return measure(job_id)

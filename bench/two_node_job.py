@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional
 
-from bench.paths import BENCH, DANLU, REPO, VENV_BIN
+from bench.paths import BENCH, DANLU, REPO, VENV_BIN, handwritten_script
 from bench.session import Session
 from bench.shell import cancel, job_state, sh
 from launcher.state.names import ACTIVE
@@ -134,19 +134,8 @@ def run_handwritten_job(
     d = ses.scratch("crash-hand")
     program = str(BENCH / "hang_on_peer_loss.py") if nccl_like else "train.py"
     args = " ".join(f"--{k}={v}" for k, v in (job_args or CRASH_ARGS).items()) + f" --output_dir={d / 'output'}"
-    text = (BENCH / "handwritten.sbatch").read_text()
-    for key, value in {
-        "@TIME@": "10",
-        "@WORKDIR@": str(REPO / "examples" / "tiny_dpo"),
-        "@LOGDIR@": str(d),
-        "@VENV@": str(REPO / ".venv"),
-        "@PORT@": "29415",
-        "@PROGRAM@": program,
-        "@ARGS@": args,
-    }.items():
-        text = text.replace(key, value)
     script = d / "job.sbatch"
-    script.write_text(text)
+    script.write_text(handwritten_script(d, program, args))
     env = dict(os.environ)
     env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
     jt = JobTimes("hand-written", time.time())
