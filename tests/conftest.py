@@ -49,6 +49,9 @@ LONGEST_FIRST = (
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:  # a test that reaches the cluster through a fixture is a Slurm test, marked or not
+        if "slurm_cluster" in getattr(item, "fixturenames", ()) and not item.get_closest_marker("slurm"):
+            item.add_marker(pytest.mark.slurm)
     if not getattr(config.option, "numprocesses", None):
         return  # one process (the disruptive tests): the order of the files
     rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
