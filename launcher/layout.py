@@ -19,6 +19,10 @@
                     agent-<tag>.log          the node agent's own lines (head, port, command, signals)
                     <log>.times              beside each node/rank log: when its lines were written
                     resumed-from.json        the checkpoint this start resumed from (LightningCLI runs)
+                    environment.json         the job environment it ran in (Python, packages, lock, driver)
+
+    <runs_dir>/.danlu-code/                  frozen code, shared by every run under runs_dir: its paths are in
+                                             launcher/code/store_layout.py
 
 Each restart has log files of its own, so a requeued job never writes over (or into) an earlier start's logs.
 The job side (launcher/job) and the login side both use this module; it imports nothing but the standard library.
@@ -252,6 +256,14 @@ class AttemptLayout:
         every = self.restarts()
         return every[-1] if every else None
 
+    def read_environment(self) -> Optional[Dict[str, Any]]:
+        """The environment the latest start that recorded one ran in (None before any did)."""
+        for restart in reversed(self.restarts()):
+            found = _json_object(restart.environment)
+            if found is not None:
+                return found
+        return None
+
     def log_files(self) -> List[Path]:
         """Every log of every restart (for the reason of a failure: the tail of these)."""
         return [f for r in self.restarts() for f in r.logs()]
@@ -278,6 +290,11 @@ class RestartLayout:
 
     def agent_log(self, tag: str) -> Path:
         return self.root / f"agent-{tag}.log"
+
+    @property
+    def environment(self) -> Path:
+        """The job environment this start ran in (Python, packages, lock file, GPU driver), written by task 0."""
+        return self.root / "environment.json"
 
     @property
     def resumed_from(self) -> Path:

@@ -20,6 +20,8 @@ FROM_ZERO = "requeued to start again at step 0"
 JOB_PROTOCOL = 2
 
 SHA256_VAR = "DANLU_AGENT_SHA256"
+# PYTHONPATH entries into the run's frozen code (launcher/code/), which the agent puts before the job's own
+CODE_PATH_VAR = "DANLU_CODE_PATH"
 PROTOCOL_VAR = "DANLU_JOB_PROTOCOL"
 VERSION_VAR = "DANLU_VERSION"
 # what a script shows where the pickle's hash goes before the pickle exists (`danlu submit --dry-run`)

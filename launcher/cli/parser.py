@@ -180,6 +180,12 @@ def _rerun_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--dry-run", action="store_true", help="print the script(s) that would be submitted; submit nothing")
     p.add_argument("--exclude-failed-nodes", action="store_true", help="keep off the nodes the failed attempts ran on")
+    p.add_argument(
+        "--code",
+        choices=("own", "current"),
+        default="own",
+        help="own: the code each run was submitted with (its snapshot); current: the workdir's code as it is now",
+    )
     p.add_argument("--config-dir", help="compose from this folder of configs (and ./jobs), not the original submit's")
     p.add_argument("--template-dir", help="render with your copies of templates/*.j2, not the original submit's")
     _add_submitting(p)

@@ -24,6 +24,7 @@ def run(args: Namespace) -> int:
         exclude_failed_nodes=args.exclude_failed_nodes,
         refresh_cluster=args.refresh_cluster,
         dry_run=args.dry_run,
+        current_code=args.code == "current",
     )
     states = rerun_states(request)
     store = open_store()
@@ -34,6 +35,8 @@ def run(args: Namespace) -> int:
     prepared = prepare_rerun(request, store, found.chosen)
     for line in prepared.warnings:
         err(f"warning: {line}")
+    for line in prepared.notes:
+        err(f"note: {line}")
     prepared.refuse()
     plan = prepared.plan()
     if args.dry_run:

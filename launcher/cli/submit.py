@@ -36,6 +36,8 @@ def run(args: Namespace) -> int:
     if not args.dry_run:
         prepared.verdict.refuse()
     plan = prepared.plan()
+    for line in plan.frozen.warnings:
+        err(f"warning: {line}")
     if args.dry_run:
         return dry_run(plan)
     from .common import open_store, report_submitted, wait_until_ended

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from ..node_agent import HEAD_ADDR, LOG_DIR, NODE_RANK, PORT, NodeAgent
+from ..node_agent import CODE_PATH_VAR, HEAD_ADDR, LOG_DIR, NODE_RANK, PORT, NodeAgent
 from .proctree import children
 
 
@@ -54,6 +54,9 @@ def launcher_env(agent: NodeAgent, ids: TaskIds, head: str, port: int) -> Dict[s
     """The launcher's environment: the job's, with the rendezvous and (for one program per task) the ranks."""
     env = dict(os.environ)
     env.update(MASTER_ADDR=head, MASTER_PORT=str(port), NODE_RANK=str(ids.node), PYTHONUNBUFFERED="1")
+    frozen = env.get(CODE_PATH_VAR, "")
+    if frozen:  # the run's frozen code goes first on the import path, before the live workdir's
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (frozen, env.get("PYTHONPATH", "")) if p)
     if not gpu_driver():
         # without it accelerate (>=1.0) on a node without GPUs gives every rank DistributedType.NO: N copies
         env.setdefault("ACCELERATE_USE_CPU", "true")

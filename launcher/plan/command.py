@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
+from ..code.run_code import NO_CODE, RunCode
 from ..layout import launcher_rank_logs
 from ..node_agent import HEAD_ADDR, LOG_DIR, NODE_RANK, PORT
 from ..spec.options import RunSpec
@@ -39,13 +40,34 @@ def _with_extra_config(args: Dict[str, Any], extra_config: str) -> Dict[str, Any
     return {"config": configs + [extra_config], **{k: v for k, v in args.items() if k != "config"}}
 
 
-def program_argv(spec: RunSpec, output_dir: str, extra_config: Optional[str] = None) -> List[str]:
+def _frozen_args(args: Dict[str, Any], code: RunCode, output_arg: Optional[str]) -> Dict[str, Any]:
+    """args whose values name frozen files (a --config file of the workdir) as their frozen copies; never the output
+    arg."""
+    if code.tree is None:
+        return args
+    out: Dict[str, Any] = {}
+    for key, value in args.items():
+        if key == output_arg:
+            out[key] = value
+        elif isinstance(value, str):
+            out[key] = code.in_tree(value)
+        elif isinstance(value, (list, tuple)):
+            out[key] = [code.in_tree(v) if isinstance(v, str) else v for v in value]
+        else:
+            out[key] = value
+    return out
+
+
+def program_argv(
+    spec: RunSpec, output_dir: str, extra_config: Optional[str] = None, code: RunCode = NO_CODE
+) -> List[str]:
     """`program program_args... --key=value ...`: true is a bare flag, false and null are left out (launch=lightning:
     --key=true / --key=false, as jsonargparse reads them), a mapping is
     dotted keys, a list one value (a,b), one flag per item or items after the flag, as spec.arg_lists says.
-    `extra_config`: a LightningCLI run's extra config file (spec/lightning.extra_config), one more `--config`."""
-    argv = [str(spec.program)] + [str(a) for a in spec.program_args]
-    args = dict(spec.args)
+    `extra_config`: a LightningCLI run's extra config file (spec/lightning.extra_config), one more `--config`.
+    `code`: the run's frozen code: the program and the files its arguments name come from there."""
+    argv = [code.in_tree(str(spec.program))] + [code.in_tree(str(a)) for a in spec.program_args]
+    args = _frozen_args(dict(spec.args), code, spec.output_arg)
     lists = dict(spec.arg_lists)
     if spec.output_arg and args.get(spec.output_arg) is None:
         args[spec.output_arg] = output_dir
@@ -71,9 +93,11 @@ def program_argv(spec: RunSpec, output_dir: str, extra_config: Optional[str] = N
     return argv
 
 
-def launch_command(spec: RunSpec, shape: Shape, output_dir: str, extra_config: Optional[str] = None) -> List[str]:
+def launch_command(
+    spec: RunSpec, shape: Shape, output_dir: str, extra_config: Optional[str] = None, code: RunCode = NO_CODE
+) -> List[str]:
     """What each node agent starts (accelerate/torchrun per node; the program per task otherwise)."""
-    prog = program_argv(spec, output_dir, extra_config)
+    prog = program_argv(spec, output_dir, extra_config, code)
     launch = spec.launch
     procs, nodes = shape.procs_per_node, shape.nodes
     if launch.kind == "accelerate":

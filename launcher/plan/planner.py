@@ -11,6 +11,7 @@ and any that does not, does not.
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from .. import slurm
 from ..backends import for_spec
 from ..backends.submitit_jobs import shared_agent
+from ..code.job_side import boot_command
+from ..code.run_code import NO_CODE, RunCode
 from ..layout import RunLayout, SweepLayout
 from ..node_agent import NodeAgent
 from ..spec.compose import RunConfig
@@ -47,6 +50,7 @@ class PlannedRun:
     workdir: str
     attempt: int = 1
     stop_grace_s: Optional[float] = None  # the cluster's SIGTERM-to-SIGKILL time for this run (slurm.stop_grace)
+    code: RunCode = NO_CODE  # the frozen code it runs (launcher/code/)
 
     @property
     def spec(self) -> RunSpec:
@@ -68,7 +72,9 @@ class PlannedRun:
     def command(self) -> str:
         extra = self.lightning_config
         return shlex.join(
-            launch_command(self.spec, self.shape, str(self.layout.output_dir), str(extra[0]) if extra else None)
+            launch_command(
+                self.spec, self.shape, str(self.layout.output_dir), str(extra[0]) if extra else None, self.code
+            )
         )
 
     def agent(self) -> NodeAgent:
@@ -143,8 +149,10 @@ def new_runs(
     cfgs: Sequence[RunConfig],
     shapes: Sequence[Shape],
     graces: Optional[Dict[Tuple[Optional[str], Optional[str]], Optional[int]]] = None,
+    codes: Optional[Dict[Tuple[str, str], RunCode]] = None,
 ) -> List[PlannedRun]:
-    """The runs of a new sweep: <sweep>/<index>, first attempts. `graces`: cluster_facts.stop_graces of their places."""
+    """The runs of a new sweep: <sweep>/<index>, first attempts. `graces`: cluster_facts.stop_graces of their places.
+    `codes`: (runs_dir, workdir) -> the frozen code of the runs there (submit/freeze.py)."""
     out = []
     sweeps: Dict[str, SweepLayout] = {}  # runs_dir -> layout; workdir as written -> resolved: once, not per run
     workdirs: Dict[str, str] = {}
@@ -166,6 +174,7 @@ def new_runs(
                 layout=layout.run(i),
                 workdir=workdir,
                 stop_grace_s=(graces or {}).get(place(spec, shp)),
+                code=(codes or {}).get((str(layout.root.parent), workdir), NO_CODE),
             )
         )
     return out
@@ -184,22 +193,27 @@ def danlu_python() -> str:
     return f"{shlex.quote(sys.executable)} -I"
 
 
-_PORT_COMMAND = f"{danlu_python()} -m launcher.job.port"
+def _job_side(module: str, code: RunCode, unbuffered: bool = False) -> str:
+    """How a job script starts a module of danlu's job side: from the copy frozen at submit, when there is one."""
+    python = danlu_python() + (" -u" if unbuffered else "")
+    if code.danlu_tree is None:
+        return f"{python} -m {module}"
+    return boot_command(python, Path(code.danlu_tree), module)
 
 
-def _agent_command(sweep: SweepLayout, tag: str) -> str:
+def _agent_command(sweep: SweepLayout, tag: str, code: RunCode) -> str:
     return (
-        f"{danlu_python()} -u -m launcher.job {shlex.quote(str(sweep.submitit_folder()))} "
+        f"{_job_side('launcher.job', code, unbuffered=True)} {shlex.quote(str(sweep.submitit_folder()))} "
         f"{shlex.quote(str(sweep.pickle_stem(tag)))}"
     )
 
 
-def _notify_command(spec: RunSpec) -> str:
+def _notify_command(spec: RunSpec, code: RunCode) -> str:
     """What the batch script runs when the step failed (notify.url with notify.on_failure), else ''."""
     n = spec.notify
     if not (n.url and n.on_failure):
         return ""
-    return f"{danlu_python()} -m launcher.job.notify {shlex.quote(n.url)} {shlex.quote(n.format)}"
+    return f"{_job_side('launcher.job.notify', code)} {shlex.quote(n.url)} {shlex.quote(n.format)}"
 
 
 def _job_plan(runs: Sequence[PlannedRun], tag: str, array: Optional[str], template_dir: Optional[str]) -> JobPlan:
@@ -217,6 +231,7 @@ def _job_plan(runs: Sequence[PlannedRun], tag: str, array: Optional[str], templa
                 run_dir=str(r.layout.root),
                 workdir=r.workdir,
                 command=r.command,
+                code_path=os.pathsep.join(r.code.python_path),
             )
             for r in runs
         ),
@@ -224,9 +239,9 @@ def _job_plan(runs: Sequence[PlannedRun], tag: str, array: Optional[str], templa
         comment=slurm.job_comment(tag),
         output=str(sweep.slurm_output_pattern(array is not None)),
         array=array,
-        agent_command=_agent_command(sweep, tag),
-        port_command=_PORT_COMMAND,
-        notify_command=_notify_command(first.spec),
+        agent_command=_agent_command(sweep, tag, first.code),
+        port_command=_job_side("launcher.job.port", first.code),
+        notify_command=_notify_command(first.spec, first.code),
         template_dir=template_dir,
         submitit_dir=str(sweep.submitit_dir),
         pickle_stem=str(sweep.pickle_stem(tag)),
@@ -251,6 +266,7 @@ def _job_text_key(run: PlannedRun, template_dir: Optional[str], memo: Dict[str, 
             run.shape,
             str(sweep.root),
             template_dir,
+            run.code.danlu_tree,
         )
     )
     if inputs not in memo:
@@ -262,9 +278,9 @@ def _job_text_key(run: PlannedRun, template_dir: Optional[str], memo: Dict[str, 
             comment="@COMMENT@",
             output=str(sweep.slurm_output_pattern(True)),
             array="@ARRAY@" + (f"%{parallel}" if parallel else ""),
-            agent_command=_agent_command(sweep, "@TAG@"),
-            port_command=_PORT_COMMAND,
-            notify_command=_notify_command(spec),
+            agent_command=_agent_command(sweep, "@TAG@", run.code),
+            port_command=_job_side("launcher.job.port", run.code),
+            notify_command=_notify_command(spec, run.code),
             template_dir=template_dir,
             submitit_dir=str(sweep.submitit_dir),
             pickle_stem=str(sweep.pickle_stem("@TAG@")),
@@ -307,6 +323,8 @@ def store_rows(jobs: Sequence[PlannedJob], git_state: Optional[Callable[[str], G
             if git_state is not None and r.workdir not in cache:
                 cache[r.workdir] = git_state(r.workdir)
             commit, dirty = cache.get(r.workdir, (None, None))
+            if r.code.key is not None:
+                commit, dirty = r.code.commit, r.code.dirty
             rows.append(
                 NewRun(
                     run=r.run_id,
@@ -325,6 +343,8 @@ def store_rows(jobs: Sequence[PlannedJob], git_state: Optional[Callable[[str], G
                     tag=job.tag,
                     array_task=i if job.is_array else None,
                     output_dir=output_dir_of(r.cfg.resolved, r.workdir, str(r.layout.root)),
+                    code=r.code.key,
+                    job_code=r.code.danlu_key,
                 )
             )
     return rows

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 from .. import __version__
 from ..errors import UserError
 from ..layout import RunLayout
-from ..node_agent import JOB_PROTOCOL, SHA256_PLACEHOLDER, SHA256_VAR
+from ..node_agent import CODE_PATH_VAR, JOB_PROTOCOL, SHA256_PLACEHOLDER, SHA256_VAR
 from ..spec.file_checks import env_dir
 from ..spec.options import RunSpec
 from ..spec.validate import Shape
@@ -35,6 +35,7 @@ class RunPlan:
     run_dir: str
     workdir: str
     command: str  # shell-quoted launch command with @TOKENS@
+    code_path: str = ""  # PYTHONPATH entries into the run's frozen code, os.pathsep-joined ("": none)
 
     @property
     def env(self) -> Dict[str, str]:
@@ -196,6 +197,7 @@ def run_environment(run: RunPlan) -> Dict[str, str]:
         "WANDB_RUN_GROUP": run.sweep,
         "WANDB_NAME": run.run_id,
         "DANLU_COMMAND": run.command,
+        **({CODE_PATH_VAR: run.code_path} if run.code_path else {}),
     }
 
 

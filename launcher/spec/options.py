@@ -103,6 +103,17 @@ class RequeueSpec:
 
 
 @dataclass
+class CodeSpec:
+    freeze: bool = opt(
+        True,
+        "run the workdir's code as it was at submit (tracked and untracked files git does not ignore, or every file "
+        "outside git), from a snapshot shared by the runs; false: the job runs whatever the workdir holds then",
+    )
+    max_file_mb: float = opt(10.0, "a larger file is left out of the snapshot (a warning names it; .danluignore)")
+    max_total_mb: float = opt(200.0, "a larger snapshot is refused, naming its largest files")
+
+
+@dataclass
 class SweepSpec:
     max_parallel: Optional[int] = opt(None, "at most this many runs of an array at once (--array=...%P)")
 
@@ -160,6 +171,7 @@ class RunSpec:
     launch: LaunchSpec = opt(help="how ranks are started", factory=LaunchSpec)
     requeue: RequeueSpec = opt(help="time limits and preemption", factory=RequeueSpec)
     sweep: SweepSpec = opt(help="sweep settings", factory=SweepSpec)
+    code: CodeSpec = opt(help="the code each run trains: frozen at submit (launcher/code/)", factory=CodeSpec)
     notify: NotifySpec = opt(help="messages when runs fail and when the sweep ends", factory=NotifySpec)
 
 

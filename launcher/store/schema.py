@@ -68,6 +68,11 @@ MIGRATIONS: List[str] = [
         WHERE instr(config, '"output_arg": null') = 0;
     CREATE INDEX runs_output_dir ON runs(output_dir);
     """,
+    # 6: the code each attempt ran, frozen at submit (launcher/code/): the snapshot's key and the danlu job side's
+    """
+    ALTER TABLE attempts ADD COLUMN code TEXT;
+    ALTER TABLE attempts ADD COLUMN job_code TEXT;
+    """,
 ]
 
 NEWEST = len(MIGRATIONS)  # the schema this danlu writes

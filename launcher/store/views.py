@@ -47,7 +47,7 @@ FULL = View(
     "full",
     "r.*, a.attempt, a.token, a.job_id, a.array_job_id, a.array_task, a.script, a.command, a.state, "
     "a.reason, a.exit_code, a.nodelist, a.partition AS a_partition, a.submitted, a.started, a.ended, "
-    "a.elapsed, a.restarts, a.final, a.overrides AS a_overrides, s.experiment",
+    "a.elapsed, a.restarts, a.final, a.overrides AS a_overrides, a.code, a.job_code, s.experiment",
     covered=False,
     steps=True,
 )

@@ -32,6 +32,8 @@ class NewRun:
     tag: str = ""  # <token>:<job number>: the --comment of the job this run goes out in
     array_task: Optional[int] = None
     output_dir: Optional[str] = None  # output_dir_of the run; None: worked out from config, workdir and run_dir
+    code: Optional[str] = None  # the key of the attempt's frozen code (launcher/code/); None: the live workdir
+    job_code: Optional[str] = None  # the key of the frozen danlu job side it starts
 
     def recorded_output_dir(self) -> str:
         """The output dir the store records for this run."""
@@ -97,10 +99,12 @@ class Writes(Connection):
                     [_run_row(name, r, now) for r in runs],
                 )
                 db.executemany(
-                    "INSERT INTO attempts "
-                    "(run, attempt, token, array_task, script, command, state, partition, overrides, updated) "
-                    "VALUES (?,1,?,?,?,?,'SUBMITTING',?,'[]',?)",
-                    [(r.run, r.tag, r.array_task, r.script, r.command, r.partition, now) for r in runs],
+                    "INSERT INTO attempts (run, attempt, token, array_task, script, command, state, partition, "
+                    "overrides, updated, code, job_code) VALUES (?,1,?,?,?,?,'SUBMITTING',?,'[]',?,?,?)",
+                    [
+                        (r.run, r.tag, r.array_task, r.script, r.command, r.partition, now, r.code, r.job_code)
+                        for r in runs
+                    ],
                 )
         except sqlite3.IntegrityError:
             return False
@@ -117,9 +121,8 @@ class Writes(Connection):
                 if n != expect[r.run]:
                     return False
             db.executemany(
-                "INSERT INTO attempts "
-                "(run, attempt, token, array_task, script, command, state, partition, overrides, updated) "
-                "VALUES (?,?,?,?,?,?,'SUBMITTING',?,?,?)",
+                "INSERT INTO attempts (run, attempt, token, array_task, script, command, state, partition, "
+                "overrides, updated, code, job_code) VALUES (?,?,?,?,?,?,'SUBMITTING',?,?,?,?,?)",
                 [
                     (
                         r.run,
@@ -131,6 +134,8 @@ class Writes(Connection):
                         r.partition,
                         json.dumps(list(overrides)),
                         now,
+                        r.code,
+                        r.job_code,
                     )
                     for r in runs
                 ],

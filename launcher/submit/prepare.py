@@ -65,7 +65,12 @@ class PreparedSubmit:
             from ..cluster_facts import stop_graces
 
             graces = stop_graces((place(spec, shp) for spec, shp in slurm_runs), self.facts) if slurm_runs else {}
-        return SubmitPlan(self, new_token(), base, explicit, graces)
+        with phase("freezing the code"):
+            from .freeze import Frozen, freeze_specs
+
+            # runs that will be refused are not frozen: a dry run still shows their plan, without snapshots
+            frozen = Frozen() if self.verdict.problems else freeze_specs([c.spec for c in self.cfgs])
+        return SubmitPlan(self, new_token(), base, explicit, graces, frozen)
 
 
 def check_template_dir(template_dir: Optional[str]) -> None:
@@ -131,6 +136,7 @@ class SubmitPlan:
     base: str
     explicit: bool
     graces: Dict[Any, Optional[int]]
+    frozen: Any  # submit.freeze.Frozen: each workdir's snapshot
 
     def jobs(self, name: str) -> List[Any]:
         """The planned jobs (plan.planner.PlannedJob) of the sweep under `name`."""
@@ -138,7 +144,8 @@ class SubmitPlan:
 
         p = self.prepared
         with phase("planning and rendering"):
-            return plan_jobs(self.token, new_runs(name, p.cfgs, p.verdict.shapes, self.graces), p.request.template_dir)
+            runs = new_runs(name, p.cfgs, p.verdict.shapes, self.graces, self.frozen.codes)
+            return plan_jobs(self.token, runs, p.request.template_dir)
 
     def preview_name(self) -> str:
         """The name a dry run shows: the sweep's, or its stem with the suffix a submit would draw."""
@@ -163,6 +170,8 @@ class SubmitPlan:
             "template_dir": str(Path(template_dir).expanduser().resolve()) if template_dir else None,
         }
         sweep_dir: Callable[[str], str] = lambda n: str(self.layout(n).root)  # noqa: E731
+        with phase("freezing the code"):
+            self.frozen.write()
         return submit_sweep(
             store,
             self.token,

@@ -28,6 +28,7 @@ class RerunRequest:
     exclude_failed_nodes: bool = False
     refresh_cluster: bool = False
     dry_run: bool = False
+    current_code: bool = False  # --code current: freeze the workdir as it is now, not the run's own snapshot
 
 
 def rerun_states(request: RerunRequest) -> Tuple[str, ...]:
@@ -111,6 +112,8 @@ class PreparedRerun:
     template_dir: Optional[str]
     warnings: List[str]
     problem: Optional[UserError] = None
+    notes: List[str] = field(default_factory=list)  # which code the attempts train (submit/freeze.rerun_codes)
+    frozen: Any = None  # submit.freeze.Frozen: the snapshots to write before the attempts are recorded
 
     def refuse(self) -> None:
         if self.problem is not None:
@@ -140,6 +143,7 @@ class RerunPlan:
         from .sweep import submit_rerun
 
         p = self.prepared
+        p.frozen.write()
         return submit_rerun(store, self.token, p.label, self.jobs, p.request.overrides, p.expect)
 
 
@@ -155,6 +159,7 @@ def prepare_rerun(request: RerunRequest, store: Any, chosen: List[Any]) -> Prepa
     sweep = store.sweep(chosen[0]["sweep"])
     composer, template_dir = Composer.of_sweep(sweep, request.config_dir, request.template_dir)
     planned, expect = plan_attempts(store, chosen, composer, request.overrides, request.exclude_failed_nodes)
+    planned, code_notes, frozen = _with_code(planned, chosen, request)
     # the live cluster's word on these runs: the profile's contradictions, the submit limit
     problems: List[UserError] = []
     warnings, facts = against_the_live_cluster(
@@ -167,5 +172,24 @@ def prepare_rerun(request: RerunRequest, store: Any, chosen: List[Any]) -> Prepa
     planned = with_stop_graces(planned, facts)
     label = chosen[0]["sweep"] if len({r["sweep"] for r in chosen}) == 1 else "rerun"
     return PreparedRerun(
-        request, label, planned, expect, template_dir, list(warnings), problems[0] if problems else None
+        request,
+        label,
+        planned,
+        expect,
+        template_dir,
+        list(warnings),
+        problems[0] if problems else None,
+        code_notes,
+        frozen,
     )
+
+
+def _with_code(planned: List[Any], chosen: List[Any], request: RerunRequest) -> Tuple[List[Any], List[str], Any]:
+    """The planned attempts with the code they train (submit/freeze.rerun_codes), what to say of it, and the
+    snapshots to write."""
+    from dataclasses import replace
+
+    from .freeze import rerun_codes
+
+    codes, notes, frozen = rerun_codes([p.spec for p in planned], chosen, request.current_code)
+    return [replace(p, code=c) for p, c in zip(planned, codes, strict=True)], notes, frozen

@@ -1,0 +1,165 @@
+"""The code store's contents: each file's bytes once, named by their SHA-256, and trees of hard links to them.
+
+An object is written under a temporary name and renamed into place, read-only; the bytes hashed are the bytes
+written (one read of the source), so an object's name always matches its content. A tree is built in a temporary
+folder and renamed into place: a tree that exists is complete. Objects are never hard links to the user's files,
+whose later edits would then reach the snapshot.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Tuple
+
+from .store_layout import CodeLayout
+
+FILE, EXECUTABLE, SYMLINK, LIVE = "f", "x", "l", "w"  # entry kinds: a LIVE entry points back at the workdir
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: str  # relative to the tree, '/'-separated
+    kind: str  # FILE, EXECUTABLE, SYMLINK or LIVE
+    ref: str  # the SHA-256 of a file; the target of a symlink; the live path of a LIVE entry
+    size: int = 0
+
+    def row(self) -> List[object]:
+        return [self.path, self.kind, self.ref, self.size]
+
+
+def unique_temp(layout: CodeLayout, what: str) -> Path:
+    layout.tmp_dir.mkdir(parents=True, exist_ok=True)
+    return layout.tmp_dir / f"{what}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+
+
+def store_object(layout: CodeLayout, source: Path, executable: bool) -> Tuple[str, int]:
+    """Copy `source` into the store (unless its content is there): (its SHA-256, bytes written)."""
+    temp = unique_temp(layout, "object")
+    digest = hashlib.sha256()
+    try:
+        with open(source, "rb") as src, open(temp, "wb") as dst:
+            for block in iter(lambda: src.read(1 << 20), b""):
+                digest.update(block)
+                dst.write(block)
+        sha = digest.hexdigest()
+        target = layout.object(sha, executable)
+        if target.exists():
+            return sha, 0
+        os.chmod(temp, 0o555 if executable else 0o444)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        written = temp.stat().st_size
+        os.replace(temp, target)
+        return sha, written
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def hash_file(source: Path) -> str:
+    digest = hashlib.sha256()
+    with open(source, "rb") as src:
+        for block in iter(lambda: src.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _place(layout: CodeLayout, entry: Entry, target: Path) -> None:
+    if entry.kind in (SYMLINK, LIVE):
+        os.symlink(entry.ref, target)
+        return
+    source = layout.object(entry.ref, entry.kind == EXECUTABLE)
+    try:
+        os.link(source, target)
+    except OSError as e:
+        if e.errno not in (errno.EMLINK, errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.ENOSYS):
+            raise
+        shutil.copy2(source, target)  # too many links to one object (or links refused): a copy of its own
+
+
+def build_tree(layout: CodeLayout, key: str, entries: List[Entry]) -> bool:
+    """The tree of `key` (True when this call built it). Another danlu building the same one at once is fine."""
+    tree = layout.tree(key)
+    if tree.exists():
+        os.utime(tree)  # in use again: `danlu gc` keeps trees used lately
+        return False
+    temp = unique_temp(layout, "tree")
+    made = {temp}
+    temp.mkdir()
+    for entry in entries:
+        target = temp / entry.path
+        if target.parent not in made:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            made.add(target.parent)
+        _place(layout, entry, target)
+    tree.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.rename(temp, tree)
+    except OSError as e:
+        if e.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+            raise
+        shutil.rmtree(temp)  # built meanwhile by another danlu: the same content
+        return False
+    return True
+
+
+def write_json_atomically(path: Path, data: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
+    temp.write_text(json.dumps(data, sort_keys=True))
+    os.replace(temp, path)
+
+
+class StatCache:
+    """size/mtime/inode/ctime -> SHA-256 of a source folder's files, so unchanged files are not read again.
+
+    A file changed less than RACY_S before the cache is written may change again within the same timestamp: its
+    hash is not kept, and the next snapshot reads it again.
+    """
+
+    RACY_S = 2.0
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: Dict[str, List[int | str]] = {}
+        self.changed = False
+        try:
+            self.entries = json.loads(path.read_text())
+        except (OSError, ValueError):
+            self.entries = {}
+
+    @staticmethod
+    def _stamp(st: os.stat_result) -> List[int | str]:
+        return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
+
+    def get(self, rel: str, st: os.stat_result) -> Optional[str]:
+        hit = self.entries.get(rel)
+        if hit is not None and hit[:4] == self._stamp(st):
+            return str(hit[4])
+        return None
+
+    def put(self, rel: str, st: os.stat_result, sha: str) -> None:
+        if max(st.st_mtime_ns, st.st_ctime_ns) > (time.time() - self.RACY_S) * 1e9:
+            if self.entries.pop(rel, None) is not None:
+                self.changed = True
+            return
+        stamp = self._stamp(st) + [sha]
+        if self.entries.get(rel) != stamp:
+            self.entries[rel] = stamp
+            self.changed = True
+
+    def keep_only(self, names: Iterator[str]) -> None:
+        wanted = set(names)
+        for gone in [k for k in self.entries if k not in wanted]:
+            del self.entries[gone]
+            self.changed = True
+
+    def save(self) -> None:
+        if self.changed:
+            write_json_atomically(self.path, self.entries)
