@@ -206,8 +206,10 @@ def test_each_run_of_a_sweep_gets_its_own_folders_through_an_extra_config(guard,
     commands = [ln for ln in done.stdout.splitlines() if "DANLU_COMMAND=" in ln]
     extras = [re.search(r"--config=(\S+\.lightning\.yaml)", c).group(1) for c in commands]
     assert len(set(extras)) == 2 and all(
-        c.index("--config=configs/") < c.index(e) for c, e in zip(commands, extras, strict=True)
+        c.index("/configs/IBQ/") < c.index(e) for c, e in zip(commands, extras, strict=True)
     )
+    # the program's own --config is the frozen copy of the workdir's file
+    assert all(re.search(r"--config=\S+/\.danlu-code/trees/\w+/configs/IBQ/", c) for c in commands), commands
     shown = done.stdout.split("# ==== the extra --config of run ", 1)[1]
     config = yaml.safe_load(shown.split("\n", 1)[1])["trainer"]
     output = Path(extras[0]).parent.parent / "0" / "output"

@@ -12,6 +12,7 @@ import pytest
 from danlu_helpers import danlu, private_env
 
 from launcher.store import MIGRATIONS, Store
+from launcher.store.output_dir import stored_output_dir
 
 NEWEST = len(MIGRATIONS)
 
@@ -41,6 +42,7 @@ def _newer_store(path: Path, made_in: str, monkeypatch: pytest.MonkeyPatch) -> N
 def _old_store(path: Path, version: int) -> None:
     """A store at schema `version` as the danlu of that schema made it, with one sweep, two runs and two attempts."""
     db = sqlite3.connect(path, isolation_level=None)
+    db.create_function("danlu_output_dir", 3, stored_output_dir)  # as launcher/store/migrate.py defines it
     for script in MIGRATIONS[:version]:
         db.executescript(script)
     db.execute(f"PRAGMA user_version={version}")
@@ -50,7 +52,8 @@ def _old_store(path: Path, version: int) -> None:
     )
     for i in range(2):
         db.execute(
-            "INSERT INTO runs VALUES (?,'s',?,'[]','{}',?,'/tmp',NULL,NULL,NULL,1,'local',?)",
+            "INSERT INTO runs (run, sweep, idx, overrides, config, run_dir, workdir, git_commit, git_dirty, partition, "
+            "nodes, cluster_kind, created) VALUES (?,'s',?,'[]','{}',?,'/tmp',NULL,NULL,NULL,1,'local',?)",
             (f"s/{i}", i, f"/tmp/s/{i}", i),
         )
         db.execute(
@@ -131,7 +134,8 @@ def test_an_older_store_is_copied_once_before_it_is_upgraded(tmp_path, fs):
         assert copy.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert copy.execute("PRAGMA user_version").fetchone()[0] == NEWEST - 1
         assert copy.execute("SELECT run FROM runs ORDER BY run").fetchall() == [("s/0",), ("s/1",)]
-        assert "output_dir" not in {r[1] for r in copy.execute("PRAGMA table_info(runs)")}
+        # the copy keeps the old schema: without the columns the newest migration adds
+        assert "code" not in {r[1] for r in copy.execute("PRAGMA table_info(attempts)")}
     finally:
         copy.close()
     assert backup.stat().st_mode & 0o077 == 0  # the owner's only, as the store is
@@ -160,7 +164,10 @@ def test_a_store_upgraded_again_from_the_same_schema_keeps_one_copy_the_latest(t
     backup = path.with_name(f"store.sqlite.v{NEWEST - 1}.bak")
     shutil.copyfile(backup, path)
     db = sqlite3.connect(path, isolation_level=None)
-    db.execute("INSERT INTO runs VALUES ('s/2','s',2,'[]','{}','/tmp/s/2','/tmp',NULL,NULL,NULL,1,'local',2)")
+    db.execute(
+        "INSERT INTO runs (run, sweep, idx, overrides, config, run_dir, workdir, git_commit, git_dirty, partition, "
+        "nodes, cluster_kind, created) VALUES ('s/2','s',2,'[]','{}','/tmp/s/2','/tmp',NULL,NULL,NULL,1,'local',2)"
+    )
     db.close()
     capsys.readouterr()
     Store(path).close()

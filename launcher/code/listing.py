@@ -8,8 +8,11 @@ Either way the ignored entries are listed too: the snapshot points back at them 
 
 from __future__ import annotations
 
+import fnmatch
 import os
+import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -134,31 +137,60 @@ def _in_git(workdir: Path, commit: Optional[str], prefix: str, excluded: Sequenc
     return Listing(files, ignored_entries, facts)
 
 
-def _empty_repository(scratch: Path) -> Path:
-    """A bare repository with nothing in it: git's ignore rules for a folder outside git."""
-    repo = scratch / "empty.git"
-    if not (repo / "HEAD").exists():
-        scratch.mkdir(parents=True, exist_ok=True)
+def _outside_git(workdir: Path, excluded: Sequence[str]) -> Listing:
+    """git's ignore rules through an empty repository of its own, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="danlu-empty-") as scratch:
+        repo = Path(scratch) / "empty.git"
         subprocess.run(["git", "init", "-q", "--bare", str(repo)], check=True, capture_output=True)
-    return repo
+        rules = [f"-x{p}" for p in DEFAULT_IGNORES] + _anchored("", excluded)
+        common = ["ls-files", "-z", "-o", f"--exclude-per-directory={DANLUIGNORE}", *rules]
+        listed = _git(common, workdir, repo)
+        ignored = _git(common + ["-i", "--directory"], workdir, repo)
+        return Listing(_out(listed, "ls-files"), _out(ignored, "ls-files --ignored"), GitFacts(None))
 
 
-def _outside_git(workdir: Path, excluded: Sequence[str], scratch: Path) -> Listing:
-    repo = _empty_repository(scratch)
-    rules = [f"-x{p}" for p in DEFAULT_IGNORES] + _anchored("", excluded)
-    common = ["ls-files", "-z", "-o", f"--exclude-per-directory={DANLUIGNORE}", *rules]
-    listed = _git(common, workdir, repo)
-    ignored = _git(common + ["-i", "--directory"], workdir, repo)
-    return Listing(_out(listed, "ls-files"), _out(ignored, "ls-files --ignored"), GitFacts(None))
+def _ignored_by(rules: Sequence[str], rel: str, is_dir: bool) -> bool:
+    name = rel.rsplit("/", 1)[-1]
+    for rule in rules:
+        if rule.endswith("/") and not is_dir:
+            continue
+        pattern = rule.strip("/")
+        if fnmatch.fnmatch(name, pattern) or fnmatch.fnmatch(rel, pattern):
+            return True
+    return False
 
 
-def list_workdir(workdir: Path, excluded: Sequence[str], scratch: Path) -> Listing:
+def _walk_without_git(workdir: Path, excluded: Sequence[str]) -> Listing:
+    """Without git on PATH: every file but DEFAULT_IGNORES and the top .danluignore's patterns (fnmatch)."""
+    try:
+        own = [ln.strip() for ln in (workdir / DANLUIGNORE).read_text().splitlines()]
+    except OSError:
+        own = []
+    rules = list(DEFAULT_IGNORES) + [r for r in own if r and not r.startswith("#")]
+    skipped = {e.strip("/") for e in excluded}
+    files: List[str] = []
+    ignored: List[str] = []
+    for top, dirs, names in os.walk(workdir):
+        base = os.path.relpath(top, workdir).replace(os.sep, "/")
+        base = "" if base == "." else base + "/"
+        for d in list(dirs):
+            if base + d in skipped or _ignored_by(rules, base + d, True):
+                dirs.remove(d)
+                ignored.append(base + d + "/")
+        for n in names:
+            (ignored if _ignored_by(rules, base + n, False) else files).append(base + n)
+    return Listing(sorted(files), sorted(ignored), GitFacts(None))
+
+
+def list_workdir(workdir: Path, excluded: Sequence[str]) -> Listing:
     """The files to freeze and the entries left in place. `excluded`: folders below the workdir never frozen (the
-    runs folder and its code store), relative to it. `scratch`: where an empty repository may be kept."""
+    runs folder and its code store), relative to it."""
+    if shutil.which("git") is None:
+        return _walk_without_git(workdir, excluded)
     inside, commit, prefix = _head(workdir)
     if inside:
         return _in_git(workdir, commit, prefix, excluded)
-    return _outside_git(workdir, excluded, scratch)
+    return _outside_git(workdir, excluded)
 
 
 def linked_back(ignored: Sequence[str]) -> List[str]:

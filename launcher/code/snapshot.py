@@ -247,7 +247,7 @@ def freeze_workdir(
 ) -> Snapshot:
     """Freeze `workdir` into the code store of `runs_dir`. `excluded`: folders below the workdir never frozen."""
     layout = CodeLayout.of_runs_dir(runs_dir)
-    listing = list_workdir(workdir, excluded, layout.tmp_dir)
+    listing = list_workdir(workdir, excluded)
     return freeze_listing(layout, workdir, listing, limits, dry_run)
 
 

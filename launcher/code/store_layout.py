@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +23,13 @@ class CodeLayout:
 
     @staticmethod
     def of_runs_dir(runs_dir: Path) -> "CodeLayout":
-        return CodeLayout(runs_dir / ".danlu-code")
+        """`.danlu-code` in a runs_dir of one's own (or one not made yet); in a runs_dir shared with others (sticky,
+        owned by someone else), a store of one's own beside theirs: `.danlu-code-<uid>`."""
+        try:
+            owner = runs_dir.stat().st_uid
+        except OSError:
+            owner = os.getuid()
+        return CodeLayout(runs_dir / (".danlu-code" if owner == os.getuid() else f".danlu-code-{os.getuid()}"))
 
     @staticmethod
     def of_run_dir(run_dir: Path) -> "CodeLayout":

@@ -320,7 +320,7 @@ def store_rows(jobs: Sequence[PlannedJob], git_state: Optional[Callable[[str], G
     rows = []
     for job in jobs:
         for i, (r, rp) in enumerate(zip(job.runs, job.plan.runs, strict=True)):
-            if git_state is not None and r.workdir not in cache:
+            if git_state is not None and r.code.key is None and r.workdir not in cache:
                 cache[r.workdir] = git_state(r.workdir)
             commit, dirty = cache.get(r.workdir, (None, None))
             if r.code.key is not None:

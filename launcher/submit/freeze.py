@@ -36,7 +36,10 @@ class Frozen:
 
     def write(self) -> None:
         """Write every snapshot into its code store (what is there already is not written again)."""
+        from .ownership import make_own_folder
+
         for snap in list(self.snapshots.values()) + list(self.danlu.values()):
+            make_own_folder(snap.tree.parent.parent)  # the code store: mode 700, and refused if others could write it
             write_snapshot(snap)
 
 

@@ -147,6 +147,13 @@ class SubmitPlan:
             runs = new_runs(name, p.cfgs, p.verdict.shapes, self.graces, self.frozen.codes)
             return plan_jobs(self.token, runs, p.request.template_dir)
 
+    def _jobs_then_code(self, name: str) -> List[Any]:
+        """The jobs of the sweep, then its snapshots written: a plan that cannot be made leaves nothing behind."""
+        jobs = self.jobs(name)
+        with phase("freezing the code"):
+            self.frozen.write()
+        return jobs
+
     def preview_name(self) -> str:
         """The name a dry run shows: the sweep's, or its stem with the suffix a submit would draw."""
         return self.base if self.explicit else f"{self.base}-xxxx"
@@ -170,14 +177,12 @@ class SubmitPlan:
             "template_dir": str(Path(template_dir).expanduser().resolve()) if template_dir else None,
         }
         sweep_dir: Callable[[str], str] = lambda n: str(self.layout(n).root)  # noqa: E731
-        with phase("freezing the code"):
-            self.frozen.write()
         return submit_sweep(
             store,
             self.token,
             self.base,
             self.explicit,
-            self.jobs,
+            self._jobs_then_code,
             spec0.experiment,
             spec0.cluster.name,
             p.request.overrides,
