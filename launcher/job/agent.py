@@ -24,11 +24,12 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List
+from typing import Dict, List, Optional
 
 from ..layout import AttemptLayout, RestartLayout, RunLayout, log_per_task
 from ..node_agent import NodeAgent
 from .agent_log import AgentLog, Say
+from .environment import Recorder, interpreter
 from .node_env import TaskIds, describe_executable, launcher_env, node_argv, task_ids, world_size
 from .peers import record_outcome
 from .port import job_port
@@ -92,7 +93,7 @@ def run_node(agent: NodeAgent) -> int:
         say("launcher: " + describe_executable(argv[0], env.get("PATH")))
         ranks = RankFiles(logs.launcher_logs(start.tag), logs.rank_log, ids.node * agent.procs_per_node)
         try:
-            code = supervise(agent, state, argv, env, out, say, logs)
+            code = supervise(agent, state, argv, env, out, say, logs, environment_recorder(start, argv, env, say))
         finally:
             ranks.close()
         conclude(start, state, code, say)
@@ -107,6 +108,14 @@ def run_node(agent: NodeAgent) -> int:
         sys.stdout.flush()
         os._exit(code)
     return code
+
+
+def environment_recorder(start: Start, argv: List[str], env: Dict[str, str], say: Say) -> Optional[Recorder]:
+    """Task 0 records, once per start, the environment its program runs in: the command's python, else the job's."""
+    if start.ids.rank != 0:
+        return None
+    workdir = os.environ.get("DANLU_WORKDIR") or os.getcwd()
+    return Recorder(interpreter(argv, env.get("PATH")), workdir, start.logs.environment, say)
 
 
 def conclude(start: Start, state: StartState, code: int, say: Say) -> None:

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Protocol
 
 from ..layout import RestartLayout
 from ..node_agent import NodeAgent
@@ -39,6 +39,16 @@ ELASTIC_CLOSING = re.compile(rb"Sending process \d+ closing signal SIG|Closing p
 ELASTIC_SIGNALLED = re.compile(rb"Received \d+ death signal")
 
 
+class Beside(Protocol):
+    """The agent's own work beside the launcher (task 0's environment record, job/environment.py)."""
+
+    def start(self) -> None:
+        """Begin, once the launcher runs: it never delays the launcher."""
+
+    def wait(self, hurry: bool) -> None:
+        """Wait for the end, before what is left of the program is killed (`hurry`: the job is being stopped)."""
+
+
 def supervise(
     agent: NodeAgent,
     state: StartState,
@@ -47,8 +57,9 @@ def supervise(
     out: TimedLog,
     say: Say,
     logs: RestartLayout,
+    beside: Optional[Beside] = None,
 ) -> int:
-    """Run the launcher to its end; its exit code (128 + the signal that ended it)."""
+    """Run the launcher to its end; its exit code (128 + the signal that ended it). `beside` runs while it does."""
     ignore_warnings(agent)
     try:
         child = subprocess.Popen(
@@ -57,6 +68,8 @@ def supervise(
     except FileNotFoundError as e:
         say(f"cannot start {argv[0]!r}: {e}")
         return 127
+    if beside is not None:
+        beside.start()
     end = slurm_calls.job_end_time() if agent.grace_s > 0 else None
     stops = StopHandlers(agent, state, child, logs, say, end)
     world = (
@@ -75,6 +88,8 @@ def supervise(
     if world is not None:
         code = world_verdict(world, code, state, say)
     wait_after_stop(agent, state, say)
+    if beside is not None:
+        beside.wait(hurry=state.stopping())  # before the kill below, which would end its processes too
     kill_program(child)  # nothing this agent started outlives the launcher
     if code < 0:
         code = 128 - code

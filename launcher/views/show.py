@@ -11,6 +11,7 @@ from ..backends import batch_output, for_record
 from ..errors import UserError
 from ..layout import RunLayout
 from ..state.reconcile import refresh
+from .environment import environment_lines
 
 ATTEMPT_FIELDS = (
     "attempt",
@@ -203,6 +204,7 @@ def show_data(store: Any, run: str) -> Dict[str, Any]:
         "paths": _paths(row, latest, config),
         "submitted_with": json.loads(sweep["argv"]) if sweep else None,
         "launched": launched_commands(row["run_dir"], latest["attempt"]),
+        "environment": RunLayout(Path(row["run_dir"])).attempt(latest["attempt"]).read_environment(),
         "attempts": [_attempt_data(row["run_dir"], a) for a in attempts],
         "script": _script_text(latest["script"]),
     }
@@ -296,6 +298,7 @@ def render_text(data: Dict[str, Any], full: bool = False) -> str:
     width = max((len(k) for k, _ in data["set_by_overrides"]), default=0)
     lines.extend(f"  {k + ':':<{width + 1}} {_value(v)}" for k, v in data["set_by_overrides"])
     lines.append(_git_line(data))
+    lines.extend(environment_lines(data.get("environment")))
     lines.append("paths")
     lines.extend(f"  {label:<9}  {data['paths'][key]}" for label, key in PATH_LABELS if data["paths"].get(key))
     return "\n".join(lines) + "\n" + (_whole(data) if full else "")
