@@ -292,6 +292,8 @@ def _arguments(command: str, args: Sequence[str], cur: str, before: Sequence[str
         return _names(cur, runs_only=False)
     if command in RUN_ONLY:
         return _names(cur, runs_only=True) if not args else []
+    if command == "diff":  # two run ids
+        return _names(cur, runs_only=True) if len(args) < 2 else []
     if command == "env":
         return _env_arguments(args)
     if command == "cluster":
