@@ -95,6 +95,7 @@ def test_commands_and_flags():
     assert complete("env", "") == ["sync", "list"]
     assert complete("env", "sync", "") == ["diffusion_dpo", "ibq", "tiny"]
     assert complete("completion", "") == ["bash", "zsh"]
+    assert complete("rerun", "--code", "") == ["own", "current"]
     assert complete("cluster", "") == ["init"]
     assert set(complete("cluster", "init", "--")) == {"--help", "--here", "--force", "--dry-run"}
 

@@ -73,6 +73,7 @@ VALUE_OPTIONS = {
     "--metric",
     "--mode",
     "--html",
+    "--code",
 }
 RUN_ONLY = ("logs", "show")  # take a run id, not a sweep
 LIMIT = 300
@@ -264,6 +265,8 @@ def _option_values(option: str, cur: str) -> List[str]:
     """The values of an option that takes one: --mode's and --state's (a list: PENDING,RUN<TAB>)."""
     if option == "--mode":
         return [m for m in ("min", "max") if m.startswith(cur)]
+    if option == "--code":
+        return [c for c in ("own", "current") if c.startswith(cur)]
     if option == "--state":
         head = cur[: cur.rfind(",") + 1]
         return [head + s for s in STATES]
