@@ -78,6 +78,7 @@ def test_commands_and_flags():
         "notify",
         "cancel",
         "show",
+        "diff",
         "rerun",
         "cluster",
         "env",
@@ -94,6 +95,7 @@ def test_commands_and_flags():
     assert complete("env", "") == ["sync", "list"]
     assert complete("env", "sync", "") == ["diffusion_dpo", "ibq", "tiny"]
     assert complete("completion", "") == ["bash", "zsh"]
+    assert complete("rerun", "--code", "") == ["own", "current"]
     assert complete("cluster", "") == ["init"]
     assert set(complete("cluster", "init", "--")) == {"--help", "--here", "--force", "--dry-run"}
 
@@ -157,6 +159,9 @@ def test_run_ids(store_env):
     assert complete("logs", "", env=store_env) == ["ibq-a10/", "dpo-beta-1127/"]
     assert complete("show", "dpo", env=store_env) == [f"dpo-beta-1127/{i}" for i in range(3)]
     assert complete("logs", "ibq-a10/0", "", env=store_env) == []
+    # diff takes two runs, then nothing
+    assert complete("diff", "dpo-beta-1127/0", "ib", env=store_env) == ["ibq-a10/0"]
+    assert complete("diff", "dpo-beta-1127/0", "ibq-a10/0", "", env=store_env) == []
     # no store yet: no candidates, no error, nothing created
     empty = {"DANLU_STORE": str(Path(store_env["DANLU_HOME"]) / "none" / "store.sqlite")}
     assert complete("status", "", env=empty) == []

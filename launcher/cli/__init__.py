@@ -25,6 +25,7 @@ VERBS = (
     "logs",
     "cancel",
     "show",
+    "diff",
     "rerun",
     "cluster",
     "env",

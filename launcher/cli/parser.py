@@ -161,6 +161,19 @@ def _show_arguments(p: argparse.ArgumentParser) -> None:
         "--full", action="store_true", help="also the whole resolved config and the batch script (at the end)"
     )
     p.add_argument("--json", action="store_true", help="everything, the whole config and script included")
+    p.add_argument(
+        "--diff",
+        action="store_true",
+        help="also the diff of the code the run ran against its git commit (its uncommitted changes, at the end)",
+    )
+
+
+def _diff_arguments(p: argparse.ArgumentParser) -> None:
+    """`danlu diff`'s arguments."""
+    p.add_argument("run_a", metavar="RUN_A")
+    p.add_argument("run_b", metavar="RUN_B")
+    p.add_argument("--stat", action="store_true", help="the code's changed files with lines added and removed only")
+    p.add_argument("--json", action="store_true", help="print {config, code, environment} as JSON on stdout")
 
 
 def _rerun_arguments(p: argparse.ArgumentParser) -> None:
@@ -244,6 +257,7 @@ VERB_PARSERS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], 
     ),
     ("cancel", "cancel runs or whole sweeps", _cancel_arguments),
     ("show", "everything needed to reproduce a run", _show_arguments),
+    ("diff", "what differs between two runs: resolved config, frozen code, job environment", _diff_arguments),
     ("rerun", "resubmit the failed runs of a sweep (or one run)", _rerun_arguments),
     (
         "cluster",

@@ -37,7 +37,7 @@ def sweep_runs(
         if looked is not None:
             looked[r["run"]] = search_roots(Path(r["run_dir"]), extra)
         series = run_series(r["run_dir"], int(r["attempt"]), unread, extra)
-        runs.append(RunReport(r["run"], r["state"], values, series))
+        runs.append(RunReport(r["run"], r["state"], values, series, int(r["idx"]), r["code"]))
     if unread:
         print(
             f"warning: {counted(len(unread), 'TensorBoard event file')} not read: tensorboard is not installed here\n"

@@ -265,6 +265,8 @@ def _option_values(option: str, cur: str) -> List[str]:
     """The values of an option that takes one: --mode's and --state's (a list: PENDING,RUN<TAB>)."""
     if option == "--mode":
         return [m for m in ("min", "max") if m.startswith(cur)]
+    if option == "--code":
+        return [c for c in ("own", "current") if c.startswith(cur)]
     if option == "--state":
         head = cur[: cur.rfind(",") + 1]
         return [head + s for s in STATES]
@@ -293,6 +295,8 @@ def _arguments(command: str, args: Sequence[str], cur: str, before: Sequence[str
         return _names(cur, runs_only=False)
     if command in RUN_ONLY:
         return _names(cur, runs_only=True) if not args else []
+    if command == "diff":  # two run ids
+        return _names(cur, runs_only=True) if len(args) < 2 else []
     if command == "env":
         return _env_arguments(args)
     if command == "cluster":

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..metrics.series import Series, choose_metric, default_mode
 
@@ -19,6 +19,17 @@ class RunReport:
     state: str
     values: Dict[str, str]  # the sweep point: key -> value, as overridden
     series: Dict[str, Series] = field(default_factory=dict)
+    idx: int = 0  # the run's index in its sweep
+    code: Optional[str] = None  # the code key of its latest attempt (None: the live workdir, unknown)
+
+
+def code_differs(runs: Sequence[RunReport]) -> Tuple[Optional[str], Dict[str, bool]]:
+    """(the sweep's first run, run -> True when its latest attempt ran other code than the first run's latest).
+    A run without a code key (or a first run without one) is unknown: never marked."""
+    if not runs:
+        return None, {}
+    first = min(runs, key=lambda r: r.idx)
+    return first.run, {r.run: bool(first.code and r.code and r.code != first.code) for r in runs}
 
 
 def point_values(overrides: Sequence[str]) -> Dict[str, str]:
@@ -119,7 +130,11 @@ def build(
     grouping = bool(seed) if group_by_seed is None else group_by_seed and seed is not None
     items = [run_item(r, keys, chosen, how) for r in runs]
     mark_best_run(items, how)
+    first, differs = code_differs(runs)
+    for i in items:
+        i["code_differs"] = differs[i["run"]]
     return {
+        "first_run": first,
         "metric": chosen,
         "mode": how,
         "keys": keys,
@@ -151,7 +166,7 @@ def render(report: Dict[str, Any], sparks: bool = True) -> str:
     for i in report["runs"]:
         s = i["series"].get(report["metric"]) if report["metric"] else None
         rows.append(
-            ["*" if i["best_run"] else "", i["run"]]
+            ["*" if i["best_run"] else "", i["run"] + ("*" if i.get("code_differs") else "")]
             + [str(i["values"].get(k, "")) for k in keys]
             + [
                 i["state"],
@@ -163,6 +178,9 @@ def render(report: Dict[str, Any], sparks: bool = True) -> str:
             + ([sparkline(s.values) if s else ""] if sparks else [])
         )
     lines = [f"# {metric} ({report['mode']}): * marks the best run", _columns(head, rows)]
+    footer = code_footer(report)
+    if footer:
+        lines.append(footer)
     if report["points"]:
         others = [k for k in keys if k != report["seed_key"]]
         phead = [""] + [column_label(keys, k) for k in others] + ["SEEDS", f"MEAN({metric})", "STD"]
@@ -178,6 +196,13 @@ def render(report: Dict[str, Any], sparks: bool = True) -> str:
             _columns(phead, prow),
         ]
     return "\n".join(lines)
+
+
+def code_footer(report: Mapping[str, Any]) -> Optional[str]:
+    """The line explaining the mark after a run's name, when a run trained other code than the sweep's first."""
+    if not any(i.get("code_differs") for i in report["runs"]):
+        return None
+    return f"* trained other code than {report.get('first_run')} (a rerun with --code current): compare with danlu diff"
 
 
 def column_label(keys: Sequence[str], key: str) -> str:

@@ -11,7 +11,7 @@ import html
 import json
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
-from .report import column_label, number_text
+from .report import code_footer, column_label, number_text
 
 # plotly's own qualitative palette (Plotly / D3 category10) for values that are not numbers
 PALETTE = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880", "#ff97ff", "#fecb52"]
@@ -121,7 +121,10 @@ def _run_row(r: Mapping[str, Any], keys: Sequence[str], anchor: str) -> List[str
     """A run's cells: best mark, name, swept values, state, steps, last and best value and its step, a link to its
     log."""
     return (
-        [_cell("*" if r["best_run"] else "", 1 if r["best_run"] else 0), _cell(r["run"], r["run"])]
+        [
+            _cell("*" if r["best_run"] else "", 1 if r["best_run"] else 0),
+            _cell(r["run"] + ("*" if r.get("code_differs") else ""), r["run"]),
+        ]
         + [_value_cell(r["values"].get(k)) for k in keys]
         + [
             _cell(r["state"], r["state"]),
@@ -243,7 +246,9 @@ def render_html(report: Mapping[str, Any], sweep: str, plotly_js: str, logs: Map
     """The page. `logs`: run -> the tail of its log (embedded, linked from the run's row); `generated`: when."""
     metric = report["metric"] or "-"
     anchors = {r["run"]: f"log-{i}" for i, r in enumerate(report["runs"])}
-    parts = [_runs_table(report, anchors)] + _points_section(report)
+    footer = code_footer(report)
+    parts = [_runs_table(report, anchors)] + ([f"<p>{html.escape(footer)}</p>"] if footer else [])
+    parts += _points_section(report)
     figs = figures(report)
     plots = "".join(
         f'<div class="plot" id="plot-{i}" data-metric="{html.escape(f["metric"])}"></div>' for i, f in enumerate(figs)

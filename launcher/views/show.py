@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any, Dict, List
 
 from ..backends import batch_output, for_record
+from ..code.read import facts
 from ..errors import UserError
 from ..layout import RunLayout
 from ..state.reconcile import refresh
+from ..words import counted
 from .environment import environment_lines
 
 ATTEMPT_FIELDS = (
@@ -199,6 +201,7 @@ def show_data(store: Any, run: str) -> Dict[str, Any]:
         "run_dir": row["run_dir"],
         "workdir": row["workdir"],
         "git": {"commit": row["git_commit"], "dirty": None if row["git_dirty"] is None else bool(row["git_dirty"])},
+        "code": facts(latest["code"], row["run_dir"]),
         "command": latest["command"],
         "script_path": latest["script"],
         "paths": _paths(row, latest, config),
@@ -267,6 +270,21 @@ def _git_line(data: Dict[str, Any]) -> str:
     )
 
 
+def code_line(code: Dict[str, Any] | None) -> str:
+    """The code the latest attempt ran: its snapshot, commit and how many files differed from it; or the live
+    workdir; or a snapshot `danlu gc` removed."""
+    if code is None:
+        return "code       the live workdir (code.freeze=false)"
+    head = f"code       snapshot {code['snapshot'][:12]}"
+    if code["tree"] is None:
+        return f"{head} · removed by danlu gc"
+    if code["commit"] is None:
+        return f"{head} · not in git"
+    changed = len(code["changed"] or [])
+    state = f"{counted(changed, 'uncommitted file')}" if changed else "clean"
+    return f"{head} · commit {code['commit'][:10]} · {state}"
+
+
 PATH_LABELS = (
     ("run dir", "run_dir"),
     ("logs", "logs"),
@@ -298,6 +316,7 @@ def render_text(data: Dict[str, Any], full: bool = False) -> str:
     width = max((len(k) for k, _ in data["set_by_overrides"]), default=0)
     lines.extend(f"  {k + ':':<{width + 1}} {_value(v)}" for k, v in data["set_by_overrides"])
     lines.append(_git_line(data))
+    lines.append(code_line(data.get("code")))
     lines.extend(environment_lines(data.get("environment")))
     lines.append("paths")
     lines.extend(f"  {label:<9}  {data['paths'][key]}" for label, key in PATH_LABELS if data["paths"].get(key))
