@@ -21,14 +21,16 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 from .store_layout import CodeLayout
 
-FILE, EXECUTABLE, SYMLINK, LIVE = "f", "x", "l", "w"  # entry kinds: a LIVE entry points back at the workdir
+# entry kinds: a file, an executable file, a symlink as the workdir has it; a link back to the workdir for a file left
+# out for its size (LIVE) and for an entry git ignores (IGNORED: not part of the snapshot's key)
+FILE, EXECUTABLE, SYMLINK, LIVE, IGNORED = "f", "x", "l", "w", "i"
 
 
 @dataclass(frozen=True)
 class Entry:
     path: str  # relative to the tree, '/'-separated
-    kind: str  # FILE, EXECUTABLE, SYMLINK or LIVE
-    ref: str  # the SHA-256 of a file; the target of a symlink; the live path of a LIVE entry
+    kind: str  # FILE, EXECUTABLE, SYMLINK, LIVE or IGNORED
+    ref: str  # the SHA-256 of a file; the target of a symlink; the live path of a LIVE or IGNORED entry
     size: int = 0
 
     def row(self) -> List[object]:
@@ -71,7 +73,7 @@ def hash_file(source: Path) -> str:
 
 
 def _place(layout: CodeLayout, entry: Entry, target: Path) -> None:
-    if entry.kind in (SYMLINK, LIVE):
+    if entry.kind in (SYMLINK, LIVE, IGNORED):
         os.symlink(entry.ref, target)
         return
     source = layout.object(entry.ref, entry.kind == EXECUTABLE)

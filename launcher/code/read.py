@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .objects import EXECUTABLE, FILE, LIVE, SYMLINK, Entry
+from .objects import EXECUTABLE, FILE, IGNORED, LIVE, SYMLINK, Entry
 from .snapshot import read_manifest
 from .store_layout import CodeLayout
 
@@ -51,7 +51,8 @@ def _entries(rows: Any) -> Dict[str, Entry]:
     out: Dict[str, Entry] = {}
     for row in rows if isinstance(rows, list) else []:
         path, kind, ref, size = row
-        out[str(path)] = Entry(str(path), str(kind), str(ref), int(size))
+        if kind != IGNORED:  # a link back to an ignored entry of the workdir: not code
+            out[str(path)] = Entry(str(path), str(kind), str(ref), int(size))
     return out
 
 

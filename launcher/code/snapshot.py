@@ -23,6 +23,7 @@ from .listing import Listing, linked_back, list_workdir, sizes
 from .objects import (
     EXECUTABLE,
     FILE,
+    IGNORED,
     LIVE,
     SYMLINK,
     Entry,
@@ -118,7 +119,7 @@ def _live_entries(workdir: Path, ignored: Sequence[str], frozen: Sequence[str]) 
     for entry in linked_back(ignored):
         rel = entry.rstrip("/")
         if rel and rel not in parents and rel not in taken:
-            out.append(Entry(rel, LIVE, str(workdir / rel)))
+            out.append(Entry(rel, IGNORED, str(workdir / rel)))
     return out
 
 
@@ -144,8 +145,11 @@ class _Hasher:
 
 
 def manifest_key(workdir: Path, commit: Optional[str], changed: Sequence[str], entries: Sequence[Entry]) -> str:
+    """The snapshot's name. Links back to ignored entries are left out of it: outputs and data that appear in the
+    workdir between two submits do not make another snapshot (the tree keeps the links it was built with)."""
+    rows = [e.row() for e in entries if e.kind != IGNORED]
     text = json.dumps(
-        {"workdir": str(workdir), "commit": commit, "changed": list(changed), "entries": [e.row() for e in entries]},
+        {"workdir": str(workdir), "commit": commit, "changed": list(changed), "entries": rows},
         sort_keys=True,
     )
     return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:32]

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional
 
+from .. import __version__
 from ..layout import AttemptLayout, RestartLayout, RunLayout, log_per_task
 from ..node_agent import NodeAgent
 from .agent_log import AgentLog, Say
@@ -91,6 +92,7 @@ def run_node(agent: NodeAgent) -> int:
             with_python_path(env)
         say("command: " + shlex.join(argv))
         say("launcher: " + describe_executable(argv[0], env.get("PATH")))
+        say(f"job side: danlu {__version__} from {Path(__file__).resolve().parents[1]}")
         ranks = RankFiles(logs.launcher_logs(start.tag), logs.rank_log, ids.node * agent.procs_per_node)
         try:
             code = supervise(agent, state, argv, env, out, say, logs, environment_recorder(start, argv, env, say))
