@@ -24,7 +24,7 @@ from launcher.job.node_env import TaskIds
 from launcher.layout import RunLayout
 from launcher.views.environment import environment_lines, package_changes
 
-PYTHON = "/work/main/.venv/bin/python"
+PYTHON = sys.executable  # the venv danlu runs in
 KEYS = {"python", "executable", "packages", "editable", "uv_lock", "gpu", "host", "recorded", "error"}
 NVRM = "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  Tue Mar  5 22:23:59 UTC 2024\nGCC version: 12\n"
 NVRM_OPEN = "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  555.42.02  Release Build  (dvs-builder@U16)\n"

@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Dict, List
 
+import pytest
 from danlu_helpers import danlu, danlu_env, status_json, submit_json, wait_status  # noqa: F401
 
 from launcher.layout import SweepLayout
@@ -192,3 +194,59 @@ def test_unchanged_code_is_frozen_once_for_every_submit(danlu_env, tmp_path):
     added = {p.name for p in (store / "objects").rglob("*") if p.is_file()} - objects
     assert len(added) == 1, added
     assert os.stat(store).st_mode & 0o077 == 0
+
+
+EDITABLE_PROGRAM = """\
+import mypkg
+
+print(f"FROM={mypkg.__file__} WHO={mypkg.WHO}", flush=True)
+"""
+
+
+def _editable_project(tmp_path: Path, layout: str) -> tuple[Path, Path]:
+    """A project installed editable (a PEP 660 wheel built by setuptools) into a venv of its own."""
+    project = tmp_path / "editable"
+    package = project / ("src/mypkg" if layout == "src" else "mypkg")
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text('WHO = "submitted"\n')
+    (project / "train.py").write_text(EDITABLE_PROGRAM)
+    packages = '[tool.setuptools.packages.find]\nwhere = ["src"]\n' if layout == "src" else ""
+    flat = '[tool.setuptools]\npackages = ["mypkg"]\n' if layout == "flat" else ""
+    (project / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=64"]\nbuild-backend = "setuptools.build_meta"\n'
+        f'[project]\nname = "mypkg"\nversion = "0.1"\n{packages}{flat}'
+    )
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    wheels = tmp_path / "wheels"
+    build = "import setuptools.build_meta as b, sys; b.build_editable(sys.argv[1])"
+    subprocess.run([sys.executable, "-c", build, str(wheels)], cwd=project, check=True, capture_output=True)
+    wheel = next(wheels.glob("*.whl"))
+    pip = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q", "--no-deps"]
+    subprocess.run([*pip, "--no-index", str(wheel)], check=True, capture_output=True, timeout=300)
+    return project, venv
+
+
+@pytest.mark.parametrize("layout", ["src", "flat"])
+def test_the_frozen_copy_wins_over_an_editable_install_of_the_project(danlu_env, tmp_path, layout):
+    """The project installed editable into its env: the run imports the package from its snapshot, not the
+    checkout the install points at (a .pth line for a src layout, setuptools' finder for a flat one)."""
+    project, venv = _editable_project(tmp_path, layout)
+    done = danlu(
+        "submit",
+        "cluster=local",
+        "launch=python",
+        "env=venv",
+        f"env.path={venv}",
+        f"workdir={project}",
+        "program=train.py",
+        "--name",
+        "editable",
+        "--wait",
+        env=danlu_env,
+    )
+    assert done.returncode == 0, done.stderr
+    log = _rank0_log(danlu_env, "editable", 0, 1)
+    found = log.split("FROM=", 1)[1].split()[0]
+    assert "/.danlu-code/trees/" in found and found.endswith("mypkg/__init__.py"), log
+    assert "WHO=submitted" in log

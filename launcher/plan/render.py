@@ -173,7 +173,7 @@ def local_setup(spec: RunSpec, run: RunPlan) -> List[str]:
     lines = list(spec.env.setup)
     venv = env_dir(spec)
     if spec.env.kind in ("uv", "venv") and venv:
-        lines.append(f"source {shlex.quote(str(venv / 'bin' / 'activate'))}")
+        lines.append(f". {shlex.quote(str(venv / 'bin' / 'activate'))}")  # run by /bin/sh, which has no `source`
     elif spec.env.kind == "conda":
         lines += [
             'eval "$(conda shell.bash hook)"',
