@@ -82,6 +82,7 @@ def test_commands_and_flags():
         "cluster",
         "env",
         "options",
+        "gc",
         "completion",
     ]
     assert complete("s") == ["submit", "status", "show"]
@@ -95,6 +96,8 @@ def test_commands_and_flags():
     assert complete("env", "sync", "") == ["diffusion_dpo", "ibq", "tiny"]
     assert complete("completion", "") == ["bash", "zsh"]
     assert complete("cluster", "") == ["init"]
+    assert set(complete("gc", "--")) == {"--help", "--dry-run", "--older-than", "--json"}
+    assert complete("gc", "--older-than", "") == []
     assert set(complete("cluster", "init", "--")) == {"--help", "--here", "--force", "--dry-run"}
 
 

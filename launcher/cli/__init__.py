@@ -29,6 +29,7 @@ VERBS = (
     "cluster",
     "env",
     "options",
+    "gc",
     "completion",
 )
 

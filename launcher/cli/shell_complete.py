@@ -73,6 +73,7 @@ VALUE_OPTIONS = {
     "--metric",
     "--mode",
     "--html",
+    "--older-than",
 }
 RUN_ONLY = ("logs", "show")  # take a run id, not a sweep
 LIMIT = 300

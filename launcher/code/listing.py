@@ -37,6 +37,9 @@ DEFAULT_IGNORES = (
     "mlruns/",
 )
 
+# the bare repository kept in the code store's tmp/ for a folder outside git (`danlu gc` leaves it)
+EMPTY_REPOSITORY = "empty.git"
+
 # ignored entries the snapshot does not point back at: Python writes them itself, next to the frozen files
 NOT_LINKED = ("__pycache__", ".git")
 
@@ -136,7 +139,7 @@ def _in_git(workdir: Path, commit: Optional[str], prefix: str, excluded: Sequenc
 
 def _empty_repository(scratch: Path) -> Path:
     """A bare repository with nothing in it: git's ignore rules for a folder outside git."""
-    repo = scratch / "empty.git"
+    repo = scratch / EMPTY_REPOSITORY
     if not (repo / "HEAD").exists():
         scratch.mkdir(parents=True, exist_ok=True)
         subprocess.run(["git", "init", "-q", "--bare", str(repo)], check=True, capture_output=True)
