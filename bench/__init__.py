@@ -14,6 +14,8 @@ measures
      composition, checks, rendering, store, pickles, sbatch), against sbatch of the same script;
   4. start-up of every command (--help, status, logs, show, cluster) next to squeue and `python -c pass`;
   5. round one's 2-node job: crash -> end of job, and submit -> first step, danlu vs a hand-written script;
+  6. the code snapshot a submit freezes, on this machine's disk (no Slurm): first, unchanged and one file changed,
+     next to `git archive | tar -x`, `rsync --files-from=<(git ls-files)` and `rsync --link-dest`;
 
 and the headline rows again on the 24.11 test cluster (one table per version). The code of the commit before
 this round (--before) is measured beside the final code where a finding needs a before and after. Every
@@ -26,6 +28,7 @@ One module per section, each with a `measure(session, results, ...)`:
   big_store.py        1. status with a big store       startup.py         4. start-up of every command
   report_logs.py      1. report over 100 x 10,000      two_node_job.py    5. the 2-node job, watched
   controller_load.py  2. slurmctld RPCs (sdiag)        crash.py, launch.py  5. crash -> end, launch overhead
+  code_freeze.py      6. the code snapshot (its repository: code_fixture.py)
 
 and around them: cli.py (arguments, set-up, the order sections run in), session.py (the run's folders, jobs and
 Slurm version; the checkout of --before), results.py (Results: what was measured), shell.py (commands, queue and

@@ -14,7 +14,7 @@ from types import FrameType
 from typing import List, Optional, Set, Tuple
 
 import bench
-from bench import big_store, controller_load, crash, launch, report_logs, startup, submit_command, sweep
+from bench import big_store, code_freeze, controller_load, crash, launch, report_logs, startup, submit_command, sweep
 from bench.headlines import headlines, update_readme
 from bench.paths import BENCH, PYTHON, REPO, VENV_BIN
 from bench.results import Results
@@ -22,7 +22,8 @@ from bench.session import Before, Session
 from bench.shell import log, sh
 from bench.writeup import machine, report
 
-SECTIONS = ("startup", "submit", "sweep", "status", "report", "load", "crash", "launch", "newer")
+SECTIONS = ("startup", "submit", "sweep", "status", "report", "load", "crash", "launch", "code", "newer")
+NO_SLURM = {"code"}  # sections measured on this machine's disk alone: `--only code` starts no cluster
 QUICK_SECTIONS = "startup,submit,sweep,status,report,load"
 BEFORE = "0f81f03"  # --before's default: main before issue 18's round two
 RESULTS_MD = str(BENCH / "RESULTS.md")
@@ -43,10 +44,11 @@ class Sizes:
     report_reps: int
     watch_s: float
     job_reps: int
+    code_reps: int
 
 
-FULL = Sizes(9, 15, 1000, 3, (10000, 100000), 5, False, (100, 10000), 5, 60, 2)
-QUICK = Sizes(3, 7, 200, 1, (10000,), 3, True, (20, 2000), 3, 0, 0)
+FULL = Sizes(9, 15, 1000, 3, (10000, 100000), 5, False, (100, 10000), 5, 60, 2, 5)
+QUICK = Sizes(3, 7, 200, 1, (10000,), 3, True, (20, 2000), 3, 0, 0, 3)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -88,7 +90,8 @@ def _interrupt(signum: int, frame: Optional[FrameType]) -> None:
 
 def _measure(ses: Session, res: Results, only: Set[str], sizes: Sizes, hydra: bool, before: Optional[Before]) -> None:
     """The sections asked for, on the 22.05 test cluster, in this order."""
-    ses.use_slurm(res, "22.05")
+    if only - NO_SLURM:
+        ses.use_slurm(res, "22.05")
     with_run = None
     if "submit" in only:
         with_run = submit_command.measure(ses, res, reps=sizes.submit_reps, before=before)
@@ -115,6 +118,8 @@ def _measure(ses: Session, res: Results, only: Set[str], sizes: Sizes, hydra: bo
         crash.measure(ses, res, reps=2, hang_reps=1, cap=60)
     if "launch" in only:
         launch.measure(ses, res, pairs=4)
+    if "code" in only:
+        code_freeze.measure(ses, res, reps=sizes.code_reps)
 
 
 def _newer(ses: Session, res: Results, newer: str) -> None:
@@ -153,21 +158,25 @@ def main(argv: Optional[List[str]] = None) -> int:
     quick = args.quick
     only = set((args.only or (QUICK_SECTIONS if quick else ",".join(SECTIONS))).split(","))
     hydra = "sweep" in only and not quick
-    _install(hydra)
+    slurm = bool(only - NO_SLURM)
+    if slurm:
+        _install(hydra)
     started = time.time()
     load_before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     newer = args.newer if "newer" in only and args.newer else ""
-    _start_clusters(newer)
+    if slurm:
+        _start_clusters(newer)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _interrupt)
     ses, res = Session.start(), Results()
-    before = Before.checkout(args.before, ses) if args.before and not quick else None
+    before = Before.checkout(args.before, ses) if args.before and not quick and slurm else None
     try:
         _measure(ses, res, only, QUICK if quick else FULL, hydra, before)
         if newer:
             _newer(ses, res, newer)
     finally:
-        ses.cancel_all()
+        if slurm:
+            ses.cancel_all()
         if before is not None:
             before.remove()
         ses.close()

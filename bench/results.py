@@ -47,6 +47,7 @@ class Results:
     figures: Dict[str, Any] = field(default_factory=dict)  # the numbers (and breakdowns) the findings are written from
     slurm_seen: Dict[str, str] = field(default_factory=dict)  # version -> what its sinfo --version said
     sweep_phases: List[str] = field(default_factory=list)  # where each timed sweep's time went (DANLU_TIMINGS)
+    blocks: List[Tuple[str, str]] = field(default_factory=list)  # (title, markdown): a section's own tables
 
     def add(self, row: Row) -> Row:
         """Keep `row` (measured on the current Slurm version unless it says otherwise) and hand it back."""

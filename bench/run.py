@@ -5,6 +5,7 @@
                                    # extra (hydra-submitit-launcher, the alternative of section 1) when missing
     python bench/run.py --quick    # the headline rows only (under 3 minutes; 22.05, no hydra-submitit-launcher)
     python bench/run.py --only startup,submit [--out FILE] [--before COMMIT]
+    python bench/run.py --only code --out FILE   # the code snapshot alone: this machine's disk, no cluster started
 
 What it measures, section by section, and which module measures each: the bench package (bench/__init__.py).
 """

@@ -96,7 +96,8 @@ def _head(quick: bool, started: float, info: Dict[str, str], load_before: str) -
         "",
         "Sections: (1) scale: a 10,000-run sweep, status with 10,000 and 100,000 runs, report over 100 runs x "
         "10,000 steps; (2) controller load, from sdiag; (3) the submit command and where its time goes; (4) "
-        "start-up of every command; (5) a 2-node job's crash -> end and launch overhead (round one).",
+        "start-up of every command; (5) a 2-node job's crash -> end and launch overhead (round one); (6) the code "
+        "snapshot a submit freezes, next to git archive and rsync (this machine's disk, no Slurm).",
         "",
     ]
     if quick:
@@ -109,6 +110,8 @@ def report(res: Results, quick: bool, started: float, info: Dict[str, str], load
     lines = _head(quick, started, info, load_before)
     for v in dict.fromkeys(r.version for r in res.rows):
         lines += [f"## Results on Slurm {v}", "", table(res, v), ""]
+    for title, block in res.blocks:
+        lines += [f"## {title}", "", block, ""]
     lines += ["## Ratios", ""] + [f"- ({sec}) {text}" for sec, text in res.ratios]
     lines += [
         "",

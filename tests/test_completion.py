@@ -83,6 +83,7 @@ def test_commands_and_flags():
         "cluster",
         "env",
         "options",
+        "gc",
         "completion",
     ]
     assert complete("s") == ["submit", "status", "show"]
@@ -97,6 +98,8 @@ def test_commands_and_flags():
     assert complete("completion", "") == ["bash", "zsh"]
     assert complete("rerun", "--code", "") == ["own", "current"]
     assert complete("cluster", "") == ["init"]
+    assert set(complete("gc", "--")) == {"--help", "--dry-run", "--older-than", "--json"}
+    assert complete("gc", "--older-than", "") == []
     assert set(complete("cluster", "init", "--")) == {"--help", "--here", "--force", "--dry-run"}
 
 

@@ -30,6 +30,7 @@ VERBS = (
     "cluster",
     "env",
     "options",
+    "gc",
     "completion",
 )
 

@@ -238,6 +238,19 @@ def _options_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the keys (and the program's flags) as JSON on stdout")
 
 
+def _gc_arguments(p: argparse.ArgumentParser) -> None:
+    """`danlu gc`'s arguments."""
+    p.add_argument("--dry-run", action="store_true", help="print what would be removed; remove nothing")
+    p.add_argument(
+        "--older-than",
+        type=float,
+        default=1.0,
+        metavar="DAYS",
+        help="remove a snapshot no run names once unused for DAYS (default 1: a submit freezes before it records)",
+    )
+    p.add_argument("--json", action="store_true", help="print [{store, trees_removed, ...}] on stdout")
+
+
 def _completion_arguments(p: argparse.ArgumentParser) -> None:
     """`danlu completion`'s arguments."""
     p.add_argument("shell", choices=["bash", "zsh"])
@@ -271,6 +284,7 @@ VERB_PARSERS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], 
         "every config key with its default and help; with experiment=NAME, the program's own flags too",
         _options_arguments,
     ),
+    ("gc", "remove the frozen code snapshots no run of the store names any more", _gc_arguments),
     ("completion", 'print a shell completion script: eval "$(danlu completion bash)"', _completion_arguments),
 )
 

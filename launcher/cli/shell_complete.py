@@ -74,6 +74,7 @@ VALUE_OPTIONS = {
     "--mode",
     "--html",
     "--code",
+    "--older-than",
 }
 RUN_ONLY = ("logs", "show")  # take a run id, not a sweep
 LIMIT = 300

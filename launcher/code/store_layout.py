@@ -5,6 +5,9 @@
     trees/<key>/                         one snapshot: hard links to objects, as the workdir had them
     manifests/<key>.json                 what a snapshot holds: files, commit, uncommitted paths
     cache/<workdir id>.json              size/mtime -> sha256 of a workdir's files (no re-reading)
+    tmp/                                 files and trees being written (renamed into place once whole)
+
+`danlu gc` (launcher/code/gc.py) removes the snapshots no run names any more, and the objects no tree links.
 """
 
 from __future__ import annotations
@@ -36,8 +39,12 @@ class CodeLayout:
         """The code store of a run's runs_dir (a run dir is <runs_dir>/<sweep>/<index>)."""
         return CodeLayout.of_runs_dir(run_dir.parent.parent)
 
+    @property
+    def objects_dir(self) -> Path:
+        return self.root / "objects"
+
     def object(self, sha256: str, executable: bool) -> Path:
-        return self.root / "objects" / sha256[:2] / (sha256 + (".x" if executable else ""))
+        return self.objects_dir / sha256[:2] / (sha256 + (".x" if executable else ""))
 
     @property
     def trees_dir(self) -> Path:

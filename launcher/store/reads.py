@@ -78,6 +78,19 @@ class Reads(Connection):
     def attempts(self, run: str) -> List[sqlite3.Row]:
         return self.query("SELECT * FROM attempts WHERE run=? ORDER BY attempt", (run,))
 
+    def run_dirs(self) -> List[str]:
+        """Every distinct run folder of the store (the code stores of their runs_dirs: launcher/code/gc.py)."""
+        return [str(r[0]) for r in self.query("SELECT DISTINCT run_dir FROM runs")]
+
+    def code_keys(self) -> set[str]:
+        """The snapshot keys any attempt names, its own code's and its danlu job side's (every attempt: an old
+        attempt's logs name its code too)."""
+        rows = self.query(
+            "SELECT code FROM attempts WHERE code IS NOT NULL UNION "
+            "SELECT job_code FROM attempts WHERE job_code IS NOT NULL"
+        )
+        return {str(r[0]) for r in rows}
+
     def sweep(self, name: str) -> Optional[sqlite3.Row]:
         return self._one("SELECT * FROM sweeps WHERE sweep=?", (name,))
 
