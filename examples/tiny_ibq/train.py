@@ -182,6 +182,13 @@ class SignalFlag:
     def _handler(self, signum, frame):
         self.signum = signum
 
+    def await_own(self, seconds):
+        """Stopping for another rank's signal: the same signal is on its way to this rank too (Slurm and danlu's
+        agent send it to every rank, each node's a little apart), so wait a little for it rather than exit unaware."""
+        end = time.time() + seconds
+        while not self.signum and time.time() < end:
+            time.sleep(0.05)
+
     def report_once(self, log, rank):
         """Each rank says when a signal reached it (asked before the ranks agree on stopping, and again after)."""
         if self.signum and not getattr(self, "_reported", False):
@@ -459,7 +466,8 @@ def main(argv=None):
         if signum or step % args.checkpointing_steps == 0 or step == args.max_train_steps:
             save_checkpoint(accelerator, args.output_dir, step, state(step))
         if signum:
-            # the agreement may end while this rank waited in it: its own signal (Slurm's or the agent's) counts too
+            # the agreement may end before this rank's own signal (Slurm's or the agent's) arrives: wait for it a little
+            flag.await_own(5.0)
             flag.report_once(log, rank)
             log(f"received signal {signal.Signals(signum).name} at step={step}; checkpoint saved; exiting for requeue")
             shutdown(accelerator)

@@ -108,10 +108,11 @@ def _anchored(prefix: str, excluded: Sequence[str]) -> List[str]:
 def _submodule_files(workdir: Path, files: List[str]) -> List[str]:
     """Tracked entries that are folders are submodules: their own tracked files, as paths of this workdir."""
     out: List[str] = []
+    top = str(workdir)
     for entry in files:
-        path = workdir / entry
-        if path.is_dir() and not path.is_symlink():
-            inner = _out(_git(["ls-files", "-z", "-c", "--recurse-submodules"], path), "ls-files (submodule)")
+        path = f"{top}/{entry}"
+        if os.path.isdir(path) and not os.path.islink(path):
+            inner = _out(_git(["ls-files", "-z", "-c", "--recurse-submodules"], Path(path)), "ls-files (submodule)")
             out.extend(f"{entry}/{f}" for f in inner)
         else:
             out.append(entry)
@@ -210,9 +211,10 @@ def relative_inside(path: Path, workdir: Path) -> Optional[str]:
 def sizes(workdir: Path, files: Sequence[str]) -> Dict[str, os.stat_result]:
     """lstat of each listed file that still exists (a tracked file deleted in the workdir is left out)."""
     out: Dict[str, os.stat_result] = {}
+    top = str(workdir)
     for f in files:
         try:
-            out[f] = os.lstat(workdir / f)
+            out[f] = os.lstat(f"{top}/{f}")
         except FileNotFoundError:
             continue
     return out

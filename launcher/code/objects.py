@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -42,9 +43,22 @@ def unique_temp(layout: CodeLayout, what: str) -> Path:
     return layout.tmp_dir / f"{what}-{os.getpid()}-{uuid.uuid4().hex[:12]}"
 
 
-def store_object(layout: CodeLayout, source: Path, executable: bool) -> Tuple[str, int]:
-    """Copy `source` into the store (unless its content is there): (its SHA-256, bytes written)."""
-    temp = unique_temp(layout, "object")
+def _into_place(layout: CodeLayout, temp: str, sha: str, executable: bool) -> int:
+    """Rename a written object into place, read-only: its size (0 when the store had it already)."""
+    target = layout.object_path(sha, executable)
+    if os.path.exists(target):
+        return 0
+    os.chmod(temp, 0o555 if executable else 0o444)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    written = os.stat(temp).st_size
+    os.replace(temp, target)
+    return written
+
+
+def store_object(layout: CodeLayout, source: str, executable: bool) -> Tuple[str, int]:
+    """Copy `source` into the store (unless its content is there), hashing the bytes it copies: (its SHA-256, bytes
+    written)."""
+    temp = str(unique_temp(layout, "object"))
     digest = hashlib.sha256()
     try:
         with open(source, "rb") as src, open(temp, "wb") as dst:
@@ -52,19 +66,66 @@ def store_object(layout: CodeLayout, source: Path, executable: bool) -> Tuple[st
                 digest.update(block)
                 dst.write(block)
         sha = digest.hexdigest()
-        target = layout.object(sha, executable)
-        if target.exists():
-            return sha, 0
-        os.chmod(temp, 0o555 if executable else 0o444)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        written = temp.stat().st_size
-        os.replace(temp, target)
-        return sha, written
+        return sha, _into_place(layout, temp, sha, executable)
     finally:
-        temp.unlink(missing_ok=True)
+        if os.path.lexists(temp):
+            os.unlink(temp)
 
 
-def hash_file(source: Path) -> str:
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_ino, a.st_size, a.st_mtime_ns, a.st_ctime_ns) == (b.st_ino, b.st_size, b.st_mtime_ns, b.st_ctime_ns)
+
+
+def store_hashed_object(
+    layout: CodeLayout, source: str, sha: str, executable: bool, hashed: os.stat_result, settled_ns: int
+) -> Tuple[str, int]:
+    """Copy `source`, whose SHA-256 was read as `sha` while it stood as `hashed`, into the store: (the SHA-256 of the
+    bytes stored, bytes written). A file unchanged since then (same inode, size, mtime and ctime, the kernel's
+    ctime telling any write) and older than `settled_ns` is copied by the kernel without a second read; any other
+    file is hashed as it is copied, and the caller compares."""
+    if max(hashed.st_mtime_ns, hashed.st_ctime_ns) >= settled_ns:
+        return store_object(layout, source, executable)
+    target = layout.object_path(sha, executable)
+    folder = os.path.dirname(target)
+    temp = f"{folder}/.{sha}.{os.getpid()}.{next(_COUNTER)}"
+    try:
+        _kernel_copy(source, temp, 0o555 if executable else 0o444, folder)
+        if not _same_file(os.stat(source), hashed):
+            return store_object(layout, source, executable)  # written to since it was hashed
+        os.rename(temp, target)
+        return sha, hashed.st_size
+    finally:
+        if os.path.lexists(temp):
+            os.unlink(temp)
+
+
+_COUNTER = itertools.count()
+
+
+def _kernel_copy(source: str, target: str, mode: int, folder: str) -> None:
+    """Copy a file's bytes by the kernel (no pass through Python), into a new file made with its final mode."""
+    src = os.open(source, os.O_RDONLY)
+    try:
+        try:
+            dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        except FileNotFoundError:
+            os.makedirs(folder, exist_ok=True)
+            dst = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        try:
+            size = os.fstat(src).st_size
+            sent = 0
+            while sent < size:
+                n = os.sendfile(dst, src, sent, size - sent)
+                if n == 0:
+                    break
+                sent += n
+        finally:
+            os.close(dst)
+    finally:
+        os.close(src)
+
+
+def hash_file(source: str) -> str:
     digest = hashlib.sha256()
     with open(source, "rb") as src:
         for block in iter(lambda: src.read(1 << 20), b""):
@@ -72,11 +133,11 @@ def hash_file(source: Path) -> str:
     return digest.hexdigest()
 
 
-def _place(layout: CodeLayout, entry: Entry, target: Path) -> None:
+def _place(layout: CodeLayout, entry: Entry, target: str) -> None:
     if entry.kind in (SYMLINK, LIVE, IGNORED):
         os.symlink(entry.ref, target)
         return
-    source = layout.object(entry.ref, entry.kind == EXECUTABLE)
+    source = layout.object_path(entry.ref, entry.kind == EXECUTABLE)
     try:
         os.link(source, target)
     except OSError as e:
@@ -89,17 +150,22 @@ def build_tree(layout: CodeLayout, key: str, entries: List[Entry]) -> bool:
     """The tree of `key` (True when this call built it). Another danlu building the same one at once is fine."""
     tree = layout.tree(key)
     if tree.exists():
-        os.utime(tree)  # in use again: `danlu gc` keeps trees used lately
-        return False
+        try:
+            os.utime(tree)  # in use again: `danlu gc` keeps trees used lately
+        except OSError:
+            pass  # removed meanwhile (the rename below puts it back) or not ours to touch
+        else:
+            return False
     temp = unique_temp(layout, "tree")
-    made = {temp}
+    top = str(temp)
+    made = {""}
     temp.mkdir()
     for entry in entries:
-        target = temp / entry.path
-        if target.parent not in made:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            made.add(target.parent)
-        _place(layout, entry, target)
+        parent = entry.path.rpartition("/")[0]
+        if parent not in made:
+            os.makedirs(f"{top}/{parent}", exist_ok=True)
+            made.add(parent)
+        _place(layout, entry, f"{top}/{entry.path}")
     tree.parent.mkdir(parents=True, exist_ok=True)
     try:
         os.rename(temp, tree)

@@ -30,7 +30,7 @@ from .objects import (
     StatCache,
     build_tree,
     hash_file,
-    store_object,
+    store_hashed_object,
     write_json_atomically,
 )
 from .store_layout import CodeLayout
@@ -133,15 +133,24 @@ class _Hasher:
 
     def __init__(self, layout: CodeLayout, source: Path) -> None:
         self.cache = StatCache(layout.cache(source))
-        self.source = source
+        self.source = str(source)
         self.read: Dict[str, os.stat_result] = {}  # the files read: their hash goes into the cache once written
+        self.started_ns = time.time_ns()
 
     def sha(self, rel: str, st: os.stat_result) -> str:
         known = self.cache.get(rel, st)
         if known is not None:
             return known
         self.read[rel] = st
-        return hash_file(self.source / rel)
+        return hash_file(f"{self.source}/{rel}")
+
+    def save(self, entries: Sequence[Entry], stats: Dict[str, os.stat_result]) -> None:
+        """Keep the hashes read in the stat cache (those of files that are settled: StatCache.put)."""
+        for e in entries:
+            if e.path in self.read:
+                self.cache.put(e.path, stats[e.path], e.ref)
+        self.cache.keep_only(iter(stats))
+        self.cache.save()
 
 
 def manifest_key(workdir: Path, commit: Optional[str], changed: Sequence[str], entries: Sequence[Entry]) -> str:
@@ -207,28 +216,35 @@ def pending_prefix(snap: Snapshot) -> str:
 def write_snapshot(snap: Snapshot) -> None:
     """Write the objects the store lacks, the manifest and the tree of a snapshot frozen with `dry_run`."""
     pending = snap.pending
-    if pending is None or snap.tree.exists():
-        if snap.tree.exists():
-            os.utime(snap.tree)
+    if pending is None:
         return
-    layout = pending.layout
-    for e in pending.entries:
-        if e.kind not in (FILE, EXECUTABLE) or layout.object(e.ref, e.kind == EXECUTABLE).exists():
-            continue
-        sha, written = store_object(layout, snap.workdir / e.path, e.kind == EXECUTABLE)
+    if not snap.tree.exists():
+        _write_objects(snap, pending)
+        manifest = pending.layout.manifest(snap.key)
+        if not manifest.exists():
+            write_json_atomically(manifest, _manifest(snap, pending.changed, pending.entries))
+    snap.built = build_tree(pending.layout, snap.key, pending.entries)
+    pending.hasher.save(pending.entries, pending.stats)
+
+
+def _write_objects(snap: Snapshot, pending: "_Pending") -> None:
+    """Store each file whose content the store lacks, as it was when it was hashed (else refused)."""
+    layout, workdir = pending.layout, str(snap.workdir)
+    settled = pending.hasher.started_ns - int(StatCache.RACY_S * 1e9)
+    missing = [
+        e
+        for e in pending.entries
+        if e.kind in (FILE, EXECUTABLE) and not os.path.exists(layout.object_path(e.ref, e.kind == EXECUTABLE))
+    ]
+
+    def store(e: Entry) -> int:
+        source, st = f"{workdir}/{e.path}", pending.stats[e.path]
+        sha, written = store_hashed_object(layout, source, e.ref, e.kind == EXECUTABLE, st, settled)
         if sha != e.ref:
             raise changed_meanwhile(snap.workdir, e.path)
-        snap.bytes_written += written
-    manifest = layout.manifest(snap.key)
-    if not manifest.exists():
-        write_json_atomically(manifest, _manifest(snap, pending.changed, pending.entries))
-    snap.built = build_tree(layout, snap.key, pending.entries)
-    cache = pending.hasher.cache
-    for e in pending.entries:
-        if e.path in pending.hasher.read:
-            cache.put(e.path, pending.stats[e.path], e.ref)
-    cache.keep_only(iter(pending.stats))
-    cache.save()
+        return written
+
+    snap.bytes_written += sum(store(e) for e in missing)
 
 
 def _manifest(snap: Snapshot, changed: Sequence[str], entries: Sequence[Entry]) -> Dict[str, object]:

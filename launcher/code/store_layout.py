@@ -44,7 +44,11 @@ class CodeLayout:
         return self.root / "objects"
 
     def object(self, sha256: str, executable: bool) -> Path:
-        return self.objects_dir / sha256[:2] / (sha256 + (".x" if executable else ""))
+        return Path(self.object_path(sha256, executable))
+
+    def object_path(self, sha256: str, executable: bool) -> str:
+        """object() as a string: snapshots ask it for thousands of files, and a string costs a tenth of a Path."""
+        return f"{self.root}/objects/{sha256[:2]}/{sha256}{'.x' if executable else ''}"
 
     @property
     def trees_dir(self) -> Path:
