@@ -14,6 +14,8 @@ from danlu_helpers import danlu, danlu_env, danlu_inprocess  # noqa: F401
 T = ["experiment=tiny_dpo", "cluster=testcluster"]
 
 SUBMIT_CASES = {
+    "code larger than code.max_total_mb": T + ["code.max_total_mb=0.001"],
+    "code limit not positive": T + ["code.max_file_mb=0"],
     "unknown experiment": ["experiment=nope", "cluster=testcluster"],
     "unknown cluster": ["experiment=tiny_dpo", "cluster=nope"],
     "unknown resources option": T + ["resources=nope"],

@@ -40,6 +40,9 @@ DEFAULT_IGNORES = (
     "mlruns/",
 )
 
+# untracked files never frozen, in git too: Python writes them beside the code
+ALWAYS_IGNORED = ("__pycache__/", "*.pyc")
+
 # ignored entries the snapshot does not point back at: Python writes them itself, next to the frozen files
 NOT_LINKED = ("__pycache__", ".git")
 
@@ -120,7 +123,7 @@ def _submodule_files(workdir: Path, files: List[str]) -> List[str]:
 
 
 def _in_git(workdir: Path, commit: Optional[str], prefix: str, excluded: Sequence[str]) -> Listing:
-    excl = _anchored(prefix, excluded)
+    excl = _anchored(prefix, excluded) + [f"-x{p}" for p in ALWAYS_IGNORED]
     listed = _git(["ls-files", "-z", "-t", "-c", "-o", "--exclude-standard", *excl], workdir)
     ignored = _git(["ls-files", "-z", "-o", "-i", "--directory", "--exclude-standard", *excl], workdir)
     changed = _git(["diff", "--name-only", "-z", "--relative", "HEAD", "--", "."], workdir) if commit else None

@@ -193,6 +193,16 @@ def _counts(spec: RunSpec) -> None:
         )
     if spec.sweep.max_parallel is not None and spec.sweep.max_parallel < 1:
         raise UserError(f"sweep.max_parallel={spec.sweep.max_parallel} must be >= 1", "or null for no limit")
+    _code_limits(spec)
+
+
+def _code_limits(spec: RunSpec) -> None:
+    code = spec.code
+    if code.max_file_mb <= 0 or code.max_total_mb <= 0:
+        raise UserError(
+            f"code.max_file_mb={code.max_file_mb:g} and code.max_total_mb={code.max_total_mb:g} must be positive",
+            "e.g. code.max_file_mb=10 code.max_total_mb=200 (or code.freeze=false to run the workdir as it is)",
+        )
 
 
 def _ranks(spec: RunSpec) -> Tuple[int, int, int]:
