@@ -5,13 +5,13 @@ uv.lock). Each section is there only when it has something to say."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..code.read import StoredSnapshot, file_diffs, snapshot_of
 from ..errors import UserError
 from ..layout import RunLayout
+from .environment import package_changes
 
 
 class _Absent:
@@ -57,28 +57,15 @@ def config_changes(row_a: Any, row_b: Any) -> Dict[str, List[Any]]:
     return changes(dict(flatten(json.loads(row_a["config"]))), dict(flatten(json.loads(row_b["config"]))))
 
 
-def _canonical(name: str) -> str:
-    """A distribution's name as PyPI compares names (case, '-', '_' and '.' alike)."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def _environment_facts(env: Dict[str, Any]) -> Dict[str, Any]:
-    """python, each package (under its canonical name) and the uv.lock's SHA-256 of a recorded environment."""
-    found = env.get("packages")
-    packages: Dict[str, Any] = found if isinstance(found, dict) else {}
-    lock = env.get("uv_lock")
-    out: Dict[str, Any] = {"python": env.get("python", ABSENT)}
-    out.update({_canonical(str(k)): v for k, v in sorted(packages.items(), key=lambda kv: _canonical(str(kv[0])))})
-    out["uv.lock"] = str(lock.get("sha256"))[:12] if isinstance(lock, dict) and lock.get("sha256") else ABSENT
-    return out
-
-
 def environment_changes(a: Optional[Dict[str, Any]], b: Optional[Dict[str, Any]]) -> Dict[str, List[Any]]:
     """name -> [a, b] of the Python version, the packages and the uv.lock hash that differ ({} when a run recorded
     no environment)."""
     if a is None or b is None:
         return {}
-    return changes(_environment_facts(a), _environment_facts(b))
+    return {
+        name: [ABSENT if old is None else old, ABSENT if new is None else new]
+        for name, old, new in package_changes(a, b)
+    }
 
 
 def environment_of(row: Any) -> Optional[Dict[str, Any]]:
