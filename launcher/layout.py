@@ -20,6 +20,8 @@
                     <log>.times              beside each node/rank log: when its lines were written
                     resumed-from.json        the checkpoint this start resumed from (LightningCLI runs)
                     environment.json         the job environment it ran in (Python, packages, lock, driver)
+                    stacks-<tag>.txt         the Python stacks of a task's ranks, recorded before a hang ended them
+                    hung-<tag>               written by an agent that judged its node hung (the others record too)
 
     <runs_dir>/.danlu-code/                  frozen code, shared by every run under runs_dir: its paths are in
                                              launcher/code/store_layout.py
@@ -338,6 +340,23 @@ class RestartLayout:
         if not self.root.is_dir():
             return 0
         return sum(1 for p in self.root.iterdir() if p.name.startswith(("stopped-", "finished-", "failed-")))
+
+    def stacks(self, tag: str) -> Path:
+        """The Python stacks of one task's ranks, recorded by its agent before it ended them for a hang."""
+        return self.root / f"stacks-{tag}.txt"
+
+    def stacks_files(self) -> List[Path]:
+        """Every task's stacks file of this restart, in natural order."""
+        return sorted(self.root.glob("stacks-*.txt"), key=natural_key) if self.root.is_dir() else []
+
+    def hung(self, tag: str) -> Path:
+        """Written by an agent that judged its node hung, before it records its ranks' stacks: the other agents
+        record theirs too, and signal them at the time it holds (unix seconds)."""
+        return self.root / f"hung-{tag}"
+
+    def hung_tags(self) -> List[str]:
+        """The tasks (agent tags) that judged their node hung, in name order."""
+        return sorted(p.name[len("hung-") :] for p in self.root.glob("hung-*")) if self.root.is_dir() else []
 
     def launcher_logs(self, tag: str) -> Path:
         """Where torch elastic writes its per-rank files while the node runs (collected into rank logs)."""

@@ -54,6 +54,8 @@ def launcher_env(agent: NodeAgent, ids: TaskIds, head: str, port: int) -> Dict[s
     """The launcher's environment: the job's, with the rendezvous and (for one program per task) the ranks."""
     env = dict(os.environ)
     env.update(MASTER_ADDR=head, MASTER_PORT=str(port), NODE_RANK=str(ids.node), PYTHONUNBUFFERED="1")
+    # a hung rank's stacks without a tracer: SIGABRT then makes it print them (job/stacks.py); free while it runs
+    env.setdefault("PYTHONFAULTHANDLER", "1")
     frozen = env.get(CODE_PATH_VAR, "")
     if frozen:  # the run's frozen code goes first on the import path, before the live workdir's
         env["PYTHONPATH"] = os.pathsep.join(p for p in (frozen, env.get("PYTHONPATH", "")) if p)

@@ -31,8 +31,8 @@ def end_for_failed_peer(child: Child, logs: RestartLayout, state: StartState, sa
     """Another task failed first (its `failed-*` file): the job is failing, so nothing here is worth a checkpoint or
     a wait (the ranks would only break in their next collective). End this task's ranks at once; the task that
     failed reports why, and srun ends the step when it exits."""
-    if state.stopping():
-        return False
+    if state.stopping() or state.ending:
+        return False  # (ending: the watchdog records the ranks' stacks and ends them itself)
     failed = [t for t in logs.failed_tags() if t != state.tag]
     if not failed:
         return False

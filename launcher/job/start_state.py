@@ -5,7 +5,8 @@ It is runtime state, never pickled: the pickled agent (launcher/node_agent.py) h
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Optional
 
 
@@ -23,7 +24,24 @@ class StartState:
     slurm_keeps_it: bool = False  # the job was found RUNNING and not being preempted after an outside stop
     last_output: float = 0.0  # when a training process of this node last wrote a line
     ranks_spoke: bool = False  # the ranks have written their first line (the hang clock runs from it)
+    ending: str = ""  # why the agent itself ends the ranks (a hang here or on another node): one thread does it
+    # set once that thread has said why and ended them
+    ended: threading.Event = field(default_factory=threading.Event, init=False, repr=False, compare=False)
+    _claim: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False, compare=False)
 
     def stopping(self) -> bool:
         """The ranks were told to stop, for a requeue or by Slurm's stop signal."""
         return self.interrupted or bool(self.stopped_by)
+
+    def claim_ending(self, why: str) -> bool:
+        """Become the one thread that ends the ranks for `why` (False: another already does)."""
+        with self._claim:
+            if self.ending:
+                return False
+            self.ending = why
+            return True
+
+    def wait_ending(self, timeout: float) -> None:
+        """Wait until the thread ending the ranks has said why (its stacks recorded), if one is."""
+        if self.ending:
+            self.ended.wait(timeout)

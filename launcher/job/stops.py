@@ -85,6 +85,10 @@ class StopHandlers:
 
     def forward(self, signum: int, _frame: object) -> None:
         name = signal.Signals(signum).name
+        if self.state.ending:
+            # the watchdog is recording the hung ranks' stacks and ends them within seconds: the job is failing
+            self.say(f"received {name}: ignored, the agent is ending the training processes ({self.state.ending})")
+            return
         if signum == warning_signal(self.agent):
             left = self.end - time.time() if self.end is not None else None
             if left is not None and is_early(left, self.agent.grace_s):

@@ -26,7 +26,7 @@ from .start_state import StartState
 from .stop_policy import processes
 from .stops import StopHandlers, ignore_warnings
 from .timed_log import TimedLog
-from .watchdog import watch_silence
+from .watchdog import ENDING_WAIT_S, watch_silence
 from .world import WorldWatch
 
 # a rank still alive this long after torch elastic began stopping the ranks of a failed node is killed
@@ -80,10 +80,11 @@ def supervise(
     stops.install()
     state.last_output = time.time()
     if agent.hang_timeout_s > 0:
-        threading.Thread(target=watch_silence, args=(child, state, agent.hang_timeout_s, say), daemon=True).start()
+        threading.Thread(target=watch_silence, args=(agent, child, state, logs, say), daemon=True).start()
     threading.Thread(target=watch_peers, args=(child, logs, state, stops.warn, say), daemon=True).start()
     copy_output(agent, state, child, out, say, logs)
     code = child.wait()
+    state.wait_ending(ENDING_WAIT_S)  # the watchdog's line before this task's end: it says why the ranks ended
     stops.handlers.close()
     if world is not None:
         code = world_verdict(world, code, state, say)

@@ -31,7 +31,12 @@ _HOST_OOM = re.compile(
     r"oom[-_ ]kill|out-of-memory handler|Out Of Memory|^MemoryError|\bMemoryError\b|Killed process",
     re.IGNORECASE | re.MULTILINE,
 )
-_HUNG = re.compile(r"(hung: no output from the training processes on \S+ for \d+s \(launch\.hang_timeout_s=\d+\))")
+# the agent's line that ends a hung job: where the ranks were (when their stacks were read), then the silence
+_HUNG = re.compile(
+    r"hung: (?:(?P<where>[^;\n]+); )?"
+    r"(?P<silence>no output from the training processes on (?P<host>\S+) for (?P<secs>\d+)s "
+    r"\(launch\.hang_timeout_s=\d+\))"
+)
 _ALONE = re.compile(r"trained alone, not in one world of (\d+)")
 _MAX_REQUEUES = re.compile(r"not requeued: (\d+) requeues? already \(requeue.max_requeues=(\d+)\)")
 # the job side's refusals before it unpickles its node agent (job/protocol.py)
@@ -130,8 +135,10 @@ def _requeues_ran_out(found: re.Match[str], text: str) -> str:
 
 
 def _hung(found: re.Match[str], text: str) -> str:
-    """The agent ended a silent job (launch.hang_timeout_s)."""
-    return _cut(found.group(1))
+    """The agent ended a silent job (launch.hang_timeout_s): where its ranks were, when their stacks were read."""
+    if found.group("where"):
+        return _cut(f"hung: {found.group('where')}; no output on {found.group('host')} for {found.group('secs')}s")
+    return _cut("hung: " + found.group("silence"))
 
 
 def _trained_alone(found: re.Match[str], text: str) -> str:
