@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Dict, List
 
 import pytest
-from danlu_helpers import danlu, danlu_env, status_json, submit_json, wait_status  # noqa: F401
+from danlu_helpers import REPO, danlu, danlu_env, status_json, submit_json, wait_status  # noqa: F401
 
 from launcher.layout import SweepLayout
 
@@ -250,3 +252,30 @@ def test_the_frozen_copy_wins_over_an_editable_install_of_the_project(danlu_env,
     found = log.split("FROM=", 1)[1].split()[0]
     assert "/.danlu-code/trees/" in found and found.endswith("mypkg/__init__.py"), log
     assert "WHO=submitted" in log
+
+
+def test_accelerate_writes_a_relative_output_dir_into_the_live_workdir(danlu_env, tmp_path):
+    """The shipped accelerate example, copied to a folder outside git, with a relative --output_dir: the program
+    runs from its snapshot and its checkpoints land in the workdir, where the researcher looks for them."""
+    work = tmp_path / "dpo"
+    work.mkdir()
+    shutil.copy(REPO / "examples" / "tiny_dpo" / "train.py", work / "train.py")
+    done = danlu(
+        "submit",
+        "experiment=tiny_dpo",
+        "cluster=local",
+        f"workdir={work}",
+        "args.output_dir=outputs/first",
+        "args.max_train_steps=2",
+        "args.pretrain_steps=2",
+        "args.checkpointing_steps=2",
+        "--name",
+        "relative",
+        "--wait",
+        env=danlu_env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert list((work / "outputs" / "first" / "checkpoints").iterdir()), "no checkpoint in the workdir"
+    agent = _agent_log(danlu_env, "relative", 0, 1)
+    command = agent.split("command: ", 1)[1].splitlines()[0]
+    assert re.search(r" \S+/\.danlu-code/trees/\w+/train\.py ", command) and "--output_dir=outputs/first" in command
