@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Dict, List
 
@@ -101,7 +102,6 @@ EDITED = "MODULE=v2 WORD=beta CONFIG=c2 DATA=d1"
 
 def test_a_held_sweep_trains_the_code_as_submitted_and_a_rerun_too(slurm_cluster, danlu_env, tmp_path):
     repo = _project(tmp_path)
-    held = dict(danlu_env, SBATCH_HOLD="1")  # sbatch reads it: the jobs wait until released
     out = submit_json(
         "-m",
         "cluster=testcluster",
@@ -110,13 +110,16 @@ def test_a_held_sweep_trains_the_code_as_submitted_and_a_rerun_too(slurm_cluster
         "program=train.py",
         "+args.config=conf.yaml",
         "+args.lr=0.1,0.2",
+        "resources.extra_sbatch=[--hold]",  # the jobs wait in the queue until released
         "--name",
         "frozen",
-        env=held,
+        env=danlu_env,
     )
     assert len(out["runs"]) == 2
     items = status_json("frozen", env=danlu_env)
     assert {i["state"] for i in items} == {"PENDING"}, items
+    time.sleep(3)  # held, they stay so
+    assert {i["state"] for i in status_json("frozen", env=danlu_env)} == {"PENDING"}
     _edit(repo)
     _release(items)
     items = {i["run"]: i for i in wait_status("frozen", danlu_env, timeout=240)}
@@ -142,6 +145,7 @@ def test_a_held_sweep_trains_the_code_as_submitted_and_a_rerun_too(slurm_cluster
     # a rerun trains the run's own code: the edits stay out
     rerun = danlu("rerun", "frozen/1", env=danlu_env, check=True)
     assert "EDITED" not in rerun.stderr
+    _release(status_json("frozen/1", env=danlu_env))  # a rerun is held too: the same config
     wait_status("frozen/1", danlu_env, timeout=240)
     log = _rank0_log(danlu_env, "frozen", 1, 2)
     assert f"{SUBMITTED} LR=0.2" in log and "EDITED" not in log, log
@@ -150,6 +154,7 @@ def test_a_held_sweep_trains_the_code_as_submitted_and_a_rerun_too(slurm_cluster
     (tmp_path / "data" / "fail-0.2").unlink()
     current = danlu("rerun", "frozen/1", "--code", "current", env=danlu_env, check=True)
     assert "--code current" in current.stderr, current.stderr
+    _release(status_json("frozen/1", env=danlu_env))
     items = {i["run"]: i for i in wait_status("frozen/1", danlu_env, timeout=240)}
     assert items["frozen/1"]["state"] == "COMPLETED", items
     log = _rank0_log(danlu_env, "frozen", 1, 3)
