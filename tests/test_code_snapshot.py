@@ -182,3 +182,20 @@ def test_a_runs_folder_someone_else_owns_gets_a_store_per_user(tmp_path: Path, m
     other = runs.stat().st_uid + 1000
     monkeypatch.setattr(os, "getuid", lambda: other)
     assert CodeLayout.of_runs_dir(runs).root == runs / f".danlu-code-{other}"
+
+
+@pytest.mark.parametrize("where", ["git", "outside git", "without git"])
+def test_a_workdir_with_too_many_files_is_refused_as_they_are_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """A home or data folder given as the workdir by mistake: refused once past code.max_files, nothing written."""
+    work = tmp_path / "home"
+    _write(work, {f"d{i // 100}/f{i}.txt": "x" for i in range(350)})
+    if where == "git":
+        _git(work, "init", "-q")
+    if where == "without git":
+        monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(UserError, match=r"holds more than code.max_files=300 files to freeze") as refused:
+        freeze_workdir(tmp_path / "runs", work, Limits(max_files=300))
+    assert ".danluignore" in refused.value.hint and not (tmp_path / "runs").exists()
+    assert freeze_workdir(tmp_path / "runs", work, Limits(max_files=400), dry_run=True).files

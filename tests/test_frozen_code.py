@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Dict, List
 
 import pytest
-from danlu_helpers import danlu, danlu_env, status_json, submit_json, wait_status  # noqa: F401
+from danlu_helpers import REPO, danlu, danlu_env, status_json, submit_json, wait_status  # noqa: F401
 
 from launcher.layout import SweepLayout
 
@@ -99,7 +102,6 @@ EDITED = "MODULE=v2 WORD=beta CONFIG=c2 DATA=d1"
 
 def test_a_held_sweep_trains_the_code_as_submitted_and_a_rerun_too(slurm_cluster, danlu_env, tmp_path):
     repo = _project(tmp_path)
-    held = dict(danlu_env, SBATCH_HOLD="1")  # sbatch reads it: the jobs wait until released
     out = submit_json(
         "-m",
         "cluster=testcluster",
@@ -108,13 +110,16 @@ def test_a_held_sweep_trains_the_code_as_submitted_and_a_rerun_too(slurm_cluster
         "program=train.py",
         "+args.config=conf.yaml",
         "+args.lr=0.1,0.2",
+        "resources.extra_sbatch=[--hold]",  # the jobs wait in the queue until released
         "--name",
         "frozen",
-        env=held,
+        env=danlu_env,
     )
     assert len(out["runs"]) == 2
     items = status_json("frozen", env=danlu_env)
     assert {i["state"] for i in items} == {"PENDING"}, items
+    time.sleep(3)  # held, they stay so
+    assert {i["state"] for i in status_json("frozen", env=danlu_env)} == {"PENDING"}
     _edit(repo)
     _release(items)
     items = {i["run"]: i for i in wait_status("frozen", danlu_env, timeout=240)}
@@ -140,6 +145,7 @@ def test_a_held_sweep_trains_the_code_as_submitted_and_a_rerun_too(slurm_cluster
     # a rerun trains the run's own code: the edits stay out
     rerun = danlu("rerun", "frozen/1", env=danlu_env, check=True)
     assert "EDITED" not in rerun.stderr
+    _release(status_json("frozen/1", env=danlu_env))  # a rerun is held too: the same config
     wait_status("frozen/1", danlu_env, timeout=240)
     log = _rank0_log(danlu_env, "frozen", 1, 2)
     assert f"{SUBMITTED} LR=0.2" in log and "EDITED" not in log, log
@@ -148,6 +154,7 @@ def test_a_held_sweep_trains_the_code_as_submitted_and_a_rerun_too(slurm_cluster
     (tmp_path / "data" / "fail-0.2").unlink()
     current = danlu("rerun", "frozen/1", "--code", "current", env=danlu_env, check=True)
     assert "--code current" in current.stderr, current.stderr
+    _release(status_json("frozen/1", env=danlu_env))
     items = {i["run"]: i for i in wait_status("frozen/1", danlu_env, timeout=240)}
     assert items["frozen/1"]["state"] == "COMPLETED", items
     log = _rank0_log(danlu_env, "frozen", 1, 3)
@@ -250,3 +257,30 @@ def test_the_frozen_copy_wins_over_an_editable_install_of_the_project(danlu_env,
     found = log.split("FROM=", 1)[1].split()[0]
     assert "/.danlu-code/trees/" in found and found.endswith("mypkg/__init__.py"), log
     assert "WHO=submitted" in log
+
+
+def test_accelerate_writes_a_relative_output_dir_into_the_live_workdir(danlu_env, tmp_path):
+    """The shipped accelerate example, copied to a folder outside git, with a relative --output_dir: the program
+    runs from its snapshot and its checkpoints land in the workdir, where the researcher looks for them."""
+    work = tmp_path / "dpo"
+    work.mkdir()
+    shutil.copy(REPO / "examples" / "tiny_dpo" / "train.py", work / "train.py")
+    done = danlu(
+        "submit",
+        "experiment=tiny_dpo",
+        "cluster=local",
+        f"workdir={work}",
+        "args.output_dir=outputs/first",
+        "args.max_train_steps=2",
+        "args.pretrain_steps=2",
+        "args.checkpointing_steps=2",
+        "--name",
+        "relative",
+        "--wait",
+        env=danlu_env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert list((work / "outputs" / "first" / "checkpoints").iterdir()), "no checkpoint in the workdir"
+    agent = _agent_log(danlu_env, "relative", 0, 1)
+    command = agent.split("command: ", 1)[1].splitlines()[0]
+    assert re.search(r" \S+/\.danlu-code/trees/\w+/train\.py ", command) and "--output_dir=outputs/first" in command

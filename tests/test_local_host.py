@@ -22,6 +22,7 @@ import pytest
 from danlu_helpers import REPO, danlu, private_env
 
 from launcher.backends.local_jobs import parse_local_job_id
+from launcher.layout import SweepLayout
 from launcher.procs import descendants, pid_alive, terminate
 
 LONG = ["experiment=tiny_ibq", "cluster=local", "args.max_train_steps=400", "args.sleep_per_step=1"]
@@ -53,12 +54,16 @@ def item_of(done: subprocess.CompletedProcess, run: str) -> dict:
     return item
 
 
-def processes(job_id: str) -> List[int]:
-    """The local run's process and every one under it, once its agent started."""
+def processes(job_id: str, env: Dict[str, str], run: str) -> List[int]:
+    """The local run's process and every one under it, once its agent started and has recorded the job environment
+    (a short-lived interpreter it starts beside the program: not one of the run's lasting processes)."""
     local = parse_local_job_id(job_id)
     assert local is not None, job_id
+    sweep, index = run.split("/")
+    recorded = SweepLayout(Path(env["DANLU_RUNS_DIR"]) / sweep).run(int(index)).attempt(1).restart(0).environment
     deadline = time.time() + 90
-    while len(descendants(local.pid)) < 3 and time.time() < deadline:  # the shell, submitit's controller, the agent
+    # the shell, submitit's controller, the agent
+    while (len(descendants(local.pid)) < 3 or not recorded.exists()) and time.time() < deadline:
         time.sleep(0.5)
     return [local.pid, *descendants(local.pid)]
 
@@ -113,7 +118,7 @@ def test_a_local_job_id_names_the_host_it_runs_on(env):
 
 
 def test_another_host_leaves_the_run_running_and_names_its_host(env):
-    procs = processes(job_of(env, "long/0"))
+    procs = processes(job_of(env, "long/0"), env, "long/0")
     item = item_of(on_other_host("status", "--all", "--json", env=env), "long/0")
     assert not item["final"] and item["state"] not in ("FAILED", "CANCELLED", "COMPLETED"), item
     assert f"a local run on host {socket.gethostname()}: ask there" in item["reason"], item
@@ -123,7 +128,7 @@ def test_another_host_leaves_the_run_running_and_names_its_host(env):
 
 
 def test_another_host_refuses_to_cancel_it_and_kills_nothing(env):
-    procs = processes(job_of(env, "long/0"))
+    procs = processes(job_of(env, "long/0"), env, "long/0")
     for target in ("long/0", "long"):
         done = on_other_host("cancel", target, env=env)
         assert done.returncode == 2, done.stderr
@@ -145,7 +150,7 @@ def test_another_host_does_not_rerun_it(env):
 
 def test_this_host_cancels_it(env):
     job_id = job_of(env, "long/0")
-    procs = processes(job_id)
+    procs = processes(job_id, env, "long/0")
     done = danlu("cancel", "long/0", "--json", env=env)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == [{"run": "long/0", "job_id": job_id, "state": "CANCELLED"}]
@@ -153,7 +158,7 @@ def test_this_host_cancels_it(env):
 
 
 def test_a_job_id_without_a_host_is_judged_and_cancelled_here(env):
-    procs = processes(job_of(env, "long/1"))
+    procs = processes(job_of(env, "long/1"), env, "long/1")
     old = f"local-{procs[0]}"
     store = sqlite3.connect(env["DANLU_STORE"])
     with store:

@@ -60,7 +60,8 @@ class Collected:
 
 def code_stores(run_dirs: Iterable[str]) -> List[CodeLayout]:
     """The code store of each distinct runs_dir of `run_dirs` that exists (one that does not is skipped)."""
-    layouts = dict.fromkeys(CodeLayout.of_run_dir(Path(d)) for d in run_dirs)
+    runs_dirs = dict.fromkeys(Path(d).parent.parent for d in run_dirs)  # one look at each, however many runs
+    layouts = dict.fromkeys(CodeLayout.of_runs_dir(r) for r in runs_dirs)
     return [layout for layout in layouts if layout.root.is_dir()]
 
 

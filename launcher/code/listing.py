@@ -79,6 +79,36 @@ def _git(args: Sequence[str], cwd: Path, git_dir: Optional[Path] = None) -> "sub
         ) from None
 
 
+def _too_many(workdir: Path, limit: int) -> UserError:
+    return UserError(
+        f"the workdir {workdir} holds more than code.max_files={limit} files to freeze",
+        "point workdir at your project, list data and outputs in .danluignore (gitignore syntax), or raise "
+        "code.max_files",
+    )
+
+
+def _bounded(proc: "subprocess.Popen[bytes]", what: str, workdir: Path, limit: int) -> List[str]:
+    """_out of a listing that may be huge (a workdir of data outside git): stopped once past `limit` paths."""
+    stdout = proc.stdout
+    assert stdout is not None
+    chunks: List[bytes] = []
+    seen = 0
+    for chunk in iter(lambda: stdout.read(1 << 16), b""):
+        chunks.append(chunk)
+        seen += chunk.count(b"\0")
+        if seen > limit:
+            proc.kill()
+            proc.communicate()
+            raise _too_many(workdir, limit)
+    _, err = proc.communicate()
+    if proc.returncode != 0:
+        raise UserError(
+            f"`git {what}` failed while freezing the code: {err.decode(errors='replace').strip()[:300]}",
+            "fix the repository (or run the workdir as it is with code.freeze=false)",
+        )
+    return [p for p in b"".join(chunks).decode("utf-8", "surrogateescape").split("\0") if p]
+
+
 def _out(proc: "subprocess.Popen[bytes]", what: str) -> List[str]:
     out, err = proc.communicate()
     if proc.returncode != 0:
@@ -122,12 +152,12 @@ def _submodule_files(workdir: Path, files: List[str]) -> List[str]:
     return out
 
 
-def _in_git(workdir: Path, commit: Optional[str], prefix: str, excluded: Sequence[str]) -> Listing:
+def _in_git(workdir: Path, commit: Optional[str], prefix: str, excluded: Sequence[str], limit: int) -> Listing:
     excl = _anchored(prefix, excluded) + [f"-x{p}" for p in ALWAYS_IGNORED]
     listed = _git(["ls-files", "-z", "-t", "-c", "-o", "--exclude-standard", *excl], workdir)
     ignored = _git(["ls-files", "-z", "-o", "-i", "--directory", "--exclude-standard", *excl], workdir)
     changed = _git(["diff", "--name-only", "-z", "--relative", "HEAD", "--", "."], workdir) if commit else None
-    tagged = _out(listed, "ls-files")
+    tagged = _bounded(listed, "ls-files", workdir, limit)
     tracked = [t[2:] for t in tagged if not t.startswith("? ")]
     untracked = [t[2:] for t in tagged if t.startswith("? ")]
     facts = GitFacts(commit, sorted(set(untracked) | set(_out(changed, "diff") if changed else [])), prefix)
@@ -141,7 +171,7 @@ def _in_git(workdir: Path, commit: Optional[str], prefix: str, excluded: Sequenc
     return Listing(files, ignored_entries, facts)
 
 
-def _outside_git(workdir: Path, excluded: Sequence[str]) -> Listing:
+def _outside_git(workdir: Path, excluded: Sequence[str], limit: int) -> Listing:
     """git's ignore rules through an empty repository of its own, removed afterwards."""
     with tempfile.TemporaryDirectory(prefix="danlu-empty-") as scratch:
         repo = Path(scratch) / "empty.git"
@@ -150,7 +180,8 @@ def _outside_git(workdir: Path, excluded: Sequence[str]) -> Listing:
         common = ["ls-files", "-z", "-o", f"--exclude-per-directory={DANLUIGNORE}", *rules]
         listed = _git(common, workdir, repo)
         ignored = _git(common + ["-i", "--directory"], workdir, repo)
-        return Listing(_out(listed, "ls-files"), _out(ignored, "ls-files --ignored"), GitFacts(None))
+        files = _bounded(listed, "ls-files", workdir, limit)
+        return Listing(files, _out(ignored, "ls-files --ignored"), GitFacts(None))
 
 
 def _ignored_by(rules: Sequence[str], rel: str, is_dir: bool) -> bool:
@@ -164,7 +195,7 @@ def _ignored_by(rules: Sequence[str], rel: str, is_dir: bool) -> bool:
     return False
 
 
-def _walk_without_git(workdir: Path, excluded: Sequence[str]) -> Listing:
+def _walk_without_git(workdir: Path, excluded: Sequence[str], limit: int) -> Listing:
     """Without git on PATH: every file but DEFAULT_IGNORES and the top .danluignore's patterns (fnmatch)."""
     try:
         own = [ln.strip() for ln in (workdir / DANLUIGNORE).read_text().splitlines()]
@@ -183,18 +214,20 @@ def _walk_without_git(workdir: Path, excluded: Sequence[str]) -> Listing:
                 ignored.append(base + d + "/")
         for n in names:
             (ignored if _ignored_by(rules, base + n, False) else files).append(base + n)
+        if len(files) > limit:
+            raise _too_many(workdir, limit)
     return Listing(sorted(files), sorted(ignored), GitFacts(None))
 
 
-def list_workdir(workdir: Path, excluded: Sequence[str]) -> Listing:
+def list_workdir(workdir: Path, excluded: Sequence[str], limit: int = 20_000) -> Listing:
     """The files to freeze and the entries left in place. `excluded`: folders below the workdir never frozen (the
-    runs folder and its code store), relative to it."""
+    runs folder and its code store), relative to it. More than `limit` files are refused as soon as they are seen."""
     if shutil.which("git") is None:
-        return _walk_without_git(workdir, excluded)
+        return _walk_without_git(workdir, excluded, limit)
     inside, commit, prefix = _head(workdir)
     if inside:
-        return _in_git(workdir, commit, prefix, excluded)
-    return _outside_git(workdir, excluded)
+        return _in_git(workdir, commit, prefix, excluded, limit)
+    return _outside_git(workdir, excluded, limit)
 
 
 def linked_back(ignored: Sequence[str]) -> List[str]:

@@ -43,6 +43,7 @@ MB = 1 << 20
 class Limits:
     max_file_mb: float = 10.0  # a larger file is left in the workdir, with a warning naming it
     max_total_mb: float = 200.0  # a larger snapshot is refused, naming its largest files
+    max_files: int = 20_000  # a workdir with more files to freeze is refused as soon as they are listed
 
 
 @dataclass
@@ -267,7 +268,7 @@ def freeze_workdir(
 ) -> Snapshot:
     """Freeze `workdir` into the code store of `runs_dir`. `excluded`: folders below the workdir never frozen."""
     layout = CodeLayout.of_runs_dir(runs_dir)
-    listing = list_workdir(workdir, excluded)
+    listing = list_workdir(workdir, excluded, limits.max_files)
     return freeze_listing(layout, workdir, listing, limits, dry_run)
 
 

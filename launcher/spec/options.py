@@ -111,6 +111,7 @@ class CodeSpec:
     )
     max_file_mb: float = opt(10.0, "a larger file is left out of the snapshot (a warning names it; .danluignore)")
     max_total_mb: float = opt(200.0, "a larger snapshot is refused, naming its largest files")
+    max_files: int = opt(20_000, "a workdir with more files to freeze is refused (a home or data folder by mistake)")
 
 
 @dataclass

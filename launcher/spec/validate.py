@@ -198,10 +198,11 @@ def _counts(spec: RunSpec) -> None:
 
 def _code_limits(spec: RunSpec) -> None:
     code = spec.code
-    if code.max_file_mb <= 0 or code.max_total_mb <= 0:
+    if code.max_file_mb <= 0 or code.max_total_mb <= 0 or code.max_files < 1:
         raise UserError(
-            f"code.max_file_mb={code.max_file_mb:g} and code.max_total_mb={code.max_total_mb:g} must be positive",
-            "e.g. code.max_file_mb=10 code.max_total_mb=200 (or code.freeze=false to run the workdir as it is)",
+            f"code.max_file_mb={code.max_file_mb:g}, code.max_total_mb={code.max_total_mb:g} and "
+            f"code.max_files={code.max_files} must be positive",
+            "e.g. code.max_file_mb=10 code.max_total_mb=200 code.max_files=20000 (or code.freeze=false)",
         )
 
 

@@ -68,7 +68,7 @@ class Freezer:
         if where not in self.frozen.snapshots:
             runs_dir, workdir = Path(where[0]), Path(where[1])
             inside = relative_inside(runs_dir, workdir)
-            limits = Limits(spec.code.max_file_mb, spec.code.max_total_mb)
+            limits = Limits(spec.code.max_file_mb, spec.code.max_total_mb, spec.code.max_files)
             snap = freeze_workdir(runs_dir, workdir, limits, True, [inside] if inside else [])
             self.frozen.snapshots[where] = snap
             self.frozen.warnings += snap.warnings()
