@@ -197,3 +197,28 @@ def danlu_inprocess(argv: Sequence[str], env: Dict[str, str], monkeypatch, capsy
         code = int(e.code or 0)
     out = capsys.readouterr()
     return subprocess.CompletedProcess(list(argv), code, out.out, out.err)
+
+
+def local_run_row(sweep_dir: Path, sweep: str, index: int, workdir: Path, config: dict, **fields: object):
+    """The store row of run `index` of a sweep of finished local runs, written by a test as `danlu submit` would
+    (launcher.store.NewRun); `fields` set what a test needs besides (overrides, command, code)."""
+    from launcher.store import NewRun
+
+    values: dict = dict(
+        run=f"{sweep}/{index}",
+        idx=index,
+        overrides=[],
+        config=config,
+        run_dir=str(sweep_dir / str(index)),
+        workdir=str(workdir),
+        git_commit=None,
+        git_dirty=None,
+        partition="local",
+        nodes=1,
+        cluster_kind="local",
+        script=str(sweep_dir / str(index) / "job.sh"),
+        command="python train.py",
+        tag="t:0",
+    )
+    values.update(fields)
+    return NewRun(**values)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 import pytest
-from danlu_helpers import danlu_env, danlu_inprocess  # noqa: F401
+from danlu_helpers import danlu_env, danlu_inprocess, local_run_row  # noqa: F401
 
 from launcher.code.read import StoredSnapshot, code_diff, decoded, file_diffs, snapshot_of, uncommitted_diff
 from launcher.code.snapshot import Limits, freeze_workdir
@@ -179,29 +179,10 @@ def test_a_run_without_code_or_with_its_manifest_gone_has_no_snapshot(tmp_path):
 
 def record_runs(env: Dict[str, str], sweep: str, runs: Sequence[Dict], workdir: Path) -> None:
     """A sweep of finished local runs: each {"config", "code", "environment"}; run i's dir is <runs_dir>/sweep/i."""
-    from launcher.store import NewRun, Store
+    from launcher.store import Store
 
     sweep_dir = Path(env["DANLU_RUNS_DIR"]) / sweep
-    new = [
-        NewRun(
-            run=f"{sweep}/{i}",
-            idx=i,
-            overrides=[],
-            config=r["config"],
-            run_dir=str(sweep_dir / str(i)),
-            workdir=str(workdir),
-            git_commit=None,
-            git_dirty=None,
-            partition="local",
-            nodes=1,
-            cluster_kind="local",
-            script=str(sweep_dir / str(i) / "job.sh"),
-            command="python train.py",
-            tag="t:0",
-            code=r.get("code"),
-        )
-        for i, r in enumerate(runs)
-    ]
+    new = [local_run_row(sweep_dir, sweep, i, workdir, r["config"], code=r.get("code")) for i, r in enumerate(runs)]
     for r, spec in zip(new, runs, strict=True):
         restart = RunLayout(Path(r.run_dir)).attempt(1).restart(0)
         restart.root.mkdir(parents=True)

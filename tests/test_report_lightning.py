@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
-from danlu_helpers import danlu_env, danlu_inprocess  # noqa: F401
+from danlu_helpers import danlu_env, danlu_inprocess, local_run_row  # noqa: F401
 from test_metrics_tensorboard import _write
 
 TB_CONFIG = """
@@ -49,25 +49,18 @@ def _workdir(root: Path, config: str) -> Path:
 def _record(env: Dict[str, str], sweep: str, args: List[Dict[str, Any]], workdir: Path) -> List[Path]:
     """A sweep of one finished run per `args` in the private store (as `danlu submit` records them, then
     COMPLETED), each with its run dir; returns the run dirs."""
-    from launcher.store import NewRun, Store
+    from launcher.store import Store
 
     runs_dir = Path(env["DANLU_RUNS_DIR"]) / sweep
     runs = [
-        NewRun(
-            run=f"{sweep}/{i}",
-            idx=i,
+        local_run_row(
+            runs_dir,
+            sweep,
+            i,
+            workdir,
+            {"args": a, "workdir": str(workdir), "launch": {"kind": "lightning"}},
             overrides=[f"args.seed={i}"],
-            config={"args": a, "workdir": str(workdir), "launch": {"kind": "lightning"}},
-            run_dir=str(runs_dir / str(i)),
-            workdir=str(workdir),
-            git_commit=None,
-            git_dirty=None,
-            partition="local",
-            nodes=1,
-            cluster_kind="local",
-            script=str(runs_dir / str(i) / "job.sh"),
             command="python train.py fit",
-            tag="t:0",
         )
         for i, a in enumerate(args)
     ]
