@@ -45,6 +45,7 @@ class NodeAgent:
     grace_s: float = 120.0  # warn the ranks this long before the time limit (requeue.grace_s)
     stop_grace_s: float = 30.0  # SIGTERM to SIGKILL on this cluster (read at submit; Slurm's default KillWait)
     hang_timeout_s: float = 0.0  # no line from any training process of this node for this long: hung (0: never)
+    hang_stacks: str = "auto"  # how a hung job's stacks are read first: auto (a tracer), faulthandler or off
     keep_progress: bool = False  # a LightningCLI run: resume it from the newest checkpoint (job/resume.py)
     progress_lost: bool = False  # a program with no checkpoint danlu knows of: a requeue restarts it from step 0
 

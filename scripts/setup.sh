@@ -8,8 +8,8 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-if ! .venv/bin/python -c "import torch, accelerate, lightning, jsonargparse, launcher, pytest, plotly, tensorboard, ruff, mypy" \
-  >/dev/null 2>&1; then
+if ! .venv/bin/python -c "import torch, accelerate, lightning, jsonargparse, launcher, pytest, plotly, tensorboard, ruff, mypy, debugpy" \
+  >/dev/null 2>&1 || [ ! -x .venv/bin/py-spy ]; then
   .venv/bin/pip install -q --disable-pip-version-check "torch==2.13.0" 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/pip install -q --disable-pip-version-check -e ".[train,test,report,lint]" 2>&1 | grep -v "^WARNING: Location" || true
 fi

@@ -277,6 +277,13 @@ IN_NEXT = [
 ]
 IN_STDLIB = [Frame("Condition.wait", "/usr/lib/python3.11/threading.py", 327)]
 NATIVE_ONLY = [Frame("0x7fe2024a3f16", "libc.so.6", 0)]
+IN_BACKWARD = [  # DDP's gradient all-reduce, read with the native frames
+    Frame("std::condition_variable::wait", "libstdc++.so.6.0.30", 0),
+    Frame("c10d::Reducer::finalize_backward()", f"{VENV}/torch/lib/libtorch_cpu.so", 0),
+    Frame("THPEngine_run_backward", f"{VENV}/torch/lib/libtorch_python.so", 0),
+    Frame("_engine_run_backward", f"{VENV}/torch/autograd/graph.py", 979),
+    Frame("main", "/work/train.py", 445),
+]
 A, B = "all_reduce (train.py:412)", "DataLoader.__next__ (train.py:388)"
 
 
@@ -290,9 +297,23 @@ A, B = "all_reduce (train.py:412)", "DataLoader.__next__ (train.py:388)"
         ({0: IN_STDLIB, 1: IN_STDLIB}, "2 of 2 ranks in Condition.wait (threading.py:327)"),
         ({0: IN_ALL_REDUCE, 1: NATIVE_ONLY, 2: []}, f"rank 0 in {A}, ranks 1,2 with no stack read"),
         ({0: [], 1: []}, "ranks 0,1 with no stack read"),
+        (
+            {0: IN_BACKWARD, 1: IN_BACKWARD[3:]},
+            "rank 0 in c10d::Reducer::finalize_backward (train.py:445), rank 1 in _engine_run_backward (train.py:445)",
+        ),
         ({}, ""),
     ],
-    ids=["equal", "one differs", "two groups", "one rank", "no program frame", "no stack", "none read", "empty"],
+    ids=[
+        "equal",
+        "one differs",
+        "two groups",
+        "one rank",
+        "no program frame",
+        "no stack",
+        "none read",
+        "native collective",
+        "empty",
+    ],
 )
 def test_the_summary_groups_ranks_by_where_they_are(stacks, expected):
     assert hang_summary(stacks, program_files(["/work"])) == expected

@@ -1,14 +1,21 @@
 """The stacks of every rank of a hung 2-node job, on the test cluster: the run ends FAILED with a reason that
-names where the waiting ranks and the hung rank were, and the restart's logs hold a stack for each of the 4 ranks."""
+names where the waiting ranks and the hung rank were, and the restart's logs hold a stack for each of the 4 ranks,
+read by py-spy where it can attach and by faulthandler where no tracer may be used."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import pytest
 from danlu_helpers import danlu_env, submit_json, wait_status  # noqa: F401
 
 from launcher.layout import SweepLayout
 
+pytestmark = pytest.mark.slurm
+
+# rank 2 (node 2's first) blocks in its own loop at step 4; ranks 0, 1 and 3 then wait in the next all-reduce, so
+# every node falls silent and the first watchdog to see it names the node
 HUNG = [
     "experiment=tiny_ibq",
     "launch=torchrun",
@@ -21,17 +28,27 @@ HUNG = [
     "args.hang_at_step=4",
     "args.hang_rank=2",
 ]
+REASON = re.compile(r"^hung: 3 of 4 ranks in (?P<wait>.+), rank 2 in (?P<hung>[^;]+); no output on node[12] for \d+s")
 
 
-def test_a_hung_two_node_run_names_where_its_ranks_waited(slurm_cluster, danlu_env):
-    submit_json(*HUNG, "--name", "hung", env=danlu_env)
-    (item,) = wait_status("hung", danlu_env, timeout=300)
+@pytest.mark.parametrize("way", ["py-spy", "faulthandler"])
+def test_a_hung_two_node_run_names_where_its_ranks_waited(slurm_cluster, danlu_env, way):
+    name = f"hung-{way}"
+    stacks = [] if way == "py-spy" else ["launch.hang_stacks=faulthandler"]
+    submit_json(*HUNG, *stacks, "--name", name, env=danlu_env)
+    (item,) = wait_status(name, danlu_env, timeout=300)
     assert item["state"] == "FAILED", item
-    reason = item["reason"]
-    # the three waiting ranks are in a collective, the hung one in the program's own loop
-    assert reason.startswith("hung: 3 of 4 ranks in ") and "rank 2 in " in reason and "train.py:" in reason, reason
-    restart = SweepLayout(Path(danlu_env["DANLU_RUNS_DIR"]) / "hung").run(0).attempt(1).restart(0)
-    text = "".join(p.read_text() for p in restart.stacks_files())
+    found = REASON.match(item["reason"] or "")
+    assert found, item["reason"]
+    # the waiting ranks are in DDP's gradient all-reduce (named by py-spy's native frames) at the backward's line
+    wait = "c10d::Reducer::finalize_backward" if way == "py-spy" else "_engine_run_backward"
+    assert re.fullmatch(rf"{wait} \(train\.py:\d+\)", found["wait"]), found["wait"]
+    # the hung rank in the program's own loop, at another line
+    assert re.fullmatch(r"main \(train\.py:\d+\)", found["hung"]) and found["hung"] != found["wait"], found["hung"]
+    restart = SweepLayout(Path(danlu_env["DANLU_RUNS_DIR"]) / name).run(0).attempt(1).restart(0)
+    files = restart.stacks_files()
+    assert len(files) == 2, files  # one per node
+    text = "".join(p.read_text() for p in files)
     for rank in range(4):
-        assert f"rank {rank} (pid " in text, text[-3000:]
-    assert "via faulthandler" in text or "via py-spy" in text
+        assert re.search(rf"^rank {rank} \(pid \d+\) via {re.escape(way)}", text, re.M), text[-3000:]
+    assert "train.py" in text

@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+# a native function of torch's distributed backends: where a rank waits for its peers
+_COLLECTIVE = re.compile(r"c10d::|nccl|gloo::", re.IGNORECASE)
 HEADER = re.compile(r"^rank (\d+) \(pid (\d+)\) via (\S+(?: --native)?)(?:: (.*))?$")
 _FH_THREAD = re.compile(r"^(Current thread|Thread) (0x[0-9a-fA-F]+)(?: \[(.*)\])? \(most recent call first\):\s*$")
 _FH_STACK = re.compile(r"^Stack \(most recent call first\):\s*$")
@@ -173,7 +175,17 @@ def rank_place(frames: Sequence[Frame], program_file: Callable[[str], bool]) -> 
     if not python:
         return None
     own = next((f for f in python if program_file(f.file)), python[0])
-    return f"{python[0].function} ({own.where()})"
+    return f"{_innermost_name(frames, python[0])} ({own.where()})"
+
+
+def _innermost_name(frames: Sequence[Frame], python: Frame) -> str:
+    """The innermost Python function's name, or the collective's native function called from it
+    (`c10d::Reducer::finalize_backward` for DDP's gradient all-reduce) where the native frames were read."""
+    if f"{os.sep}distributed{os.sep}" in python.file:
+        return python.function  # torch.distributed's own call (all_reduce, barrier) names the collective already
+    below = frames[: frames.index(python)]
+    native = next((f.function for f in below if _COLLECTIVE.search(f.function)), "")
+    return native.partition("(")[0] or python.function
 
 
 def hang_summary(stacks: Dict[int, List[Frame]], program_file: Callable[[str], bool]) -> str:

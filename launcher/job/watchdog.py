@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from ..layout import RestartLayout
 from ..node_agent import CODE_PATH_VAR, NodeAgent
@@ -71,27 +71,40 @@ def hung_peer(logs: RestartLayout, tag: str) -> Optional[str]:
 
 def end_hung(agent: NodeAgent, child: Child, state: StartState, logs: RestartLayout, say: Say, quiet: float) -> None:
     """This node is hung: tell the other nodes, record the stacks, say where the ranks were, end them."""
-    started = time.time()
     report: Optional[StacksReport] = None
+    line = f"hung: {silence_words(state.node_name, quiet, agent.hang_timeout_s)}; ending the job"
     try:
-        pids = node_ranks(agent, child, state.tag)
-        peers = [t for t in logs.agent_logs() if t != state.tag]
-        signal_at = started + (PEER_NOTICE_S if peers else 0.0)
-        logs.hung(state.tag).write_text(f"{signal_at:.3f} {started + RECORD_LIMIT_S:.3f}\n")
-        say(
-            f"no output from the training processes on {state.node_name} for {quiet:.0f}s: recording the stacks "
-            f"of its {len(pids)} training processes before ending the job"
-        )
-        report = record_hung_stacks(pids, logs, say, state.tag, signal_at=signal_at)
-        wait_for_stacks(logs, peers, started + RECORD_LIMIT_S)
+        if agent.hang_stacks != "off":
+            report = record_all_stacks(agent, child, state, logs, say, quiet)
+            line = hung_line(state.node_name, quiet, agent.hang_timeout_s, logs, report)
+        else:
+            logs.hung(state.tag).write_text(f"{time.time():.3f} {time.time():.3f}\n")
     except Exception as e:  # the stacks are extra: the job ends as hung whatever happened to them
         say(f"the stacks could not be recorded: {e!r}")
+        line = hung_line(state.node_name, quiet, agent.hang_timeout_s, logs, None)
     finally:
-        line = hung_line(state.node_name, quiet, agent.hang_timeout_s, logs, report)
         say(line)
         to_slurm_output(line)
         kill_program(child)
         state.ended.set()
+
+
+def record_all_stacks(
+    agent: NodeAgent, child: Child, state: StartState, logs: RestartLayout, say: Say, quiet: float
+) -> StacksReport:
+    """Tell the other nodes (`hung-<tag>`), record this node's stacks, wait for theirs."""
+    started = time.time()
+    pids = node_ranks(agent, child, state.tag)
+    peers = [t for t in logs.agent_logs() if t != state.tag]
+    signal_at = started + (PEER_NOTICE_S if peers else 0.0)
+    logs.hung(state.tag).write_text(f"{signal_at:.3f} {started + RECORD_LIMIT_S:.3f}\n")
+    say(
+        f"no output from the training processes on {state.node_name} for {quiet:.0f}s: recording the stacks "
+        f"of its {len(pids)} training processes before ending the job"
+    )
+    report = record_hung_stacks(pids, logs, say, state.tag, tracer=tracer_for(agent), signal_at=signal_at)
+    wait_for_stacks(logs, peers, started + RECORD_LIMIT_S)
+    return report
 
 
 def end_for_hung_peer(
@@ -104,12 +117,19 @@ def end_for_hung_peer(
         signal_at, until = hung_times(logs.hung(peer))
         pids = node_ranks(agent, child, state.tag)
         say(f"{peer} is hung: recording the stacks of this task's {len(pids)} training processes before ending them")
-        record_hung_stacks(pids, logs, say, state.tag, signal_at=signal_at, limit_s=max(2.0, until - time.time()))
+        if agent.hang_stacks != "off":
+            limit_s = max(2.0, until - time.time())
+            record_hung_stacks(pids, logs, say, state.tag, tracer_for(agent), signal_at=signal_at, limit_s=limit_s)
     except Exception as e:  # the stacks are extra: the ranks end whatever happened to them
         say(f"the stacks could not be recorded: {e!r}")
     finally:
         kill_program(child)
         state.ended.set()
+
+
+def tracer_for(agent: NodeAgent) -> Optional[Callable[[], Optional[str]]]:
+    """How the tracer is found: never under launch.hang_stacks=faulthandler, else the default (py-spy on PATH)."""
+    return (lambda: None) if agent.hang_stacks == "faulthandler" else None
 
 
 def node_ranks(agent: NodeAgent, child: Child, tag: str) -> Dict[int, int]:
@@ -159,12 +179,15 @@ def program_roots() -> List[str]:
     return [os.environ.get("DANLU_WORKDIR") or os.getcwd(), *frozen]
 
 
+def silence_words(node: str, quiet: float, hang_timeout_s: float) -> str:
+    limit = f"launch.hang_timeout_s={hang_timeout_s:.0f}"
+    return f"no output from the training processes on {node} for {quiet:.0f}s ({limit})"
+
+
 def hung_line(node: str, quiet: float, hang_timeout_s: float, logs: RestartLayout, own: Optional[StacksReport]) -> str:
     """The line that ends a hung job (state/reasons.py reads the run's reason from it): where the ranks were, from
     every node's stacks, then the silence."""
-    silence = (
-        f"no output from the training processes on {node} for {quiet:.0f}s (launch.hang_timeout_s={hang_timeout_s:.0f})"
-    )
+    silence = silence_words(node, quiet, hang_timeout_s)
     files = logs.stacks_files() if own is not None else []
     stacks, ways = read_stacks(files)
     summary = hang_summary(stacks, program_files(program_roots()))

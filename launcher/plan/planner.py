@@ -90,6 +90,7 @@ class PlannedRun:
             checkpoint_wait_s=max(5.0, s.requeue.grace_s - 5.0),
             grace_s=float(s.requeue.grace_s) if s.requeue.enabled else 0.0,
             hang_timeout_s=float(s.launch.hang_timeout_s or 0),
+            hang_stacks=s.launch.hang_stacks,
             stop_grace_s=float(self.stop_grace_s) if self.stop_grace_s else NodeAgent.stop_grace_s,
             keep_progress=self.lightning_config is not None,
             progress_lost=bool(lost_progress_note(s)),

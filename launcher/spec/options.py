@@ -92,6 +92,11 @@ class LaunchSpec:
         1800,
         "end the job as hung when no training process of a node has written a line for this many seconds; null: never",
     )
+    hang_stacks: str = opt(
+        "auto",
+        "before a hung job ends, record every rank's Python stacks: auto (py-spy from the job's environment where it "
+        "can attach, else faulthandler, which ends the rank), faulthandler (never a tracer) or off",
+    )
 
 
 @dataclass

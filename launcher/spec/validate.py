@@ -20,6 +20,7 @@ LAUNCH_KINDS = ("accelerate", "torchrun", "lightning", "python")
 PER_NODE_LAUNCHERS = ("accelerate", "torchrun")
 ENV_KINDS = ("none", "uv", "venv", "conda")
 CLUSTER_KINDS = ("local", "slurm")
+HANG_STACKS = ("auto", "faulthandler", "off")
 SIGNALS = ("USR1", "USR2", "TERM", "INT", "HUP", "URG")
 
 _TIME = re.compile(r"^(?:(?P<d>\d+)-)?(?P<a>\d+)(?::(?P<b>\d+))?(?::(?P<c>\d+))?\Z")
@@ -190,6 +191,11 @@ def _counts(spec: RunSpec) -> None:
     if launch.hang_timeout_s is not None and launch.hang_timeout_s < 1:
         raise UserError(
             f"launch.hang_timeout_s={launch.hang_timeout_s} must be >= 1", "or null to never end a silent job"
+        )
+    if launch.hang_stacks not in HANG_STACKS:
+        raise UserError(
+            f"launch.hang_stacks={launch.hang_stacks!r} is not one of {', '.join(HANG_STACKS)}",
+            "set launch.hang_stacks=auto (py-spy where it can attach, else faulthandler)",
         )
     if spec.sweep.max_parallel is not None and spec.sweep.max_parallel < 1:
         raise UserError(f"sweep.max_parallel={spec.sweep.max_parallel} must be >= 1", "or null for no limit")
