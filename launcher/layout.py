@@ -358,6 +358,14 @@ class RestartLayout:
         """The tasks (agent tags) that judged their node hung, in name order."""
         return sorted(p.name[len("hung-") :] for p in self.root.glob("hung-*")) if self.root.is_dir() else []
 
+    @property
+    def stacks_request(self) -> Path:
+        """`danlu stacks` writes a request's id here; each agent answers into `stacks_answer` and lets its ranks run."""
+        return self.root / "stacks-request"
+
+    def stacks_answer(self, request: str, tag: str) -> Path:
+        return self.root / f"stacks-asked-{request}" / f"{tag}.txt"
+
     def launcher_logs(self, tag: str) -> Path:
         """Where torch elastic writes its per-rank files while the node runs (collected into rank logs)."""
         return self.root / f"{tag}-ranks"

@@ -22,6 +22,7 @@ SHARED = {
     "launcher.state",
     "launcher.state.failure",
     "launcher.state.reasons",
+    "launcher.state.stack_text",
 }  # standard library only: what the job side may import besides itself
 # The one way into the job side from shared code: calling the unpickled agent runs the job side's part.
 AGENT_CALL = ("launcher.node_agent", "launcher.job.agent")

@@ -74,6 +74,7 @@ def test_commands_and_flags():
         "submit",
         "status",
         "logs",
+        "stacks",
         "report",
         "notify",
         "cancel",
@@ -86,7 +87,7 @@ def test_commands_and_flags():
         "gc",
         "completion",
     ]
-    assert complete("s") == ["submit", "status", "show"]
+    assert complete("s") == ["submit", "status", "stacks", "show"]
     assert "__complete" not in complete("_")
     assert complete("-") == ["--help", "--version"]
     assert set(complete("submit", "--d")) == {"--dry-run"}
@@ -245,7 +246,7 @@ printf '%s\n' "${COMPREPLY[@]}"
 
 
 def test_bash_function(store_env):
-    assert _bash_complete("danlu st") == ["status"]
+    assert _bash_complete("danlu sta") == ["status", "stacks"]
     assert _bash_complete("danlu submit experiment=tiny_") == ["tiny_dpo", "tiny_ibq", "tiny_lightning"]
     assert _bash_complete("danlu submit experiment=") == [
         f"={p.stem}" for p in sorted((REPO / "jobs" / "experiment").glob("*.yaml"))

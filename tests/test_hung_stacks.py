@@ -20,7 +20,6 @@ from launcher.job import stacks as stacks_module
 from launcher.job import watchdog
 from launcher.job.peers import end_for_failed_peer
 from launcher.job.proctree import descendants, kill
-from launcher.job.stack_text import Frame, hang_summary, parse_sections, parse_stacks, program_files
 from launcher.job.stacks import record_hung_stacks
 from launcher.job.start_state import StartState
 from launcher.job.stops import StopHandlers
@@ -28,6 +27,7 @@ from launcher.job.watchdog import watch_silence
 from launcher.layout import RestartLayout, RunLayout
 from launcher.node_agent import NodeAgent
 from launcher.state.reasons import classify
+from launcher.state.stack_text import Frame, hang_summary, parse_sections, parse_stacks, program_files
 
 # a rank that blocks, as one waiting for a peer in a collective does; rank 2 blocks elsewhere
 TRAIN = """\

@@ -4,11 +4,13 @@ read by py-spy where it can attach and by faulthandler where no tracer may be us
 
 from __future__ import annotations
 
+import json
 import re
+import time
 from pathlib import Path
 
 import pytest
-from danlu_helpers import danlu_env, submit_json, wait_status  # noqa: F401
+from danlu_helpers import danlu, danlu_env, submit_json, wait_status  # noqa: F401
 
 from launcher.layout import SweepLayout
 
@@ -52,3 +54,45 @@ def test_a_hung_two_node_run_names_where_its_ranks_waited(slurm_cluster, danlu_e
     for rank in range(4):
         assert re.search(rf"^rank {rank} \(pid \d+\) via {re.escape(way)}", text, re.M), text[-3000:]
     assert "train.py" in text
+    # `danlu stacks` shows what the agents recorded before ending the run
+    shown = danlu("stacks", f"{name}/0", env=danlu_env)
+    assert shown.returncode == 0 and "recorded before ending it as hung" in shown.stderr, shown.stderr
+    ranks = set(re.findall(r"^\[node\d rank(\d)\] pid \d+, read by ", shown.stdout, re.M))
+    assert ranks == {"0", "1", "2", "3"}, shown.stdout[-2000:]
+
+
+def _wait_for_steps(restart_dir: Path, timeout: float) -> None:
+    """Until every rank of the run has trained a step (rank 0 logs them; the others are in the same collectives)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        logs = list(restart_dir.glob("*.log")) if restart_dir.is_dir() else []
+        if any("step=2" in p.read_text(errors="replace") for p in logs):
+            return
+        time.sleep(1.0)
+    raise AssertionError(f"no step logged in {restart_dir} within {timeout}s")
+
+
+def test_stacks_of_a_running_two_node_run_are_read_and_the_run_goes_on(slurm_cluster, danlu_env):
+    name = "asked"
+    running = [a for a in HUNG if "hang" not in a and "max_train_steps" not in a and "sleep_per_step" not in a]
+    submit_json(*running, "args.max_train_steps=40", "args.sleep_per_step=0.5", "--name", name, env=danlu_env)
+    wait_status(name, danlu_env, timeout=240, started=True)
+    restart = SweepLayout(Path(danlu_env["DANLU_RUNS_DIR"]) / name).run(0).attempt(1).restart(0)
+    _wait_for_steps(restart.root, timeout=120)
+    done = danlu("stacks", f"{name}/0", "--json", env=danlu_env)
+    assert done.returncode == 0, done.stderr
+    stacks = json.loads(done.stdout)
+    assert [s["rank"] for s in stacks] == [0, 1, 2, 3], done.stdout[-2000:]
+    assert {s["host"] for s in stacks} == {"node1", "node2"}, stacks
+    for s in stacks:
+        assert s["way"].startswith("py-spy"), s
+        assert re.search(r"\bmain \(.*train\.py:\d+\)", s["text"]), s["text"][-1500:]
+    assert "goes on" in done.stderr, done.stderr
+    text = danlu("stacks", f"{name}/0", env=danlu_env)  # the same, labelled like `danlu logs`
+    assert text.returncode == 0 and re.search(r"^\[node2 rank3\] ", text.stdout, re.M), text.stdout[-1500:]
+    assert re.search(r"^where: (4 of 4 ranks|ranks? ).* \(train\.py:\d+\)", text.stderr, re.M), text.stderr
+    (item,) = wait_status(name, danlu_env, timeout=240)
+    assert item["state"] == "COMPLETED", item  # asking never stopped it
+    # a finished run that never hung has no stacks to show
+    after = danlu("stacks", f"{name}/0", env=danlu_env)
+    assert after.returncode == 2 and "not RUNNING" in after.stderr and "hint:" in after.stderr, after.stderr

@@ -23,6 +23,7 @@ VERBS = (
     "report",
     "notify",
     "logs",
+    "stacks",
     "cancel",
     "show",
     "diff",

@@ -114,6 +114,15 @@ def _logs_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--attempt", type=int, help="an earlier attempt (default: the latest)")
 
 
+def _stacks_arguments(p: argparse.ArgumentParser) -> None:
+    """`danlu stacks`'s arguments."""
+    p.add_argument("run", metavar="RUN")
+    p.add_argument(
+        "--timeout", type=float, default=30.0, metavar="S", help="wait this long for every node's answer (default 30)"
+    )
+    p.add_argument("--json", action="store_true", help="the stacks as JSON: node, host, rank, pid, how read, text")
+
+
 def _report_arguments(p: argparse.ArgumentParser) -> None:
     """`danlu report`'s arguments."""
     p.add_argument("sweep", metavar="SWEEP")
@@ -261,6 +270,7 @@ VERB_PARSERS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], 
     ("submit", "submit a run or a sweep (returns once Slurm has accepted it)", _submit_arguments),
     ("status", "squeue-style table of your runs", _status_arguments),
     ("logs", "a run's logs", _logs_arguments),
+    ("stacks", "the Python stacks of every rank of a running run, which goes on", _stacks_arguments),
     ("report", "which run won: a sweep's runs by a metric they wrote (loss by default)", _report_arguments),
     (
         "notify",

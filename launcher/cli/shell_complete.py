@@ -76,7 +76,7 @@ VALUE_OPTIONS = {
     "--code",
     "--older-than",
 }
-RUN_ONLY = ("logs", "show")  # take a run id, not a sweep
+RUN_ONLY = ("logs", "stacks", "show")  # take a run id, not a sweep
 LIMIT = 300
 
 

@@ -10,7 +10,7 @@ Two ways, tried in order for each rank:
     the dump where that stderr goes: the file the rank's stderr is (torch elastic's per-rank files), else the log
     the agent copies the launcher's output into. The rank's core-dump limit is lowered to 0 first.
 
-The result, one section per rank, is `stacks-<tag>.txt` in the restart's folder (format: job/stack_text.py).
+The result, one section per rank, is `stacks-<tag>.txt` in the restart's folder (format: state/stack_text.py).
 Standard library only.
 """
 
@@ -92,34 +92,64 @@ def record_hung_stacks(
     tracer: Optional[Callable[[], Optional[str]]] = None,
     signal_at: float = 0.0,
     limit_s: float = RECORD_LIMIT_S,
+    host: str = "",
 ) -> StacksReport:
     """Record the stacks of `rank_pids` (rank -> pid) into the restart's `stacks-<tag>.txt` within `limit_s`. The
     tracer (`tracer()` finds it: py-spy on PATH by default) first; faulthandler for the ranks it could not read, not
     before `signal_at` (the other nodes' agents signal theirs at that same time: a rank that dies breaks its peers'
     collectives)."""
+    way = StacksWay(tracer or find_tracer, faulthandler_at=signal_at, shared_log=logs.log(tag))
+    way.host = host or way.host
+    return record_stacks(rank_pids, logs.stacks(tag), say, way, f"the training processes of {tag}", limit_s)
+
+
+@dataclass
+class StacksWay:
+    """How stacks are read: the tracer, and faulthandler (which ends the rank it dumps) at a time, or never."""
+
+    tracer: Callable[[], Optional[str]] = find_tracer
+    faulthandler_at: Optional[float] = None  # None: never faulthandler (the ranks must go on)
+    shared_log: Optional[Path] = None  # where a rank's stderr lands when it is a pipe the agent copies
+    host: str = field(default_factory=socket.gethostname)  # the node's name as Slurm calls it, in the file's head
+
+
+def record_stacks(
+    rank_pids: Dict[int, int], path: Path, say: Say, way: StacksWay, what: str, limit_s: float
+) -> StacksReport:
+    """Read the stacks of `rank_pids` the `way` allows within `limit_s` and write them to `path`, whole or not at
+    all (another agent or `danlu stacks` may read it any moment)."""
     started = time.time()
     deadline = started + limit_s
     texts: Dict[int, Tuple[str, str]] = {}  # rank -> (way, text)
-    found = (tracer or find_tracer)()
+    found = way.tracer()
     if found and rank_pids:
         texts.update(_by_tracer(found, rank_pids, min(deadline - 3.0, started + TRACER_TIMEOUT_S)))
     left = {r: p for r, p in rank_pids.items() if r not in texts}
-    if left:
-        time.sleep(max(0.0, min(signal_at, deadline - 2.0) - time.time()))
-        texts.update(_by_faulthandler(left, logs.log(tag), deadline))
-    report = StacksReport(logs.stacks(tag))
+    if left and way.faulthandler_at is not None and way.shared_log is not None:
+        time.sleep(max(0.0, min(way.faulthandler_at, deadline - 2.0) - time.time()))
+        texts.update(_by_faulthandler(left, way.shared_log, deadline))
+    unread = f"none: {_why_unread(bool(found), way.faulthandler_at is not None)}"
+    report = StacksReport(path)
     sections = []
     for rank in sorted(rank_pids):
-        way, text = texts.get(rank, ("none: not read in time", ""))
-        report.ways[rank] = way.partition(":")[0]
-        sections.append(f"rank {rank} (pid {rank_pids[rank]}) via {way}\n" + (text.rstrip() + "\n" if text else ""))
-    head = f"# the training processes of {tag} on {socket.gethostname()} at {time.strftime('%Y-%m-%dT%H:%M:%S')}\n"
-    tmp = report.path.with_name(report.path.name + ".tmp")
+        how, text = texts.get(rank, (unread, ""))
+        report.ways[rank] = how.partition(":")[0]
+        sections.append(f"rank {rank} (pid {rank_pids[rank]}) via {how}\n" + (text.rstrip() + "\n" if text else ""))
+    head = f"# {what} on {way.host} at {time.strftime('%Y-%m-%dT%H:%M:%S')}\n"
+    tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(head + "\n".join(sections))
-    tmp.replace(report.path)  # whole or not at all: another node's agent may read it now
+    tmp.replace(path)
     report.seconds = time.time() - started
-    say(f"stacks of {len(rank_pids)} training processes in {report.path.name} ({report.way()}, {report.seconds:.1f}s)")
+    say(f"stacks of {len(rank_pids)} training processes in {path.name} ({report.way()}, {report.seconds:.1f}s)")
     return report
+
+
+def _why_unread(tracer: bool, faulthandler: bool) -> str:
+    if faulthandler:
+        return "not read in time"
+    if tracer:
+        return "py-spy could not read it (no ptrace permission?), and faulthandler would end it"
+    return "no tracer could read it (py-spy is not in the job's environment), and faulthandler would end it"
 
 
 # ---- the tracer ------------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from . import slurm_calls
 from .agent_log import Say, to_slurm_output
 from .peers import watch_peers
 from .proctree import Child, kill_program, kill_ranks_after, wait_descendants_gone
+from .stacks_request import watch_stacks_requests
 from .start_state import StartState
 from .stop_policy import processes
 from .stops import StopHandlers, ignore_warnings
@@ -82,6 +83,7 @@ def supervise(
     if agent.hang_timeout_s > 0:
         threading.Thread(target=watch_silence, args=(agent, child, state, logs, say), daemon=True).start()
     threading.Thread(target=watch_peers, args=(child, logs, state, stops.warn, say), daemon=True).start()
+    threading.Thread(target=watch_stacks_requests, args=(agent, child, state, logs, say), daemon=True).start()
     copy_output(agent, state, child, out, say, logs)
     code = child.wait()
     state.wait_ending(ENDING_WAIT_S)  # the watchdog's line before this task's end: it says why the ranks ended

@@ -18,10 +18,10 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 from ..layout import RestartLayout
 from ..node_agent import CODE_PATH_VAR, NodeAgent
+from ..state.stack_text import Frame, hang_summary, parse_sections, parse_stacks, program_files
 from .agent_log import Say, to_slurm_output
 from .node_env import rank_pids
 from .proctree import Child, kill_program
-from .stack_text import Frame, hang_summary, parse_sections, parse_stacks, program_files
 from .stacks import RECORD_LIMIT_S, StacksReport, rank_numbers, record_hung_stacks, ways_words
 from .start_state import StartState
 
@@ -102,7 +102,9 @@ def record_all_stacks(
         f"no output from the training processes on {state.node_name} for {quiet:.0f}s: recording the stacks "
         f"of its {len(pids)} training processes before ending the job"
     )
-    report = record_hung_stacks(pids, logs, say, state.tag, tracer=tracer_for(agent), signal_at=signal_at)
+    report = record_hung_stacks(
+        pids, logs, say, state.tag, tracer=tracer_for(agent), signal_at=signal_at, host=state.node_name
+    )
     wait_for_stacks(logs, peers, started + RECORD_LIMIT_S)
     return report
 
@@ -119,7 +121,16 @@ def end_for_hung_peer(
         say(f"{peer} is hung: recording the stacks of this task's {len(pids)} training processes before ending them")
         if agent.hang_stacks != "off":
             limit_s = max(2.0, until - time.time())
-            record_hung_stacks(pids, logs, say, state.tag, tracer_for(agent), signal_at=signal_at, limit_s=limit_s)
+            record_hung_stacks(
+                pids,
+                logs,
+                say,
+                state.tag,
+                tracer_for(agent),
+                signal_at=signal_at,
+                limit_s=limit_s,
+                host=state.node_name,
+            )
     except Exception as e:  # the stacks are extra: the ranks end whatever happened to them
         say(f"the stacks could not be recorded: {e!r}")
     finally:
