@@ -117,7 +117,7 @@ def _measure(ses: Session, res: Results, only: Set[str], sizes: Sizes, hydra: bo
     if "crash" in only:
         crash.measure(ses, res, reps=2, hang_reps=1, cap=60)
     if "launch" in only:
-        launch.measure(ses, res, pairs=4)
+        launch.measure(ses, res, pairs=4, before=before)
     if "code" in only:
         code_freeze.measure(ses, res, reps=sizes.code_reps)
 

@@ -4,28 +4,33 @@ script submitted in alternating order, one pair at a time (the machine's load dr
 from __future__ import annotations
 
 import statistics
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from bench.results import Results, Row
-from bench.session import Session
+from bench.session import Before, Session
 from bench.shell import log, wait_nodes_idle
-from bench.two_node_job import CRASH_ARGS, LAUNCH_ARGS_OVERRIDE, JobTimes, run_job
+from bench.two_node_job import CRASH_ARGS, LAUNCH_ARGS_OVERRIDE, JobTimes, run_danlu_job, run_job
 
 ORDER = ("danlu", "hand-written")
+BEFORE_TOOL = "danlu before"
 Jobs = Dict[str, List[JobTimes]]  # tool -> its jobs, pair by pair
 
 
-def _run_pairs(ses: Session, pairs: int) -> Jobs:
+def _run_pairs(ses: Session, pairs: int, before: Optional[Before]) -> Jobs:
     job_args = dict(CRASH_ARGS, **LAUNCH_ARGS_OVERRIDE)
+    tools = ORDER + ((BEFORE_TOOL,) if before else ())
     log(
-        f"5. launch overhead: {pairs} pairs of the same 2-node tiny_dpo job ({job_args['max_train_steps']} steps), "
-        f"danlu and hand-written in alternating order"
+        f"5. launch overhead: {pairs} rounds of the same 2-node tiny_dpo job ({job_args['max_train_steps']} steps), "
+        f"{', '.join(tools)} in alternating order"
     )
-    runs: Jobs = {"danlu": [], "hand-written": []}
+    runs: Jobs = {tool: [] for tool in tools}
     for k in range(pairs):
-        for tool in ORDER if k % 2 == 0 else ORDER[::-1]:
+        for tool in tools if k % 2 == 0 else tools[::-1]:
             wait_nodes_idle(["node1", "node2"])
-            jt = run_job(ses, tool, False, 60, job_args)
+            if tool == BEFORE_TOOL and before is not None:
+                jt = run_danlu_job(ses, False, 60, job_args, checkout=before.path)
+            else:
+                jt = run_job(ses, tool, False, 60, job_args)
             if not (jt.first_step and jt.started):
                 raise RuntimeError(f"{tool} job {jt.job_id} ended {jt.state} without a first step")
             runs[tool].append(jt)
@@ -36,13 +41,13 @@ def _run_pairs(ses: Session, pairs: int) -> Jobs:
     return runs
 
 
-def _rows(res: Results, tool: str, jts: List[JobTimes]) -> Row:
+def _rows(res: Results, tool: str, jts: List[JobTimes], label: str = "") -> Row:
     """A tool's row, submit -> first step, and the rows of where that time went."""
     total = res.add(
         Row(
             "5",
             "submit -> first training step logged (2 nodes x 2 ranks)" if tool == "danlu" else "",
-            "danlu submit" if tool == "danlu" else "sbatch hand-written script",
+            label or ("danlu submit" if tool == "danlu" else "sbatch hand-written script"),
             samples=[j.first_step - j.submitted for j in jts],
         )
     )
@@ -100,8 +105,18 @@ def _summarize(res: Results, d: Row, h: Row, runs: Jobs) -> None:
     )
 
 
-def measure(ses: Session, res: Results, pairs: int) -> None:
-    """Submit -> first training step, danlu and the hand-written script, `pairs` pairs."""
-    runs = _run_pairs(ses, pairs)
+def measure(ses: Session, res: Results, pairs: int, before: Optional[Before] = None) -> None:
+    """Submit -> first training step, danlu and the hand-written script (and danlu at the commit `before`), `pairs`
+    rounds."""
+    runs = _run_pairs(ses, pairs, before)
     rows = {tool: _rows(res, tool, runs[tool]) for tool in ORDER}
     _summarize(res, rows["danlu"], rows["hand-written"], runs)
+    if before is not None:
+        then = _rows(res, BEFORE_TOOL, runs[BEFORE_TOOL], f"danlu submit at {before.label} (before this round)")
+        job_now = statistics.median(j.first_step - j.started for j in runs["danlu"])
+        job_then = statistics.median(j.first_step - j.started for j in runs[BEFORE_TOOL])
+        res.ratio(
+            "5",
+            f"launch: danlu now / at {before.label} = {rows['danlu'].median / then.median:.2f} (submit -> step 1, "
+            f"medians); job start -> step 1 {job_now:.2f} s now, {job_then:.2f} s before",
+        )

@@ -112,14 +112,22 @@ def watch_job(jt: JobTimes, root: Path, cap: float, timeout: float = 420) -> Job
         time.sleep(0.2)
 
 
-def run_danlu_job(ses: Session, nccl_like: bool, cap: float, job_args: Optional[Dict[str, object]] = None) -> JobTimes:
+def run_danlu_job(
+    ses: Session,
+    nccl_like: bool,
+    cap: float,
+    job_args: Optional[Dict[str, object]] = None,
+    checkout: Optional[Path] = None,
+) -> JobTimes:
+    """danlu's job; with `checkout`, submitted by the danlu of that checkout (another commit's)."""
     env = ses.private_env("crash-danlu")
     overrides = ["experiment=tiny_dpo", "cluster=testcluster", "resources.nodes=2", "resources.gpus_per_node=2"]
     overrides += [f"args.{k}={v}" for k, v in (job_args or CRASH_ARGS).items()]
     if nccl_like:
         overrides.append(f"program={BENCH / 'hang_on_peer_loss.py'}")
     jt = JobTimes("danlu", time.time())
-    done = sh([DANLU, "submit", *overrides, "--json"], env=env, cwd=REPO)
+    command = [str(VENV_BIN / "python"), "-m", "launcher.cli"] if checkout else [DANLU]
+    done = sh([*command, "submit", *overrides, "--json"], env=env, cwd=checkout or REPO)
     jt.cli = time.time() - jt.submitted
     out = json.loads(done.stdout)
     jt.job_id = out["runs"][0]["job_id"]
