@@ -25,6 +25,8 @@ VERBS = (
     "logs",
     "cancel",
     "show",
+    "attach",
+    "debug",
     "diff",
     "rerun",
     "cluster",
