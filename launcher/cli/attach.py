@@ -83,7 +83,7 @@ def attach_argv(store: Any, args: Namespace, interactive_stdin: bool) -> List[st
     _refuse(row)
     node = _node(row, args.node)
     spec = spec_from_dict(RunSpec, json.loads(row["config"]))
-    command = list(args.command)
+    command = list(args.remote)
     setup = attach_setup(row, spec, shape(spec), not command, _template_dir(store, row))
     pty = interactive_stdin and (not command or args.pty)
     return step_argv(shell_command(setup, command), job_id=row["job_id"], node=node, pty=pty)

@@ -259,7 +259,7 @@ def _attach_arguments(p: argparse.ArgumentParser) -> None:
         "--pty", action="store_true", help="give COMMAND a terminal (htop, an editor); a shell always has one"
     )
     p.add_argument("--dry-run", action="store_true", help="print the srun command line; run nothing")
-    p.add_argument("command", nargs="*", metavar="-- COMMAND", help="run this instead of a shell (e.g. -- nvidia-smi)")
+    p.add_argument("remote", nargs="*", metavar="-- COMMAND", help="run this instead of a shell (e.g. -- nvidia-smi)")
 
 
 def _debug_arguments(p: argparse.ArgumentParser) -> None:

@@ -41,7 +41,8 @@ def attach_setup(row: Any, spec: RunSpec, shape: Shape, interactive: bool, templ
         command=row["command"] or "",
     )
     title = f"a shell in the job of run {row['run']}"
-    return render_shell(ShellPlan(title, spec, shape, run, interactive, template_dir=template_dir))
+    plan = ShellPlan(title, f"danlu attach {row['run']}", spec, shape, run, interactive, template_dir=template_dir)
+    return render_shell(plan)
 
 
 # the node agent's tokens (job/node_env.node_argv) as the debug shell knows them
@@ -77,6 +78,7 @@ class DebugShell:
     def setup(self, interactive: bool = True) -> str:
         plan = ShellPlan(
             f"danlu debug session {self.run.sweep}",
+            "danlu debug",
             self.spec,
             self.shape,
             self.run,

@@ -251,6 +251,7 @@ class ShellPlan:
     after it (danlu debug's danlu-run)."""
 
     title: str
+    prompt: str  # what the interactive shell's prompt starts with: (danlu RUN) node1:~$
     spec: RunSpec
     shape: Shape
     run: RunPlan
@@ -270,6 +271,7 @@ def render_shell(plan: ShellPlan) -> str:
         .render(
             version=__version__,
             title=plan.title,
+            prompt=plan.prompt,
             interactive=plan.interactive,
             env=plan.spec.env,
             venv=str(venv) if venv else "",
