@@ -240,6 +240,16 @@ def scancel(job_ids: Iterable[str]) -> None:
         run(["scancel", *ids])
 
 
+def step_job_id(job_id: str) -> str:
+    """The id `srun --jobid` takes (Slurm 22.05 refuses `<array>_<index>`): an array task's own job id, squeue's %A."""
+    if "_" not in job_id:
+        return job_id
+    found = run(["squeue", "-h", "-j", job_id, "-o", "%A"]).split()
+    if not found or not found[0].isdigit():
+        raise SlurmUnavailable(f"squeue: no job id for array task {job_id} (answer {' '.join(found)!r})")
+    return found[0]
+
+
 def step_argv(
     command: List[str], job_id: Optional[str] = None, node: Optional[str] = None, pty: bool = False
 ) -> List[str]:

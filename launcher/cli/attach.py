@@ -74,7 +74,7 @@ def _template_dir(store: Any, row: Any) -> Optional[str]:
 def attach_argv(store: Any, args: Namespace, interactive_stdin: bool) -> List[str]:
     """The srun that opens the shell (or runs the command) on the run's node; refusals raise UserError."""
     from ..plan.interactive import attach_setup, shell_command
-    from ..slurm import step_argv
+    from ..slurm import step_argv, step_job_id
     from ..spec.compose import spec_from_dict
     from ..spec.options import RunSpec
     from ..spec.validate import shape
@@ -86,7 +86,7 @@ def attach_argv(store: Any, args: Namespace, interactive_stdin: bool) -> List[st
     command = list(args.remote)
     setup = attach_setup(row, spec, shape(spec), not command, _template_dir(store, row))
     pty = interactive_stdin and (not command or args.pty)
-    return step_argv(shell_command(setup, command), job_id=row["job_id"], node=node, pty=pty)
+    return step_argv(shell_command(setup, command), job_id=step_job_id(row["job_id"]), node=node, pty=pty)
 
 
 @store_errors
