@@ -157,7 +157,7 @@ def under_debugpy(spec: RunSpec, argv: List[str], prog: List[str]) -> List[str]:
         python, head = head, []  # launch.python and its own flags
     py = shlex.join(python)
     wrapper = (
-        f'if [ "${{RANK:-0}}" = 0 ]; then exec {py} -m debugpy --listen 0.0.0.0:{DEBUGPY_PORT} --wait-for-client '
-        f'"$@"; fi; exec {py} "$@"'
+        f'if [ "${{RANK:-0}}" = 0 ]; then exec {py} -Xfrozen_modules=off -m debugpy '
+        f'--listen 0.0.0.0:{DEBUGPY_PORT} --wait-for-client "$@"; fi; exec {py} "$@"'
     )
     return head + ["bash", "-c", wrapper, "danlu-rank"] + prog
