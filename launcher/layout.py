@@ -25,6 +25,7 @@
 
     <runs_dir>/.danlu-code/                  frozen code, shared by every run under runs_dir: its paths are in
                                              launcher/code/store_layout.py
+    <runs_dir>/.danlu-debug/<session>/0/     a `danlu debug` session (no store row): laid out as a run's folder
 
 Each restart has log files of its own, so a requeued job never writes over (or into) an earlier start's logs.
 The job side (launcher/job) and the login side both use this module; it imports nothing but the standard library.
@@ -51,6 +52,7 @@ def safe_name(name: Optional[str]) -> bool:
 
 _RESTART = re.compile(r"^restart-(\d+)\Z")
 LOGS = "logs"
+DEBUG_DIR = ".danlu-debug"  # under runs_dir: `danlu debug` sessions
 
 
 def attempt_name(attempt: int) -> str:
@@ -167,6 +169,11 @@ class SweepLayout:
 
     def run(self, index: int) -> "RunLayout":
         return RunLayout(self.root / str(index))
+
+    @classmethod
+    def debug_session(cls, runs_dir: Path, session: str) -> "SweepLayout":
+        """The folder of a `danlu debug` session, which the store never records: its run 0 is laid out as a run's."""
+        return cls(runs_dir / DEBUG_DIR / session)
 
     def lightning_config(self, index: int, attempt: int) -> Path:
         """The extra `--config` of a LightningCLI run's attempt, written at submit after the program's own."""

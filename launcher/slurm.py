@@ -238,3 +238,53 @@ def scancel(job_ids: Iterable[str]) -> None:
     ids = sorted(set(job_ids))
     if ids:
         run(["scancel", *ids])
+
+
+def step_job_id(job_id: str) -> str:
+    """The id `srun --jobid` takes (Slurm 22.05 refuses `<array>_<index>`): an array task's own job id, squeue's %A."""
+    if "_" not in job_id:
+        return job_id
+    found = run(["squeue", "-h", "-j", job_id, "-o", "%A"]).split()
+    if not found or not found[0].isdigit():
+        raise SlurmUnavailable(f"squeue: no job id for array task {job_id} (answer {' '.join(found)!r})")
+    return found[0]
+
+
+def step_argv(
+    command: List[str], job_id: Optional[str] = None, node: Optional[str] = None, pty: bool = False
+) -> List[str]:
+    """srun of one task on one node running `command`: inside the running job `job_id` on `node` (--overlap: beside
+    the job's own steps, on its CPUs, memory and GPUs), or, without a job id, inside the allocation it is started in
+    (salloc). `pty`: the task's terminal is srun's (an interactive shell)."""
+    argv = ["srun"]
+    if job_id is not None:
+        argv += ["--overlap", f"--jobid={job_id}"]
+    argv += ["--nodes=1", "--ntasks=1"]
+    if node is not None:
+        argv.append(f"--nodelist={node}")
+    if pty:
+        argv.append("--pty")
+    return argv + command
+
+
+# batch-only options of a job script's header, which an interactive allocation of the same shape leaves out
+_BATCH_ONLY = (
+    "--job-name",
+    "--comment",
+    "--output",
+    "--open-mode",
+    "--signal",
+    "--requeue",
+    "--no-requeue",
+    "--array",
+    "--mail-user",
+    "--mail-type",
+    "--export",
+)
+
+
+def salloc_argv(sbatch_options: List[str], job_name: str, command: List[str]) -> List[str]:
+    """salloc of the shape a job script's header asks for (its `#SBATCH` options, batch-only ones left out) that runs
+    `command` once it has the nodes, and releases them when the command ends."""
+    kept = [o for o in sbatch_options if o.split("=", 1)[0] not in _BATCH_ONLY]
+    return ["salloc", f"--job-name={job_name}", *kept, *command]

@@ -79,6 +79,8 @@ def test_commands_and_flags():
         "notify",
         "cancel",
         "show",
+        "attach",
+        "debug",
         "diff",
         "rerun",
         "cluster",
@@ -99,6 +101,8 @@ def test_commands_and_flags():
     assert complete("completion", "") == ["bash", "zsh"]
     assert complete("rerun", "--code", "") == ["own", "current"]
     assert complete("cluster", "") == ["init"]
+    assert complete("debug", "--d") == ["--debugpy", "--dry-run"]
+    assert complete("debug", "experiment=tiny_i") == ["experiment=tiny_ibq"]
     assert set(complete("gc", "--")) == {"--help", "--dry-run", "--older-than", "--json"}
     assert complete("gc", "--older-than", "") == []
     assert set(complete("cluster", "init", "--")) == {"--help", "--here", "--force", "--dry-run"}
@@ -162,6 +166,7 @@ def test_run_ids(store_env):
     # logs/show take a run: a sweep is offered as 'sweep/', and a single matching sweep as its runs
     assert complete("logs", "", env=store_env) == ["ibq-a10/", "dpo-beta-1127/"]
     assert complete("show", "dpo", env=store_env) == [f"dpo-beta-1127/{i}" for i in range(3)]
+    assert complete("attach", "dpo", env=store_env) == [f"dpo-beta-1127/{i}" for i in range(3)]
     assert complete("logs", "ibq-a10/0", "", env=store_env) == []
     # diff takes two runs, then nothing
     assert complete("diff", "dpo-beta-1127/0", "ib", env=store_env) == ["ibq-a10/0"]

@@ -248,7 +248,9 @@ def _options(parser: argparse.ArgumentParser) -> Set[str]:
 
 def option_problems(words: List[str], where: str) -> List[str]:
     """Check a command shown with placeholders: its verb (and action) exist, and each of its options is one that
-    verb takes. Positional words are not checked: they may be placeholders (RUN, SWEEP, OVERRIDE ...)."""
+    verb takes. Positional words are not checked: they may be placeholders (RUN, SWEEP, OVERRIDE ...). Words after `--`
+    are a command danlu runs elsewhere (danlu attach RUN -- py-spy dump --pid N), not danlu's."""
+    words = words[: words.index("--")] if "--" in words else words
     parser = _parser()
     verbs = _subparsers(parser)
     if not words or words[0].startswith("-"):

@@ -26,6 +26,8 @@ VERBS = (
     "stacks",
     "cancel",
     "show",
+    "attach",
+    "debug",
     "diff",
     "rerun",
     "cluster",
@@ -89,7 +91,13 @@ def parse(argv: list[str]) -> tuple[argparse.ArgumentParser, argparse.Namespace]
 
     first = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser("" if first is None else first if first in VERBS else None)
+    remote = None
+    if first == "attach" and "--" in argv:  # the command to run there: its words are never danlu's options
+        cut = argv.index("--")
+        argv, remote = argv[:cut], argv[cut + 1 :]
     args, extra = parser.parse_known_args(argv)
+    if remote is not None:
+        args.remote = list(args.remote) + remote
     # overrides may come after options (danlu submit --name x a=1 b=2): argparse leaves those over; an override
     # never starts with '-', so what does is an unknown option, named alone and answered by the verb's own --help
     unknown = [e for e in extra if e.startswith("-")] if hasattr(args, "overrides") else extra

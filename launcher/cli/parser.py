@@ -260,6 +260,31 @@ def _gc_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print [{store, trees_removed, ...}] on stdout")
 
 
+def _attach_arguments(p: argparse.ArgumentParser) -> None:
+    """`danlu attach`'s arguments."""
+    p.add_argument("run", metavar="RUN")
+    p.add_argument("--node", type=int, default=0, help="which node of the run's job, 0-based (default 0: the head)")
+    p.add_argument(
+        "--pty", action="store_true", help="give COMMAND a terminal (htop, an editor); a shell always has one"
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the srun command line; run nothing")
+    p.add_argument("remote", nargs="*", metavar="-- COMMAND", help="run this instead of a shell (e.g. -- nvidia-smi)")
+
+
+def _debug_arguments(p: argparse.ArgumentParser) -> None:
+    """`danlu debug`'s arguments."""
+    p.add_argument("overrides", nargs="*", metavar="OVERRIDE", help="Hydra overrides, as for danlu submit")
+    p.add_argument("--debugpy", action="store_true", help="rank 0 waits for a debugger (VS Code) on port 5678")
+    p.add_argument("--dry-run", action="store_true", help="print the salloc command line; allocate nothing")
+    p.add_argument("--config-dir", help="another folder of configs (<group>/<name>.yaml)")
+    p.add_argument("--template-dir", help="a folder with your own copies of templates/*.j2")
+    p.add_argument(
+        "--refresh-cluster",
+        action="store_true",
+        help="read the live cluster's facts again now (else at most once an hour: limits, partitions)",
+    )
+
+
 def _completion_arguments(p: argparse.ArgumentParser) -> None:
     """`danlu completion`'s arguments."""
     p.add_argument("shell", choices=["bash", "zsh"])
@@ -280,6 +305,12 @@ VERB_PARSERS: tuple[tuple[str, str, Callable[[argparse.ArgumentParser], None]], 
     ),
     ("cancel", "cancel runs or whole sweeps", _cancel_arguments),
     ("show", "everything needed to reproduce a run", _show_arguments),
+    ("attach", "a shell (or a command) inside a running run's job, on one of its nodes", _attach_arguments),
+    (
+        "debug",
+        "a shell in a Slurm allocation of a run's shape, its environment and launch command ready",
+        _debug_arguments,
+    ),
     ("diff", "what differs between two runs: resolved config, frozen code, job environment", _diff_arguments),
     ("rerun", "resubmit the failed runs of a sweep (or one run)", _rerun_arguments),
     (

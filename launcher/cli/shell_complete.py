@@ -76,7 +76,7 @@ VALUE_OPTIONS = {
     "--code",
     "--older-than",
 }
-RUN_ONLY = ("logs", "stacks", "show")  # take a run id, not a sweep
+RUN_ONLY = ("logs", "stacks", "show", "attach")  # take a run id, not a sweep
 LIMIT = 300
 
 
@@ -286,7 +286,7 @@ def _command_flags(subs: Dict[str, argparse.ArgumentParser], command: str, args:
 
 def _arguments(command: str, args: Sequence[str], cur: str, before: Sequence[str]) -> List[str]:
     """The positional arguments of `command` after `args`: overrides, sweep and run ids, subcommands."""
-    if command == "submit":
+    if command in ("submit", "debug"):
         return _overrides(cur, before)
     if command == "rerun":
         return _names(cur, runs_only=False) if not args else _overrides(cur, before)

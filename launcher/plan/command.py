@@ -5,6 +5,7 @@ program itself per task). The node agent fills in the tokens only a node knows (
 from __future__ import annotations
 
 import json
+import shlex
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from ..code.run_code import NO_CODE, RunCode
@@ -139,3 +140,24 @@ def launch_command(
         return cmd + list(launch.extra_args) + prog
     # lightning / python: one process per srun task, the program itself
     return [launch.python] + list(launch.extra_args) + prog
+
+
+DEBUGPY_PORT = 5678  # where rank 0 of `danlu debug --debugpy` waits for the debugger (VS Code's default)
+
+
+def under_debugpy(spec: RunSpec, argv: List[str], prog: List[str]) -> List[str]:
+    """A launch command (`argv`, ending with the program's `prog`) whose rank 0 starts under `python -m debugpy
+    --listen 0.0.0.0:5678 --wait-for-client` and the other ranks as before. A per-node launcher starts a small bash
+    wrapper instead of python (its --no-python), which picks by RANK; one program per task: the wrapper is the task."""
+    head = argv[: len(argv) - len(prog)]
+    if spec.launch.kind in ("accelerate", "torchrun"):
+        python = ["python"]
+        head.append("--no_python" if spec.launch.kind == "accelerate" else "--no-python")
+    else:
+        python, head = head, []  # launch.python and its own flags
+    py = shlex.join(python)
+    wrapper = (
+        f'if [ "${{RANK:-0}}" = 0 ]; then exec {py} -Xfrozen_modules=off -m debugpy '
+        f'--listen 0.0.0.0:{DEBUGPY_PORT} --wait-for-client "$@"; fi; exec {py} "$@"'
+    )
+    return head + ["bash", "-c", wrapper, "danlu-rank"] + prog

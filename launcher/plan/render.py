@@ -235,3 +235,53 @@ def render_notify_script(plan: NotifyPlan) -> str:
             command=plan.command,
         )
     )
+
+
+def sbatch_options(plan: JobPlan) -> List[str]:
+    """The options of the job script's `#SBATCH` lines (templates/header.sh.j2): what an interactive allocation of
+    the same shape asks for (slurm.salloc_argv)."""
+    header = _environment(plan.template_dir).get_template("header.sh.j2").render(**_context(plan))
+    return [w for line in header.splitlines() if line.startswith("#SBATCH ") for w in shlex.split(line[8:])]
+
+
+@dataclass(frozen=True)
+class ShellPlan:
+    """What a shell inside a run's allocation sets up (templates/shell.sh.j2): the job's environment, the run's
+    variables, its workdir; `discovery`: head node and port as the job script finds them; `functions`: shell code
+    after it (danlu debug's danlu-run)."""
+
+    title: str
+    prompt: str  # what the interactive shell's prompt starts with: (danlu RUN) node1:~$
+    spec: RunSpec
+    shape: Shape
+    run: RunPlan
+    interactive: bool
+    discovery: bool = False
+    port_command: str = ""
+    functions: str = ""
+    template_dir: Optional[str] = None
+
+
+def render_shell(plan: ShellPlan) -> str:
+    """The shell lines of a ShellPlan. Pure: no secret is in them (env.pass_env is passed by name by srun)."""
+    venv = env_dir(plan.spec)
+    text = (
+        _environment(plan.template_dir)
+        .get_template("shell.sh.j2")
+        .render(
+            version=__version__,
+            title=plan.title,
+            prompt=plan.prompt,
+            interactive=plan.interactive,
+            env=plan.spec.env,
+            venv=str(venv) if venv else "",
+            discovery=plan.discovery,
+            shape=plan.shape,
+            port=plan.spec.launch.port,
+            port_command=plan.port_command,
+            run_env=plan.run.env,
+            workdir=plan.run.workdir,
+            functions=plan.functions,
+        )
+    )
+    return re.sub(r"\n{3,}", "\n\n", text)
