@@ -11,19 +11,7 @@ from argparse import Namespace
 from typing import Any, List, Optional
 
 from ..errors import UserError
-from .common import open_store, store_errors
-
-
-def _latest(store: Any, name: str) -> Any:
-    """The run's latest attempt as Slurm has it now (Store.latest's full view); an unknown name is bad input."""
-    from ..state.reconcile import refresh
-
-    if store.run(name) is None:
-        hint = (
-            f"danlu status {name}  (attach takes one of its runs)" if store.sweep(name) else "`danlu status` lists runs"
-        )
-        raise UserError(f"no run named {name!r}", hint)
-    return refresh(store, store.latest(runs=[name])).rows[0]
+from .common import open_store, refreshed_run, store_errors
 
 
 def _refuse(row: Any) -> None:
@@ -79,7 +67,7 @@ def attach_argv(store: Any, args: Namespace, interactive_stdin: bool) -> List[st
     from ..spec.options import RunSpec
     from ..spec.validate import shape
 
-    row = _latest(store, args.run)
+    row = refreshed_run(store, args.run, "attach")
     _refuse(row)
     node = _node(row, args.node)
     spec = spec_from_dict(RunSpec, json.loads(row["config"]))

@@ -78,3 +78,15 @@ def wait_until_ended(store: Any, sweeps: list[str], runs: list[str] | None = Non
     rows = wait(store, sweeps, runs=runs or ()) or []
     err(render_plain(items(rows)))
     return 0 if all(r["state"] == "COMPLETED" for r in rows) else 1
+
+
+def refreshed_run(store: Any, name: str, verb: str) -> Any:
+    """The run's latest attempt as Slurm has it now (Store.latest's full view); an unknown name is bad input."""
+    from ..state.reconcile import refresh
+
+    if store.run(name) is None:
+        hint = (
+            f"danlu status {name}  ({verb} takes one of its runs)" if store.sweep(name) else "`danlu status` lists runs"
+        )
+        raise UserError(f"no run named {name!r}", hint)
+    return refresh(store, store.latest(runs=[name])).rows[0]

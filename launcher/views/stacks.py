@@ -14,10 +14,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
+from ..cli.common import refreshed_run
 from ..cli.output import err
 from ..errors import UserError
 from ..layout import RestartLayout, RunLayout
-from ..state.reconcile import refresh
 from ..state.stack_text import hang_summary, parse_sections, parse_stacks, program_files
 
 HEAD = re.compile(r"^# .* on (\S+) at \S+$")
@@ -39,7 +39,7 @@ def show_stacks(store: Any, run: str, timeout: float, as_json: bool) -> int:
     """Print the ranks' stacks; 1 when no node answered in time."""
     if timeout <= 0:
         raise UserError(f"--timeout {timeout:g}: must be more than 0", "e.g. --timeout 30")
-    row = _refreshed(store, run)
+    row = refreshed_run(store, run, "stacks")
     restarts = RunLayout(Path(row["run_dir"])).attempt(row["attempt"]).restarts()
     if row["state"] != "RUNNING":
         files = restarts[-1].stacks_files() if restarts else []
@@ -64,13 +64,6 @@ def show_stacks(store: Any, run: str, timeout: float, as_json: bool) -> int:
     stacks = read_files(answers)
     err(f"{len(stacks)} ranks read in {time.time() - started:.1f}s ({_ways(stacks)}); {run} goes on")
     return _print(stacks, row, as_json)
-
-
-def _refreshed(store: Any, run: str) -> Any:
-    """The run's latest attempt, as Slurm has it now."""
-    if store.run(run) is None:
-        raise UserError(f"no run named {run!r}", "`danlu status --all` lists runs (ids look like sweep/3)")
-    return refresh(store, store.latest(runs=[run])).rows[0]
 
 
 def ask(restart: RestartLayout, tags: Sequence[str], timeout: float) -> Dict[str, Path]:
