@@ -4,10 +4,13 @@ doing; and the refusals, each one line with a hint and exit 2."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-from danlu_helpers import danlu, private_env
+from danlu_helpers import REPO, danlu, private_env
 
 from launcher.layout import SweepLayout
 
@@ -25,8 +28,18 @@ def _wait_for_step(restart_dir: Path, timeout: float = 120) -> None:
 
 def test_stacks_of_a_local_run_are_read_while_it_trains(tmp_path):
     env = private_env(tmp_path)
-    done = danlu("submit", *LOCAL, "args.max_train_steps=300", "--name", "loc", "--json", env=env, check=True)
-    run = json.loads(done.stdout)["runs"][0]["run"]
+    out = tmp_path / "submit.out"
+    with open(out, "w") as f:  # not a pipe: the local run keeps what it inherits open until it ends
+        started = subprocess.run(
+            [sys.executable, "-m", "launcher.cli", "submit", *LOCAL, "args.max_train_steps=300", "--name", "loc"],
+            stdout=f,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, **env, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+            cwd=REPO,
+            timeout=120,
+        )
+    assert started.returncode == 0, out.read_text()
+    run = "loc/0"
     restart = SweepLayout(Path(env["DANLU_RUNS_DIR"]) / "loc").run(0).attempt(1).restart(0)
     try:
         _wait_for_step(restart.root)
