@@ -14,18 +14,9 @@ from .output import err
 
 def run(args: Namespace) -> int:
     from ..submit.debug import DebugRequest, plan_debug
+    from .submit import submit_request
 
-    plan = plan_debug(
-        DebugRequest(
-            overrides=args.overrides,
-            config_dir=args.config_dir,
-            template_dir=args.template_dir,
-            refresh_cluster=args.refresh_cluster,
-            debugpy=args.debugpy,
-            dry_run=args.dry_run,
-            pty=sys.stdin.isatty(),
-        )
-    )
+    plan = plan_debug(DebugRequest(submit_request(args), debugpy=args.debugpy, pty=sys.stdin.isatty()))
     for line in plan.warnings:
         err(f"warning: {line}")
     if args.dry_run:

@@ -12,25 +12,31 @@ from .common import in_jobs
 from .output import err
 
 if TYPE_CHECKING:
-    from ..submit.prepare import SubmitPlan
+    from ..submit.prepare import SubmitPlan, SubmitRequest
+
+
+def submit_request(args: Namespace) -> "SubmitRequest":
+    """What the command line asked to submit (`danlu debug` shares the options it has)."""
+    from ..submit.prepare import SubmitRequest
+
+    return SubmitRequest(
+        overrides=args.overrides,
+        multirun=getattr(args, "multirun", False),
+        name=getattr(args, "name", None),
+        config_dir=args.config_dir,
+        template_dir=args.template_dir,
+        reuse_output=getattr(args, "reuse_output", False),
+        refresh_cluster=getattr(args, "refresh_cluster", False),
+        dry_run=args.dry_run,
+    )
 
 
 def run(args: Namespace) -> int:
     with phase("imports"):
         from ..submit import notify_job
-        from ..submit.prepare import SubmitRequest, prepare_submit
+        from ..submit.prepare import prepare_submit
 
-    request = SubmitRequest(
-        overrides=args.overrides,
-        multirun=args.multirun,
-        name=args.name,
-        config_dir=args.config_dir,
-        template_dir=args.template_dir,
-        reuse_output=args.reuse_output,
-        refresh_cluster=getattr(args, "refresh_cluster", False),
-        dry_run=args.dry_run,
-    )
-    prepared = prepare_submit(request)
+    prepared = prepare_submit(submit_request(args))
     for line in prepared.warnings:
         err(f"warning: {line}")
     if not args.dry_run:

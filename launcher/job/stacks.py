@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..layout import RestartLayout
 from .agent_log import Say
@@ -156,15 +156,17 @@ def _why_unread(tracer: bool, faulthandler: bool) -> str:
 def _by_tracer(tracer: str, rank_pids: Dict[int, int], until: float) -> Dict[int, Tuple[str, str]]:
     """The ranks py-spy could read, in parallel: rank -> (way, its dump)."""
     out: Dict[int, Tuple[str, str]] = {}
-    threads = [
-        threading.Thread(target=_trace_one, args=(tracer, rank, pid, until, out), daemon=True)
-        for rank, pid in rank_pids.items()
-    ]
+    _in_threads([(_trace_one, (tracer, rank, pid, until, out)) for rank, pid in rank_pids.items()], until)
+    return dict(out)
+
+
+def _in_threads(calls: List[Tuple[Callable[..., None], Tuple[Any, ...]]], until: float) -> None:
+    """Run each call in a thread of its own; wait for them until `until` (and a second more)."""
+    threads = [threading.Thread(target=fn, args=args, daemon=True) for fn, args in calls]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=max(0.0, until - time.time()) + 1.0)
-    return dict(out)
 
 
 def _trace_one(tracer: str, rank: int, pid: int, until: float, out: Dict[int, Tuple[str, str]]) -> None:
@@ -201,14 +203,7 @@ def _by_faulthandler(rank_pids: Dict[int, int], shared: Path, deadline: float) -
     for rank, pid in sorted(rank_pids.items()):
         by_file.setdefault(stderr_file(pid, shared), []).append((rank, pid))
     out: Dict[int, Tuple[str, str]] = {}
-    threads = [
-        threading.Thread(target=_dump_each, args=(path, ranks, deadline, out), daemon=True)
-        for path, ranks in by_file.items()
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=max(0.0, deadline - time.time()) + 1.0)
+    _in_threads([(_dump_each, (path, ranks, deadline, out)) for path, ranks in by_file.items()], deadline)
     return dict(out)
 
 

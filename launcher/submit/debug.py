@@ -14,7 +14,7 @@ import shlex
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Optional
 
 from ..errors import UserError
 from ..layout import SweepLayout
@@ -25,12 +25,8 @@ from .prepare import SubmitRequest, prepare_submit
 class DebugRequest:
     """What `danlu debug` was asked for."""
 
-    overrides: Sequence[str]
-    config_dir: Optional[str] = None
-    template_dir: Optional[str] = None
-    refresh_cluster: bool = False
+    submit: SubmitRequest  # the run, composed and checked as `danlu submit` would
     debugpy: bool = False
-    dry_run: bool = False
     pty: bool = True  # the caller's stdin is a terminal
 
 
@@ -67,15 +63,7 @@ def _refuse_local(prepared: Any) -> None:
 
 def plan_debug(request: DebugRequest) -> DebugPlan:
     """Compose and check as submit does (bad input raises submit's UserError), then plan the session."""
-    prepared = prepare_submit(
-        SubmitRequest(
-            overrides=request.overrides,
-            config_dir=request.config_dir,
-            template_dir=request.template_dir,
-            refresh_cluster=request.refresh_cluster,
-            dry_run=request.dry_run,
-        )
-    )
+    prepared = prepare_submit(request.submit)
     prepared.verdict.refuse()
     _refuse_local(prepared)
     cfg, shape = prepared.cfgs[0], prepared.verdict.shapes[0]
@@ -94,7 +82,7 @@ def plan_debug(request: DebugRequest) -> DebugPlan:
         array=None,
         agent_command="",
         port_command=shell.port_command,
-        template_dir=request.template_dir,
+        template_dir=request.submit.template_dir,
     )
     step = slurm.step_argv(shell_command(shell.setup(), []), pty=request.pty)
     argv = slurm.salloc_argv(sbatch_options(header), shell.run.sweep, step)
@@ -128,6 +116,6 @@ def _session(request: DebugRequest, cfg: Any, shape: Any) -> Any:
         socket.gethostname(),
         request.debugpy,
         f"{danlu_python()} -m launcher.job.port",
-        request.template_dir,
+        request.submit.template_dir,
     )
     return shell, extra
