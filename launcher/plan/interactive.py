@@ -8,12 +8,15 @@ it (env.pass_env reaches the node by name: srun passes the caller's environment)
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..node_agent import HEAD_ADDR, LOG_DIR, NODE_RANK, PER_NODE_LAUNCHERS, PORT
+from ..spec.file_checks import env_dir
 from ..spec.options import RunSpec
 from ..spec.validate import Shape
 from .command import DEBUGPY_PORT
@@ -39,10 +42,22 @@ def attach_setup(row: Any, spec: RunSpec, shape: Shape, interactive: bool, templ
         run_dir=row["run_dir"],
         workdir=row["workdir"],
         command=row["command"] or "",
+        code_path=frozen_code_path(row, spec),
     )
     title = f"a shell in the job of run {row['run']}"
     plan = ShellPlan(title, f"danlu attach {row['run']}", spec, shape, run, interactive, template_dir=template_dir)
     return render_shell(plan)
+
+
+def frozen_code_path(row: Any, spec: RunSpec) -> str:
+    """The PYTHONPATH into the run's frozen code, as its job has it ("" for a run of the live workdir)."""
+    if not row["code"]:
+        return ""
+    from ..code.imports import python_path, site_dirs
+    from ..code.store_layout import CodeLayout
+
+    tree = CodeLayout.of_run_dir(Path(row["run_dir"])).tree(row["code"])
+    return os.pathsep.join(python_path(tree, Path(row["workdir"]), site_dirs(env_dir(spec))))
 
 
 # the node agent's tokens (job/node_env.node_argv) as the debug shell knows them
