@@ -88,7 +88,7 @@ def test_attach_opens_a_shell_on_the_chosen_node_of_a_running_run(slurm_cluster,
         term.wait_for(r"\(danlu attach .*\) node2:", timeout=60)
         term.type("echo NODE=$SLURMD_NODENAME HOST=$(hostname) RUN=$DANLU_RUN_ID")
         term.wait_for(rf"^NODE=node2 HOST={re.escape(socket.gethostname())} RUN={re.escape(run)}$")
-        term.type('echo CODE=$PYTHONPATH')  # the run's frozen code first on the import path, as in its job
+        term.type("echo CODE=$PYTHONPATH")  # the run's frozen code first on the import path, as in its job
         term.wait_for(r"^CODE=/\S*/\.danlu-code/trees/[0-9a-f]+(:|$)")
         term.type("python -c 'import torch, sys; print(\"PY=\" + sys.executable)'")
         term.wait_for(rf"^PY={re.escape(sys.executable)}$")
