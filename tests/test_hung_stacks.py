@@ -209,19 +209,19 @@ def test_py_spy_reads_the_ranks_and_leaves_them_running(tmp_path, train, procs):
 STACKS_FILE = """\
 # the training processes of node0 on node1 at 2026-05-01T12:00:00
 rank 0 (pid 101) via py-spy --native
-Process 101: /work/.venv/bin/python /work/train.py
+Process 101: /home/ana/proj/.venv/bin/python /home/ana/proj/train.py
 Python v3.11.7 (/usr/bin/python3.11)
 
 Thread 130 (idle): "pin_memory"
-    _worker_loop (/work/.venv/lib/python3.11/site-packages/torch/utils/data/_utils/pin_memory.py:52)
+    _worker_loop (/home/ana/proj/.venv/lib/python3.11/site-packages/torch/utils/data/_utils/pin_memory.py:52)
 Thread 101 (idle): "MainThread"
     0x7fe2024a3f16 (libc.so.6)
     c10d::ProcessGroupGloo::AsyncWork::wait(std::chrono::duration<long, std::ratio<1l, 1000l> >) (libtorch_cpu.so)
     gloo::transport::tcp::UnboundBuffer::waitRecv (/build/gloo/transport/tcp/unbound_buffer.cc:81)
-    all_reduce (/work/.venv/lib/python3.11/site-packages/torch/distributed/distributed_c10d.py:2806)
-    wrapper (/work/.venv/lib/python3.11/site-packages/torch/distributed/c10d_logger.py:81)
-    train_step (/work/train.py:412)
-    <module> (/work/train.py:450)
+    all_reduce (/home/ana/proj/.venv/lib/python3.11/site-packages/torch/distributed/distributed_c10d.py:2806)
+    wrapper (/home/ana/proj/.venv/lib/python3.11/site-packages/torch/distributed/c10d_logger.py:81)
+    train_step (/home/ana/proj/train.py:412)
+    <module> (/home/ana/proj/train.py:450)
 rank 2 (pid 103) via faulthandler
 Fatal Python error: Aborted
 
@@ -230,9 +230,9 @@ Thread 0x00007f0a2c000640 (most recent call first):
   File "/usr/lib/python3.11/threading.py", line 1002 in _bootstrap
 
 Current thread 0x00007f0a2c23b80 (most recent call first):
-  File "/work/.venv/lib/python3.11/site-packages/torch/utils/data/dataloader.py", line 631 in __next__
-  File "/work/train.py", line 388 in train_step
-  File "/work/train.py", line 450 in <module>
+  File "/home/ana/proj/.venv/lib/python3.11/site-packages/torch/utils/data/dataloader.py", line 631 in __next__
+  File "/home/ana/proj/train.py", line 388 in train_step
+  File "/home/ana/proj/train.py", line 450 in <module>
 
 Extension modules: numpy.core._multiarray_umath, torch._C (total: 2)
 rank 3 (pid 104) via none: the process had ended
@@ -252,7 +252,7 @@ def test_both_formats_give_each_rank_its_main_thread_innermost_first():
         Frame("gloo::transport::tcp::UnboundBuffer::waitRecv", "/build/gloo/transport/tcp/unbound_buffer.cc:81", 0),
     ]
     assert stacks[0][3] == Frame(
-        "all_reduce", "/work/.venv/lib/python3.11/site-packages/torch/distributed/distributed_c10d.py", 2806
+        "all_reduce", "/home/ana/proj/.venv/lib/python3.11/site-packages/torch/distributed/distributed_c10d.py", 2806
     )
     assert [f.function for f in stacks[2]] == ["__next__", "train_step", "<module>"]
     assert stacks[3] == []
@@ -261,22 +261,22 @@ def test_both_formats_give_each_rank_its_main_thread_innermost_first():
         (2, 103, "faulthandler"),
         (3, 104, "none"),
     ]
-    summary = hang_summary(stacks, program_files(["/work"]))
+    summary = hang_summary(stacks, program_files(["/home/ana/proj"]))
     assert summary == (
         "rank 0 in all_reduce (train.py:412), rank 2 in __next__ (train.py:388), rank 3 with no stack read"
     )
 
 
 # ---- where the ranks are, in one line ----------------------------------------------------------------------------
-VENV = "/work/.venv/lib/python3.11/site-packages"
+VENV = "/home/ana/proj/.venv/lib/python3.11/site-packages"
 IN_ALL_REDUCE = [
     Frame("all_reduce", f"{VENV}/torch/distributed/distributed_c10d.py", 2806),
-    Frame("train_step", "/work/train.py", 412),
-    Frame("main", "/work/train.py", 440),
+    Frame("train_step", "/home/ana/proj/train.py", 412),
+    Frame("main", "/home/ana/proj/train.py", 440),
 ]
 IN_NEXT = [
     Frame("DataLoader.__next__", f"{VENV}/torch/utils/data/dataloader.py", 631),
-    Frame("train_step", "/work/train.py", 388),
+    Frame("train_step", "/home/ana/proj/train.py", 388),
 ]
 IN_STDLIB = [Frame("Condition.wait", "/usr/lib/python3.11/threading.py", 327)]
 NATIVE_ONLY = [Frame("0x7fe2024a3f16", "libc.so.6", 0)]
@@ -285,7 +285,7 @@ IN_BACKWARD = [  # DDP's gradient all-reduce, read with the native frames
     Frame("c10d::Reducer::finalize_backward()", f"{VENV}/torch/lib/libtorch_cpu.so", 0),
     Frame("THPEngine_run_backward", f"{VENV}/torch/lib/libtorch_python.so", 0),
     Frame("_engine_run_backward", f"{VENV}/torch/autograd/graph.py", 979),
-    Frame("main", "/work/train.py", 445),
+    Frame("main", "/home/ana/proj/train.py", 445),
 ]
 A, B = "all_reduce (train.py:412)", "DataLoader.__next__ (train.py:388)"
 
@@ -319,24 +319,24 @@ A, B = "all_reduce (train.py:412)", "DataLoader.__next__ (train.py:388)"
     ],
 )
 def test_the_summary_groups_ranks_by_where_they_are(stacks, expected):
-    assert hang_summary(stacks, program_files(["/work"])) == expected
+    assert hang_summary(stacks, program_files(["/home/ana/proj"])) == expected
 
 
 @pytest.mark.parametrize(
     "path, mine",
     [
-        ("/work/train.py", True),
-        ("/work/models/vq.py", True),
+        ("/home/ana/proj/train.py", True),
+        ("/home/ana/proj/models/vq.py", True),
         ("train.py", True),
         (f"{VENV}/torch/nn/modules/module.py", False),
         ("/usr/lib/python3.11/threading.py", False),
         ("<frozen runpy>", False),
-        ("/workshop/train.py", False),
+        ("/home/ana/project-b/train.py", False),
         ("/code/trees/k1/train.py", True),
     ],
 )
 def test_the_program_is_the_workdir_and_its_frozen_code_without_installed_packages(path, mine):
-    assert program_files(["/work", "/code/trees/k1"])(path) is mine
+    assert program_files(["/home/ana/proj", "/code/trees/k1"])(path) is mine
 
 
 # ---- the watchdog ----------------------------------------------------------------------------------------------

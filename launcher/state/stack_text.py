@@ -7,12 +7,12 @@ A stacks file holds one section per rank, each opened by a header `rank R (pid P
     Thread 4242 (idle): "MainThread"
         PyThread_acquire_lock_timed (libpython3.11.so.1.0)
         all_reduce (/venv/lib/python3.11/site-packages/torch/distributed/distributed_c10d.py:2806)
-        train_step (/work/train.py:412)
+        train_step (/home/ana/proj/train.py:412)
 
     faulthandler (PYTHONFAULTHANDLER=1, on SIGABRT):
     Current thread 0x00007f0a2c23b80 (most recent call first):
       File "/venv/lib/python3.11/site-packages/torch/distributed/distributed_c10d.py", line 2806 in all_reduce
-      File "/work/train.py", line 412 in train_step
+      File "/home/ana/proj/train.py", line 412 in train_step
 
 Both list the innermost frame first. py-spy's native frames (`--native`) name a library, not a file and line:
 they are kept with line 0 and never name where a rank is. Standard library only.
