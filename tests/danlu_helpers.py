@@ -222,3 +222,31 @@ def local_run_row(sweep_dir: Path, sweep: str, index: int, workdir: Path, config
     )
     values.update(fields)
     return NewRun(**values)
+
+
+def submit_local(*args: str, env: Dict[str, str], out: Path) -> None:
+    """`danlu submit ARGS` of a local run, its output into the file `out`: not a pipe, which the local run would keep
+    open (and a reader waiting) until it ends."""
+    with open(out, "w") as f:
+        started = subprocess.run(
+            [sys.executable, "-m", "launcher.cli", "submit", *args],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+            cwd=REPO,
+            timeout=120,
+        )
+    assert started.returncode == 0, out.read_text()
+
+
+def wait_for_log_text(folder: Path, text: str, timeout: float) -> None:
+    """Until a `*.log` of `folder` (a restart's: its node and rank logs) holds `text`."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        logs = list(folder.glob("*.log")) if folder.is_dir() else []
+        if any(text in p.read_text(errors="replace") for p in logs):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"no {text!r} in the logs of {folder} within {timeout}s")

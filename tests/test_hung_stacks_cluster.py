@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from pathlib import Path
 
 import pytest
-from danlu_helpers import danlu, danlu_env, submit_json, wait_status  # noqa: F401
+from danlu_helpers import danlu, danlu_env, submit_json, wait_for_log_text, wait_status  # noqa: F401
 
 from launcher.layout import SweepLayout
 
@@ -61,24 +60,13 @@ def test_a_hung_two_node_run_names_where_its_ranks_waited(slurm_cluster, danlu_e
     assert ranks == {"0", "1", "2", "3"}, shown.stdout[-2000:]
 
 
-def _wait_for_steps(restart_dir: Path, timeout: float) -> None:
-    """Until every rank of the run has trained a step (rank 0 logs them; the others are in the same collectives)."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        logs = list(restart_dir.glob("*.log")) if restart_dir.is_dir() else []
-        if any("step=2" in p.read_text(errors="replace") for p in logs):
-            return
-        time.sleep(1.0)
-    raise AssertionError(f"no step logged in {restart_dir} within {timeout}s")
-
-
 def test_stacks_of_a_running_two_node_run_are_read_and_the_run_goes_on(slurm_cluster, danlu_env):
     name = "asked"
     running = [a for a in HUNG if "hang" not in a and "max_train_steps" not in a and "sleep_per_step" not in a]
     submit_json(*running, "args.max_train_steps=40", "args.sleep_per_step=0.5", "--name", name, env=danlu_env)
     wait_status(name, danlu_env, timeout=240, started=True)
     restart = SweepLayout(Path(danlu_env["DANLU_RUNS_DIR"]) / name).run(0).attempt(1).restart(0)
-    _wait_for_steps(restart.root, timeout=120)
+    wait_for_log_text(restart.root, "step=2", timeout=120)
     done = danlu("stacks", f"{name}/0", "--json", env=danlu_env)
     assert done.returncode == 0, done.stderr
     stacks = json.loads(done.stdout)

@@ -5,15 +5,12 @@ thing on every verb (`rerun --wait` as `submit --wait`). Local runs (cluster=loc
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from danlu_helpers import REPO, danlu, danlu_env, danlu_inprocess, private_env, wait_status  # noqa: F401
+from danlu_helpers import REPO, danlu, danlu_env, danlu_inprocess, private_env, submit_local, wait_status  # noqa: F401
 
 TINY = ["experiment=tiny_dpo", "cluster=local", "args.max_train_steps=3", "args.pretrain_steps=5"]
 
@@ -238,16 +235,7 @@ def test_rerun_takes_its_own_config_and_template_dirs(reran, tmp_path):
 def test_cancel_dry_run_and_json(tmp_path):
     env = private_env(tmp_path)
     slow = [o for o in TINY if not o.startswith("args.max_train_steps=")] + ["args.max_train_steps=200"]
-    with open(tmp_path / "out", "w") as out:  # not a pipe: the local run keeps what it inherits open until it ends
-        started = subprocess.run(
-            [sys.executable, "-m", "launcher.cli", "submit", *slow, "args.sleep_per_step=1", "--name", "long"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **env, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
-            cwd=REPO,
-            timeout=120,
-        )
-    assert started.returncode == 0, (tmp_path / "out").read_text()
+    submit_local(*slow, "args.sleep_per_step=1", "--name", "long", env=env, out=tmp_path / "out")
     dry = danlu("cancel", "long", "--dry-run", "--json", env=env)
     assert dry.returncode == 0, dry.stderr
     assert [r["run"] for r in json.loads(dry.stdout)] == ["long/0"] and "nothing cancelled" in dry.stderr
