@@ -3,6 +3,7 @@ read back from both tools' formats; summed up in the line that ends the job, acr
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import shutil
@@ -29,10 +30,13 @@ from launcher.node_agent import NodeAgent
 from launcher.state.reasons import classify
 from launcher.state.stack_text import Frame, hang_summary, parse_sections, parse_stacks, program_files
 
-# a rank that blocks, as one waiting for a peer in a collective does; rank 2 blocks elsewhere
+# a rank that blocks, as one waiting for a peer in a collective does; rank 2 blocks elsewhere. It says "ready"
+# from a thread of its own once both other threads are at their waiting line, and that thread then ends.
 TRAIN = """\
 import os
+import sys
 import threading
+import time
 
 
 def wait_for_peer():
@@ -43,9 +47,26 @@ def load_batch():
     threading.Event().wait()
 
 
+def at_a_wait(frame, waits):
+    while frame is not None and waits.get(frame.f_code) != frame.f_lineno:
+        frame = frame.f_back
+    return frame is not None
+
+
+def say_ready_once_blocked():
+    waits = {f.__code__: f.__code__.co_firstlineno + 1 for f in (wait_for_peer, load_batch)}
+    me = threading.get_ident()
+    while True:
+        others = [f for ident, f in sys._current_frames().items() if ident != me]
+        if len(others) == 2 and all(at_a_wait(f, waits) for f in others):
+            print("ready", flush=True)
+            return
+        time.sleep(0.01)
+
+
 def main():
     threading.Thread(target=load_batch, name="loader", daemon=True).start()
-    print("ready", flush=True)
+    threading.Thread(target=say_ready_once_blocked, name="ready").start()
     if os.environ.get("RANK") == "2":
         load_batch()
     wait_for_peer()
@@ -53,17 +74,35 @@ def main():
 
 main()
 """
-WAIT_LINE = 6  # threading.Event().wait() in wait_for_peer
-LOAD_LINE = 10  # ... in load_batch
+WAIT_LINE = 8  # threading.Event().wait() in wait_for_peer
+LOAD_LINE = 12  # ... in load_batch
+MAIN_LINE = 37  # wait_for_peer() in main
+MODULE_LINE = 40  # main()
 assert (
     TRAIN.splitlines()[WAIT_LINE - 1].strip()
     == TRAIN.splitlines()[LOAD_LINE - 1].strip()
     == ("threading.Event().wait()")
 )
+assert TRAIN.splitlines()[MAIN_LINE - 1].strip() == "wait_for_peer()"
+assert TRAIN.splitlines()[MODULE_LINE - 1] == "main()"
+
+
+def wait_until_ready(p: "subprocess.Popen[bytes]") -> None:
+    """Until the rank says "ready" and the thread that said it has ended, leaving its two waiting threads."""
+    assert p.stdout is not None and p.stdout.readline() == b"ready\n"
+    deadline = time.time() + 30
+    while len(os.listdir(f"/proc/{p.pid}/task")) != 2:
+        assert time.time() < deadline, "the thread that said ready did not end"
+        time.sleep(0.01)
+
 
 # a per-node launcher: its ranks in sessions of their own, each rank's stderr a file of its own (torch elastic)
-LAUNCHER = """
-import os, subprocess, sys
+LAUNCHER = (
+    """
+import os, subprocess, sys, time
+"""
+    + inspect.getsource(wait_until_ready)
+    + """
 train, first, folder = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 ranks = []
 for r in (first, first + 1):
@@ -72,11 +111,12 @@ for r in (first, first + 1):
     ranks.append(subprocess.Popen([sys.executable, train], env=env, stdout=subprocess.PIPE, stderr=err,
                                   start_new_session=True))
 for p in ranks:
-    p.stdout.readline()
+    wait_until_ready(p)
 print("started", flush=True)
 for p in ranks:
     p.wait()
 """
+)
 
 
 def restart_folder(tmp_path: Path) -> RestartLayout:
@@ -107,7 +147,7 @@ def start_rank(train: Path, rank: int, stderr: Any, procs: List["subprocess.Pope
     env = dict(os.environ, PYTHONFAULTHANDLER="1", RANK=str(rank))
     p = subprocess.Popen([sys.executable, str(train)], env=env, stdout=subprocess.PIPE, stderr=stderr)
     procs.append(p)
-    assert p.stdout is not None and p.stdout.readline() == b"ready\n"
+    wait_until_ready(p)
     return int(p.pid)
 
 
@@ -136,8 +176,8 @@ def test_without_a_tracer_faulthandler_records_every_thread_of_each_rank(tmp_pat
     stacks = parse_stacks(text)
     assert [(f.function, f.line) for f in stacks[0] if f.file == str(train)] == [
         ("wait_for_peer", WAIT_LINE),
-        ("main", 18),
-        ("<module>", 21),
+        ("main", MAIN_LINE),
+        ("<module>", MODULE_LINE),
     ]
     assert hang_summary(stacks, program_files([str(train.parent)])) == f"2 of 2 ranks in wait (train.py:{WAIT_LINE})"
     assert [p.wait(timeout=5) for p in procs] == [-signal.SIGABRT] * 2
