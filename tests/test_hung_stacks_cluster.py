@@ -63,7 +63,7 @@ def test_a_hung_two_node_run_names_where_its_ranks_waited(slurm_cluster, danlu_e
 def test_stacks_of_a_running_two_node_run_are_read_and_the_run_goes_on(slurm_cluster, danlu_env):
     name = "asked"
     running = [a for a in HUNG if "hang" not in a and "max_train_steps" not in a and "sleep_per_step" not in a]
-    submit_json(*running, "args.max_train_steps=40", "args.sleep_per_step=0.5", "--name", name, env=danlu_env)
+    submit_json(*running, "args.max_train_steps=80", "args.sleep_per_step=0.5", "--name", name, env=danlu_env)
     wait_status(name, danlu_env, timeout=240, started=True)
     restart = SweepLayout(Path(danlu_env["DANLU_RUNS_DIR"]) / name).run(0).attempt(1).restart(0)
     wait_for_log_text(restart.root, "step=2", timeout=120)
