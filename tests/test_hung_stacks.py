@@ -31,8 +31,9 @@ from launcher.state.reasons import classify
 from launcher.state.stack_text import Frame, hang_summary, parse_sections, parse_stacks, program_files
 
 # a rank that blocks, as one waiting for a peer in a collective does; rank 2 blocks elsewhere. It says "ready"
-# from a thread of its own once both other threads are at their waiting line, and that thread then ends.
+# from a thread of its own once both other threads block in their wait's lock, and that thread then ends.
 TRAIN = """\
+import linecache
 import os
 import sys
 import threading
@@ -47,7 +48,11 @@ def load_batch():
     threading.Event().wait()
 
 
-def at_a_wait(frame, waits):
+def blocked(frame, waits):
+    if frame.f_code is not threading.Condition.wait.__code__ or "gotit" not in frame.f_locals:
+        return False  # not yet at the acquire that blocks
+    if linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip() != "waiter.acquire()":
+        return False
     while frame is not None and waits.get(frame.f_code) != frame.f_lineno:
         frame = frame.f_back
     return frame is not None
@@ -58,7 +63,7 @@ def say_ready_once_blocked():
     me = threading.get_ident()
     while True:
         others = [f for ident, f in sys._current_frames().items() if ident != me]
-        if len(others) == 2 and all(at_a_wait(f, waits) for f in others):
+        if len(others) == 2 and all(blocked(f, waits) for f in others):
             print("ready", flush=True)
             return
         time.sleep(0.01)
@@ -74,10 +79,10 @@ def main():
 
 main()
 """
-WAIT_LINE = 8  # threading.Event().wait() in wait_for_peer
-LOAD_LINE = 12  # ... in load_batch
-MAIN_LINE = 37  # wait_for_peer() in main
-MODULE_LINE = 40  # main()
+WAIT_LINE = 9  # threading.Event().wait() in wait_for_peer
+LOAD_LINE = 13  # ... in load_batch
+MAIN_LINE = 42  # wait_for_peer() in main
+MODULE_LINE = 45  # main()
 assert (
     TRAIN.splitlines()[WAIT_LINE - 1].strip()
     == TRAIN.splitlines()[LOAD_LINE - 1].strip()
