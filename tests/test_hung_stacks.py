@@ -21,7 +21,7 @@ from launcher.job import stacks as stacks_module
 from launcher.job import watchdog
 from launcher.job.peers import end_for_failed_peer
 from launcher.job.proctree import descendants, kill
-from launcher.job.stacks import record_hung_stacks
+from launcher.job.stacks import record_hung_stacks, tracer_error
 from launcher.job.start_state import StartState
 from launcher.job.stops import StopHandlers
 from launcher.job.watchdog import watch_silence
@@ -250,6 +250,51 @@ def test_py_spy_reads_the_ranks_and_leaves_them_running(tmp_path, train, procs):
     assert summary == f"2 of 2 ranks in Condition.wait (train.py:{WAIT_LINE})"
 
 
+def test_a_rank_whose_native_frames_are_slow_to_read_is_read_without_them_and_left_running(tmp_path, train, procs):
+    """Reading a big library's symbols can outlast the native dump's share of the time on a busy node."""
+    slow = tmp_path / "py-spy"
+    slow.write_text(f'#!/bin/sh\ncase " $* " in *" --native "*) exec sleep 60;; esac\nexec {py_spy()} "$@"\n')
+    slow.chmod(0o755)
+    logs = restart_folder(tmp_path)
+    ranks = two_ranks(train, tmp_path, procs)
+    if subprocess.run([py_spy(), "dump", "--pid", str(ranks[0])], capture_output=True).returncode != 0:
+        if os.environ.get("CI", "").lower() != "true":
+            pytest.skip("py-spy cannot read another process here (ptrace not permitted)")
+    report = record_hung_stacks(ranks, logs, lambda _: None, "node0", lambda: str(slow), limit_s=6.0)
+    assert report.ways == {0: "py-spy", 1: "py-spy"}
+    assert all(p.poll() is None for p in procs)
+    sections = parse_sections(logs.stacks("node0").read_text())
+    assert [s.note for s in sections] == ["no native frames (py-spy dump --native took over 1s)"] * 2
+    assert all(f"wait_for_peer ({train}:{WAIT_LINE})" in "\n".join(s.body) for s in sections)
+
+
+PY_SPY_BUSY = """\
+Error: Failed to get stack traces
+
+Caused by:
+    0: Failed to suspend process
+    1: EPERM: Operation not permitted
+    2: EPERM: Operation not permitted
+
+Stack backtrace:
+   0: <E as anyhow::context::ext::StdError>::ext_context
+   1: py_spy::python_spy::PythonSpy::get_stack_traces
+"""
+
+
+@pytest.mark.parametrize(
+    "stderr, words",
+    [
+        (PY_SPY_BUSY, "Failed to get stack traces: Failed to suspend process: EPERM: Operation not permitted"),
+        ("Error: Permission Denied (os error 13)\n", "Permission Denied (os error 13)"),
+        ("", ""),
+    ],
+    ids=["another tracer holds the rank", "no permission", "silent"],
+)
+def test_a_tracers_error_is_one_line_without_its_backtrace(stderr, words):
+    assert tracer_error(stderr) == words
+
+
 # ---- the two formats read back ---------------------------------------------------------------------------------
 STACKS_FILE = """\
 # the training processes of node0 on node1 at 2026-05-01T12:00:00
@@ -332,7 +377,9 @@ IN_BACKWARD = [  # DDP's gradient all-reduce, read with the native frames
     Frame("_engine_run_backward", f"{VENV}/torch/autograd/graph.py", 979),
     Frame("main", "/home/ana/proj/train.py", 445),
 ]
+IN_AUTOGRAD = [Frame("torch::autograd::Engine::thread_main", "libtorch_cpu.so", 0), *IN_BACKWARD[3:]]
 A, B = "all_reduce (train.py:412)", "DataLoader.__next__ (train.py:388)"
+D, E = "c10d::Reducer::finalize_backward (train.py:445)", "_engine_run_backward (train.py:445)"
 
 
 @pytest.mark.parametrize(
@@ -345,10 +392,11 @@ A, B = "all_reduce (train.py:412)", "DataLoader.__next__ (train.py:388)"
         ({0: IN_STDLIB, 1: IN_STDLIB}, "2 of 2 ranks in Condition.wait (threading.py:327)"),
         ({0: IN_ALL_REDUCE, 1: NATIVE_ONLY, 2: []}, f"rank 0 in {A}, ranks 1,2 with no stack read"),
         ({0: [], 1: []}, "ranks 0,1 with no stack read"),
-        (
-            {0: IN_BACKWARD, 1: IN_BACKWARD[3:]},
-            "rank 0 in c10d::Reducer::finalize_backward (train.py:445), rank 1 in _engine_run_backward (train.py:445)",
-        ),
+        ({0: IN_BACKWARD, 1: IN_BACKWARD}, f"2 of 2 ranks in {D}"),
+        ({0: IN_BACKWARD[3:], 1: IN_BACKWARD, 2: IN_BACKWARD[3:], 3: IN_NEXT}, f"3 of 4 ranks in {D}, rank 3 in {B}"),
+        ({0: IN_BACKWARD[3:], 1: IN_BACKWARD[3:]}, f"2 of 2 ranks in {E}"),
+        ({0: IN_BACKWARD, 1: IN_AUTOGRAD, 2: IN_BACKWARD[3:]}, f"2 of 3 ranks in {E}, rank 0 in {D}"),
+        ({0: IN_AUTOGRAD, 1: IN_BACKWARD[3:]}, f"2 of 2 ranks in {E}"),
         ({}, ""),
     ],
     ids=[
@@ -360,6 +408,10 @@ A, B = "all_reduce (train.py:412)", "DataLoader.__next__ (train.py:388)"
         "no stack",
         "none read",
         "native collective",
+        "native frames of some ranks read",
+        "no native frames read",
+        "native frames disagree",
+        "native frames without a collective",
         "empty",
     ],
 )

@@ -32,7 +32,8 @@ from ..layout import RestartLayout
 from .agent_log import Say
 
 TRACER = "py-spy"
-TRACER_TIMEOUT_S = 10.0  # one rank's py-spy dump, native frames or not
+TRACER_TIMEOUT_S = 10.0  # one rank's py-spy dumps, native frames or not
+PLAIN_DUMP_S = 2.0  # of which the dump without native frames keeps this much
 RECORD_LIMIT_S = 15.0  # the whole recording of a node's ranks: Slurm may be about to end the job
 DUMP_MARK = b"Fatal Python error"
 MAX_DUMP_BYTES = 512_000
@@ -170,19 +171,48 @@ def _in_threads(calls: List[Tuple[Callable[..., None], Tuple[Any, ...]]], until:
 
 
 def _trace_one(tracer: str, rank: int, pid: int, until: float, out: Dict[int, Tuple[str, str]]) -> None:
-    """With the native frames first (py-spy cannot merge them with every interpreter and library), else without."""
-    for extra in (["--native"], []):
-        left = until - time.time()
-        if left <= 0.2:
-            return
-        argv = [tracer, "dump", "--pid", str(pid), "--full-filenames", *extra]
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=left, errors="replace")
-        except (OSError, subprocess.TimeoutExpired):
-            return
-        if done.returncode == 0 and done.stdout.strip():
-            out[rank] = (" ".join([TRACER, *extra]), done.stdout)
-            return
+    """With the native frames first, else without. py-spy cannot merge native frames with every interpreter and
+    library, and reading a big library's symbols takes seconds on a busy node: the plain dump keeps time of its own."""
+    native, why = _dump(tracer, pid, ["--native"], until - PLAIN_DUMP_S)
+    if native:
+        out[rank] = (f"{TRACER} --native", native)
+        return
+    plain, _ = _dump(tracer, pid, [], until)
+    if plain:
+        out[rank] = (f"{TRACER}: no native frames ({why})", plain)
+
+
+def _dump(tracer: str, pid: int, extra: List[str], until: float) -> Tuple[str, str]:
+    """py-spy's dump of `pid` by `until`: (its text, "") or ("", why there is none)."""
+    left = until - time.time()
+    if left <= 0.2:
+        return "", "no time left"
+    argv = [tracer, "dump", "--pid", str(pid), "--full-filenames", *extra]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=left, errors="replace")
+    except subprocess.TimeoutExpired:
+        return "", f"{' '.join([TRACER, 'dump', *extra])} took over {left:.0f}s"
+    except OSError as e:
+        return "", f"{TRACER} could not start: {e.strerror}"
+    if done.returncode == 0 and done.stdout.strip():
+        return done.stdout, ""
+    return "", f"{' '.join([TRACER, 'dump', *extra])}: {tracer_error(done.stderr) or f'exit code {done.returncode}'}"
+
+
+def tracer_error(stderr: str) -> str:
+    """py-spy's error and its causes on one line (`Failed to get stack traces: Failed to suspend process: EPERM:
+    Operation not permitted`), without the backtrace that follows them."""
+    parts: List[str] = []
+    for line in stderr.splitlines():
+        text = line.strip()
+        if text.startswith("Stack backtrace:"):
+            break
+        text = text.removeprefix("Error:").strip()
+        head, _, rest = text.partition(": ")
+        text = rest if head.isdigit() else text
+        if text and text != "Caused by:" and text not in parts:
+            parts.append(text)
+    return ": ".join(parts)[:300]
 
 
 # ---- faulthandler ----------------------------------------------------------------------------------------------

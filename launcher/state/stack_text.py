@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 # a native function of torch's distributed backends: where a rank waits for its peers
 _COLLECTIVE = re.compile(r"c10d::|nccl|gloo::", re.IGNORECASE)
@@ -167,33 +167,64 @@ def program_files(roots: Sequence[str]) -> Callable[[str], bool]:
     return check
 
 
-def rank_place(frames: Sequence[Frame], program_file: Callable[[str], bool]) -> Optional[str]:
-    """Where one rank is: the innermost Python function's name and the innermost line of the program,
-    `all_reduce (train.py:412)`; without a frame of the program, the innermost function's own line. None: no
-    Python frame."""
+@dataclass(frozen=True)
+class RankPlace:
+    """Where one rank is: its innermost Python function at the program's innermost line, and the collective's native
+    function below that frame (`c10d::Reducer::finalize_backward`: "" none, None: the native frames were not read)."""
+
+    function: str
+    line: str  # `train.py:412`
+    collective: Optional[str]
+
+
+def rank_place(frames: Sequence[Frame], program_file: Callable[[str], bool]) -> Optional[RankPlace]:
+    """The place of a rank's main thread: the program's innermost line, or without a frame of the program the
+    innermost function's own line. None: no Python frame."""
     python = [f for f in frames if f.python]
     if not python:
         return None
     own = next((f for f in python if program_file(f.file)), python[0])
-    return f"{_innermost_name(frames, python[0])} ({own.where()})"
+    return RankPlace(python[0].function, own.where(), _collective_below(frames, python[0]))
 
 
-def _innermost_name(frames: Sequence[Frame], python: Frame) -> str:
-    """The innermost Python function's name, or the collective's native function called from it
-    (`c10d::Reducer::finalize_backward` for DDP's gradient all-reduce) where the native frames were read."""
+def _collective_below(frames: Sequence[Frame], python: Frame) -> Optional[str]:
+    """The native function of a collective called from the innermost Python frame, "" for none, None where the
+    native frames were not read."""
     if f"{os.sep}distributed{os.sep}" in python.file:
-        return python.function  # torch.distributed's own call (all_reduce, barrier) names the collective already
+        return ""  # torch.distributed's own call (all_reduce, barrier) names the collective already
     below = frames[: frames.index(python)]
-    native = next((f.function for f in below if _COLLECTIVE.search(f.function)), "")
-    return native.partition("(")[0] or python.function
+    if not any(not f.python and not f.file.endswith(_PYTHON_SOURCE) for f in frames):
+        return None
+    return next((f.function for f in below if _COLLECTIVE.search(f.function)), "").partition("(")[0]
+
+
+def place_names(places: Dict[int, Optional[RankPlace]]) -> Dict[int, Optional[str]]:
+    """rank -> `all_reduce (train.py:412)`. A collective's native function names the place where it was read. Ranks
+    at the same Python place whose native frames were not read take the name their peers there agree on: a tracer
+    reads the native frames of some ranks and not of others, and one wait must not read as two."""
+    agreed: Dict[Tuple[str, str], Set[str]] = {}
+    for place in places.values():
+        if place is not None and place.collective is not None:
+            agreed.setdefault((place.function, place.line), set()).add(place.collective)
+    out: Dict[int, Optional[str]] = {}
+    for rank, place in places.items():
+        if place is None:
+            out[rank] = None
+            continue
+        known = agreed.get((place.function, place.line), set())
+        shared = next(iter(known)) if len(known) == 1 else ""
+        collective = place.collective if place.collective is not None else shared
+        out[rank] = f"{collective or place.function} ({place.line})"
+    return out
 
 
 def hang_summary(stacks: Dict[int, List[Frame]], program_file: Callable[[str], bool]) -> str:
     """Where the ranks are, the most common place first: `3 of 4 ranks in all_reduce (train.py:412), rank 2 in
     DataLoader.__next__ (train.py:388)` ("" without ranks)."""
+    names = place_names({rank: rank_place(stacks[rank], program_file) for rank in sorted(stacks)})
     groups: Dict[Optional[str], List[int]] = {}
-    for rank in sorted(stacks):
-        groups.setdefault(rank_place(stacks[rank], program_file), []).append(rank)
+    for rank, name in names.items():
+        groups.setdefault(name, []).append(rank)
     # the ranks without a stack last, whatever their number
     order: List[Tuple[Optional[str], List[int]]] = sorted(
         groups.items(), key=lambda g: (g[0] is None, -len(g[1]), g[1][0])
