@@ -236,12 +236,20 @@ def py_spy() -> str:
     return found
 
 
+def py_spy_that_reads(pid: int) -> str:
+    """py-spy, once it has read `pid`; the test skips where ptrace is not permitted, except in CI."""
+    found = py_spy()
+    if subprocess.run([found, "dump", "--pid", str(pid)], capture_output=True).returncode != 0:
+        if os.environ.get("CI", "").lower() != "true":
+            pytest.skip("py-spy cannot read another process here (ptrace not permitted)")
+    return found
+
+
 def test_py_spy_reads_the_ranks_and_leaves_them_running(tmp_path, train, procs):
-    tracer = py_spy()
     logs = restart_folder(tmp_path)
-    report = record_hung_stacks(two_ranks(train, tmp_path, procs), logs, lambda _: None, "node0", lambda: tracer)
-    if set(report.ways.values()) == {"faulthandler"} and os.environ.get("CI", "").lower() != "true":
-        pytest.skip("py-spy cannot read another process here (ptrace not permitted): the fallback was used")
+    ranks = two_ranks(train, tmp_path, procs)
+    tracer = py_spy_that_reads(ranks[0])
+    report = record_hung_stacks(ranks, logs, lambda _: None, "node0", lambda: tracer)
     assert set(report.ways.values()) <= {"py-spy", "py-spy --native"}
     assert all(p.poll() is None for p in procs)
     text = logs.stacks("node0").read_text()
@@ -252,14 +260,12 @@ def test_py_spy_reads_the_ranks_and_leaves_them_running(tmp_path, train, procs):
 
 def test_a_rank_whose_native_frames_are_slow_to_read_is_read_without_them_and_left_running(tmp_path, train, procs):
     """Reading a big library's symbols can outlast the native dump's share of the time on a busy node."""
-    slow = tmp_path / "py-spy"
-    slow.write_text(f'#!/bin/sh\ncase " $* " in *" --native "*) exec sleep 60;; esac\nexec {py_spy()} "$@"\n')
-    slow.chmod(0o755)
     logs = restart_folder(tmp_path)
     ranks = two_ranks(train, tmp_path, procs)
-    if subprocess.run([py_spy(), "dump", "--pid", str(ranks[0])], capture_output=True).returncode != 0:
-        if os.environ.get("CI", "").lower() != "true":
-            pytest.skip("py-spy cannot read another process here (ptrace not permitted)")
+    slow = tmp_path / "py-spy"
+    real = py_spy_that_reads(ranks[0])
+    slow.write_text(f'#!/bin/sh\ncase " $* " in *" --native "*) exec sleep 60;; esac\nexec {real} "$@"\n')
+    slow.chmod(0o755)
     report = record_hung_stacks(ranks, logs, lambda _: None, "node0", lambda: str(slow), limit_s=6.0)
     assert report.ways == {0: "py-spy", 1: "py-spy"}
     assert all(p.poll() is None for p in procs)

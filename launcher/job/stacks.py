@@ -188,15 +188,16 @@ def _dump(tracer: str, pid: int, extra: List[str], until: float) -> Tuple[str, s
     if left <= 0.2:
         return "", "no time left"
     argv = [tracer, "dump", "--pid", str(pid), "--full-filenames", *extra]
+    what = " ".join([TRACER, "dump", *extra])
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=left, errors="replace")
     except subprocess.TimeoutExpired:
-        return "", f"{' '.join([TRACER, 'dump', *extra])} took over {left:.0f}s"
+        return "", f"{what} took over {left:.0f}s"
     except OSError as e:
         return "", f"{TRACER} could not start: {e.strerror}"
     if done.returncode == 0 and done.stdout.strip():
         return done.stdout, ""
-    return "", f"{' '.join([TRACER, 'dump', *extra])}: {tracer_error(done.stderr) or f'exit code {done.returncode}'}"
+    return "", f"{what}: {tracer_error(done.stderr) or f'exit code {done.returncode}'}"
 
 
 def tracer_error(stderr: str) -> str:

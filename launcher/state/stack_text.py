@@ -192,9 +192,9 @@ def _collective_below(frames: Sequence[Frame], python: Frame) -> Optional[str]:
     native frames were not read."""
     if f"{os.sep}distributed{os.sep}" in python.file:
         return ""  # torch.distributed's own call (all_reduce, barrier) names the collective already
-    below = frames[: frames.index(python)]
     if not any(not f.python and not f.file.endswith(_PYTHON_SOURCE) for f in frames):
         return None
+    below = frames[: frames.index(python)]
     return next((f.function for f in below if _COLLECTIVE.search(f.function)), "").partition("(")[0]
 
 
