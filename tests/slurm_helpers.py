@@ -162,7 +162,10 @@ def wait_nodes_up(timeout: float = 60, nodes: list[str] | None = None, poll: flo
 def next_job_ids_from(first: int, state_dir: Path) -> Iterator[None]:
     """Make the controller number the next jobs from `first` (FirstJobId, then `scontrol reconfigure`), holding
     the cluster lock so no other session's up.sh rewrites the config meanwhile; the config is restored after.
-    Job ids only ever grow: jobs submitted after this keep numbering from the new value."""
+    Job ids only ever grow: jobs submitted after this keep numbering from the new value.
+    From Slurm 23.11 a reconfigure restarts every slurmd, and a batch launch that meets the restart is lost: Slurm
+    requeues that job a minute later. So enter with no job of yours starting, and leave once the jobs submitted
+    inside have started."""
     from conftest import cluster_root
 
     inside = re.search(r"SLURM_CONF\s*=\s*(\S+)", _run(["scontrol", "show", "config"])).group(1)

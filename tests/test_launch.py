@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import Dict, List
 
 import pytest
-from danlu_helpers import danlu, danlu_env, private_env, status_json, submit_json, wait_status  # noqa: F401
+from danlu_helpers import (  # noqa: F401
+    danlu,
+    danlu_env,
+    private_env,
+    status_json,
+    submit_json,
+    wait_for_log_text,
+    wait_status,
+)
 from slurm_helpers import next_job_ids_from
 
 from launcher.layout import RunLayout, SweepLayout
@@ -106,6 +114,10 @@ class Launched:
         items = wait_status(self.run, self.env, timeout=WAIT_S)
         assert len(items) == 1, items
         return items[0]
+
+    def wait_started(self) -> None:
+        """Until the job's batch script runs and its node agent is up."""
+        wait_for_log_text(self.log_dir(), " port ", WAIT_S)
 
     def attempt_dir(self, attempt: int = 1) -> Path:
         """Where the attempt's result.json is (launcher/layout.py)."""
@@ -533,10 +545,13 @@ def test_one_task_per_gpu_modes(launched, mode):
 def test_jobs_sharing_a_node_use_different_ports(slurm_cluster, tmp_path):
     """Job ids 17,000 apart: a port derived from the id modulo 17,000 would give both jobs one port."""
     a = Launched("port_a", private_env(tmp_path / "a"), submit_json(*PORT_JOB, env=private_env(tmp_path / "a")))
-    with next_job_ids_from(int(a.job_id) + 17000, slurm_cluster.state_dir):
-        b = Launched("port_b", private_env(tmp_path / "b"), submit_json(*PORT_JOB, env=private_env(tmp_path / "b")))
-    jobs = (a, b)
+    jobs = [a]
     try:
+        a.wait_started()
+        with next_job_ids_from(int(a.job_id) + 17000, slurm_cluster.state_dir):
+            b = Launched("port_b", private_env(tmp_path / "b"), submit_json(*PORT_JOB, env=private_env(tmp_path / "b")))
+            jobs.append(b)
+            b.wait_started()
         assert int(b.job_id) - int(a.job_id) == 17000, (a.job_id, b.job_id)
         ports, spans = {}, {}
         for job in jobs:
@@ -545,6 +560,9 @@ def test_jobs_sharing_a_node_use_different_ports(slurm_cluster, tmp_path):
             assert item["nodelist"] == "node1", item
             acct = wait_sacct_end(job.job_id)
             spans[job.name] = (acct["start"], acct["end"])
+            logs = job.layout().logs_dir
+            starts = sorted(str(p.relative_to(logs)) for p in logs.glob("*/restart-*"))
+            assert starts == ["attempt-1/restart-0"], (job.name, starts)  # nothing requeued either job
             lines = (job.log_dir() / "agent-node0.log").read_text()
             m = re.search(r" head (\S+) port (\d+)", lines)
             assert m, lines
