@@ -507,6 +507,54 @@ def test_a_hung_node_records_every_nodes_ranks_and_names_where_they_were(tmp_pat
     assert re.fullmatch(rf"hung: {re.escape(where)}; no output on host0 for 1\ds", reason or ""), reason
 
 
+def test_ranks_left_running_by_py_spy_end_only_once_every_node_has_its_stacks(tmp_path, train, monkeypatch):
+    """A node that sees the hang late still finds its ranks waiting: the nodes that saw it first do not end theirs
+    (which would break the collective the late node's ranks wait in) before its stacks are recorded."""
+    monkeypatch.setenv("DANLU_WORKDIR", str(train.parent))
+    ended_at: Dict[int, float] = {}
+
+    def kill_and_note(child: "subprocess.Popen[bytes]") -> None:
+        ended_at[child.pid] = time.time()
+        kill_tree(child)
+
+    monkeypatch.setattr(watchdog, "kill_program", kill_and_note)
+    logs = restart_folder(tmp_path)
+    agent = NodeAgent("r/0", "torchrun", procs_per_node=2, tasks_per_node=1, max_requeues=0, hang_timeout_s=12.0)
+    tags = ("node0", "node1", "node2")
+    nodes = {tag: start_node(train, 2 * n, tmp_path) for n, tag in enumerate(tags)}
+    tracer = py_spy_that_reads(descendants(nodes["node0"].pid)[0])
+    monkeypatch.setattr(stacks_module, "find_tracer", lambda: tracer)
+    # node0 is hung; node1 looks for a hung peer at once; node2 only once its ranks are 5 s quiet, 2.5 s later
+    quiet = {"node0": 13.0, "node1": 6.0, "node2": 2.5}
+    states = {
+        t: StartState(t, f"host{n}", world=6, last_output=time.time() - quiet[t], ranks_spoke=True)
+        for n, t in enumerate(tags)
+    }
+    said: Dict[str, List[str]] = {tag: [] for tag in nodes}
+    for tag in nodes:
+        logs.agent_log(tag).touch()
+    watchers = [
+        threading.Thread(target=watch_silence, args=(agent, nodes[t], states[t], logs, said[t].append)) for t in nodes
+    ]
+    try:
+        for w in watchers:
+            w.start()
+        for w in watchers:
+            w.join(timeout=30)
+    finally:
+        for child in nodes.values():
+            kill_tree(child)
+            child.wait(timeout=10)
+    assert all(s.ended.is_set() for s in states.values())
+    assert said["node2"][0].startswith("node0 is hung: recording the stacks"), said["node2"]
+    recorded = {t: logs.stacks(t).stat().st_mtime for t in tags}
+    ended = {t: ended_at[nodes[t].pid] for t in tags}
+    assert min(ended.values()) >= max(recorded.values()), (ended, recorded)
+    stacks = parse_stacks("".join(p.read_text() for p in logs.stacks_files()))
+    assert sorted(stacks) == [0, 1, 2, 3, 4, 5] and all(stacks.values()), stacks
+    assert said["node0"][-1].startswith("hung: 5 of 6 ranks in "), said["node0"][-1]
+
+
 def test_a_hang_without_stacks_keeps_the_reason_of_the_silence():
     lines = [
         "[danlu agent] hung: no output from the training processes on node2 for 15s (launch.hang_timeout_s=15); "

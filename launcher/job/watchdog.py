@@ -5,8 +5,9 @@ were.
 
 A hung node writes `hung-<tag>` in the restart's folder first: every other node's agent then records its own ranks'
 stacks and ends them, and the hung node's line names the places of every rank it has a stacks file of. Those that
-need faulthandler (which kills the rank it dumps) signal their ranks at one agreed time, so that no node's dying
-ranks break another's collective before its dump.
+need faulthandler (which kills the rank it dumps) signal their ranks at one agreed time, and ranks that py-spy left
+running are ended once every node has its stacks, so that no node's dying ranks break another's collective before
+its dump.
 """
 
 from __future__ import annotations
@@ -113,7 +114,9 @@ def end_for_hung_peer(
     agent: NodeAgent, child: Child, state: StartState, logs: RestartLayout, say: Say, peer: str
 ) -> None:
     """Another node was judged hung: record this node's stacks for its report, then end the ranks as after a failed
-    peer (the hung node says how the job ended)."""
+    peer (the hung node says how the job ended). Ranks a tracer left running are ended only once every task has its
+    stacks (or `until`): ending them sooner breaks the collective that the ranks of a node that has not yet seen the
+    hang wait in, and those ranks then fail before their stacks are read."""
     state.peer_failed = True  # first: the launcher's report of its ranks' end is not a failure of this task
     try:
         signal_at, until = hung_times(logs.hung(peer))
@@ -131,6 +134,7 @@ def end_for_hung_peer(
                 limit_s=limit_s,
                 host=state.node_name,
             )
+            wait_for_stacks(logs, [t for t in logs.agent_logs() if t != state.tag], until)
     except Exception as e:  # the stacks are extra: the ranks end whatever happened to them
         say(f"the stacks could not be recorded: {e!r}")
     finally:
