@@ -46,9 +46,26 @@ def _master_port(pid: int) -> Optional[int]:
     return None
 
 
-def in_a_world(pid: int) -> bool:
-    """True if process `pid` holds a listening TCP socket or a connection to its $MASTER_PORT."""
+def _parent(pid: int) -> Optional[int]:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return int(fields[1]) if len(fields) > 1 and fields[1].isdigit() else None
+
+
+def _own_socket_inodes(pid: int) -> Set[str]:
+    """The sockets `pid` holds that its parent does not: a child forked by the launcher holds the launcher's
+    sockets (its rendezvous store's listening one) until it executes the program."""
     inodes = _socket_inodes(pid)
+    parent = _parent(pid)
+    return inodes - _socket_inodes(parent) if inodes and parent else inodes
+
+
+def in_a_world(pid: int) -> bool:
+    """True if process `pid` holds a listening TCP socket or a connection to its $MASTER_PORT of its own."""
+    inodes = _own_socket_inodes(pid)
     if not inodes:
         return False
     port = _master_port(pid)
