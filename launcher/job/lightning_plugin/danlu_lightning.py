@@ -8,10 +8,15 @@ At a stop signal (SIGUSR1 from the agent at the time-limit or preemption warning
 at the end of each training step the ranks agree on it (one all-reduce), and if any rank got a signal every rank
 saves one full trainer checkpoint at `checkpoint` and training stops. The next start gets `--ckpt_path` from the
 agent (the newest of that checkpoint and the program's own last.ckpt), which Lightning restores as usual.
+
+Lightning destroys an NCCL process group at exit, not a gloo one. torch may then abort a rank while the interpreter
+finalizes ("terminate called without an active exception"), after training went well. So the callback destroys a
+gloo world at exit itself.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -24,6 +29,17 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 
+def gloo_world() -> bool:
+    dist = torch.distributed
+    return dist.is_available() and dist.is_initialized() and dist.get_backend() == "gloo"
+
+
+def destroy_world() -> None:
+    """At exit, while the interpreter is whole: gloo's threads then end before it finalizes."""
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
 class KeepProgress(Callback):
     def __init__(self, checkpoint: str, resume_dirs: Optional[List[str]] = None) -> None:
         self.checkpoint = checkpoint
@@ -31,11 +47,15 @@ class KeepProgress(Callback):
         self.signum = 0
         self._reported = False
         self._previous: Any = None
+        self._destroys_world = False
 
     def _handler(self, signum: int, _frame: Optional[FrameType]) -> None:
         self.signum = self.signum or signum
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if gloo_world() and not self._destroys_world:
+            self._destroys_world = True
+            atexit.register(destroy_world)
         # after Lightning's own SIGTERM handler (Trainer._run): a flag here, the save at an agreed step
         self._previous = signal.signal(signal.SIGUSR1, self._handler)
         signal.signal(signal.SIGTERM, self._handler)
