@@ -251,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
     stop.restore()
     if trainer.is_global_zero and stop.stopped_at is None:
         print(f"done steps={trainer.global_step}", flush=True)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        # Lightning leaves a gloo group to the interpreter's finalization, where torch may abort the rank
+        torch.distributed.destroy_process_group()
     return 0
 
 
