@@ -461,6 +461,35 @@ def kill_tree(child: "subprocess.Popen[bytes]") -> None:
         kill(pid, signal.SIGKILL)
 
 
+def watch_nodes(
+    agent: NodeAgent,
+    nodes: Dict[str, "subprocess.Popen[bytes]"],
+    states: Dict[str, StartState],
+    logs: RestartLayout,
+) -> Dict[str, List[str]]:
+    """Each node's watchdog in a thread of its own until all have ended; what each agent said."""
+    said: Dict[str, List[str]] = {tag: [] for tag in nodes}
+    for tag in nodes:
+        logs.agent_log(tag).touch()
+    watchers = [
+        threading.Thread(target=watch_silence, args=(agent, nodes[t], states[t], logs, said[t].append)) for t in nodes
+    ]
+    try:
+        for w in watchers:
+            w.start()
+        for w in watchers:
+            w.join(timeout=30)
+    finally:
+        stop_nodes(nodes)
+    return said
+
+
+def stop_nodes(nodes: Dict[str, "subprocess.Popen[bytes]"]) -> None:
+    for child in nodes.values():
+        kill_tree(child)
+        child.wait(timeout=10)
+
+
 def test_a_hung_node_records_every_nodes_ranks_and_names_where_they_were(tmp_path, train, monkeypatch, capsys):
     monkeypatch.setattr(stacks_module, "find_tracer", no_tracer)
     monkeypatch.setattr(watchdog, "kill_program", kill_tree)
@@ -468,26 +497,12 @@ def test_a_hung_node_records_every_nodes_ranks_and_names_where_they_were(tmp_pat
     logs = restart_folder(tmp_path)
     agent = NodeAgent("r/0", "torchrun", procs_per_node=2, tasks_per_node=1, max_requeues=0, hang_timeout_s=12.0)
     nodes = {tag: start_node(train, 2 * n, tmp_path) for n, tag in enumerate(("node0", "node1"))}
-    said: Dict[str, List[str]] = {tag: [] for tag in nodes}
     states = {
         "node0": StartState("node0", "host0", world=4, last_output=time.time() - 13, ranks_spoke=True),
         "node1": StartState("node1", "host1", world=4, last_output=time.time() - 5, ranks_spoke=True),
     }
-    for tag in nodes:
-        logs.agent_log(tag).touch()
-    watchers = [
-        threading.Thread(target=watch_silence, args=(agent, nodes[t], states[t], logs, said[t].append)) for t in nodes
-    ]
     started = time.time()
-    try:
-        for w in watchers:
-            w.start()
-        for w in watchers:
-            w.join(timeout=30)
-    finally:
-        for child in nodes.values():
-            kill_tree(child)
-            child.wait(timeout=10)
+    said = watch_nodes(agent, nodes, states, logs)
     took = time.time() - started
     assert all(s.ended.is_set() for s in states.values()) and took < 15
     assert states["node1"].peer_failed and not states["node0"].peer_failed
@@ -522,7 +537,11 @@ def test_ranks_left_running_by_py_spy_end_only_once_every_node_has_its_stacks(tm
     agent = NodeAgent("r/0", "torchrun", procs_per_node=2, tasks_per_node=1, max_requeues=0, hang_timeout_s=12.0)
     tags = ("node0", "node1", "node2")
     nodes = {tag: start_node(train, 2 * n, tmp_path) for n, tag in enumerate(tags)}
-    tracer = py_spy_that_reads(descendants(nodes["node0"].pid)[0])
+    try:
+        tracer = py_spy_that_reads(descendants(nodes["node0"].pid)[0])
+    except BaseException:  # a skip too: the ranks wait forever
+        stop_nodes(nodes)
+        raise
     monkeypatch.setattr(stacks_module, "find_tracer", lambda: tracer)
     # node0 is hung; node1 looks for a hung peer at once; node2 only once its ranks are 5 s quiet, 2.5 s later
     quiet = {"node0": 13.0, "node1": 6.0, "node2": 2.5}
@@ -530,21 +549,7 @@ def test_ranks_left_running_by_py_spy_end_only_once_every_node_has_its_stacks(tm
         t: StartState(t, f"host{n}", world=6, last_output=time.time() - quiet[t], ranks_spoke=True)
         for n, t in enumerate(tags)
     }
-    said: Dict[str, List[str]] = {tag: [] for tag in nodes}
-    for tag in nodes:
-        logs.agent_log(tag).touch()
-    watchers = [
-        threading.Thread(target=watch_silence, args=(agent, nodes[t], states[t], logs, said[t].append)) for t in nodes
-    ]
-    try:
-        for w in watchers:
-            w.start()
-        for w in watchers:
-            w.join(timeout=30)
-    finally:
-        for child in nodes.values():
-            kill_tree(child)
-            child.wait(timeout=10)
+    said = watch_nodes(agent, nodes, states, logs)
     assert all(s.ended.is_set() for s in states.values())
     assert said["node2"][0].startswith("node0 is hung: recording the stacks"), said["node2"]
     recorded = {t: logs.stacks(t).stat().st_mtime for t in tags}

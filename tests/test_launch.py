@@ -468,10 +468,12 @@ def test_crash_on_one_rank_ends_the_whole_job_fast(launched):
     assert acct["state"] == "FAILED", acct
     agents = agent_lines(job.log_dir())
     assert set(agents) == {"agent-node0.log", "agent-node1.log"}, agents
-    # the crash: the first moment an agent saw its launcher exit non-zero; node 1 (rank 3's) failed
-    # first and says so, whatever the other node's agent saw (peer gone, or srun's SIGTERM)
+    # the crash: the first moment an agent saw its launcher exit non-zero. One agent ends the job: the first whose
+    # launcher reported a failed rank. That may be node 1 (rank 3's) or node 0, whose ranks break in their next
+    # collective within milliseconds, before torch elastic on node 1 has polled its crashed worker. The reason
+    # above is read from rank 3's own traceback either way.
     failed = [ln for lines in agents.values() for ln in lines if "the launcher exited with code" in ln]
-    assert any("agent node1 node2" in ln and "ending the job" in ln for ln in failed), agents
+    assert len([ln for ln in failed if "ending the job" in ln]) == 1, agents
     crash_t = min(agent_ts(ln) for ln in failed)
     started = min(agent_ts(lines[0]) for lines in agents.values())
     to_end = acct["end"] - crash_t

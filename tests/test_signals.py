@@ -85,7 +85,8 @@ def test_warning_while_the_program_tears_down_after_its_last_step_is_ignored(slu
     """The last step is done and the program takes 110 s to end (a slow teardown or upload) when the time-limit
     warning comes: the program has put its signal handlers back (as Lightning does when fit returns), the
     agent reads that from the process table, sends nothing and requeues nothing: COMPLETED, never run again.
-    (Its 3 steps end 10 s after the start on an idle machine, 100 s under CI's load: the warning comes at 110 s
+    (Its 3 steps of 0.5 s hold the handlers for 1.5 s or more, long enough for the agent to have seen them.
+    They end 10 s after the start on an idle machine, 100 s under CI's load: the warning comes at 110 s
     (limit 240 s, grace 130 s), inside the teardown for either, and the program ends 20-130 s before the limit.
     A 2-minute limit with a 60 s teardown left no slack at all.)"""
     from launcher.layout import SweepLayout
@@ -98,6 +99,7 @@ def test_warning_while_the_program_tears_down_after_its_last_step_is_ignored(slu
         "requeue.grace_s=130",
         "args.max_train_steps=3",
         "+args.pretrain_steps=20",
+        "args.sleep_per_step=0.5",
         "+args.teardown_seconds=110",
         "--name",
         name,

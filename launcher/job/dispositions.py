@@ -41,10 +41,10 @@ def catches(pid: int, sig: int) -> bool:
 class HandlerWatch:
     """Remembers whether any training process of this node has ever caught SIGUSR1 or SIGTERM.
 
-    A thread looks at the ranks once a second until it has seen one (ranks appear some seconds after their
-    launcher, once torch and the program are imported)."""
+    A thread looks at the ranks five times a second until it has seen one (ranks appear some seconds after their
+    launcher, once torch and the program are imported). A short program may hold its handlers for a second only."""
 
-    def __init__(self, ranks: Callable[[], List[int]], running: Callable[[], bool], every: float = 1.0) -> None:
+    def __init__(self, ranks: Callable[[], List[int]], running: Callable[[], bool], every: float = 0.2) -> None:
         self._ranks = ranks
         self._running = running
         self._every = every
