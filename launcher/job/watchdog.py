@@ -96,7 +96,7 @@ def record_all_stacks(
     """Tell the other nodes (`hung-<tag>`), record this node's stacks, wait for theirs."""
     started = time.time()
     pids = node_ranks(agent, child, state.tag)
-    peers = [t for t in logs.agent_logs() if t != state.tag]
+    peers = other_tasks(logs, state.tag)
     signal_at = started + (PEER_NOTICE_S if peers else 0.0)
     logs.hung(state.tag).write_text(f"{signal_at:.3f} {started + RECORD_LIMIT_S:.3f}\n")
     say(
@@ -134,7 +134,7 @@ def end_for_hung_peer(
                 limit_s=limit_s,
                 host=state.node_name,
             )
-            wait_for_stacks(logs, [t for t in logs.agent_logs() if t != state.tag], until)
+            wait_for_stacks(logs, other_tasks(logs, state.tag), until)
     except Exception as e:  # the stacks are extra: the ranks end whatever happened to them
         say(f"the stacks could not be recorded: {e!r}")
     finally:
@@ -164,6 +164,11 @@ def hung_times(marker: Path) -> Tuple[float, float]:
     except (OSError, ValueError):
         return now, now + RECORD_LIMIT_S - PEER_NOTICE_S
     return at, until - 0.5
+
+
+def other_tasks(logs: RestartLayout, tag: str) -> List[str]:
+    """The tags of this start's other agents."""
+    return [t for t in logs.agent_logs() if t != tag]
 
 
 def wait_for_stacks(logs: RestartLayout, peers: List[str], until: float) -> None:
